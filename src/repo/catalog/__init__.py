@@ -1,0 +1,8 @@
+"""The catalog: schema, migrations and every SQL query (PostgreSQL or SQLite)."""
+
+from __future__ import annotations
+
+from .catalog import Catalog, FileRecord, HostCopy
+from .schema import SCHEMA_VERSION
+
+__all__ = ["SCHEMA_VERSION", "Catalog", "FileRecord", "HostCopy"]

@@ -1,0 +1,73 @@
+"""Schema creation and upgrades.
+
+The schema version lives in ``repo_meta``. Each migration moves a catalog from version
+N-1 to N inside the caller's transaction; `upgrade` runs the missing ones in order. An
+empty database gets the current schema in one step. A catalog newer than this code is
+refused rather than guessed at.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+from sqlalchemy import Connection, inspect, select
+
+from ..errors import CatalogError
+from .schema import SCHEMA_VERSION, metadata, repo_meta
+
+__all__ = ["current_version", "upgrade"]
+
+Migration = Callable[[Connection], None]
+
+#: version -> step from version-1. Version 1 is the initial schema (create_all).
+MIGRATIONS: dict[int, Migration] = {}
+
+
+def current_version(conn: Connection) -> int | None:
+    """The catalog's schema version, or None when the database holds no catalog."""
+    if not inspect(conn).has_table("repo_meta"):
+        return None
+    value = conn.execute(
+        select(repo_meta.c.value).where(repo_meta.c.name == "schema_version")
+    ).scalar_one_or_none()
+    return int(value) if value is not None else None
+
+
+def upgrade(conn: Connection) -> int:
+    """Create or upgrade the schema in the current transaction; returns the version."""
+    version = current_version(conn)
+    if version is None:
+        existing = inspect(conn).get_table_names()
+        clash = sorted(set(existing) & set(metadata.tables))
+        if clash:
+            raise CatalogError(
+                f"the database has tables named like the catalog's ({', '.join(clash)}) "
+                "but no catalog version",
+                hint="point 'database' at an empty database",
+            )
+        metadata.create_all(conn)
+        now = datetime.now(UTC).isoformat()
+        conn.execute(
+            repo_meta.insert(),
+            [
+                {"name": "schema_version", "value": str(SCHEMA_VERSION)},
+                {"name": "repository_id", "value": str(uuid.uuid4())},
+                {"name": "created_at", "value": now},
+            ],
+        )
+        return SCHEMA_VERSION
+    if version > SCHEMA_VERSION:
+        raise CatalogError(
+            f"the catalog has schema version {version}, newer than this repo's {SCHEMA_VERSION}",
+            hint="upgrade the repo package on this host",
+        )
+    for target in range(version + 1, SCHEMA_VERSION + 1):
+        MIGRATIONS[target](conn)
+        conn.execute(
+            repo_meta.update()
+            .where(repo_meta.c.name == "schema_version")
+            .values(value=str(target))
+        )
+    return SCHEMA_VERSION

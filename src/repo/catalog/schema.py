@@ -1,0 +1,164 @@
+"""The catalog's tables, as SQLAlchemy Core metadata shared by PostgreSQL and SQLite.
+
+Design notes (the README's "How it works" has the longer story):
+
+* ``files`` holds one row per version; ``paths`` one row per path. Publishing locks the
+  path's row, so concurrent publishers of one path queue up instead of racing, and a
+  partial unique index (one ``published`` row per path) makes a second current version
+  impossible even for code that forgets the lock.
+* Tags are interned in ``tags`` and referenced by integer id from ``file_tags`` and
+  ``path_tags``; both link tables have an index led by ``tag_id`` so a tag query walks
+  only the files that carry the tag.
+* ``hosts`` and ``file_hosts`` record which host holds which verified copy and when it
+  was last read, for cache management and recovery from host caches.
+* Times are stored as naive UTC and handed out as aware UTC datetimes.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    Column,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    text,
+)
+from sqlalchemy.engine import Dialect
+from sqlalchemy.types import TypeDecorator
+
+__all__ = ["SCHEMA_VERSION", "metadata"]
+
+#: Bump with every migration added to `catalog.migrations`.
+SCHEMA_VERSION = 1
+
+STATES = ("unpublished", "published", "expired")
+
+metadata = MetaData()
+
+# SQLite only auto-increments an INTEGER PRIMARY KEY; PostgreSQL wants 64-bit ids.
+Id = BigInteger().with_variant(Integer(), "sqlite")
+# Byte-order comparison of paths and tags on PostgreSQL, as SQLite does by default.
+Name = Text().with_variant(Text(collation="C"), "postgresql")
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Naive UTC in the database, aware UTC in Python."""
+
+    impl = DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if not isinstance(value, datetime):
+            raise TypeError("expected a datetime")
+        if value.tzinfo is not None:
+            value = value.astimezone(UTC).replace(tzinfo=None)
+        return value
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if isinstance(value, str):
+            value = datetime.fromisoformat(value)
+        assert isinstance(value, datetime)
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+repo_meta = Table(
+    "repo_meta",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("value", Text, nullable=False),
+)
+
+hosts = Table(
+    "hosts",
+    metadata,
+    Column("host_id", Id, primary_key=True, autoincrement=True),
+    Column("name", Name, nullable=False, unique=True),
+    Column("first_seen", UTCDateTime, nullable=False),
+    Column("last_seen", UTCDateTime, nullable=False),
+    Column("cache_max_bytes", BigInteger, nullable=True),
+)
+
+paths = Table(
+    "paths",
+    metadata,
+    Column("path_id", Id, primary_key=True, autoincrement=True),
+    Column("path", Name, nullable=False, unique=True),
+)
+
+files = Table(
+    "files",
+    metadata,
+    Column("file_id", Id, primary_key=True, autoincrement=True),
+    Column("path_id", Id, ForeignKey("paths.path_id"), nullable=False),
+    Column("bucket", Text, nullable=False),
+    Column("key", Name, nullable=False, unique=True),
+    Column("state", String(16), nullable=False, server_default="unpublished"),
+    Column("md5", String(32), nullable=True),
+    Column("size", BigInteger, nullable=True),
+    Column("origin", Text, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("uploaded_at", UTCDateTime, nullable=True),
+    Column("published_at", UTCDateTime, nullable=True),
+    Column("expired_at", UTCDateTime, nullable=True),
+    CheckConstraint("state IN ('unpublished', 'published', 'expired')", name="files_state_ck"),
+    CheckConstraint(
+        "state <> 'published' OR (md5 IS NOT NULL AND size IS NOT NULL)",
+        name="files_published_uploaded_ck",
+    ),
+)
+Index("files_path_state_ix", files.c.path_id, files.c.state)
+Index("files_state_ix", files.c.state, files.c.file_id)
+Index(
+    "files_one_current_per_path_ux",
+    files.c.path_id,
+    unique=True,
+    postgresql_where=text("state = 'published'"),
+    sqlite_where=text("state = 'published'"),
+)
+
+tags = Table(
+    "tags",
+    metadata,
+    Column("tag_id", Id, primary_key=True, autoincrement=True),
+    Column("name", Name, nullable=False, unique=True),
+)
+
+file_tags = Table(
+    "file_tags",
+    metadata,
+    Column("file_id", Id, ForeignKey("files.file_id", ondelete="CASCADE"), primary_key=True),
+    Column("tag_id", Id, ForeignKey("tags.tag_id"), primary_key=True),
+)
+Index("file_tags_tag_ix", file_tags.c.tag_id, file_tags.c.file_id)
+
+path_tags = Table(
+    "path_tags",
+    metadata,
+    Column("path_id", Id, ForeignKey("paths.path_id", ondelete="CASCADE"), primary_key=True),
+    Column("tag_id", Id, ForeignKey("tags.tag_id"), primary_key=True),
+)
+Index("path_tags_tag_ix", path_tags.c.tag_id, path_tags.c.path_id)
+
+file_hosts = Table(
+    "file_hosts",
+    metadata,
+    Column("file_id", Id, ForeignKey("files.file_id", ondelete="CASCADE"), primary_key=True),
+    Column("host_id", Id, ForeignKey("hosts.host_id", ondelete="CASCADE"), primary_key=True),
+    Column("downloaded_at", UTCDateTime, nullable=False),
+    Column("last_access", UTCDateTime, nullable=False),
+)
+Index("file_hosts_host_ix", file_hosts.c.host_id, file_hosts.c.last_access)

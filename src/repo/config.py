@@ -1,0 +1,274 @@
+"""Load and validate configuration.
+
+The format is the seed's JSON document (``~/.repo_cfg``). Where it comes from, in order:
+an explicit path or dict, ``$REPO_CFG``, ``~/.repo_cfg``, else the embedded default (a SQLite
+catalog and a local-directory store under ``$REPO_HOME`` or the user data directory).
+
+Errors name the source and the key and never echo a secret value.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+import platformdirs
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError
+
+from .errors import ConfigError
+
+__all__ = ["Config", "load_config"]
+
+SECRET_KEYS = frozenset({"s3_secret_key", "password"})
+
+_KNOWN_KEYS: dict[str, tuple[type, ...]] = {
+    "local_root": (str,),
+    "default_s3_bucket": (str,),
+    "backup_s3_bucket": (str,),
+    "s3_access_key": (str,),
+    "s3_secret_key": (str,),
+    "s3_endpoint_url": (str,),
+    "s3_region": (str,),
+    "database": (str, dict),
+    "store": (str,),
+    "host_name": (str,),
+    "cache_max_bytes": (int,),
+}
+_DATABASE_KEYS: dict[str, tuple[type, ...]] = {
+    "host": (str,),
+    "port": (int,),
+    "user": (str,),
+    "password": (str,),
+    "database": (str,),
+}
+
+
+def repo_home() -> Path:
+    """Directory of the embedded default: ``$REPO_HOME`` or the user data directory."""
+    env = os.environ.get("REPO_HOME")
+    if env:
+        return Path(env).expanduser().resolve()
+    return Path(platformdirs.user_data_dir("repo", appauthor=False))
+
+
+@dataclass(frozen=True, kw_only=True)
+class Config:
+    """Validated configuration. Secrets are masked in `repr`."""
+
+    source: str
+    local_root: Path
+    store_url: str
+    database_url: str
+    host_name: str
+    backup_store_url: str | None = None
+    s3_endpoint_url: str | None = None
+    s3_region: str | None = None
+    s3_access_key: str | None = None
+    s3_secret_key: str | None = field(default=None, repr=False)
+    cache_max_bytes: int | None = None
+
+    @property
+    def is_embedded(self) -> bool:
+        return self.source == "embedded default"
+
+    def masked_database_url(self) -> str:
+        return make_url(self.database_url).render_as_string(hide_password=True)
+
+
+def load_config(config: str | os.PathLike[str] | Mapping[str, Any] | None = None) -> Config:
+    """Find, read and validate the configuration."""
+    if isinstance(config, Mapping):
+        return _from_mapping(config, source="<config dict>", base=Path.cwd())
+    if config is not None:
+        return _from_file(Path(config))
+    env = os.environ.get("REPO_CFG")
+    if env:
+        return _from_file(Path(env))
+    home_cfg = Path("~/.repo_cfg").expanduser()
+    if home_cfg.is_file():
+        return _from_file(home_cfg)
+    return embedded_default()
+
+
+def embedded_default() -> Config:
+    """SQLite catalog and local-directory store under the repo home; no server needed."""
+    home = repo_home()
+    return Config(
+        source="embedded default",
+        local_root=home / "local",
+        store_url=(home / "store").as_uri(),
+        database_url=f"sqlite:///{home / 'catalog.db'}",
+        host_name=_default_host_name(),
+    )
+
+
+def _from_file(path: Path) -> Config:
+    path = path.expanduser()
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(
+            f"{path}: configuration file not found",
+            hint="create it, or unset REPO_CFG to use the embedded default",
+        ) from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read configuration: {exc.strerror}") from exc
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(
+            f"{path}: not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})"
+        ) from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: the configuration must be a JSON object")
+    return _from_mapping(data, source=str(path), base=path.resolve().parent)
+
+
+def _from_mapping(data: Mapping[str, Any], *, source: str, base: Path) -> Config:
+    unknown = sorted(set(data) - set(_KNOWN_KEYS))
+    if unknown:
+        raise ConfigError(
+            f"{source}: unknown key(s) {', '.join(map(repr, unknown))}",
+            hint="check the spelling; known keys: " + ", ".join(sorted(_KNOWN_KEYS)),
+        )
+    for key, value in data.items():
+        _check_type(source, key, value, _KNOWN_KEYS[key])
+
+    store_url = _store_url(data, source)
+    backup = data.get("backup_s3_bucket")
+    local_root = data.get("local_root")
+    cache_max = data.get("cache_max_bytes")
+    if cache_max is not None and cache_max <= 0:
+        raise ConfigError(f"{source}: key 'cache_max_bytes' must be a positive integer")
+    endpoint = data.get("s3_endpoint_url")
+    if endpoint is not None:
+        parts = urlsplit(endpoint)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ConfigError(
+                f"{source}: key 's3_endpoint_url' must be an http:// or https:// URL"
+            )
+    host_name = data.get("host_name") or _default_host_name()
+    if not host_name.strip() or any(ord(c) < 32 for c in host_name):
+        raise ConfigError(f"{source}: key 'host_name' must be a non-empty printable name")
+    return Config(
+        source=source,
+        local_root=_resolve(local_root, base) if local_root else repo_home() / "local",
+        store_url=store_url,
+        database_url=_database_url(data, source, base),
+        host_name=host_name,
+        backup_store_url=f"s3://{backup}" if backup else None,
+        s3_endpoint_url=endpoint,
+        s3_region=data.get("s3_region"),
+        s3_access_key=data.get("s3_access_key"),
+        s3_secret_key=data.get("s3_secret_key"),
+        cache_max_bytes=cache_max,
+    )
+
+
+def _check_type(source: str, key: str, value: Any, types: tuple[type, ...]) -> None:
+    ok = isinstance(value, types) and not (isinstance(value, bool) and bool not in types)
+    if not ok:
+        names = " or ".join({str: "a string", int: "an integer", dict: "an object"}[t] for t in types)
+        shown = "a value" if key.rsplit(".", 1)[-1] in SECRET_KEYS else repr(value)
+        raise ConfigError(f"{source}: key '{key}' must be {names}, got {shown}")
+
+
+def _resolve(value: str, base: Path) -> Path:
+    path = Path(value).expanduser()
+    return path if path.is_absolute() else (base / path).resolve()
+
+
+def _store_url(data: Mapping[str, Any], source: str) -> str:
+    store = data.get("store")
+    bucket = data.get("default_s3_bucket")
+    if store and bucket:
+        raise ConfigError(
+            f"{source}: keys 'store' and 'default_s3_bucket' both name a store",
+            hint="keep one of them",
+        )
+    if bucket:
+        if "/" in bucket or not bucket.strip():
+            raise ConfigError(f"{source}: key 'default_s3_bucket' must be a bare bucket name")
+        return f"s3://{bucket}"
+    if not store:
+        raise ConfigError(
+            f"{source}: no store configured",
+            hint="set 'store' (s3://bucket/prefix or file:///path) or 'default_s3_bucket'",
+        )
+    parts = urlsplit(store)
+    if parts.scheme == "s3":
+        if not parts.netloc:
+            raise ConfigError(f"{source}: key 'store' has no bucket: {store!r}")
+        return store.rstrip("/")
+    if parts.scheme == "file":
+        path = unquote(parts.path)
+        if parts.netloc not in ("", "localhost") or not path.startswith("/"):
+            raise ConfigError(
+                f"{source}: key 'store' must be file:///absolute/path, got {store!r}"
+            )
+        return Path(path).as_uri()
+    raise ConfigError(
+        f"{source}: key 'store' must start with s3:// or file://, got {store!r}",
+    )
+
+
+def _database_url(data: Mapping[str, Any], source: str, base: Path) -> str:
+    db = data.get("database")
+    if db is None:
+        raise ConfigError(
+            f"{source}: key 'database' is missing",
+            hint="set it to a postgresql:// or sqlite:/// URL, or an object with host/port/...",
+        )
+    if isinstance(db, dict):
+        unknown = sorted(set(db) - set(_DATABASE_KEYS))
+        if unknown:
+            raise ConfigError(
+                f"{source}: unknown key(s) in 'database': {', '.join(map(repr, unknown))}",
+                hint="known keys: " + ", ".join(sorted(_DATABASE_KEYS)),
+            )
+        for key, value in db.items():
+            _check_type(source, f"database.{key}", value, _DATABASE_KEYS[key])
+        if "database" not in db:
+            raise ConfigError(f"{source}: key 'database.database' (the database name) is missing")
+        url = URL.create(
+            "postgresql+psycopg",
+            username=db.get("user"),
+            password=db.get("password"),
+            host=db.get("host", "localhost"),
+            port=db.get("port"),
+            database=db["database"],
+        )
+        return url.render_as_string(hide_password=False)
+    try:
+        url = make_url(db)
+    except ArgumentError:
+        raise ConfigError(
+            f"{source}: key 'database' is not a database URL",
+            hint="use postgresql://user:password@host:port/name or sqlite:///path/catalog.db",
+        ) from None
+    backend = url.get_backend_name()
+    if backend == "postgresql":
+        url = url.set(drivername="postgresql+psycopg")
+    elif backend == "sqlite":
+        if not url.database or url.database == ":memory:":
+            raise ConfigError(
+                f"{source}: key 'database' must name a SQLite file (sqlite:///path/catalog.db)"
+            )
+        url = url.set(drivername="sqlite", database=str(_resolve(url.database, base)))
+    else:
+        raise ConfigError(
+            f"{source}: key 'database' uses unsupported backend {backend!r}",
+            hint="use postgresql:// or sqlite:///",
+        )
+    return url.render_as_string(hide_password=False)
+
+
+def _default_host_name() -> str:
+    return socket.gethostname() or "localhost"

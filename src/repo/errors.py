@@ -1,0 +1,95 @@
+"""The exception tree of `repo`.
+
+Every error the library raises derives from `RepoError`, so callers can catch one type.
+Errors may carry a `hint`: one line telling the user what to do next (the CLI prints it
+after the message as ``Try: ...``).
+
+    RepoError
+    ├── ConfigError              configuration missing, malformed or contradictory
+    ├── UsageError               an argument the API does not accept
+    ├── InvalidPathError         a repository path breaks the path rules
+    ├── InvalidTagError          a tag or date tag breaks the tag rules
+    ├── NotFoundError            no such file, version or object
+    ├── StateError               the operation does not fit the file's state
+    │   └── ImmutableError       the content of an uploaded file cannot change
+    ├── VerificationError        md5 or size did not match (upload or download)
+    ├── ConflictError            another writer got there first (an object key, a publish)
+    ├── CatalogError             the catalog database failed or is not set up
+    └── StoreError               the object store failed (network, permissions, bucket)
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "CatalogError",
+    "ConfigError",
+    "ConflictError",
+    "ImmutableError",
+    "InvalidPathError",
+    "InvalidTagError",
+    "NotFoundError",
+    "RepoError",
+    "StateError",
+    "StoreError",
+    "UsageError",
+    "VerificationError",
+]
+
+
+class RepoError(Exception):
+    """Base class of every error raised by `repo`."""
+
+    hint: str | None = None
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message)
+        if hint is not None:
+            self.hint = hint
+
+    @property
+    def message(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
+class ConfigError(RepoError):
+    """The configuration is missing, malformed or contradictory."""
+
+
+class UsageError(RepoError, ValueError):
+    """An argument the API does not accept."""
+
+
+class InvalidPathError(RepoError, ValueError):
+    """A repository path breaks the path rules."""
+
+
+class InvalidTagError(RepoError, ValueError):
+    """A tag or date tag breaks the tag rules."""
+
+
+class NotFoundError(RepoError, LookupError):
+    """No such file, version or object."""
+
+
+class StateError(RepoError):
+    """The operation does not fit the file's current state."""
+
+
+class ImmutableError(StateError):
+    """The content of an uploaded file can never change."""
+
+
+class VerificationError(RepoError):
+    """A checksum or size did not match what was expected."""
+
+
+class ConflictError(RepoError):
+    """Another writer got there first."""
+
+
+class CatalogError(RepoError):
+    """The catalog database failed or is not set up."""
+
+
+class StoreError(RepoError):
+    """The object store failed."""

@@ -1,0 +1,241 @@
+"""RepoFile: one version of one path, its state and its actions."""
+
+from __future__ import annotations
+
+import os
+from datetime import date, datetime
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any
+
+from .catalog import FileRecord, HostCopy
+from .errors import ImmutableError, NotFoundError, StateError, UsageError
+from .tags import date_tags, validate_tags
+
+if TYPE_CHECKING:
+    from .repository import Repo
+
+__all__ = ["RepoFile"]
+
+_READ_MODES = ("r", "rb", "rt")
+_WRITE_MODES = ("w", "wb", "wt", "a", "ab", "at")
+
+
+class RepoFile:
+    """One version of a repository path.
+
+    Attributes mirror the catalog row as this session last saw it; `refresh()` re-reads
+    it. Changes are part of the repository's transaction (``Repo.commit()``).
+    """
+
+    def __init__(self, repo: Repo, record: FileRecord) -> None:
+        self._repo = repo
+        self._rec = record
+
+    # -- catalog facts -------------------------------------------------------------------
+
+    @property
+    def file_id(self) -> int:
+        return self._rec.file_id
+
+    @property
+    def path(self) -> str:
+        return self._rec.path
+
+    @property
+    def bucket(self) -> str:
+        return self._rec.bucket
+
+    @property
+    def key(self) -> str:
+        return self._rec.key
+
+    @property
+    def state(self) -> str:
+        """``"unpublished"``, ``"published"`` or ``"expired"``."""
+        return self._rec.state
+
+    @property
+    def md5(self) -> str | None:
+        return self._rec.md5
+
+    @property
+    def size(self) -> int | None:
+        return self._rec.size
+
+    @property
+    def origin(self) -> str:
+        """The host that created this version."""
+        return self._rec.origin
+
+    @property
+    def created_at(self) -> datetime:
+        return self._rec.created_at
+
+    @property
+    def uploaded_at(self) -> datetime | None:
+        return self._rec.uploaded_at
+
+    @property
+    def published_at(self) -> datetime | None:
+        return self._rec.published_at
+
+    @property
+    def expired_at(self) -> datetime | None:
+        return self._rec.expired_at
+
+    @property
+    def uploaded(self) -> bool:
+        return self._rec.md5 is not None
+
+    @property
+    def tags(self) -> list[str]:
+        """File tags and path tags together, sorted."""
+        own, via_path = self._repo.catalog.tags_of(self.file_id)
+        return sorted({*own, *via_path})
+
+    @property
+    def file_tags(self) -> list[str]:
+        return self._repo.catalog.tags_of(self.file_id)[0]
+
+    @property
+    def path_tags(self) -> list[str]:
+        return self._repo.catalog.tags_of(self.file_id)[1]
+
+    @property
+    def hosts(self) -> list[HostCopy]:
+        """Hosts holding a verified copy of this version."""
+        return self._repo.catalog.copies_of(self.file_id)
+
+    def refresh(self) -> RepoFile:
+        self._rec = self._repo.catalog.get(self.file_id)
+        return self
+
+    # -- content -------------------------------------------------------------------------
+
+    @property
+    def staging_path(self) -> Path:
+        return self._repo.cache.staging_path(self.key)
+
+    def _check_writable(self) -> Path:
+        if self.uploaded:
+            raise ImmutableError(
+                f"{self.path} (file {self.file_id}) is uploaded; its content cannot change",
+                hint="add a new version with Repo.add_file(path)",
+            )
+        if self.state != "unpublished":
+            raise StateError(f"{self.path} (file {self.file_id}) is {self.state}")
+        path = self.staging_path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return path
+
+    def touch(self, data: str | bytes | None = None) -> RepoFile:
+        """Append `data` (text is UTF-8) to this version's local copy, creating it."""
+        if data is not None and not isinstance(data, str | bytes | bytearray | memoryview):
+            raise UsageError(f"touch() takes str or bytes, got {type(data).__name__}")
+        path = self._check_writable()
+        with open(path, "ab") as fp:
+            if data is not None:
+                fp.write(data.encode("utf-8") if isinstance(data, str) else data)
+        return self
+
+    def open(self, mode: str = "r", **kwargs: Any) -> IO[Any]:
+        """Read (``"r"``, ``"rb"``) the verified copy, or write (``"w"``, ``"wb"``, ``"a"``,
+        ``"ab"``) the local copy of a version that is not uploaded yet."""
+        if mode in _WRITE_MODES:
+            path = self._check_writable()
+            if "b" not in mode:
+                kwargs.setdefault("encoding", "utf-8")
+            return open(path, mode, **kwargs)  # noqa: SIM115 - the caller closes it
+        if mode in _READ_MODES:
+            path = self.local_path
+            if "b" in mode:
+                return open(path, "rb", **kwargs)  # noqa: SIM115
+            kwargs.setdefault("encoding", "utf-8")
+            return open(path, "r", **kwargs)  # noqa: SIM115
+        raise UsageError(f"unsupported mode {mode!r}", hint="use 'r', 'rb', 'w', 'wb', 'a' or 'ab'")
+
+    def read_bytes(self) -> bytes:
+        with self.open("rb") as fp:
+            data: bytes = fp.read()
+        return data
+
+    def read_text(self, encoding: str = "utf-8") -> str:
+        return self.read_bytes().decode(encoding)
+
+    @property
+    def local_path(self) -> Path:
+        """Path of the verified local copy (read-only), downloaded first if absent.
+
+        Before upload, this is the staging copy being written on this host.
+        """
+        if not self.uploaded:
+            staging = self.staging_path
+            if staging.exists():
+                return staging
+            raise NotFoundError(
+                f"{self.path} (file {self.file_id}) has no content yet",
+                hint="write it with touch() or open('w'), or read it on the host that made it",
+            )
+        return self._repo._fetch(self._rec)
+
+    # -- state ---------------------------------------------------------------------------
+
+    def upload(self) -> RepoFile:
+        """Upload and verify the local copy; a no-op if already uploaded."""
+        if not self.uploaded:
+            self._rec = self._repo._upload(self._rec)
+        return self
+
+    def publish(self) -> RepoFile:
+        """Upload if needed, then make this the current version of its path."""
+        self.upload()
+        self._rec = self._repo._publish(self._rec)
+        return self
+
+    def expire(self) -> RepoFile:
+        """Take this version out of use; garbage collection purges it later."""
+        self._rec = self._repo._expire(self._rec)
+        return self
+
+    # -- tags ----------------------------------------------------------------------------
+
+    def tag(self, *tags: str) -> RepoFile:
+        """Add tags to this version."""
+        names = validate_tags(tags)
+        self._repo.catalog.add_tags(self.file_id, names)
+        return self
+
+    def untag(self, *tags: str) -> RepoFile:
+        names = validate_tags(tags)
+        self._repo.catalog.remove_tags(self.file_id, names)
+        return self
+
+    def tag_path(self, *tags: str) -> RepoFile:
+        """Add tags to the path: they apply to every version of it, past and future."""
+        names = validate_tags(tags)
+        self._repo.catalog.add_path_tags(self._rec.path_id, names)
+        return self
+
+    def untag_path(self, *tags: str) -> RepoFile:
+        names = validate_tags(tags)
+        self._repo.catalog.remove_path_tags(self._rec.path_id, names)
+        return self
+
+    def tag_date(self, when: datetime | date, type: str = "day") -> RepoFile:  # noqa: A002
+        """Add date tags (UTC) for `when`: ``hour`` adds hour, day, week and month tags;
+        ``day`` adds day, week and month; ``week`` and ``month`` add just themselves."""
+        return self.tag(*date_tags(when, type))
+
+    # -- dunder --------------------------------------------------------------------------
+
+    def __repr__(self) -> str:
+        return f"<RepoFile {self.file_id} {self.path!r} {self.state}>"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, RepoFile) and other.file_id == self.file_id
+
+    def __hash__(self) -> int:
+        return hash(self.file_id)
+
+    def __fspath__(self) -> str:
+        return os.fspath(self.local_path)

@@ -1,0 +1,41 @@
+"""Checksums: one-pass hashing and the ETag forms an S3 server may return.
+
+Every byte is hashed exactly once, while it is being sent or received. A store's answer
+counts only when it agrees with our own md5:
+
+* a single-part object's ETag is the md5 of its body;
+* a multipart object's ETag is ``md5(part md5s concatenated)-N`` (AWS, moto) or, on some
+  servers (rclone's HEAD), the md5 of the whole body. Either is accepted, never neither.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+
+__all__ = ["etag_matches", "multipart_etag", "normalize_etag"]
+
+
+def normalize_etag(etag: str | None) -> str | None:
+    """Strip quotes and a weak-validator prefix; lower-case."""
+    if etag is None:
+        return None
+    etag = etag.strip()
+    if etag.startswith("W/"):
+        etag = etag[2:]
+    return etag.strip('"').lower() or None
+
+
+def multipart_etag(part_md5s: Sequence[bytes]) -> str:
+    """The ETag S3 gives a multipart object made of parts with these (raw) md5 digests."""
+    return f"{hashlib.md5(b''.join(part_md5s)).hexdigest()}-{len(part_md5s)}"
+
+
+def etag_matches(etag: str | None, md5_hex: str, part_md5s: Sequence[bytes] = ()) -> bool:
+    """Does the store's ETag agree with our md5 (of the whole body, or of its parts)?"""
+    tag = normalize_etag(etag)
+    if tag is None:
+        return False
+    if tag == md5_hex.lower():
+        return True
+    return bool(part_md5s) and tag == multipart_etag(part_md5s)

@@ -1,0 +1,99 @@
+"""Repository paths and the object keys made from them.
+
+A path is a relative POSIX path chosen by the user (``reports/daily.csv``). Every version
+of a path is stored under its own key, never written twice::
+
+    <store prefix>data/<path>~<version token>
+
+The token is time-ordered and random (see `new_version_token`), so keys stay unique even
+when a catalog restored from an old backup hands out file ids again. Keeping the path in
+the key lets an operator, and the disaster-recovery code, read the store without the
+catalog.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import time
+import unicodedata
+
+from .errors import InvalidPathError
+
+__all__ = ["MAX_KEY_BYTES", "DATA_PREFIX", "make_key", "new_version_token", "validate_path"]
+
+#: S3 limits keys to 1024 bytes of UTF-8.
+MAX_KEY_BYTES = 1024
+#: One path segment, in bytes: leaves room for the version suffix within the 255-byte
+#: file-name limit of local filesystems, where the cache mirrors keys.
+MAX_SEGMENT_BYTES = 200
+DATA_PREFIX = "data/"
+_TOKEN_ALPHABET = "0123456789abcdefghjkmnpqrstvwxyz"  # Crockford base32, lower case
+TOKEN_LENGTH = 26
+_SUFFIX_BYTES = 1 + TOKEN_LENGTH  # "~" + token
+
+
+def _is_control(ch: str) -> bool:
+    return unicodedata.category(ch) in ("Cc", "Cs") or ch in "\u2028\u2029"
+
+
+def validate_path(path: object, *, key_prefix: str = "") -> str:
+    """Return the NFC-normalised form of `path`, or raise `InvalidPathError`."""
+    if not isinstance(path, str):
+        raise InvalidPathError(f"path must be a string, got {type(path).__name__}")
+    if not path:
+        raise InvalidPathError("path is empty", hint="give a relative path such as 'reports/daily.csv'")
+    norm = unicodedata.normalize("NFC", path)
+    shown = repr(norm[:80] + ("..." if len(norm) > 80 else ""))
+    bad = next((ch for ch in norm if _is_control(ch)), None)
+    if bad is not None:
+        raise InvalidPathError(f"path {shown} contains control character U+{ord(bad):04X}")
+    if norm.startswith("/"):
+        raise InvalidPathError(
+            f"path {shown} is absolute", hint="repository paths are relative: drop the leading '/'"
+        )
+    for segment in norm.split("/"):
+        if segment == "":
+            raise InvalidPathError(f"path {shown} has an empty segment ('//' or a trailing '/')")
+        if segment in (".", ".."):
+            raise InvalidPathError(f"path {shown} has a '{segment}' segment")
+        if len(segment.encode("utf-8")) > MAX_SEGMENT_BYTES:
+            raise InvalidPathError(
+                f"path {shown} has a segment longer than {MAX_SEGMENT_BYTES} bytes"
+            )
+    total = len(key_prefix.encode()) + len(DATA_PREFIX) + len(norm.encode()) + _SUFFIX_BYTES
+    if total > MAX_KEY_BYTES:
+        limit = MAX_KEY_BYTES - (total - len(norm.encode()))
+        raise InvalidPathError(
+            f"path {shown} is too long ({len(norm.encode())} bytes; at most {limit} here)",
+            hint="S3 keys are limited to 1024 bytes; shorten the path",
+        )
+    return norm
+
+
+def new_version_token() -> str:
+    """26 characters: 48 bits of milliseconds then 80 random bits, base32 (sortable)."""
+    value = (int(time.time() * 1000) << 80) | secrets.randbits(80)
+    chars = []
+    for _ in range(TOKEN_LENGTH):
+        chars.append(_TOKEN_ALPHABET[value & 31])
+        value >>= 5
+    return "".join(reversed(chars))
+
+
+def make_key(key_prefix: str, path: str, token: str) -> str:
+    return f"{key_prefix}{DATA_PREFIX}{path}~{token}"
+
+
+def unique_path() -> str:
+    """A fresh path for `Repo.add_file()` called without one."""
+    return f"unnamed/{new_version_token()}"
+
+
+def safe_join(root: str | os.PathLike[str], relative: str) -> str:
+    """Join a validated key below `root`, refusing anything that would escape it."""
+    base = os.path.abspath(root)
+    target = os.path.abspath(os.path.join(base, relative))
+    if os.path.commonpath([base, target]) != base or target == base:
+        raise InvalidPathError(f"key {relative!r} escapes its directory")
+    return target

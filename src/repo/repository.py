@@ -1,0 +1,238 @@
+"""Repo: the facade over the catalog, the store and this host's cache."""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from .cache import LocalCache
+from .catalog import Catalog, FileRecord
+from .config import Config, load_config
+from .errors import CatalogError, NotFoundError, UsageError
+from .file import RepoFile
+from .paths import make_key, new_version_token, unique_path, validate_path
+from .stores import Store, open_store
+from .tags import validate_tags
+
+__all__ = ["Repo"]
+
+logger = logging.getLogger(__name__)
+
+#: Cache hits are remembered in memory and written to the catalog in one batch at commit,
+#: close, or when this many seconds have passed since the last write.
+ACCESS_FLUSH_SECONDS = 60.0
+MAX_PENDING = 10_000
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+class Repo:
+    """A file repository: a catalog (PostgreSQL or SQLite) plus an object store.
+
+    Not thread-safe: use one `Repo` per thread. Catalog changes become visible to other
+    hosts on `commit()`; ``with Repo() as r:`` commits on success and rolls back on an
+    exception.
+    """
+
+    def __init__(self, config: str | os.PathLike[str] | Mapping[str, Any] | None = None) -> None:
+        self.config: Config = load_config(config)
+        self.host = self.config.host_name
+        self.catalog = Catalog(self.config.database_url)
+        try:
+            self.catalog.ensure_schema()
+            self.store: Store = open_store(self.config.store_url, self.config)
+        except BaseException:
+            self.catalog.close()
+            raise
+        self.cache = LocalCache(self.config.local_root)
+        self._stores: dict[str, Store] = {self.store.bucket: self.store}
+        self._pending: list[tuple[int, datetime, bool]] = []
+        self._last_flush = time.monotonic()
+
+    def __repr__(self) -> str:
+        return f"<Repo store={self.store.url!r} catalog={self.config.masked_database_url()!r}>"
+
+    # -- transactions --------------------------------------------------------------------
+
+    def commit(self) -> None:
+        """Make this session's catalog changes visible to everyone."""
+        self.catalog.commit()
+        self._flush_access()
+
+    def rollback(self) -> None:
+        """Discard this session's uncommitted catalog changes.
+
+        Objects already uploaded stay in the store unreferenced; garbage collection
+        removes them.
+        """
+        self.catalog.rollback()
+
+    def close(self) -> None:
+        """Roll back anything uncommitted and release connections."""
+        try:
+            self._flush_access()
+        finally:
+            self.catalog.close()
+            for store in self._stores.values():
+                store.close()
+
+    def __enter__(self) -> Repo:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        try:
+            if exc_type is None:
+                self.commit()
+            else:
+                self.rollback()
+        finally:
+            self.close()
+
+    # -- finding files -------------------------------------------------------------------
+
+    def add_file(self, path: str | None = None) -> RepoFile:
+        """A new, unpublished version of `path` (a unique path is made when omitted)."""
+        clean = validate_path(path if path is not None else unique_path(), key_prefix=self.store.key_prefix)
+        key = make_key(self.store.key_prefix, clean, new_version_token())
+        record = self.catalog.add_file(
+            path=clean, bucket=self.store.bucket, key=key, origin=self.host, created_at=_now()
+        )
+        return RepoFile(self, record)
+
+    def get_file(self, path: str) -> RepoFile | None:
+        """The current (published) version of `path`, or None."""
+        record = self.catalog.current(validate_path(path))
+        return RepoFile(self, record) if record is not None else None
+
+    def file(self, file_id: int) -> RepoFile:
+        """A version by its id; `NotFoundError` if there is none."""
+        if isinstance(file_id, bool) or not isinstance(file_id, int):
+            raise UsageError(f"file id must be an integer, got {file_id!r}")
+        return RepoFile(self, self.catalog.get(file_id))
+
+    def find(
+        self,
+        any: Iterable[str] | None = None,  # noqa: A002 - the seed's API
+        all: Iterable[str] | None = None,  # noqa: A002
+        exclude: Iterable[str] | None = None,
+        published: bool = True,
+    ) -> list[RepoFile]:
+        """Files with every tag in `all`, at least one in `any` and none in `exclude`.
+
+        Tags on a file's path count as the file's own. With no tags, every current
+        file. ``published=False`` searches versions in every state.
+        """
+        records = self.catalog.find(
+            any_tags=validate_tags(any or ()),
+            all_tags=validate_tags(all or ()),
+            exclude=validate_tags(exclude or ()),
+            published=published,
+        )
+        return [RepoFile(self, r) for r in records]
+
+    def list(self, pattern: str = "*") -> list[RepoFile]:
+        """Current published files whose path matches the glob `pattern`.
+
+        ``*`` and ``?`` match any character including ``/``; ``[abc]`` a set.
+        """
+        if not isinstance(pattern, str) or not pattern:
+            raise UsageError("pattern must be a non-empty string such as 'reports/*'")
+        return [RepoFile(self, r) for r in self.catalog.list_current(pattern)]
+
+    def history(self, path: str) -> list[RepoFile]:
+        """Every version of `path`, newest first."""
+        return [RepoFile(self, r) for r in self.catalog.history(validate_path(path))]
+
+    def status(self) -> dict[str, tuple[int, int]]:
+        """Number of files and bytes per state."""
+        return self.catalog.counts()
+
+    # -- the data path (used by RepoFile) ------------------------------------------------
+
+    def _store_for(self, bucket: str) -> Store:
+        store = self._stores.get(bucket)
+        if store is None:
+            store = self._stores[bucket] = self.store.for_bucket(bucket)
+        return store
+
+    def _upload(self, record: FileRecord) -> FileRecord:
+        source = self.cache.staging_path(record.key)
+        if not source.exists():
+            # Uploaded before, but that transaction was rolled back: the verified copy
+            # moved into the cache then, and holds the same bytes.
+            cached = self.cache.cache_path(record.key)
+            if not cached.exists():
+                raise NotFoundError(
+                    f"{record.path} (file {record.file_id}) has no content to upload",
+                    hint="write it first with touch() or open('w')",
+                )
+            source = cached
+        metadata = {
+            "repo-path": record.path,
+            "repo-origin": record.origin,
+            "repo-created": record.created_at.isoformat(),
+            "repo-file-id": str(record.file_id),
+        }
+        store = self._store_for(record.bucket)
+        result = store.put_file(record.key, source, metadata=metadata)
+        updated = self.catalog.mark_uploaded(
+            record.file_id, md5=result.md5, size=result.size, when=_now()
+        )
+        if source != self.cache.cache_path(record.key):
+            self.cache.adopt(source, record.key)
+        # Recorded after commit: until then other sessions cannot see the file's row.
+        self._note_copy(record.file_id, fresh=True, flush=False)
+        return updated
+
+    def _publish(self, record: FileRecord) -> FileRecord:
+        updated, superseded = self.catalog.publish(record.file_id, when=_now())
+        if superseded:
+            logger.info("published %s (file %s); expired %s", updated.path, updated.file_id, superseded)
+        return updated
+
+    def _expire(self, record: FileRecord) -> FileRecord:
+        return self.catalog.expire(record.file_id, when=_now())
+
+    def _fetch(self, record: FileRecord) -> Path:
+        """The verified local copy of an uploaded file, downloading it if needed."""
+        assert record.md5 is not None and record.size is not None
+        hit = self.cache.lookup(record.key, record.size)
+        if hit is not None:
+            self._note_copy(record.file_id, fresh=False)
+            return hit
+        path = self.cache.download(
+            self._store_for(record.bucket), record.key, md5=record.md5, size=record.size
+        )
+        self._note_copy(record.file_id, fresh=True)
+        return path
+
+    def _note_copy(self, file_id: int, *, fresh: bool, flush: bool = True) -> None:
+        self._pending.append((file_id, _now(), fresh))
+        due = time.monotonic() - self._last_flush > ACCESS_FLUSH_SECONDS
+        if flush and (fresh or due or len(self._pending) >= MAX_PENDING):
+            self._flush_access()
+
+    def _flush_access(self) -> None:
+        if not self._pending:
+            return
+        pending, self._pending = self._pending, []
+        try:
+            self.catalog.record_copies(self.host, pending)
+        except CatalogError as exc:
+            # Bookkeeping must never fail a read; keep it for the next flush.
+            logger.warning("could not record cache use yet: %s", exc)
+            self._pending = pending + self._pending
+        self._last_flush = time.monotonic()

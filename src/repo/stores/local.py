@@ -1,0 +1,228 @@
+"""A store in a local (or network-mounted) directory: ``file:///abs/path``.
+
+Objects are plain read-only files at ``<root>/<key>``, so the store can be inspected with
+ordinary tools. An object appears under its final name only when complete: it is written
+to a temporary file on the same filesystem, fsynced, and then hard-linked into place.
+`os.link` fails if the name exists, which gives the same create-only guarantee as S3's
+``If-None-Match: *``. The md5 and user metadata live in a sidecar JSON document under
+``<root>/.repo-meta/``, the store's stand-in for an ETag and ``x-amz-meta-*`` headers.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import hashlib
+import json
+import os
+import tempfile
+from collections.abc import Iterable, Iterator, Mapping
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import BinaryIO
+
+from ..errors import ConflictError, InvalidPathError, NotFoundError, StoreError
+from ..paths import safe_join
+from .base import DownloadResult, ObjectInfo, PutResult
+
+__all__ = ["LocalStore"]
+
+CHUNK = 1024 * 1024
+_META_DIR = ".repo-meta"
+_TMP_DIR = ".repo-tmp"
+
+
+class LocalStore:
+    """Objects as files under a root directory."""
+
+    def __init__(self, root: str | os.PathLike[str]) -> None:
+        self.root = Path(root)
+        if not self.root.is_absolute():
+            raise StoreError(f"local store root must be an absolute path, got {str(root)!r}")
+        self.url = self.root.as_uri()
+        self.bucket = str(self.root)
+        self.key_prefix = ""
+
+    def __repr__(self) -> str:
+        return f"LocalStore({self.url!r})"
+
+    # -- helpers -------------------------------------------------------------------------
+
+    def _path(self, key: str) -> str:
+        if not key or key.startswith((_META_DIR + "/", _TMP_DIR + "/")):
+            raise InvalidPathError(f"invalid object key {key!r}")
+        return safe_join(self.root, key)
+
+    def _meta_path(self, key: str) -> str:
+        return safe_join(self.root / _META_DIR, key + ".json")
+
+    def _ensure_root(self) -> None:
+        try:
+            (self.root / _TMP_DIR).mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StoreError(
+                f"cannot create local store at {self.root}: {exc.strerror}",
+                hint="check the 'store' path and its permissions",
+            ) from exc
+
+    # -- Store ---------------------------------------------------------------------------
+
+    def put_file(
+        self, key: str, source: Path, *, metadata: Mapping[str, str] | None = None
+    ) -> PutResult:
+        final = self._path(key)
+        self._ensure_root()
+        md5 = hashlib.md5()
+        size = 0
+        fd, tmp = tempfile.mkstemp(dir=self.root / _TMP_DIR, prefix="put-")
+        try:
+            with os.fdopen(fd, "wb") as out, open(source, "rb") as src:
+                while chunk := src.read(CHUNK):
+                    md5.update(chunk)
+                    size += len(chunk)
+                    out.write(chunk)
+                out.flush()
+                os.fsync(out.fileno())
+            os.chmod(tmp, 0o444)
+            digest = md5.hexdigest()
+            self._write_meta(key, {"md5": digest, "size": size, "metadata": dict(metadata or {})})
+            self._link_into_place(tmp, final, key)
+        except FileNotFoundError as exc:
+            if exc.filename == str(source):
+                raise NotFoundError(f"local file {source} not found") from exc
+            raise StoreError(f"local store write of {key!r} failed: {exc}") from exc
+        except OSError as exc:
+            raise StoreError(f"local store write of {key!r} failed: {exc.strerror}") from exc
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+        return PutResult(key=key, md5=digest, size=size, etag=digest)
+
+    def _link_into_place(self, tmp: str, final: str, key: str) -> None:
+        for _attempt in range(3):
+            os.makedirs(os.path.dirname(final), exist_ok=True)
+            try:
+                os.link(tmp, final)
+            except FileExistsError:
+                raise ConflictError(f"object {key!r} already exists; objects are never overwritten") from None
+            except FileNotFoundError:
+                continue  # a concurrent delete pruned the directory; make it again
+            except OSError as exc:
+                if exc.errno not in (errno.EPERM, errno.EOPNOTSUPP, errno.EXDEV):
+                    raise
+                # Filesystems without hard links: exclusive create, then copy-free rename.
+                fd = os.open(final, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o444)
+                os.close(fd)
+                os.replace(tmp, final)
+            _fsync_dir(os.path.dirname(final))
+            return
+        raise StoreError(f"could not create directories for {key!r}")
+
+    def _write_meta(self, key: str, doc: dict[str, object]) -> None:
+        path = self._meta_path(key)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=self.root / _TMP_DIR, prefix="meta-")
+        with os.fdopen(fd, "w", encoding="utf-8") as fp:
+            json.dump(doc, fp)
+            fp.flush()
+            os.fsync(fp.fileno())
+        os.replace(tmp, path)
+
+    def _read_meta(self, key: str) -> dict[str, object]:
+        try:
+            with open(self._meta_path(key), encoding="utf-8") as fp:
+                doc = json.load(fp)
+        except (OSError, ValueError):
+            return {}
+        return doc if isinstance(doc, dict) else {}
+
+    def get_into(self, key: str, out: BinaryIO) -> DownloadResult:
+        md5 = hashlib.md5()
+        size = 0
+        for chunk in self.iter_bytes(key):
+            md5.update(chunk)
+            size += len(chunk)
+            out.write(chunk)
+        return DownloadResult(md5=md5.hexdigest(), size=size)
+
+    def iter_bytes(self, key: str) -> Iterator[bytes]:
+        path = self._path(key)
+        try:
+            src = open(path, "rb")  # noqa: SIM115 - closed by the generator
+        except FileNotFoundError:
+            raise NotFoundError(f"object {key!r} not found in {self.url}") from None
+        except OSError as exc:
+            raise StoreError(f"cannot read {key!r}: {exc.strerror}") from exc
+        return _read_chunks(src)
+
+    def head(self, key: str) -> ObjectInfo:
+        path = self._path(key)
+        try:
+            st = os.stat(path)
+        except FileNotFoundError:
+            raise NotFoundError(f"object {key!r} not found in {self.url}") from None
+        except OSError as exc:
+            raise StoreError(f"cannot stat {key!r}: {exc.strerror}") from exc
+        meta = self._read_meta(key)
+        md5 = meta.get("md5")
+        user = meta.get("metadata")
+        return ObjectInfo(
+            key=key,
+            size=st.st_size,
+            etag=md5 if isinstance(md5, str) and meta.get("size") == st.st_size else None,
+            last_modified=datetime.fromtimestamp(st.st_mtime, UTC),
+            metadata=dict(user) if isinstance(user, dict) else {},
+        )
+
+    def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
+        root = str(self.root)
+        for dirpath, dirnames, filenames in os.walk(root):
+            if dirpath == root:
+                dirnames[:] = [d for d in dirnames if d not in (_META_DIR, _TMP_DIR)]
+            rel_dir = os.path.relpath(dirpath, root)
+            for name in filenames:
+                key = name if rel_dir == "." else f"{rel_dir}/{name}"
+                if not key.startswith(prefix):
+                    continue
+                try:
+                    st = os.stat(os.path.join(dirpath, name))
+                except FileNotFoundError:
+                    continue
+                yield ObjectInfo(
+                    key=key,
+                    size=st.st_size,
+                    last_modified=datetime.fromtimestamp(st.st_mtime, UTC),
+                )
+
+    def delete_many(self, keys: Iterable[str]) -> int:
+        count = 0
+        for key in keys:
+            count += 1
+            for path in (self._path(key), self._meta_path(key)):
+                try:
+                    os.unlink(path)
+                except FileNotFoundError:
+                    pass
+                except OSError as exc:
+                    raise StoreError(f"cannot delete {key!r}: {exc.strerror}") from exc
+        return count
+
+    def for_bucket(self, bucket: str) -> LocalStore:
+        return self if bucket == self.bucket else LocalStore(bucket)
+
+    def close(self) -> None:
+        pass
+
+
+def _read_chunks(src: BinaryIO) -> Iterator[bytes]:
+    with src:
+        while chunk := src.read(CHUNK):
+            yield chunk
+
+
+def _fsync_dir(path: str) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -1,0 +1,85 @@
+"""Tag rules and date tags.
+
+A tag is any string of 1-255 characters without control characters or surrounding
+whitespace; ``key=value`` is an ordinary tag. Tags are NFC-normalised so that tags which
+look the same are the same.
+
+Date tags are UTC (naive datetimes are taken as UTC)::
+
+    hour=2026-11-25T18   day=2026-11-25   week=2026-W48 (ISO week)   month=2026-11
+"""
+
+from __future__ import annotations
+
+import unicodedata
+from collections.abc import Iterable
+from datetime import UTC, date, datetime
+
+from .errors import InvalidTagError
+
+__all__ = ["DATE_TAG_TYPES", "date_tags", "validate_tag", "validate_tags"]
+
+MAX_TAG_LENGTH = 255
+
+#: Which tags each date-tag type adds. A week does not nest in a month, so "week" adds
+#: only the week.
+DATE_TAG_TYPES: dict[str, tuple[str, ...]] = {
+    "hour": ("hour", "day", "week", "month"),
+    "day": ("day", "week", "month"),
+    "week": ("week",),
+    "month": ("month",),
+}
+
+
+def validate_tag(tag: object) -> str:
+    """Return the normalised tag or raise `InvalidTagError`."""
+    if not isinstance(tag, str):
+        raise InvalidTagError(f"tag must be a string, got {type(tag).__name__}")
+    norm = unicodedata.normalize("NFC", tag)
+    shown = repr(norm[:60] + ("..." if len(norm) > 60 else ""))
+    if not norm:
+        raise InvalidTagError("tag is empty")
+    if len(norm) > MAX_TAG_LENGTH:
+        raise InvalidTagError(f"tag {shown} is longer than {MAX_TAG_LENGTH} characters")
+    bad = next((ch for ch in norm if unicodedata.category(ch) in ("Cc", "Cs")), None)
+    if bad is not None:
+        raise InvalidTagError(f"tag {shown} contains control character U+{ord(bad):04X}")
+    if norm != norm.strip():
+        raise InvalidTagError(f"tag {shown} has leading or trailing whitespace")
+    return norm
+
+
+def validate_tags(tags: Iterable[object]) -> list[str]:
+    """Validate every tag first, so a bad one means nothing is written; keep order, drop repeats."""
+    if isinstance(tags, str):
+        raise InvalidTagError("expected a list of tags, got a single string")
+    out: dict[str, None] = {}
+    for tag in tags:
+        out[validate_tag(tag)] = None
+    return list(out)
+
+
+def _as_utc(when: datetime | date) -> datetime:
+    if isinstance(when, datetime):
+        return when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
+    if isinstance(when, date):
+        return datetime(when.year, when.month, when.day, tzinfo=UTC)
+    raise InvalidTagError(f"date tag needs a datetime or date, got {type(when).__name__}")
+
+
+def date_tags(when: datetime | date, type: str = "day") -> list[str]:  # noqa: A002 - seed API
+    """The date tags for `when` at granularity `type` (hour, day, week or month)."""
+    kinds = DATE_TAG_TYPES.get(type)
+    if kinds is None:
+        raise InvalidTagError(
+            f"unknown date tag type {type!r}", hint="use one of: " + ", ".join(DATE_TAG_TYPES)
+        )
+    utc = _as_utc(when)
+    iso = utc.isocalendar()
+    formatted = {
+        "hour": f"hour={utc:%Y-%m-%dT%H}",
+        "day": f"day={utc:%Y-%m-%d}",
+        "week": f"week={iso.year:04d}-W{iso.week:02d}",
+        "month": f"month={utc:%Y-%m}",
+    }
+    return [formatted[k] for k in kinds]

@@ -1,0 +1,234 @@
+"""Shared fixtures: real PostgreSQL / S3 servers and per-test targets.
+
+Servers are session-scoped and start lazily (only when a test needs one);
+databases, buckets and prefixes are fresh per test.  See tests/harness/.
+
+The ``harness`` package is importable because pytest (default "prepend"
+import mode, no tests/__init__.py) puts this directory on sys.path.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from harness.postgres import PostgresServer
+from harness.s3servers import MotoS3Server, RcloneS3Server, S3Server
+
+S3_SERVER_NAMES = ["rclone", "moto"]
+STORE_KINDS = ["file", "rclone", "moto"]
+CATALOG_KINDS = ["sqlite", "postgresql"]
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "postgres: the test uses the PostgreSQL test server")
+    config.addinivalue_line("markers", "s3: the test uses an S3 test server (rclone or moto)")
+
+
+_PG_FIXTURES = {"postgres_server", "pg_url"}
+_S3_FIXTURES = {"rclone_server", "moto_server", "s3_server", "s3_bucket"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Auto-mark tests by the servers they need, so ``-m "not postgres"`` works."""
+    for item in items:
+        names = set(getattr(item, "fixturenames", ()))
+        callspec = getattr(item, "callspec", None)
+        params: dict[str, Any] = callspec.params if callspec is not None else {}
+        if names & _PG_FIXTURES or params.get("catalog_url") == "postgresql":
+            item.add_marker(pytest.mark.postgres)
+        if names & _S3_FIXTURES or params.get("store_url") in ("rclone", "moto"):
+            item.add_marker(pytest.mark.s3)
+
+
+# --------------------------------------------------------------- isolation
+
+
+@pytest.fixture(autouse=True)
+def _isolated_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Never read or write the developer's real configuration."""
+    home = tmp_path / "userhome"
+    home.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setenv("REPO_HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("REPO_CFG", raising=False)
+    for xdg in ("XDG_CONFIG_HOME", "XDG_DATA_HOME", "XDG_CACHE_HOME", "XDG_STATE_HOME"):
+        monkeypatch.delenv(xdg, raising=False)
+    # A developer's AWS profile/endpoint must not leak into boto3/obstore.
+    for var in (
+        "AWS_PROFILE",
+        "AWS_DEFAULT_PROFILE",
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+        "AWS_SESSION_TOKEN",
+        "AWS_ENDPOINT_URL",
+        "AWS_ENDPOINT_URL_S3",
+        "AWS_REGION",
+        "AWS_DEFAULT_REGION",
+    ):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(home / "aws-config-absent"))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(home / "aws-credentials-absent"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+
+
+# ----------------------------------------------------------------- servers
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    server = PostgresServer().start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def rclone_server() -> Iterator[RcloneS3Server]:
+    server = RcloneS3Server()
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def moto_server() -> Iterator[MotoS3Server]:
+    server = MotoS3Server()
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def _s3_server(request: pytest.FixtureRequest, name: str) -> S3Server:
+    server: S3Server = request.getfixturevalue(f"{name}_server")
+    return server
+
+
+# --------------------------------------------------------------- catalogs
+
+
+def _unique(prefix: str, n: int = 16) -> str:
+    return prefix + uuid.uuid4().hex[:n]
+
+
+@pytest.fixture
+def pg_url(postgres_server: PostgresServer) -> Iterator[str]:
+    """SQLAlchemy URL of a fresh PostgreSQL database, dropped after the test."""
+    name = _unique("t_")
+    url = postgres_server.create_database(name)
+    try:
+        yield url
+    finally:
+        postgres_server.drop_database(name)
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    """SQLAlchemy URL of a (not yet existing) SQLite file in tmp_path."""
+    return f"sqlite:///{tmp_path}/catalog.db"
+
+
+@pytest.fixture(params=CATALOG_KINDS, ids=CATALOG_KINDS)
+def catalog_url(request: pytest.FixtureRequest) -> str:
+    """``sqlite_url`` or ``pg_url``; PostgreSQL only starts if a test needs it."""
+    url: str = request.getfixturevalue("sqlite_url" if request.param == "sqlite" else "pg_url")
+    return url
+
+
+# ------------------------------------------------------------------ stores
+
+
+@pytest.fixture(params=S3_SERVER_NAMES, ids=S3_SERVER_NAMES)
+def s3_server(request: pytest.FixtureRequest) -> S3Server:
+    """A running S3 server: rclone or moto."""
+    return _s3_server(request, request.param)
+
+
+@pytest.fixture
+def s3_bucket(s3_server: S3Server) -> str:
+    """Name of a fresh, empty bucket on ``s3_server``."""
+    return s3_server.create_bucket(_unique("t-"))
+
+
+@dataclass(frozen=True)
+class StoreTarget:
+    """Where a test's store lives; the S3 fields are None for ``file://``."""
+
+    url: str
+    endpoint_url: str | None
+    access_key: str | None
+    secret_key: str | None
+    region: str | None
+    server_name: str
+    server: S3Server | None = None
+
+    @property
+    def is_s3(self) -> bool:
+        return self.url.startswith("s3://")
+
+    @property
+    def bucket(self) -> str | None:
+        return self.url[len("s3://") :].split("/", 1)[0] if self.is_s3 else None
+
+    @property
+    def prefix(self) -> str | None:
+        return self.url[len("s3://") :].split("/", 1)[1] if self.is_s3 else None
+
+
+@pytest.fixture(params=STORE_KINDS, ids=STORE_KINDS)
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> StoreTarget:
+    """A fresh store: ``file://<tmp>/store`` or ``s3://<new bucket>/prefix-<hex8>``."""
+    kind: str = request.param
+    if kind == "file":
+        path = tmp_path / "store"
+        path.mkdir()
+        return StoreTarget(
+            url=f"file://{path}",
+            endpoint_url=None,
+            access_key=None,
+            secret_key=None,
+            region=None,
+            server_name="file",
+        )
+    server = _s3_server(request, kind)
+    bucket = server.create_bucket(_unique("t-"))
+    return StoreTarget(
+        url=f"s3://{bucket}/{_unique('prefix-', 8)}",
+        endpoint_url=server.endpoint_url,
+        access_key=server.access_key,
+        secret_key=server.secret_key,
+        region=server.region,
+        server_name=server.name,
+        server=server,
+    )
+
+
+@pytest.fixture
+def repo_config(tmp_path: Path, catalog_url: str, store_url: StoreTarget) -> dict[str, str]:
+    """A library config dict for one (catalog, store) combination."""
+    config = {
+        "local_root": str(tmp_path / "local"),
+        "store": store_url.url,
+        "database": catalog_url,
+        "host_name": "test-host",
+    }
+    if store_url.is_s3:
+        assert store_url.endpoint_url and store_url.access_key and store_url.secret_key
+        assert store_url.region
+        config.update(
+            s3_endpoint_url=store_url.endpoint_url,
+            s3_access_key=store_url.access_key,
+            s3_secret_key=store_url.secret_key,
+            s3_region=store_url.region,
+        )
+    return config
