@@ -232,3 +232,31 @@ def repo_config(tmp_path: Path, catalog_url: str, store_url: StoreTarget) -> dic
             s3_region=store_url.region,
         )
     return config
+
+
+# ------------------------------------------------------------------ repos
+
+
+@pytest.fixture
+def repo(repo_config: dict[str, str]) -> Iterator[Any]:
+    """A `repo.Repo` on every (catalog, store) combination; closed after the test."""
+    import repo as repo_pkg
+
+    r = repo_pkg.Repo(config=repo_config)
+    try:
+        yield r
+    finally:
+        r.close()
+
+
+@pytest.fixture
+def local_config(tmp_path: Path, catalog_url: str) -> dict[str, str]:
+    """A config on a local-directory store, for tests about the catalog rather than S3."""
+    store = tmp_path / "store"
+    store.mkdir(exist_ok=True)
+    return {
+        "local_root": str(tmp_path / "local"),
+        "store": store.as_uri(),
+        "database": catalog_url,
+        "host_name": "test-host",
+    }

@@ -9,7 +9,7 @@ from __future__ import annotations
 import fnmatch
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import (
@@ -277,13 +277,17 @@ class Catalog:
                 )
             if rec.md5 is None or rec.size is None:
                 raise StateError(f"file {file_id} must be uploaded before it is published")
-            superseded = list(
-                conn.execute(
-                    select(files.c.file_id).where(
-                        files.c.path_id == rec.path_id, files.c.state == "published"
-                    )
-                ).scalars()
-            )
+            current = conn.execute(
+                select(files.c.file_id, files.c.published_at).where(
+                    files.c.path_id == rec.path_id, files.c.state == "published"
+                )
+            ).all()
+            superseded = [row[0] for row in current]
+            # Publish times of one path only move forward, whatever the hosts' clocks say,
+            # so "newest published" always means "published last".
+            for row in current:
+                if row[1] is not None and row[1] >= when:
+                    when = row[1] + timedelta(microseconds=1)
             if superseded:
                 conn.execute(
                     update(files)

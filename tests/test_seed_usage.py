@@ -1,0 +1,176 @@
+"""The seed's "Typical usage" and the core contract, on every catalog and store."""
+
+from __future__ import annotations
+
+import os
+import stat
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+import repo
+
+
+def test_seed_typical_usage_works_as_written(repo_config: dict[str, str]) -> None:
+    # The seed's example, with the config passed explicitly instead of ~/.repo_cfg.
+    r = repo.Repo(config=repo_config)
+    try:
+        rf = r.add_file()
+        rf.touch("this is some data that I want to write in my file")
+        rf.publish()
+        rf.tag("abc")
+        rf.tag_date(datetime(2026, 11, 25, 18, 30), type="hour")
+        r.commit()
+        path = rf.path
+    finally:
+        r.close()
+
+    with repo.Repo(config=repo_config) as other:
+        got = other.get_file(path)
+        assert got is not None
+        assert got.file_id == rf.file_id
+        assert got.state == "published"
+        assert got.read_text() == "this is some data that I want to write in my file"
+        assert got.tags == sorted(
+            ["abc", "hour=2026-11-25T18", "day=2026-11-25", "week=2026-W48", "month=2026-11"]
+        )
+        assert [f.file_id for f in other.find(all=["abc", "day=2026-11-25"])] == [rf.file_id]
+
+
+def test_published_file_carries_its_catalog_facts(repo: repo.Repo) -> None:
+    rf = repo.add_file("reports/daily.csv")
+    rf.touch(b"a,b\n1,2\n")
+    assert rf.state == "unpublished" and rf.md5 is None and rf.size is None
+    rf.publish()
+    assert rf.state == "published"
+    import hashlib
+
+    assert rf.md5 == hashlib.md5(b"a,b\n1,2\n").hexdigest()
+    assert rf.size == 8
+    assert rf.origin == "test-host"
+    assert rf.bucket == repo.store.bucket
+    assert rf.key.startswith(repo.store.key_prefix + "data/reports/daily.csv~")
+    assert rf.created_at <= rf.uploaded_at <= rf.published_at  # type: ignore[operator]
+    assert rf.created_at.tzinfo is not None
+    assert rf.expired_at is None
+
+
+def test_open_for_writing_then_reading(repo: repo.Repo) -> None:
+    rf = repo.add_file("notes/a.txt")
+    with rf.open("w") as fp:
+        fp.write("héllo\n")
+    with rf.open("a") as fp:
+        fp.write("more\n")
+    assert rf.read_text() == "héllo\nmore\n"  # readable before upload, on this host
+    rf.upload()
+    with rf.open() as fp:
+        assert fp.read() == "héllo\nmore\n"
+    with rf.open("rb") as fp:
+        assert fp.read() == "héllo\nmore\n".encode()
+
+
+def test_local_copy_is_read_only_after_upload(repo: repo.Repo) -> None:
+    rf = repo.add_file("x/y.bin").touch(b"\x00\x01")
+    rf.upload()
+    mode = os.stat(rf.local_path).st_mode
+    assert not mode & (stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH)
+
+
+def test_upload_is_a_noop_when_already_uploaded(repo: repo.Repo) -> None:
+    rf = repo.add_file("x/once.txt").touch("once")
+    rf.upload()
+    first = (rf.md5, rf.uploaded_at)
+    rf.upload()
+    assert (rf.md5, rf.uploaded_at) == first
+
+
+def test_another_host_reads_through_its_own_verified_cache(
+    repo_config: dict[str, str], tmp_path: Any
+) -> None:
+    with repo.Repo(config=repo_config) as writer:
+        rf = writer.add_file("shared/data.bin")
+        rf.touch(os.urandom(70_000))
+        rf.publish()
+        expected = rf.read_bytes()
+
+    reader_cfg = dict(repo_config, host_name="reader", local_root=str(tmp_path / "reader"))
+    with repo.Repo(config=reader_cfg) as reader:
+        got = reader.get_file("shared/data.bin")
+        assert got is not None
+        assert got.read_bytes() == expected
+        assert str(got.local_path).startswith(str(tmp_path / "reader"))
+        assert sorted(h.host for h in got.hosts) == ["reader", "test-host"]
+
+
+def test_context_manager_commits_on_success_and_rolls_back_on_error(
+    repo_config: dict[str, str],
+) -> None:
+    with repo.Repo(config=repo_config) as r:
+        r.add_file("kept.txt").touch("k").publish()
+    with pytest.raises(RuntimeError), repo.Repo(config=repo_config) as r:
+        r.add_file("dropped.txt").touch("d").publish()
+        raise RuntimeError("boom")
+    with repo.Repo(config=repo_config) as r:
+        assert r.get_file("kept.txt") is not None
+        assert r.get_file("dropped.txt") is None
+        assert r.history("dropped.txt") == []
+
+
+def test_changes_are_invisible_to_others_until_commit(local_config: dict[str, str]) -> None:
+    a = repo.Repo(config=local_config)
+    rf = a.add_file("pending.txt").touch("p").publish()
+    a.commit()
+    rf2 = a.add_file("pending.txt").touch("p2").publish()
+    b = repo.Repo(config=local_config)
+    try:
+        current = b.get_file("pending.txt")
+        assert current is not None and current.file_id == rf.file_id
+        a.commit()
+        current = b.get_file("pending.txt")
+        assert current is not None and current.file_id == rf2.file_id
+    finally:
+        a.close()
+        b.close()
+
+
+def test_list_matches_globs_on_current_files(repo: repo.Repo) -> None:
+    for path in ("reports/a.csv", "reports/b.csv", "reports/2026/c.csv", "other/d.csv", "Reports/e.csv"):
+        repo.add_file(path).touch(path).publish()
+    repo.add_file("reports/unpublished.csv").touch("u")
+    assert [f.path for f in repo.list("reports/*")] == [
+        "reports/2026/c.csv",
+        "reports/a.csv",
+        "reports/b.csv",
+    ]
+    assert [f.path for f in repo.list("reports/?.csv")] == ["reports/a.csv", "reports/b.csv"]
+    assert [f.path for f in repo.list("*[de].csv")] == ["Reports/e.csv", "other/d.csv"]
+    assert [f.path for f in repo.list("100%_*")] == []
+
+
+def test_history_is_newest_first(local_config: dict[str, str]) -> None:
+    with repo.Repo(config=local_config) as r:
+        ids = []
+        for i in range(3):
+            ids.append(r.add_file("h.txt").touch(str(i)).publish().file_id)
+        hist = r.history("h.txt")
+        assert [f.file_id for f in hist] == ids[::-1]
+        assert [f.state for f in hist] == ["published", "expired", "expired"]
+
+
+def test_file_by_id_and_missing_id(local_config: dict[str, str]) -> None:
+    with repo.Repo(config=local_config) as r:
+        rf = r.add_file("by/id.txt").touch("x")
+        assert r.file(rf.file_id).path == "by/id.txt"
+        with pytest.raises(repo.NotFoundError):
+            r.file(10**9)
+
+
+def test_date_tags_use_utc(local_config: dict[str, str]) -> None:
+    from datetime import timedelta, timezone
+
+    with repo.Repo(config=local_config) as r:
+        rf = r.add_file("d.txt").touch("d")
+        rf.tag_date(datetime(2027, 1, 1, 1, 0, tzinfo=timezone(timedelta(hours=3))), type="hour")
+        assert rf.tags == ["day=2026-12-31", "hour=2026-12-31T22", "month=2026-12", "week=2026-W53"]
+        assert datetime.now(UTC).tzinfo is UTC
