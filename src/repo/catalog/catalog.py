@@ -23,6 +23,7 @@ from sqlalchemy import (
     not_,
     or_,
     select,
+    true,
     update,
 )
 from sqlalchemy.dialects import postgresql as pg_dialect
@@ -397,7 +398,7 @@ class Catalog:
             excl_ids = [known[t] for t in exclude if t in known]
             if excl_ids:
                 conds.append(not_(_has_tag(excl_ids)))
-            query = _select_files().where(and_(*conds)).order_by(paths.c.path, files.c.file_id)
+            query = _select_files().where(and_(true(), *conds)).order_by(paths.c.path, files.c.file_id)
             return [_record(r) for r in conn.execute(query)]
 
     # -- hosts and copies ----------------------------------------------------------------

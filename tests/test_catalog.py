@@ -1,0 +1,123 @@
+"""The catalog on PostgreSQL and SQLite: schema, versions, bookkeeping of copies."""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+from typing import Any
+
+import pytest
+from sqlalchemy import create_engine, event, select, text, update
+
+import repo
+from repo.catalog import SCHEMA_VERSION, Catalog
+from repo.catalog.schema import file_hosts, hosts, repo_meta
+
+
+def test_empty_database_gets_the_current_schema(catalog_url: str) -> None:
+    cat = Catalog(catalog_url)
+    try:
+        assert cat.ensure_schema() == SCHEMA_VERSION
+        rid = cat.repository_id()
+        assert len(rid) == 36
+        assert cat.ensure_schema() == SCHEMA_VERSION  # idempotent
+        assert cat.repository_id() == rid
+    finally:
+        cat.close()
+
+
+def test_catalog_newer_than_the_code_is_refused(catalog_url: str) -> None:
+    cat = Catalog(catalog_url)
+    cat.ensure_schema()
+    conn = cat.db.begin_write()
+    conn.execute(
+        update(repo_meta).where(repo_meta.c.name == "schema_version").values(value="999")
+    )
+    cat.commit()
+    cat.close()
+    with pytest.raises(repo.CatalogError) as err:
+        Catalog(catalog_url).ensure_schema()
+    assert "999" in str(err.value) and err.value.hint
+
+
+def test_foreign_tables_in_the_database_are_not_taken_over(catalog_url: str) -> None:
+    engine = create_engine(catalog_url)
+    with engine.begin() as conn:
+        conn.execute(text("CREATE TABLE files (id integer)"))
+    engine.dispose()
+    with pytest.raises(repo.CatalogError) as err:
+        Catalog(catalog_url).ensure_schema()
+    assert "files" in str(err.value)
+
+
+def _create(url: str, out: Any) -> None:
+    try:
+        cat = Catalog(url)
+        cat.ensure_schema()
+        out.put(cat.repository_id())
+        cat.close()
+    except BaseException as exc:
+        out.put(repr(exc))
+
+
+def test_concurrent_first_use_creates_the_schema_once(catalog_url: str) -> None:
+    ctx = mp.get_context("spawn")
+    out = ctx.Queue()
+    procs = [ctx.Process(target=_create, args=(catalog_url, out)) for _ in range(4)]
+    for p in procs:
+        p.start()
+    ids = [out.get(timeout=120) for _ in procs]
+    for p in procs:
+        p.join(timeout=30)
+    assert len(set(ids)) == 1 and len(ids[0]) == 36, ids
+
+
+def test_cache_hit_touches_no_database(local_config: dict[str, str]) -> None:
+    with repo.Repo(config=local_config) as r:
+        rf = r.add_file("hot.txt").touch("hot").publish()
+        r.commit()
+        rf.read_bytes()  # warm
+        r.commit()
+        seen: list[str] = []
+
+        def log(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+            seen.append(statement)
+
+        engine = r.catalog.db.engine
+        event.listen(engine, "before_cursor_execute", log)
+        try:
+            for _ in range(50):
+                assert rf.read_bytes() == b"hot"
+                with rf.open() as fp:
+                    fp.read()
+        finally:
+            event.remove(engine, "before_cursor_execute", log)
+        assert seen == []
+        r.commit()
+        assert len(r._pending) == 0  # the hits were flushed, in one batch, at commit
+
+
+def test_downloads_are_recorded_per_host_and_hits_are_batched(
+    local_config: dict[str, str], tmp_path: Any
+) -> None:
+    with repo.Repo(config=local_config) as w:
+        rf = w.add_file("shared.txt").touch("s").publish()
+    cfg = dict(local_config, host_name="reader-1", local_root=str(tmp_path / "r1"))
+    with repo.Repo(config=cfg) as r:
+        f = r.get_file("shared.txt")
+        assert f is not None
+        f.read_bytes()  # download: recorded at once
+        copies = {c.host: c for c in f.hosts}
+        assert set(copies) == {"test-host", "reader-1"}
+        first_access = copies["reader-1"].last_access
+        f.read_bytes()  # hit: remembered in memory
+        assert {c.host: c for c in f.hosts}["reader-1"].last_access == first_access
+        r.commit()  # flushed with the next commit
+        later = {c.host: c for c in f.hosts}["reader-1"]
+        assert later.last_access > first_access
+        assert later.downloaded_at == copies["reader-1"].downloaded_at
+    engine = create_engine(local_config["database"])
+    with engine.connect() as conn:
+        names = set(conn.execute(select(hosts.c.name)).scalars())
+        n = conn.execute(select(file_hosts.c.file_id).where(file_hosts.c.file_id == rf.file_id)).all()
+    engine.dispose()
+    assert names == {"test-host", "reader-1"} and len(n) == 2

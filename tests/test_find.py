@@ -1,0 +1,169 @@
+"""find(any, all, exclude, published) against a plain in-memory model (property-based)."""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, field
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import repo
+
+TAGS = ["a", "b", "c", "d", "k=v"]
+PATHS = ["p0", "p1", "p2", "dir/p3"]
+_namespaces = itertools.count()
+
+
+@dataclass
+class ModelFile:
+    path: str
+    tags: set[str]
+    state: str = "unpublished"
+    file_id: int = 0
+
+
+@dataclass
+class Model:
+    files: list[ModelFile] = field(default_factory=list)
+    path_tags: dict[str, set[str]] = field(default_factory=dict)
+
+    def tags_of(self, f: ModelFile) -> set[str]:
+        return f.tags | self.path_tags.get(f.path, set())
+
+    def find(self, any_: set[str], all_: set[str], excl: set[str], published: bool) -> set[int]:
+        out = set()
+        for f in self.files:
+            tags = self.tags_of(f)
+            if published and f.state != "published":
+                continue
+            if any_ and not (tags & any_):
+                continue
+            if not all_ <= tags or tags & excl:
+                continue
+            out.add(f.file_id)
+        return out
+
+
+file_spec = st.tuples(
+    st.sampled_from(PATHS), st.sets(st.sampled_from(TAGS), max_size=3), st.booleans()
+)
+queries = st.tuples(
+    st.sets(st.sampled_from([*TAGS, "unknown"]), max_size=3),
+    st.sets(st.sampled_from([*TAGS, "unknown"]), max_size=2),
+    st.sets(st.sampled_from([*TAGS, "unknown"]), max_size=2),
+    st.booleans(),
+)
+
+
+@pytest.fixture(scope="function")
+def find_repo(local_config: dict[str, str]):  # type: ignore[no-untyped-def]
+    r = repo.Repo(config=local_config)
+    yield r
+    r.close()
+
+
+@settings(
+    max_examples=30,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(
+    specs=st.lists(file_spec, min_size=1, max_size=7),
+    path_tags=st.dictionaries(st.sampled_from(PATHS), st.sets(st.sampled_from(TAGS), max_size=2)),
+    expire=st.sets(st.integers(0, 6), max_size=2),
+    qs=st.lists(queries, min_size=1, max_size=6),
+)
+def test_find_matches_the_model(find_repo: repo.Repo, specs, path_tags, expire, qs) -> None:  # type: ignore[no-untyped-def]
+    # Each example lives in its own namespace of paths and tags in the shared catalog.
+    ns = f"ns{next(_namespaces)}"
+    r = find_repo
+
+    def t(tag: str) -> str:
+        return f"{ns}-{tag}"
+
+    model = Model()
+    handles = []
+    for path, tags, publish in specs:
+        rf = r.add_file(f"{ns}/{path}").touch(path)
+        if tags:
+            rf.tag(*[t(x) for x in sorted(tags)])
+        mf = ModelFile(path=path, tags=set(tags), file_id=rf.file_id)
+        if publish:
+            rf.publish()
+            for other in model.files:
+                if other.path == path and other.state == "published":
+                    other.state = "expired"
+            mf.state = "published"
+        model.files.append(mf)
+        handles.append(rf)
+    for path, tags in path_tags.items():
+        matching = [h for h in handles if h.path == f"{ns}/{path}"]
+        if matching and tags:
+            matching[0].tag_path(*[t(x) for x in sorted(tags)])
+            model.path_tags[path] = set(tags)
+    for i in sorted(expire):
+        if i < len(handles):
+            handles[i].expire()
+            model.files[i].state = "expired"
+    r.commit()
+
+    mine = {f.file_id for f in model.files}
+    for any_, all_, excl, published in qs:
+        got = r.find(
+            any=[t(x) for x in sorted(any_)],
+            all=[t(x) for x in sorted(all_)],
+            exclude=[t(x) for x in sorted(excl)],
+            published=published,
+        )
+        got_ids = {f.file_id for f in got} & mine
+        assert got_ids == model.find(any_, all_, excl, published), (any_, all_, excl, published)
+        assert len(got) == len({f.file_id for f in got})  # no duplicates
+
+
+def test_find_without_arguments_returns_every_current_file(local_config: dict[str, str]) -> None:
+    with repo.Repo(config=local_config) as r:
+        a = r.add_file("a").touch("1").publish()
+        r.add_file("a").touch("2").publish()
+        c = r.add_file("c").touch("3").publish()
+        r.add_file("d").touch("4")
+        current = r.get_file("a")
+        assert current is not None
+        assert {f.file_id for f in r.find()} == {current.file_id, c.file_id}
+        assert a.file_id in {f.file_id for f in r.find(published=False)}
+
+
+def test_path_tags_apply_to_every_version(local_config: dict[str, str]) -> None:
+    with repo.Repo(config=local_config) as r:
+        v1 = r.add_file("team/report").touch("1").publish()
+        v1.tag_path("team=ops")
+        v2 = r.add_file("team/report").touch("2").publish()
+        assert v2.path_tags == ["team=ops"] and v2.file_tags == []
+        assert [f.file_id for f in r.find(all=["team=ops"])] == [v2.file_id]
+        assert {f.file_id for f in r.find(all=["team=ops"], published=False)} == {
+            v1.file_id,
+            v2.file_id,
+        }
+        v2.untag_path("team=ops")
+        assert r.find(any=["team=ops"]) == []
+
+
+def test_untag_removes_only_the_file_tag(local_config: dict[str, str]) -> None:
+    with repo.Repo(config=local_config) as r:
+        rf = r.add_file("u").touch("1").publish()
+        rf.tag("abc", "xyz")
+        rf.untag("abc")
+        assert rf.tags == ["xyz"]
+        assert r.find(any=["abc"]) == []
+
+
+def test_tag_query_strings_are_data_never_sql(local_config: dict[str, str]) -> None:
+    evil = "x' OR '1'='1"
+    with repo.Repo(config=local_config) as r:
+        rf = r.add_file("q").touch("1").publish()
+        rf.tag(evil, "a;DROP TABLE files;--")
+        assert [f.file_id for f in r.find(all=[evil])] == [rf.file_id]
+        assert r.find(all=["x"]) == []
+        assert sorted(rf.tags) == sorted([evil, "a;DROP TABLE files;--"])
+        assert r.list("%") == [] and r.list("_") == []
