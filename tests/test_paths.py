@@ -240,7 +240,9 @@ def test_valid_paths_are_clean_and_validation_is_idempotent(text: str) -> None:
 @given(
     st.lists(
         st.text(
-            alphabet=st.characters(exclude_categories=("Cc", "Cs"), exclude_characters="/\u2028\u2029"),
+            alphabet=st.characters(
+                exclude_categories=("Cc", "Cs"), exclude_characters="/\u2028\u2029"
+            ),
             min_size=1,
             max_size=20,
         ).filter(lambda s: unicodedata.normalize("NFC", s) not in (".", "..")),

@@ -1,12 +1,12 @@
 """repo: turn S3 (or any S3-compatible store) into a distributed, verified file repository.
 
-    import repo
+import repo
 
-    with repo.Repo() as r:
-        rf = r.add_file("reports/daily.csv")
-        rf.touch("some data")
-        rf.publish()
-        rf.tag("abc")
+with repo.Repo() as r:
+    rf = r.add_file("reports/daily.csv")
+    rf.touch("some data")
+    rf.publish()
+    rf.tag("abc")
 """
 
 from __future__ import annotations

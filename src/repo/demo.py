@@ -42,12 +42,16 @@ def run_demo(echo: Callable[[str], None], *, config: str | None = None) -> None:
         second.tag("demo", "report", "revised")
         second.tag_date(now, type="day")
         r.commit()
-        echo(f"published a new version of {second.path} (file {second.file_id}); "
-             f"file {first.file_id} is now {first.refresh().state}")
+        echo(
+            f"published a new version of {second.path} (file {second.file_id}); "
+            f"file {first.file_id} is now {first.refresh().state}"
+        )
 
         found = r.find(all=["demo", "report"], exclude=["draft"])
-        echo("find(all=['demo', 'report'], exclude=['draft']) -> "
-             + ", ".join(f"{f.path} (file {f.file_id})" for f in found))
+        echo(
+            "find(all=['demo', 'report'], exclude=['draft']) -> "
+            + ", ".join(f"{f.path} (file {f.file_id})" for f in found)
+        )
         found = r.find(any=["team=ops", "revised"])
         echo("find(any=['team=ops', 'revised']) -> " + ", ".join(f.path for f in found))
 
@@ -56,9 +60,15 @@ def run_demo(echo: Callable[[str], None], *, config: str | None = None) -> None:
         with current.open() as fp:
             echo(f"read back {current.path}: {fp.read()!r}")
         echo(f"verified local copy: {current.local_path}")
-        echo("history of demo/reports/daily.csv: "
-             + ", ".join(f"file {v.file_id} {v.state}" for v in r.history(current.path)))
+        echo(
+            "history of demo/reports/daily.csv: "
+            + ", ".join(f"file {v.file_id} {v.state}" for v in r.history(current.path))
+        )
         echo("listing demo/*: " + ", ".join(f.path for f in r.list("demo/*")))
         counts = r.status()
-        echo("catalog now holds: " + ", ".join(
-            f"{state} {n} files ({size} bytes)" for state, (n, size) in sorted(counts.items())))
+        echo(
+            "catalog now holds: "
+            + ", ".join(
+                f"{state} {n} files ({size} bytes)" for state, (n, size) in sorted(counts.items())
+            )
+        )

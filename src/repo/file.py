@@ -145,13 +145,16 @@ class RepoFile:
             path = self._check_writable()
             if "b" not in mode:
                 kwargs.setdefault("encoding", "utf-8")
-            return open(path, mode, **kwargs)  # noqa: SIM115 - the caller closes it
+            handle: IO[Any] = open(path, mode, **kwargs)  # noqa: SIM115 - caller closes
+            return handle
         if mode in _READ_MODES:
             path = self.local_path
             if "b" in mode:
-                return open(path, "rb", **kwargs)  # noqa: SIM115
+                binary: IO[Any] = open(path, "rb", **kwargs)  # noqa: SIM115
+                return binary
             kwargs.setdefault("encoding", "utf-8")
-            return open(path, "r", **kwargs)  # noqa: SIM115
+            textual: IO[Any] = open(path, **kwargs)  # noqa: SIM115
+            return textual
         raise UsageError(f"unsupported mode {mode!r}", hint="use 'r', 'rb', 'w', 'wb', 'a' or 'ab'")
 
     def read_bytes(self) -> bytes:
@@ -221,7 +224,7 @@ class RepoFile:
         self._repo.catalog.remove_path_tags(self._rec.path_id, names)
         return self
 
-    def tag_date(self, when: datetime | date, type: str = "day") -> RepoFile:  # noqa: A002
+    def tag_date(self, when: datetime | date, type: str = "day") -> RepoFile:
         """Add date tags (UTC) for `when`: ``hour`` adds hour, day, week and month tags;
         ``day`` adds day, week and month; ``week`` and ``month`` add just themselves."""
         return self.tag(*date_tags(when, type))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 import logging
 import os
 import time
@@ -105,7 +106,9 @@ class Repo:
 
     def add_file(self, path: str | None = None) -> RepoFile:
         """A new, unpublished version of `path` (a unique path is made when omitted)."""
-        clean = validate_path(path if path is not None else unique_path(), key_prefix=self.store.key_prefix)
+        clean = validate_path(
+            path if path is not None else unique_path(), key_prefix=self.store.key_prefix
+        )
         key = make_key(self.store.key_prefix, clean, new_version_token())
         record = self.catalog.add_file(
             path=clean, bucket=self.store.bucket, key=key, origin=self.host, created_at=_now()
@@ -125,8 +128,8 @@ class Repo:
 
     def find(
         self,
-        any: Iterable[str] | None = None,  # noqa: A002 - the seed's API
-        all: Iterable[str] | None = None,  # noqa: A002
+        any: Iterable[str] | None = None,
+        all: Iterable[str] | None = None,
         exclude: Iterable[str] | None = None,
         published: bool = True,
     ) -> list[RepoFile]:
@@ -152,7 +155,7 @@ class Repo:
             raise UsageError("pattern must be a non-empty string such as 'reports/*'")
         return [RepoFile(self, r) for r in self.catalog.list_current(pattern)]
 
-    def history(self, path: str) -> list[RepoFile]:
+    def history(self, path: str) -> builtins.list[RepoFile]:
         """Every version of `path`, newest first."""
         return [RepoFile(self, r) for r in self.catalog.history(validate_path(path))]
 
@@ -200,7 +203,9 @@ class Repo:
     def _publish(self, record: FileRecord) -> FileRecord:
         updated, superseded = self.catalog.publish(record.file_id, when=_now())
         if superseded:
-            logger.info("published %s (file %s); expired %s", updated.path, updated.file_id, superseded)
+            logger.info(
+                "published %s (file %s); expired %s", updated.path, updated.file_id, superseded
+            )
         return updated
 
     def _expire(self, record: FileRecord) -> FileRecord:

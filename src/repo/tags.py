@@ -31,6 +31,11 @@ DATE_TAG_TYPES: dict[str, tuple[str, ...]] = {
 }
 
 
+def _is_control(ch: str) -> bool:
+    # U+2028/U+2029 are not Cc but end a line like one; tags are printed one per line.
+    return unicodedata.category(ch) in ("Cc", "Cs") or ch in "\u2028\u2029"
+
+
 def validate_tag(tag: object) -> str:
     """Return the normalised tag or raise `InvalidTagError`."""
     if not isinstance(tag, str):
@@ -41,7 +46,7 @@ def validate_tag(tag: object) -> str:
         raise InvalidTagError("tag is empty")
     if len(norm) > MAX_TAG_LENGTH:
         raise InvalidTagError(f"tag {shown} is longer than {MAX_TAG_LENGTH} characters")
-    bad = next((ch for ch in norm if unicodedata.category(ch) in ("Cc", "Cs")), None)
+    bad = next((ch for ch in norm if _is_control(ch)), None)
     if bad is not None:
         raise InvalidTagError(f"tag {shown} contains control character U+{ord(bad):04X}")
     if norm != norm.strip():
@@ -61,7 +66,14 @@ def validate_tags(tags: Iterable[object]) -> list[str]:
 
 def _as_utc(when: datetime | date) -> datetime:
     if isinstance(when, datetime):
-        return when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
+        if when.tzinfo is None:
+            return when.replace(tzinfo=UTC)
+        try:
+            return when.astimezone(UTC)
+        except OverflowError:
+            raise InvalidTagError(
+                f"date tag time {when.isoformat()} is outside years 1-9999 in UTC"
+            ) from None
     if isinstance(when, date):
         return datetime(when.year, when.month, when.day, tzinfo=UTC)
     raise InvalidTagError(f"date tag needs a datetime or date, got {type(when).__name__}")
@@ -76,10 +88,12 @@ def date_tags(when: datetime | date, type: str = "day") -> list[str]:  # noqa: A
         )
     utc = _as_utc(when)
     iso = utc.isocalendar()
+    # Not strftime: glibc's %Y does not zero-pad years before 1000.
+    ymd = f"{utc.year:04d}-{utc.month:02d}-{utc.day:02d}"
     formatted = {
-        "hour": f"hour={utc:%Y-%m-%dT%H}",
-        "day": f"day={utc:%Y-%m-%d}",
+        "hour": f"hour={ymd}T{utc.hour:02d}",
+        "day": f"day={ymd}",
         "week": f"week={iso.year:04d}-W{iso.week:02d}",
-        "month": f"month={utc:%Y-%m}",
+        "month": f"month={ymd[:7]}",
     }
     return [formatted[k] for k in kinds]

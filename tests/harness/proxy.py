@@ -31,7 +31,6 @@ import socket
 import socketserver
 import struct
 import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler
@@ -291,6 +290,10 @@ class _Reset(Exception):
     """Drop the client connection with a TCP reset."""
 
 
+class _UpstreamError(Exception):
+    """The upstream server could not be reached or gave no answer."""
+
+
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     timeout = IDLE_TIMEOUT
@@ -308,7 +311,7 @@ class _Handler(BaseHTTPRequestHandler):
                 self._upstream.close()
                 self._upstream = None
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib's name
+    def log_message(self, format: str, *args: Any) -> None:
         pass  # the request log in FaultProxy.requests is enough
 
     # Every method goes through one handler.
@@ -328,13 +331,15 @@ class _Handler(BaseHTTPRequestHandler):
         except _Reset:
             self._log(method, target, 0)
             self._reset()
-        except (ConnectionError, socket.timeout, http.client.HTTPException) as exc:
-            # The client went away, or upstream did: nothing sensible to answer.
+        except _UpstreamError as exc:
+            self._log(method, target, 502)
+            self.close_connection = True
+            with contextlib.suppress(OSError):
+                self._answer(502, _s3_error(502, str(exc)))
+        except (OSError, http.client.HTTPException):
+            # The client went away, or upstream failed after the answer had begun.
             self._log(method, target, 0)
             self.close_connection = True
-            if isinstance(exc, http.client.HTTPException) or "upstream" in str(exc):
-                with contextlib.suppress(OSError):
-                    self._answer(502, b"upstream failed: " + str(exc).encode())
 
     def _log(self, method: str, target: str, status: int) -> None:
         self._proxy._log(method, target, status)
@@ -376,7 +381,7 @@ class _Handler(BaseHTTPRequestHandler):
     def _forward(
         self, method: str, target: str, body: bytes, chunked: bool
     ) -> http.client.HTTPResponse:
-        for attempt in (1, 2):
+        for _attempt in (1, 2):
             fresh = self._upstream is None
             if self._upstream is None:
                 self._upstream = http.client.HTTPConnection(
@@ -397,13 +402,15 @@ class _Handler(BaseHTTPRequestHandler):
                 else:
                     conn.endheaders(body if body or "Content-Length" in self.headers else None)
                 return conn.getresponse()
-            except (ConnectionError, http.client.RemoteDisconnected, http.client.BadStatusLine):
+            except (OSError, http.client.HTTPException) as exc:
                 conn.close()
                 self._upstream = None
-                # A reused keep-alive connection the server had already closed: retry once.
-                if fresh or attempt == 2:
-                    raise ConnectionError(f"upstream {self._proxy.upstream} failed") from None
-        raise AssertionError("unreachable")
+                # Only a reused keep-alive connection that the server had already closed
+                # is worth one more try.
+                stale = isinstance(exc, ConnectionError | http.client.RemoteDisconnected)
+                if fresh or not stale:
+                    raise _UpstreamError(f"{type(exc).__name__}: {exc}") from exc
+        raise _UpstreamError("the upstream server keeps closing the connection")
 
     def _relay(self, method: str, response: http.client.HTTPResponse, *, corrupt: bool) -> None:
         status = response.status
@@ -476,19 +483,10 @@ def _read_chunks(rfile: BinaryIO) -> Iterator[bytes]:
         yield data
 
 
-def _s3_error(status: int) -> bytes:
-    code = {500: "InternalError", 503: "SlowDown"}.get(status, f"Status{status}")
+def _s3_error(status: int, message: str = "injected by the test proxy") -> bytes:
+    code = {500: "InternalError", 502: "BadGateway", 503: "SlowDown"}.get(status, str(status))
+    message = message.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
     return (
-        f'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>{code}</Code>'
-        f"<Message>injected by the test proxy</Message></Error>"
+        f'<?xml version="1.0" encoding="UTF-8"?>\n'
+        f"<Error><Code>{code}</Code><Message>{message}</Message></Error>"
     ).encode()
-
-
-def wait_for(condition: Any, timeout: float = 5.0) -> bool:
-    """Poll `condition` for up to `timeout` seconds (a helper for tests of the proxy)."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.01)
-    return True

@@ -32,7 +32,17 @@ from sqlalchemy.dialects import sqlite as sqlite_dialect
 from ..errors import NotFoundError, StateError
 from . import migrations
 from .connection import Database, translate_errors
-from .schema import file_hosts, file_tags, files, hosts, path_tags, paths, repo_meta, tags
+from .schema import (
+    SCHEMA_VERSION,
+    file_hosts,
+    file_tags,
+    files,
+    hosts,
+    path_tags,
+    paths,
+    repo_meta,
+    tags,
+)
 
 __all__ = ["Catalog", "FileRecord", "HostCopy"]
 
@@ -105,7 +115,7 @@ class Catalog:
         with translate_errors("preparing the catalog"):
             conn = self.db.conn
             version = migrations.current_version(conn)
-            if version is not None and version == migrations.SCHEMA_VERSION:
+            if version is not None and version == SCHEMA_VERSION:
                 self.db.rollback()
                 return version
             self.db.rollback()
@@ -141,17 +151,15 @@ class Catalog:
     def _path_id(self, conn: Connection, path: str, *, create: bool) -> int | None:
         found = conn.execute(select(paths.c.path_id).where(paths.c.path == path)).scalar()
         if found is not None or not create:
-            return found
+            return None if found is None else int(found)
         conn.execute(self._insert(paths).values(path=path).on_conflict_do_nothing())
-        return conn.execute(select(paths.c.path_id).where(paths.c.path == path)).scalar_one()
+        return int(conn.execute(select(paths.c.path_id).where(paths.c.path == path)).scalar_one())
 
     def _tag_ids(self, conn: Connection, names: Sequence[str], *, create: bool) -> dict[str, int]:
         if not names:
             return {}
         if create:
-            conn.execute(
-                self._insert(tags).on_conflict_do_nothing(), [{"name": n} for n in names]
-            )
+            conn.execute(self._insert(tags).on_conflict_do_nothing(), [{"name": n} for n in names])
         out: dict[str, int] = {}
         for i in range(0, len(names), _IN_BATCH):
             chunk = list(names[i : i + _IN_BATCH])
@@ -232,7 +240,9 @@ class Catalog:
             )
             return [_record(r) for r in rows]
 
-    def list_current(self, pattern: str, *, states: Sequence[str] = ("published",)) -> list[FileRecord]:
+    def list_current(
+        self, pattern: str, *, states: Sequence[str] = ("published",)
+    ) -> list[FileRecord]:
         """Files whose path matches the glob `pattern` (``*`` also matches ``/``)."""
         like = _glob_to_like(pattern)
         query = _select_files().where(files.c.state.in_(list(states)))
@@ -330,7 +340,9 @@ class Catalog:
             ids = list(self._tag_ids(conn, names, create=False).values())
             if ids:
                 conn.execute(
-                    delete(file_tags).where(file_tags.c.file_id == file_id, file_tags.c.tag_id.in_(ids))
+                    delete(file_tags).where(
+                        file_tags.c.file_id == file_id, file_tags.c.tag_id.in_(ids)
+                    )
                 )
 
     def add_path_tags(self, path_id: int, names: Sequence[str]) -> None:
@@ -349,7 +361,9 @@ class Catalog:
             ids = list(self._tag_ids(conn, names, create=False).values())
             if ids:
                 conn.execute(
-                    delete(path_tags).where(path_tags.c.path_id == path_id, path_tags.c.tag_id.in_(ids))
+                    delete(path_tags).where(
+                        path_tags.c.path_id == path_id, path_tags.c.tag_id.in_(ids)
+                    )
                 )
 
     def tags_of(self, file_id: int) -> tuple[list[str], list[str]]:
@@ -398,7 +412,9 @@ class Catalog:
             excl_ids = [known[t] for t in exclude if t in known]
             if excl_ids:
                 conds.append(not_(_has_tag(excl_ids)))
-            query = _select_files().where(and_(true(), *conds)).order_by(paths.c.path, files.c.file_id)
+            query = (
+                _select_files().where(and_(true(), *conds)).order_by(paths.c.path, files.c.file_id)
+            )
             return [_record(r) for r in conn.execute(query)]
 
     # -- hosts and copies ----------------------------------------------------------------
@@ -424,7 +440,10 @@ class Catalog:
             for file_id, when, is_fresh in rows:
                 if file_id in existing:
                     (fresh if is_fresh else seen)[file_id] = when
-            for batch, columns in ((fresh, ("downloaded_at", "last_access")), (seen, ("last_access",))):
+            for batch, columns in (
+                (fresh, ("downloaded_at", "last_access")),
+                (seen, ("last_access",)),
+            ):
                 if not batch:
                     continue
                 ins = self._insert(file_hosts)
@@ -461,9 +480,9 @@ class Catalog:
         """Files and bytes per state."""
         with translate_errors("counting files"):
             rows = self.db.conn.execute(
-                select(files.c.state, func.count(), func.coalesce(func.sum(files.c.size), 0)).group_by(
-                    files.c.state
-                )
+                select(
+                    files.c.state, func.count(), func.coalesce(func.sum(files.c.size), 0)
+                ).group_by(files.c.state)
             )
             return {r[0]: (int(r[1]), int(r[2])) for r in rows}
 

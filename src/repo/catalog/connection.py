@@ -99,7 +99,7 @@ def translate_errors(what: str) -> Iterator[None]:
             if "locked" in text_:
                 raise CatalogError(
                     f"{what}: the SQLite catalog is locked by another writer",
-                    hint="commit or close the other repo session, or use PostgreSQL for many writers",
+                    hint="commit or close the other session, or use PostgreSQL for many writers",
                 ) from exc
             raise CatalogError(
                 f"{what}: catalog database unavailable ({text_})",

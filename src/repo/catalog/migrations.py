@@ -66,8 +66,6 @@ def upgrade(conn: Connection) -> int:
     for target in range(version + 1, SCHEMA_VERSION + 1):
         MIGRATIONS[target](conn)
         conn.execute(
-            repo_meta.update()
-            .where(repo_meta.c.name == "schema_version")
-            .values(value=str(target))
+            repo_meta.update().where(repo_meta.c.name == "schema_version").values(value=str(target))
         )
     return SCHEMA_VERSION

@@ -19,8 +19,13 @@ def cli() -> None:
 
 
 @cli.command()
-@click.option("--config", "config", type=click.Path(dir_okay=False), default=None,
-              help="Configuration file (default: $REPO_CFG, ~/.repo_cfg, else the embedded default).")
+@click.option(
+    "--config",
+    "config",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Configuration file (default: $REPO_CFG, ~/.repo_cfg, else the embedded default).",
+)
 def demo(config: str | None) -> None:
     """Add, tag, publish, find and read back a few files, printing each step.
 

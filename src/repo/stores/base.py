@@ -13,7 +13,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import BinaryIO, Protocol, runtime_checkable
 
-__all__ = ["ObjectInfo", "PutResult", "Store", "DownloadResult"]
+__all__ = ["DownloadResult", "ObjectInfo", "PutResult", "Store"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,7 +95,7 @@ class Store(Protocol):
         ...
 
     def delete_many(self, keys: Iterable[str]) -> int:
-        """Delete these objects in batches; missing ones are not an error. Returns the count asked."""
+        """Delete these objects in batches; missing ones are no error. Returns the count."""
         ...
 
     def for_bucket(self, bucket: str) -> Store:

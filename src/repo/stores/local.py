@@ -104,7 +104,9 @@ class LocalStore:
             try:
                 os.link(tmp, final)
             except FileExistsError:
-                raise ConflictError(f"object {key!r} already exists; objects are never overwritten") from None
+                raise ConflictError(
+                    f"object {key!r} already exists; objects are never overwritten"
+                ) from None
             except FileNotFoundError:
                 continue  # a concurrent delete pruned the directory; make it again
             except OSError as exc:

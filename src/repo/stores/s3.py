@@ -19,6 +19,7 @@ Whatever the server says, a result counts only if its ETag agrees with our own m
 from __future__ import annotations
 
 import base64
+import builtins
 import hashlib
 import logging
 import os
@@ -72,8 +73,10 @@ class S3Store:
         prefix = parts.path.strip("/")
         self.key_prefix = f"{prefix}/" if prefix else ""
         self.endpoint_url = endpoint_url
-        self.region = region or os.environ.get("AWS_REGION") or os.environ.get(
-            "AWS_DEFAULT_REGION", "us-east-1"
+        self.region = (
+            region
+            or os.environ.get("AWS_REGION")
+            or os.environ.get("AWS_DEFAULT_REGION", "us-east-1")
         )
         self._access_key = access_key
         self._secret_key = secret_key
@@ -94,20 +97,22 @@ class S3Store:
         if self.endpoint_url:
             kwargs["endpoint"] = self.endpoint_url
             kwargs["virtual_hosted_style_request"] = False
-        client_options: dict[str, Any] = {
+        client_options: Any = {
             "connect_timeout": timedelta(seconds=10),
             "pool_max_idle_per_host": "64",
         }
         if self.endpoint_url and self.endpoint_url.startswith("http://"):
             client_options["allow_http"] = True
-        retry = {"max_retries": 5, "retry_timeout": timedelta(seconds=120)}
+        retry: Any = {"max_retries": 5, "retry_timeout": timedelta(seconds=120)}
         if self._access_key and self._secret_key:
             kwargs["access_key_id"] = self._access_key
             kwargs["secret_access_key"] = self._secret_key
-            return _ObStore(self.bucket, client_options=client_options, retry_config=retry, **kwargs)
+            return _ObStore(
+                self.bucket, client_options=client_options, retry_config=retry, **kwargs
+            )
         # No keys in the configuration: the standard AWS chain (env, profiles, instance role).
-        from obstore.auth.boto3 import Boto3CredentialProvider
         import boto3
+        from obstore.auth.boto3 import Boto3CredentialProvider
 
         provider = Boto3CredentialProvider(boto3.Session())
         return _ObStore(
@@ -235,7 +240,7 @@ class S3Store:
         except BaseException as exc:
             try:
                 client.abort_multipart_upload(Bucket=self.bucket, Key=key, UploadId=upload_id)
-            except Exception:  # noqa: BLE001 - the original error matters more
+            except Exception:
                 logger.warning("could not abort multipart upload of %s", key)
             if isinstance(exc, RepoError) or not isinstance(exc, Exception):
                 raise
@@ -257,7 +262,7 @@ class S3Store:
     def _discard(self, key: str) -> None:
         try:
             obstore.delete(self._store, key)
-        except Exception:  # noqa: BLE001 - garbage collection finds it later
+        except Exception:
             logger.warning("could not remove unverified object %s; GC will find it", key)
 
     def get_into(self, key: str, out: BinaryIO) -> DownloadResult:
@@ -331,7 +336,7 @@ class S3Store:
             count += len(batch)
         return count
 
-    def _delete_batch(self, keys: list[str]) -> None:
+    def _delete_batch(self, keys: builtins.list[str]) -> None:
         try:
             obstore.delete(self._store, keys)
         except obx.NotFoundError:
@@ -378,9 +383,13 @@ class S3Store:
             if code in ("NoSuchKey", "404", "NotFound"):
                 return NotFoundError(f"object {where} not found")
             if code in ("PreconditionFailed", "412"):
-                return ConflictError(f"object {where} already exists; objects are never overwritten")
+                return ConflictError(
+                    f"object {where} already exists; objects are never overwritten"
+                )
             if code in ("BadDigest", "InvalidDigest"):
-                return VerificationError(f"the store rejected a corrupted body for {where} ({code})")
+                return VerificationError(
+                    f"the store rejected a corrupted body for {where} ({code})"
+                )
             if code == "NoSuchBucket":
                 return StoreError(f"bucket {self.bucket!r} does not exist", hint="create it first")
             if code in ("InvalidAccessKeyId", "SignatureDoesNotMatch", "AccessDenied", "403"):
