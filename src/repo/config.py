@@ -13,7 +13,7 @@ import json
 import os
 import socket
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
@@ -58,7 +58,7 @@ def repo_home() -> Path:
     return Path(platformdirs.user_data_dir("repo", appauthor=False))
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, repr=False)
 class Config:
     """Validated configuration. Secrets are masked in `repr`."""
 
@@ -80,6 +80,11 @@ class Config:
 
     def masked_database_url(self) -> str:
         return make_url(self.database_url).render_as_string(hide_password=True)
+
+    def __repr__(self) -> str:
+        shown = {f.name: getattr(self, f.name) for f in fields(self) if f.repr}
+        shown["database_url"] = self.masked_database_url()
+        return f"Config({', '.join(f'{k}={v!r}' for k, v in shown.items())})"
 
 
 def load_config(config: str | os.PathLike[str] | Mapping[str, Any] | None = None) -> Config:
@@ -120,6 +125,11 @@ def _from_file(path: Path) -> Config:
         ) from None
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read configuration: {exc.strerror}") from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"{path}: not UTF-8 (undecodable byte at offset {exc.start})",
+            hint="save the file as UTF-8",
+        ) from None
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
@@ -151,11 +161,9 @@ def _from_mapping(data: Mapping[str, Any], *, source: str, base: Path) -> Config
     if endpoint is not None:
         parts = urlsplit(endpoint)
         if parts.scheme not in ("http", "https") or not parts.netloc:
-            raise ConfigError(
-                f"{source}: key 's3_endpoint_url' must be an http:// or https:// URL"
-            )
-    host_name = data.get("host_name") or _default_host_name()
-    if not host_name.strip() or any(ord(c) < 32 for c in host_name):
+            raise ConfigError(f"{source}: key 's3_endpoint_url' must be an http:// or https:// URL")
+    host_name = data["host_name"] if "host_name" in data else _default_host_name()
+    if not host_name.strip() or not host_name.isprintable():
         raise ConfigError(f"{source}: key 'host_name' must be a non-empty printable name")
     return Config(
         source=source,
@@ -175,8 +183,12 @@ def _from_mapping(data: Mapping[str, Any], *, source: str, base: Path) -> Config
 def _check_type(source: str, key: str, value: Any, types: tuple[type, ...]) -> None:
     ok = isinstance(value, types) and not (isinstance(value, bool) and bool not in types)
     if not ok:
-        names = " or ".join({str: "a string", int: "an integer", dict: "an object"}[t] for t in types)
-        shown = "a value" if key.rsplit(".", 1)[-1] in SECRET_KEYS else repr(value)
+        names = " or ".join(
+            {str: "a string", int: "an integer", dict: "an object"}[t] for t in types
+        )
+        # A database URL can carry a password, so its value is not shown either.
+        secret = key == "database" or key.rsplit(".", 1)[-1] in SECRET_KEYS
+        shown = "a value" if secret else repr(value)
         raise ConfigError(f"{source}: key '{key}' must be {names}, got {shown}")
 
 
@@ -210,9 +222,7 @@ def _store_url(data: Mapping[str, Any], source: str) -> str:
     if parts.scheme == "file":
         path = unquote(parts.path)
         if parts.netloc not in ("", "localhost") or not path.startswith("/"):
-            raise ConfigError(
-                f"{source}: key 'store' must be file:///absolute/path, got {store!r}"
-            )
+            raise ConfigError(f"{source}: key 'store' must be file:///absolute/path, got {store!r}")
         return Path(path).as_uri()
     raise ConfigError(
         f"{source}: key 'store' must start with s3:// or file://, got {store!r}",
@@ -248,7 +258,7 @@ def _database_url(data: Mapping[str, Any], source: str, base: Path) -> str:
         return url.render_as_string(hide_password=False)
     try:
         url = make_url(db)
-    except ArgumentError:
+    except (ArgumentError, ValueError):  # ValueError: a port that is not a number
         raise ConfigError(
             f"{source}: key 'database' is not a database URL",
             hint="use postgresql://user:password@host:port/name or sqlite:///path/catalog.db",

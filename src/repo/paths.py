@@ -42,7 +42,9 @@ def validate_path(path: object, *, key_prefix: str = "") -> str:
     if not isinstance(path, str):
         raise InvalidPathError(f"path must be a string, got {type(path).__name__}")
     if not path:
-        raise InvalidPathError("path is empty", hint="give a relative path such as 'reports/daily.csv'")
+        raise InvalidPathError(
+            "path is empty", hint="give a relative path such as 'reports/daily.csv'"
+        )
     norm = unicodedata.normalize("NFC", path)
     shown = repr(norm[:80] + ("..." if len(norm) > 80 else ""))
     bad = next((ch for ch in norm if _is_control(ch)), None)

@@ -48,6 +48,7 @@ PART_SIZE = 8 * 1024 * 1024
 PART_CONCURRENCY = 8
 STREAM_CHUNK = 4 * 1024 * 1024
 DELETE_BATCH = 1000
+READ_TIMEOUT_SECONDS = 60
 _META_SAFE = "/=:-_.~@+,;!*'()"
 
 
@@ -99,6 +100,10 @@ class S3Store:
             kwargs["virtual_hosted_style_request"] = False
         client_options: Any = {
             "connect_timeout": timedelta(seconds=10),
+            # object_store's default 30 s cap on a whole request would cut off any
+            # download slower than 30 s; a stall is caught by the read timeout instead.
+            "timeout": timedelta(hours=24),
+            "read_timeout": timedelta(seconds=READ_TIMEOUT_SECONDS),
             "pool_max_idle_per_host": "64",
         }
         if self.endpoint_url and self.endpoint_url.startswith("http://"):
@@ -168,7 +173,7 @@ class S3Store:
                 self._store, key, body, mode="create", attributes=attributes, use_multipart=False
             )
         except Exception as exc:
-            raise self._translate(exc, key) from exc
+            raise self._translate(exc, key, writing=True) from exc
         etag = result.get("e_tag")
         if not etag_matches(etag, md5):
             self._discard(key)
@@ -187,7 +192,7 @@ class S3Store:
                 "UploadId"
             ]
         except Exception as exc:
-            raise self._translate(exc, key) from exc
+            raise self._translate(exc, key, writing=True) from exc
         whole = hashlib.md5()
         part_md5s: list[bytes] = []
         futures: list[Future[dict[str, Any]]] = []
@@ -244,7 +249,7 @@ class S3Store:
                 logger.warning("could not abort multipart upload of %s", key)
             if isinstance(exc, RepoError) or not isinstance(exc, Exception):
                 raise
-            raise self._translate(exc, key) from exc
+            raise self._translate(exc, key, writing=True) from exc
         md5 = whole.hexdigest()
         etag = done.get("ETag")
         info = self.head(key)
@@ -364,12 +369,24 @@ class S3Store:
 
     # -- errors --------------------------------------------------------------------------
 
-    def _translate(self, exc: BaseException, key: str) -> RepoError:
+    def _translate(self, exc: BaseException, key: str, *, writing: bool = False) -> RepoError:
         """One clear error per failure; never a raw obstore/botocore exception."""
         where = f"s3://{self.bucket}/{key}"
         if isinstance(exc, RepoError):
             return exc
-        if isinstance(exc, obx.NotFoundError | FileNotFoundError):
+        code = _boto_code(exc)
+        not_found = isinstance(exc, obx.NotFoundError | FileNotFoundError) or code in (
+            "NoSuchKey",
+            "NoSuchBucket",
+            "404",
+            "NotFound",
+        )
+        if not_found and (writing or code == "NoSuchBucket"):
+            # Writing a new key can only miss because the bucket is not there.
+            return StoreError(
+                f"bucket {self.bucket!r} does not exist", hint="create it, or fix 'store'"
+            )
+        if not_found:
             return NotFoundError(f"object {where} not found")
         if isinstance(exc, obx.AlreadyExistsError | obx.PreconditionError):
             return ConflictError(f"object {where} already exists; objects are never overwritten")
@@ -378,10 +395,7 @@ class S3Store:
                 f"access to {where} denied: {_first_line(exc)}",
                 hint="check s3_access_key / s3_secret_key and the bucket's permissions",
             )
-        code = _boto_code(exc)
         if code is not None:
-            if code in ("NoSuchKey", "404", "NotFound"):
-                return NotFoundError(f"object {where} not found")
             if code in ("PreconditionFailed", "412"):
                 return ConflictError(
                     f"object {where} already exists; objects are never overwritten"
@@ -390,8 +404,6 @@ class S3Store:
                 return VerificationError(
                     f"the store rejected a corrupted body for {where} ({code})"
                 )
-            if code == "NoSuchBucket":
-                return StoreError(f"bucket {self.bucket!r} does not exist", hint="create it first")
             if code in ("InvalidAccessKeyId", "SignatureDoesNotMatch", "AccessDenied", "403"):
                 return StoreError(
                     f"access to {where} denied ({code})",

@@ -1,0 +1,509 @@
+"""Configuration: the seed's format, where it comes from, and how it fails (src/repo/config.py)."""
+
+from __future__ import annotations
+
+import json
+import socket
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy.engine import make_url
+
+import repo
+from repo.config import Config, embedded_default, load_config, repo_home
+from repo.errors import ConfigError
+
+#: The seed's ~/.repo_cfg, exactly as written there (spacing included).
+SEED_CFG = """\
+{
+    "local_root" : "/mnt/repo",
+    "default_s3_bucket" : "s3repo-test-bucket",
+    "backup_s3_bucket"  : "s3repo-test-bucket",
+    "s3_access_key" : "some-key",
+    "s3_secret_key" : "some-secret",
+    "database" : {
+        "host"     : "localhost",
+        "port"     : 5432,
+        "user"     : "repo",
+        "password" : "411B107B-A7ED-48AE-AE19-5BD427865041",
+        "database" : "repo"
+    }
+}
+"""
+SEED_PASSWORD = "411B107B-A7ED-48AE-AE19-5BD427865041"
+#: A value that must never show up in an error message or a repr.
+SECRET = "Sup3rSecret-7f1c9e"
+
+
+def _write(path: Path, data: dict[str, Any] | str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(data if isinstance(data, str) else json.dumps(data), encoding="utf-8")
+    return path
+
+
+def _minimal(tmp_path: Path, **extra: Any) -> dict[str, Any]:
+    config: dict[str, Any] = {
+        "store": (tmp_path / "store").as_uri(),
+        "database": f"sqlite:///{tmp_path}/catalog.db",
+    }
+    config.update(extra)
+    return config
+
+
+def _error_text(exc: ConfigError) -> str:
+    return f"{exc}\n{exc.hint or ''}"
+
+
+def _assert_seed(config: Config, source: Path) -> None:
+    assert config.source == str(source)
+    assert config.local_root == Path("/mnt/repo")
+    assert config.store_url == "s3://s3repo-test-bucket"
+    assert config.backup_store_url == "s3://s3repo-test-bucket"
+    assert config.s3_access_key == "some-key"
+    assert config.s3_secret_key == "some-secret"
+    url = make_url(config.database_url)
+    assert url.drivername == "postgresql+psycopg"
+    assert (url.host, url.port, url.username, url.database) == ("localhost", 5432, "repo", "repo")
+    assert url.password == SEED_PASSWORD
+    assert not config.is_embedded
+
+
+# ------------------------------------------------------------ seed format
+
+
+def test_seed_config_loads_from_an_explicit_path(tmp_path: Path) -> None:
+    path = _write(tmp_path / "cfg.json", SEED_CFG)
+    _assert_seed(load_config(path), path)
+    _assert_seed(load_config(str(path)), path)
+
+
+def test_seed_config_loads_from_repo_cfg(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = _write(tmp_path / "elsewhere" / "cfg.json", SEED_CFG)
+    monkeypatch.setenv("REPO_CFG", str(path))
+    _assert_seed(load_config(), path)
+
+
+def test_seed_config_loads_from_home_repo_cfg() -> None:
+    path = _write(Path.home() / ".repo_cfg", SEED_CFG)
+    _assert_seed(load_config(), path)
+
+
+def test_seed_config_as_a_dict_loads() -> None:
+    config = load_config(json.loads(SEED_CFG))
+    assert config.source == "<config dict>"
+    assert config.store_url == "s3://s3repo-test-bucket"
+
+
+# -------------------------------------------------------------- precedence
+
+
+def _tagged(tmp_path: Path, name: str) -> dict[str, Any]:
+    return _minimal(tmp_path, host_name=name)
+
+
+def test_explicit_path_wins_over_repo_cfg_and_home(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    explicit = _write(tmp_path / "explicit.json", _tagged(tmp_path, "explicit"))
+    env = _write(tmp_path / "env.json", _tagged(tmp_path, "env"))
+    _write(Path.home() / ".repo_cfg", _tagged(tmp_path, "home"))
+    monkeypatch.setenv("REPO_CFG", str(env))
+    assert load_config(explicit).host_name == "explicit"
+
+
+def test_explicit_dict_wins_over_repo_cfg(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("REPO_CFG", str(_write(tmp_path / "env.json", _tagged(tmp_path, "env"))))
+    assert load_config(_tagged(tmp_path, "dict")).host_name == "dict"
+
+
+def test_repo_cfg_wins_over_home_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    env = _write(tmp_path / "env.json", _tagged(tmp_path, "env"))
+    _write(Path.home() / ".repo_cfg", _tagged(tmp_path, "home"))
+    monkeypatch.setenv("REPO_CFG", str(env))
+    assert load_config().host_name == "env"
+
+
+def test_home_config_wins_over_embedded_default(tmp_path: Path) -> None:
+    _write(Path.home() / ".repo_cfg", _tagged(tmp_path, "home"))
+    config = load_config()
+    assert config.host_name == "home"
+    assert not config.is_embedded
+
+
+def test_no_config_anywhere_gives_the_embedded_default() -> None:
+    assert load_config().is_embedded
+
+
+def test_repo_cfg_naming_a_missing_file_is_an_error_not_a_fallback(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _write(Path.home() / ".repo_cfg", _tagged(tmp_path, "home"))
+    monkeypatch.setenv("REPO_CFG", str(tmp_path / "missing.json"))
+    with pytest.raises(ConfigError, match="missing.json"):
+        load_config()
+
+
+def test_missing_explicit_file_is_a_config_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="not found") as info:
+        load_config(tmp_path / "nope.json")
+    assert str(tmp_path / "nope.json") in str(info.value)
+
+
+def test_directory_as_config_file_is_a_config_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="cannot read"):
+        load_config(tmp_path)
+
+
+# ---------------------------------------------------------------- embedded
+
+
+def test_embedded_default_lives_under_repo_home(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    home = tmp_path / "repo-home"
+    monkeypatch.setenv("REPO_HOME", str(home))
+    config = load_config()
+    assert config.is_embedded
+    assert repo_home() == home
+    assert config.local_root == home / "local"
+    assert config.store_url == (home / "store").as_uri()
+    url = make_url(config.database_url)
+    assert url.get_backend_name() == "sqlite"
+    assert url.database == str(home / "catalog.db")
+
+
+def test_embedded_default_without_repo_home_uses_the_user_data_dir(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("REPO_HOME")
+    expected = Path.home() / ".local" / "share" / "repo"
+    assert repo_home() == expected
+    assert embedded_default().store_url == (expected / "store").as_uri()
+
+
+def test_host_name_defaults_to_the_machines_hostname(tmp_path: Path) -> None:
+    assert embedded_default().host_name == socket.gethostname()
+    assert load_config(_minimal(tmp_path)).host_name == socket.gethostname()
+
+
+def test_config_host_name_overrides_the_hostname(tmp_path: Path) -> None:
+    assert load_config(_minimal(tmp_path, host_name="batch-07")).host_name == "batch-07"
+
+
+@pytest.mark.parametrize("name", ["", "   ", "a\nb", "a\x7fb", "a\x85b"], ids=repr)
+def test_empty_or_unprintable_host_name_is_rejected(tmp_path: Path, name: str) -> None:
+    with pytest.raises(ConfigError, match="'host_name'"):
+        load_config(_minimal(tmp_path, host_name=name))
+
+
+def test_local_root_defaults_to_repo_home(tmp_path: Path) -> None:
+    assert load_config(_minimal(tmp_path)).local_root == repo_home() / "local"
+
+
+def test_relative_local_root_resolves_against_the_config_file(tmp_path: Path) -> None:
+    path = _write(tmp_path / "conf" / "cfg.json", _minimal(tmp_path, local_root="cache"))
+    assert load_config(path).local_root == tmp_path / "conf" / "cache"
+
+
+# ---------------------------------------------------------------- database
+
+
+def test_database_object_becomes_a_psycopg_url(tmp_path: Path) -> None:
+    db = {"host": "db.example", "port": 6543, "user": "u", "password": "pw", "database": "cat"}
+    url = make_url(load_config(_minimal(tmp_path, database=db)).database_url)
+    assert url.drivername == "postgresql+psycopg"
+    assert (url.host, url.port, url.username, url.password, url.database) == (
+        "db.example",
+        6543,
+        "u",
+        "pw",
+        "cat",
+    )
+
+
+def test_database_object_password_with_url_characters_round_trips(tmp_path: Path) -> None:
+    password = "p@ss:w/rd%?#&="
+    db = {"user": "u", "password": password, "database": "cat"}
+    url = make_url(load_config(_minimal(tmp_path, database=db)).database_url)
+    assert url.password == password
+    assert url.host == "localhost"
+    assert url.database == "cat"
+
+
+def test_database_object_without_a_database_name_is_rejected(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"'database\.database'"):
+        load_config(_minimal(tmp_path, database={"host": "h", "user": "u"}))
+
+
+def test_postgresql_url_string_uses_psycopg(tmp_path: Path) -> None:
+    config = load_config(_minimal(tmp_path, database="postgresql://u:pw@db.example:5433/cat"))
+    url = make_url(config.database_url)
+    assert url.drivername == "postgresql+psycopg"
+    assert (url.host, url.port, url.username, url.password, url.database) == (
+        "db.example",
+        5433,
+        "u",
+        "pw",
+        "cat",
+    )
+
+
+def test_absolute_sqlite_url_is_kept(tmp_path: Path) -> None:
+    config = load_config(_minimal(tmp_path, database=f"sqlite:///{tmp_path}/c.db"))
+    assert make_url(config.database_url).database == str(tmp_path / "c.db")
+
+
+def test_relative_sqlite_url_resolves_against_the_config_files_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    path = _write(tmp_path / "conf" / "cfg.json", _minimal(tmp_path, database="sqlite:///cat.db"))
+    url = make_url(load_config(path).database_url)
+    assert url.drivername == "sqlite"
+    assert url.database == str(tmp_path / "conf" / "cat.db")
+
+
+@pytest.mark.parametrize(
+    "database",
+    ["sqlite://", "sqlite:///:memory:", "mysql://u@h/db", "not a url", "postgresql://u@h:54x/db"],
+)
+def test_unusable_database_url_is_a_config_error(tmp_path: Path, database: str) -> None:
+    with pytest.raises(ConfigError, match="'database'"):
+        load_config(_minimal(tmp_path, database=database))
+
+
+def test_missing_database_is_a_config_error(tmp_path: Path) -> None:
+    config = _minimal(tmp_path)
+    del config["database"]
+    with pytest.raises(ConfigError, match="'database' is missing"):
+        load_config(config)
+
+
+def test_masked_database_url_hides_the_password(tmp_path: Path) -> None:
+    db = {"user": "u", "password": SECRET, "database": "cat"}
+    config = load_config(_minimal(tmp_path, database=db))
+    masked = config.masked_database_url()
+    assert SECRET not in masked
+    assert "***" in masked
+    assert make_url(masked).username == "u"
+
+
+# ------------------------------------------------------------------- store
+
+
+def test_s3_store_url_keeps_bucket_and_prefix(tmp_path: Path) -> None:
+    config = load_config(_minimal(tmp_path, store="s3://bucket/some/prefix/"))
+    assert config.store_url == "s3://bucket/some/prefix"
+
+
+def test_file_store_url_names_an_absolute_directory(tmp_path: Path) -> None:
+    config = load_config(_minimal(tmp_path, store=f"file://{tmp_path}/store/"))
+    assert config.store_url == (tmp_path / "store").as_uri()
+
+
+def test_default_s3_bucket_becomes_an_s3_store(tmp_path: Path) -> None:
+    config = _minimal(tmp_path, default_s3_bucket="my-bucket")
+    del config["store"]
+    assert load_config(config).store_url == "s3://my-bucket"
+
+
+def test_store_and_default_s3_bucket_together_is_an_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="'store' and 'default_s3_bucket'"):
+        load_config(_minimal(tmp_path, store="s3://a/p", default_s3_bucket="b"))
+
+
+@pytest.mark.parametrize(
+    "store", ["s3://", "file://relative/dir", "http://example.com/x", "/abs/path", "bucket"]
+)
+def test_malformed_store_url_is_rejected(tmp_path: Path, store: str) -> None:
+    with pytest.raises(ConfigError, match="'store'"):
+        load_config(_minimal(tmp_path, store=store))
+
+
+def test_no_store_at_all_is_an_error(tmp_path: Path) -> None:
+    config = _minimal(tmp_path)
+    del config["store"]
+    with pytest.raises(ConfigError, match="no store") as info:
+        load_config(config)
+    assert info.value.hint is not None and "store" in info.value.hint
+
+
+def test_s3_endpoint_and_region_are_read(tmp_path: Path) -> None:
+    config = load_config(
+        _minimal(tmp_path, s3_endpoint_url="http://127.0.0.1:9000", s3_region="eu-west-1")
+    )
+    assert (config.s3_endpoint_url, config.s3_region) == ("http://127.0.0.1:9000", "eu-west-1")
+
+
+def test_s3_endpoint_that_is_not_http_is_rejected(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="'s3_endpoint_url'"):
+        load_config(_minimal(tmp_path, s3_endpoint_url="127.0.0.1:9000"))
+
+
+# ------------------------------------------------------- malformed configs
+
+
+def test_unknown_top_level_key_names_the_key_and_the_file(tmp_path: Path) -> None:
+    path = _write(tmp_path / "cfg.json", _minimal(tmp_path, defualt_s3_bucket="typo"))
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert "'defualt_s3_bucket'" in str(info.value)
+    assert str(path) in str(info.value)
+    assert info.value.hint is not None and "default_s3_bucket" in info.value.hint
+
+
+def test_unknown_database_key_names_the_key(tmp_path: Path) -> None:
+    db = {"host": "h", "database": "d", "passwrd": SECRET}
+    with pytest.raises(ConfigError, match="'passwrd'") as info:
+        load_config(_minimal(tmp_path, database=db))
+    assert SECRET not in _error_text(info.value)
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("local_root", 5),
+        ("default_s3_bucket", ["b"]),
+        ("s3_region", None),
+        ("host_name", 7),
+        ("database", 5432),
+        ("store", {"url": "s3://b"}),
+        ("cache_max_bytes", "1GB"),
+        ("cache_max_bytes", 1.5),
+    ],
+)
+def test_wrong_type_names_the_key(tmp_path: Path, key: str, value: Any) -> None:
+    with pytest.raises(ConfigError, match=f"'{key}' must be") as info:
+        load_config(_minimal(tmp_path, **{key: value}))
+    assert len(str(info.value).splitlines()) == 1
+
+
+def test_wrong_type_in_database_object_names_the_dotted_key(tmp_path: Path) -> None:
+    db = {"host": "h", "port": "5432", "database": "d"}
+    with pytest.raises(ConfigError, match=r"'database\.port' must be an integer"):
+        load_config(_minimal(tmp_path, database=db))
+
+
+def test_bool_port_is_rejected(tmp_path: Path) -> None:
+    db = {"host": "h", "port": True, "database": "d"}
+    with pytest.raises(ConfigError, match=r"'database\.port'"):
+        load_config(_minimal(tmp_path, database=db))
+
+
+@pytest.mark.parametrize("value", [True, False, 0, -1])
+def test_cache_max_bytes_must_be_a_positive_int(tmp_path: Path, value: Any) -> None:
+    with pytest.raises(ConfigError, match="'cache_max_bytes'"):
+        load_config(_minimal(tmp_path, cache_max_bytes=value))
+
+
+def test_positive_cache_max_bytes_is_kept(tmp_path: Path) -> None:
+    assert load_config(_minimal(tmp_path, cache_max_bytes=10**12)).cache_max_bytes == 10**12
+
+
+def test_malformed_json_names_the_file_and_line(tmp_path: Path) -> None:
+    text = '{\n  "store": "file:///x",\n  "database": "sqlite:///c.db"\n  "host_name": "h"\n}\n'
+    path = _write(tmp_path / "broken.json", text)
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert str(path) in str(info.value)
+    assert "line 4" in str(info.value)
+
+
+def test_json_that_is_not_an_object_is_rejected(tmp_path: Path) -> None:
+    path = _write(tmp_path / "list.json", "[1, 2]")
+    with pytest.raises(ConfigError, match="must be a JSON object"):
+        load_config(path)
+
+
+def test_config_file_that_is_not_utf8_is_a_config_error(tmp_path: Path) -> None:
+    path = tmp_path / "latin1.json"
+    path.write_bytes(b'{"host_name": "caf\xe9"}')
+    with pytest.raises(ConfigError, match="latin1.json"):
+        load_config(path)
+
+
+# ----------------------------------------------------------------- secrets
+
+
+def _secret_leaks(config: dict[str, Any] | str, tmp_path: Path) -> str:
+    """Load `config` from a file, expect a ConfigError, return everything it says."""
+    path = _write(tmp_path / "cfg.json", config)
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    return _error_text(info.value) + repr(info.value)
+
+
+@pytest.mark.parametrize(
+    "config",
+    [
+        # A secret of the wrong type.
+        {"s3_secret_key": [SECRET]},
+        {"database": {"host": "h", "database": "d", "password": [SECRET]}},
+        {"database": {"host": "h", "database": "d", "password": {"v": SECRET}}},
+        # A valid secret in a config broken elsewhere.
+        {"s3_secret_key": SECRET, "bogus_key": 1},
+        {"s3_secret_key": SECRET, "store": "ftp://x"},
+        {"database": {"password": SECRET, "host": "h"}},
+        {"database": {"password": SECRET, "database": "d", "port": "x"}},
+        {"database": {"password": SECRET, "database": "d", "extra": 1}},
+        # A password inside a database URL.
+        {"database": f"postgresql://u:{SECRET}@h:bad/db"},
+        {"database": f"postgresql://u@h:{SECRET}/db"},
+        {"database": f"mysql://u:{SECRET}@h/db"},
+        {"database": [f"postgresql://u:{SECRET}@h/db"]},
+    ],
+    ids=lambda c: next(iter(c)) + ":" + json.dumps(c)[:40],
+)
+def test_config_error_never_echoes_a_secret(tmp_path: Path, config: dict[str, Any]) -> None:
+    full = _minimal(tmp_path)
+    full.update(config)
+    assert SECRET not in _secret_leaks(full, tmp_path)
+
+
+def test_malformed_json_with_a_secret_does_not_echo_it(tmp_path: Path) -> None:
+    text = '{"s3_secret_key": "' + SECRET + '" "store": 1}'
+    assert SECRET not in _secret_leaks(text, tmp_path)
+
+
+def test_repr_of_config_hides_both_secrets(tmp_path: Path) -> None:
+    db = {"host": "h", "user": "u", "password": SECRET + "-db", "database": "d"}
+    config = load_config(_minimal(tmp_path, database=db, s3_secret_key=SECRET + "-s3"))
+    assert SECRET not in repr(config)
+    assert SECRET not in str(config)
+    assert "'u'" in repr(config) or "u:***@h" in repr(config)
+
+
+def test_repr_of_config_from_a_database_url_hides_the_password(tmp_path: Path) -> None:
+    config = load_config(_minimal(tmp_path, database=f"postgresql://u:{SECRET}@h/d"))
+    assert SECRET not in repr(config)
+
+
+def test_repr_of_seed_config_hides_its_secrets(tmp_path: Path) -> None:
+    config = load_config(_write(tmp_path / "cfg.json", SEED_CFG))
+    assert SEED_PASSWORD not in repr(config)
+    assert "some-secret" not in repr(config)
+
+
+# -------------------------------------------------------------------- Repo
+
+
+def test_repo_accepts_a_config_dict(tmp_path: Path) -> None:
+    config = {
+        "local_root": str(tmp_path / "local"),
+        "store": (tmp_path / "store").as_uri(),
+        "database": f"sqlite:///{tmp_path}/catalog.db",
+        "host_name": "dict-host",
+    }
+    r = repo.Repo(config=config)
+    try:
+        assert r.config.host_name == "dict-host"
+        assert r.config.source == "<config dict>"
+        assert r.config.local_root == tmp_path / "local"
+    finally:
+        r.close()
+
+
+def test_repo_with_an_invalid_config_raises_config_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="'nonsense'"):
+        repo.Repo(config=_minimal(tmp_path, nonsense=1))
