@@ -140,7 +140,7 @@ def test_repo_cfg_naming_a_missing_file_is_an_error_not_a_fallback(
 ) -> None:
     _write(Path.home() / ".repo_cfg", _tagged(tmp_path, "home"))
     monkeypatch.setenv("REPO_CFG", str(tmp_path / "missing.json"))
-    with pytest.raises(ConfigError, match="missing.json"):
+    with pytest.raises(ConfigError, match=r"missing\.json"):
         load_config()
 
 
@@ -419,7 +419,7 @@ def test_json_that_is_not_an_object_is_rejected(tmp_path: Path) -> None:
 def test_config_file_that_is_not_utf8_is_a_config_error(tmp_path: Path) -> None:
     path = tmp_path / "latin1.json"
     path.write_bytes(b'{"host_name": "caf\xe9"}')
-    with pytest.raises(ConfigError, match="latin1.json"):
+    with pytest.raises(ConfigError, match=r"latin1\.json"):
         load_config(path)
 
 

@@ -198,8 +198,8 @@ def _resolve(value: str, base: Path) -> Path:
 
 
 def _store_url(data: Mapping[str, Any], source: str) -> str:
-    store = data.get("store")
-    bucket = data.get("default_s3_bucket")
+    store: str | None = data.get("store")
+    bucket: str | None = data.get("default_s3_bucket")
     if store and bucket:
         raise ConfigError(
             f"{source}: keys 'store' and 'default_s3_bucket' both name a store",

@@ -20,7 +20,7 @@ import unicodedata
 
 from .errors import InvalidPathError
 
-__all__ = ["MAX_KEY_BYTES", "DATA_PREFIX", "make_key", "new_version_token", "validate_path"]
+__all__ = ["DATA_PREFIX", "MAX_KEY_BYTES", "make_key", "new_version_token", "validate_path"]
 
 #: S3 limits keys to 1024 bytes of UTF-8.
 MAX_KEY_BYTES = 1024

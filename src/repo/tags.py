@@ -79,7 +79,7 @@ def _as_utc(when: datetime | date) -> datetime:
     raise InvalidTagError(f"date tag needs a datetime or date, got {type(when).__name__}")
 
 
-def date_tags(when: datetime | date, type: str = "day") -> list[str]:  # noqa: A002 - seed API
+def date_tags(when: datetime | date, type: str = "day") -> list[str]:  # `type`: the seed API's name
     """The date tags for `when` at granularity `type` (hour, day, week or month)."""
     kinds = DATE_TAG_TYPES.get(type)
     if kinds is None:
