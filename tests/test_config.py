@@ -507,3 +507,31 @@ def test_repo_accepts_a_config_dict(tmp_path: Path) -> None:
 def test_repo_with_an_invalid_config_raises_config_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="'nonsense'"):
         repo.Repo(config=_minimal(tmp_path, nonsense=1))
+
+
+def test_postgres_short_scheme_is_accepted(tmp_path: Path) -> None:
+    from repo.config import load_config
+
+    cfg = load_config({"store": "file:///tmp/s", "database": "postgres://u:pw@db.example:5433/r"})
+    assert cfg.database_url.startswith("postgresql+psycopg://u:")
+    assert cfg.database_url.endswith("@db.example:5433/r")
+
+
+def test_config_file_with_a_byte_order_mark_loads(tmp_path: Path) -> None:
+    from repo.config import load_config
+
+    path = tmp_path / "bom.json"
+    path.write_bytes(b"\xef\xbb\xbf" + b'{"store": "file:///tmp/s", "database": "sqlite:///c.db"}')
+    assert load_config(path).store_url == "file:///tmp/s"
+
+
+def test_home_config_that_is_a_directory_is_an_error_not_a_fallback(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from repo.config import load_config
+    from repo.errors import ConfigError
+
+    (Path.home() / ".repo_cfg").mkdir()
+    with pytest.raises(ConfigError) as err:
+        load_config()
+    assert ".repo_cfg" in str(err.value)

@@ -97,7 +97,7 @@ def load_config(config: str | os.PathLike[str] | Mapping[str, Any] | None = None
     if env:
         return _from_file(Path(env))
     home_cfg = Path("~/.repo_cfg").expanduser()
-    if home_cfg.is_file():
+    if home_cfg.exists():
         return _from_file(home_cfg)
     return embedded_default()
 
@@ -117,7 +117,7 @@ def embedded_default() -> Config:
 def _from_file(path: Path) -> Config:
     path = path.expanduser()
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")  # tolerate a byte-order mark
     except FileNotFoundError:
         raise ConfigError(
             f"{path}: configuration file not found",
@@ -256,6 +256,8 @@ def _database_url(data: Mapping[str, Any], source: str, base: Path) -> str:
             database=db["database"],
         )
         return url.render_as_string(hide_password=False)
+    if db.startswith("postgres://"):  # the short scheme many hosting services hand out
+        db = "postgresql://" + db[len("postgres://") :]
     try:
         url = make_url(db)
     except (ArgumentError, ValueError):  # ValueError: a port that is not a number
