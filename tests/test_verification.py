@@ -11,16 +11,23 @@ What the servers do with a corrupted body (observed; the tests pin it):
   rclone and moto both store the bad body; our ETag check catches it
   (`VerificationError`) and deletes the object.
 * multipart UploadPart (boto3 with Content-MD5): rclone rejects the part (BadDigest,
-  translated to `VerificationError`); moto stores it and our part-ETag check catches it.
+  translated to `VerificationError`) and drops the whole multipart upload itself; moto
+  stores the part and our part-ETag check catches it, and our abort removes the upload.
 """
 
 from __future__ import annotations
 
+import http.client
+import json
 import os
 import shutil
+import socket
 import stat
+import threading
+import time
 import uuid
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +35,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 import repo
-from harness.proxy import FaultProxy
+from harness.proxy import FaultProxy, flip_middle_byte
 from harness.s3servers import S3Server
 from repo.stores.s3 import S3Store
 
@@ -169,7 +176,7 @@ def test_corrupted_multipart_part_fails_the_put_and_leaves_nothing(
         assert proxy.fired("corrupt_request") == 1
         assert not _exists(direct, bucket, key)
         uploads = direct.list_multipart_uploads(Bucket=bucket).get("Uploads", [])
-        assert [u["Key"] for u in uploads] == []  # the upload was aborted
+        assert [u["Key"] for u in uploads] == []  # aborted (by us, or by rclone itself)
 
         proxy.reset()
         result = store.put_file(key, source)
@@ -258,3 +265,182 @@ def test_truncated_cache_file_is_not_served(
         assert rf.read_bytes() == DATA
         assert cached.read_bytes() == DATA
         assert stat.S_IMODE(cached.stat().st_mode) & 0o222 == 0  # read-only again
+
+
+# ------------------------------------------------- the fault proxy itself
+
+
+class _Echo(BaseHTTPRequestHandler):
+    """Answers every request with what it received, as JSON."""
+
+    protocol_version = "HTTP/1.1"
+
+    def _echo(self) -> None:
+        if "chunked" in self.headers.get("Transfer-Encoding", ""):
+            body = b""
+            while size := int(self.rfile.readline().split(b";")[0], 16):
+                body += self.rfile.read(size)
+                self.rfile.readline()
+            self.rfile.readline()
+        else:
+            body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        seen = {
+            "method": self.command,
+            "target": self.path,
+            "headers": [[k.lower(), v] for k, v in self.headers.items()],
+            "body": body.decode("latin-1"),
+        }
+        answer = json.dumps(seen).encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(answer)))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(answer)
+
+    do_GET = do_PUT = do_POST = do_HEAD = do_DELETE = _echo
+
+    def handle_expect_100(self) -> bool:
+        if self.path != "/reject":
+            return super().handle_expect_100()
+        self.send_response(404)  # refuse before the body is sent, as servers may
+        self.send_header("Content-Length", "0")
+        self.send_header("Connection", "close")
+        self.end_headers()
+        self.close_connection = True
+        return False
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def echo() -> Iterator[str]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Echo)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        thread.join()
+        server.server_close()
+
+
+def _send(
+    proxy: FaultProxy, method: str, target: str, body: Any = None, **headers: str
+) -> tuple[int, bytes]:
+    """Send one request through the proxy (headers exactly as given; a list body is sent
+    chunked); return the status and the answer."""
+    conn = http.client.HTTPConnection("127.0.0.1", proxy.port, timeout=10)
+    try:
+        conn.putrequest(method, target, skip_host=True, skip_accept_encoding=True)
+        for name, value in headers.items():
+            conn.putheader(name.replace("_", "-"), value)
+        if isinstance(body, list):
+            conn.endheaders()
+            for chunk in body:
+                conn.send(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+            conn.send(b"0\r\n\r\n")
+        else:
+            conn.endheaders(body)
+        resp = conn.getresponse()
+        return resp.status, resp.read()
+    finally:
+        conn.close()
+
+
+def _echoed_body(proxy: FaultProxy, body: bytes) -> str:
+    answer = _send(proxy, "PUT", "/k", body, Host="h", Content_Length=str(len(body)))[1]
+    echoed: str = json.loads(answer)["body"]
+    return echoed
+
+
+def _proxy_threads() -> list[str]:
+    return [t.name for t in threading.enumerate() if t.name.startswith("fault-proxy-")]
+
+
+def test_proxy_forwards_requests_unchanged(echo: str) -> None:
+    with FaultProxy(echo) as proxy:
+        target = "/b/k%20x?partNumber=2&uploadId=a%2Fb"
+        status, answer = _send(
+            proxy,
+            "PUT",
+            target,
+            b"hello",
+            Host="signed.example:9000",
+            Content_Length="5",
+            Expect="100-continue",
+            X_Amz_Meta_A="1",
+        )
+        seen = json.loads(answer)
+        assert status == 200
+        assert (seen["method"], seen["target"], seen["body"]) == ("PUT", target, "hello")
+        assert seen["headers"] == [
+            ["host", "signed.example:9000"],
+            ["content-length", "5"],
+            ["expect", "100-continue"],
+            ["x-amz-meta-a", "1"],
+        ]
+        status, answer = _send(
+            proxy, "PUT", "/c", [b"abc", b"defg"], Host="h", Transfer_Encoding="chunked"
+        )
+        seen = json.loads(answer)
+        assert seen["body"] == "abcdefg"
+        assert seen["headers"] == [["host", "h"], ["transfer-encoding", "chunked"]]
+        assert proxy.fired() == 0
+        assert proxy.requests == [("PUT", target, 200), ("PUT", "/c", 200)]
+        # An idle keep-alive connection must not keep the proxy from stopping.
+        idle = http.client.HTTPConnection("127.0.0.1", proxy.port, timeout=10)
+        idle.request("GET", "/")
+        idle.getresponse().read()
+        assert _proxy_threads()
+    idle.close()
+    assert _proxy_threads() == []
+
+
+def test_proxy_relays_an_answer_given_before_the_body(echo: str) -> None:
+    with FaultProxy(echo) as proxy, socket.create_connection(("127.0.0.1", proxy.port)) as sock:
+        sock.sendall(
+            b"PUT /reject HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n"
+        )
+        sock.settimeout(10)
+        answer = b""
+        while chunk := sock.recv(4096):  # the proxy closes: the body was never sent
+            answer += chunk
+        assert answer.startswith(b"HTTP/1.1 404 ")
+        assert b"\r\nConnection: close\r\n" in answer
+        assert proxy.requests == [("PUT", "/reject", 404)]
+
+
+def test_proxy_faults_fire_on_matching_requests_then_disarm(echo: str) -> None:
+    with FaultProxy(echo) as proxy:
+        proxy.fail_requests(503, method="GET", query="uploads", count=2)
+        proxy.corrupt_request_bodies(method="PUT", count=1)
+        proxy.corrupt_response_bodies(method="POST", count=1)
+        assert _send(proxy, "GET", "/b?list", Host="h")[0] == 200
+        for _ in range(2):
+            status, answer = _send(proxy, "GET", "/b?uploads", Host="h")
+            assert status == 503 and b"<Code>SlowDown</Code>" in answer
+        assert _send(proxy, "GET", "/b?uploads", Host="h")[0] == 200
+        assert _echoed_body(proxy, b"abcde") == "ab\x9cde"
+        assert _echoed_body(proxy, b"abcde") == "abcde"
+        corrupted = _send(proxy, "POST", "/k", b"x", Host="h", Content_Length="1")[1]
+        clean = _send(proxy, "POST", "/k", b"x", Host="h", Content_Length="1")[1]
+        assert len(corrupted) == len(clean) and corrupted == flip_middle_byte(clean) != clean
+        assert proxy.fired("status") == 2
+        assert proxy.fired("corrupt_request") == proxy.fired("corrupt_response") == 1
+
+        proxy.reset_connections(method="DELETE")
+        with pytest.raises(ConnectionError):
+            _send(proxy, "DELETE", "/k", Host="h")
+        proxy.drop_responses(method="DELETE")
+        with pytest.raises(ConnectionError):
+            _send(proxy, "DELETE", "/k", Host="h")
+        assert _send(proxy, "DELETE", "/k", Host="h")[0] == 200
+        assert proxy.requests[-3:] == [("DELETE", "/k", 0)] * 2 + [("DELETE", "/k", 200)]
+        proxy.delay_requests(0.3, method="HEAD")
+        started = time.monotonic()
+        assert _send(proxy, "HEAD", "/k", Host="h")[0] == 200
+        assert time.monotonic() - started >= 0.3
+        proxy.reset()
+        assert proxy.fired() == 0 and proxy.requests == []

@@ -4,10 +4,11 @@
 request faithfully: method, request target (path and query, byte for byte), headers in
 the order received (``Host`` included, unchanged, because SigV4 signs it), and body.
 Request bodies may come with ``Content-Length`` or chunked; a chunked body is forwarded
-chunked. ``Expect: 100-continue`` is answered by the proxy itself (it must read the
-body before it can corrupt it) and is not forwarded. Hop-by-hop headers are the
-proxy's own business on each side. Each client connection gets its own keep-alive
-connection upstream.
+chunked (as one chunk). ``Expect: 100-continue`` is forwarded and honoured: the client
+hears "100 Continue" when the server says it, and a server that answers early (a 404
+before a large part) is relayed without the body, as it would be without the proxy.
+Hop-by-hop headers are the proxy's own business on each side. Each client connection
+gets its own keep-alive connection upstream.
 
 Faults are rules that tests switch on at run time (thread-safe); each fires on the next
 ``count`` matching requests (``count=None``: until `reset`) and then disarms::
@@ -18,33 +19,38 @@ Faults are rules that tests switch on at run time (thread-safe); each fires on t
         assert proxy.fired("corrupt_request") == 1
 
 A rule matches on method, a substring of the query string and a substring of the path.
-Actions: flip one byte in the middle of a request or response body (length unchanged),
-answer with an error status without forwarding, reset the connection, or delay the
-request. ``proxy.requests`` logs ``(method, target, status)`` of every exchange.
+Actions: flip one byte in the middle of a request or response body (length unchanged);
+answer with an error status without forwarding; reset the connection, before forwarding
+or after forwarding instead of answering; delay the request. ``proxy.requests`` logs
+``(method, target, status)`` of every exchange (status 0: no answer was given).
 """
 
 from __future__ import annotations
 
 import contextlib
 import http.client
+import io
+import select
 import socket
 import socketserver
 import struct
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler
 from types import TracebackType
-from typing import Any, BinaryIO
+from typing import Any
 from urllib.parse import urlsplit
 
 __all__ = ["FaultProxy", "Rule"]
 
 BLOCK = 64 * 1024
 UPSTREAM_TIMEOUT = 60.0
+CONTINUE_WAIT = 1.0  # what botocore waits for "100 Continue" before sending a body anyway
 IDLE_TIMEOUT = 120.0
 
-# RFC 9110 7.6.1, plus the headers a proxy must not pass on (Expect: see the module doc).
+# RFC 9110 7.6.1: headers about one connection, never forwarded.
 _HOP_BY_HOP = frozenset(
     {
         "connection",
@@ -56,11 +62,10 @@ _HOP_BY_HOP = frozenset(
         "trailer",
         "transfer-encoding",
         "upgrade",
-        "expect",
     }
 )
 
-ACTIONS = ("corrupt_request", "corrupt_response", "status", "reset", "delay")
+ACTIONS = ("corrupt_request", "corrupt_response", "status", "reset", "drop_response", "delay")
 
 
 @dataclass
@@ -73,6 +78,7 @@ class Rule:
     path: str | None = None
     count: int | None = 1
     status: int = 503
+    code: str | None = None
     seconds: float = 0.0
     fired: int = field(default=0, init=False)
 
@@ -140,7 +146,7 @@ class FaultProxy:
         self._thread.join()
         self._thread = None
         server.cut_connections()
-        server.server_close()  # joins the connection threads (block_on_close)
+        server.server_close()
 
     def __enter__(self) -> FaultProxy:
         return self.start()
@@ -188,13 +194,15 @@ class FaultProxy:
         self,
         status: int = 503,
         *,
+        code: str | None = None,
         method: str | None = None,
         query: str | None = None,
         path: str | None = None,
         count: int | None = 1,
     ) -> Rule:
-        """Answer the next `count` matching requests with `status`, not forwarding them."""
-        return self.add_rule(Rule("status", method, query, path, count, status=status))
+        """Answer the next `count` matching requests with `status` and an S3 error document
+        (``<Code>`` is `code`, or a usual one for the status), not forwarding them."""
+        return self.add_rule(Rule("status", method, query, path, count, status=status, code=code))
 
     def reset_connections(
         self,
@@ -206,6 +214,18 @@ class FaultProxy:
     ) -> Rule:
         """Reset (TCP RST) the connection of the next `count` matching requests."""
         return self.add_rule(Rule("reset", method, query, path, count))
+
+    def drop_responses(
+        self,
+        *,
+        method: str | None = None,
+        query: str | None = None,
+        path: str | None = None,
+        count: int | None = 1,
+    ) -> Rule:
+        """Forward the next `count` matching requests, then reset the connection instead of
+        answering: the server acted on the request but the client never hears of it."""
+        return self.add_rule(Rule("drop_response", method, query, path, count))
 
     def delay_requests(
         self,
@@ -254,23 +274,37 @@ class FaultProxy:
             self.requests.append((method, target, status))
 
 
-class _Server(socketserver.ThreadingMixIn, socketserver.TCPServer):
-    """Threaded TCP server that remembers its open connections so it can cut them."""
+class _Server(socketserver.TCPServer):
+    """One thread per connection; remembers its connections so `stop` can cut them."""
 
-    daemon_threads = False
-    block_on_close = True
     allow_reuse_address = True
 
     def __init__(self, proxy: FaultProxy) -> None:
         self.proxy = proxy
         self._connections: set[socket.socket] = set()
+        self._threads: list[threading.Thread] = []
         self._conn_lock = threading.Lock()
         super().__init__(("127.0.0.1", 0), _Handler)
 
     def process_request(self, request: Any, client_address: Any) -> None:
+        thread = threading.Thread(
+            target=self._serve_connection,
+            args=(request, client_address),
+            name=f"fault-proxy-{self.server_address[1]}-connection",
+        )
         with self._conn_lock:
             self._connections.add(request)
-        super().process_request(request, client_address)
+            self._threads = [t for t in self._threads if t.is_alive()]
+            self._threads.append(thread)
+        thread.start()
+
+    def _serve_connection(self, request: Any, client_address: Any) -> None:
+        try:
+            self.finish_request(request, client_address)
+        except Exception:
+            self.handle_error(request, client_address)
+        finally:
+            self.shutdown_request(request)
 
     def shutdown_request(self, request: Any) -> None:
         with self._conn_lock:
@@ -278,12 +312,15 @@ class _Server(socketserver.ThreadingMixIn, socketserver.TCPServer):
         super().shutdown_request(request)
 
     def cut_connections(self) -> None:
-        """Wake every handler blocked on a client socket (idle keep-alive connections)."""
+        """End every connection (idle keep-alive ones too) and join their threads."""
         with self._conn_lock:
             connections = list(self._connections)
+            threads = list(self._threads)
         for conn in connections:
             with contextlib.suppress(OSError):
                 conn.shutdown(socket.SHUT_RDWR)
+        for thread in threads:
+            thread.join()
 
 
 class _Reset(Exception):
@@ -292,6 +329,21 @@ class _Reset(Exception):
 
 class _UpstreamError(Exception):
     """The upstream server could not be reached or gave no answer."""
+
+
+class _Stale(Exception):
+    """The upstream connection was closed before it answered; a new one may do better."""
+
+
+@dataclass
+class _Exchange:
+    """One request on its way upstream; `body` is None until the client has sent it."""
+
+    method: str
+    target: str
+    body: bytes | None
+    chunked: bool
+    corrupt: bool
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -307,9 +359,7 @@ class _Handler(BaseHTTPRequestHandler):
         try:
             super().finish()
         finally:
-            if self._upstream is not None:
-                self._upstream.close()
-                self._upstream = None
+            self._close_upstream()
 
     def log_message(self, format: str, *args: Any) -> None:
         pass  # the request log in FaultProxy.requests is enough
@@ -335,7 +385,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._log(method, target, 502)
             self.close_connection = True
             with contextlib.suppress(OSError):
-                self._answer(502, _s3_error(502, str(exc)))
+                self._answer(502, _s3_error(502, message=str(exc)))
         except (OSError, http.client.HTTPException):
             # The client went away, or upstream failed after the answer had begun.
             self._log(method, target, 0)
@@ -344,30 +394,39 @@ class _Handler(BaseHTTPRequestHandler):
     def _log(self, method: str, target: str, status: int) -> None:
         self._proxy._log(method, target, status)
 
+    def handle_expect_100(self) -> bool:
+        # Defer: the client hears "100 Continue" only when the upstream server says it.
+        return True
+
     def _exchange(self, method: str, target: str) -> None:
         chunked = "chunked" in self.headers.get("Transfer-Encoding", "").lower()
-        body = self._read_body(chunked)
+        expect = self.headers.get("Expect", "").lower() == "100-continue"
+        body = None if expect else self._read_body(chunked)
         rules = {rule.action: rule for rule in self._proxy._take(method, target)}
         if "delay" in rules and self._proxy._stopping.wait(rules["delay"].seconds):
             raise _Reset
         if "reset" in rules:
             raise _Reset
         if "status" in rules:
-            status = rules["status"].status
-            self._log(method, target, status)
-            self._answer(status, _s3_error(status))
+            rule = rules["status"]
+            self._log(method, target, rule.status)
+            self.close_connection |= expect  # the client's body stays unread
+            self._answer(rule.status, _s3_error(rule.status, rule.code))
             return
-        if "corrupt_request" in rules:
-            body = flip_middle_byte(body)
-        response = self._forward(method, target, body, chunked)
+        exchange = _Exchange(method, target, body, chunked, "corrupt_request" in rules)
+        response = self._forward(exchange)
+        if exchange.body is None:
+            self.close_connection = True  # answered early: the client's body stays unread
         try:
+            if "drop_response" in rules:
+                response.read()
+                raise _Reset
             self._log(method, target, response.status)
             self._relay(method, response, corrupt="corrupt_response" in rules)
         finally:
             response.close()
-        if response.will_close and self._upstream is not None:
-            self._upstream.close()
-            self._upstream = None
+            if response.will_close or exchange.body is None:
+                self._close_upstream()
 
     def _read_body(self, chunked: bool) -> bytes:
         if chunked:
@@ -378,39 +437,83 @@ class _Handler(BaseHTTPRequestHandler):
             raise ConnectionError("client closed the connection mid-body")
         return body
 
-    def _forward(
-        self, method: str, target: str, body: bytes, chunked: bool
-    ) -> http.client.HTTPResponse:
+    def _client_body(self, exchange: _Exchange) -> bytes:
+        """The request body (read on first use, after a deferred "100 Continue")."""
+        if exchange.body is None:
+            self.send_response_only(100)
+            self.end_headers()
+            self.wfile.flush()
+            exchange.body = self._read_body(exchange.chunked)
+            if exchange.corrupt:
+                exchange.body = flip_middle_byte(exchange.body)
+        return exchange.body
+
+    def _forward(self, exchange: _Exchange) -> http.client.HTTPResponse:
+        """Send the request upstream; return the upstream's final response."""
+        if exchange.body is not None and exchange.corrupt:
+            exchange.body = flip_middle_byte(exchange.body)
         for _attempt in (1, 2):
-            fresh = self._upstream is None
-            if self._upstream is None:
-                self._upstream = http.client.HTTPConnection(
-                    *self._proxy.upstream, timeout=UPSTREAM_TIMEOUT
-                )
-            conn = self._upstream
+            reused = False
             try:
-                conn.putrequest(method, target, skip_host=True, skip_accept_encoding=True)
-                for name, value in self.headers.items():
-                    if name.lower() not in _HOP_BY_HOP:
-                        conn.putheader(name, value)
-                if chunked:
-                    conn.putheader("Transfer-Encoding", "chunked")
-                    conn.endheaders()
-                    if body:
-                        conn.send(b"%x\r\n%s\r\n" % (len(body), body))
-                    conn.send(b"0\r\n\r\n")
-                else:
-                    conn.endheaders(body if body or "Content-Length" in self.headers else None)
-                return conn.getresponse()
+                conn, reused = self._upstream_connection()
+                return self._send(conn, exchange)
+            except _Stale as exc:
+                self._close_upstream()
+                if not reused:
+                    raise _UpstreamError(str(exc)) from None
             except (OSError, http.client.HTTPException) as exc:
-                conn.close()
-                self._upstream = None
-                # Only a reused keep-alive connection that the server had already closed
-                # is worth one more try.
-                stale = isinstance(exc, ConnectionError | http.client.RemoteDisconnected)
-                if fresh or not stale:
-                    raise _UpstreamError(f"{type(exc).__name__}: {exc}") from exc
+                self._close_upstream()
+                raise _UpstreamError(f"{type(exc).__name__}: {exc}") from exc
         raise _UpstreamError("the upstream server keeps closing the connection")
+
+    def _upstream_connection(self) -> tuple[http.client.HTTPConnection, bool]:
+        conn = self._upstream
+        if conn is not None and conn.sock is not None:
+            # An idle connection has nothing to say; if it is readable, it was closed.
+            readable, _, _ = select.select([conn.sock], [], [], 0)
+            if not readable:
+                return conn, True
+            self._close_upstream()
+        conn = self._upstream = http.client.HTTPConnection(
+            *self._proxy.upstream, timeout=UPSTREAM_TIMEOUT
+        )
+        conn.connect()
+        return conn, False
+
+    def _send(
+        self, conn: http.client.HTTPConnection, exchange: _Exchange
+    ) -> http.client.HTTPResponse:
+        expect = exchange.body is None
+        conn.putrequest(exchange.method, exchange.target, skip_host=True, skip_accept_encoding=True)
+        for name, value in self.headers.items():
+            if name.lower() not in _HOP_BY_HOP:
+                conn.putheader(name, value)
+        if exchange.chunked:
+            conn.putheader("Transfer-Encoding", "chunked")
+        conn.endheaders()
+        if expect and not _await_continue(conn):
+            return conn.getresponse()  # a final answer before the body, as RFC 9110 allows
+        body = self._client_body(exchange)
+        try:
+            if exchange.chunked:
+                if body:
+                    conn.send(b"%x\r\n%s\r\n" % (len(body), body))
+                conn.send(b"0\r\n\r\n")
+            elif body or "Content-Length" in self.headers:
+                conn.send(body)
+        except OSError:
+            # The server may have answered early and closed (say, a 404 before a large
+            # body): relay that answer if it can still be read.
+            pass
+        try:
+            return conn.getresponse()
+        except (ConnectionError, http.client.RemoteDisconnected) as exc:
+            raise _Stale(f"upstream closed the connection: {exc}") from exc
+
+    def _close_upstream(self) -> None:
+        if self._upstream is not None:
+            self._upstream.close()
+            self._upstream = None
 
     def _relay(self, method: str, response: http.client.HTTPResponse, *, corrupt: bool) -> None:
         status = response.status
@@ -465,7 +568,34 @@ class _Handler(BaseHTTPRequestHandler):
             self.connection.close()
 
 
-def _read_chunks(rfile: BinaryIO) -> Iterator[bytes]:
+def _await_continue(conn: http.client.HTTPConnection) -> bool:
+    """After request headers with ``Expect: 100-continue``: should the body follow?
+
+    True when the server says "100 Continue" (consumed here) or stays silent for
+    CONTINUE_WAIT seconds (clients then send the body anyway); False when it has begun
+    a final answer, which ``conn.getresponse()`` then reads.
+    """
+    sock = conn.sock
+    assert sock is not None
+    if not select.select([sock], [], [], CONTINUE_WAIT)[0]:
+        return True
+    deadline = time.monotonic() + UPSTREAM_TIMEOUT
+    while True:
+        head = sock.recv(BLOCK, socket.MSG_PEEK)
+        if not head:
+            raise _Stale("upstream closed the connection")
+        if b"\r\n\r\n" in head or len(head) >= BLOCK:
+            break
+        if time.monotonic() > deadline:
+            raise TimeoutError("upstream sent an incomplete response head")
+        time.sleep(0.001)  # a head split across packets: wait for the rest
+    if head.split(b" ", 2)[1:2] != [b"100"]:
+        return False
+    sock.recv(head.index(b"\r\n\r\n") + 4)
+    return True
+
+
+def _read_chunks(rfile: io.BufferedIOBase) -> Iterator[bytes]:
     """The data of a chunked body (extensions and trailers are read and dropped)."""
     while True:
         line = rfile.readline(65537)
@@ -483,8 +613,12 @@ def _read_chunks(rfile: BinaryIO) -> Iterator[bytes]:
         yield data
 
 
-def _s3_error(status: int, message: str = "injected by the test proxy") -> bytes:
-    code = {500: "InternalError", 502: "BadGateway", 503: "SlowDown"}.get(status, str(status))
+def _s3_error(
+    status: int, code: str | None = None, message: str = "injected by the test proxy"
+) -> bytes:
+    usual = {400: "BadRequest", 403: "AccessDenied", 404: "NoSuchKey", 500: "InternalError"}
+    usual |= {502: "BadGateway", 503: "SlowDown"}
+    code = code or usual.get(status, str(status))
     message = message.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
     return (
         f'<?xml version="1.0" encoding="UTF-8"?>\n'
