@@ -83,8 +83,12 @@ def test_demo_runs_on_the_embedded_default(tmp_path: Path) -> None:
     assert (tmp_path / "home" / "catalog.db").exists()
     # A second run works on the same catalog (new versions supersede the old ones).
     again = subprocess.run(
-        [sys.executable, "-m", "repo", "demo"], env=env, capture_output=True, text=True,
-        timeout=120, check=False,
+        [sys.executable, "-m", "repo", "demo"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
     )
     assert again.returncode == 0, again.stderr
 
@@ -95,7 +99,11 @@ def test_cli_reports_errors_in_one_line_without_traceback(tmp_path: Path) -> Non
     env = dict(os.environ, HOME=str(tmp_path))
     out = subprocess.run(
         [sys.executable, "-m", "repo", "demo", "--config", str(cfg)],
-        env=env, capture_output=True, text=True, timeout=60, check=False,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
     )
     assert out.returncode == 1
     lines = out.stderr.strip().splitlines()

@@ -29,9 +29,7 @@ def test_catalog_newer_than_the_code_is_refused(catalog_url: str) -> None:
     cat = Catalog(catalog_url)
     cat.ensure_schema()
     conn = cat.db.begin_write()
-    conn.execute(
-        update(repo_meta).where(repo_meta.c.name == "schema_version").values(value="999")
-    )
+    conn.execute(update(repo_meta).where(repo_meta.c.name == "schema_version").values(value="999"))
     cat.commit()
     cat.close()
     with pytest.raises(repo.CatalogError) as err:
@@ -118,6 +116,8 @@ def test_downloads_are_recorded_per_host_and_hits_are_batched(
     engine = create_engine(local_config["database"])
     with engine.connect() as conn:
         names = set(conn.execute(select(hosts.c.name)).scalars())
-        n = conn.execute(select(file_hosts.c.file_id).where(file_hosts.c.file_id == rf.file_id)).all()
+        n = conn.execute(
+            select(file_hosts.c.file_id).where(file_hosts.c.file_id == rf.file_id)
+        ).all()
     engine.dispose()
     assert names == {"test-host", "reader-1"} and len(n) == 2

@@ -141,9 +141,7 @@ def test_wrong_credentials_are_a_store_error_naming_the_fix(
         assert "s3_secret_key" in (err.value.hint or "")
 
 
-def test_missing_bucket_is_a_store_error(
-    tmp_path: Path, sqlite_url: str, s3_server: Any
-) -> None:
+def test_missing_bucket_is_a_store_error(tmp_path: Path, sqlite_url: str, s3_server: Any) -> None:
     cfg = {
         "store": "s3://no-such-bucket-here/p",
         "s3_endpoint_url": s3_server.endpoint_url,

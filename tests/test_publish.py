@@ -129,7 +129,9 @@ def test_catalog_refuses_two_current_versions_even_without_the_lock(
         b = r.add_file("idx.txt").touch("b").upload()
         conn = r.catalog.db.begin_write()
         with pytest.raises(Exception) as err:
-            conn.execute(update(files).where(files.c.file_id == b.file_id).values(state="published"))
+            conn.execute(
+                update(files).where(files.c.file_id == b.file_id).values(state="published")
+            )
         assert "unique" in str(err.value).lower()
         r.rollback()
         assert a.file_id

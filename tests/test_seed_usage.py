@@ -135,7 +135,13 @@ def test_changes_are_invisible_to_others_until_commit(local_config: dict[str, st
 
 
 def test_list_matches_globs_on_current_files(repo: repo.Repo) -> None:
-    for path in ("reports/a.csv", "reports/b.csv", "reports/2026/c.csv", "other/d.csv", "Reports/e.csv"):
+    for path in (
+        "reports/a.csv",
+        "reports/b.csv",
+        "reports/2026/c.csv",
+        "other/d.csv",
+        "Reports/e.csv",
+    ):
         repo.add_file(path).touch(path).publish()
     repo.add_file("reports/unpublished.csv").touch("u")
     assert [f.path for f in repo.list("reports/*")] == [

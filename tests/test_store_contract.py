@@ -82,7 +82,9 @@ def test_multipart_sized_object_round_trips_with_an_accepted_etag(
     assert store.get_into(key, out).md5 == result.md5
 
 
-def test_head_reports_size_etag_and_metadata(store: Store, store_url: object, tmp_path: Path) -> None:
+def test_head_reports_size_etag_and_metadata(
+    store: Store, store_url: object, tmp_path: Path
+) -> None:
     data = b"hello"
     key = store.key_prefix + "data/meta.txt~t1"
     meta = {"repo-path": "réports/ä b.txt", "repo-origin": "host-1"}
@@ -128,7 +130,9 @@ def test_list_finds_objects_by_prefix_including_mid_segment(store: Store, tmp_pa
     assert all(o.size == 1 for o in store.list(p + "data/"))
 
 
-def test_list_pages_past_one_thousand_objects(store: Store, store_url: object, tmp_path: Path) -> None:
+def test_list_pages_past_one_thousand_objects(
+    store: Store, store_url: object, tmp_path: Path
+) -> None:
     if getattr(store_url, "server_name", "") == "moto":
         pytest.skip("1,000+ puts to moto take too long for the normal suite")
     src = _file(tmp_path, b"p")

@@ -17,6 +17,7 @@ What the servers do with a corrupted body (observed; the tests pin it):
 
 from __future__ import annotations
 
+import hashlib
 import http.client
 import json
 import os
@@ -181,6 +182,80 @@ def test_corrupted_multipart_part_fails_the_put_and_leaves_nothing(
         proxy.reset()
         result = store.put_file(key, source)
         assert result.multipart and result.size == len(data)
+        assert _object_bytes(direct, bucket, key) == data
+    finally:
+        store.close()
+
+
+def test_upload_whose_answer_was_lost_succeeds_on_retry(
+    r: repo.Repo, proxy: FaultProxy, direct: Any, bucket: str
+) -> None:
+    rf = r.add_file("up/lost-answer.bin").touch(DATA)
+    proxy.drop_responses(method="PUT", count=1)
+    with pytest.raises(repo.StoreError):
+        rf.upload()
+    assert proxy.fired("drop_response") == 1
+    assert r.file(rf.file_id).md5 is None
+    assert _object_bytes(direct, bucket, rf.key) == DATA  # the server did store it
+
+    proxy.reset()
+    rf.upload()  # the object already there is exactly ours: kept, not a conflict
+    assert rf.md5 == r.file(rf.file_id).md5 is not None
+    assert _object_bytes(direct, bucket, rf.key) == DATA
+
+
+def test_leftover_that_could_not_be_removed_is_replaced_on_retry(
+    r: repo.Repo, proxy: FaultProxy, direct: Any, bucket: str
+) -> None:
+    rf = r.add_file("up/leftover.bin").touch(DATA)
+    proxy.corrupt_request_bodies(method="PUT", count=1)
+    proxy.fail_requests(503, method="POST", query="delete", count=None)
+    proxy.fail_requests(503, method="DELETE", count=None)
+    with pytest.raises(repo.VerificationError, match="left for garbage collection"):
+        rf.upload()
+    assert _exists(direct, bucket, rf.key)  # the bad object could not be removed
+
+    proxy.reset()
+    rf.upload()
+    assert r.file(rf.file_id).md5 == rf.md5 is not None
+    assert _object_bytes(direct, bucket, rf.key) == DATA
+
+
+@pytest.mark.parametrize("code", ["BadDigest", "XAmzContentSHA256Mismatch"])
+def test_server_side_checksum_rejection_is_a_verification_error(
+    r: repo.Repo, proxy: FaultProxy, code: str
+) -> None:
+    rf = r.add_file("up/rejected.bin").touch(DATA)
+    proxy.fail_requests(400, code=code, method="PUT", count=1)
+    with pytest.raises(repo.VerificationError, match=code):
+        rf.upload()
+    assert r.file(rf.file_id).md5 is None
+    rf.upload()
+    assert rf.uploaded
+
+
+def test_multipart_upload_whose_completion_answer_was_lost_is_kept(
+    s3_server: S3Server, proxy: FaultProxy, direct: Any, bucket: str, tmp_path: Path
+) -> None:
+    store = S3Store(
+        f"s3://{bucket}",
+        endpoint_url=proxy.endpoint_url,
+        access_key=s3_server.access_key,
+        secret_key=s3_server.secret_key,
+        region=s3_server.region,
+        multipart_threshold=5 * MiB,
+        part_size=5 * MiB,
+    )
+    source = tmp_path / "big.bin"
+    data = os.urandom(6 * MiB)
+    source.write_bytes(data)
+    key = f"mp/lost-{uuid.uuid4().hex[:8]}.bin"
+    try:
+        proxy.drop_responses(method="POST", query="uploadId=", count=1)
+        result = store.put_file(key, source)
+        assert proxy.fired("drop_response") == 1
+        assert result.multipart and result.size == len(data)
+        assert result.md5 == hashlib.md5(data).hexdigest()
         assert _object_bytes(direct, bucket, key) == data
     finally:
         store.close()

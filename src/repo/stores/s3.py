@@ -23,8 +23,9 @@ import builtins
 import hashlib
 import logging
 import os
+import re
 import threading
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import timedelta
 from pathlib import Path
@@ -49,6 +50,7 @@ PART_CONCURRENCY = 8
 STREAM_CHUNK = 4 * 1024 * 1024
 DELETE_BATCH = 1000
 READ_TIMEOUT_SECONDS = 60
+_XML_CODE = re.compile(r"<Code>([A-Za-z0-9.]{1,64})</Code>")
 _META_SAFE = "/=:-_.~@+,;!*'()"
 
 
@@ -168,21 +170,54 @@ class S3Store:
             body = fp.read()
         md5 = hashlib.md5(body).hexdigest()
         attributes = {f"{k}": _encode_meta(v) for k, v in (metadata or {}).items()}
+        for attempt in (1, 2):
+            try:
+                result = obstore.put(
+                    self._store,
+                    key,
+                    body,
+                    mode="create",
+                    attributes=attributes,
+                    use_multipart=False,
+                )
+            except (obx.AlreadyExistsError, obx.PreconditionError):
+                # Only this version ever writes `key` (its token is random), so an object
+                # already there is ours: from an attempt whose answer was lost, or the
+                # leftover of one that failed. Keep the first, replace the second.
+                adopted = self._adopt_existing(key, len(body), md5)
+                if adopted is not None:
+                    return adopted
+                if attempt == 1 and self._discard(key):
+                    continue
+                raise ConflictError(
+                    f"object {key!r} exists with other content and could not be replaced",
+                    hint="retry the upload; garbage collection removes the leftover",
+                ) from None
+            except Exception as exc:
+                raise self._translate(exc, key, writing=True) from exc
+            etag = result.get("e_tag")
+            if not etag_matches(etag, md5):
+                fate = "was removed" if self._discard(key) else "is left for garbage collection"
+                raise VerificationError(
+                    f"upload of {key!r} failed verification: the store's ETag {etag!r} is not "
+                    f"our md5 {md5}; the object {fate}",
+                    hint="retry; if it persists, the server or a proxy is corrupting data",
+                )
+            return PutResult(key=key, md5=md5, size=len(body), etag=normalize_etag(etag))
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _adopt_existing(
+        self, key: str, size: int, md5: str, part_md5s: Sequence[bytes] = ()
+    ) -> PutResult | None:
+        """The object at `key` if it is exactly what we meant to write, else None."""
         try:
-            result = obstore.put(
-                self._store, key, body, mode="create", attributes=attributes, use_multipart=False
-            )
-        except Exception as exc:
-            raise self._translate(exc, key, writing=True) from exc
-        etag = result.get("e_tag")
-        if not etag_matches(etag, md5):
-            self._discard(key)
-            raise VerificationError(
-                f"upload of {key!r} failed verification: the store's ETag {etag!r} is not our "
-                f"md5 {md5}; the object was removed",
-                hint="retry; if it persists, the server or a proxy is corrupting data",
-            )
-        return PutResult(key=key, md5=md5, size=len(body), etag=normalize_etag(etag))
+            info = self.head(key)
+        except NotFoundError:
+            return None
+        if info.size == size and etag_matches(info.etag, md5, part_md5s):
+            logger.info("object %s was already written by an earlier attempt; keeping it", key)
+            return PutResult(key=key, md5=md5, size=size, etag=info.etag, multipart=bool(part_md5s))
+        return None
 
     def _put_multipart(self, key: str, source: Path, metadata: Mapping[str, str]) -> PutResult:
         client = self._client()
@@ -243,32 +278,55 @@ class S3Store:
                 IfNoneMatch="*",
             )
         except BaseException as exc:
-            try:
-                client.abort_multipart_upload(Bucket=self.bucket, Key=key, UploadId=upload_id)
-            except Exception:
-                logger.warning("could not abort multipart upload of %s", key)
+            completed = (
+                isinstance(exc, Exception)
+                and not isinstance(exc, RepoError)
+                and len(futures) == len(part_md5s)
+                and self._adopt_existing(key, size, whole.hexdigest(), part_md5s)
+            )
+            if completed:
+                # The upload completed but its answer was lost (or this is a retry of one
+                # that did): the object is exactly ours.
+                return completed
+            self._abort(client, key, upload_id)
             if isinstance(exc, RepoError) or not isinstance(exc, Exception):
                 raise
-            raise self._translate(exc, key, writing=True) from exc
+            error = self._translate(exc, key, writing=True)
+            if isinstance(error, ConflictError) and self._discard(key):
+                error = StoreError(
+                    f"a leftover of an earlier failed upload sat at {key!r}; it was removed",
+                    hint="retry the upload",
+                )
+            raise error from exc
         md5 = whole.hexdigest()
         etag = done.get("ETag")
         info = self.head(key)
         if info.size != size or not (
             etag_matches(etag, md5, part_md5s) or etag_matches(info.etag, md5, part_md5s)
         ):
-            self._discard(key)
+            fate = "was removed" if self._discard(key) else "is left for garbage collection"
             raise VerificationError(
                 f"multipart upload of {key!r} failed verification (size {info.size} vs {size}, "
-                f"ETag {etag!r}); the object was removed",
+                f"ETag {etag!r}); the object {fate}",
                 hint="retry; if it persists, the server or a proxy is corrupting data",
             )
         return PutResult(key=key, md5=md5, size=size, etag=normalize_etag(etag), multipart=True)
 
-    def _discard(self, key: str) -> None:
+    def _abort(self, client: Any, key: str, upload_id: str) -> None:
+        try:
+            client.abort_multipart_upload(Bucket=self.bucket, Key=key, UploadId=upload_id)
+        except Exception as exc:
+            if _s3_code(exc) != "NoSuchUpload":  # the server already dropped it
+                logger.warning("could not abort multipart upload of %s: %s", key, exc)
+
+    def _discard(self, key: str) -> bool:
+        """Delete an object we will not stand behind; True if it is gone."""
         try:
             obstore.delete(self._store, key)
         except Exception:
             logger.warning("could not remove unverified object %s; GC will find it", key)
+            return False
+        return True
 
     def get_into(self, key: str, out: BinaryIO) -> DownloadResult:
         md5 = hashlib.md5()
@@ -374,7 +432,7 @@ class S3Store:
         where = f"s3://{self.bucket}/{key}"
         if isinstance(exc, RepoError):
             return exc
-        code = _boto_code(exc)
+        code = _s3_code(exc)
         not_found = isinstance(exc, obx.NotFoundError | FileNotFoundError) or code in (
             "NoSuchKey",
             "NoSuchBucket",
@@ -400,7 +458,7 @@ class S3Store:
                 return ConflictError(
                     f"object {where} already exists; objects are never overwritten"
                 )
-            if code in ("BadDigest", "InvalidDigest"):
+            if code in ("BadDigest", "InvalidDigest", "XAmzContentSHA256Mismatch"):
                 return VerificationError(
                     f"the store rejected a corrupted body for {where} ({code})"
                 )
@@ -419,15 +477,14 @@ class S3Store:
         return StoreError(f"S3 request for {where} failed: {text}", hint=hint)
 
 
-def _boto_code(exc: BaseException) -> str | None:
+def _s3_code(exc: BaseException) -> str | None:
+    """The S3 error code: from botocore's parsed response, or the XML obstore quotes."""
     response = getattr(exc, "response", None)
     if isinstance(response, dict):
         code = response.get("Error", {}).get("Code")
         return str(code) if code is not None else None
-    name = type(exc).__name__
-    if name in ("EndpointConnectionError", "ConnectTimeoutError", "ReadTimeoutError"):
-        return None
-    return None
+    found = _XML_CODE.search(str(exc))
+    return found.group(1) if found else None
 
 
 def _first_line(exc: BaseException) -> str:
