@@ -121,3 +121,31 @@ def test_downloads_are_recorded_per_host_and_hits_are_batched(
         ).all()
     engine.dispose()
     assert names == {"test-host", "reader-1"} and len(n) == 2
+
+
+def test_host_records_its_cache_limit_and_copy_times_only_move_forward(
+    local_config: dict[str, str],
+) -> None:
+    from datetime import timedelta
+
+    cfg = dict(local_config, cache_max_bytes=10_000_000)
+    with repo.Repo(config=cfg) as r:
+        rf = r.add_file("limits.txt").touch("l").publish()
+        r.commit()
+        t0 = rf.hosts[0].last_access
+        # A batch where a hit (later) and a fresh download (earlier) arrive together.
+        r.catalog.record_copies(
+            "test-host",
+            [
+                (rf.file_id, t0 + timedelta(seconds=5), False),
+                (rf.file_id, t0 + timedelta(seconds=2), True),
+            ],
+            cache_max_bytes=10_000_000,
+        )
+        copy = rf.hosts[0]
+        assert copy.last_access == t0 + timedelta(seconds=5)
+        assert copy.downloaded_at == t0 + timedelta(seconds=2)
+        row = r.catalog.db.conn.execute(
+            select(hosts.c.cache_max_bytes).where(hosts.c.name == "test-host")
+        ).scalar_one()
+        assert row == 10_000_000

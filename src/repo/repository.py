@@ -235,7 +235,9 @@ class Repo:
             return
         pending, self._pending = self._pending, []
         try:
-            self.catalog.record_copies(self.host, pending)
+            self.catalog.record_copies(
+                self.host, pending, cache_max_bytes=self.config.cache_max_bytes
+            )
         except CatalogError as exc:
             # Bookkeeping must never fail a read; keep it for the next flush.
             logger.warning("could not record cache use yet: %s", exc)

@@ -419,7 +419,13 @@ class Catalog:
 
     # -- hosts and copies ----------------------------------------------------------------
 
-    def record_copies(self, host: str, copies: Iterable[tuple[int, datetime, bool]]) -> None:
+    def record_copies(
+        self,
+        host: str,
+        copies: Iterable[tuple[int, datetime, bool]],
+        *,
+        cache_max_bytes: int | None = None,
+    ) -> None:
         """Record verified copies on `host`: (file_id, when, newly downloaded?).
 
         Runs in its own short transaction: bookkeeping never holds up, or is lost with,
@@ -429,22 +435,25 @@ class Catalog:
         if not rows:
             return
         with self.db.side_connection() as conn:
-            host_id = self._host_id(conn, host, rows[-1][1])
+            host_id = self._host_id(conn, host, rows[-1][1], cache_max_bytes)
             existing = set(
                 conn.execute(
                     select(files.c.file_id).where(files.c.file_id.in_({r[0] for r in rows}))
                 ).scalars()
             )
-            fresh: dict[int, datetime] = {}
-            seen: dict[int, datetime] = {}
-            for file_id, when, is_fresh in rows:
-                if file_id in existing:
-                    (fresh if is_fresh else seen)[file_id] = when
-            for batch, columns in (
-                (fresh, ("downloaded_at", "last_access")),
-                (seen, ("last_access",)),
+            last: dict[int, datetime] = {}
+            downloaded: dict[int, datetime] = {}
+            for file_id, when, fresh in rows:
+                if file_id not in existing:
+                    continue  # purged, or never committed: nothing to record
+                last[file_id] = max(when, last.get(file_id, when))
+                if fresh:
+                    downloaded[file_id] = max(when, downloaded.get(file_id, when))
+            for columns, ids in (
+                (("downloaded_at", "last_access"), [f for f in last if f in downloaded]),
+                (("last_access",), [f for f in last if f not in downloaded]),
             ):
-                if not batch:
+                if not ids:
                     continue
                 ins = self._insert(file_hosts)
                 stmt = ins.on_conflict_do_update(
@@ -454,15 +463,27 @@ class Catalog:
                 conn.execute(
                     stmt,
                     [
-                        {"file_id": f, "host_id": host_id, "downloaded_at": w, "last_access": w}
-                        for f, w in batch.items()
+                        {
+                            "file_id": f,
+                            "host_id": host_id,
+                            "downloaded_at": downloaded.get(f, last[f]),
+                            "last_access": last[f],
+                        }
+                        for f in ids
                     ],
                 )
 
-    def _host_id(self, conn: Connection, host: str, when: datetime) -> int:
-        ins = self._insert(hosts).values(name=host, first_seen=when, last_seen=when)
+    def _host_id(
+        self, conn: Connection, host: str, when: datetime, cache_max_bytes: int | None
+    ) -> int:
+        ins = self._insert(hosts).values(
+            name=host, first_seen=when, last_seen=when, cache_max_bytes=cache_max_bytes
+        )
         conn.execute(
-            ins.on_conflict_do_update(index_elements=[hosts.c.name], set_={"last_seen": when})
+            ins.on_conflict_do_update(
+                index_elements=[hosts.c.name],
+                set_={"last_seen": when, "cache_max_bytes": cache_max_bytes},
+            )
         )
         return int(conn.execute(select(hosts.c.host_id).where(hosts.c.name == host)).scalar_one())
 
