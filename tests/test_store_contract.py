@@ -162,3 +162,13 @@ def test_missing_source_file_is_not_found(store: Store, tmp_path: Path) -> None:
 
 def test_for_bucket_of_own_bucket_is_the_same_store(store: Store) -> None:
     assert store.for_bucket(store.bucket) is store
+
+
+def test_repeating_a_put_of_the_same_bytes_keeps_the_object(store: Store, tmp_path: Path) -> None:
+    # A retry after a lost answer, or after a crash before the catalog heard of it.
+    key = store.key_prefix + "data/retry~t1"
+    src = _file(tmp_path, b"same bytes")
+    first = store.put_file(key, src)
+    again = store.put_file(key, src)
+    assert (again.md5, again.size) == (first.md5, first.size)
+    assert store.head(key).size == len(b"same bytes")

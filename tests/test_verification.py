@@ -204,8 +204,8 @@ def test_upload_whose_answer_was_lost_succeeds_on_retry(
     assert _object_bytes(direct, bucket, rf.key) == DATA
 
 
-def test_leftover_that_could_not_be_removed_is_replaced_on_retry(
-    r: repo.Repo, proxy: FaultProxy, direct: Any, bucket: str
+def test_leftover_that_could_not_be_removed_is_never_overwritten(
+    r: repo.Repo, proxy: FaultProxy, direct: Any, bucket: str, s3_server: S3Server
 ) -> None:
     rf = r.add_file("up/leftover.bin").touch(DATA)
     proxy.corrupt_request_bodies(method="PUT", count=1)
@@ -213,12 +213,22 @@ def test_leftover_that_could_not_be_removed_is_replaced_on_retry(
     proxy.fail_requests(503, method="DELETE", count=None)
     with pytest.raises(repo.VerificationError, match="left for garbage collection"):
         rf.upload()
-    assert _exists(direct, bucket, rf.key)  # the bad object could not be removed
+    first_key = rf.key
+    assert _exists(direct, bucket, first_key)  # the bad object could not be removed
 
     proxy.reset()
     rf.upload()
     assert r.file(rf.file_id).md5 == rf.md5 is not None
+    assert r.file(rf.file_id).key == rf.key
     assert _object_bytes(direct, bucket, rf.key) == DATA
+    if s3_server.name == "moto":
+        # Objects are never overwritten: the version moved to a fresh key and the
+        # leftover stays behind for garbage collection.
+        assert rf.key != first_key
+        assert _object_bytes(direct, bucket, first_key) != DATA
+    else:
+        # rclone ignores If-None-Match, so the retry simply replaced the leftover.
+        assert rf.key == first_key
 
 
 @pytest.mark.parametrize("code", ["BadDigest", "XAmzContentSHA256Mismatch"])

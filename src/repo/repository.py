@@ -15,9 +15,9 @@ from typing import Any
 from .cache import LocalCache
 from .catalog import Catalog, FileRecord
 from .config import Config, load_config
-from .errors import CatalogError, NotFoundError, UsageError
+from .errors import CatalogError, ConflictError, NotFoundError, UsageError
 from .file import RepoFile
-from .paths import make_key, new_version_token, unique_path, validate_path
+from .paths import TOKEN_LENGTH, make_key, new_version_token, unique_path, validate_path
 from .stores import Store, open_store
 from .tags import validate_tags
 
@@ -190,7 +190,15 @@ class Repo:
             "repo-file-id": str(record.file_id),
         }
         store = self._store_for(record.bucket)
-        result = store.put_file(record.key, source, metadata=metadata)
+        try:
+            result = store.put_file(record.key, source, metadata=metadata)
+        except ConflictError:
+            # Something that is not ours sits at this version's key: the leftover of an
+            # attempt that failed verification and could not be removed. Objects are
+            # never overwritten, so the version moves to a fresh key (the leftover is an
+            # orphan for garbage collection) and the upload is tried once more.
+            record, source = self._rekey(record, source)
+            result = store.put_file(record.key, source, metadata=metadata)
         updated = self.catalog.mark_uploaded(
             record.file_id, md5=result.md5, size=result.size, when=_now()
         )
@@ -199,6 +207,16 @@ class Repo:
         # Recorded after commit: until then other sessions cannot see the file's row.
         self._note_copy(record.file_id, fresh=True, flush=False)
         return updated
+
+    def _rekey(self, record: FileRecord, source: Path) -> tuple[FileRecord, Path]:
+        new_key = record.key[:-TOKEN_LENGTH] + new_version_token()
+        logger.warning("object %s is taken by a leftover; uploading to %s", record.key, new_key)
+        updated = self.catalog.rekey(record.file_id, old_key=record.key, new_key=new_key)
+        staging = self.cache.staging_path(new_key)
+        staging.parent.mkdir(parents=True, exist_ok=True)
+        # A link, not a move: a rollback restores the old key, whose staging copy stays.
+        os.link(source, staging)
+        return updated, staging
 
     def _publish(self, record: FileRecord) -> FileRecord:
         updated, superseded = self.catalog.publish(record.file_id, when=_now())

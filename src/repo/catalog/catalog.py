@@ -266,6 +266,19 @@ class Catalog:
                 raise StateError(f"file {file_id} was already uploaded with other content")
             return rec
 
+    def rekey(self, file_id: int, *, old_key: str, new_key: str) -> FileRecord:
+        """Move a version that is not uploaded yet to a fresh object key."""
+        with translate_errors(f"moving file {file_id} to a new key"):
+            conn = self.db.begin_write()
+            result = conn.execute(
+                update(files)
+                .where(files.c.file_id == file_id, files.c.key == old_key, files.c.md5.is_(None))
+                .values(key=new_key)
+            )
+            if result.rowcount != 1:
+                raise StateError(f"file {file_id} is uploaded already or was changed meanwhile")
+            return self.get(file_id)
+
     def publish(self, file_id: int, *, when: datetime) -> tuple[FileRecord, list[int]]:
         """Make `file_id` the current version of its path; returns it and the ids expired.
 

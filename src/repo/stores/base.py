@@ -7,13 +7,14 @@ know which one it talks to.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import BinaryIO, Protocol, runtime_checkable
 
-__all__ = ["DownloadResult", "ObjectInfo", "PutResult", "Store"]
+__all__ = ["DownloadResult", "ObjectInfo", "PutResult", "Store", "copy_hashing"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +45,21 @@ class DownloadResult:
 
     md5: str
     size: int
+
+
+class Writable(Protocol):
+    def write(self, data: bytes, /) -> object: ...
+
+
+def copy_hashing(chunks: Iterable[bytes], out: Writable) -> DownloadResult:
+    """Write `chunks` to `out`, hashing them on the way (the one pass over the bytes)."""
+    md5 = hashlib.md5()
+    size = 0
+    for chunk in chunks:
+        md5.update(chunk)
+        size += len(chunk)
+        out.write(chunk)
+    return DownloadResult(md5=md5.hexdigest(), size=size)
 
 
 @runtime_checkable

@@ -38,7 +38,7 @@ from obstore.store import S3Store as _ObStore
 
 from ..errors import ConflictError, NotFoundError, RepoError, StoreError, VerificationError
 from ..integrity import etag_matches, normalize_etag
-from .base import DownloadResult, ObjectInfo, PutResult
+from .base import DownloadResult, ObjectInfo, PutResult, copy_hashing
 
 __all__ = ["S3Store"]
 
@@ -170,41 +170,36 @@ class S3Store:
             body = fp.read()
         md5 = hashlib.md5(body).hexdigest()
         attributes = {f"{k}": _encode_meta(v) for k, v in (metadata or {}).items()}
-        for attempt in (1, 2):
-            try:
-                result = obstore.put(
-                    self._store,
-                    key,
-                    body,
-                    mode="create",
-                    attributes=attributes,
-                    use_multipart=False,
-                )
-            except (obx.AlreadyExistsError, obx.PreconditionError):
-                # Only this version ever writes `key` (its token is random), so an object
-                # already there is ours: from an attempt whose answer was lost, or the
-                # leftover of one that failed. Keep the first, replace the second.
-                adopted = self._adopt_existing(key, len(body), md5)
-                if adopted is not None:
-                    return adopted
-                if attempt == 1 and self._discard(key):
-                    continue
-                raise ConflictError(
-                    f"object {key!r} exists with other content and could not be replaced",
-                    hint="retry the upload; garbage collection removes the leftover",
-                ) from None
-            except Exception as exc:
-                raise self._translate(exc, key, writing=True) from exc
-            etag = result.get("e_tag")
-            if not etag_matches(etag, md5):
-                fate = "was removed" if self._discard(key) else "is left for garbage collection"
-                raise VerificationError(
-                    f"upload of {key!r} failed verification: the store's ETag {etag!r} is not "
-                    f"our md5 {md5}; the object {fate}",
-                    hint="retry; if it persists, the server or a proxy is corrupting data",
-                )
-            return PutResult(key=key, md5=md5, size=len(body), etag=normalize_etag(etag))
-        raise AssertionError("unreachable")  # pragma: no cover
+        try:
+            result = obstore.put(
+                self._store,
+                key,
+                body,
+                mode="create",
+                attributes=attributes,
+                use_multipart=False,
+            )
+        except (obx.AlreadyExistsError, obx.PreconditionError):
+            # Only this version ever writes `key` (its token is random), so an object
+            # already there with our bytes is ours, from an attempt whose answer was
+            # lost. Anything else stays untouched: objects are never overwritten.
+            adopted = self._adopt_existing(key, len(body), md5)
+            if adopted is not None:
+                return adopted
+            raise ConflictError(
+                f"object {key!r} already exists with other content; objects are never overwritten"
+            ) from None
+        except Exception as exc:
+            raise self._translate(exc, key, writing=True) from exc
+        etag = result.get("e_tag")
+        if not etag_matches(etag, md5):
+            fate = "was removed" if self._discard(key) else "is left for garbage collection"
+            raise VerificationError(
+                f"upload of {key!r} failed verification: the store's ETag {etag!r} is not "
+                f"our md5 {md5}; the object {fate}",
+                hint="retry; if it persists, the server or a proxy is corrupting data",
+            )
+        return PutResult(key=key, md5=md5, size=len(body), etag=normalize_etag(etag))
 
     def _adopt_existing(
         self, key: str, size: int, md5: str, part_md5s: Sequence[bytes] = ()
@@ -291,13 +286,7 @@ class S3Store:
             self._abort(client, key, upload_id)
             if isinstance(exc, RepoError) or not isinstance(exc, Exception):
                 raise
-            error = self._translate(exc, key, writing=True)
-            if isinstance(error, ConflictError) and self._discard(key):
-                error = StoreError(
-                    f"a leftover of an earlier failed upload sat at {key!r}; it was removed",
-                    hint="retry the upload",
-                )
-            raise error from exc
+            raise self._translate(exc, key, writing=True) from exc
         md5 = whole.hexdigest()
         etag = done.get("ETag")
         info = self.head(key)
@@ -329,13 +318,7 @@ class S3Store:
         return True
 
     def get_into(self, key: str, out: BinaryIO) -> DownloadResult:
-        md5 = hashlib.md5()
-        size = 0
-        for chunk in self.iter_bytes(key):
-            md5.update(chunk)
-            size += len(chunk)
-            out.write(chunk)
-        return DownloadResult(md5=md5.hexdigest(), size=size)
+        return copy_hashing(self.iter_bytes(key), out)
 
     def iter_bytes(self, key: str) -> Iterator[bytes]:
         try:
