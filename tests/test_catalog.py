@@ -149,3 +149,25 @@ def test_host_records_its_cache_limit_and_copy_times_only_move_forward(
             select(hosts.c.cache_max_bytes).where(hosts.c.name == "test-host")
         ).scalar_one()
         assert row == 10_000_000
+
+
+def test_a_new_tag_in_an_open_transaction_does_not_block_other_hosts(
+    pg_url: str, tmp_path: Any
+) -> None:
+    store = tmp_path / "store"
+    cfg = {"store": store.as_uri(), "database": pg_url, "local_root": str(tmp_path / "a")}
+    first = repo.Repo(config=dict(cfg, host_name="a"))
+    second = repo.Repo(config=dict(cfg, host_name="b", local_root=str(tmp_path / "b")))
+    try:
+        first.add_file("one.txt").touch("1").publish().tag("day=2030-01-01", "brand-new")
+        # `first` has not committed; `second` uses the same new tags and must not wait.
+        pg = second.catalog.db.conn
+        pg.exec_driver_sql("SET lock_timeout = '2s'")
+        rf = second.add_file("two.txt").touch("2").publish().tag("brand-new", "day=2030-01-01")
+        second.commit()
+        assert rf.tags == ["brand-new", "day=2030-01-01"]
+        first.commit()
+        assert len(first.find(all=["brand-new"])) == 2
+    finally:
+        first.close()
+        second.close()

@@ -148,18 +148,36 @@ class Catalog:
             return sqlite_dialect.insert(table)
         return pg_dialect.insert(table)
 
+    # Paths and tags are interned in short transactions of their own. Created inside the
+    # user's transaction, a new name (say today's date tag) would hold a lock on its
+    # unique index entry until that transaction ends, and every other host using the
+    # same new name would queue behind it. An interned name nobody uses is harmless.
+
+    def _intern(self, table: Any, column: str, names: Sequence[str]) -> None:
+        with translate_errors("recording names"), self.db.side_connection() as side:
+            # Sorted, so that concurrent interning takes index locks in one order.
+            side.execute(
+                self._insert(table).on_conflict_do_nothing(),
+                [{column: n} for n in sorted(set(names))],
+            )
+
     def _path_id(self, conn: Connection, path: str, *, create: bool) -> int | None:
-        found = conn.execute(select(paths.c.path_id).where(paths.c.path == path)).scalar()
+        query = select(paths.c.path_id).where(paths.c.path == path)
+        found = conn.execute(query).scalar()
         if found is not None or not create:
             return None if found is None else int(found)
-        conn.execute(self._insert(paths).values(path=path).on_conflict_do_nothing())
-        return int(conn.execute(select(paths.c.path_id).where(paths.c.path == path)).scalar_one())
+        self._intern(paths, "path", [path])
+        return int(conn.execute(query).scalar_one())
 
     def _tag_ids(self, conn: Connection, names: Sequence[str], *, create: bool) -> dict[str, int]:
-        if not names:
-            return {}
-        if create:
-            conn.execute(self._insert(tags).on_conflict_do_nothing(), [{"name": n} for n in names])
+        out = self._lookup_tags(conn, names)
+        missing = [n for n in names if n not in out]
+        if create and missing:
+            self._intern(tags, "name", missing)
+            out.update(self._lookup_tags(conn, missing))
+        return out
+
+    def _lookup_tags(self, conn: Connection, names: Sequence[str]) -> dict[str, int]:
         out: dict[str, int] = {}
         for i in range(0, len(names), _IN_BATCH):
             chunk = list(names[i : i + _IN_BATCH])
