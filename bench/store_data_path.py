@@ -277,7 +277,7 @@ def code_version() -> str:
             )
         except OSError:
             return ""
-        return done.stdout.strip() if done.returncode == 0 else ""
+        return done.stdout.rstrip() if done.returncode == 0 else ""
 
     commit = git("rev-parse", "--short", "HEAD") or "unknown commit"
     dirty = git("status", "--porcelain", "--", "src").splitlines()
