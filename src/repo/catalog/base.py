@@ -1,0 +1,110 @@
+"""The catalog's foundation: its connection, schema set-up and interning of names.
+
+Query methods live in mixins, one module per subject (`tagging`, `copies`) and the file
+states in `catalog`. All statements are SQLAlchemy Core constructs, so every value is a
+bound parameter; work on many rows uses one statement (or one executemany) per batch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import Connection, select
+from sqlalchemy.dialects import postgresql as pg_dialect
+from sqlalchemy.dialects import sqlite as sqlite_dialect
+
+from . import migrations
+from .connection import Database, translate_errors
+from .schema import SCHEMA_VERSION, paths, repo_meta, tags
+
+__all__ = ["IN_BATCH", "CatalogBase"]
+
+#: Bound parameters per IN (...) list.
+IN_BATCH = 500
+
+
+class CatalogBase:
+    """Connection, transactions, schema and the interning of paths and tags."""
+
+    def __init__(self, url: str) -> None:
+        self.db = Database(url)
+
+    # -- lifecycle -----------------------------------------------------------------------
+
+    def ensure_schema(self) -> int:
+        """Create the schema in an empty database, or bring an older one up to date."""
+        with translate_errors("preparing the catalog"):
+            conn = self.db.conn
+            version = migrations.current_version(conn)
+            if version is not None and version == SCHEMA_VERSION:
+                self.db.rollback()
+                return version
+            self.db.rollback()
+            conn = self.db.begin_write()
+            self.db.lock_schema(conn)
+            version = migrations.upgrade(conn)
+            self.db.commit()
+            return version
+
+    def repository_id(self) -> str:
+        with translate_errors("reading the catalog"):
+            value = self.db.conn.execute(
+                select(repo_meta.c.value).where(repo_meta.c.name == "repository_id")
+            ).scalar_one()
+            return str(value)
+
+    def commit(self) -> None:
+        self.db.commit()
+
+    def rollback(self) -> None:
+        self.db.rollback()
+
+    def close(self) -> None:
+        self.db.close()
+
+    # -- dialect helpers -----------------------------------------------------------------
+
+    def _insert(self, table: Any) -> Any:
+        if self.db.is_sqlite:
+            return sqlite_dialect.insert(table)
+        return pg_dialect.insert(table)
+
+    # Paths and tags are interned in short transactions of their own. Created inside the
+    # user's transaction, a new name (say today's date tag) would hold a lock on its
+    # unique index entry until that transaction ends, and every other host using the
+    # same new name would queue behind it. An interned name nobody uses is harmless.
+
+    def _intern(self, table: Any, column: str, names: Sequence[str]) -> None:
+        with translate_errors("recording names"), self.db.side_connection() as side:
+            # Sorted, so that concurrent interning takes index locks in one order.
+            side.execute(
+                self._insert(table).on_conflict_do_nothing(),
+                [{column: n} for n in sorted(set(names))],
+            )
+
+    def _path_id(self, conn: Connection, path: str, *, create: bool) -> int | None:
+        query = select(paths.c.path_id).where(paths.c.path == path)
+        found = conn.execute(query).scalar()
+        if found is not None or not create:
+            return None if found is None else int(found)
+        self._intern(paths, "path", [path])
+        return int(conn.execute(query).scalar_one())
+
+    def _tag_ids(self, conn: Connection, names: Sequence[str], *, create: bool) -> dict[str, int]:
+        out = self._lookup_tags(conn, names)
+        missing = [n for n in names if n not in out]
+        if create and missing:
+            self._intern(tags, "name", missing)
+            out.update(self._lookup_tags(conn, missing))
+        return out
+
+    def _lookup_tags(self, conn: Connection, names: Sequence[str]) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for i in range(0, len(names), IN_BATCH):
+            chunk = list(names[i : i + IN_BATCH])
+            for tag_id, name in conn.execute(
+                select(tags.c.tag_id, tags.c.name).where(tags.c.name.in_(chunk))
+            ):
+                out[name] = tag_id
+        return out

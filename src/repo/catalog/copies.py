@@ -1,0 +1,97 @@
+"""Which hosts hold verified copies of which files."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+
+from sqlalchemy import Connection, select
+
+from .base import CatalogBase
+from .connection import translate_errors
+from .records import HostCopy
+from .schema import file_hosts, files, hosts
+
+__all__ = ["CopyQueries"]
+
+
+class CopyQueries(CatalogBase):
+    """The bookkeeping of hosts and their cached copies."""
+
+    def record_copies(
+        self,
+        host: str,
+        copies: Iterable[tuple[int, datetime, bool]],
+        *,
+        cache_max_bytes: int | None = None,
+    ) -> None:
+        """Record verified copies on `host`: (file_id, when, newly downloaded?).
+
+        Runs in its own short transaction: bookkeeping never holds up, or is lost with,
+        the user's transaction.
+        """
+        rows = list(copies)
+        if not rows:
+            return
+        with self.db.side_connection() as conn:
+            host_id = self._host_id(conn, host, rows[-1][1], cache_max_bytes)
+            existing = set(
+                conn.execute(
+                    select(files.c.file_id).where(files.c.file_id.in_({r[0] for r in rows}))
+                ).scalars()
+            )
+            last: dict[int, datetime] = {}
+            downloaded: dict[int, datetime] = {}
+            for file_id, when, fresh in rows:
+                if file_id not in existing:
+                    continue  # purged, or never committed: nothing to record
+                last[file_id] = max(when, last.get(file_id, when))
+                if fresh:
+                    downloaded[file_id] = max(when, downloaded.get(file_id, when))
+            for columns, ids in (
+                (("downloaded_at", "last_access"), [f for f in last if f in downloaded]),
+                (("last_access",), [f for f in last if f not in downloaded]),
+            ):
+                if not ids:
+                    continue
+                ins = self._insert(file_hosts)
+                stmt = ins.on_conflict_do_update(
+                    index_elements=[file_hosts.c.file_id, file_hosts.c.host_id],
+                    set_={c: getattr(ins.excluded, c) for c in columns},
+                )
+                conn.execute(
+                    stmt,
+                    [
+                        {
+                            "file_id": f,
+                            "host_id": host_id,
+                            "downloaded_at": downloaded.get(f, last[f]),
+                            "last_access": last[f],
+                        }
+                        for f in ids
+                    ],
+                )
+
+    def _host_id(
+        self, conn: Connection, host: str, when: datetime, cache_max_bytes: int | None
+    ) -> int:
+        ins = self._insert(hosts).values(
+            name=host, first_seen=when, last_seen=when, cache_max_bytes=cache_max_bytes
+        )
+        conn.execute(
+            ins.on_conflict_do_update(
+                index_elements=[hosts.c.name],
+                set_={"last_seen": when, "cache_max_bytes": cache_max_bytes},
+            )
+        )
+        return int(conn.execute(select(hosts.c.host_id).where(hosts.c.name == host)).scalar_one())
+
+    def copies_of(self, file_id: int) -> list[HostCopy]:
+        with translate_errors(f"reading copies of file {file_id}"):
+            rows = self.db.conn.execute(
+                select(hosts.c.name, file_hosts.c.downloaded_at, file_hosts.c.last_access)
+                .join(hosts, hosts.c.host_id == file_hosts.c.host_id)
+                .where(file_hosts.c.file_id == file_id)
+                .order_by(hosts.c.name)
+            )
+            return [HostCopy(host=r[0], downloaded_at=r[1], last_access=r[2]) for r in rows]
