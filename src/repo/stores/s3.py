@@ -6,11 +6,8 @@ what lets small-file throughput approach s5cmd's. Single-part puts use
 ``If-None-Match: *`` (obstore's ``mode="create"``) as a second guard behind our unique
 keys; servers that ignore the header (rclone) still never see a key written twice.
 
-Multipart uploads run on boto3, because obstore can neither send a part's Content-MD5
-nor make a multipart upload conditional: boto3 sends Content-MD5 with every part (the
-server rejects a corrupted part), completes with ``If-None-Match: *``, and the file is
-read once, hashing whole-file and per-part md5s as each part is read. At 8 MiB a part,
-boto3's per-request CPU cost does not matter.
+Multipart uploads (`s3_multipart`) run on boto3, which can send each part's Content-MD5
+and complete conditionally.
 
 Whatever the server says, a result counts only if its ETag agrees with our own md5
 (`repo.integrity.etag_matches`); otherwise the object is deleted and the put fails.
@@ -18,19 +15,16 @@ Whatever the server says, a result counts only if its ETag agrees with our own m
 
 from __future__ import annotations
 
-import base64
 import builtins
 import hashlib
 import logging
 import os
-import re
 import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import timedelta
 from pathlib import Path
 from typing import Any, BinaryIO
-from urllib.parse import quote, unquote, urlsplit
+from urllib.parse import urlsplit
 
 import obstore
 import obstore.exceptions as obx
@@ -39,6 +33,8 @@ from obstore.store import S3Store as _ObStore
 from ..errors import ConflictError, NotFoundError, RepoError, StoreError, VerificationError
 from ..integrity import etag_matches, normalize_etag
 from .base import DownloadResult, ObjectInfo, PutResult, copy_hashing
+from .s3_multipart import PART_CONCURRENCY, put_multipart
+from .s3_wire import decode_meta, encode_meta, first_line, s3_code
 
 __all__ = ["S3Store"]
 
@@ -46,12 +42,9 @@ logger = logging.getLogger(__name__)
 
 MULTIPART_THRESHOLD = 16 * 1024 * 1024
 PART_SIZE = 8 * 1024 * 1024
-PART_CONCURRENCY = 8
 STREAM_CHUNK = 4 * 1024 * 1024
 DELETE_BATCH = 1000
 READ_TIMEOUT_SECONDS = 60
-_XML_CODE = re.compile(r"<Code>([A-Za-z0-9.]{1,64})</Code>")
-_META_SAFE = "/=:-_.~@+,;!*'()"
 
 
 class S3Store:
@@ -130,7 +123,8 @@ class S3Store:
             **kwargs,
         )
 
-    def _client(self) -> Any:
+    def client(self) -> Any:
+        """The boto3 client (made on first use), for what obstore cannot do."""
         with self._boto_lock:
             if self._boto is None:
                 import boto3
@@ -165,11 +159,11 @@ class S3Store:
         except FileNotFoundError:
             raise NotFoundError(f"local file {source} not found") from None
         if size > self.multipart_threshold:
-            return self._put_multipart(key, source, metadata or {})
+            return put_multipart(self, key, source, metadata or {})
         with open(source, "rb") as fp:
             body = fp.read()
         md5 = hashlib.md5(body).hexdigest()
-        attributes = {f"{k}": _encode_meta(v) for k, v in (metadata or {}).items()}
+        attributes = {f"{k}": encode_meta(v) for k, v in (metadata or {}).items()}
         try:
             result = obstore.put(
                 self._store,
@@ -183,17 +177,17 @@ class S3Store:
             # Only this version ever writes `key` (its token is random), so an object
             # already there with our bytes is ours, from an attempt whose answer was
             # lost. Anything else stays untouched: objects are never overwritten.
-            adopted = self._adopt_existing(key, len(body), md5)
+            adopted = self.adopt_existing(key, len(body), md5)
             if adopted is not None:
                 return adopted
             raise ConflictError(
                 f"object {key!r} already exists with other content; objects are never overwritten"
             ) from None
         except Exception as exc:
-            raise self._translate(exc, key, writing=True) from exc
+            raise self.translate(exc, key, writing=True) from exc
         etag = result.get("e_tag")
         if not etag_matches(etag, md5):
-            fate = "was removed" if self._discard(key) else "is left for garbage collection"
+            fate = "was removed" if self.discard(key) else "is left for garbage collection"
             raise VerificationError(
                 f"upload of {key!r} failed verification: the store's ETag {etag!r} is not "
                 f"our md5 {md5}; the object {fate}",
@@ -201,7 +195,7 @@ class S3Store:
             )
         return PutResult(key=key, md5=md5, size=len(body), etag=normalize_etag(etag))
 
-    def _adopt_existing(
+    def adopt_existing(
         self, key: str, size: int, md5: str, part_md5s: Sequence[bytes] = ()
     ) -> PutResult | None:
         """The object at `key` if it is exactly what we meant to write, else None."""
@@ -214,101 +208,7 @@ class S3Store:
             return PutResult(key=key, md5=md5, size=size, etag=info.etag, multipart=bool(part_md5s))
         return None
 
-    def _put_multipart(self, key: str, source: Path, metadata: Mapping[str, str]) -> PutResult:
-        client = self._client()
-        meta = {k: _encode_meta(v) for k, v in metadata.items()}
-        try:
-            upload_id = client.create_multipart_upload(Bucket=self.bucket, Key=key, Metadata=meta)[
-                "UploadId"
-            ]
-        except Exception as exc:
-            raise self._translate(exc, key, writing=True) from exc
-        whole = hashlib.md5()
-        part_md5s: list[bytes] = []
-        futures: list[Future[dict[str, Any]]] = []
-        size = 0
-        # Bounded memory: at most PART_CONCURRENCY parts are read ahead of the network.
-        slots = threading.BoundedSemaphore(PART_CONCURRENCY)
-
-        def send(number: int, body: bytes, digest: bytes) -> dict[str, Any]:
-            try:
-                resp = client.upload_part(
-                    Bucket=self.bucket,
-                    Key=key,
-                    UploadId=upload_id,
-                    PartNumber=number,
-                    Body=body,
-                    ContentMD5=base64.b64encode(digest).decode(),
-                )
-            finally:
-                slots.release()
-            if not etag_matches(resp.get("ETag"), digest.hex()):
-                raise VerificationError(f"part {number} of {key!r} failed verification")
-            return {"PartNumber": number, "ETag": resp["ETag"]}
-
-        try:
-            with ThreadPoolExecutor(PART_CONCURRENCY, thread_name_prefix="repo-part") as pool:
-                with open(source, "rb") as fp:
-                    number = 0
-                    while True:
-                        slots.acquire()
-                        body = fp.read(self.part_size)
-                        if not body:
-                            slots.release()
-                            break
-                        number += 1
-                        whole.update(body)
-                        digest = hashlib.md5(body).digest()
-                        part_md5s.append(digest)
-                        size += len(body)
-                        futures.append(pool.submit(send, number, body, digest))
-                        if any(f.done() and f.exception() for f in futures):
-                            break
-                parts = [f.result() for f in futures]
-            done = client.complete_multipart_upload(
-                Bucket=self.bucket,
-                Key=key,
-                UploadId=upload_id,
-                MultipartUpload={"Parts": parts},
-                IfNoneMatch="*",
-            )
-        except BaseException as exc:
-            completed = (
-                isinstance(exc, Exception)
-                and not isinstance(exc, RepoError)
-                and len(futures) == len(part_md5s)
-                and self._adopt_existing(key, size, whole.hexdigest(), part_md5s)
-            )
-            if completed:
-                # The upload completed but its answer was lost (or this is a retry of one
-                # that did): the object is exactly ours.
-                return completed
-            self._abort(client, key, upload_id)
-            if isinstance(exc, RepoError) or not isinstance(exc, Exception):
-                raise
-            raise self._translate(exc, key, writing=True) from exc
-        md5 = whole.hexdigest()
-        etag = done.get("ETag")
-        info = self.head(key)
-        if info.size != size or not (
-            etag_matches(etag, md5, part_md5s) or etag_matches(info.etag, md5, part_md5s)
-        ):
-            fate = "was removed" if self._discard(key) else "is left for garbage collection"
-            raise VerificationError(
-                f"multipart upload of {key!r} failed verification (size {info.size} vs {size}, "
-                f"ETag {etag!r}); the object {fate}",
-                hint="retry; if it persists, the server or a proxy is corrupting data",
-            )
-        return PutResult(key=key, md5=md5, size=size, etag=normalize_etag(etag), multipart=True)
-
-    def _abort(self, client: Any, key: str, upload_id: str) -> None:
-        try:
-            client.abort_multipart_upload(Bucket=self.bucket, Key=key, UploadId=upload_id)
-        except Exception as exc:
-            if _s3_code(exc) != "NoSuchUpload":  # the server already dropped it
-                logger.warning("could not abort multipart upload of %s: %s", key, exc)
-
-    def _discard(self, key: str) -> bool:
+    def discard(self, key: str) -> bool:
         """Delete an object we will not stand behind; True if it is gone."""
         try:
             obstore.delete(self._store, key)
@@ -324,7 +224,7 @@ class S3Store:
         try:
             result = obstore.get(self._store, key)
         except Exception as exc:
-            raise self._translate(exc, key) from exc
+            raise self.translate(exc, key) from exc
         return self._stream(result, key)
 
     def _stream(self, result: Any, key: str) -> Iterator[bytes]:
@@ -332,17 +232,17 @@ class S3Store:
             for chunk in result.stream(min_chunk_size=STREAM_CHUNK):
                 yield bytes(chunk)
         except Exception as exc:
-            raise self._translate(exc, key) from exc
+            raise self.translate(exc, key) from exc
 
     def head(self, key: str) -> ObjectInfo:
         try:
             result = obstore.get(self._store, key, options={"head": True})
         except Exception as exc:
-            raise self._translate(exc, key) from exc
+            raise self.translate(exc, key) from exc
         meta = result.meta
         standard = {"Content-Type", "Content-Disposition", "Content-Encoding"}
         standard |= {"Content-Language", "Cache-Control"}
-        user = {k: _decode_meta(v) for k, v in result.attributes.items() if k not in standard}
+        user = {k: decode_meta(v) for k, v in result.attributes.items() if k not in standard}
         return ObjectInfo(
             key=key,
             size=meta["size"],
@@ -366,7 +266,7 @@ class S3Store:
                             last_modified=meta.get("last_modified"),
                         )
         except Exception as exc:
-            raise self._translate(exc, prefix) from exc
+            raise self.translate(exc, prefix) from exc
 
     def delete_many(self, keys: Iterable[str]) -> int:
         batch: list[str] = []
@@ -388,7 +288,7 @@ class S3Store:
         except obx.NotFoundError:
             pass
         except Exception as exc:
-            raise self._translate(exc, keys[0]) from exc
+            raise self.translate(exc, keys[0]) from exc
 
     def for_bucket(self, bucket: str) -> S3Store:
         if bucket == self.bucket:
@@ -410,12 +310,12 @@ class S3Store:
 
     # -- errors --------------------------------------------------------------------------
 
-    def _translate(self, exc: BaseException, key: str, *, writing: bool = False) -> RepoError:
+    def translate(self, exc: BaseException, key: str, *, writing: bool = False) -> RepoError:
         """One clear error per failure; never a raw obstore/botocore exception."""
         where = f"s3://{self.bucket}/{key}"
         if isinstance(exc, RepoError):
             return exc
-        code = _s3_code(exc)
+        code = s3_code(exc)
         not_found = isinstance(exc, obx.NotFoundError | FileNotFoundError) or code in (
             "NoSuchKey",
             "NoSuchBucket",
@@ -433,7 +333,7 @@ class S3Store:
             return ConflictError(f"object {where} already exists; objects are never overwritten")
         if isinstance(exc, obx.PermissionDeniedError | obx.UnauthenticatedError):
             return StoreError(
-                f"access to {where} denied: {_first_line(exc)}",
+                f"access to {where} denied: {first_line(exc)}",
                 hint="check s3_access_key / s3_secret_key and the bucket's permissions",
             )
         if code is not None:
@@ -451,35 +351,10 @@ class S3Store:
                     hint="check s3_access_key / s3_secret_key and the bucket's permissions",
                 )
             return StoreError(f"S3 request for {where} failed: {code}")
-        text = _first_line(exc)
+        text = first_line(exc)
         if "bucket" in text.lower() and "not" in text.lower() and "exist" in text.lower():
             return StoreError(f"bucket {self.bucket!r} does not exist", hint="create it first")
         hint = None
         if self.endpoint_url and ("connect" in text.lower() or "error sending" in text.lower()):
             hint = f"check that the S3 server at {self.endpoint_url} is running (s3_endpoint_url)"
         return StoreError(f"S3 request for {where} failed: {text}", hint=hint)
-
-
-def _s3_code(exc: BaseException) -> str | None:
-    """The S3 error code: from botocore's parsed response, or the XML obstore quotes."""
-    response = getattr(exc, "response", None)
-    if isinstance(response, dict):
-        code = response.get("Error", {}).get("Code")
-        return str(code) if code is not None else None
-    found = _XML_CODE.search(str(exc))
-    return found.group(1) if found else None
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    line = text[0] if text else type(exc).__name__
-    return line[:300]
-
-
-def _encode_meta(value: str) -> str:
-    """HTTP headers carry ASCII only: percent-encode the rest (decoded by `head`)."""
-    return quote(value, safe=_META_SAFE)
-
-
-def _decode_meta(value: str) -> str:
-    return unquote(value)
