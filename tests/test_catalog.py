@@ -171,3 +171,22 @@ def test_a_new_tag_in_an_open_transaction_does_not_block_other_hosts(
     finally:
         first.close()
         second.close()
+
+
+def test_close_rolls_back_but_keeps_the_record_of_cache_hits(
+    local_config: dict[str, str], tmp_path: Any
+) -> None:
+    with repo.Repo(config=local_config) as w:
+        rf = w.add_file("kept-hit.txt").touch("k").publish()
+    r = repo.Repo(config=dict(local_config, host_name="reader", local_root=str(tmp_path / "rd")))
+    f = r.get_file("kept-hit.txt")
+    assert f is not None
+    f.read_bytes()  # a download, recorded at once
+    first = {c.host: c.last_access for c in f.hosts}["reader"]
+    f.read_bytes()  # a hit, pending
+    r.add_file("never-committed.txt").touch("n")  # an open write transaction
+    r.close()
+    with repo.Repo(config=local_config) as check:
+        assert check.history("never-committed.txt") == []
+        later = {c.host: c.last_access for c in check.file(rf.file_id).hosts}["reader"]
+        assert later > first

@@ -79,7 +79,8 @@ class Repo:
     def close(self) -> None:
         """Roll back anything uncommitted and release connections."""
         try:
-            self._flush_access()
+            self.catalog.rollback()
+            self._flush_access()  # after the rollback, so the bookkeeping is kept
         finally:
             self.catalog.close()
             for store in self._stores.values():
