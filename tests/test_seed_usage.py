@@ -232,3 +232,58 @@ def test_large_file_goes_up_in_parallel_parts_and_comes_back_verified(
         got = other.get_file("big/blob.bin")
         assert got is not None
         assert got.read_bytes() == data
+
+
+def test_seed_example_verbatim_with_a_home_config_file(
+    postgres_server: Any, moto_server: Any, tmp_path: Any
+) -> None:
+    """~/.repo_cfg in the seed's format (database as an object), then the seed's code."""
+    import json
+    import uuid
+    from pathlib import Path
+
+    dbname = "seed_" + uuid.uuid4().hex[:12]
+    postgres_server.create_database(dbname)
+    bucket = moto_server.create_bucket("seed-" + uuid.uuid4().hex[:12])
+    try:
+        cfg = {
+            "local_root": str(tmp_path / "mnt-repo"),
+            "default_s3_bucket": bucket,
+            "backup_s3_bucket": bucket,
+            "s3_access_key": moto_server.access_key,
+            "s3_secret_key": moto_server.secret_key,
+            "s3_endpoint_url": moto_server.endpoint_url,
+            "database": {
+                "host": "127.0.0.1",
+                "port": postgres_server.port,
+                "user": "postgres",
+                "password": "411B107B-A7ED-48AE-AE19-5BD427865041",
+                "database": dbname,
+            },
+        }
+        (Path.home() / ".repo_cfg").write_text(json.dumps(cfg, indent=4))
+
+        # The seed's "Typical usage", with `now` spelled out.
+        def now() -> datetime:
+            return datetime.now(UTC)
+
+        import repo as repo_module
+
+        repo = repo_module.Repo()
+
+        rf = repo.add_file()
+        rf.touch("this is some data that I want to write in my file")
+        rf.publish()
+        rf.tag("abc")
+        rf.tag_date(now(), type="hour")
+        repo.commit()
+        repo.close()
+
+        with repo_module.Repo() as again:
+            assert again.config.source == str(Path.home() / ".repo_cfg")
+            found = again.find(all=["abc"])
+            assert [f.file_id for f in found] == [rf.file_id]
+            assert found[0].bucket == bucket
+            assert found[0].read_text() == "this is some data that I want to write in my file"
+    finally:
+        postgres_server.drop_database(dbname)
