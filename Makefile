@@ -5,14 +5,16 @@ VENV := .venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
 
-.PHONY: venv test demo lint
+.PHONY: venv test demo lint constraints
 
 venv: $(VENV)/.installed
 
-# Re-install whenever pyproject.toml changes.
-$(VENV)/.installed: pyproject.toml
+# Re-install whenever pyproject.toml or the pinned versions change. constraints.txt pins
+# what the suite was last run with, so a new release upstream cannot turn CI red
+# (warnings are errors); refresh it with `make constraints`.
+$(VENV)/.installed: pyproject.toml constraints.txt
 	test -x $(BIN)/pip || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q -e '.[test]'
+	$(BIN)/pip install -q -c constraints.txt -e '.[test]'
 	touch $@
 
 test: venv
@@ -26,3 +28,6 @@ lint: venv
 	$(BIN)/ruff check src tests
 	$(BIN)/ruff format --check src tests
 	$(BIN)/mypy
+
+constraints: venv
+	$(BIN)/pip freeze --exclude-editable | grep -v '^repo==' > constraints.txt
