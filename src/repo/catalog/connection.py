@@ -60,6 +60,9 @@ def _make_engine(url: str) -> Engine:
         return engine
     return create_engine(
         url,
+        # Explicit, whatever the server's default: locking and name interning rely on
+        # each statement seeing what other transactions have committed.
+        isolation_level="READ COMMITTED",
         pool_pre_ping=True,
         pool_size=2,
         max_overflow=4,
