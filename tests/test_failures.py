@@ -106,8 +106,6 @@ def test_unreachable_s3_endpoint_is_a_store_error(tmp_path: Path, sqlite_url: st
         "local_root": str(tmp_path / "l"),
         "database": sqlite_url,
     }
-    import repo.stores.s3 as s3mod
-
     with repo.Repo(config=cfg) as r:
         rf = r.add_file("x.txt").touch("x")
         with pytest.raises(repo.StoreError) as err:
@@ -116,7 +114,19 @@ def test_unreachable_s3_endpoint_is_a_store_error(tmp_path: Path, sqlite_url: st
         assert SECRET not in str(err.value)
         assert err.value.hint and "s3_endpoint_url" in err.value.hint
         assert r.file(rf.file_id).md5 is None
-    assert s3mod.READ_TIMEOUT_SECONDS > 0
+
+
+def _s3_config(
+    server: Any, store: str, secret: str, tmp_path: Path, sqlite_url: str
+) -> dict[str, str]:
+    return {
+        "store": store,
+        "s3_endpoint_url": server.endpoint_url,
+        "s3_access_key": server.access_key,
+        "s3_secret_key": secret,
+        "local_root": str(tmp_path / "l"),
+        "database": sqlite_url,
+    }
 
 
 def test_wrong_credentials_are_a_store_error_naming_the_fix(
@@ -124,14 +134,7 @@ def test_wrong_credentials_are_a_store_error_naming_the_fix(
 ) -> None:
     if s3_server.name == "moto":
         pytest.skip("moto accepts any credentials")
-    cfg = {
-        "store": f"s3://{s3_bucket}/p",
-        "s3_endpoint_url": s3_server.endpoint_url,
-        "s3_access_key": s3_server.access_key,
-        "s3_secret_key": SECRET,
-        "local_root": str(tmp_path / "l"),
-        "database": sqlite_url,
-    }
+    cfg = _s3_config(s3_server, f"s3://{s3_bucket}/p", SECRET, tmp_path, sqlite_url)
     with repo.Repo(config=cfg) as r:
         rf = r.add_file("x.txt").touch("x")
         with pytest.raises(repo.StoreError) as err:
@@ -142,14 +145,9 @@ def test_wrong_credentials_are_a_store_error_naming_the_fix(
 
 
 def test_missing_bucket_is_a_store_error(tmp_path: Path, sqlite_url: str, s3_server: Any) -> None:
-    cfg = {
-        "store": "s3://no-such-bucket-here/p",
-        "s3_endpoint_url": s3_server.endpoint_url,
-        "s3_access_key": s3_server.access_key,
-        "s3_secret_key": s3_server.secret_key,
-        "local_root": str(tmp_path / "l"),
-        "database": sqlite_url,
-    }
+    cfg = _s3_config(
+        s3_server, "s3://no-such-bucket-here/p", s3_server.secret_key, tmp_path, sqlite_url
+    )
     with repo.Repo(config=cfg) as r:
         rf = r.add_file("x.txt").touch("x")
         with pytest.raises(repo.StoreError) as err:

@@ -97,6 +97,24 @@ def r(proxied_config: dict[str, str]) -> Iterator[repo.Repo]:
         yield rp
 
 
+@pytest.fixture
+def mp_store(s3_server: S3Server, proxy: FaultProxy, bucket: str) -> Iterator[S3Store]:
+    """An S3Store behind the proxy that goes multipart above 5 MiB, in 5 MiB parts."""
+    store = S3Store(
+        f"s3://{bucket}",
+        endpoint_url=proxy.endpoint_url,
+        access_key=s3_server.access_key,
+        secret_key=s3_server.secret_key,
+        region=s3_server.region,
+        multipart_threshold=5 * MiB,
+        part_size=5 * MiB,
+    )
+    try:
+        yield store
+    finally:
+        store.close()
+
+
 def _exists(client: Any, bucket: str, key: str) -> bool:
     try:
         client.head_object(Bucket=bucket, Key=key)
@@ -155,36 +173,30 @@ def test_corrupted_upload_body_is_never_recorded_as_uploaded(
 
 
 def test_corrupted_multipart_part_fails_the_put_and_leaves_nothing(
-    s3_server: S3Server, proxy: FaultProxy, direct: Any, bucket: str, tmp_path: Path
+    s3_server: S3Server,
+    proxy: FaultProxy,
+    direct: Any,
+    bucket: str,
+    tmp_path: Path,
+    mp_store: S3Store,
 ) -> None:
-    store = S3Store(
-        f"s3://{bucket}",
-        endpoint_url=proxy.endpoint_url,
-        access_key=s3_server.access_key,
-        secret_key=s3_server.secret_key,
-        region=s3_server.region,
-        multipart_threshold=5 * MiB,
-        part_size=5 * MiB,
-    )
+    store = mp_store
     source = tmp_path / "big.bin"
     data = os.urandom(11 * MiB)  # three parts: 5 + 5 + 1 MiB
     source.write_bytes(data)
     key = f"mp/big-{uuid.uuid4().hex[:8]}.bin"
-    try:
-        proxy.corrupt_request_bodies(method="PUT", query="partNumber=", count=1)
-        with pytest.raises(repo.VerificationError, match=PART_REJECTED_BY[s3_server.name]):
-            store.put_file(key, source)
-        assert proxy.fired("corrupt_request") == 1
-        assert not _exists(direct, bucket, key)
-        uploads = direct.list_multipart_uploads(Bucket=bucket).get("Uploads", [])
-        assert [u["Key"] for u in uploads] == []  # aborted (by us, or by rclone itself)
+    proxy.corrupt_request_bodies(method="PUT", query="partNumber=", count=1)
+    with pytest.raises(repo.VerificationError, match=PART_REJECTED_BY[s3_server.name]):
+        store.put_file(key, source)
+    assert proxy.fired("corrupt_request") == 1
+    assert not _exists(direct, bucket, key)
+    uploads = direct.list_multipart_uploads(Bucket=bucket).get("Uploads", [])
+    assert [u["Key"] for u in uploads] == []  # aborted (by us, or by rclone itself)
 
-        proxy.reset()
-        result = store.put_file(key, source)
-        assert result.multipart and result.size == len(data)
-        assert _object_bytes(direct, bucket, key) == data
-    finally:
-        store.close()
+    proxy.reset()
+    result = store.put_file(key, source)
+    assert result.multipart and result.size == len(data)
+    assert _object_bytes(direct, bucket, key) == data
 
 
 def test_upload_whose_answer_was_lost_succeeds_on_retry(
@@ -245,30 +257,19 @@ def test_server_side_checksum_rejection_is_a_verification_error(
 
 
 def test_multipart_upload_whose_completion_answer_was_lost_is_kept(
-    s3_server: S3Server, proxy: FaultProxy, direct: Any, bucket: str, tmp_path: Path
+    proxy: FaultProxy, direct: Any, bucket: str, tmp_path: Path, mp_store: S3Store
 ) -> None:
-    store = S3Store(
-        f"s3://{bucket}",
-        endpoint_url=proxy.endpoint_url,
-        access_key=s3_server.access_key,
-        secret_key=s3_server.secret_key,
-        region=s3_server.region,
-        multipart_threshold=5 * MiB,
-        part_size=5 * MiB,
-    )
+    store = mp_store
     source = tmp_path / "big.bin"
     data = os.urandom(6 * MiB)
     source.write_bytes(data)
     key = f"mp/lost-{uuid.uuid4().hex[:8]}.bin"
-    try:
-        proxy.drop_responses(method="POST", query="uploadId=", count=1)
-        result = store.put_file(key, source)
-        assert proxy.fired("drop_response") == 1
-        assert result.multipart and result.size == len(data)
-        assert result.md5 == hashlib.md5(data).hexdigest()
-        assert _object_bytes(direct, bucket, key) == data
-    finally:
-        store.close()
+    proxy.drop_responses(method="POST", query="uploadId=", count=1)
+    result = store.put_file(key, source)
+    assert proxy.fired("drop_response") == 1
+    assert result.multipart and result.size == len(data)
+    assert result.md5 == hashlib.md5(data).hexdigest()
+    assert _object_bytes(direct, bucket, key) == data
 
 
 # --------------------------------------------------------------- downloads

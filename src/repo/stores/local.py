@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import hashlib
 import json
 import os
 import tempfile
@@ -72,19 +71,15 @@ class LocalStore:
     ) -> PutResult:
         final = self._path(key)
         self._ensure_root()
-        md5 = hashlib.md5()
-        size = 0
         fd, tmp = tempfile.mkstemp(dir=self.root / _TMP_DIR, prefix="put-")
         try:
-            with os.fdopen(fd, "wb") as out, open(source, "rb") as src:
-                while chunk := src.read(CHUNK):
-                    md5.update(chunk)
-                    size += len(chunk)
-                    out.write(chunk)
+            with os.fdopen(fd, "wb") as out:
+                written = copy_hashing(_read_chunks(open(source, "rb")), out)  # noqa: SIM115
                 out.flush()
                 os.fsync(out.fileno())
             os.chmod(tmp, 0o444)
-            digest = md5.hexdigest()
+            digest, size = written.md5, written.size
+            meta = {"md5": digest, "size": size, "metadata": dict(metadata or {})}
             try:
                 self._link_into_place(tmp, final, key)
             except ConflictError:
@@ -94,12 +89,10 @@ class LocalStore:
                 if existing is None and info.size == size:  # crashed before its sidecar
                     existing = copy_hashing(self.iter_bytes(key), _Discard()).md5
                 if info.size == size and existing == digest:
-                    self._write_meta(
-                        key, {"md5": digest, "size": size, "metadata": dict(metadata or {})}
-                    )
+                    self._write_meta(key, meta)
                     return PutResult(key=key, md5=digest, size=size, etag=digest)
                 raise
-            self._write_meta(key, {"md5": digest, "size": size, "metadata": dict(metadata or {})})
+            self._write_meta(key, meta)
         except FileNotFoundError as exc:
             if exc.filename == str(source):
                 raise NotFoundError(f"local file {source} not found") from exc

@@ -163,7 +163,7 @@ class S3Store:
         with open(source, "rb") as fp:
             body = fp.read()
         md5 = hashlib.md5(body).hexdigest()
-        attributes = {f"{k}": encode_meta(v) for k, v in (metadata or {}).items()}
+        attributes = {k: encode_meta(v) for k, v in (metadata or {}).items()}
         try:
             result = obstore.put(
                 self._store,
