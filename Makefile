@@ -19,6 +19,7 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 
 test: venv
 	scripts/ensure-postgres
+	scripts/ensure-tools
 	$(BIN)/python -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
 
 demo: venv

@@ -260,3 +260,42 @@ def local_config(tmp_path: Path, catalog_url: str) -> dict[str, str]:
         "database": catalog_url,
         "host_name": "test-host",
     }
+
+
+# -------------------------------------------------------------------- CLI
+
+
+@dataclass
+class CliRun:
+    """The `repo` command run in-process (click's CliRunner) with one config file."""
+
+    config_path: Path | None
+    cwd: Path
+
+    def __call__(self, *args: str, input: bytes | str | None = None) -> Any:
+        from click.testing import CliRunner
+
+        from repo.cli import cli
+
+        argv = ["--config", str(self.config_path), *args] if self.config_path else list(args)
+        return CliRunner().invoke(cli, argv, input=input, prog_name="repo", catch_exceptions=False)
+
+
+def write_config(path: Path, config: dict[str, Any]) -> Path:
+    import json
+
+    path.write_text(json.dumps(config))
+    path.chmod(0o600)
+    return path
+
+
+@pytest.fixture
+def cli(tmp_path: Path, repo_config: dict[str, str]) -> CliRun:
+    """`repo` on every (catalog, store) combination, via a config file."""
+    return CliRun(write_config(tmp_path / "repo_cfg.json", repo_config), tmp_path)
+
+
+@pytest.fixture
+def embedded_cli(tmp_path: Path) -> CliRun:
+    """`repo` on the embedded default (no config file: SQLite + directory under REPO_HOME)."""
+    return CliRun(None, tmp_path)

@@ -15,10 +15,13 @@ import repo.errors
 def test_public_names_are_pinned() -> None:
     assert sorted(repo.__all__) == sorted(
         [
+            "AddReport",
             "CatalogError",
             "Config",
+            "ConfigEntry",
             "ConfigError",
             "ConflictError",
+            "CreateReport",
             "HostCopy",
             "ImmutableError",
             "InvalidPathError",
@@ -27,13 +30,19 @@ def test_public_names_are_pinned() -> None:
             "Repo",
             "RepoError",
             "RepoFile",
+            "ProgressListener",
             "StateError",
+            "StatusReport",
             "StoreError",
             "UsageError",
             "VerificationError",
             "__version__",
+            "create_repository",
             "date_tags",
+            "describe_config",
+            "destroy_catalog",
             "load_config",
+            "status_report",
         ]
     )
     for name in repo.__all__:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -40,6 +42,27 @@ def _file(tmp_path: Path, data: bytes, name: str = "src.bin") -> Path:
     path = tmp_path / name
     path.write_bytes(data)
     return path
+
+
+class _ProgressRecorder:
+    """A progress callback that keeps every increment and notices overlapping calls."""
+
+    def __init__(self, *, dwell: float = 0.0) -> None:
+        self.increments: list[int] = []
+        self.overlapped = False
+        self._dwell = dwell  # time spent inside a call, so overlapping calls would meet
+        self._inside = threading.Lock()
+
+    def __call__(self, nbytes: int) -> None:
+        if not self._inside.acquire(blocking=False):
+            self.overlapped = True
+            self.increments.append(nbytes)
+            return
+        try:
+            time.sleep(self._dwell)
+            self.increments.append(nbytes)
+        finally:
+            self._inside.release()
 
 
 def test_store_satisfies_the_protocol(store: Store) -> None:
@@ -172,3 +195,91 @@ def test_repeating_a_put_of_the_same_bytes_keeps_the_object(store: Store, tmp_pa
     again = store.put_file(key, src)
     assert (again.md5, again.size) == (first.md5, first.size)
     assert store.head(key).size == len(b"same bytes")
+
+
+def test_put_reports_progress_increments_that_add_up_to_the_size(
+    store: Store, tmp_path: Path
+) -> None:
+    data = os.urandom(100_000)
+    progress = _ProgressRecorder()
+    store.put_file(store.key_prefix + "data/progress~t1", _file(tmp_path, data), progress=progress)
+    assert progress.increments and all(n > 0 for n in progress.increments)
+    assert sum(progress.increments) == len(data)
+
+
+def test_multipart_sized_put_reports_progress_piece_by_piece_never_overlapping(
+    store: Store, tmp_path: Path
+) -> None:
+    data = os.urandom(11 * 1024 * 1024)  # three 5 MiB parts on S3, eleven chunks locally
+    progress = _ProgressRecorder(dwell=0.02)
+    result = store.put_file(
+        store.key_prefix + "data/progress-big~t1", _file(tmp_path, data), progress=progress
+    )
+    assert result.size == len(data)
+    assert len(progress.increments) > 1
+    assert all(n > 0 for n in progress.increments)
+    assert sum(progress.increments) == len(data)
+    assert not progress.overlapped
+
+
+def test_get_into_reports_progress_increments_that_add_up_to_the_size(
+    store: Store, tmp_path: Path
+) -> None:
+    data = os.urandom(11 * 1024 * 1024)
+    key = store.key_prefix + "data/progress-get~t1"
+    store.put_file(key, _file(tmp_path, data))
+    progress = _ProgressRecorder()
+    out = io.BytesIO()
+    got = store.get_into(key, out, progress=progress)
+    assert out.getvalue() == data and got.size == len(data)
+    assert len(progress.increments) > 1
+    assert all(n > 0 for n in progress.increments)
+    assert sum(progress.increments) == len(data)
+
+
+def test_empty_object_reports_no_progress(store: Store, tmp_path: Path) -> None:
+    key = store.key_prefix + "data/progress-empty~t1"
+    put_progress, get_progress = _ProgressRecorder(), _ProgressRecorder()
+    store.put_file(key, _file(tmp_path, b""), progress=put_progress)
+    store.get_into(key, io.BytesIO(), progress=get_progress)
+    assert put_progress.increments == get_progress.increments == []
+
+
+@pytest.mark.parametrize("size", [10, 11 * 1024 * 1024], ids=["small", "multipart-sized"])
+def test_repeated_put_that_keeps_the_object_still_reports_the_whole_size(
+    store: Store, tmp_path: Path, size: int
+) -> None:
+    key = store.key_prefix + "data/progress-retry~t1"
+    src = _file(tmp_path, os.urandom(size))
+    store.put_file(key, src)
+    progress = _ProgressRecorder()
+    store.put_file(key, src, progress=progress)
+    assert sum(progress.increments) == size
+
+
+def test_multipart_put_kept_despite_a_failed_part_still_reports_the_whole_size(
+    store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A retry of an upload that completed, whose last part now fails: the object is
+    # adopted, and the part that was never reported is reported then.
+    if not isinstance(store, S3Store):
+        pytest.skip("multipart uploads are S3's")
+    size = 11 * 1024 * 1024
+    key = store.key_prefix + "data/progress-adopt~t1"
+    src = _file(tmp_path, os.urandom(size))
+    store.put_file(key, src)
+    client = store.client()
+    upload_part = client.upload_part
+
+    def last_part_fails(**kwargs: object) -> object:
+        if kwargs["PartNumber"] == 3:
+            time.sleep(0.2)  # fail only after the whole file was read
+            raise ConnectionError("simulated network failure")
+        return upload_part(**kwargs)
+
+    monkeypatch.setattr(client, "upload_part", last_part_fails)
+    progress = _ProgressRecorder()
+    result = store.put_file(key, src, progress=progress)
+    assert result.multipart and result.size == size
+    assert len(progress.increments) == 3
+    assert sum(progress.increments) == size

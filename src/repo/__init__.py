@@ -11,8 +11,9 @@ with repo.Repo() as r:
 
 from __future__ import annotations
 
+from .admin import CreateReport, StatusReport, create_repository, destroy_catalog, status_report
 from .catalog import HostCopy
-from .config import Config, load_config
+from .config import Config, ConfigEntry, describe_config, load_config
 from .errors import (
     CatalogError,
     ConfigError,
@@ -28,29 +29,39 @@ from .errors import (
     VerificationError,
 )
 from .file import RepoFile
+from .ingest import AddReport, ProgressListener
 from .repository import Repo
 from .tags import date_tags
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "AddReport",
     "CatalogError",
     "Config",
+    "ConfigEntry",
     "ConfigError",
     "ConflictError",
+    "CreateReport",
     "HostCopy",
     "ImmutableError",
     "InvalidPathError",
     "InvalidTagError",
     "NotFoundError",
+    "ProgressListener",
     "Repo",
     "RepoError",
     "RepoFile",
     "StateError",
+    "StatusReport",
     "StoreError",
     "UsageError",
     "VerificationError",
     "__version__",
+    "create_repository",
     "date_tags",
+    "describe_config",
+    "destroy_catalog",
     "load_config",
+    "status_report",
 ]

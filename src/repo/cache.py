@@ -21,7 +21,7 @@ from pathlib import Path
 
 from .errors import StoreError, VerificationError
 from .paths import TOKEN_LENGTH, safe_join
-from .stores.base import Store
+from .stores.base import Progress, Store
 
 __all__ = ["LocalCache"]
 
@@ -56,7 +56,29 @@ class LocalCache:
             return None
         return path
 
-    def download(self, store: Store, key: str, *, md5: str, size: int) -> Path:
+    def evict(self, key: str) -> bool:
+        """Remove the cached copy of `key` (open readers keep theirs); True if it was there."""
+        try:
+            os.unlink(self.cache_path(key))
+        except FileNotFoundError:
+            return False
+        return True
+
+    def usage(self) -> tuple[int, int]:
+        """(files, bytes) held in the cache."""
+        count = total = 0
+        for root, _dirs, names in os.walk(self.cache_dir):
+            for name in names:
+                if name.startswith(".part-"):
+                    continue
+                with contextlib.suppress(FileNotFoundError):
+                    total += os.stat(os.path.join(root, name)).st_size
+                    count += 1
+        return count, total
+
+    def download(
+        self, store: Store, key: str, *, md5: str, size: int, progress: Progress | None = None
+    ) -> Path:
         """Fetch `key` into the cache, verified; nothing is left behind on failure."""
         final = self.cache_path(key)
         try:
@@ -69,7 +91,7 @@ class LocalCache:
             ) from exc
         try:
             with os.fdopen(fd, "wb") as out:
-                got = store.get_into(key, out)
+                got = store.get_into(key, out, progress=progress)
                 if got.size != size or got.md5 != md5:
                     raise VerificationError(
                         f"download of {key!r} failed verification: got {got.size} bytes with "

@@ -24,7 +24,7 @@ from sqlalchemy.exc import ArgumentError
 
 from .errors import ConfigError
 
-__all__ = ["Config", "load_config"]
+__all__ = ["Config", "ConfigEntry", "describe_config", "load_config"]
 
 SECRET_KEYS = frozenset({"s3_secret_key", "password"})
 
@@ -73,6 +73,8 @@ class Config:
     s3_access_key: str | None = None
     s3_secret_key: str | None = field(default=None, repr=False)
     cache_max_bytes: int | None = None
+    #: Where each field's value came from (a key of the source, or a default).
+    origins: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def is_embedded(self) -> bool:
@@ -83,45 +85,60 @@ class Config:
 
     def __repr__(self) -> str:
         shown = {f.name: getattr(self, f.name) for f in fields(self) if f.repr}
+        del shown["origins"]
         shown["database_url"] = self.masked_database_url()
         return f"Config({', '.join(f'{k}={v!r}' for k, v in shown.items())})"
 
 
-def load_config(config: str | os.PathLike[str] | Mapping[str, Any] | None = None) -> Config:
-    """Find, read and validate the configuration."""
+def load_config(
+    config: str | os.PathLike[str] | Mapping[str, Any] | Config | None = None,
+) -> Config:
+    """Find, read and validate the configuration (a `Config` is returned as is)."""
+    if isinstance(config, Config):
+        return config
     if isinstance(config, Mapping):
         return _from_mapping(config, source="<config dict>", base=Path.cwd())
     if config is not None:
         return _from_file(Path(config))
     env = os.environ.get("REPO_CFG")
     if env:
-        return _from_file(Path(env))
+        return _from_file(Path(env), chosen_by="$REPO_CFG")
     home_cfg = Path("~/.repo_cfg").expanduser()
     if home_cfg.exists():
-        return _from_file(home_cfg)
+        return _from_file(home_cfg, chosen_by="~/.repo_cfg")
     return embedded_default()
 
 
 def embedded_default() -> Config:
     """SQLite catalog and local-directory store under the repo home; no server needed."""
     home = repo_home()
+    where = (
+        "embedded default under $REPO_HOME" if os.environ.get("REPO_HOME") else ("embedded default")
+    )
     return Config(
         source="embedded default",
         local_root=home / "local",
         store_url=(home / "store").as_uri(),
         database_url=f"sqlite:///{home / 'catalog.db'}",
         host_name=_default_host_name(),
+        origins={
+            "local_root": where,
+            "store_url": where,
+            "database_url": where,
+            "host_name": "default: this machine's host name",
+        },
     )
 
 
-def _from_file(path: Path) -> Config:
+def _from_file(path: Path, *, chosen_by: str = "") -> Config:
     path = path.expanduser()
     try:
         text = path.read_text(encoding="utf-8-sig")  # tolerate a byte-order mark
     except FileNotFoundError:
         raise ConfigError(
             f"{path}: configuration file not found",
-            hint="create it, or unset REPO_CFG to use the embedded default",
+            hint="check the path given with --config or $REPO_CFG (without either, "
+            "~/.repo_cfg or else the embedded default is used)",
         ) from None
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read configuration: {exc.strerror}") from exc
@@ -138,10 +155,12 @@ def _from_file(path: Path) -> Config:
         ) from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: the configuration must be a JSON object")
-    return _from_mapping(data, source=str(path), base=path.resolve().parent)
+    return _from_mapping(data, source=str(path), base=path.resolve().parent, chosen_by=chosen_by)
 
 
-def _from_mapping(data: Mapping[str, Any], *, source: str, base: Path) -> Config:
+def _from_mapping(
+    data: Mapping[str, Any], *, source: str, base: Path, chosen_by: str = ""
+) -> Config:
     unknown = sorted(set(data) - set(_KNOWN_KEYS))
     if unknown:
         raise ConfigError(
@@ -165,7 +184,24 @@ def _from_mapping(data: Mapping[str, Any], *, source: str, base: Path) -> Config
     host_name = data["host_name"] if "host_name" in data else _default_host_name()
     if not host_name.strip() or not host_name.isprintable():
         raise ConfigError(f"{source}: key 'host_name' must be a non-empty printable name")
+    origin = f"{source} ({chosen_by})" if chosen_by else source
+    keys = {
+        "local_root": "local_root",
+        "store_url": "default_s3_bucket" if "default_s3_bucket" in data else "store",
+        "database_url": "database",
+        "host_name": "host_name",
+        "backup_store_url": "backup_s3_bucket",
+        "s3_endpoint_url": "s3_endpoint_url",
+        "s3_region": "s3_region",
+        "s3_access_key": "s3_access_key",
+        "s3_secret_key": "s3_secret_key",
+        "cache_max_bytes": "cache_max_bytes",
+    }
+    origins = {name: f"{origin}: {key}" for name, key in keys.items() if key in data}
+    origins.setdefault("local_root", "default: $REPO_HOME/local or the user data directory")
+    origins.setdefault("host_name", "default: this machine's host name")
     return Config(
+        origins=origins,
         source=source,
         local_root=_resolve(local_root, base) if local_root else repo_home() / "local",
         store_url=store_url,
@@ -284,3 +320,37 @@ def _database_url(data: Mapping[str, Any], source: str, base: Path) -> str:
 
 def _default_host_name() -> str:
     return socket.gethostname() or "localhost"
+
+
+@dataclass(frozen=True, slots=True)
+class ConfigEntry:
+    """One effective setting for display: secrets already masked."""
+
+    name: str
+    value: str | int | None
+    origin: str
+
+
+def describe_config(config: Config) -> list[ConfigEntry]:
+    """The effective configuration, secrets masked, with where each value came from."""
+
+    def entry(name: str, value: str | int | None) -> ConfigEntry:
+        return ConfigEntry(name, value, config.origins.get(name, "not set"))
+
+    secret = config.s3_secret_key
+    access = config.s3_access_key
+    return [
+        ConfigEntry("source", config.source, "how the configuration was found"),
+        entry("store_url", config.store_url),
+        entry("database_url", config.masked_database_url()),
+        entry("local_root", str(config.local_root)),
+        entry("host_name", config.host_name),
+        entry("backup_store_url", config.backup_store_url),
+        entry("s3_endpoint_url", config.s3_endpoint_url),
+        entry("s3_region", config.s3_region),
+        # Access key ids are not secret, but showing only their start is enough to tell
+        # which one is in use.
+        entry("s3_access_key", f"{access[:4]}****" if access else None),
+        entry("s3_secret_key", "****" if secret else None),
+        entry("cache_max_bytes", config.cache_max_bytes),
+    ]

@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import tempfile
 from datetime import date, datetime
-from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any
+from pathlib import Path, PurePosixPath
+from typing import IO, TYPE_CHECKING, Any, BinaryIO
 
 from .catalog import FileRecord, HostCopy
-from .errors import ImmutableError, NotFoundError, StateError, UsageError
+from .errors import (
+    ConflictError,
+    ImmutableError,
+    NotFoundError,
+    StateError,
+    UsageError,
+    VerificationError,
+)
+from .stores.base import Progress, copy_hashing
 from .tags import date_tags, validate_tags
 
 if TYPE_CHECKING:
@@ -18,6 +28,7 @@ __all__ = ["RepoFile"]
 
 _READ_MODES = ("r", "rb", "rt")
 _WRITE_MODES = ("w", "wb", "wt", "a", "ab", "at")
+_CHUNK = 1024 * 1024
 
 
 class RepoFile:
@@ -171,6 +182,9 @@ class RepoFile:
 
         Before upload, this is the staging copy being written on this host.
         """
+        return self._local_path()
+
+    def _local_path(self, progress: Progress | None = None) -> Path:
         if not self.uploaded:
             staging = self.staging_path
             if staging.exists():
@@ -179,14 +193,79 @@ class RepoFile:
                 f"{self.path} (file {self.file_id}) has no content yet",
                 hint="write it with touch() or open('w'), or read it on the host that made it",
             )
-        return self._repo._fetch(self._rec)
+        return self._repo._fetch(self._rec, progress)
+
+    def write_to(self, out: BinaryIO, progress: Progress | None = None) -> int:
+        """Stream the verified content into `out`; returns the bytes written.
+
+        The local copy is hashed on the way out, so a cached copy damaged on disk
+        since it was verified raises `VerificationError` (after the bytes were written:
+        a consumer must treat the output as bad) and is evicted, so a retry downloads
+        it afresh. `progress` sees the download, if one is needed.
+        """
+        path = self._local_path(progress)
+        with open(path, "rb") as src:
+            got = copy_hashing(iter(lambda: src.read(_CHUNK), b""), out)
+        if self.uploaded and (got.md5 != self.md5 or got.size != self.size):
+            self._repo.cache.evict(self.key)
+            raise VerificationError(
+                f"the local copy of {self.path} (file {self.file_id}) is damaged: md5 "
+                f"{got.md5}, expected {self.md5}; it was removed from the cache",
+                hint="run the command again to download it afresh",
+            )
+        return got.size
+
+    def save_as(
+        self,
+        dest: str | os.PathLike[str],
+        *,
+        overwrite: bool = False,
+        progress: Progress | None = None,
+    ) -> Path:
+        """Copy the verified content to a local file (into it, if `dest` is a directory).
+
+        Written to a temporary file beside the destination, checked, then renamed, so
+        `dest` is either untouched or complete. A damaged cached copy is evicted and
+        downloaded again once.
+        """
+        target = Path(dest)
+        if target.is_dir():
+            target = target / PurePosixPath(self.path).name
+        if target.exists() and not overwrite:
+            raise ConflictError(f"{target} already exists", hint="use --force to overwrite it")
+        try:
+            fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
+        except OSError as exc:
+            raise UsageError(f"cannot write to {target.parent}: {exc.strerror}") from exc
+        try:
+            with os.fdopen(fd, "wb") as out:
+                try:
+                    self.write_to(out, progress)
+                except VerificationError:
+                    out.seek(0)
+                    out.truncate()
+                    self.write_to(out, progress)
+                out.flush()
+                os.fsync(out.fileno())
+            umask = os.umask(0)
+            os.umask(umask)
+            os.chmod(tmp, 0o666 & ~umask)
+            os.replace(tmp, target)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+            raise
+        return target
 
     # -- state ---------------------------------------------------------------------------
 
-    def upload(self) -> RepoFile:
-        """Upload and verify the local copy; a no-op if already uploaded."""
+    def upload(self, progress: Progress | None = None) -> RepoFile:
+        """Upload and verify the local copy; a no-op if already uploaded.
+
+        `progress`, if given, is called with the number of bytes sent as they go.
+        """
         if not self.uploaded:
-            self._rec = self._repo._upload(self._rec)
+            self._rec = self._repo._upload(self._rec, progress)
         return self
 
     def publish(self) -> RepoFile:

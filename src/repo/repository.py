@@ -7,18 +7,20 @@ import logging
 import os
 import time
 from collections.abc import Iterable, Mapping
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, BinaryIO
 
 from .cache import LocalCache
 from .catalog import Catalog, FileRecord
 from .config import Config, load_config
 from .errors import CatalogError, ConflictError, NotFoundError, UsageError
 from .file import RepoFile
+from .ingest import AddReport, ProgressListener, add_one, add_tree
 from .paths import TOKEN_LENGTH, make_key, new_version_token, unique_path, validate_path
 from .stores import Store, open_store
+from .stores.base import Progress, PutResult
 from .tags import validate_tags
 
 __all__ = ["Repo"]
@@ -29,6 +31,9 @@ logger = logging.getLogger(__name__)
 #: close, or when this many seconds have passed since the last write.
 ACCESS_FLUSH_SECONDS = 60.0
 MAX_PENDING = 10_000
+#: Parallel uploads of `Repo.add_tree`.
+DEFAULT_WORKERS = 16
+STATES = ("unpublished", "published", "expired")
 
 
 def _now() -> datetime:
@@ -43,7 +48,9 @@ class Repo:
     exception.
     """
 
-    def __init__(self, config: str | os.PathLike[str] | Mapping[str, Any] | None = None) -> None:
+    def __init__(
+        self, config: str | os.PathLike[str] | Mapping[str, Any] | Config | None = None
+    ) -> None:
         self.config: Config = load_config(config)
         self.host = self.config.host_name
         self.catalog = Catalog(self.config.database_url)
@@ -147,18 +154,109 @@ class Repo:
         )
         return [RepoFile(self, r) for r in records]
 
-    def list(self, pattern: str = "*") -> list[RepoFile]:
-        """Current published files whose path matches the glob `pattern`.
+    def list(self, pattern: str = "*", state: str = "published") -> list[RepoFile]:
+        """Files whose path matches the glob `pattern`, in `state`.
 
-        ``*`` and ``?`` match any character including ``/``; ``[abc]`` a set.
+        `state` is ``published`` (the current versions, the default), ``unpublished``,
+        ``expired`` or ``all``. ``*`` and ``?`` match any character including ``/``;
+        ``[abc]`` a set.
         """
         if not isinstance(pattern, str) or not pattern:
             raise UsageError("pattern must be a non-empty string such as 'reports/*'")
-        return [RepoFile(self, r) for r in self.catalog.list_current(pattern)]
+        states = STATES if state == "all" else (state,)
+        if state != "all" and state not in STATES:
+            raise UsageError(
+                f"unknown state {state!r}", hint="use unpublished, published, expired or all"
+            )
+        return [RepoFile(self, r) for r in self.catalog.list_current(pattern, states=states)]
 
     def history(self, path: str) -> builtins.list[RepoFile]:
         """Every version of `path`, newest first."""
         return [RepoFile(self, r) for r in self.catalog.history(validate_path(path))]
+
+    def newest(self, path: str) -> RepoFile:
+        """The most recently added version of `path`, in any state."""
+        versions = self.catalog.history(validate_path(path))
+        if not versions:
+            raise NotFoundError(f"no file at path {path!r}", hint="see `repo list --state all`")
+        return RepoFile(self, versions[0])
+
+    def current(self, path: str) -> RepoFile:
+        """The published version of `path`; `NotFoundError` (saying why) if there is none."""
+        found = self.get_file(path)
+        if found is not None:
+            return found
+        versions = self.catalog.history(validate_path(path))
+        if not versions:
+            raise NotFoundError(f"no file at path {path!r}", hint="see `repo list --state all`")
+        raise NotFoundError(
+            f"{path!r} has no published version (newest is file {versions[0].file_id}, "
+            f"{versions[0].state})",
+            hint=f"publish it with `repo publish {versions[0].file_id}`"
+            if versions[0].state == "unpublished"
+            else f"see `repo show {path}`",
+        )
+
+    def tags_of(self, files: Iterable[RepoFile]) -> dict[int, builtins.list[str]]:
+        """Every tag (own and the path's) of each file, by file id, in one query per batch."""
+        return self.catalog.tags_of_many([f.file_id for f in files])
+
+    def add(
+        self,
+        path: str,
+        source: str | os.PathLike[str] | BinaryIO,
+        *,
+        tags: Iterable[str] = (),
+        when: datetime | date | None = None,
+        period: str | None = None,
+        publish: bool = False,
+        progress: Progress | None = None,
+    ) -> RepoFile:
+        """A new version of `path` with the content of a local file or a binary stream.
+
+        Uploaded and verified, then tagged (and date-tagged when `when` or `period` is
+        given), then published if asked. Nothing is recorded if the input is bad.
+        """
+        return add_one(
+            self,
+            path,
+            source,
+            tags=tags,
+            when=when,
+            period=period,
+            publish=publish,
+            progress=progress,
+        )
+
+    def add_tree(
+        self,
+        directory: str | os.PathLike[str],
+        *,
+        prefix: str = "",
+        tags: Iterable[str] = (),
+        when: datetime | date | None = None,
+        period: str | None = None,
+        publish: bool = False,
+        workers: int = DEFAULT_WORKERS,
+        progress: ProgressListener | None = None,
+    ) -> AddReport:
+        """Add every file under `directory` (paths relative to it, under `prefix`).
+
+        Uploads run in `workers` threads; catalog work stays in this thread. All or
+        nothing: on any failure the error is raised and the caller's rollback undoes the
+        catalog side (uploaded objects become orphans for garbage collection).
+        """
+        return add_tree(
+            self,
+            directory,
+            prefix=prefix,
+            tags=tags,
+            when=when,
+            period=period,
+            publish=publish,
+            workers=workers,
+            progress=progress,
+        )
 
     def status(self) -> dict[str, tuple[int, int]]:
         """Number of files and bytes per state."""
@@ -172,7 +270,20 @@ class Repo:
             store = self._stores[bucket] = self.store.for_bucket(bucket)
         return store
 
-    def _upload(self, record: FileRecord) -> FileRecord:
+    def _upload(self, record: FileRecord, progress: Progress | None = None) -> FileRecord:
+        source = self._upload_source(record)
+        try:
+            result = self._put(record, source, progress)
+        except ConflictError:
+            # Something that is not ours sits at this version's key: the leftover of an
+            # attempt that failed verification and could not be removed. Objects are
+            # never overwritten, so the version moves to a fresh key (the leftover is an
+            # orphan for garbage collection) and the upload is tried once more.
+            record, source = self._rekey(record, source)
+            result = self._put(record, source, progress)
+        return self._finish_upload(record, source, result)
+
+    def _upload_source(self, record: FileRecord) -> Path:
         source = self.cache.staging_path(record.key)
         if not source.exists():
             # Uploaded before, but that transaction was rolled back: the verified copy
@@ -184,6 +295,10 @@ class Repo:
                     hint="write it first with touch() or open('w')",
                 )
             source = cached
+        return source
+
+    def _put(self, record: FileRecord, source: Path, progress: Progress | None) -> PutResult:
+        """Send one version's bytes to the store (no catalog work: safe in worker threads)."""
         metadata = {
             "repo-path": record.path,
             "repo-origin": record.origin,
@@ -191,15 +306,9 @@ class Repo:
             "repo-file-id": str(record.file_id),
         }
         store = self._store_for(record.bucket)
-        try:
-            result = store.put_file(record.key, source, metadata=metadata)
-        except ConflictError:
-            # Something that is not ours sits at this version's key: the leftover of an
-            # attempt that failed verification and could not be removed. Objects are
-            # never overwritten, so the version moves to a fresh key (the leftover is an
-            # orphan for garbage collection) and the upload is tried once more.
-            record, source = self._rekey(record, source)
-            result = store.put_file(record.key, source, metadata=metadata)
+        return store.put_file(record.key, source, metadata=metadata, progress=progress)
+
+    def _finish_upload(self, record: FileRecord, source: Path, result: PutResult) -> FileRecord:
         updated = self.catalog.mark_uploaded(
             record.file_id, md5=result.md5, size=result.size, when=_now()
         )
@@ -230,7 +339,7 @@ class Repo:
     def _expire(self, record: FileRecord) -> FileRecord:
         return self.catalog.expire(record.file_id, when=_now())
 
-    def _fetch(self, record: FileRecord) -> Path:
+    def _fetch(self, record: FileRecord, progress: Progress | None = None) -> Path:
         """The verified local copy of an uploaded file, downloading it if needed."""
         assert record.md5 is not None and record.size is not None
         hit = self.cache.lookup(record.key, record.size)
@@ -238,7 +347,11 @@ class Repo:
             self._note_copy(record.file_id, fresh=False)
             return hit
         path = self.cache.download(
-            self._store_for(record.bucket), record.key, md5=record.md5, size=record.size
+            self._store_for(record.bucket),
+            record.key,
+            md5=record.md5,
+            size=record.size,
+            progress=progress,
         )
         self._note_copy(record.file_id, fresh=True)
         return path

@@ -17,7 +17,7 @@ from datetime import UTC, date, datetime
 
 from .errors import InvalidTagError
 
-__all__ = ["DATE_TAG_TYPES", "date_tags", "validate_tag", "validate_tags"]
+__all__ = ["DATE_TAG_TYPES", "date_tags", "parse_when", "validate_tag", "validate_tags"]
 
 MAX_TAG_LENGTH = 255
 
@@ -97,3 +97,21 @@ def date_tags(when: datetime | date, type: str = "day") -> list[str]:  # `type`:
         "month": f"month={ymd[:7]}",
     }
     return [formatted[k] for k in kinds]
+
+
+def parse_when(text: str) -> datetime:
+    """An ISO 8601 date or date-time from user input (naive means UTC).
+
+    Accepts ``2026-11-25``, ``2026-11-25T18:30``, ``2026-11-25 18:30:00+01:00`` and a
+    trailing ``Z``.
+    """
+    raw = text.strip()
+    try:
+        if len(raw) == 10:
+            return _as_utc(date.fromisoformat(raw))
+        return _as_utc(datetime.fromisoformat(raw))
+    except ValueError:
+        raise InvalidTagError(
+            f"not a date: {text[:60]!r}",
+            hint="use ISO 8601, e.g. 2026-11-25 or 2026-11-25T18:30Z",
+        ) from None

@@ -10,13 +10,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection, func, select
 from sqlalchemy.dialects import postgresql as pg_dialect
 from sqlalchemy.dialects import sqlite as sqlite_dialect
 
 from . import migrations
 from .connection import Database, translate_errors
-from .schema import SCHEMA_VERSION, paths, repo_meta, tags
+from .schema import SCHEMA_VERSION, files, metadata, paths, repo_meta, tags
 
 __all__ = ["IN_BATCH", "CatalogBase"]
 
@@ -46,6 +46,30 @@ class CatalogBase:
             version = migrations.upgrade(conn)
             self.db.commit()
             return version
+
+    def schema_version(self) -> int | None:
+        """The catalog's schema version, or None when the database holds no catalog."""
+        with translate_errors("reading the catalog"):
+            try:
+                return migrations.current_version(self.db.conn)
+            finally:
+                self.db.rollback()
+
+    def drop_schema(self) -> int | None:
+        """Drop every catalog table; returns how many file versions were forgotten.
+
+        None when there was no catalog. Only the catalog's own tables are dropped.
+        """
+        with translate_errors("destroying the catalog"):
+            conn = self.db.begin_write()
+            self.db.lock_schema(conn)
+            if migrations.current_version(conn) is None:
+                self.db.rollback()
+                return None
+            forgotten = int(conn.execute(select(func.count()).select_from(files)).scalar_one())
+            metadata.drop_all(conn)
+            self.db.commit()
+            return forgotten
 
     def repository_id(self) -> str:
         with translate_errors("reading the catalog"):

@@ -53,7 +53,9 @@ class Catalog(TagQueries, CopyQueries):
                 select_files().where(files.c.file_id == file_id)
             ).one_or_none()
         if row is None:
-            raise NotFoundError(f"no file with id {file_id}")
+            raise NotFoundError(
+                f"no file with id {file_id}", hint="see the IDs with `repo list --state all`"
+            )
         return record(row)
 
     def current(self, path: str) -> FileRecord | None:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from sqlalchemy import ColumnElement, and_, delete, exists, not_, or_, select, true
+from sqlalchemy import ColumnElement, and_, delete, exists, not_, or_, select, true, union_all
 
-from .base import CatalogBase
+from .base import IN_BATCH, CatalogBase
 from .connection import translate_errors
 from .records import FileRecord, record, select_files
 from .schema import file_tags, files, path_tags, paths, tags
@@ -77,6 +77,29 @@ class TagQueries(CatalogBase):
                 .order_by(tags.c.name)
             ).scalars()
             return list(own), list(via_path)
+
+    def tags_of_many(self, file_ids: Sequence[int]) -> dict[int, list[str]]:
+        """Every tag (own and via the path) of each file, sorted; one query per batch."""
+        out: dict[int, set[str]] = {f: set() for f in file_ids}
+        ids = list(out)
+        with translate_errors("reading tags"):
+            conn = self.db.conn
+            for i in range(0, len(ids), IN_BATCH):
+                chunk = ids[i : i + IN_BATCH]
+                own = (
+                    select(file_tags.c.file_id, tags.c.name)
+                    .join(tags, tags.c.tag_id == file_tags.c.tag_id)
+                    .where(file_tags.c.file_id.in_(chunk))
+                )
+                via_path = (
+                    select(files.c.file_id, tags.c.name)
+                    .join(path_tags, path_tags.c.path_id == files.c.path_id)
+                    .join(tags, tags.c.tag_id == path_tags.c.tag_id)
+                    .where(files.c.file_id.in_(chunk))
+                )
+                for file_id, name in conn.execute(union_all(own, via_path)):
+                    out[file_id].add(name)
+        return {f: sorted(names) for f, names in out.items()}
 
     def find(
         self,

@@ -1,50 +1,134 @@
-"""The ``repo`` command: a thin click shell over the library (parsing and formatting only)."""
+"""The ``repo`` command: a thin click shell over the library (parsing and formatting only).
+
+Exit codes: 0 success, 1 an error the user can act on (``Error: ...`` and, where it
+helps, ``Try: ...`` on stderr; also an interruption), 2 bad usage (click's message).
+"""
 
 from __future__ import annotations
 
-import sys
+import errno
+import logging
+import traceback
+from typing import Any, NoReturn
 
 import click
 
-from ..demo import run_demo
 from ..errors import RepoError
+from .admin import config, create, ctl, demo, destroy
+from .app import App
+from .files import add, cat, expire, get, publish, tag, upload
+from .queries import find, list_files, show, status
 
-__all__ = ["main"]
+__all__ = ["cli", "main"]
+
+logger = logging.getLogger(__name__)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(package_name="repo")
-def cli() -> None:
-    """Distributed, verified file repository on S3 (or a local directory)."""
+class RepoGroup(click.Group):
+    """Turns library errors into ``Error:`` / ``Try:`` lines and exit status 1.
+
+    Done here rather than in `main` so that `click.testing.CliRunner` sees exactly what a
+    user sees.
+    """
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (click.ClickException, click.exceptions.Exit, click.exceptions.Abort):
+            raise
+        except RepoError as exc:
+            self._report(ctx, exc, f"Error: {exc.message}", exc.hint)
+        except OSError as exc:
+            if exc.errno == errno.EPIPE:
+                raise  # click's main stops quietly when the reader went away
+            self._report(ctx, exc, f"Error: {exc}", None)
+        except Exception as exc:
+            self._report(
+                ctx,
+                exc,
+                f"Error: unexpected {type(exc).__name__}: {exc}",
+                "run again with --debug and report the traceback",
+            )
+        raise AssertionError("unreachable")
+
+    @staticmethod
+    def _report(ctx: click.Context, exc: BaseException, line: str, hint: str | None) -> NoReturn:
+        app = ctx.find_object(App)
+        if app is not None and app.debug:
+            traceback.print_exception(exc)
+        else:
+            logger.debug("command failed", exc_info=exc)
+        click.echo(line, err=True)
+        if hint:
+            click.echo(f"Try: {hint}", err=True)
+        ctx.exit(1)
 
 
-@cli.command()
+@click.group(cls=RepoGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option(
     "--config",
-    "config",
+    "config_path",
     type=click.Path(dir_okay=False),
     default=None,
+    metavar="FILE",
     help="Configuration file (default: $REPO_CFG, ~/.repo_cfg, else the embedded default).",
 )
-def demo(config: str | None) -> None:
-    """Add, tag, publish, find and read back a few files, printing each step.
+@click.option("-v", "--verbose", count=True, help="Log what happens (-vv: more).")
+@click.option("--debug", is_flag=True, help="Show tracebacks and debug logs.")
+@click.version_option(package_name="repo")
+@click.pass_context
+def cli(ctx: click.Context, config_path: str | None, verbose: int, debug: bool) -> None:
+    """Distributed, verified file repository on S3 (or a local directory).
 
-    Example: repo demo
+    \b
+    Example:
+      repo add reports/daily.csv ./daily.csv --tag sales --publish
+      repo find --all sales
+      repo get reports/daily.csv -o -
+
+    Shell completion (bash): eval "$(_REPO_COMPLETE=bash_source repo)"
     """
-    run_demo(click.echo, config=config)
+    app = ctx.ensure_object(App)
+    app.config_path, app.verbose, app.debug = config_path, verbose, debug
+    app.setup_logging()
+
+
+def _late_config(ctx: click.Context, _param: click.Parameter, value: str | None) -> None:
+    if value is not None:
+        ctx.ensure_object(App).config_path = value
+
+
+for _command in (
+    create,
+    destroy,
+    ctl,
+    config,
+    demo,
+    add,
+    upload,
+    publish,
+    expire,
+    tag,
+    list_files,
+    find,
+    get,
+    cat,
+    show,
+    status,
+):
+    # `--config` is also accepted after the command name (`repo list --config FILE`).
+    _command.params.append(
+        click.Option(
+            ["--config", "command_config"],
+            type=click.Path(dir_okay=False),
+            metavar="FILE",
+            expose_value=False,
+            hidden=True,
+            callback=_late_config,
+        )
+    )
+    cli.add_command(_command)
 
 
 def main() -> None:
-    try:
-        cli(standalone_mode=False)
-    except click.exceptions.Abort:
-        click.echo("Aborted.", err=True)
-        sys.exit(1)
-    except click.ClickException as exc:
-        exc.show()
-        sys.exit(exc.exit_code)
-    except RepoError as exc:
-        click.echo(f"Error: {exc.message}", err=True)
-        if exc.hint:
-            click.echo(f"Try: {exc.hint}", err=True)
-        sys.exit(1)
+    cli.main(prog_name="repo")

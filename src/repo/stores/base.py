@@ -8,13 +8,16 @@ know which one it talks to.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import BinaryIO, Protocol, runtime_checkable
 
-__all__ = ["DownloadResult", "ObjectInfo", "PutResult", "Store", "copy_hashing"]
+__all__ = ["DownloadResult", "ObjectInfo", "Progress", "PutResult", "Store", "copy_hashing"]
+
+#: Told the number of bytes just transferred: increments, never running totals.
+Progress = Callable[[int], None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,14 +54,21 @@ class Writable(Protocol):
     def write(self, data: bytes, /) -> object: ...
 
 
-def copy_hashing(chunks: Iterable[bytes], out: Writable) -> DownloadResult:
-    """Write `chunks` to `out`, hashing them on the way (the one pass over the bytes)."""
+def copy_hashing(
+    chunks: Iterable[bytes], out: Writable, progress: Progress | None = None
+) -> DownloadResult:
+    """Write `chunks` to `out`, hashing them on the way (the one pass over the bytes).
+
+    `progress`, if given, is told each non-empty chunk's length once it has been written.
+    """
     md5 = hashlib.md5()
     size = 0
     for chunk in chunks:
         md5.update(chunk)
         size += len(chunk)
         out.write(chunk)
+        if progress is not None and chunk:
+            progress(len(chunk))
     return DownloadResult(md5=md5.hexdigest(), size=size)
 
 
@@ -69,6 +79,21 @@ class Store(Protocol):
     Keys are full object keys (they include `key_prefix`). Implementations translate their
     own errors into `repo.errors` types: a missing object is `NotFoundError`, everything
     else that goes wrong is `StoreError` (or `VerificationError` for checksums).
+
+    `put_file` and `get_into` take an optional `progress` callback (`Progress`), told
+    the number of bytes just transferred, so a caller can draw a progress bar:
+
+    - On success the increments add up to exactly the object's size (an empty object
+      reports nothing). A backend reports bytes only once they are safely done (written,
+      or stored and verified), and never reports the same bytes twice: retries happen
+      before a report. On failure, whatever was reported before it stays reported.
+    - Granularity is the backend's: per chunk for local files and downloads, per part
+      for multipart uploads, the whole object at once for single-part uploads.
+    - It may be called from the calling thread or from the store's worker threads
+      (multipart parts), but calls for one transfer never overlap: the store serialises
+      them, so the callback needs no lock of its own unless the caller shares it between
+      transfers it runs concurrently.
+    - It should return quickly and not raise; an exception from it fails the transfer.
     """
 
     #: The URL this store was opened from (``s3://bucket/prefix``, ``file:///dir``).
@@ -79,22 +104,31 @@ class Store(Protocol):
     key_prefix: str
 
     def put_file(
-        self, key: str, source: Path, *, metadata: Mapping[str, str] | None = None
+        self,
+        key: str,
+        source: Path,
+        *,
+        metadata: Mapping[str, str] | None = None,
+        progress: Progress | None = None,
     ) -> PutResult:
         """Create object `key` from a local file, hashing it in the same pass as sending it.
 
         Never overwrites: where the backend can detect an existing object it raises
         `ConflictError`. The store's answer (ETag) is checked against our md5; on mismatch
         the object is deleted (best effort) and `VerificationError` is raised, so a
-        returned result always describes a complete, verified object.
+        returned result always describes a complete, verified object. `progress` is told
+        the bytes sent, as described on the class.
         """
         ...
 
-    def get_into(self, key: str, out: BinaryIO) -> DownloadResult:
+    def get_into(
+        self, key: str, out: BinaryIO, *, progress: Progress | None = None
+    ) -> DownloadResult:
         """Stream object `key` into the writable binary file `out`, hashing as it goes.
 
         Returns the md5 and size of the bytes written; comparing them with the catalog
         is the caller's job. Raises `NotFoundError` if the object does not exist.
+        `progress` is told each chunk's length once it is written to `out`.
         """
         ...
 

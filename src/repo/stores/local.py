@@ -22,7 +22,7 @@ from typing import BinaryIO
 
 from ..errors import ConflictError, InvalidPathError, NotFoundError, StoreError
 from ..paths import safe_join
-from .base import DownloadResult, ObjectInfo, PutResult, copy_hashing
+from .base import DownloadResult, ObjectInfo, Progress, PutResult, copy_hashing
 
 __all__ = ["LocalStore"]
 
@@ -67,14 +67,21 @@ class LocalStore:
     # -- Store ---------------------------------------------------------------------------
 
     def put_file(
-        self, key: str, source: Path, *, metadata: Mapping[str, str] | None = None
+        self,
+        key: str,
+        source: Path,
+        *,
+        metadata: Mapping[str, str] | None = None,
+        progress: Progress | None = None,
     ) -> PutResult:
         final = self._path(key)
         self._ensure_root()
         fd, tmp = tempfile.mkstemp(dir=self.root / _TMP_DIR, prefix="put-")
         try:
             with os.fdopen(fd, "wb") as out:
-                written = copy_hashing(_read_chunks(open(source, "rb")), out)  # noqa: SIM115
+                # Progress per chunk copied into the temp file: that copy is the transfer.
+                src = open(source, "rb")  # noqa: SIM115 - closed by _read_chunks
+                written = copy_hashing(_read_chunks(src), out, progress)
                 out.flush()
                 os.fsync(out.fileno())
             os.chmod(tmp, 0o444)
@@ -144,8 +151,10 @@ class LocalStore:
             return {}
         return doc if isinstance(doc, dict) else {}
 
-    def get_into(self, key: str, out: BinaryIO) -> DownloadResult:
-        return copy_hashing(self.iter_bytes(key), out)
+    def get_into(
+        self, key: str, out: BinaryIO, *, progress: Progress | None = None
+    ) -> DownloadResult:
+        return copy_hashing(self.iter_bytes(key), out, progress)
 
     def iter_bytes(self, key: str) -> Iterator[bytes]:
         path = self._path(key)

@@ -11,6 +11,11 @@ and complete conditionally.
 
 Whatever the server says, a result counts only if its ETag agrees with our own md5
 (`repo.integrity.etag_matches`); otherwise the object is deleted and the put fails.
+
+Progress: a single-part put reports its whole size at once, after the object is stored
+and verified (obstore sends the body in one call and says nothing until it is done);
+multipart puts report each part as it is stored (`s3_multipart`); downloads report per
+chunk as it is written out.
 """
 
 from __future__ import annotations
@@ -32,7 +37,7 @@ from obstore.store import S3Store as _ObStore
 
 from ..errors import ConflictError, NotFoundError, RepoError, StoreError, VerificationError
 from ..integrity import etag_matches, normalize_etag
-from .base import DownloadResult, ObjectInfo, PutResult, copy_hashing
+from .base import DownloadResult, ObjectInfo, Progress, PutResult, copy_hashing
 from .s3_multipart import PART_CONCURRENCY, put_multipart
 from .s3_wire import decode_meta, encode_meta, first_line, s3_code
 
@@ -152,14 +157,19 @@ class S3Store:
     # -- Store ---------------------------------------------------------------------------
 
     def put_file(
-        self, key: str, source: Path, *, metadata: Mapping[str, str] | None = None
+        self,
+        key: str,
+        source: Path,
+        *,
+        metadata: Mapping[str, str] | None = None,
+        progress: Progress | None = None,
     ) -> PutResult:
         try:
             size = os.stat(source).st_size
         except FileNotFoundError:
             raise NotFoundError(f"local file {source} not found") from None
         if size > self.multipart_threshold:
-            return put_multipart(self, key, source, metadata or {})
+            return put_multipart(self, key, source, metadata or {}, progress)
         with open(source, "rb") as fp:
             body = fp.read()
         md5 = hashlib.md5(body).hexdigest()
@@ -179,6 +189,8 @@ class S3Store:
             # lost. Anything else stays untouched: objects are never overwritten.
             adopted = self.adopt_existing(key, len(body), md5)
             if adopted is not None:
+                if progress is not None and body:
+                    progress(len(body))
                 return adopted
             raise ConflictError(
                 f"object {key!r} already exists with other content; objects are never overwritten"
@@ -193,6 +205,8 @@ class S3Store:
                 f"our md5 {md5}; the object {fate}",
                 hint="retry; if it persists, the server or a proxy is corrupting data",
             )
+        if progress is not None and body:
+            progress(len(body))
         return PutResult(key=key, md5=md5, size=len(body), etag=normalize_etag(etag))
 
     def adopt_existing(
@@ -217,8 +231,10 @@ class S3Store:
             return False
         return True
 
-    def get_into(self, key: str, out: BinaryIO) -> DownloadResult:
-        return copy_hashing(self.iter_bytes(key), out)
+    def get_into(
+        self, key: str, out: BinaryIO, *, progress: Progress | None = None
+    ) -> DownloadResult:
+        return copy_hashing(self.iter_bytes(key), out, progress)
 
     def iter_bytes(self, key: str) -> Iterator[bytes]:
         try:

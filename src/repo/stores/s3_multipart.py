@@ -6,6 +6,10 @@ it refuse a corrupted part), parts go up in parallel with a bounded read-ahead, 
 upload completes with ``If-None-Match: *``. The file is read once, feeding the
 whole-file md5 and each part's md5 as the part is read; at 8 MiB a part, boto3's
 per-request CPU does not matter.
+
+Progress is reported per part, from the worker thread that sent it, once the part is
+stored and its ETag verified (boto3's retries happen inside `upload_part`, so no part is
+reported twice). The calls are serialised here, so the caller's callback needs no lock.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import RepoError, VerificationError
 from ..integrity import etag_matches, normalize_etag
-from .base import PutResult
+from .base import Progress, PutResult
 from .s3_wire import encode_meta, s3_code
 
 if TYPE_CHECKING:
@@ -34,9 +38,16 @@ logger = logging.getLogger(__name__)
 PART_CONCURRENCY = 8
 
 
-def put_multipart(store: S3Store, key: str, source: Path, metadata: Mapping[str, str]) -> PutResult:
+def put_multipart(
+    store: S3Store,
+    key: str,
+    source: Path,
+    metadata: Mapping[str, str],
+    progress: Progress | None = None,
+) -> PutResult:
     """Upload `source` in parallel parts, each with Content-MD5; complete with If-None-Match."""
     client = store.client()
+    report = _SerialProgress(progress)
     meta = {k: encode_meta(v) for k, v in metadata.items()}
     try:
         upload_id = client.create_multipart_upload(Bucket=store.bucket, Key=key, Metadata=meta)[
@@ -66,6 +77,7 @@ def put_multipart(store: S3Store, key: str, source: Path, metadata: Mapping[str,
             slots.release()
         if not etag_matches(resp.get("ETag"), digest.hex()):
             raise VerificationError(f"part {number} of {key!r} failed verification")
+        report(len(body))
         return {"PartNumber": number, "ETag": resp["ETag"]}
 
     try:
@@ -104,7 +116,9 @@ def put_multipart(store: S3Store, key: str, source: Path, metadata: Mapping[str,
         )
         if completed:
             # The upload completed but its answer was lost (or this is a retry of one
-            # that did): the object is exactly ours.
+            # that did): the object is exactly ours. Parts that failed this time were
+            # never reported; report them now so a success always adds up to `size`.
+            report(size - report.reported)
             return completed
         _abort(client, store.bucket, key, upload_id)
         if isinstance(exc, RepoError) or not isinstance(exc, Exception):
@@ -123,6 +137,22 @@ def put_multipart(store: S3Store, key: str, source: Path, metadata: Mapping[str,
             hint="retry; if it persists, the server or a proxy is corrupting data",
         )
     return PutResult(key=key, md5=md5, size=size, etag=normalize_etag(etag), multipart=True)
+
+
+class _SerialProgress:
+    """The caller's callback, called one part at a time, with a count of what it was told."""
+
+    def __init__(self, progress: Progress | None) -> None:
+        self._progress = progress
+        self._lock = threading.Lock()
+        self.reported = 0
+
+    def __call__(self, nbytes: int) -> None:
+        if self._progress is None or nbytes <= 0:
+            return
+        with self._lock:
+            self.reported += nbytes
+            self._progress(nbytes)
 
 
 def _abort(client: Any, bucket: str, key: str, upload_id: str) -> None:

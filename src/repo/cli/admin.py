@@ -1,0 +1,148 @@
+"""Commands that manage the repository itself: create, destroy, ctl, config, demo."""
+
+from __future__ import annotations
+
+import click
+
+from ..admin import create_repository, destroy_catalog
+from ..config import describe_config
+from ..demo import run_demo
+from ..errors import UsageError
+from ..s3cmd import write_s3cmd_config
+from .app import App, pass_app
+from .output import echo_json, table
+
+__all__ = ["config", "create", "ctl", "demo", "destroy"]
+
+yes_option = click.option("-y", "--yes", is_flag=True, help="Do not ask for confirmation.")
+
+
+def _create(app: App) -> None:
+    rep = create_repository(app.config())
+    verb = "created" if rep.created else "already exists, schema up to date"
+    click.echo(f"catalog {rep.catalog}: {verb} (schema version {rep.schema_version})")
+    click.echo(f"store {rep.store}: reachable")
+
+
+def _destroy(app: App, yes: bool) -> None:
+    cfg = app.config()
+    if not yes:
+        click.confirm(
+            f"Destroy the catalog at {cfg.masked_database_url()}? Every file's record, tag "
+            f"and state is forgotten; objects in {cfg.store_url} are NOT deleted",
+            abort=True,
+        )
+    forgotten = destroy_catalog(cfg)
+    if forgotten is None:
+        click.echo(f"no catalog at {cfg.masked_database_url()}; nothing to destroy")
+        return
+    click.echo(
+        f"catalog destroyed ({forgotten} file versions forgotten); "
+        f"data in {cfg.store_url} was not touched"
+    )
+
+
+def _show_config(app: App, as_json: bool) -> None:
+    entries = describe_config(app.config())
+    if as_json:
+        echo_json(
+            {"settings": [{"name": e.name, "value": e.value, "origin": e.origin} for e in entries]}
+        )
+        return
+    rows = [(e.name, "-" if e.value is None else e.value, e.origin) for e in entries]
+    click.echo(table(["SETTING", "VALUE", "FROM"], rows))
+
+
+@click.command()
+@pass_app
+def create(app: App) -> None:
+    """Create the catalog (or bring it up to date) and check the store answers.
+
+    Safe to run again. Buckets must exist already.
+
+    \b
+    Example:
+      repo --config ~/.repo_cfg create
+    """
+    _create(app)
+
+
+@click.command()
+@yes_option
+@pass_app
+def destroy(app: App, yes: bool) -> None:
+    """Drop the catalog. Data in the store is never deleted.
+
+    \b
+    Example:
+      repo destroy --yes
+    """
+    _destroy(app, yes)
+
+
+@click.command()
+@click.option("--create", "action", flag_value="create", help="Same as `repo create`.")
+@click.option("--destroy", "action", flag_value="destroy", help="Same as `repo destroy`.")
+@click.option("--restore", "action", flag_value="restore", help="Restore from a backup.")
+@click.option("--config", "action", flag_value="config", help="Same as `repo config --show`.")
+@yes_option
+@pass_app
+def ctl(app: App, action: str | None, yes: bool) -> None:
+    """The original spelling of the administration commands.
+
+    \b
+    Example:
+      repo ctl --create
+    """
+    if action is None:
+        raise click.UsageError("choose one of --create, --destroy, --restore, --config")
+    if action == "create":
+        _create(app)
+    elif action == "destroy":
+        _destroy(app, yes)
+    elif action == "config":
+        _show_config(app, as_json=False)
+    else:
+        raise UsageError(
+            "restore is not available yet in this version",
+            hint="catalog backup and restore arrive with the disaster-recovery release",
+        )
+
+
+@click.command()
+@click.option("--show", is_flag=True, help="Print the effective configuration (the default).")
+@click.option("--s3cmd", is_flag=True, help="Write an s3cmd configuration for the store.")
+@click.option("-o", "--output", "dest", metavar="FILE", help="With --s3cmd (default ~/.s3cfg).")
+@click.option("-f", "--force", is_flag=True, help="With --s3cmd: overwrite FILE.")
+@click.option("--json", "as_json", is_flag=True, help="With --show: one JSON document.")
+@pass_app
+def config(app: App, show: bool, s3cmd: bool, dest: str | None, force: bool, as_json: bool) -> None:
+    """Show the effective configuration (secrets masked, and where each value came from),
+    or write an s3cmd configuration that reaches the same store.
+
+    \b
+    Examples:
+      repo config --show
+      repo config --s3cmd -o ./s3cfg && s3cmd -c ./s3cfg ls
+    """
+    if show and s3cmd:
+        raise click.UsageError("choose one of --show and --s3cmd")
+    if not s3cmd and (dest or force):
+        raise click.UsageError("--output and --force go with --s3cmd")
+    if s3cmd:
+        written = write_s3cmd_config(app.config(), dest, force=force)
+        click.echo(f"wrote {written} (mode 0600); try: s3cmd -c {written} ls")
+        return
+    _show_config(app, as_json)
+
+
+@click.command()
+@pass_app
+def demo(app: App) -> None:
+    """Add, tag, publish, find and read back a few files, printing each step.
+
+    \b
+    Example:
+      repo demo
+    """
+    run_demo(click.echo, config=app.config_path)

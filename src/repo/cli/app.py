@@ -1,0 +1,62 @@
+"""What every command shares: the global options and opening the repository."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import click
+
+from ..config import Config, load_config
+from ..errors import UsageError
+from ..file import RepoFile
+from ..repository import Repo
+
+__all__ = ["App", "pass_app", "resolve"]
+
+
+@dataclass
+class App:
+    """Global options, parsed once by the group and handed to each command."""
+
+    config_path: str | None = None
+    verbose: int = 0
+    debug: bool = False
+
+    def config(self) -> Config:
+        return load_config(self.config_path)
+
+    @contextmanager
+    def repo(self) -> Iterator[Repo]:
+        """The repository; commits when the command succeeds, rolls back otherwise."""
+        with Repo(self.config()) as r:
+            yield r
+
+    def setup_logging(self) -> None:
+        level = logging.WARNING
+        if self.debug or self.verbose >= 2:
+            level = logging.DEBUG
+        elif self.verbose == 1:
+            level = logging.INFO
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+        root = logging.getLogger("repo")
+        root.handlers[:] = [handler]
+        root.setLevel(level)
+
+
+pass_app = click.make_pass_decorator(App, ensure=True)
+
+
+def resolve(r: Repo, ref: str, *, which: str, as_path: bool = False) -> RepoFile:
+    """A command's ID|PATH argument: all digits is a file id (unless `as_path`), anything
+    else a path. For a path, `which` picks ``newest`` (any state) or ``current``."""
+    if not ref:
+        raise UsageError("expected a file id or a path, got an empty string")
+    if ref.isascii() and ref.isdigit() and not as_path:
+        return r.file(int(ref))
+    if which == "current":
+        return r.current(ref)
+    return r.newest(ref)

@@ -1,0 +1,268 @@
+"""Commands that add, change and read files."""
+
+from __future__ import annotations
+
+import sys
+from datetime import datetime
+
+import click
+
+from ..errors import UsageError
+from ..tags import DATE_TAG_TYPES, date_tags, parse_when, validate_tags
+from .app import App, pass_app, resolve
+from .output import ByteBar, echo_json, file_doc
+
+__all__ = ["add", "cat", "expire", "get", "publish", "tag", "upload"]
+
+PERIODS = click.Choice(list(DATE_TAG_TYPES))
+
+as_path_option = click.option(
+    "--path", "as_path", is_flag=True, help="Read the argument as a path even if all digits."
+)
+
+
+def _when(date_text: str | None) -> datetime | None:
+    return parse_when(date_text) if date_text is not None else None
+
+
+@click.command()
+@click.argument("path")
+@click.argument("source", required=False)
+@click.option("-t", "--tag", "tags", multiple=True, metavar="TAG", help="Tag the new version.")
+@click.option("--date", "date_text", metavar="DATETIME", help="Date-tag it (ISO 8601, UTC).")
+@click.option("--period", type=PERIODS, help="Date-tag granularity (default day).")
+@click.option("--publish", is_flag=True, help="Publish it as the current version.")
+@click.option("-r", "--recursive", is_flag=True, help="PATH is a local directory: add it all.")
+@click.option("--prefix", default="", help="With --recursive: repository path prefix.")
+@click.option("--workers", default=16, show_default=True, help="Parallel uploads.")
+@click.option("--json", "as_json", is_flag=True, help="Print the new versions as JSON.")
+@pass_app
+def add(
+    app: App,
+    path: str,
+    source: str | None,
+    tags: tuple[str, ...],
+    date_text: str | None,
+    period: str | None,
+    publish: bool,
+    recursive: bool,
+    prefix: str,
+    workers: int,
+    as_json: bool,
+) -> None:
+    """Add a new version of PATH from SOURCE (a local file, or - for standard input).
+
+    Without SOURCE, the local file PATH is added under the same path. With
+    --recursive, PATH is a local directory and every file under it is added, paths
+    relative to it (under --prefix), uploaded in parallel; all or nothing.
+
+    \b
+    Examples:
+      repo add reports/daily.csv ./daily.csv --tag sales --date 2026-11-25 --publish
+      some-job | repo add logs/job.log - --publish
+      repo add ./out --recursive --prefix runs/42 --tag run=42 --publish
+    """
+    when = _when(date_text)
+    with app.repo() as r:
+        if recursive:
+            if source is not None:
+                raise click.UsageError("with --recursive, give only the directory")
+            bar = ByteBar("adding")
+            try:
+                report = r.add_tree(
+                    path,
+                    prefix=prefix,
+                    tags=tags,
+                    when=when,
+                    period=period,
+                    publish=publish,
+                    workers=workers,
+                    progress=bar,
+                )
+            finally:
+                bar.close()
+            added = report.files
+        else:
+            if prefix:
+                raise click.UsageError("--prefix needs --recursive")
+            src = path if source is None else source
+            stream = src == "-"
+            bar = ByteBar("uploading")
+            try:
+                rf = r.add(
+                    path,
+                    sys.stdin.buffer if stream else src,
+                    tags=tags,
+                    when=when,
+                    period=period,
+                    publish=publish,
+                    progress=bar,
+                )
+            finally:
+                bar.close()
+            added = [rf]
+    if as_json:
+        echo_json({"files": [file_doc(f) for f in added]})
+        return
+    for f in added[:1] if not recursive else []:
+        click.echo(f"added {f.path} (file {f.file_id}, {f.size} bytes, {f.state})")
+    if recursive:
+        total = sum(f.size or 0 for f in added)
+        state = "published" if publish else "unpublished"
+        click.echo(f"added {len(added)} files ({total} bytes, {state})")
+
+
+@click.command()
+@click.argument("ref", metavar="ID|PATH")
+@as_path_option
+@pass_app
+def upload(app: App, ref: str, as_path: bool) -> None:
+    """Upload and verify a version (PATH: its newest version).
+
+    \b
+    Example:
+      repo upload reports/daily.csv
+    """
+    with app.repo() as r:
+        f = resolve(r, ref, which="newest", as_path=as_path)
+        bar = ByteBar("uploading")
+        try:
+            f.upload(progress=bar)
+        finally:
+            bar.close()
+    click.echo(f"uploaded {f.path} (file {f.file_id}, {f.size} bytes, md5 {f.md5})")
+
+
+@click.command()
+@click.argument("ref", metavar="ID|PATH")
+@as_path_option
+@pass_app
+def publish(app: App, ref: str, as_path: bool) -> None:
+    """Publish a version (PATH: its newest), uploading it first if needed.
+
+    The path's previous current version is expired.
+
+    \b
+    Example:
+      repo publish reports/daily.csv
+    """
+    with app.repo() as r:
+        f = resolve(r, ref, which="newest", as_path=as_path)
+        f.publish()
+    click.echo(f"published {f.path} (file {f.file_id})")
+
+
+@click.command()
+@click.argument("ref", metavar="ID|PATH")
+@as_path_option
+@pass_app
+def expire(app: App, ref: str, as_path: bool) -> None:
+    """Expire a version (PATH: its current, published version).
+
+    Expired files are purged by garbage collection later.
+
+    \b
+    Example:
+      repo expire reports/daily.csv
+    """
+    with app.repo() as r:
+        f = resolve(r, ref, which="current", as_path=as_path)
+        f.expire()
+    click.echo(f"expired {f.path} (file {f.file_id})")
+
+
+@click.command()
+@click.argument("ref", metavar="ID|PATH")
+@click.argument("tags", nargs=-1)
+@click.option("--remove", is_flag=True, help="Remove the tags instead.")
+@click.option("--path-tag", is_flag=True, help="Tag the path: every version, past and future.")
+@click.option("--date", "date_text", metavar="DATETIME", help="Add date tags (ISO 8601, UTC).")
+@click.option("--period", type=PERIODS, help="Date-tag granularity (default day).")
+@as_path_option
+@pass_app
+def tag(
+    app: App,
+    ref: str,
+    tags: tuple[str, ...],
+    remove: bool,
+    path_tag: bool,
+    date_text: str | None,
+    period: str | None,
+    as_path: bool,
+) -> None:
+    """Add (or --remove) TAGs on a version (PATH: its newest version).
+
+    \b
+    Examples:
+      repo tag reports/daily.csv sales region=eu
+      repo tag reports/daily.csv --date 2026-11-25T18:00 --period hour
+      repo tag reports/daily.csv --path-tag --remove draft
+    """
+    names = validate_tags(tags)
+    if date_text is not None or period is not None:
+        names += date_tags(_when(date_text) or datetime.now().astimezone(), period or "day")
+    if not names:
+        raise UsageError("no tags given", hint="name tags, or use --date/--period")
+    with app.repo() as r:
+        f = resolve(r, ref, which="newest", as_path=as_path)
+        action = {
+            (False, False): f.tag,
+            (True, False): f.untag,
+            (False, True): f.tag_path,
+            (True, True): f.untag_path,
+        }[(remove, path_tag)]
+        action(*names)
+    target = f"path {f.path}" if path_tag else f"{f.path} (file {f.file_id})"
+    verb = "removed from" if remove else "added to"
+    click.echo(f"{len(names)} tag(s) {verb} {target}: {', '.join(names)}")
+
+
+@click.command()
+@click.argument("ref", metavar="PATH|ID")
+@click.option("-o", "--output", "dest", metavar="DEST", help="File or directory; - for stdout.")
+@click.option("-f", "--force", is_flag=True, help="Overwrite DEST if it exists.")
+@as_path_option
+@pass_app
+def get(app: App, ref: str, dest: str | None, force: bool, as_path: bool) -> None:
+    """Copy the current version of PATH out of the repository, verified.
+
+    DEST defaults to the path's file name in the current directory.
+
+    \b
+    Examples:
+      repo get reports/daily.csv -o /tmp/daily.csv
+      repo get reports/daily.csv -o - | wc -l
+    """
+    with app.repo() as r:
+        f = resolve(r, ref, which="current", as_path=as_path)
+        bar = ByteBar("downloading")
+        try:
+            if dest == "-":
+                f.write_to(sys.stdout.buffer, progress=bar)
+                sys.stdout.buffer.flush()
+                return
+            written = f.save_as(dest or ".", overwrite=force, progress=bar)
+        finally:
+            bar.close()
+    click.echo(f"saved {written} ({f.size} bytes, file {f.file_id})")
+
+
+@click.command()
+@click.argument("ref", metavar="PATH|ID")
+@as_path_option
+@pass_app
+def cat(app: App, ref: str, as_path: bool) -> None:
+    """Write the current version of PATH to standard output, verified.
+
+    \b
+    Example:
+      repo cat reports/daily.csv | head
+    """
+    with app.repo() as r:
+        f = resolve(r, ref, which="current", as_path=as_path)
+        bar = ByteBar("downloading")
+        try:
+            f.write_to(sys.stdout.buffer, progress=bar)
+        finally:
+            bar.close()
+        sys.stdout.buffer.flush()

@@ -1,0 +1,152 @@
+"""Rendering for the `repo` command: tables, JSON documents, sizes, times, progress.
+
+JSON field names are part of the interface (docs/cli.md); change them only with a
+version note.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from typing import Any
+
+import click
+
+from ..catalog import HostCopy
+from ..file import RepoFile
+
+__all__ = [
+    "ByteBar",
+    "echo_json",
+    "file_doc",
+    "human_size",
+    "human_time",
+    "table",
+]
+
+
+def human_size(size: int | None) -> str:
+    if size is None:
+        return "-"
+    value = float(size)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if value < 1024 or unit == "TiB":
+            return f"{size} B" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    raise AssertionError("unreachable")
+
+
+def human_time(when: datetime | None) -> str:
+    return "-" if when is None else when.strftime("%Y-%m-%d %H:%M:%S")
+
+
+def iso(when: datetime | None) -> str | None:
+    return None if when is None else when.isoformat()
+
+
+def table(headers: Sequence[str], rows: Iterable[Sequence[object]]) -> str:
+    """Columns padded to their widest cell; the last column is never padded."""
+    cells = [list(map(str, headers))] + [[str(c) for c in row] for row in rows]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
+    lines = []
+    for row in cells:
+        parts = [c.ljust(w) for c, w in zip(row[:-1], widths[:-1], strict=True)] + [row[-1]]
+        lines.append("  ".join(parts).rstrip())
+    return "\n".join(lines)
+
+
+def file_doc(f: RepoFile, tags: Sequence[str] | None = None) -> dict[str, Any]:
+    doc: dict[str, Any] = {
+        "id": f.file_id,
+        "path": f.path,
+        "state": f.state,
+        "size": f.size,
+        "md5": f.md5,
+        "origin": f.origin,
+        "bucket": f.bucket,
+        "key": f.key,
+        "created_at": iso(f.created_at),
+        "uploaded_at": iso(f.uploaded_at),
+        "published_at": iso(f.published_at),
+        "expired_at": iso(f.expired_at),
+    }
+    if tags is not None:
+        doc["tags"] = list(tags)
+    return doc
+
+
+def host_doc(h: HostCopy) -> dict[str, Any]:
+    return {
+        "host": h.host,
+        "downloaded_at": iso(h.downloaded_at),
+        "last_access": iso(h.last_access),
+    }
+
+
+def echo_json(doc: object) -> None:
+    click.echo(json.dumps(doc, indent=2, ensure_ascii=False))
+
+
+class ByteBar:
+    """A progress bar on stderr, drawn only on a terminal and only once an operation
+    has taken more than a moment; nothing at all when stderr is piped.
+
+    Usable as a plain bytes callback (``bar(n)``) and as a `ProgressListener`.
+    """
+
+    DELAY = 0.5
+    INTERVAL = 0.1
+
+    def __init__(self, label: str, total: int | None = None, *, enabled: bool | None = None):
+        self.label = label
+        self.total = total
+        self.files_total: int | None = None
+        self.files_done = 0
+        self.done = 0
+        self.enabled = sys.stderr.isatty() if enabled is None else enabled
+        self._start = time.monotonic()
+        self._last = 0.0
+        self._drawn = False
+
+    def begin(self, total_bytes: int, total_files: int) -> None:
+        self.total = total_bytes
+        self.files_total = total_files
+
+    def advance(self, nbytes: int) -> None:
+        self.done += nbytes
+        self._maybe_draw()
+
+    def __call__(self, nbytes: int) -> None:
+        self.advance(nbytes)
+
+    def file_done(self) -> None:
+        self.files_done += 1
+        self._maybe_draw()
+
+    def _maybe_draw(self) -> None:
+        if not self.enabled:
+            return
+        now = time.monotonic()
+        if now - self._start < self.DELAY or now - self._last < self.INTERVAL:
+            return
+        self._last = now
+        rate = self.done / max(now - self._start, 1e-9)
+        if self.total:
+            frac = min(self.done / self.total, 1.0)
+            bar = "#" * int(frac * 30)
+            text = f"{self.label} [{bar:<30}] {frac:4.0%} {human_size(self.done)}"
+        else:
+            text = f"{self.label} {human_size(self.done)}"
+        if self.files_total is not None:
+            text += f" {self.files_done}/{self.files_total} files"
+        text += f" {human_size(int(rate))}/s"
+        click.echo("\r" + text + "\x1b[K", nl=False, err=True)
+        self._drawn = True
+
+    def close(self) -> None:
+        if self._drawn:
+            click.echo("\r\x1b[K", nl=False, err=True)
+            self._drawn = False

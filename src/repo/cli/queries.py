@@ -1,0 +1,199 @@
+"""Commands that read the catalog: list, find, show, status."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+
+import click
+
+from ..admin import status_report
+from ..file import RepoFile
+from ..repository import Repo
+from .app import App, pass_app
+from .output import echo_json, file_doc, host_doc, human_size, human_time, table
+
+__all__ = ["find", "list_files", "show", "status"]
+
+json_option = click.option("--json", "as_json", is_flag=True, help="One JSON document.")
+
+
+def _print_files(r: Repo, found: Sequence[RepoFile], as_json: bool) -> None:
+    if as_json:
+        tags = r.tags_of(found)
+        echo_json({"files": [file_doc(f, tags[f.file_id]) for f in found]})
+        return
+    if not found:
+        click.echo("no files", err=True)
+        return
+    click.echo(
+        table(
+            ["ID", "STATE", "SIZE", "UPDATED (UTC)", "PATH"],
+            (
+                [
+                    f.file_id,
+                    f.state,
+                    human_size(f.size),
+                    human_time(f.expired_at or f.published_at or f.uploaded_at or f.created_at),
+                    f.path,
+                ]
+                for f in found
+            ),
+        )
+    )
+
+
+@click.command("list")
+@click.argument("pattern", default="*")
+@click.option(
+    "--state",
+    type=click.Choice(["unpublished", "published", "expired", "all"]),
+    default="published",
+    show_default=True,
+    help="Which versions to list (published: the current ones).",
+)
+@json_option
+@pass_app
+def list_files(app: App, pattern: str, state: str, as_json: bool) -> None:
+    """List files whose path matches the glob PATTERN (* also matches /).
+
+    \b
+    Examples:
+      repo list 'reports/*.csv'
+      repo list --state all --json
+    """
+    with app.repo() as r:
+        _print_files(r, r.list(pattern, state=state), as_json)
+
+
+@click.command()
+@click.option("--any", "any_", multiple=True, metavar="TAG", help="At least one of these.")
+@click.option("--all", "all_", multiple=True, metavar="TAG", help="Every one of these.")
+@click.option("--exclude", multiple=True, metavar="TAG", help="None of these.")
+@click.option("--all-states", is_flag=True, help="Search versions in every state.")
+@json_option
+@pass_app
+def find(
+    app: App,
+    any_: tuple[str, ...],
+    all_: tuple[str, ...],
+    exclude: tuple[str, ...],
+    all_states: bool,
+    as_json: bool,
+) -> None:
+    """Find files by tags (a path's tags count for each of its versions).
+
+    \b
+    Example:
+      repo find --all sales --any day=2026-11-24 --any day=2026-11-25 --exclude draft
+    """
+    with app.repo() as r:
+        found = r.find(any=any_, all=all_, exclude=exclude, published=not all_states)
+        _print_files(r, found, as_json)
+
+
+@click.command()
+@click.argument("path")
+@json_option
+@pass_app
+def show(app: App, path: str, as_json: bool) -> None:
+    """Every version of PATH: state, size, md5, times, tags and hosts with a copy.
+
+    \b
+    Example:
+      repo show reports/daily.csv
+    """
+    with app.repo() as r:
+        versions = r.history(path)
+        if not versions:
+            r.newest(path)  # raises the not-found error with its hint
+        tags = r.tags_of(versions)
+        hosts = {f.file_id: f.hosts for f in versions}
+    if as_json:
+        docs = []
+        for f in versions:
+            doc = file_doc(f, tags[f.file_id])
+            doc["hosts"] = [host_doc(h) for h in hosts[f.file_id]]
+            docs.append(doc)
+        echo_json({"path": versions[0].path, "versions": docs})
+        return
+    click.echo(versions[0].path)
+    for f in versions:
+        click.echo()
+        rows = [
+            ("file", f"{f.file_id} ({f.state})"),
+            ("size", "-" if f.size is None else f"{f.size} bytes"),
+            ("md5", f.md5 or "-"),
+            ("origin", f.origin),
+            ("created", human_time(f.created_at)),
+            ("uploaded", human_time(f.uploaded_at)),
+            ("published", human_time(f.published_at)),
+            ("expired", human_time(f.expired_at)),
+            ("tags", ", ".join(tags[f.file_id]) or "-"),
+            ("hosts", ", ".join(h.host for h in hosts[f.file_id]) or "-"),
+            ("key", f.key),
+        ]
+        for name, value in rows:
+            click.echo(f"  {name:<10} {value}")
+
+
+@click.command()
+@json_option
+@pass_app
+def status(app: App, as_json: bool) -> None:
+    """Whether the catalog and store answer; files and bytes by state; this host's cache.
+
+    Exits 1 if the catalog or the store cannot be reached.
+
+    \b
+    Example:
+      repo status
+    """
+    rep = status_report(app.config())
+    states = ("unpublished", "published", "expired")
+    if as_json:
+        echo_json(
+            {
+                "ok": rep.ok,
+                "catalog": {
+                    "url": rep.catalog,
+                    "reachable": rep.catalog_error is None,
+                    "error": rep.catalog_error,
+                    "schema_version": rep.schema_version,
+                },
+                "store": {
+                    "url": rep.store,
+                    "reachable": rep.store_error is None,
+                    "error": rep.store_error,
+                },
+                "files": {
+                    s: {
+                        "count": rep.counts.get(s, (0, 0))[0],
+                        "bytes": rep.counts.get(s, (0, 0))[1],
+                    }
+                    for s in states
+                },
+                "cache": {
+                    "host": rep.host,
+                    "files": rep.cache_files,
+                    "bytes": rep.cache_bytes,
+                    "limit": rep.cache_limit,
+                },
+            }
+        )
+    else:
+        click.echo(f"catalog  {rep.catalog}  {rep.catalog_error or 'ok'}")
+        click.echo(f"store    {rep.store}  {rep.store_error or 'ok'}")
+        click.echo()
+        rows = []
+        for s in states:
+            count, size = rep.counts.get(s, (0, 0))
+            rows.append([s, count, human_size(size)])
+        click.echo(table(["STATE", "FILES", "BYTES"], rows))
+        click.echo()
+        limit = "no limit" if rep.cache_limit is None else f"limit {human_size(rep.cache_limit)}"
+        click.echo(
+            f"cache on {rep.host}: {rep.cache_files} files, {human_size(rep.cache_bytes)} ({limit})"
+        )
+    if not rep.ok:
+        sys.exit(1)

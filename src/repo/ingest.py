@@ -1,0 +1,254 @@
+"""Adding files from outside: one file or stream, or a whole directory in parallel.
+
+Every input is checked (paths, tags, dates, that sources are readable regular files)
+before anything is written, so bad input records nothing. Content is first copied into
+this host's staging area, and the upload is made from that copy: the user's file may
+change afterwards without the version or the cache ever disagreeing with the store.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import stat
+import threading
+from collections.abc import Iterable, Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, BinaryIO, Protocol
+
+from .catalog import FileRecord
+from .errors import ConflictError, NotFoundError, StoreError, UsageError
+from .file import RepoFile
+from .paths import validate_path
+from .stores.base import Progress, PutResult
+from .tags import date_tags, validate_tags
+
+if TYPE_CHECKING:
+    from .repository import Repo
+
+__all__ = ["AddReport", "ProgressListener", "add_one", "add_tree"]
+
+_CHUNK = 1024 * 1024
+
+
+class ProgressListener(Protocol):
+    """Receives progress of a long operation (the CLI draws it; it may ignore it).
+
+    `advance` may be called from worker threads, but never concurrently: calls are
+    serialised by the caller.
+    """
+
+    def begin(self, total_bytes: int, total_files: int) -> None: ...
+
+    def advance(self, nbytes: int) -> None: ...
+
+    def file_done(self) -> None: ...
+
+
+@dataclass
+class AddReport:
+    """What `Repo.add_tree` added."""
+
+    files: list[RepoFile] = field(default_factory=list)
+    bytes: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    path: str
+    source: Path
+    size: int
+
+
+def _tags_for(tags: Iterable[str], when: datetime | date | None, period: str | None) -> list[str]:
+    names = validate_tags(tags)
+    if when is not None or period is not None:
+        names += date_tags(when if when is not None else datetime.now(UTC), period or "day")
+    return list(dict.fromkeys(names))
+
+
+def _check_source(source: Path) -> int:
+    try:
+        st = os.stat(source)
+    except FileNotFoundError:
+        raise NotFoundError(f"no such file: {source}") from None
+    except OSError as exc:
+        raise UsageError(f"cannot read {source}: {exc.strerror}") from None
+    if stat.S_ISDIR(st.st_mode):
+        raise UsageError(f"{source} is a directory", hint="add a directory with --recursive")
+    if not stat.S_ISREG(st.st_mode):
+        raise UsageError(f"{source} is not a regular file")
+    if not os.access(source, os.R_OK):
+        raise UsageError(f"cannot read {source}: permission denied")
+    return st.st_size
+
+
+def add_one(
+    repo: Repo,
+    path: str,
+    source: str | os.PathLike[str] | BinaryIO,
+    *,
+    tags: Iterable[str] = (),
+    when: datetime | date | None = None,
+    period: str | None = None,
+    publish: bool = False,
+    progress: Progress | None = None,
+) -> RepoFile:
+    validate_path(path, key_prefix=repo.store.key_prefix)
+    names = _tags_for(tags, when, period)
+    from_file = isinstance(source, str | os.PathLike)
+    if from_file:
+        _check_source(Path(source))  # type: ignore[arg-type]
+    rf = repo.add_file(path)
+    staging = rf._check_writable()
+    try:
+        if from_file:
+            shutil.copyfile(source, staging)  # type: ignore[arg-type]
+        else:
+            with open(staging, "wb") as out:
+                for chunk in iter(lambda: source.read(_CHUNK), b""):  # type: ignore[union-attr]
+                    out.write(chunk)
+    except OSError as exc:
+        _discard_staging(staging)
+        raise UsageError(f"cannot read the content for {path!r}: {exc.strerror}") from exc
+    rf.upload(progress=progress)
+    if names:
+        rf.tag(*names)
+    if publish:
+        rf.publish()
+    return rf
+
+
+def _walk(directory: Path) -> Iterator[Path]:
+    """Regular files under `directory`, in a stable order; symlinked directories are not
+    followed (no loops), symlinked files are read through."""
+    for root, dirs, names in os.walk(directory, onerror=_raise):
+        dirs.sort()
+        for name in sorted(names):
+            yield Path(root) / name
+
+
+def _raise(exc: OSError) -> None:
+    raise UsageError(f"cannot read {exc.filename}: {exc.strerror}")
+
+
+def plan_tree(directory: Path, prefix: str, key_prefix: str) -> list[_Plan]:
+    if not directory.is_dir():
+        if not directory.exists():
+            raise NotFoundError(f"no such directory: {directory}")
+        raise UsageError(f"{directory} is not a directory")
+    base = prefix.strip("/")
+    plans = []
+    for source in _walk(directory):
+        rel = source.relative_to(directory).as_posix()
+        path = validate_path(f"{base}/{rel}" if base else rel, key_prefix=key_prefix)
+        plans.append(_Plan(path=path, source=source, size=_check_source(source)))
+    if not plans:
+        raise UsageError(f"no files under {directory}")
+    seen: dict[str, Path] = {}
+    for plan in plans:
+        # Names that differ only by Unicode normalisation map to one repository path.
+        if plan.path in seen:
+            raise UsageError(
+                f"{seen[plan.path]} and {plan.source} would both be added as {plan.path!r}"
+            )
+        seen[plan.path] = plan.source
+    return plans
+
+
+def add_tree(
+    repo: Repo,
+    directory: str | os.PathLike[str],
+    *,
+    prefix: str = "",
+    tags: Iterable[str] = (),
+    when: datetime | date | None = None,
+    period: str | None = None,
+    publish: bool = False,
+    workers: int = 16,
+    progress: ProgressListener | None = None,
+) -> AddReport:
+    if workers < 1:
+        raise UsageError("workers must be at least 1")
+    plans = plan_tree(Path(directory), prefix, repo.store.key_prefix)
+    names = _tags_for(tags, when, period)
+    lock = threading.Lock()
+    advance: Progress | None = None
+    if progress is not None:
+        progress.begin(sum(p.size for p in plans), len(plans))
+        listener = progress
+
+        def advance(nbytes: int) -> None:
+            with lock:
+                listener.advance(nbytes)
+
+    report = AddReport()
+    pending: dict[Future[PutResult | None], tuple[FileRecord, Path]] = {}
+    window = workers * 4
+
+    def send(record: FileRecord, source: Path, staging: Path) -> PutResult | None:
+        try:
+            shutil.copyfile(source, staging)
+        except OSError as exc:
+            raise UsageError(f"cannot read {source}: {exc.strerror}") from exc
+        try:
+            return repo._put(record, staging, advance)
+        except ConflictError:
+            return None  # the key holds a leftover: rekeyed in the catalog thread
+
+    def finish(done: Iterable[Future[PutResult | None]]) -> None:
+        for future in done:
+            record, staging = pending.pop(future)
+            result = future.result()
+            if result is None:
+                repo._upload(record, advance)  # rekeys, then uploads again
+            else:
+                repo._finish_upload(record, staging, result)
+            rf = RepoFile(repo, repo.catalog.get(record.file_id))
+            if names:
+                rf.tag(*names)
+            if publish:
+                rf.publish()
+            report.files.append(rf)
+            if progress is not None:
+                with lock:
+                    progress.file_done()
+
+    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="repo-add")
+    try:
+        for plan in plans:
+            rf = repo.add_file(plan.path)
+            staging = rf._check_writable()
+            future = pool.submit(send, rf._rec, plan.source, staging)
+            pending[future] = (rf._rec, staging)
+            if len(pending) >= window:
+                done, _ = wait(list(pending), return_when=FIRST_COMPLETED)
+                finish(done)
+        while pending:
+            done, _ = wait(list(pending), return_when=FIRST_COMPLETED)
+            finish(done)
+    except BaseException as exc:
+        for future in pending:
+            future.cancel()
+        pool.shutdown(wait=True)
+        for _record, staging in pending.values():
+            _discard_staging(staging)
+        if isinstance(exc, OSError):
+            raise StoreError(f"adding files from {directory} failed: {exc}") from exc
+        raise
+    finally:
+        pool.shutdown(wait=True)
+    report.files.sort(key=lambda f: f.path)
+    report.bytes = sum(f.size or 0 for f in report.files)
+    return report
+
+
+def _discard_staging(staging: Path) -> None:
+    with contextlib.suppress(OSError):
+        os.unlink(staging)
+    with contextlib.suppress(OSError):
+        staging.parent.rmdir()
