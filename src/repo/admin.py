@@ -110,7 +110,7 @@ def status_report(config: ConfigArg = None) -> StatusReport:
         try:
             report.schema_version = catalog.schema_version()
             if report.schema_version is None:
-                report.catalog_error = "no catalog in this database (run `repo create`)"
+                pass  # reachable but empty: the first command (or `repo create`) sets it up
             elif report.schema_version > SCHEMA_VERSION:
                 report.catalog_error = (
                     f"schema version {report.schema_version} is newer than this repo's "

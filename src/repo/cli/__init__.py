@@ -116,7 +116,11 @@ for _command in (
     show,
     status,
 ):
-    # `--config` is also accepted after the command name (`repo list --config FILE`).
+    # `--config` is also accepted after the command name (`repo list --config FILE`);
+    # not on `ctl`, whose `--config` is the seed's "show the configuration".
+    if _command is ctl:
+        cli.add_command(_command)
+        continue
     _command.params.append(
         click.Option(
             ["--config", "command_config"],

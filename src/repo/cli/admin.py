@@ -62,7 +62,7 @@ def create(app: App) -> None:
 
     \b
     Example:
-      repo --config ~/.repo_cfg create
+      repo create
     """
     _create(app)
 

@@ -143,10 +143,16 @@ class ByteBar:
         if self.files_total is not None:
             text += f" {self.files_done}/{self.files_total} files"
         text += f" {human_size(int(rate))}/s"
-        click.echo("\r" + text + "\x1b[K", nl=False, err=True)
+        self._write("\r" + text + "\x1b[K")
         self._drawn = True
+
+    @staticmethod
+    def _write(text: str) -> None:
+        # Not click.echo: it strips the erase-line code when it thinks output is no tty.
+        sys.stderr.write(text)
+        sys.stderr.flush()
 
     def close(self) -> None:
         if self._drawn:
-            click.echo("\r\x1b[K", nl=False, err=True)
+            self._write("\r\x1b[K")
             self._drawn = False

@@ -172,7 +172,9 @@ def status(app: App, as_json: bool) -> None:
                         "bytes": rep.counts.get(s, (0, 0))[1],
                     }
                     for s in states
-                },
+                }
+                if rep.catalog_error is None
+                else None,
                 "cache": {
                     "host": rep.host,
                     "files": rep.cache_files,
@@ -182,15 +184,19 @@ def status(app: App, as_json: bool) -> None:
             }
         )
     else:
-        click.echo(f"catalog  {rep.catalog}  {rep.catalog_error or 'ok'}")
+        catalog_state = rep.catalog_error or (
+            "ok" if rep.schema_version is not None else "ok, empty (set up on first use)"
+        )
+        click.echo(f"catalog  {rep.catalog}  {catalog_state}")
         click.echo(f"store    {rep.store}  {rep.store_error or 'ok'}")
         click.echo()
-        rows = []
-        for s in states:
-            count, size = rep.counts.get(s, (0, 0))
-            rows.append([s, count, human_size(size)])
-        click.echo(table(["STATE", "FILES", "BYTES"], rows))
-        click.echo()
+        if rep.catalog_error is None:
+            rows = []
+            for s in states:
+                count, size = rep.counts.get(s, (0, 0))
+                rows.append([s, count, human_size(size)])
+            click.echo(table(["STATE", "FILES", "BYTES"], rows))
+            click.echo()
         limit = "no limit" if rep.cache_limit is None else f"limit {human_size(rep.cache_limit)}"
         click.echo(
             f"cache on {rep.host}: {rep.cache_files} files, {human_size(rep.cache_bytes)} ({limit})"

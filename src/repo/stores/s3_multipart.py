@@ -119,6 +119,9 @@ def put_multipart(
             # that did): the object is exactly ours. Parts that failed this time were
             # never reported; report them now so a success always adds up to `size`.
             report(size - report.reported)
+            # If this attempt did not complete (an earlier one did), its parts would
+            # linger until a lifecycle rule; after a completed upload this is a no-op.
+            _abort(client, store.bucket, key, upload_id)
             return completed
         _abort(client, store.bucket, key, upload_id)
         if isinstance(exc, RepoError) or not isinstance(exc, Exception):

@@ -1,0 +1,146 @@
+"""The command's surface: help, JSON shapes (docs/cli.md), completion, progress output."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import click
+import pytest
+
+from conftest import CliRun
+from repo.cli import cli as repo_cli
+from repo.cli.output import ByteBar, human_size, table
+
+FILE_FIELDS = [
+    "id", "path", "state", "size", "md5", "origin", "bucket", "key",
+    "created_at", "uploaded_at", "published_at", "expired_at", "tags",
+]  # fmt: skip
+
+
+def test_every_command_has_help_with_an_example(embedded_cli: CliRun) -> None:
+    assert isinstance(repo_cli, click.Group)
+    names = sorted(repo_cli.commands)
+    assert names == sorted(
+        [
+            "add", "cat", "config", "create", "ctl", "demo", "destroy", "expire", "find",
+            "get", "list", "publish", "show", "status", "tag", "upload",
+        ]
+    )  # fmt: skip
+    for name in names:
+        result = embedded_cli(name, "--help")
+        assert result.exit_code == 0, name
+        assert "Example" in result.stdout, f"`repo {name} --help` has no example"
+        assert f"repo {name}" in result.stdout.split("Example", 1)[1], name
+    top = embedded_cli("--help")
+    assert top.exit_code == 0 and "Example" in top.stdout and "_REPO_COMPLETE" in top.stdout
+
+
+def test_json_shapes_are_stable(cli: CliRun, tmp_path: Path) -> None:
+    src = tmp_path / "f.txt"
+    src.write_text("0123456789")
+    added = json.loads(cli("add", "a/f.txt", str(src), "-t", "t1", "--publish", "--json").stdout)
+    assert list(added) == ["files"]
+    assert list(added["files"][0]) == FILE_FIELDS[:-1]  # add does not re-read tags
+    assert added["files"][0]["size"] == 10 and added["files"][0]["state"] == "published"
+
+    for argv in (["list"], ["list", "--state", "all"], ["find", "--all", "t1"]):
+        doc = json.loads(cli(*argv, "--json").stdout)
+        assert list(doc) == ["files"]
+        assert [list(f) for f in doc["files"]] == [FILE_FIELDS]
+        assert doc["files"][0]["tags"] == ["t1"]
+
+    shown = json.loads(cli("show", "a/f.txt", "--json").stdout)
+    assert list(shown) == ["path", "versions"]
+    assert list(shown["versions"][0]) == [*FILE_FIELDS, "hosts"]
+    assert list(shown["versions"][0]["hosts"][0]) == ["host", "downloaded_at", "last_access"]
+
+    status = json.loads(cli("status", "--json").stdout)
+    assert list(status) == ["ok", "catalog", "store", "files", "cache"]
+    assert list(status["catalog"]) == ["url", "reachable", "error", "schema_version"]
+    assert list(status["store"]) == ["url", "reachable", "error"]
+    assert status["files"] == {
+        "unpublished": {"count": 0, "bytes": 0},
+        "published": {"count": 1, "bytes": 10},
+        "expired": {"count": 0, "bytes": 0},
+    }
+    assert list(status["cache"]) == ["host", "files", "bytes", "limit"]
+    assert status["cache"]["files"] == 1 and status["cache"]["bytes"] == 10
+
+    settings = json.loads(cli("config", "--show", "--json").stdout)
+    assert list(settings) == ["settings"]
+    assert [s["name"] for s in settings["settings"]] == [
+        "source", "store_url", "database_url", "local_root", "host_name", "backup_store_url",
+        "s3_endpoint_url", "s3_region", "s3_access_key", "s3_secret_key", "cache_max_bytes",
+    ]  # fmt: skip
+    assert all(list(s) == ["name", "value", "origin"] for s in settings["settings"])
+
+
+def test_empty_results_are_an_empty_document_or_a_note_on_stderr(embedded_cli: CliRun) -> None:
+    assert json.loads(embedded_cli("find", "--all", "nothing", "--json").stdout) == {"files": []}
+    plain = embedded_cli("list")
+    assert plain.exit_code == 0 and plain.stdout == "" and plain.stderr == "no files\n"
+
+
+def test_bash_completion_through_clicks_documented_variable(tmp_path: Path) -> None:
+    env = dict(os.environ, REPO_HOME=str(tmp_path), HOME=str(tmp_path))
+    repo_exe = Path(sys.executable).with_name("repo")
+    script = subprocess.run(
+        [str(repo_exe)], env={**env, "_REPO_COMPLETE": "bash_source"},
+        capture_output=True, text=True, timeout=60, check=True,
+    )  # fmt: skip
+    assert "_repo_completion" in script.stdout and "complete " in script.stdout
+    words = subprocess.run(
+        [str(repo_exe)],
+        env={**env, "_REPO_COMPLETE": "bash_complete", "COMP_WORDS": "repo li", "COMP_CWORD": "1"},
+        capture_output=True, text=True, timeout=60, check=True,
+    )  # fmt: skip
+    assert words.stdout.splitlines() == ["plain,list"]
+    options = subprocess.run(
+        [str(repo_exe)],
+        env={
+            **env, "_REPO_COMPLETE": "bash_complete",
+            "COMP_WORDS": "repo list --st", "COMP_CWORD": "2",
+        },
+        capture_output=True, text=True, timeout=60, check=True,
+    )  # fmt: skip
+    assert options.stdout.splitlines() == ["plain,--state"]
+
+
+def test_progress_bar_draws_on_a_terminal_only_after_a_moment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    drawn = io.StringIO()
+    monkeypatch.setattr(sys, "stderr", drawn)
+    quiet = ByteBar("uploading", total=100, enabled=False)
+    quiet(50)
+    quiet.close()
+    assert drawn.getvalue() == ""
+
+    fast = ByteBar("uploading", total=100, enabled=True)
+    fast(100)  # finished within the delay: never drawn
+    fast.close()
+    assert drawn.getvalue() == ""
+
+    slow = ByteBar("uploading", total=100, enabled=True)
+    monkeypatch.setattr(slow, "DELAY", 0.0)
+    monkeypatch.setattr(slow, "INTERVAL", 0.0)
+    slow.begin(100, 2)
+    slow(50)
+    slow.file_done()
+    last = drawn.getvalue().split("\r")[-1]
+    assert last.startswith("uploading [###############               ]  50% 50 B 1/2 files ")
+    assert last.endswith("/s\x1b[K")
+    slow.close()
+    assert drawn.getvalue().endswith("\r\x1b[K")
+
+
+def test_human_sizes_and_tables() -> None:
+    assert [human_size(n) for n in (None, 0, 1023, 1024, 1536, 5 * 1024**3)] == [
+        "-", "0 B", "1023 B", "1.0 KiB", "1.5 KiB", "5.0 GiB",
+    ]  # fmt: skip
+    assert table(["A", "LONG"], [["xx", "y"], ["z", ""]]) == "A   LONG\nxx  y\nz"
