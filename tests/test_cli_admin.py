@@ -13,6 +13,7 @@ import pytest
 
 import repo
 from conftest import CliRun, StoreTarget, write_config
+from repo.catalog import SCHEMA_VERSION
 
 
 def test_create_is_safe_to_run_twice(cli: CliRun, repo_config: dict[str, str]) -> None:
@@ -20,11 +21,12 @@ def test_create_is_safe_to_run_twice(cli: CliRun, repo_config: dict[str, str]) -
     first = cli("create")
     assert first.exit_code == 0, first.stderr
     assert first.stdout == (
-        f"catalog {masked}: created (schema version 1)\nstore {repo_config['store']}: reachable\n"
+        f"catalog {masked}: created (schema version {SCHEMA_VERSION})\n"
+        f"store {repo_config['store']}: reachable\n"
     )
     again = cli("create")
     assert again.stdout.splitlines()[0] == (
-        f"catalog {masked}: already exists, schema up to date (schema version 1)"
+        f"catalog {masked}: already exists, schema up to date (schema version {SCHEMA_VERSION})"
     )
 
 
@@ -58,7 +60,7 @@ def test_destroy_asks_first_and_never_touches_the_store(
 
 def test_ctl_is_the_seed_spelling(embedded_cli: CliRun) -> None:
     created = embedded_cli("ctl", "--create")
-    assert created.exit_code == 0 and "created (schema version 1)" in created.stdout
+    assert created.exit_code == 0 and f"created (schema version {SCHEMA_VERSION})" in created.stdout
     shown = embedded_cli("ctl", "--config")
     assert shown.exit_code == 0 and shown.stdout.startswith("SETTING ")
     restore = embedded_cli("ctl", "--restore")

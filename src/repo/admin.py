@@ -45,17 +45,17 @@ def create_repository(config: ConfigArg = None) -> CreateReport:
     (region, retention) that belong to whoever owns the account.
     """
     cfg = _config(config)
+    store = open_store(cfg.store_url, cfg)  # first: a wrong store leaves no catalog behind
+    try:
+        _probe(store)
+    finally:
+        store.close()
     catalog = Catalog(cfg.database_url)
     try:
         before = catalog.schema_version()
         version = catalog.ensure_schema()
     finally:
         catalog.close()
-    store = open_store(cfg.store_url, cfg)
-    try:
-        _probe(store)
-    finally:
-        store.close()
     return CreateReport(
         catalog=cfg.masked_database_url(),
         store=cfg.store_url,

@@ -10,20 +10,42 @@ go to a temporary file in the same directory, are hashed while streaming, and ar
 renamed into place (``os.replace``) only when md5 and size match. A cached file is
 immutable like the object it copies, so a hit needs no hashing and no catalog access;
 its size is checked as a cheap guard against truncation.
+
+Eviction is least recently used first, by modification time (bumped on every hit), and
+only ever removes a name: a reader that has the file open keeps reading it (POSIX).
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
+import shutil
 import tempfile
+import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import StoreError, VerificationError
-from .paths import TOKEN_LENGTH, safe_join
+from .paths import TOKEN_LENGTH, safe_join, token_time
 from .stores.base import Progress, Store
 
-__all__ = ["LocalCache"]
+__all__ = ["CachedFile", "LocalCache"]
+
+logger = logging.getLogger(__name__)
+
+#: How long the in-memory count of cached bytes is trusted before a re-count.
+TALLY_SECONDS = 30.0
+
+
+@dataclass(frozen=True, slots=True)
+class CachedFile:
+    """A verified copy in the cache; `last_access` is its modification time."""
+
+    key: str
+    size: int
+    last_access: float
+    path: Path
 
 
 class LocalCache:
@@ -33,6 +55,8 @@ class LocalCache:
         self.root = Path(root)
         self.staging_dir = self.root / "staging"
         self.cache_dir = self.root / "cache"
+        self._tally: int | None = None  # bytes in the cache, as last counted plus since
+        self._tally_at = 0.0
 
     def staging_path(self, key: str) -> Path:
         token = key[-TOKEN_LENGTH:]
@@ -54,6 +78,10 @@ class LocalCache:
             with contextlib.suppress(OSError):
                 os.unlink(path)
             return None
+        # The modification time is the cache's "last used" (for eviction): one cheap
+        # system call, no catalog write.
+        with contextlib.suppress(OSError):
+            os.utime(path)
         return path
 
     def evict(self, key: str) -> bool:
@@ -64,17 +92,87 @@ class LocalCache:
             return False
         return True
 
-    def usage(self) -> tuple[int, int]:
-        """(files, bytes) held in the cache."""
-        count = total = 0
+    def entries(self) -> list[CachedFile]:
+        """Every verified copy in the cache (downloads in progress are not listed)."""
+        out = []
+        base = str(self.cache_dir)
         for root, _dirs, names in os.walk(self.cache_dir):
             for name in names:
-                if name.startswith(".part-"):
+                if token_time(name) is None:
+                    continue  # a download in progress (".part-...") or a stranger
+                path = os.path.join(root, name)
+                try:
+                    st = os.stat(path)
+                except FileNotFoundError:
                     continue
-                with contextlib.suppress(FileNotFoundError):
-                    total += os.stat(os.path.join(root, name)).st_size
-                    count += 1
-        return count, total
+                key = os.path.relpath(path, base).replace(os.sep, "/")
+                out.append(CachedFile(key, st.st_size, st.st_mtime, Path(path)))
+        return out
+
+    def usage(self) -> tuple[int, int]:
+        """(files, bytes) held in the cache."""
+        entries = self.entries()
+        self._tally, self._tally_at = sum(e.size for e in entries), time.monotonic()
+        return len(entries), self._tally
+
+    def make_room(self, size: int, limit: int | None) -> list[CachedFile]:
+        """Evict least recently used copies until `size` more bytes fit under `limit`.
+
+        The running total is kept in memory and re-counted from disk when it is stale
+        (other processes share the cache) or when eviction looks necessary, so most
+        downloads cost no directory walk. Returns what was evicted.
+        """
+        if limit is None:
+            return []
+        stale = self._tally is None or time.monotonic() - self._tally_at > TALLY_SECONDS
+        if not stale and self._tally is not None and self._tally + size <= limit:
+            self._tally += size
+            return []
+        evicted = self.evict_to(limit - size)
+        if self._tally is not None:
+            self._tally += size
+        return evicted
+
+    def evict_to(self, budget: int) -> list[CachedFile]:
+        """Evict least recently used copies until at most `budget` bytes remain."""
+        entries = sorted(self.entries(), key=lambda e: (e.last_access, e.key))
+        total = sum(e.size for e in entries)
+        evicted = []
+        for entry in entries:
+            if total <= max(budget, 0):
+                break
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(entry.path)  # readers with the file open keep reading it
+            total -= entry.size
+            evicted.append(entry)
+        if evicted:
+            logger.info(
+                "evicted %d cached files (%d bytes)", len(evicted), sum(e.size for e in evicted)
+            )
+        self._tally, self._tally_at = total, time.monotonic()
+        return evicted
+
+    def clear(self) -> list[CachedFile]:
+        """Evict every cached copy."""
+        return self.evict_to(0)
+
+    def staging_entries(self) -> list[tuple[str, Path, float]]:
+        """(version token, directory, modification time) of every staging copy."""
+        out: list[tuple[str, Path, float]] = []
+        if not self.staging_dir.is_dir():
+            return out
+        for child in self.staging_dir.iterdir():
+            with contextlib.suppress(FileNotFoundError):
+                out.append((child.name, child, child.stat().st_mtime))
+        return out
+
+    def remove_staging(self, entry: Path) -> None:
+        """Remove a staging directory (or a half-taken-in ``.incoming-`` file)."""
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry, ignore_errors=True)
+        else:
+            with contextlib.suppress(FileNotFoundError):
+                entry.unlink()
 
     def download(
         self, store: Store, key: str, *, md5: str, size: int, progress: Progress | None = None

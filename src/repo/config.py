@@ -40,6 +40,18 @@ _KNOWN_KEYS: dict[str, tuple[type, ...]] = {
     "store": (str,),
     "host_name": (str,),
     "cache_max_bytes": (int,),
+    "unpublished_ttl_seconds": (int,),
+    "expired_ttl_seconds": (int,),
+    "orphan_grace_seconds": (int,),
+    "backups_before_purge": (int,),
+}
+
+#: Garbage-collection settings and their defaults (all non-negative integers).
+GC_DEFAULTS: dict[str, int] = {
+    "unpublished_ttl_seconds": 86_400,
+    "expired_ttl_seconds": 604_800,
+    "orphan_grace_seconds": 86_400,
+    "backups_before_purge": 2,
 }
 _DATABASE_KEYS: dict[str, tuple[type, ...]] = {
     "host": (str,),
@@ -73,6 +85,10 @@ class Config:
     s3_access_key: str | None = None
     s3_secret_key: str | None = field(default=None, repr=False)
     cache_max_bytes: int | None = None
+    unpublished_ttl_seconds: int = GC_DEFAULTS["unpublished_ttl_seconds"]
+    expired_ttl_seconds: int = GC_DEFAULTS["expired_ttl_seconds"]
+    orphan_grace_seconds: int = GC_DEFAULTS["orphan_grace_seconds"]
+    backups_before_purge: int = GC_DEFAULTS["backups_before_purge"]
     #: Where each field's value came from (a key of the source, or a default).
     origins: Mapping[str, str] = field(default_factory=dict)
 
@@ -126,6 +142,7 @@ def embedded_default() -> Config:
             "store_url": where,
             "database_url": where,
             "host_name": "default: this machine's host name",
+            **dict.fromkeys(GC_DEFAULTS, "default"),
         },
     )
 
@@ -176,6 +193,9 @@ def _from_mapping(
     cache_max = data.get("cache_max_bytes")
     if cache_max is not None and cache_max <= 0:
         raise ConfigError(f"{source}: key 'cache_max_bytes' must be a positive integer")
+    for key in GC_DEFAULTS:
+        if key in data and data[key] < 0:
+            raise ConfigError(f"{source}: key '{key}' must be zero or more")
     endpoint = data.get("s3_endpoint_url")
     if endpoint is not None:
         parts = urlsplit(endpoint)
@@ -196,10 +216,13 @@ def _from_mapping(
         "s3_access_key": "s3_access_key",
         "s3_secret_key": "s3_secret_key",
         "cache_max_bytes": "cache_max_bytes",
+        **{key: key for key in GC_DEFAULTS},
     }
     origins = {name: f"{origin}: {key}" for name, key in keys.items() if key in data}
     origins.setdefault("local_root", "default: $REPO_HOME/local or the user data directory")
     origins.setdefault("host_name", "default: this machine's host name")
+    for key in GC_DEFAULTS:
+        origins.setdefault(key, "default")
     return Config(
         origins=origins,
         source=source,
@@ -213,6 +236,7 @@ def _from_mapping(
         s3_access_key=data.get("s3_access_key"),
         s3_secret_key=data.get("s3_secret_key"),
         cache_max_bytes=cache_max,
+        **{key: data.get(key, default) for key, default in GC_DEFAULTS.items()},
     )
 
 
@@ -353,4 +377,5 @@ def describe_config(config: Config) -> list[ConfigEntry]:
         entry("s3_access_key", f"{access[:4]}****" if access else None),
         entry("s3_secret_key", "****" if secret else None),
         entry("cache_max_bytes", config.cache_max_bytes),
+        *(entry(key, getattr(config, key)) for key in GC_DEFAULTS),
     ]

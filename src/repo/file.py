@@ -231,6 +231,8 @@ class RepoFile:
         target = Path(dest)
         if target.is_dir():
             target = target / PurePosixPath(self.path).name
+        if target.is_dir():
+            raise UsageError(f"{target} is a directory", hint="choose another destination")
         if target.exists() and not overwrite:
             raise ConflictError(f"{target} already exists", hint="use --force to overwrite it")
         try:

@@ -12,6 +12,7 @@ import contextlib
 import os
 import shutil
 import stat
+import tempfile
 import threading
 from collections.abc import Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
@@ -100,27 +101,56 @@ def add_one(
 ) -> RepoFile:
     validate_path(path, key_prefix=repo.store.key_prefix)
     names = _tags_for(tags, when, period)
-    from_file = isinstance(source, str | os.PathLike)
-    if from_file:
-        _check_source(Path(source))  # type: ignore[arg-type]
-    rf = repo.add_file(path)
-    staging = rf._check_writable()
+    # The content is taken in first, into a private file, so that a source that cannot
+    # be read (or a stream that breaks off) records nothing at all.
+    incoming = _take_in(repo, source)
     try:
-        if from_file:
-            shutil.copyfile(source, staging)  # type: ignore[arg-type]
-        else:
-            with open(staging, "wb") as out:
-                for chunk in iter(lambda: source.read(_CHUNK), b""):  # type: ignore[union-attr]
-                    out.write(chunk)
-    except OSError as exc:
-        _discard_staging(staging)
-        raise UsageError(f"cannot read the content for {path!r}: {exc.strerror}") from exc
+        rf = repo.add_file(path)
+        os.replace(incoming, rf._check_writable())
+    except BaseException:
+        _discard_staging(incoming)
+        raise
     rf.upload(progress=progress)
     if names:
         rf.tag(*names)
     if publish:
         rf.publish()
     return rf
+
+
+def _take_in(repo: Repo, source: str | os.PathLike[str] | BinaryIO) -> Path:
+    """Copy `source` into a new private file under the staging directory."""
+    staging = repo.cache.staging_dir
+    try:
+        staging.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(dir=staging, prefix=".incoming-")
+    except OSError as exc:
+        raise StoreError(
+            f"cannot write to {staging}: {exc.strerror}",
+            hint="check 'local_root' and its free space and permissions",
+        ) from exc
+    incoming = Path(name)
+    try:
+        with os.fdopen(fd, "wb") as out:
+            if isinstance(source, str | os.PathLike):
+                _check_source(Path(source))
+                with open(source, "rb") as src:
+                    shutil.copyfileobj(src, out, _CHUNK)
+            else:
+                for chunk in iter(lambda: source.read(_CHUNK), b""):
+                    if not isinstance(chunk, bytes | bytearray | memoryview):
+                        raise UsageError(
+                            "the stream gives text, not bytes",
+                            hint="open it in binary mode ('rb'), or pass sys.stdin.buffer",
+                        )
+                    out.write(chunk)
+    except OSError as exc:
+        _discard_staging(incoming)
+        raise UsageError(f"cannot read the content: {exc.strerror or exc}") from exc
+    except BaseException:
+        _discard_staging(incoming)
+        raise
+    return incoming
 
 
 def _walk(directory: Path) -> Iterator[Path]:
@@ -196,18 +226,20 @@ def add_tree(
         except OSError as exc:
             raise UsageError(f"cannot read {source}: {exc.strerror}") from exc
         try:
-            return repo._put(record, staging, advance)
+            return repo._put(record, staging, _capped(advance, os.stat(staging).st_size))
         except ConflictError:
             return None  # the key holds a leftover: rekeyed in the catalog thread
 
     def finish(done: Iterable[Future[PutResult | None]]) -> None:
         for future in done:
-            record, staging = pending.pop(future)
-            result = future.result()
+            record, staging = pending[future]
+            result = future.result()  # on failure the entry stays, for the cleanup below
+            del pending[future]
             if result is None:
-                repo._upload(record, advance)  # rekeys, then uploads again
-            else:
-                repo._finish_upload(record, staging, result)
+                # A leftover holds the key: move the version to a fresh key, send again.
+                record, staging = repo._rekey(record, staging)
+                result = repo._put(record, staging, None)
+            repo._finish_upload(record, staging, result)
             rf = RepoFile(repo, repo.catalog.get(record.file_id))
             if names:
                 rf.tag(*names)
@@ -247,8 +279,28 @@ def add_tree(
     return report
 
 
+def _capped(progress: Progress | None, size: int) -> Progress | None:
+    """`progress` for one file, never passing on more than its size in total (a put that
+    fails late may already have reported bytes; its retry reports them again)."""
+    if progress is None:
+        return None
+    sent = 0
+
+    def report(nbytes: int) -> None:
+        nonlocal sent
+        step = min(nbytes, size - sent)
+        if step > 0:
+            sent += step
+            assert progress is not None
+            progress(step)
+
+    return report
+
+
 def _discard_staging(staging: Path) -> None:
     with contextlib.suppress(OSError):
         os.unlink(staging)
+    if staging.name.startswith(".incoming-"):
+        return  # directly in the staging directory, which stays
     with contextlib.suppress(OSError):
         staging.parent.rmdir()

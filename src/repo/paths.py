@@ -17,6 +17,7 @@ import os
 import secrets
 import time
 import unicodedata
+from datetime import UTC, datetime
 
 from .errors import InvalidPathError
 
@@ -81,6 +82,23 @@ def new_version_token() -> str:
         chars.append(_TOKEN_ALPHABET[value & 31])
         value >>= 5
     return "".join(reversed(chars))
+
+
+def token_time(key: str) -> datetime | None:
+    """When the version token ending `key` was made, or None if it does not end in one."""
+    token = key[-TOKEN_LENGTH:]
+    if len(key) <= TOKEN_LENGTH or key[-TOKEN_LENGTH - 1] != "~":
+        return None
+    value = 0
+    for ch in token:
+        digit = _TOKEN_ALPHABET.find(ch)
+        if digit < 0:
+            return None
+        value = value * 32 + digit
+    try:
+        return datetime.fromtimestamp((value >> 80) / 1000, tz=UTC)
+    except (OverflowError, OSError, ValueError):
+        return None
 
 
 def make_key(key_prefix: str, path: str, token: str) -> str:

@@ -13,10 +13,20 @@ from types import TracebackType
 from typing import Any, BinaryIO
 
 from .cache import LocalCache
-from .catalog import Catalog, FileRecord
+from .catalog import Catalog, FileRecord, HostSummary
 from .config import Config, load_config
 from .errors import CatalogError, ConflictError, NotFoundError, UsageError
 from .file import RepoFile
+from .gc import GcReport, collect_garbage
+from .hosts import (
+    CacheReport,
+    CacheStatus,
+    cache_status,
+    clear_cache,
+    decommission_host,
+    list_hosts,
+    prune_cache,
+)
 from .ingest import AddReport, ProgressListener, add_one, add_tree
 from .paths import TOKEN_LENGTH, make_key, new_version_token, unique_path, validate_path
 from .stores import Store, open_store
@@ -262,6 +272,37 @@ class Repo:
         """Number of files and bytes per state."""
         return self.catalog.counts()
 
+    # -- housekeeping --------------------------------------------------------------------
+
+    def gc(
+        self, dry_run: bool = False, orphans: bool = False, *, now: datetime | None = None
+    ) -> GcReport:
+        """Purge unpublished versions past ``unpublished_ttl_seconds``, expired ones past
+        ``expired_ttl_seconds`` that ``backups_before_purge`` backups have seen, and with
+        `orphans` unreferenced objects past ``orphan_grace_seconds``. Never a published
+        version. Commits as it goes; needs a session without uncommitted changes."""
+        return collect_garbage(self, dry_run=dry_run, orphans=orphans, now=now)
+
+    def cache_status(self) -> CacheStatus:
+        """This host's cache use and limit."""
+        return cache_status(self)
+
+    def prune_cache(self) -> CacheReport:
+        """Drop cached copies of expired or purged versions, then evict down to the limit."""
+        return prune_cache(self)
+
+    def clear_cache(self) -> CacheReport:
+        """Evict every cached copy on this host."""
+        return clear_cache(self)
+
+    def hosts(self) -> builtins.list[HostSummary]:
+        """Hosts known to the catalog, with what their caches hold."""
+        return list_hosts(self)
+
+    def decommission_host(self, name: str) -> int:
+        """Forget a host and its cached copies in the catalog (its files are not touched)."""
+        return decommission_host(self, name)
+
     # -- the data path (used by RepoFile) ------------------------------------------------
 
     def _store_for(self, bucket: str) -> Store:
@@ -346,6 +387,9 @@ class Repo:
         if hit is not None:
             self._note_copy(record.file_id, fresh=False)
             return hit
+        evicted = self.cache.make_room(record.size, self.config.cache_max_bytes)
+        if evicted:
+            self._forget_copies([e.key for e in evicted])
         path = self.cache.download(
             self._store_for(record.bucket),
             record.key,
@@ -355,6 +399,13 @@ class Repo:
         )
         self._note_copy(record.file_id, fresh=True)
         return path
+
+    def _forget_copies(self, keys: builtins.list[str]) -> None:
+        try:
+            self.catalog.forget_copies(self.host, keys)
+        except CatalogError as exc:
+            # The catalog's list of copies is advisory; a stale entry is harmless.
+            logger.warning("could not record %d cache evictions: %s", len(keys), exc)
 
     def _note_copy(self, file_id: int, *, fresh: bool, flush: bool = True) -> None:
         self._pending.append((file_id, _now(), fresh))

@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
-from .catalog import Catalog, FileRecord, HostCopy
+from .catalog import BackupRecord, Catalog, FileRecord, HostCopy, HostSummary
 from .schema import SCHEMA_VERSION
 
-__all__ = ["SCHEMA_VERSION", "Catalog", "FileRecord", "HostCopy"]
+__all__ = [
+    "SCHEMA_VERSION",
+    "BackupRecord",
+    "Catalog",
+    "FileRecord",
+    "HostCopy",
+    "HostSummary",
+]

@@ -15,14 +15,15 @@ from sqlalchemy import func, select, update
 from ..errors import NotFoundError, StateError
 from .connection import translate_errors
 from .copies import CopyQueries
+from .purge import BackupRecord, HostSummary, PurgeQueries
 from .records import FileRecord, HostCopy, record, select_files
 from .schema import files, paths
 from .tagging import TagQueries
 
-__all__ = ["Catalog", "FileRecord", "HostCopy"]
+__all__ = ["BackupRecord", "Catalog", "FileRecord", "HostCopy", "HostSummary"]
 
 
-class Catalog(TagQueries, CopyQueries):
+class Catalog(TagQueries, CopyQueries, PurgeQueries):
     """The catalog of one repository: files, paths, tags and hosts."""
 
     # -- files ---------------------------------------------------------------------------
@@ -135,6 +136,8 @@ class Catalog(TagQueries, CopyQueries):
                 )
             if rec.md5 is None or rec.size is None:
                 raise StateError(f"file {file_id} must be uploaded before it is published")
+            if rec.purge_started_at is not None:
+                raise _purged(rec)
             current = conn.execute(
                 select(files.c.file_id, files.c.published_at).where(
                     files.c.path_id == rec.path_id, files.c.state == "published"
@@ -152,11 +155,19 @@ class Catalog(TagQueries, CopyQueries):
                     .where(files.c.file_id.in_(superseded))
                     .values(state="expired", expired_at=when)
                 )
-            conn.execute(
+            # Conditional: garbage collection claims versions with a conditional update
+            # of its own, and exactly one of the two can match the row.
+            result = conn.execute(
                 update(files)
-                .where(files.c.file_id == file_id)
+                .where(
+                    files.c.file_id == file_id,
+                    files.c.state == "unpublished",
+                    files.c.purge_started_at.is_(None),
+                )
                 .values(state="published", published_at=when)
             )
+            if result.rowcount != 1:
+                raise _purged(self.get(file_id))
             return self.get(file_id), superseded
 
     def expire(self, file_id: int, *, when: datetime) -> FileRecord:
@@ -164,7 +175,11 @@ class Catalog(TagQueries, CopyQueries):
             conn = self.db.begin_write()
             conn.execute(
                 update(files)
-                .where(files.c.file_id == file_id, files.c.state != "expired")
+                .where(
+                    files.c.file_id == file_id,
+                    files.c.state != "expired",
+                    files.c.purge_started_at.is_(None),
+                )
                 .values(state="expired", expired_at=when)
             )
             return self.get(file_id)
@@ -178,6 +193,15 @@ class Catalog(TagQueries, CopyQueries):
                 ).group_by(files.c.state)
             )
             return {r[0]: (int(r[1]), int(r[2])) for r in rows}
+
+
+def _purged(rec: FileRecord) -> StateError:
+    return StateError(
+        f"file {rec.file_id} ({rec.path}) was claimed by garbage collection and cannot be "
+        "published",
+        hint="add a new version of the path; unpublished versions are purged after "
+        "'unpublished_ttl_seconds'",
+    )
 
 
 def _glob_to_like(pattern: str) -> str:

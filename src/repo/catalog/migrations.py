@@ -12,17 +12,24 @@ import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
 
-from sqlalchemy import Connection, inspect, select
+from sqlalchemy import Connection, inspect, select, text
 
 from ..errors import CatalogError
-from .schema import SCHEMA_VERSION, metadata, repo_meta
+from .schema import SCHEMA_VERSION, backups, metadata, repo_meta
 
 __all__ = ["current_version", "upgrade"]
 
 Migration = Callable[[Connection], None]
 
+
+def _v2_garbage_collection(conn: Connection) -> None:
+    """Version 2: files can be claimed for purging; completed backups are recorded."""
+    conn.execute(text("ALTER TABLE files ADD COLUMN purge_started_at TIMESTAMP"))
+    backups.create(conn)  # with its index
+
+
 #: version -> step from version-1. Version 1 is the initial schema (create_all).
-MIGRATIONS: dict[int, Migration] = {}
+MIGRATIONS: dict[int, Migration] = {2: _v2_garbage_collection}
 
 
 def current_version(conn: Connection) -> int | None:

@@ -30,6 +30,7 @@ class FileRecord:
     uploaded_at: datetime | None
     published_at: datetime | None
     expired_at: datetime | None
+    purge_started_at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +56,7 @@ _FILE_COLUMNS = (
     files.c.uploaded_at,
     files.c.published_at,
     files.c.expired_at,
+    files.c.purge_started_at,
 )
 
 

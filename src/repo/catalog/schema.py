@@ -11,6 +11,8 @@ Design notes (the README's "How it works" has the longer story):
   only the files that carry the tag.
 * ``hosts`` and ``file_hosts`` record which host holds which verified copy and when it
   was last read, for cache management and recovery from host caches.
+* ``backups`` records completed catalog backups; garbage collection keeps expired files
+  until enough backups have been taken since they expired.
 * Times are stored as naive UTC and handed out as aware UTC datetimes.
 """
 
@@ -39,7 +41,7 @@ from sqlalchemy.types import TypeDecorator
 __all__ = ["SCHEMA_VERSION", "metadata"]
 
 #: Bump with every migration added to `catalog.migrations`.
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 STATES = ("unpublished", "published", "expired")
 
@@ -117,6 +119,9 @@ files = Table(
     Column("uploaded_at", UTCDateTime, nullable=True),
     Column("published_at", UTCDateTime, nullable=True),
     Column("expired_at", UTCDateTime, nullable=True),
+    # Set (once) when garbage collection claims the version; from then on it can never be
+    # published or change state, and its object may be deleted at any moment. (Version 2.)
+    Column("purge_started_at", UTCDateTime, nullable=True),
     CheckConstraint("state IN ('unpublished', 'published', 'expired')", name="files_state_ck"),
     CheckConstraint(
         "state <> 'published' OR (md5 IS NOT NULL AND size IS NOT NULL)",
@@ -165,3 +170,15 @@ file_hosts = Table(
     Column("last_access", UTCDateTime, nullable=False),
 )
 Index("file_hosts_host_ix", file_hosts.c.host_id, file_hosts.c.last_access)
+
+backups = Table(
+    "backups",
+    metadata,
+    Column("backup_id", Id, primary_key=True, autoincrement=True),
+    Column("name", Name, nullable=False, unique=True),
+    # The snapshot's time: what the backup contains is the catalog as of this moment.
+    Column("taken_at", UTCDateTime, nullable=False),
+    Column("completed_at", UTCDateTime, nullable=True),
+    Column("location", Text, nullable=False, server_default=""),
+)
+Index("backups_taken_ix", backups.c.taken_at)

@@ -1,0 +1,287 @@
+"""Queries for garbage collection, backups and host caches.
+
+Purging is a claim, then deletion: `claim_for_purge` stamps ``purge_started_at`` with a
+conditional update that re-checks every rule in its WHERE clause, and `publish` and
+`expire` only match rows without the stamp. Whichever commits first wins the row, so a
+version that is being published is never purged, and a claimed version is never
+published. Objects are deleted only after the claim is committed; rows only after their
+objects are gone. A claim left behind by an interrupted run is finished by the next.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import and_, delete, func, or_, select, update
+
+from .base import IN_BATCH, CatalogBase
+from .connection import translate_errors
+from .records import FileRecord, record, select_files
+from .schema import backups, file_hosts, file_tags, files, hosts
+
+__all__ = ["BackupRecord", "HostSummary", "PurgeQueries"]
+
+_FOREVER = datetime(9999, 12, 31, tzinfo=UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class BackupRecord:
+    """A catalog backup recorded in the catalog."""
+
+    name: str
+    taken_at: datetime
+    completed_at: datetime | None
+    location: str
+
+
+@dataclass(frozen=True, slots=True)
+class HostSummary:
+    """A host known to the catalog and what its cache holds."""
+
+    name: str
+    first_seen: datetime
+    last_seen: datetime
+    cache_max_bytes: int | None
+    files: int
+    bytes: int
+
+
+class PurgeQueries(CatalogBase):
+    """Garbage collection, backups and cache bookkeeping."""
+
+    # -- backups -------------------------------------------------------------------------
+
+    def record_backup(
+        self, name: str, *, taken_at: datetime, completed_at: datetime | None, location: str = ""
+    ) -> None:
+        with translate_errors("recording a backup"):
+            conn = self.db.begin_write()
+            conn.execute(
+                backups.insert().values(
+                    name=name, taken_at=taken_at, completed_at=completed_at, location=location
+                )
+            )
+
+    def completed_backups(self) -> list[BackupRecord]:
+        """Completed backups, newest snapshot first."""
+        with translate_errors("reading backups"):
+            rows = self.db.conn.execute(
+                select(
+                    backups.c.name, backups.c.taken_at, backups.c.completed_at, backups.c.location
+                )
+                .where(backups.c.completed_at.is_not(None))
+                .order_by(backups.c.taken_at.desc(), backups.c.backup_id.desc())
+            )
+            return [BackupRecord(*r) for r in rows]
+
+    def expired_cutoff(self, backups_needed: int) -> datetime | None:
+        """Files expired before this time have been in `backups_needed` completed backups
+        taken since (None: not enough backups yet, so no expired file may go)."""
+        if backups_needed <= 0:
+            return _FOREVER
+        with translate_errors("reading backups"):
+            value = self.db.conn.execute(
+                select(backups.c.taken_at)
+                .where(backups.c.completed_at.is_not(None))
+                .order_by(backups.c.taken_at.desc())
+                .limit(1)
+                .offset(backups_needed - 1)
+            ).scalar()
+        return value
+
+    # -- garbage collection --------------------------------------------------------------
+
+    def _purge_rule(self, unpublished_before: datetime, expired_before: datetime | None) -> Any:
+        rule = and_(files.c.state == "unpublished", files.c.created_at < unpublished_before)
+        if expired_before is not None:
+            rule = or_(rule, and_(files.c.state == "expired", files.c.expired_at < expired_before))
+        return and_(files.c.purge_started_at.is_(None), rule)
+
+    def purge_candidates(
+        self, *, unpublished_before: datetime, expired_before: datetime | None
+    ) -> list[FileRecord]:
+        """Versions the rules allow to purge, not yet claimed (ordered by id)."""
+        with translate_errors("finding files to purge"):
+            rows = self.db.conn.execute(
+                select_files()
+                .where(self._purge_rule(unpublished_before, expired_before))
+                .order_by(files.c.file_id)
+            )
+            return [record(r) for r in rows]
+
+    def count_waiting_for_backups(self, *, expired_before: datetime) -> tuple[int, int]:
+        """Expired versions past their TTL that wait only for backups: (count, bytes)."""
+        with translate_errors("counting expired files"):
+            row = self.db.conn.execute(
+                select(func.count(), func.coalesce(func.sum(files.c.size), 0)).where(
+                    files.c.state == "expired",
+                    files.c.purge_started_at.is_(None),
+                    files.c.expired_at < expired_before,
+                )
+            ).one()
+            return int(row[0]), int(row[1])
+
+    def claim_for_purge(
+        self,
+        file_ids: Sequence[int],
+        *,
+        now: datetime,
+        unpublished_before: datetime,
+        expired_before: datetime | None,
+    ) -> list[FileRecord]:
+        """Claim these versions if the rules still allow it; returns those claimed.
+
+        The caller commits before deleting any object.
+        """
+        claimed: list[FileRecord] = []
+        with translate_errors("claiming files to purge"):
+            conn = self.db.begin_write()
+            for i in range(0, len(file_ids), IN_BATCH):
+                chunk = list(file_ids[i : i + IN_BATCH])
+                ids = conn.execute(
+                    update(files)
+                    .where(
+                        files.c.file_id.in_(chunk),
+                        self._purge_rule(unpublished_before, expired_before),
+                    )
+                    .values(purge_started_at=now)
+                    .returning(files.c.file_id)
+                ).scalars()
+                claimed += self._records(list(ids))
+        return claimed
+
+    def claimed(self) -> list[FileRecord]:
+        """Versions claimed for purging whose purge has not finished."""
+        with translate_errors("finding claimed files"):
+            rows = self.db.conn.execute(
+                select_files()
+                .where(files.c.purge_started_at.is_not(None))
+                .order_by(files.c.file_id)
+            )
+            return [record(r) for r in rows]
+
+    def forget_files(self, file_ids: Sequence[int]) -> int:
+        """Delete the rows of claimed versions (their objects are gone); returns the count."""
+        gone = 0
+        with translate_errors("removing purged files"):
+            conn = self.db.begin_write()
+            for i in range(0, len(file_ids), IN_BATCH):
+                chunk = list(file_ids[i : i + IN_BATCH])
+                claimed = select(files.c.file_id).where(
+                    files.c.file_id.in_(chunk), files.c.purge_started_at.is_not(None)
+                )
+                conn.execute(delete(file_tags).where(file_tags.c.file_id.in_(claimed)))
+                conn.execute(delete(file_hosts).where(file_hosts.c.file_id.in_(claimed)))
+                result = conn.execute(
+                    delete(files).where(
+                        files.c.file_id.in_(chunk), files.c.purge_started_at.is_not(None)
+                    )
+                )
+                gone += result.rowcount
+        return gone
+
+    def known_keys(self, keys: Sequence[str]) -> set[str]:
+        """Which of these object keys a version (in any state) refers to."""
+        found: set[str] = set()
+        with translate_errors("looking up object keys"):
+            for i in range(0, len(keys), IN_BATCH):
+                chunk = list(keys[i : i + IN_BATCH])
+                found.update(
+                    self.db.conn.execute(
+                        select(files.c.key).where(files.c.key.in_(chunk))
+                    ).scalars()
+                )
+        return found
+
+    def files_by_key(self, keys: Sequence[str]) -> dict[str, FileRecord]:
+        out: dict[str, FileRecord] = {}
+        with translate_errors("looking up object keys"):
+            for i in range(0, len(keys), IN_BATCH):
+                chunk = list(keys[i : i + IN_BATCH])
+                for row in self.db.conn.execute(select_files().where(files.c.key.in_(chunk))):
+                    rec = record(row)
+                    out[rec.key] = rec
+        return out
+
+    def pending_upload_keys(self, origin: str) -> set[str]:
+        """Keys of versions made on `origin` that are not uploaded and not being purged
+        (the ones whose staging copies are still needed)."""
+        with translate_errors("reading unfinished uploads"):
+            return set(
+                self.db.conn.execute(
+                    select(files.c.key).where(
+                        files.c.origin == origin,
+                        files.c.md5.is_(None),
+                        files.c.purge_started_at.is_(None),
+                    )
+                ).scalars()
+            )
+
+    def _records(self, file_ids: list[int]) -> list[FileRecord]:
+        if not file_ids:
+            return []
+        rows = self.db.conn.execute(
+            select_files().where(files.c.file_id.in_(file_ids)).order_by(files.c.file_id)
+        )
+        return [record(r) for r in rows]
+
+    # -- hosts and their caches ----------------------------------------------------------
+
+    def forget_copies(self, host: str, keys: Sequence[str]) -> None:
+        """`host` no longer holds these objects (evicted from its cache)."""
+        if not keys:
+            return
+        with self.db.side_connection() as conn:
+            host_id = conn.execute(select(hosts.c.host_id).where(hosts.c.name == host)).scalar()
+            if host_id is None:
+                return
+            for i in range(0, len(keys), IN_BATCH):
+                chunk = list(keys[i : i + IN_BATCH])
+                conn.execute(
+                    delete(file_hosts).where(
+                        file_hosts.c.host_id == host_id,
+                        file_hosts.c.file_id.in_(
+                            select(files.c.file_id).where(files.c.key.in_(chunk))
+                        ),
+                    )
+                )
+
+    def forget_host(self, host: str) -> int | None:
+        """Forget a host and every copy it held; the number of copies (None: unknown host)."""
+        with translate_errors(f"forgetting host {host!r}"):
+            conn = self.db.begin_write()
+            host_id = conn.execute(select(hosts.c.host_id).where(hosts.c.name == host)).scalar()
+            if host_id is None:
+                return None
+            copies = conn.execute(delete(file_hosts).where(file_hosts.c.host_id == host_id))
+            conn.execute(delete(hosts).where(hosts.c.host_id == host_id))
+            return int(copies.rowcount)
+
+    def host_summaries(self) -> list[HostSummary]:
+        with translate_errors("listing hosts"):
+            held = (
+                select(
+                    file_hosts.c.host_id,
+                    func.count().label("n"),
+                    func.coalesce(func.sum(files.c.size), 0).label("b"),
+                )
+                .join(files, files.c.file_id == file_hosts.c.file_id)
+                .group_by(file_hosts.c.host_id)
+                .subquery()
+            )
+            rows = self.db.conn.execute(
+                select(
+                    hosts.c.name,
+                    hosts.c.first_seen,
+                    hosts.c.last_seen,
+                    hosts.c.cache_max_bytes,
+                    func.coalesce(held.c.n, 0),
+                    func.coalesce(held.c.b, 0),
+                )
+                .outerjoin(held, held.c.host_id == hosts.c.host_id)
+                .order_by(hosts.c.name)
+            )
+            return [HostSummary(r[0], r[1], r[2], r[3], int(r[4]), int(r[5])) for r in rows]

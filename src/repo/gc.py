@@ -1,0 +1,198 @@
+"""Garbage collection: purge old unpublished versions, expired versions that enough
+backups have seen, and orphaned objects, without ever touching published data.
+
+A purge runs in three committed steps per batch: claim the rows (a conditional update
+that re-checks the rules, so a concurrent publish either wins the row or finds it
+claimed), delete the objects, delete the rows. A run interrupted anywhere leaves claimed
+rows that the next run finishes first; deleting an object twice is harmless. Orphans
+(objects no row refers to, e.g. from a process that died before commit) are only
+considered once older than the grace period, so uploads in flight are never touched.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
+
+from .catalog import FileRecord
+from .errors import UsageError
+from .paths import DATA_PREFIX, TOKEN_LENGTH, token_time
+from .stores.base import ObjectInfo
+
+if TYPE_CHECKING:
+    from .repository import Repo
+
+__all__ = ["GcCategory", "GcReport", "collect_garbage"]
+
+logger = logging.getLogger(__name__)
+
+#: Versions claimed and purged per round (one claim, one DeleteObjects, one row delete).
+PURGE_BATCH = 1000
+
+
+@dataclass
+class GcCategory:
+    """What went (or, in a dry run, would go) in one category."""
+
+    count: int = 0
+    bytes: int = 0
+    keys: list[str] = field(default_factory=list)
+
+    def add(self, key: str, size: int | None) -> None:
+        self.count += 1
+        self.bytes += size or 0
+        self.keys.append(key)
+
+
+@dataclass
+class GcReport:
+    """The outcome of one garbage collection run."""
+
+    dry_run: bool
+    #: Unpublished versions older than ``unpublished_ttl_seconds``.
+    unpublished: GcCategory = field(default_factory=GcCategory)
+    #: Expired versions past ``expired_ttl_seconds`` and seen by enough backups.
+    expired: GcCategory = field(default_factory=GcCategory)
+    #: Versions claimed by an earlier, interrupted run, finished now.
+    resumed: GcCategory = field(default_factory=GcCategory)
+    #: Objects no version refers to, older than ``orphan_grace_seconds`` (``orphans=True``).
+    orphans: GcCategory = field(default_factory=GcCategory)
+    #: Expired versions past their TTL kept only because too few backups were taken since.
+    waiting_for_backups: int = 0
+    #: This host's staging copies of versions that were purged (or never recorded).
+    staging_removed: int = 0
+
+
+def collect_garbage(
+    repo: Repo, *, dry_run: bool = False, orphans: bool = False, now: datetime | None = None
+) -> GcReport:
+    if repo.catalog.db.in_write:
+        raise UsageError(
+            "garbage collection needs a clean session: there are uncommitted changes",
+            hint="commit() or rollback() first",
+        )
+    cfg = repo.config
+    now = now or datetime.now(UTC)
+    catalog = repo.catalog
+    report = GcReport(dry_run=dry_run)
+    try:
+        unpublished_before = now - timedelta(seconds=cfg.unpublished_ttl_seconds)
+        ttl_cutoff = now - timedelta(seconds=cfg.expired_ttl_seconds)
+        backup_cutoff = catalog.expired_cutoff(cfg.backups_before_purge)
+        expired_before = None if backup_cutoff is None else min(ttl_cutoff, backup_cutoff)
+
+        if not dry_run:
+            leftover = catalog.claimed()
+            catalog.rollback()
+            for batch in _batches(leftover, PURGE_BATCH):
+                _purge(repo, batch)
+                for rec in batch:
+                    report.resumed.add(rec.key, rec.size)
+
+        candidates = catalog.purge_candidates(
+            unpublished_before=unpublished_before, expired_before=expired_before
+        )
+        waiting = catalog.count_waiting_for_backups(expired_before=ttl_cutoff)[0]
+        catalog.rollback()
+        for batch in _batches(candidates, PURGE_BATCH):
+            if dry_run:
+                chosen = batch
+            else:
+                chosen = catalog.claim_for_purge(
+                    [r.file_id for r in batch],
+                    now=now,
+                    unpublished_before=unpublished_before,
+                    expired_before=expired_before,
+                )
+                catalog.commit()  # claimed: from here on nobody can publish these
+                _purge(repo, chosen)
+            for rec in chosen:
+                target = report.unpublished if rec.state == "unpublished" else report.expired
+                target.add(rec.key, rec.size)
+        report.waiting_for_backups = waiting - report.expired.count
+
+        if orphans:
+            for info in _orphans(repo, now - timedelta(seconds=cfg.orphan_grace_seconds)):
+                report.orphans.add(info.key, info.size)
+            if not dry_run and report.orphans.keys:
+                repo.store.delete_many(report.orphans.keys)
+        report.staging_removed = clean_staging(repo, now, dry_run)
+    finally:
+        catalog.rollback()
+    logger.info(
+        "gc%s: %d unpublished, %d expired, %d resumed, %d orphans",
+        " (dry run)" if dry_run else "",
+        report.unpublished.count,
+        report.expired.count,
+        report.resumed.count,
+        report.orphans.count,
+    )
+    return report
+
+
+def _batches(items: Sequence[FileRecord], size: int) -> Iterator[Sequence[FileRecord]]:
+    for i in range(0, len(items), size):
+        yield items[i : i + size]
+
+
+def _purge(repo: Repo, claimed: Sequence[FileRecord]) -> None:
+    """Delete the objects of claimed versions, then their rows (each step committed)."""
+    by_bucket: dict[str, list[str]] = {}
+    for rec in claimed:
+        by_bucket.setdefault(rec.bucket, []).append(rec.key)
+    for bucket, keys in by_bucket.items():
+        repo._store_for(bucket).delete_many(keys)
+    for rec in claimed:
+        repo.cache.evict(rec.key)
+    repo.catalog.forget_files([r.file_id for r in claimed])
+    repo.catalog.commit()
+
+
+def _orphans(repo: Repo, older_than: datetime) -> Iterator[ObjectInfo]:
+    """Objects under this repository's data prefix that no version refers to."""
+    batch: list[ObjectInfo] = []
+
+    def settle() -> Iterator[ObjectInfo]:
+        known = repo.catalog.known_keys([i.key for i in batch])
+        repo.catalog.rollback()
+        yield from (i for i in batch if i.key not in known)
+        batch.clear()
+
+    for info in repo.store.list(repo.store.key_prefix + DATA_PREFIX):
+        # Old by the store's clock and by the time in the key's own token: an upload in
+        # flight is young by both, whatever either clock says.
+        made = token_time(info.key)
+        if info.last_modified is None or info.last_modified >= older_than:
+            continue
+        if made is not None and made >= older_than:
+            continue
+        batch.append(info)
+        if len(batch) >= PURGE_BATCH:
+            yield from settle()
+    if batch:
+        yield from settle()
+
+
+def clean_staging(repo: Repo, now: datetime, dry_run: bool) -> int:
+    """Remove this host's staging copies that no unfinished version needs any more.
+
+    A staging copy younger than the orphan grace period may belong to a transaction
+    still in flight on this host, so it stays.
+    """
+    entries = repo.cache.staging_entries()
+    if not entries:
+        return 0
+    live = {key[-TOKEN_LENGTH:] for key in repo.catalog.pending_upload_keys(repo.host)}
+    repo.catalog.rollback()
+    grace = repo.config.orphan_grace_seconds
+    removed = 0
+    for token, directory, mtime in entries:
+        if token in live or now.timestamp() - mtime < grace:
+            continue
+        if not dry_run:
+            repo.cache.remove_staging(directory)
+        removed += 1
+    return removed

@@ -1,0 +1,125 @@
+"""This host's cache as a whole (status, prune, clear) and the catalog's list of hosts."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
+
+from .catalog import HostSummary
+from .errors import NotFoundError, StoreError
+
+if TYPE_CHECKING:
+    from .repository import Repo
+
+__all__ = ["CacheReport", "CacheStatus", "clear_cache", "decommission_host", "prune_cache"]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class CacheStatus:
+    """This host's cache: where, how full, and its limit."""
+
+    host: str
+    directory: str
+    files: int
+    bytes: int
+    limit: int | None
+
+
+@dataclass
+class CacheReport:
+    """What `prune_cache` or `clear_cache` removed."""
+
+    evicted_for_space: int = 0
+    dropped_expired: int = 0
+    dropped_purged: int = 0
+    bytes: int = 0
+    staging_removed: int = 0
+    keys: list[str] = field(default_factory=list)
+
+
+def cache_status(repo: Repo) -> CacheStatus:
+    files, size = repo.cache.usage()
+    return CacheStatus(
+        host=repo.host,
+        directory=str(repo.cache.cache_dir),
+        files=files,
+        bytes=size,
+        limit=repo.config.cache_max_bytes,
+    )
+
+
+def prune_cache(repo: Repo) -> CacheReport:
+    """Drop cached copies of versions that are expired or gone, then evict least recently
+    used copies down to the limit; also remove staging leftovers (as GC does)."""
+    from .gc import clean_staging  # one rule for staging leftovers (import: no cycle)
+
+    report = CacheReport()
+    entries = repo.cache.entries()
+    known = repo.catalog.files_by_key([e.key for e in entries])
+    repo.catalog.rollback()
+    for entry in entries:
+        rec = known.get(entry.key)
+        if rec is not None:
+            if rec.state != "expired" and rec.purge_started_at is None:
+                continue
+            report.dropped_expired += 1
+        else:
+            # Not in the catalog: purged, or the catalog lost it (restored from an older
+            # backup). A host cache can be the last copy in the second case, so it is
+            # dropped only when the store no longer has the object either.
+            if not _gone_from_store(repo, entry.key):
+                continue
+            report.dropped_purged += 1
+        repo.cache.evict(entry.key)
+        report.bytes += entry.size
+        report.keys.append(entry.key)
+    limit = repo.config.cache_max_bytes
+    if limit is not None:
+        evicted = repo.cache.evict_to(limit)
+        report.evicted_for_space = len(evicted)
+        report.bytes += sum(e.size for e in evicted)
+        report.keys += [e.key for e in evicted]
+    repo._forget_copies(report.keys)
+    report.staging_removed = clean_staging(repo, datetime.now(UTC), dry_run=False)
+    return report
+
+
+def _gone_from_store(repo: Repo, key: str) -> bool:
+    try:
+        repo.store.head(key)
+    except NotFoundError:
+        return True
+    except StoreError as exc:
+        logger.warning("cannot check %s in the store, keeping the cached copy: %s", key, exc)
+    return False
+
+
+def clear_cache(repo: Repo) -> CacheReport:
+    """Evict every cached copy on this host (staging copies of unfinished work stay)."""
+    evicted = repo.cache.clear()
+    report = CacheReport(
+        evicted_for_space=len(evicted),
+        bytes=sum(e.size for e in evicted),
+        keys=[e.key for e in evicted],
+    )
+    repo._forget_copies(report.keys)
+    return report
+
+
+def list_hosts(repo: Repo) -> list[HostSummary]:
+    try:
+        return repo.catalog.host_summaries()
+    finally:
+        repo.catalog.rollback()
+
+
+def decommission_host(repo: Repo, name: str) -> int:
+    """Forget a host and the copies it held; returns how many copies were forgotten."""
+    forgotten = repo.catalog.forget_host(name)
+    if forgotten is None:
+        raise NotFoundError(f"no host named {name!r}", hint="see `repo host list`")
+    return forgotten
