@@ -24,18 +24,22 @@ FILE_FIELDS = [
 
 def test_every_command_has_help_with_an_example(embedded_cli: CliRun) -> None:
     assert isinstance(repo_cli, click.Group)
-    names = sorted(repo_cli.commands)
-    assert names == sorted(
+    assert sorted(repo_cli.commands) == sorted(
         [
-            "add", "cat", "config", "create", "ctl", "demo", "destroy", "expire", "find",
-            "get", "list", "publish", "show", "status", "tag", "upload",
+            "add", "cache", "cat", "config", "create", "ctl", "demo", "destroy", "expire",
+            "find", "gc", "get", "host", "list", "publish", "show", "status", "tag", "upload",
         ]
     )  # fmt: skip
-    for name in names:
-        result = embedded_cli(name, "--help")
-        assert result.exit_code == 0, name
-        assert "Example" in result.stdout, f"`repo {name} --help` has no example"
-        assert f"repo {name}" in result.stdout.split("Example", 1)[1], name
+    argvs: list[list[str]] = []
+    for name, command in repo_cli.commands.items():
+        argvs.append([name])
+        if isinstance(command, click.Group):
+            argvs += [[name, sub] for sub in command.commands]
+    for argv in argvs:
+        result = embedded_cli(*argv, "--help")
+        assert result.exit_code == 0, argv
+        assert "Example" in result.stdout, f"`repo {' '.join(argv)} --help` has no example"
+        assert f"repo {' '.join(argv)}" in result.stdout.split("Example", 1)[1], argv
     top = embedded_cli("--help")
     assert top.exit_code == 0 and "Example" in top.stdout and "_REPO_COMPLETE" in top.stdout
 

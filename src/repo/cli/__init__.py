@@ -17,6 +17,7 @@ from ..errors import RepoError
 from .admin import config, create, ctl, demo, destroy
 from .app import App
 from .files import add, cat, expire, get, publish, tag, upload
+from .housekeeping import cache, gc, host
 from .queries import find, list_files, show, status
 
 __all__ = ["cli", "main"]
@@ -115,6 +116,9 @@ for _command in (
     cat,
     show,
     status,
+    gc,
+    cache,
+    host,
 ):
     # `--config` is also accepted after the command name (`repo list --config FILE`);
     # not on `ctl`, whose `--config` is the seed's "show the configuration".

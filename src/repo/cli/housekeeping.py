@@ -1,0 +1,230 @@
+"""Commands that keep the repository tidy: gc, cache, host."""
+
+from __future__ import annotations
+
+import click
+
+from ..gc import GcCategory
+from .app import App, pass_app
+from .output import echo_json, human_size, human_time, iso, table
+
+__all__ = ["cache", "gc", "host"]
+
+json_option = click.option("--json", "as_json", is_flag=True, help="One JSON document.")
+
+
+def _category(c: GcCategory) -> dict[str, object]:
+    return {"count": c.count, "bytes": c.bytes, "keys": c.keys}
+
+
+@click.command()
+@click.option("--dry-run", is_flag=True, help="Report what would go; delete nothing.")
+@click.option("--orphans", is_flag=True, help="Also delete unreferenced objects past the grace.")
+@json_option
+@pass_app
+def gc(app: App, dry_run: bool, orphans: bool, as_json: bool) -> None:
+    """Purge old unpublished versions, expired versions enough backups have seen, and
+    (with --orphans) objects no version refers to. Published files are never touched.
+
+    Rules and their settings: unpublished_ttl_seconds, expired_ttl_seconds,
+    backups_before_purge, orphan_grace_seconds (see `repo config --show`).
+
+    \b
+    Examples:
+      repo gc --dry-run
+      repo gc --orphans --json
+    """
+    with app.repo() as r:
+        rep = r.gc(dry_run=dry_run, orphans=orphans)
+    if as_json:
+        echo_json(
+            {
+                "dry_run": rep.dry_run,
+                "unpublished": _category(rep.unpublished),
+                "expired": _category(rep.expired),
+                "resumed": _category(rep.resumed),
+                "orphans": _category(rep.orphans) if orphans else None,
+                "waiting_for_backups": rep.waiting_for_backups,
+                "staging_removed": rep.staging_removed,
+            }
+        )
+        return
+    verb = "would purge" if dry_run else "purged"
+    rows = [
+        ["unpublished", rep.unpublished.count, human_size(rep.unpublished.bytes)],
+        ["expired", rep.expired.count, human_size(rep.expired.bytes)],
+    ]
+    if rep.resumed.count:
+        rows.append(["resumed", rep.resumed.count, human_size(rep.resumed.bytes)])
+    if orphans:
+        rows.append(["orphans", rep.orphans.count, human_size(rep.orphans.bytes)])
+    click.echo(f"{verb}:")
+    click.echo(table(["CATEGORY", "FILES", "BYTES"], rows))
+    if rep.waiting_for_backups:
+        click.echo(
+            f"kept {rep.waiting_for_backups} expired files past their TTL until enough "
+            "backups have been taken since they expired (backups_before_purge)"
+        )
+    if rep.staging_removed:
+        click.echo(f"removed {rep.staging_removed} staging leftovers on this host")
+
+
+@click.group()
+def cache() -> None:
+    """This host's cache of verified copies.
+
+    \b
+    Example:
+      repo cache status
+    """
+
+
+@cache.command("status")
+@json_option
+@pass_app
+def cache_status(app: App, as_json: bool) -> None:
+    """Files and bytes in this host's cache, and its limit (cache_max_bytes).
+
+    \b
+    Example:
+      repo cache status --json
+    """
+    with app.repo() as r:
+        st = r.cache_status()
+    if as_json:
+        echo_json(
+            {
+                "host": st.host,
+                "directory": st.directory,
+                "files": st.files,
+                "bytes": st.bytes,
+                "limit": st.limit,
+            }
+        )
+        return
+    limit = "no limit" if st.limit is None else f"limit {human_size(st.limit)}"
+    click.echo(
+        f"cache on {st.host} ({st.directory}): {st.files} files, {human_size(st.bytes)} ({limit})"
+    )
+
+
+@cache.command("prune")
+@json_option
+@pass_app
+def cache_prune(app: App, as_json: bool) -> None:
+    """Drop cached copies of expired or purged files, then evict least recently used
+    copies down to the limit.
+
+    \b
+    Example:
+      repo cache prune
+    """
+    with app.repo() as r:
+        rep = r.prune_cache()
+    if as_json:
+        echo_json(
+            {
+                "dropped_expired": rep.dropped_expired,
+                "dropped_purged": rep.dropped_purged,
+                "evicted_for_space": rep.evicted_for_space,
+                "bytes": rep.bytes,
+                "staging_removed": rep.staging_removed,
+                "keys": rep.keys,
+            }
+        )
+        return
+    click.echo(
+        f"dropped {rep.dropped_expired} expired and {rep.dropped_purged} purged copies, "
+        f"evicted {rep.evicted_for_space} for space ({human_size(rep.bytes)} freed)"
+    )
+
+
+@cache.command("clear")
+@pass_app
+def cache_clear(app: App) -> None:
+    """Remove every cached copy on this host (files are downloaded again when read).
+
+    \b
+    Example:
+      repo cache clear
+    """
+    with app.repo() as r:
+        rep = r.clear_cache()
+    click.echo(f"removed {rep.evicted_for_space} cached copies ({human_size(rep.bytes)})")
+
+
+@click.group()
+def host() -> None:
+    """Hosts known to the catalog and the copies their caches hold.
+
+    \b
+    Example:
+      repo host list
+    """
+
+
+@host.command("list")
+@json_option
+@pass_app
+def host_list(app: App, as_json: bool) -> None:
+    """Every host: cache limit, copies held, last seen.
+
+    \b
+    Example:
+      repo host list --json
+    """
+    with app.repo() as r:
+        found = r.hosts()
+    if as_json:
+        echo_json(
+            {
+                "hosts": [
+                    {
+                        "name": h.name,
+                        "cache_max_bytes": h.cache_max_bytes,
+                        "files": h.files,
+                        "bytes": h.bytes,
+                        "first_seen": iso(h.first_seen),
+                        "last_seen": iso(h.last_seen),
+                    }
+                    for h in found
+                ]
+            }
+        )
+        return
+    if not found:
+        click.echo("no hosts", err=True)
+        return
+    click.echo(
+        table(
+            ["HOST", "FILES", "BYTES", "LIMIT", "LAST SEEN (UTC)"],
+            [
+                [
+                    h.name,
+                    h.files,
+                    human_size(h.bytes),
+                    "-" if h.cache_max_bytes is None else human_size(h.cache_max_bytes),
+                    human_time(h.last_seen),
+                ]
+                for h in found
+            ],
+        )
+    )
+
+
+@host.command("decommission")
+@click.argument("name")
+@click.option("-y", "--yes", is_flag=True, help="Do not ask for confirmation.")
+@pass_app
+def host_decommission(app: App, name: str, yes: bool) -> None:
+    """Forget host NAME and the cached copies it held (nothing is deleted anywhere).
+
+    \b
+    Example:
+      repo host decommission old-worker-3 --yes
+    """
+    if not yes:
+        click.confirm(f"Forget host {name!r} and its cached copies in the catalog?", abort=True)
+    with app.repo() as r:
+        forgotten = r.decommission_host(name)
+    click.echo(f"forgot host {name} ({forgotten} cached copies)")
