@@ -37,6 +37,33 @@ def test_catalog_newer_than_the_code_is_refused(catalog_url: str) -> None:
     assert "999" in str(err.value) and err.value.hint
 
 
+def test_a_version_1_catalog_is_upgraded_in_place_keeping_its_data(
+    catalog_url: str, tmp_path: Any
+) -> None:
+    store = tmp_path / "store"
+    cfg = {"store": store.as_uri(), "database": catalog_url, "local_root": str(tmp_path / "l")}
+    with repo.Repo(cfg) as r:
+        rf = r.add_file("kept.txt").touch("v1 data").publish()
+        rf.tag("old")
+        file_id = rf.file_id
+    # Turn the catalog back into version 1: no purge column, no backups table.
+    engine = create_engine(catalog_url)
+    with engine.begin() as conn:
+        conn.execute(text("DROP TABLE backups"))
+        conn.execute(text("ALTER TABLE files DROP COLUMN purge_started_at"))
+        conn.execute(
+            update(repo_meta).where(repo_meta.c.name == "schema_version").values(value="1")
+        )
+    engine.dispose()
+
+    with repo.Repo(cfg) as r:  # opening upgrades
+        assert r.catalog.schema_version() == SCHEMA_VERSION == 2
+        kept = r.file(file_id)
+        assert (kept.state, kept.tags, kept.read_text()) == ("published", ["old"], "v1 data")
+        assert r.gc().unpublished.count == 0  # the new column and table are usable
+        r.catalog.record_backup("b1", taken_at=kept.created_at, completed_at=kept.created_at)
+
+
 def test_foreign_tables_in_the_database_are_not_taken_over(catalog_url: str) -> None:
     engine = create_engine(catalog_url)
     with engine.begin() as conn:
