@@ -60,10 +60,12 @@ def put_multipart(
     futures: list[Future[dict[str, Any]]] = []
     size = 0
     read_all = False
-    # Bounded memory: at most PART_CONCURRENCY parts are read ahead of the network.
-    slots = threading.BoundedSemaphore(PART_CONCURRENCY)
+    # Bounded memory: parts are read into at most PART_CONCURRENCY buffers that are reused,
+    # so the reader waits for the network and the heap never churns through 8 MiB blocks
+    # (which glibc would keep around, growing the process with the file).
+    buffers = _BufferPool(PART_CONCURRENCY, store.part_size)
 
-    def send(number: int, body: bytes, digest: bytes) -> dict[str, Any]:
+    def send(number: int, body: bytearray, digest: bytes) -> dict[str, Any]:
         try:
             resp = client.upload_part(
                 Bucket=store.bucket,
@@ -74,10 +76,11 @@ def put_multipart(
                 ContentMD5=base64.b64encode(digest).decode(),
             )
         finally:
-            slots.release()
+            length = len(body)
+            buffers.give_back(body)
         if not etag_matches(resp.get("ETag"), digest.hex()):
             raise VerificationError(f"part {number} of {key!r} failed verification")
-        report(len(body))
+        report(length)
         return {"PartNumber": number, "ETag": resp["ETag"]}
 
     try:
@@ -85,17 +88,19 @@ def put_multipart(
             with open(source, "rb") as fp:
                 number = 0
                 while True:
-                    slots.acquire()
-                    body = fp.read(store.part_size)
-                    if not body:
-                        slots.release()
+                    buf = buffers.take()
+                    got = fp.readinto(buf)
+                    if not got:
+                        buffers.give_back(buf)
                         read_all = True
                         break
+                    # The last part is an exact-size copy, which takes over the slot.
+                    body = buf[:got] if got < len(buf) else buf
                     number += 1
                     whole.update(body)
                     digest = hashlib.md5(body).digest()
                     part_md5s.append(digest)
-                    size += len(body)
+                    size += got
                     futures.append(pool.submit(send, number, body, digest))
                     if any(f.done() and f.exception() for f in futures):
                         break
@@ -156,6 +161,27 @@ class _SerialProgress:
         with self._lock:
             self.reported += nbytes
             self._progress(nbytes)
+
+
+class _BufferPool:
+    """Up to `count` reusable part buffers; `take` waits while all are in use."""
+
+    def __init__(self, count: int, size: int) -> None:
+        self._size = size
+        self._free: list[bytearray] = []
+        self._slots = threading.Semaphore(count)
+        self._lock = threading.Lock()
+
+    def take(self) -> bytearray:
+        self._slots.acquire()
+        with self._lock:
+            return self._free.pop() if self._free else bytearray(self._size)
+
+    def give_back(self, buf: bytearray) -> None:
+        if len(buf) == self._size:
+            with self._lock:
+                self._free.append(buf)
+        self._slots.release()
 
 
 def _abort(client: Any, bucket: str, key: str, upload_id: str) -> None:
