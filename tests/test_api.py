@@ -16,13 +16,18 @@ def test_public_names_are_pinned() -> None:
     assert sorted(repo.__all__) == sorted(
         [
             "AddReport",
+            "CacheReport",
+            "CacheStatus",
             "CatalogError",
             "Config",
             "ConfigEntry",
             "ConfigError",
             "ConflictError",
             "CreateReport",
+            "GcCategory",
+            "GcReport",
             "HostCopy",
+            "HostSummary",
             "ImmutableError",
             "InvalidPathError",
             "InvalidTagError",

@@ -12,7 +12,7 @@ with repo.Repo() as r:
 from __future__ import annotations
 
 from .admin import CreateReport, StatusReport, create_repository, destroy_catalog, status_report
-from .catalog import HostCopy
+from .catalog import HostCopy, HostSummary
 from .config import Config, ConfigEntry, describe_config, load_config
 from .errors import (
     CatalogError,
@@ -29,6 +29,8 @@ from .errors import (
     VerificationError,
 )
 from .file import RepoFile
+from .gc import GcCategory, GcReport
+from .hosts import CacheReport, CacheStatus
 from .ingest import AddReport, ProgressListener
 from .repository import Repo
 from .tags import date_tags
@@ -37,13 +39,18 @@ __version__ = "0.1.0"
 
 __all__ = [
     "AddReport",
+    "CacheReport",
+    "CacheStatus",
     "CatalogError",
     "Config",
     "ConfigEntry",
     "ConfigError",
     "ConflictError",
     "CreateReport",
+    "GcCategory",
+    "GcReport",
     "HostCopy",
+    "HostSummary",
     "ImmutableError",
     "InvalidPathError",
     "InvalidTagError",

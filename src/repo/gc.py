@@ -186,7 +186,7 @@ def clean_staging(repo: Repo, now: datetime, dry_run: bool) -> int:
     if not entries:
         return 0
     live = {key[-TOKEN_LENGTH:] for key in repo.catalog.pending_upload_keys(repo.host)}
-    repo.catalog.rollback()
+    repo.catalog.end_read()
     grace = repo.config.orphan_grace_seconds
     removed = 0
     for token, directory, mtime in entries:

@@ -60,7 +60,7 @@ def prune_cache(repo: Repo) -> CacheReport:
     report = CacheReport()
     entries = repo.cache.entries()
     known = repo.catalog.files_by_key([e.key for e in entries])
-    repo.catalog.rollback()
+    repo.catalog.end_read()
     for entry in entries:
         rec = known.get(entry.key)
         if rec is not None:
@@ -114,7 +114,7 @@ def list_hosts(repo: Repo) -> list[HostSummary]:
     try:
         return repo.catalog.host_summaries()
     finally:
-        repo.catalog.rollback()
+        repo.catalog.end_read()
 
 
 def decommission_host(repo: Repo, name: str) -> int:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import builtins
 import logging
 import os
+import shutil
 import time
 from collections.abc import Iterable, Mapping
 from datetime import UTC, date, datetime
@@ -72,7 +73,13 @@ class Repo:
             raise
         self.cache = LocalCache(self.config.local_root)
         self._stores: dict[str, Store] = {self.store.bucket: self.store}
-        self._pending: list[tuple[int, datetime, bool]] = []
+        # Cache bookkeeping waiting to be written: (file id, when, downloaded?, key) of
+        # copies used, keys of copies evicted.
+        self._pending: list[tuple[int, datetime, bool, str]] = []
+        self._evicted: list[str] = []
+        # Uploads in the open transaction, whose verified copy moved from staging into
+        # the cache: a rollback puts a staging copy back, so the version stays uploadable.
+        self._uploaded: list[str] = []
         self._last_flush = time.monotonic()
 
     def __repr__(self) -> str:
@@ -83,6 +90,7 @@ class Repo:
     def commit(self) -> None:
         """Make this session's catalog changes visible to everyone."""
         self.catalog.commit()
+        self._uploaded.clear()
         self._flush_access()
 
     def rollback(self) -> None:
@@ -92,11 +100,14 @@ class Repo:
         removes them.
         """
         self.catalog.rollback()
+        self._restore_staging()
+        self._flush_access()  # after the rollback, so the bookkeeping is kept
 
     def close(self) -> None:
         """Roll back anything uncommitted and release connections."""
         try:
             self.catalog.rollback()
+            self._restore_staging()
             self._flush_access()  # after the rollback, so the bookkeeping is kept
         finally:
             self.catalog.close()
@@ -354,10 +365,25 @@ class Repo:
             record.file_id, md5=result.md5, size=result.size, when=_now()
         )
         if source != self.cache.cache_path(record.key):
+            self._make_room(result.size)
             self.cache.adopt(source, record.key)
+            self._uploaded.append(record.key)
         # Recorded after commit: until then other sessions cannot see the file's row.
-        self._note_copy(record.file_id, fresh=True, flush=False)
+        self._note_copy(record.file_id, fresh=True, flush=False, key=record.key)
         return updated
+
+    def _restore_staging(self) -> None:
+        uploaded, self._uploaded = self._uploaded, []
+        for key in uploaded:
+            staging = self.cache.staging_path(key)
+            cached = self.cache.cache_path(key)
+            if staging.exists() or not cached.exists():
+                continue
+            try:
+                staging.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(cached, staging)  # a copy: the staging one stays writable
+            except OSError as exc:
+                logger.warning("could not restore the staging copy of %s: %s", key, exc)
 
     def _rekey(self, record: FileRecord, source: Path) -> tuple[FileRecord, Path]:
         new_key = record.key[:-TOKEN_LENGTH] + new_version_token()
@@ -385,11 +411,9 @@ class Repo:
         assert record.md5 is not None and record.size is not None
         hit = self.cache.lookup(record.key, record.size)
         if hit is not None:
-            self._note_copy(record.file_id, fresh=False)
+            self._note_copy(record.file_id, fresh=False, key=record.key)
             return hit
-        evicted = self.cache.make_room(record.size, self.config.cache_max_bytes)
-        if evicted:
-            self._forget_copies([e.key for e in evicted])
+        self._make_room(record.size)
         path = self.cache.download(
             self._store_for(record.bucket),
             record.key,
@@ -397,32 +421,50 @@ class Repo:
             size=record.size,
             progress=progress,
         )
-        self._note_copy(record.file_id, fresh=True)
+        self._note_copy(record.file_id, fresh=True, key=record.key)
         return path
 
-    def _forget_copies(self, keys: builtins.list[str]) -> None:
-        try:
-            self.catalog.forget_copies(self.host, keys)
-        except CatalogError as exc:
-            # The catalog's list of copies is advisory; a stale entry is harmless.
-            logger.warning("could not record %d cache evictions: %s", len(keys), exc)
+    def _make_room(self, size: int) -> None:
+        evicted = self.cache.make_room(size, self.config.cache_max_bytes)
+        if evicted:
+            self._forget_copies([e.key for e in evicted])
 
-    def _note_copy(self, file_id: int, *, fresh: bool, flush: bool = True) -> None:
-        self._pending.append((file_id, _now(), fresh))
+    def _forget_copies(self, keys: builtins.list[str]) -> None:
+        self._evicted += keys
+        self._flush_access()
+
+    def _note_copy(self, file_id: int, *, fresh: bool, key: str, flush: bool = True) -> None:
+        self._pending.append((file_id, _now(), fresh, key))
         due = time.monotonic() - self._last_flush > ACCESS_FLUSH_SECONDS
         if flush and (fresh or due or len(self._pending) >= MAX_PENDING):
             self._flush_access()
 
     def _flush_access(self) -> None:
-        if not self._pending:
+        """Write the cache bookkeeping, in side transactions of its own.
+
+        On SQLite, while this session holds the write lock, a side transaction would wait
+        on ourselves, and the bookkeeping would otherwise ride in (and be undone with) the
+        user's transaction: it waits for the commit or rollback instead.
+        """
+        if not (self._pending or self._evicted):
+            return
+        if self.catalog.db.is_sqlite and self.catalog.db.in_write:
             return
         pending, self._pending = self._pending, []
+        evicted, self._evicted = self._evicted, []
+        # A copy evicted since it was used must not be recorded again.
+        used = [
+            (f, when, fresh)
+            for f, when, fresh, key in pending
+            if self.cache.cache_path(key).exists()
+        ]
         try:
-            self.catalog.record_copies(
-                self.host, pending, cache_max_bytes=self.config.cache_max_bytes
-            )
+            self.catalog.record_copies(self.host, used, cache_max_bytes=self.config.cache_max_bytes)
+            self.catalog.forget_copies(self.host, evicted)
         except CatalogError as exc:
-            # Bookkeeping must never fail a read; keep it for the next flush.
+            # Bookkeeping must never fail a read, and the catalog's list of copies is
+            # advisory (a stale entry is harmless); keep it for the next flush.
             logger.warning("could not record cache use yet: %s", exc)
             self._pending = pending + self._pending
+            self._evicted = evicted + self._evicted
         self._last_flush = time.monotonic()

@@ -81,6 +81,11 @@ class CatalogBase:
     def commit(self) -> None:
         self.db.commit()
 
+    def end_read(self) -> None:
+        """End a read-only transaction (not the caller's writes, which stay open)."""
+        if not self.db.in_write:
+            self.db.rollback()
+
     def rollback(self) -> None:
         self.db.rollback()
 
