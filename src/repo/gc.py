@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator, Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
@@ -84,13 +85,13 @@ def collect_garbage(
         backup_cutoff = catalog.expired_cutoff(cfg.backups_before_purge)
         expired_before = None if backup_cutoff is None else min(ttl_cutoff, backup_cutoff)
 
-        if not dry_run:
-            leftover = catalog.claimed()
-            catalog.rollback()
-            for batch in _batches(leftover, PURGE_BATCH):
+        leftover = catalog.claimed()
+        catalog.rollback()
+        for batch in _batches(leftover, PURGE_BATCH):
+            if not dry_run:
                 _purge(repo, batch)
-                for rec in batch:
-                    report.resumed.add(rec.key, rec.size)
+            for rec in batch:
+                report.resumed.add(rec.key, rec.size)
 
         candidates = catalog.purge_candidates(
             unpublished_before=unpublished_before, expired_before=expired_before
@@ -119,7 +120,8 @@ def collect_garbage(
                 report.orphans.add(info.key, info.size)
             if not dry_run and report.orphans.keys:
                 repo.store.delete_many(report.orphans.keys)
-        report.staging_removed = clean_staging(repo, now, dry_run)
+        going = set(report.unpublished.keys + report.expired.keys + report.resumed.keys)
+        report.staging_removed = clean_staging(repo, now, dry_run, going=going)
     finally:
         catalog.rollback()
     logger.info(
@@ -176,8 +178,12 @@ def _orphans(repo: Repo, older_than: datetime) -> Iterator[ObjectInfo]:
         yield from settle()
 
 
-def clean_staging(repo: Repo, now: datetime, dry_run: bool) -> int:
+def clean_staging(
+    repo: Repo, now: datetime, dry_run: bool, going: AbstractSet[str] = frozenset()
+) -> int:
     """Remove this host's staging copies that no unfinished version needs any more.
+
+    Returns how many were (or, in a dry run, would be) removed.
 
     A staging copy younger than the orphan grace period may belong to a transaction
     still in flight on this host, so it stays.
@@ -185,7 +191,9 @@ def clean_staging(repo: Repo, now: datetime, dry_run: bool) -> int:
     entries = repo.cache.staging_entries()
     if not entries:
         return 0
-    live = {key[-TOKEN_LENGTH:] for key in repo.catalog.pending_upload_keys(repo.host)}
+    # `going`: versions a dry run would purge, whose rows are still there.
+    pending = repo.catalog.pending_upload_keys(repo.host) - going
+    live = {key[-TOKEN_LENGTH:] for key in pending}
     repo.catalog.end_read()
     grace = repo.config.orphan_grace_seconds
     removed = 0

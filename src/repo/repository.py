@@ -16,7 +16,7 @@ from typing import Any, BinaryIO
 from .cache import LocalCache
 from .catalog import Catalog, FileRecord, HostSummary
 from .config import Config, load_config
-from .errors import CatalogError, ConflictError, NotFoundError, UsageError
+from .errors import ConflictError, NotFoundError, RepoError, UsageError
 from .file import RepoFile
 from .gc import GcReport, collect_garbage
 from .hosts import (
@@ -461,9 +461,10 @@ class Repo:
         try:
             self.catalog.record_copies(self.host, used, cache_max_bytes=self.config.cache_max_bytes)
             self.catalog.forget_copies(self.host, evicted)
-        except CatalogError as exc:
-            # Bookkeeping must never fail a read, and the catalog's list of copies is
-            # advisory (a stale entry is harmless); keep it for the next flush.
+        except RepoError as exc:
+            # Bookkeeping must never fail a read or a commit, and the catalog's list of
+            # copies is advisory (a stale entry is harmless); keep it for the next flush,
+            # which re-checks which versions still exist (GC may have purged one).
             logger.warning("could not record cache use yet: %s", exc)
             self._pending = pending + self._pending
             self._evicted = evicted + self._evicted

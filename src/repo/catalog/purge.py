@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import and_, delete, func, or_, select, update
+from sqlalchemy import and_, delete, func, or_, select, text, update
 
 from .base import IN_BATCH, CatalogBase
 from .connection import translate_errors
@@ -168,6 +168,11 @@ class PurgeQueries(CatalogBase):
         gone = 0
         with translate_errors("removing purged files"):
             conn = self.db.begin_write()
+            if self.db.is_sqlite and not self._sqlite_ids_never_reused(conn):
+                # A version-1 SQLite catalog reuses the highest id once its row is gone:
+                # keep that one row (claimed, object deleted) until a newer one exists.
+                top = conn.execute(select(func.max(files.c.file_id))).scalar()
+                file_ids = [f for f in file_ids if f != top]
             for i in range(0, len(file_ids), IN_BATCH):
                 chunk = list(file_ids[i : i + IN_BATCH])
                 claimed = select(files.c.file_id).where(
@@ -182,6 +187,12 @@ class PurgeQueries(CatalogBase):
                 )
                 gone += result.rowcount
         return gone
+
+    def _sqlite_ids_never_reused(self, conn: Any) -> bool:
+        sql = conn.execute(
+            text("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'files'")
+        ).scalar()
+        return "AUTOINCREMENT" in str(sql).upper()
 
     def known_keys(self, keys: Sequence[str]) -> set[str]:
         """Which of these object keys a version (in any state) refers to."""

@@ -127,6 +127,9 @@ files = Table(
         "state <> 'published' OR (md5 IS NOT NULL AND size IS NOT NULL)",
         name="files_published_uploaded_ck",
     ),
+    # Ids of purged versions must never be handed out again (`repo publish 12` must
+    # not reach a stranger's version): SQLite reuses the highest rowid without this.
+    sqlite_autoincrement=True,
 )
 Index("files_path_state_ix", files.c.path_id, files.c.state)
 Index("files_state_ix", files.c.state, files.c.file_id)
