@@ -59,6 +59,17 @@ class Catalog(TagQueries, CopyQueries, PurgeQueries):
             )
         return record(row)
 
+    def _get_or_purged(self, file_id: int) -> FileRecord:
+        """`get`, for a version the caller holds: gone can only mean purged."""
+        try:
+            return self.get(file_id)
+        except NotFoundError:
+            raise StateError(
+                f"file {file_id} no longer exists: garbage collection purged it",
+                hint="add a new version of the path; unpublished versions are purged after "
+                "'unpublished_ttl_seconds'",
+            ) from None
+
     def current(self, path: str) -> FileRecord | None:
         with translate_errors(f"reading {path!r}"):
             row = self.db.conn.execute(
@@ -122,11 +133,20 @@ class Catalog(TagQueries, CopyQueries, PurgeQueries):
         """
         with translate_errors(f"publishing file {file_id}"):
             conn = self.db.begin_write()
-            rec = self.get(file_id)
+            rec = self._get_or_purged(file_id)
+            # FOR NO KEY UPDATE: publishers of a path take turns, but sessions adding new
+            # versions of it (whose foreign key takes a KEY SHARE lock) are not waited for.
             conn.execute(
-                select(paths.c.path_id).where(paths.c.path_id == rec.path_id).with_for_update()
+                select(paths.c.path_id)
+                .where(paths.c.path_id == rec.path_id)
+                .with_for_update(key_share=True)
             ).scalar_one()
-            rec = self.get(file_id)  # re-read under the lock
+            # Then the version's own row, before anything changes: a GC claim in flight
+            # finishes first (and is seen below), or waits for this transaction.
+            conn.execute(
+                select(files.c.file_id).where(files.c.file_id == file_id).with_for_update()
+            ).scalar()
+            rec = self._get_or_purged(file_id)  # re-read under the locks
             if rec.state == "published":
                 return rec, []
             if rec.state == "expired":
