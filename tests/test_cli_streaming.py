@@ -12,9 +12,11 @@ import contextlib
 import hashlib
 import os
 import random
+import signal
 import subprocess
 import sys
 import threading
+import uuid
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -54,6 +56,21 @@ def file_chunks(path: Path) -> Iterator[bytes]:
         yield from iter(lambda: fp.read(BLOCK), b"")
 
 
+# The command's peak RSS, measured by a small launcher process that forks it. (Measured
+# from here, `wait4` would also count the pytest process's own memory, which the child
+# shares between fork and exec: the kernel keeps that high-water mark across exec.)
+LAUNCHER = """
+import os, sys
+pid = os.fork()
+if pid == 0:
+    os.execv(sys.argv[2], sys.argv[2:])
+_, status, usage = os.wait4(pid, 0)
+with open(sys.argv[1], "w") as out:
+    out.write(str(usage.ru_maxrss))  # KiB on Linux
+sys.exit(os.waitstatus_to_exitcode(status) % 256)
+"""
+
+
 @dataclass(frozen=True)
 class Run:
     """How one `repo` process ended: exit code, output and peak memory."""
@@ -86,7 +103,11 @@ class RepoCommand:
         With `close_stdout_after`, the read end of stdout is closed once that many bytes
         have arrived, like `repo cat ... | head -c N`.
         """
-        argv = [sys.executable, "-m", "repo", "--config", str(self.config), *args]
+        rss_file = self.cwd / f".rss-{uuid.uuid4().hex}"
+        argv = [
+            sys.executable, "-c", LAUNCHER, str(rss_file),
+            sys.executable, "-m", "repo", "--config", str(self.config), *args,
+        ]  # fmt: skip
         proc = subprocess.Popen(
             argv,
             cwd=self.cwd,
@@ -94,13 +115,15 @@ class RepoCommand:
             stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
+            start_new_session=True,  # the watchdog kills the launcher and the command
         )
         assert proc.stdout is not None and proc.stderr is not None
         timed_out = threading.Event()
 
         def kill() -> None:
             timed_out.set()
-            proc.kill()
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
 
         watchdog = threading.Timer(TIMEOUT, kill)
         watchdog.start()
@@ -126,8 +149,7 @@ class RepoCommand:
             for thread in threads:
                 thread.join()
             proc.stderr.close()
-            _, status, usage = os.wait4(proc.pid, 0)
-            proc.returncode = os.waitstatus_to_exitcode(status)
+            proc.wait()
             watchdog.cancel()
         if timed_out.is_set():
             pytest.fail(f"`repo {' '.join(args)}` did not end within {TIMEOUT:.0f} s")
@@ -137,7 +159,7 @@ class RepoCommand:
             stdout_md5=md5.hexdigest(),
             stdout_size=size,
             stderr=errors[0].decode("utf-8", "replace") if errors else "",
-            peak_rss=usage.ru_maxrss * 1024,  # KiB on Linux
+            peak_rss=int(rss_file.read_text()) * 1024 if rss_file.exists() else -1,
         )
 
 

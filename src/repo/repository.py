@@ -374,7 +374,19 @@ class Repo:
 
     def _restore_staging(self) -> None:
         uploaded, self._uploaded = self._uploaded, []
+        if not uploaded:
+            return
+        try:
+            # Only versions that outlive the rollback, still waiting for their upload.
+            still = self.catalog.files_by_key(uploaded)
+            self.catalog.end_read()
+        except RepoError as exc:
+            logger.warning("could not check rolled-back uploads: %s", exc)
+            return
         for key in uploaded:
+            rec = still.get(key)
+            if rec is None or rec.md5 is not None:
+                continue
             staging = self.cache.staging_path(key)
             cached = self.cache.cache_path(key)
             if staging.exists() or not cached.exists():
