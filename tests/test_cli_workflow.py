@@ -143,3 +143,26 @@ def test_embedded_default_needs_no_configuration(embedded_cli: CliRun, tmp_path:
     assert status["ok"] is True
     assert status["files"]["published"] == {"count": 1, "bytes": 6}
     assert status["catalog"]["url"].startswith("sqlite:///")
+
+
+def test_housekeeping_on_the_embedded_default(embedded_cli: CliRun, tmp_path: Path) -> None:
+    src = tmp_path / "v.txt"
+    src.write_text("one")
+    out(embedded_cli("add", "v.txt", str(src), "--publish"))
+    src.write_text("two")
+    out(embedded_cli("add", "v.txt", str(src), "--publish"))  # file 1 is now expired
+    # Defaults: expired files wait 7 days and two backups, so nothing goes yet.
+    assert out(embedded_cli("gc", "--dry-run")) == (
+        "would purge:\n"
+        "CATEGORY     FILES  BYTES\n"
+        "unpublished  0      0 B\n"
+        "expired      0      0 B\n"
+    )
+    status = json.loads(out(embedded_cli("cache", "status", "--json")))
+    assert (status["files"], status["bytes"], status["limit"]) == (2, 6, None)
+    assert out(embedded_cli("cache", "prune")) == (
+        "dropped 1 expired and 0 purged copies, evicted 0 for space (3 B freed)\n"
+    )
+    hosts = json.loads(out(embedded_cli("host", "list", "--json")))["hosts"]
+    assert [(h["files"], h["bytes"]) for h in hosts] == [(1, 3)]
+    assert embedded_cli("cat", "v.txt").stdout == "two"
