@@ -44,14 +44,16 @@ _KNOWN_KEYS: dict[str, tuple[type, ...]] = {
     "expired_ttl_seconds": (int,),
     "orphan_grace_seconds": (int,),
     "backups_before_purge": (int,),
+    "backup_keep": (int,),
 }
 
-#: Garbage-collection settings and their defaults (all non-negative integers).
+#: Garbage-collection and backup settings and their defaults (non-negative integers).
 GC_DEFAULTS: dict[str, int] = {
     "unpublished_ttl_seconds": 86_400,
     "expired_ttl_seconds": 604_800,
     "orphan_grace_seconds": 86_400,
     "backups_before_purge": 2,
+    "backup_keep": 7,
 }
 _DATABASE_KEYS: dict[str, tuple[type, ...]] = {
     "host": (str,),
@@ -89,6 +91,7 @@ class Config:
     expired_ttl_seconds: int = GC_DEFAULTS["expired_ttl_seconds"]
     orphan_grace_seconds: int = GC_DEFAULTS["orphan_grace_seconds"]
     backups_before_purge: int = GC_DEFAULTS["backups_before_purge"]
+    backup_keep: int = GC_DEFAULTS["backup_keep"]
     #: Where each field's value came from (a key of the source, or a default).
     origins: Mapping[str, str] = field(default_factory=dict)
 
@@ -196,6 +199,8 @@ def _from_mapping(
     for key in GC_DEFAULTS:
         if key in data and data[key] < 0:
             raise ConfigError(f"{source}: key '{key}' must be zero or more")
+    if data.get("backup_keep") == 0:
+        raise ConfigError(f"{source}: key 'backup_keep' must be at least 1")
     endpoint = data.get("s3_endpoint_url")
     if endpoint is not None:
         parts = urlsplit(endpoint)

@@ -13,6 +13,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, BinaryIO
 
+from .backup import BackupReport, list_backups, make_backup
 from .cache import LocalCache
 from .catalog import Catalog, FileRecord, HostSummary
 from .config import Config, load_config
@@ -29,6 +30,7 @@ from .hosts import (
     prune_cache,
 )
 from .ingest import AddReport, ProgressListener, add_one, add_tree
+from .journal import backup_place, safe_write
 from .paths import TOKEN_LENGTH, make_key, new_version_token, unique_path, validate_path
 from .stores import Store, open_store
 from .stores.base import Progress, PutResult
@@ -73,6 +75,15 @@ class Repo:
             raise
         self.cache = LocalCache(self.config.local_root)
         self._stores: dict[str, Store] = {self.store.bucket: self.store}
+        try:
+            self.backups = backup_place(self.config, self.store)
+            self.repository_id = self.catalog.repository_id()
+            self.catalog.end_read()
+        except BaseException:
+            self.catalog.close()
+            self.store.close()
+            raise
+        self.catalog.on_commit = self._write_journal
         # Cache bookkeeping waiting to be written: (file id, when, downloaded?, key) of
         # copies used, keys of copies evicted.
         self._pending: list[tuple[int, datetime, bool, str]] = []
@@ -113,6 +124,7 @@ class Repo:
             self.catalog.close()
             for store in self._stores.values():
                 store.close()
+            self.backups.close()
 
     def __enter__(self) -> Repo:
         return self
@@ -294,6 +306,20 @@ class Repo:
         version. Commits as it goes; needs a session without uncommitted changes."""
         return collect_garbage(self, dry_run=dry_run, orphans=orphans, now=now)
 
+    def backup(self) -> BackupReport:
+        """Back the catalog up into the backup store (one snapshot, manifest last), then
+        apply retention (``backup_keep``). Needs a session without uncommitted changes."""
+        if self.catalog.db.in_write:
+            raise UsageError(
+                "a backup needs a clean session: there are uncommitted changes",
+                hint="commit() or rollback() first",
+            )
+        return make_backup(self)
+
+    def backups_available(self) -> builtins.list[dict[str, Any]]:
+        """Manifests of the complete backups in the backup store, newest first."""
+        return list_backups(self.backups)
+
     def cache_status(self) -> CacheStatus:
         """This host's cache use and limit."""
         return cache_status(self)
@@ -371,6 +397,10 @@ class Repo:
         # Recorded after commit: until then other sessions cannot see the file's row.
         self._note_copy(record.file_id, fresh=True, flush=False, key=record.key)
         return updated
+
+    def _write_journal(self, entry: dict[str, Any]) -> None:
+        entry.update(repository_id=self.repository_id, host=self.host)
+        safe_write(self.backups, entry, self.cache.root / "tmp")
 
     def _restore_staging(self) -> None:
         uploaded, self._uploaded = self._uploaded, []

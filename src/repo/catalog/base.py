@@ -7,7 +7,7 @@ bound parameter; work on many rows uses one statement (or one executemany) per b
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from sqlalchemy import Connection, func, select
@@ -29,6 +29,13 @@ class CatalogBase:
 
     def __init__(self, url: str) -> None:
         self.db = Database(url)
+        # What the open transaction changed, for the change journal (see `journal`).
+        self._touched_files: set[int] = set()
+        self._touched_paths: set[int] = set()
+        self._purged: set[int] = set()
+        #: Called with the journal entry of each commit that changed something, after
+        #: the commit (the repository stores it).
+        self.on_commit: Callable[[dict[str, Any]], None] | None = None
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -79,7 +86,19 @@ class CatalogBase:
             return str(value)
 
     def commit(self) -> None:
+        entry = self.journal_entry() if self.on_commit is not None else None
         self.db.commit()
+        self._forget_touched()
+        if entry is not None and self.on_commit is not None:
+            self.on_commit(entry)
+
+    def journal_entry(self) -> dict[str, Any] | None:
+        return None  # provided by the journal mixin
+
+    def _forget_touched(self) -> None:
+        self._touched_files.clear()
+        self._touched_paths.clear()
+        self._purged.clear()
 
     def end_read(self) -> None:
         """End a read-only transaction (not the caller's writes, which stay open)."""
@@ -88,6 +107,7 @@ class CatalogBase:
 
     def rollback(self) -> None:
         self.db.rollback()
+        self._forget_touched()
 
     def close(self) -> None:
         self.db.close()

@@ -15,6 +15,8 @@ from sqlalchemy import func, select, update
 from ..errors import NotFoundError, StateError
 from .connection import translate_errors
 from .copies import CopyQueries
+from .dump import DumpQueries
+from .journal import JournalQueries
 from .purge import BackupRecord, HostSummary, PurgeQueries
 from .records import FileRecord, HostCopy, record, select_files
 from .schema import files, paths
@@ -23,7 +25,7 @@ from .tagging import TagQueries
 __all__ = ["BackupRecord", "Catalog", "FileRecord", "HostCopy", "HostSummary"]
 
 
-class Catalog(TagQueries, CopyQueries, PurgeQueries):
+class Catalog(TagQueries, CopyQueries, PurgeQueries, JournalQueries, DumpQueries):
     """The catalog of one repository: files, paths, tags and hosts."""
 
     # -- files ---------------------------------------------------------------------------
@@ -46,6 +48,7 @@ class Catalog(TagQueries, CopyQueries, PurgeQueries):
                 )
                 .returning(files.c.file_id)
             ).scalar_one()
+            self._touched_files.add(file_id)
             return self.get(file_id)
 
     def get(self, file_id: int) -> FileRecord:
@@ -108,6 +111,7 @@ class Catalog(TagQueries, CopyQueries, PurgeQueries):
                 .values(md5=md5, size=size, uploaded_at=when)
             )
             rec = self.get(file_id)
+            self._touched_files.add(file_id)
             if result.rowcount == 0 and (rec.md5 != md5 or rec.size != size):
                 raise StateError(f"file {file_id} was already uploaded with other content")
             return rec
@@ -123,6 +127,7 @@ class Catalog(TagQueries, CopyQueries, PurgeQueries):
             )
             if result.rowcount != 1:
                 raise StateError(f"file {file_id} is uploaded already or was changed meanwhile")
+            self._touched_files.add(file_id)
             return self.get(file_id)
 
     def publish(self, file_id: int, *, when: datetime) -> tuple[FileRecord, list[int]]:
@@ -188,6 +193,7 @@ class Catalog(TagQueries, CopyQueries, PurgeQueries):
             )
             if result.rowcount != 1:
                 raise _purged(self.get(file_id))
+            self._touched_files.update([file_id, *superseded])
             return self.get(file_id), superseded
 
     def expire(self, file_id: int, *, when: datetime) -> FileRecord:
@@ -202,6 +208,7 @@ class Catalog(TagQueries, CopyQueries, PurgeQueries):
                 )
                 .values(state="expired", expired_at=when)
             )
+            self._touched_files.add(file_id)
             return self.get(file_id)
 
     def counts(self) -> dict[str, tuple[int, int]]:

@@ -77,6 +77,11 @@ class PurgeQueries(CatalogBase):
             )
             return [BackupRecord(*r) for r in rows]
 
+    def forget_backup(self, name: str) -> None:
+        with translate_errors("forgetting a backup"):
+            conn = self.db.begin_write()
+            conn.execute(delete(backups).where(backups.c.name == name))
+
     def expired_cutoff(self, backups_needed: int) -> datetime | None:
         """Files expired before this time have been in `backups_needed` completed backups
         taken since (None: not enough backups yet, so no expired file may go)."""
@@ -151,6 +156,7 @@ class PurgeQueries(CatalogBase):
                     .returning(files.c.file_id)
                 ).scalars()
                 claimed += self._records(list(ids))
+        self._touched_files.update(r.file_id for r in claimed)
         return claimed
 
     def claimed(self) -> list[FileRecord]:
@@ -180,12 +186,14 @@ class PurgeQueries(CatalogBase):
                 )
                 conn.execute(delete(file_tags).where(file_tags.c.file_id.in_(claimed)))
                 conn.execute(delete(file_hosts).where(file_hosts.c.file_id.in_(claimed)))
-                result = conn.execute(
-                    delete(files).where(
-                        files.c.file_id.in_(chunk), files.c.purge_started_at.is_not(None)
-                    )
-                )
-                gone += result.rowcount
+                gone_ids = conn.execute(
+                    delete(files)
+                    .where(files.c.file_id.in_(chunk), files.c.purge_started_at.is_not(None))
+                    .returning(files.c.file_id)
+                ).scalars()
+                purged = set(gone_ids)
+                self._purged.update(purged)
+                gone += len(purged)
         return gone
 
     def _sqlite_ids_never_reused(self, conn: Any) -> bool:

@@ -20,6 +20,7 @@ class TagQueries(CatalogBase):
     def add_tags(self, file_id: int, names: Sequence[str]) -> None:
         with translate_errors(f"tagging file {file_id}"):
             conn = self.db.begin_write()
+            self._touched_files.add(file_id)
             ids = self._tag_ids(conn, names, create=True)
             if ids:
                 conn.execute(
@@ -30,6 +31,7 @@ class TagQueries(CatalogBase):
     def remove_tags(self, file_id: int, names: Sequence[str]) -> None:
         with translate_errors(f"untagging file {file_id}"):
             conn = self.db.begin_write()
+            self._touched_files.add(file_id)
             ids = list(self._tag_ids(conn, names, create=False).values())
             if ids:
                 conn.execute(
@@ -41,6 +43,7 @@ class TagQueries(CatalogBase):
     def add_path_tags(self, path_id: int, names: Sequence[str]) -> None:
         with translate_errors("tagging a path"):
             conn = self.db.begin_write()
+            self._touched_paths.add(path_id)
             ids = self._tag_ids(conn, names, create=True)
             if ids:
                 conn.execute(
@@ -51,6 +54,7 @@ class TagQueries(CatalogBase):
     def remove_path_tags(self, path_id: int, names: Sequence[str]) -> None:
         with translate_errors("untagging a path"):
             conn = self.db.begin_write()
+            self._touched_paths.add(path_id)
             ids = list(self._tag_ids(conn, names, create=False).values())
             if ids:
                 conn.execute(

@@ -1,0 +1,219 @@
+"""Catalog backups into the backup store.
+
+A backup is a directory of immutable objects under ``<prefix>backups/<name>/``: one
+gzipped JSON-lines file per table, all read from one snapshot, then ``manifest.json``
+(format, times, repository id, schema version, and per table the row count and the
+SHA-256 of its uncompressed lines). The manifest is written last and read back: a backup
+without a manifest that verifies does not exist, for restore and for retention alike.
+Names sort by snapshot time.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+import logging
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .catalog import SCHEMA_VERSION
+from .errors import VerificationError
+from .journal import BackupPlace
+from .paths import new_version_token
+
+if TYPE_CHECKING:
+    from .repository import Repo
+
+__all__ = ["MANIFEST_FORMAT", "BackupReport", "list_backups", "make_backup", "read_manifest"]
+
+logger = logging.getLogger(__name__)
+
+MANIFEST_FORMAT = 1
+MANIFEST = "manifest.json"
+#: Journal entries are kept this long before the oldest kept backup (clock skew margin).
+JOURNAL_MARGIN = timedelta(hours=1)
+
+
+@dataclass
+class BackupReport:
+    """A completed backup, and what retention removed."""
+
+    name: str
+    taken_at: datetime
+    completed_at: datetime
+    rows: dict[str, int]
+    bytes: int
+    location: str
+    deleted_backups: list[str] = field(default_factory=list)
+    deleted_journal_entries: int = 0
+
+
+def _name(taken_at: datetime) -> str:
+    return f"{taken_at:%Y%m%dT%H%M%S%fZ}-{new_version_token()[-8:]}"
+
+
+def make_backup(repo: Repo) -> BackupReport:
+    place = repo.backups
+    taken_at = datetime.now(UTC)  # before the snapshot: never later than what it holds
+    name = _name(taken_at)
+    prefix = f"{place.backups}{name}/"
+    tables: dict[str, dict[str, Any]] = {}
+    scratch = Path(tempfile.mkdtemp(dir=_scratch_dir(repo), prefix="backup-"))
+    total = 0
+    try:
+        for table, rows in repo.catalog.dump_tables():
+            path = scratch / f"{table.name}.jsonl.gz"
+            digest = hashlib.sha256()
+            count = 0
+            with gzip.open(path, "wb", compresslevel=1) as out:
+                for row in rows:
+                    line = json.dumps(row, separators=(",", ":"), ensure_ascii=False).encode()
+                    line += b"\n"
+                    digest.update(line)
+                    out.write(line)
+                    count += 1
+            key = f"{prefix}{table.name}.jsonl.gz"
+            put = place.store.put_file(key, path)
+            total += put.size
+            tables[table.name] = {
+                "key": key,
+                "rows": count,
+                "sha256": digest.hexdigest(),
+                "object_md5": put.md5,
+                "object_size": put.size,
+            }
+        completed_at = datetime.now(UTC)
+        manifest = {
+            "format": MANIFEST_FORMAT,
+            "name": name,
+            "taken_at": taken_at.isoformat(),
+            "completed_at": completed_at.isoformat(),
+            "repository_id": repo.repository_id,
+            "schema_version": SCHEMA_VERSION,
+            "host": repo.host,
+            "tables": tables,
+        }
+        manifest_path = scratch / MANIFEST
+        manifest_path.write_text(json.dumps(manifest, indent=1))
+        place.store.put_file(prefix + MANIFEST, manifest_path)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    if read_manifest(place, name) != manifest:
+        raise VerificationError(
+            f"backup {name}: the manifest read back differs from the one written"
+        )
+    repo.catalog.record_backup(
+        name, taken_at=taken_at, completed_at=completed_at, location=place.store.url + "/" + prefix
+    )
+    repo.catalog.commit()
+    report = BackupReport(
+        name=name,
+        taken_at=taken_at,
+        completed_at=completed_at,
+        rows={t: d["rows"] for t, d in tables.items()},
+        bytes=total,
+        location=f"{place.store.url}/{prefix}",
+    )
+    _retain(repo, report)
+    return report
+
+
+def _scratch_dir(repo: Repo) -> Path:
+    path = repo.cache.root / "tmp"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def read_manifest(place: BackupPlace, name: str) -> dict[str, Any] | None:
+    """The manifest of backup `name` if it exists and parses, else None."""
+    key = f"{place.backups}{name}/{MANIFEST}"
+    try:
+        data = b"".join(place.store.iter_bytes(key))
+        doc = json.loads(data)
+    except Exception:
+        return None
+    if not isinstance(doc, dict) or doc.get("format") != MANIFEST_FORMAT or doc.get("name") != name:
+        return None
+    return doc
+
+
+def list_backups(place: BackupPlace) -> list[dict[str, Any]]:
+    """Manifests of every complete backup in the backup store, newest first.
+
+    Found by listing the store (no catalog needed). Directories without a readable
+    manifest are skipped, with a warning.
+    """
+    names: set[str] = set()
+    for info in place.store.list(place.backups):
+        rest = info.key[len(place.backups) :]
+        if "/" in rest:
+            names.add(rest.split("/", 1)[0])
+    found = []
+    for name in sorted(names, reverse=True):
+        manifest = read_manifest(place, name)
+        if manifest is None:
+            logger.warning("backup %s has no valid manifest; skipping it", name)
+            continue
+        found.append(manifest)
+    return found
+
+
+def _retain(repo: Repo, report: BackupReport) -> None:
+    """Delete backups beyond the newest `backup_keep` (never fewer than GC relies on),
+    and journal entries older than the oldest backup kept."""
+    place = repo.backups
+    keep = max(repo.config.backup_keep, repo.config.backups_before_purge, 1)
+    manifests = list_backups(place)
+    for old in manifests[keep:]:
+        keys = [i.key for i in place.store.list(f"{place.backups}{old['name']}/")]
+        # The manifest first: from then on the backup no longer exists for anyone.
+        keys.sort(key=lambda k: not k.endswith("/" + MANIFEST))
+        place.store.delete_many(keys[:1])
+        place.store.delete_many(keys[1:])
+        repo.catalog.forget_backup(old["name"])
+        report.deleted_backups.append(old["name"])
+    repo.catalog.commit()
+    kept = manifests[:keep]
+    if not kept:
+        return
+    horizon = datetime.fromisoformat(kept[-1]["taken_at"]) - JOURNAL_MARGIN
+    floor_ms = int(horizon.timestamp() * 1000)
+    stale = []
+    for info in place.store.list(place.journal):
+        stamp = info.key[len(place.journal) :].split("-", 1)[0]
+        if stamp.isdigit() and int(stamp) < floor_ms:
+            stale.append(info.key)
+    if stale:
+        place.store.delete_many(stale)
+    report.deleted_journal_entries = len(stale)
+
+
+def download_table(place: BackupPlace, spec: dict[str, Any], into: Path) -> Path:
+    """Fetch one table's object and check its row count and SHA-256; returns the file."""
+    path: Path = into / os.path.basename(str(spec["key"]))
+    with open(path, "wb") as out:
+        place.store.get_into(spec["key"], out)
+    digest = hashlib.sha256()
+    count = 0
+    with gzip.open(path, "rb") as src:
+        for line in src:
+            digest.update(line)
+            count += 1
+    if count != spec["rows"] or digest.hexdigest() != spec["sha256"]:
+        raise VerificationError(
+            f"{spec['key']}: {count} rows with SHA-256 {digest.hexdigest()[:12]}..., the "
+            f"manifest says {spec['rows']} rows with {spec['sha256'][:12]}..."
+        )
+    return path
+
+
+def iter_rows(path: Path) -> Any:
+    with gzip.open(path, "rb") as src:
+        for line in src:
+            yield json.loads(line)

@@ -1,0 +1,133 @@
+"""Whole-table dump and load, for catalog backups.
+
+`dump_tables` reads every table in one snapshot (PostgreSQL: a REPEATABLE READ, read-only
+transaction; SQLite: one read transaction, which WAL keeps consistent) and hands out rows
+as JSON-ready dicts. `load_table` writes such rows back in batches. The format is the
+same for both databases, so a backup of one restores into the other.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Table, delete, func, select, text
+
+from .base import CatalogBase
+from .connection import translate_errors
+from .schema import (
+    UTCDateTime,
+    backups,
+    file_hosts,
+    file_tags,
+    files,
+    hosts,
+    metadata,
+    path_tags,
+    paths,
+    repo_meta,
+    tags,
+)
+
+__all__ = ["BACKUP_TABLES", "DumpQueries"]
+
+#: In the order they can be loaded (parents before children).
+BACKUP_TABLES: tuple[Table, ...] = (
+    repo_meta, hosts, paths, tags, files, file_tags, path_tags, file_hosts, backups,
+)  # fmt: skip
+LOAD_BATCH = 2000
+#: Tables whose integer primary key is generated (PostgreSQL sequences to move on).
+_SERIAL = {"hosts": "host_id", "paths": "path_id", "tags": "tag_id", "files": "file_id",
+           "backups": "backup_id"}  # fmt: skip
+
+
+def _time_columns(table: Table) -> set[str]:
+    return {c.name for c in table.columns if isinstance(c.type, UTCDateTime)}
+
+
+class DumpQueries(CatalogBase):
+    """Dumping and loading whole tables."""
+
+    def dump_tables(self) -> Iterator[tuple[Table, Iterator[dict[str, Any]]]]:
+        """(table, rows) for every catalog table, all from one snapshot.
+
+        Consume each table's rows before asking for the next table.
+        """
+        with translate_errors("reading the catalog for a backup"), self.db.engine.connect() as conn:
+            if self.db.is_sqlite:
+                conn.exec_driver_sql("BEGIN")
+            else:
+                conn = conn.execution_options(isolation_level="REPEATABLE READ")
+                conn.execute(text("SET TRANSACTION READ ONLY"))
+            for table in BACKUP_TABLES:
+                yield table, self._rows(conn, table)
+            conn.rollback()
+
+    def _rows(self, conn: Any, table: Table) -> Iterator[dict[str, Any]]:
+        times = _time_columns(table)
+        key = list(table.primary_key.columns)
+        result = conn.execution_options(stream_results=True, yield_per=5000).execute(
+            select(table).order_by(*key)
+        )
+        for row in result.mappings():
+            doc = dict(row)
+            for name in times:
+                if doc[name] is not None:
+                    doc[name] = doc[name].isoformat()
+            yield doc
+
+    def load_table(self, table: Table, rows: Iterable[dict[str, Any]]) -> int:
+        """Insert rows (as `dump_tables` gives them) into `table`; returns the count."""
+        times = _time_columns(table)
+        known = {c.name for c in table.columns}
+        conn = self.db.begin_write()
+        count = 0
+        batch: list[dict[str, Any]] = []
+        with translate_errors(f"restoring table {table.name}"):
+            for doc in rows:
+                unknown = set(doc) - known
+                if unknown:
+                    raise ValueError(f"table {table.name} has no column(s) {sorted(unknown)}")
+                for name in times & set(doc):
+                    if doc[name] is not None:
+                        doc[name] = datetime.fromisoformat(doc[name])
+                batch.append(doc)
+                if len(batch) >= LOAD_BATCH:
+                    conn.execute(table.insert(), batch)
+                    count += len(batch)
+                    batch = []
+            if batch:
+                conn.execute(table.insert(), batch)
+                count += len(batch)
+        return count
+
+    def clear_identity(self) -> None:
+        """Remove the identity rows of ``repo_meta`` (a restore loads the backup's)."""
+        conn = self.db.begin_write()
+        with translate_errors("preparing the catalog for a restore"):
+            conn.execute(delete(repo_meta).where(repo_meta.c.name != "schema_version"))
+
+    def reset_sequences(self) -> None:
+        """After loading explicit ids, make PostgreSQL hand out ids above them."""
+        if self.db.is_sqlite:
+            return  # AUTOINCREMENT and rowids follow the largest id inserted
+        conn = self.db.begin_write()
+        with translate_errors("resetting id sequences"):
+            for name, column in _SERIAL.items():
+                table = metadata.tables[name]
+                top = conn.execute(select(func.max(table.c[column]))).scalar()
+                conn.execute(
+                    text("SELECT setval(pg_get_serial_sequence(:t, :c), :v, :called)"),
+                    {"t": name, "c": column, "v": top or 1, "called": top is not None},
+                )
+
+    def has_data(self) -> bool:
+        """Whether the catalog lists any path or version."""
+        with translate_errors("reading the catalog"):
+            conn = self.db.conn
+            found = conn.execute(select(paths.c.path_id).limit(1)).first() is not None
+            found = found or conn.execute(select(files.c.file_id).limit(1)).first() is not None
+            found = found or conn.execute(select(tags.c.tag_id).limit(1)).first() is not None
+            self.end_read()
+            return found

@@ -1,0 +1,149 @@
+"""The change journal: what each commit changed, as the full resulting state of the rows.
+
+Every write notes the versions and paths it touched. At commit the catalog reads their
+resulting rows (with their tags) inside the transaction and hands the entry to the
+repository, which stores it as one small immutable object once the commit is done. A
+restore loads a backup, then replays the entries committed after the backup's snapshot:
+an entry holds whole rows, not operations, so applying it is an upsert and replaying one
+twice changes nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import delete, select
+
+from .base import IN_BATCH, CatalogBase
+from .connection import translate_errors
+from .records import FileRecord, record, select_files
+from .schema import file_hosts, file_tags, files, path_tags, paths, tags
+
+__all__ = ["JournalQueries"]
+
+#: Version of the entry format (`format` field).
+ENTRY_FORMAT = 1
+
+_TIME_FIELDS = ("created_at", "uploaded_at", "published_at", "expired_at", "purge_started_at")
+
+
+def _row_doc(rec: FileRecord, own_tags: list[str]) -> dict[str, Any]:
+    doc: dict[str, Any] = {
+        "file_id": rec.file_id,
+        "path": rec.path,
+        "bucket": rec.bucket,
+        "key": rec.key,
+        "state": rec.state,
+        "md5": rec.md5,
+        "size": rec.size,
+        "origin": rec.origin,
+        "tags": own_tags,
+    }
+    for name in _TIME_FIELDS:
+        value = getattr(rec, name)
+        doc[name] = value.isoformat() if value is not None else None
+    return doc
+
+
+class JournalQueries(CatalogBase):
+    """Building journal entries at commit, and applying them on restore."""
+
+    def journal_entry(self) -> dict[str, Any] | None:
+        """The rows this transaction touched, as they are now (None: nothing touched)."""
+        if not (self._touched_files or self._touched_paths or self._purged):
+            return None
+        conn = self.db.conn
+        file_ids = sorted(self._touched_files - self._purged)
+        docs: list[dict[str, Any]] = []
+        with translate_errors("journaling the commit"):
+            for i in range(0, len(file_ids), IN_BATCH):
+                chunk = file_ids[i : i + IN_BATCH]
+                recs = [
+                    record(r)
+                    for r in conn.execute(select_files().where(files.c.file_id.in_(chunk)))
+                ]
+                own: dict[int, list[str]] = {r.file_id: [] for r in recs}
+                for file_id, name in conn.execute(
+                    select(file_tags.c.file_id, tags.c.name)
+                    .join(tags, tags.c.tag_id == file_tags.c.tag_id)
+                    .where(file_tags.c.file_id.in_(chunk))
+                ):
+                    own[file_id].append(name)
+                docs += [_row_doc(r, sorted(own[r.file_id])) for r in recs]
+            path_docs = []
+            path_ids = sorted(self._touched_paths)
+            for i in range(0, len(path_ids), IN_BATCH):
+                chunk = path_ids[i : i + IN_BATCH]
+                names = dict(
+                    conn.execute(
+                        select(paths.c.path_id, paths.c.path).where(paths.c.path_id.in_(chunk))
+                    ).all()
+                )
+                by_path: dict[int, list[str]] = {p: [] for p in names}
+                for path_id, name in conn.execute(
+                    select(path_tags.c.path_id, tags.c.name)
+                    .join(tags, tags.c.tag_id == path_tags.c.tag_id)
+                    .where(path_tags.c.path_id.in_(chunk))
+                ):
+                    by_path[path_id].append(name)
+                path_docs += [{"path": names[p], "tags": sorted(t)} for p, t in by_path.items()]
+        return {
+            "format": ENTRY_FORMAT,
+            "files": docs,
+            "paths": path_docs,
+            "purged": sorted(self._purged),
+        }
+
+    def apply_entry(self, entry: dict[str, Any]) -> None:
+        """Bring the rows an entry describes to the state it records (an upsert)."""
+        conn = self.db.begin_write()
+        with translate_errors("replaying the change journal"):
+            # Versions leaving "published" first, so that the one-current-version index
+            # never sees two current versions of a path mid-entry.
+            docs = sorted(entry.get("files", []), key=lambda d: d["state"] == "published")
+            for doc in docs:
+                path_id = self._path_id(conn, doc["path"], create=True)
+                values = {
+                    "path_id": path_id,
+                    "bucket": doc["bucket"],
+                    "key": doc["key"],
+                    "state": doc["state"],
+                    "md5": doc["md5"],
+                    "size": doc["size"],
+                    "origin": doc["origin"],
+                    **{
+                        name: datetime.fromisoformat(doc[name]) if doc[name] else None
+                        for name in _TIME_FIELDS
+                    },
+                }
+                ins = self._insert(files).values(file_id=doc["file_id"], **values)
+                conn.execute(
+                    ins.on_conflict_do_update(index_elements=[files.c.file_id], set_=values)
+                )
+                self._set_file_tags(conn, doc["file_id"], doc["tags"])
+            for doc in entry.get("paths", []):
+                path_id = self._path_id(conn, doc["path"], create=True)
+                assert path_id is not None
+                wanted = self._tag_ids(conn, doc["tags"], create=True)
+                conn.execute(delete(path_tags).where(path_tags.c.path_id == path_id))
+                if wanted:
+                    conn.execute(
+                        path_tags.insert(),
+                        [{"path_id": path_id, "tag_id": t} for t in wanted.values()],
+                    )
+            purged = list(entry.get("purged", []))
+            for i in range(0, len(purged), IN_BATCH):
+                chunk = purged[i : i + IN_BATCH]
+                conn.execute(delete(file_tags).where(file_tags.c.file_id.in_(chunk)))
+                conn.execute(delete(file_hosts).where(file_hosts.c.file_id.in_(chunk)))
+                conn.execute(delete(files).where(files.c.file_id.in_(chunk)))
+
+    def _set_file_tags(self, conn: Any, file_id: int, names: Sequence[str]) -> None:
+        wanted = self._tag_ids(conn, list(names), create=True)
+        conn.execute(delete(file_tags).where(file_tags.c.file_id == file_id))
+        if wanted:
+            conn.execute(
+                file_tags.insert(), [{"file_id": file_id, "tag_id": t} for t in wanted.values()]
+            )

@@ -1,0 +1,202 @@
+"""Commands that check the store against the catalog and repair it: verify, recover."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from ..verify import (
+    Finding,
+    LostFile,
+    RecoverReport,
+    VerifyCategory,
+    VerifyReport,
+    recover_from_cache,
+    verify_store,
+)
+from .app import App, pass_app
+from .output import echo_json, table
+
+__all__ = ["recover", "verify"]
+
+json_option = click.option("--json", "as_json", is_flag=True, help="One JSON document.")
+deep_option = click.option(
+    "--deep", is_flag=True, help="Download every object and compare md5 and size."
+)
+
+
+def _finding(f: Finding) -> dict[str, object]:
+    return {"id": f.file_id, "path": f.path, "key": f.key, "reason": f.reason}
+
+
+def _lost(f: LostFile) -> dict[str, object]:
+    return {**_finding(Finding(f.file_id, f.path, f.key, f.reason)), "hosts": list(f.hosts)}
+
+
+def _category(c: VerifyCategory) -> dict[str, object]:
+    return {
+        "checked": c.checked,
+        "ok": c.ok,
+        "missing": [_finding(f) for f in c.missing],
+        "corrupt": [_finding(f) for f in c.corrupt],
+        "size_only": [_finding(f) for f in c.size_only],
+    }
+
+
+def verify_doc(rep: VerifyReport) -> dict[str, object]:
+    return {
+        "deep": rep.deep,
+        "ok": rep.ok,
+        "published": _category(rep.published),
+        "expired": _category(rep.expired),
+    }
+
+
+def _echo_verify(rep: VerifyReport) -> None:
+    how = "deep: content md5 and size" if rep.deep else "shallow: size and ETag"
+    click.echo(f"checked {rep.checked} files in the store ({how})")
+    click.echo(
+        table(
+            ["STATE", "CHECKED", "OK", "MISSING", "CORRUPT"],
+            [
+                [name, c.checked, c.ok, len(c.missing), len(c.corrupt)]
+                for name, c in (("published", rep.published), ("expired", rep.expired))
+            ],
+        )
+    )
+    problems = [("missing", f) for f in rep.missing] + [("corrupt", f) for f in rep.corrupt]
+    if problems:
+        click.echo()
+        click.echo(
+            table(
+                ["PROBLEM", "ID", "PATH", "REASON"],
+                [[what, f.file_id, f.path, f.reason] for what, f in problems],
+            )
+        )
+    if rep.size_only:
+        click.echo(
+            f"{len(rep.size_only)} objects were checked by size only (multipart uploads, whose "
+            "ETag is not an md5); `repo verify --deep` reads them"
+        )
+
+
+@click.command()
+@deep_option
+@json_option
+@pass_app
+def verify(app: App, deep: bool, as_json: bool) -> None:
+    """Check that every published file, and every expired one not yet purged, is in the
+    store with the catalog's size and checksum. Changes nothing.
+
+    Without --deep, one request per object: the size, and the ETag where it is the md5
+    (single-part uploads). Bit rot under an unchanged ETag, and damage to multipart
+    objects, need --deep. Exit status 1 if anything is missing or corrupt.
+
+    \b
+    Examples:
+      repo verify
+      repo verify --deep --json
+    """
+    with app.repo() as r:
+        rep = verify_store(r, deep=deep)
+    if as_json:
+        echo_json(verify_doc(rep))
+    else:
+        _echo_verify(rep)
+        if not rep.ok:
+            click.echo(
+                f"Error: {len(rep.missing)} missing and {len(rep.corrupt)} corrupt files",
+                err=True,
+            )
+            click.echo(
+                "Try: `repo recover` on a host that has them cached (`repo show PATH` "
+                "lists the hosts)",
+                err=True,
+            )
+    if not rep.ok:
+        sys.exit(1)
+
+
+@click.command()
+@deep_option
+@click.option("--dry-run", is_flag=True, help="Report what would be recovered; change nothing.")
+@json_option
+@pass_app
+def recover(app: App, deep: bool, dry_run: bool, as_json: bool) -> None:
+    """Repair missing or corrupt files in the store from this host's cache.
+
+    Runs `repo verify` (--deep as there), then re-uploads each damaged file's cached copy
+    on this host after re-hashing it; a corrupt object is deleted only once its content
+    is read and fails the checksum. A cached copy that fails the checksum is never
+    uploaded; it is evicted. Files still lost are listed with the other hosts the catalog
+    says hold a copy: run `repo recover` there. Exit status 1 if anything is still lost.
+
+    \b
+    Examples:
+      repo recover --dry-run
+      repo recover --deep --json
+    """
+    with app.repo() as r:
+        rep = recover_from_cache(r, deep=deep, dry_run=dry_run)
+    if as_json:
+        echo_json(
+            {
+                "dry_run": rep.dry_run,
+                "ok": rep.ok,
+                "verify": verify_doc(rep.verify),
+                "recovered": [_finding(f) for f in rep.recovered],
+                "still_lost": [_lost(f) for f in rep.still_lost],
+                "skipped_bad_cache": [_finding(f) for f in rep.skipped_bad_cache],
+                "intact": [_finding(f) for f in rep.intact],
+            }
+        )
+    else:
+        _echo_recover(rep)
+    if not rep.ok:
+        sys.exit(1)
+
+
+def _echo_recover(rep: RecoverReport) -> None:
+    found = rep.verify
+    how = "deep" if found.deep else "shallow"
+    click.echo(
+        f"checked {found.checked} files in the store ({how}): {len(found.missing)} missing, "
+        f"{len(found.corrupt)} corrupt"
+    )
+    verb = "would recover" if rep.dry_run else "recovered"
+    if rep.recovered:
+        click.echo(f"{verb} from this host's cache:")
+        click.echo(
+            table(["ID", "PATH", "WAS"], [[f.file_id, f.path, f.reason] for f in rep.recovered])
+        )
+    if rep.intact:
+        click.echo(
+            f"{len(rep.intact)} files flagged by their ETag have the right content; "
+            "left as they are"
+        )
+    if rep.skipped_bad_cache:
+        verb = "would evict" if rep.dry_run else "evicted"
+        click.echo(f"{verb} damaged cached copies (never uploaded):")
+        click.echo(
+            table(
+                ["ID", "PATH", "REASON"],
+                [[f.file_id, f.path, f.reason] for f in rep.skipped_bad_cache],
+            )
+        )
+    if rep.still_lost:
+        click.echo("still lost:")
+        click.echo(
+            table(
+                ["ID", "PATH", "HOSTS", "REASON"],
+                [[f.file_id, f.path, ",".join(f.hosts) or "-", f.reason] for f in rep.still_lost],
+            )
+        )
+        click.echo(f"Error: {len(rep.still_lost)} files are still lost", err=True)
+        click.echo(
+            "Try: `repo recover` on a host listed under HOSTS; with none, restore the objects "
+            "from another copy (docs/disaster-recovery.md)",
+            err=True,
+        )
+    elif not rep.recovered and not rep.intact:
+        click.echo("nothing to recover")

@@ -1,0 +1,258 @@
+"""Blind restore of the catalog: from the configuration and the backup store alone.
+
+1. Find backups by listing the backup store; newest first (or the one asked for).
+2. Download every table of the candidate and check each against the manifest (row count
+   and SHA-256); with ``verify``, also check that each published file it lists is in the
+   store with its size and checksum. A candidate that fails is reported and the next
+   older one is tried.
+3. Load it into an empty catalog (a catalog with data is refused unless ``force``).
+4. Replay the change journal from the backup's snapshot on, so commits made after the
+   backup are back too.
+5. Adopt objects still unknown to the catalog that carry our metadata (a commit whose
+   journal entry was lost) as unpublished versions, so garbage collection or a person
+   can decide about them.
+6. Record the backups found, for garbage collection's rule; optionally purge orphans.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from .backup import download_table, iter_rows, list_backups
+from .catalog import SCHEMA_VERSION, Catalog
+from .catalog.dump import BACKUP_TABLES
+from .config import Config, load_config
+from .errors import CatalogError, NotFoundError, RepoError, UsageError, VerificationError
+from .integrity import etag_matches
+from .journal import BackupPlace, backup_place, read_entries
+from .paths import DATA_PREFIX, TOKEN_LENGTH, validate_path
+from .stores import Store, open_store
+from .stores.base import copy_hashing
+
+__all__ = ["RestoreReport", "restore_catalog"]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class RestoreReport:
+    """What a restore did."""
+
+    backup: str | None = None
+    taken_at: datetime | None = None
+    rejected: list[tuple[str, str]] = field(default_factory=list)  # (backup, why)
+    rows: dict[str, int] = field(default_factory=dict)
+    journal_entries: int = 0
+    adopted: list[str] = field(default_factory=list)
+    orphans_purged: int = 0
+
+
+class _Discard:
+    def write(self, data: bytes) -> int:
+        return len(data)
+
+
+def restore_catalog(
+    config: str | Mapping[str, Any] | Config | None = None,
+    *,
+    backup: str | None = None,
+    verify: bool = False,
+    deep: bool = False,
+    force: bool = False,
+    purge_orphans: bool = False,
+) -> RestoreReport:
+    cfg = load_config(config)
+    store = open_store(cfg.store_url, cfg)
+    place = backup_place(cfg, store)
+    catalog = Catalog(cfg.database_url)
+    try:
+        return _restore(cfg, store, place, catalog, backup, verify, deep, force, purge_orphans)
+    finally:
+        catalog.close()
+        place.close()
+        store.close()
+
+
+def _restore(
+    cfg: Config,
+    store: Store,
+    place: BackupPlace,
+    catalog: Catalog,
+    wanted: str | None,
+    verify: bool,
+    deep: bool,
+    force: bool,
+    purge_orphans: bool,
+) -> RestoreReport:
+    report = RestoreReport()
+    if catalog.schema_version() is not None and catalog.has_data() and not force:
+        raise CatalogError(
+            "the catalog is not empty; restore replaces it",
+            hint="restore into an empty database, or add --force to replace this one",
+        )
+    manifests = list_backups(place)
+    if wanted is not None:
+        manifests = [m for m in manifests if m["name"] == wanted]
+        if not manifests:
+            raise NotFoundError(
+                f"no complete backup named {wanted!r}", hint="see `repo restore --list`"
+            )
+    if not manifests:
+        raise NotFoundError(
+            f"no complete backup in {place.store.url}/{place.backups}",
+            hint="check 'backup_s3_bucket' and the store settings",
+        )
+    scratch = Path(tempfile.mkdtemp(prefix="repo-restore-"))
+    try:
+        chosen: tuple[dict[str, Any], dict[str, Path]] | None = None
+        for manifest in manifests:
+            try:
+                files = _fetch_checked(place, manifest, scratch / manifest["name"])
+                if verify:
+                    _check_published(store, files["files"], deep)
+            except (RepoError, ValueError, OSError) as exc:
+                reason = getattr(exc, "message", None) or str(exc)
+                logger.warning("backup %s rejected: %s", manifest["name"], reason)
+                report.rejected.append((manifest["name"], reason))
+                continue
+            chosen = (manifest, files)
+            break
+        if chosen is None:
+            raise VerificationError(
+                "no usable backup: " + "; ".join(f"{n}: {why}" for n, why in report.rejected)
+            )
+        manifest, files = chosen
+        _load(catalog, manifest, files, report)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    report.backup = manifest["name"]
+    report.taken_at = datetime.fromisoformat(manifest["taken_at"])
+    for _key, entry in read_entries(place, report.taken_at):
+        if entry.get("repository_id") not in (None, manifest["repository_id"]):
+            continue
+        catalog.apply_entry(entry)
+        report.journal_entries += 1
+    catalog.commit()
+    _adopt(catalog, store, report)
+    for other in list_backups(place):
+        if other["name"] not in catalog_backups(catalog):
+            catalog.record_backup(
+                other["name"],
+                taken_at=datetime.fromisoformat(other["taken_at"]),
+                completed_at=datetime.fromisoformat(other["completed_at"]),
+                location=f"{place.store.url}/{place.backups}{other['name']}/",
+            )
+    catalog.commit()
+    if purge_orphans:
+        from .repository import Repo
+
+        with Repo(cfg) as r:
+            report.orphans_purged = r.gc(dry_run=False, orphans=True).orphans.count
+    return report
+
+
+def catalog_backups(catalog: Catalog) -> set[str]:
+    return {b.name for b in catalog.completed_backups()}
+
+
+def _fetch_checked(place: BackupPlace, manifest: dict[str, Any], into: Path) -> dict[str, Path]:
+    if manifest.get("schema_version", 0) > SCHEMA_VERSION:
+        raise UsageError(
+            f"made by a newer repo (schema version {manifest['schema_version']})",
+            hint="upgrade the repo package first",
+        )
+    into.mkdir(parents=True)
+    tables = manifest.get("tables", {})
+    missing = [t.name for t in BACKUP_TABLES if t.name not in tables and t.name != "backups"]
+    if missing:
+        raise VerificationError(f"manifest lacks table(s) {', '.join(missing)}")
+    return {name: download_table(place, spec, into) for name, spec in tables.items()}
+
+
+def _check_published(store: Store, files_table: Path, deep: bool) -> None:
+    """Every published file the backup lists is in the store, whole."""
+    for row in iter_rows(files_table):
+        if row["state"] != "published":
+            continue
+        key, size, md5 = row["key"], row["size"], row["md5"]
+        bucket_store = store if row["bucket"] == store.bucket else store.for_bucket(row["bucket"])
+        try:
+            info = bucket_store.head(key)
+        except NotFoundError:
+            raise VerificationError(f"published file {row['path']} is missing ({key})") from None
+        if info.size != size:
+            raise VerificationError(
+                f"published file {row['path']} has {info.size} bytes, not {size}"
+            )
+        plain = info.etag is not None and "-" not in info.etag
+        if plain and not etag_matches(info.etag, md5):
+            raise VerificationError(f"published file {row['path']} has the wrong checksum")
+        if deep:
+            got = copy_hashing(bucket_store.iter_bytes(key), _Discard())
+            if got.md5 != md5 or got.size != size:
+                raise VerificationError(f"published file {row['path']} has the wrong content")
+
+
+def _load(
+    catalog: Catalog, manifest: dict[str, Any], files: dict[str, Path], report: RestoreReport
+) -> None:
+    if catalog.schema_version() is not None:
+        catalog.drop_schema()
+    catalog.ensure_schema()
+    # The fresh schema's own repo_meta rows stay, except the identity, which is restored.
+    catalog.clear_identity()
+    for table in BACKUP_TABLES:
+        path = files.get(table.name)
+        if path is None:
+            continue
+        rows = iter_rows(path)
+        if table.name == "repo_meta":
+            rows = (r for r in rows if r["name"] != "schema_version")
+        report.rows[table.name] = catalog.load_table(table, rows)
+    catalog.reset_sequences()
+    catalog.commit()
+
+
+def _adopt(catalog: Catalog, store: Store, report: RestoreReport) -> None:
+    """Objects of ours (by their metadata) that no version names: unpublished versions."""
+    batch = list(store.list(store.key_prefix + DATA_PREFIX))
+    known = catalog.known_keys([i.key for i in batch])
+    catalog.end_read()
+    for info in batch:
+        if info.key in known:
+            continue
+        try:
+            info = store.head(info.key)
+        except RepoError:
+            continue
+        meta = info.metadata
+        path = meta.get("repo-path")
+        if not path or len(info.key) <= TOKEN_LENGTH:
+            continue
+        try:
+            validate_path(path, key_prefix=store.key_prefix)
+        except RepoError:
+            continue
+        etag = info.etag
+        if etag is not None and "-" not in etag and len(etag) == 32:
+            md5 = etag
+        else:
+            md5 = copy_hashing(store.iter_bytes(info.key), _Discard()).md5
+        created = meta.get("repo-created")
+        rec = catalog.add_file(
+            path=path,
+            bucket=store.bucket,
+            key=info.key,
+            origin=meta.get("repo-origin", "unknown"),
+            created_at=datetime.fromisoformat(created) if created else datetime.now(UTC),
+        )
+        catalog.mark_uploaded(rec.file_id, md5=md5, size=info.size, when=datetime.now(UTC))
+        report.adopted.append(info.key)
+    catalog.commit()
