@@ -26,8 +26,9 @@ def test_every_command_has_help_with_an_example(embedded_cli: CliRun) -> None:
     assert isinstance(repo_cli, click.Group)
     assert sorted(repo_cli.commands) == sorted(
         [
-            "add", "cache", "cat", "config", "create", "ctl", "demo", "destroy", "expire",
-            "find", "gc", "get", "host", "list", "publish", "show", "status", "tag", "upload",
+            "add", "backup", "cache", "cat", "config", "create", "ctl", "demo", "destroy",
+            "expire", "find", "gc", "get", "host", "list", "publish", "recover", "restore",
+            "show", "status", "tag", "upload", "verify",
         ]
     )  # fmt: skip
     argvs: list[list[str]] = []

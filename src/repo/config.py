@@ -47,14 +47,15 @@ _KNOWN_KEYS: dict[str, tuple[type, ...]] = {
     "backup_keep": (int,),
 }
 
-#: Garbage-collection and backup settings and their defaults (non-negative integers).
+#: Garbage-collection settings and their defaults (all non-negative integers).
 GC_DEFAULTS: dict[str, int] = {
     "unpublished_ttl_seconds": 86_400,
     "expired_ttl_seconds": 604_800,
     "orphan_grace_seconds": 86_400,
     "backups_before_purge": 2,
-    "backup_keep": 7,
 }
+#: How many backups retention keeps (at least 1).
+BACKUP_KEEP_DEFAULT = 7
 _DATABASE_KEYS: dict[str, tuple[type, ...]] = {
     "host": (str,),
     "port": (int,),
@@ -91,7 +92,7 @@ class Config:
     expired_ttl_seconds: int = GC_DEFAULTS["expired_ttl_seconds"]
     orphan_grace_seconds: int = GC_DEFAULTS["orphan_grace_seconds"]
     backups_before_purge: int = GC_DEFAULTS["backups_before_purge"]
-    backup_keep: int = GC_DEFAULTS["backup_keep"]
+    backup_keep: int = BACKUP_KEEP_DEFAULT
     #: Where each field's value came from (a key of the source, or a default).
     origins: Mapping[str, str] = field(default_factory=dict)
 
@@ -145,7 +146,7 @@ def embedded_default() -> Config:
             "store_url": where,
             "database_url": where,
             "host_name": "default: this machine's host name",
-            **dict.fromkeys(GC_DEFAULTS, "default"),
+            **dict.fromkeys((*GC_DEFAULTS, "backup_keep"), "default"),
         },
     )
 
@@ -199,7 +200,7 @@ def _from_mapping(
     for key in GC_DEFAULTS:
         if key in data and data[key] < 0:
             raise ConfigError(f"{source}: key '{key}' must be zero or more")
-    if data.get("backup_keep") == 0:
+    if data.get("backup_keep", 1) < 1:
         raise ConfigError(f"{source}: key 'backup_keep' must be at least 1")
     endpoint = data.get("s3_endpoint_url")
     if endpoint is not None:
@@ -222,11 +223,12 @@ def _from_mapping(
         "s3_secret_key": "s3_secret_key",
         "cache_max_bytes": "cache_max_bytes",
         **{key: key for key in GC_DEFAULTS},
+        "backup_keep": "backup_keep",
     }
     origins = {name: f"{origin}: {key}" for name, key in keys.items() if key in data}
     origins.setdefault("local_root", "default: $REPO_HOME/local or the user data directory")
     origins.setdefault("host_name", "default: this machine's host name")
-    for key in GC_DEFAULTS:
+    for key in (*GC_DEFAULTS, "backup_keep"):
         origins.setdefault(key, "default")
     return Config(
         origins=origins,
@@ -242,6 +244,7 @@ def _from_mapping(
         s3_secret_key=data.get("s3_secret_key"),
         cache_max_bytes=cache_max,
         **{key: data.get(key, default) for key, default in GC_DEFAULTS.items()},
+        backup_keep=data.get("backup_keep", BACKUP_KEEP_DEFAULT),
     )
 
 
@@ -383,4 +386,5 @@ def describe_config(config: Config) -> list[ConfigEntry]:
         entry("s3_secret_key", "****" if secret else None),
         entry("cache_max_bytes", config.cache_max_bytes),
         *(entry(key, getattr(config, key)) for key in GC_DEFAULTS),
+        entry("backup_keep", config.backup_keep),
     ]

@@ -35,6 +35,7 @@ from .paths import TOKEN_LENGTH, make_key, new_version_token, unique_path, valid
 from .stores import Store, open_store
 from .stores.base import Progress, PutResult
 from .tags import validate_tags
+from .verify import RecoverReport, VerifyReport, recover_from_cache, verify_store
 
 __all__ = ["Repo"]
 
@@ -319,6 +320,16 @@ class Repo:
     def backups_available(self) -> builtins.list[dict[str, Any]]:
         """Manifests of the complete backups in the backup store, newest first."""
         return list_backups(self.backups)
+
+    def verify(self, deep: bool = False) -> VerifyReport:
+        """Check that every published (and unpurged expired) version's object is in the
+        store with the catalog's size and checksum; `deep` downloads and re-hashes."""
+        return verify_store(self, deep=deep)
+
+    def recover(self, deep: bool = False, dry_run: bool = False) -> RecoverReport:
+        """Re-upload, from this host's verified cache, published versions whose objects
+        are missing or corrupt in the store."""
+        return recover_from_cache(self, deep=deep, dry_run=dry_run)
 
     def cache_status(self) -> CacheStatus:
         """This host's cache use and limit."""

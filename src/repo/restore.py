@@ -95,7 +95,7 @@ def _restore(
     if catalog.schema_version() is not None and catalog.has_data() and not force:
         raise CatalogError(
             "the catalog is not empty; restore replaces it",
-            hint="restore into an empty database, or add --force to replace this one",
+            hint="restore into an empty database, or run `repo restore --force` to replace it",
         )
     manifests = list_backups(place)
     if wanted is not None:

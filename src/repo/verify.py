@@ -184,6 +184,7 @@ def verify_store(repo: Repo, *, deep: bool = False, workers: int = DEFAULT_WORKE
                     category.ok += 1
                     if outcome == "size_only":
                         category.size_only.append(finding)
+    _drop_purged(repo, report)
     logger.info(
         "verify%s: %d checked, %d missing, %d corrupt, %d by size only",
         " (deep)" if deep else "",
@@ -206,6 +207,28 @@ def _versions(repo: Repo) -> Iterator[list[FileRecord]]:
             return
         yield batch
         after = batch[-1].file_id
+
+
+def _drop_purged(repo: Repo, report: VerifyReport) -> None:
+    """Forget damage to versions garbage collection claimed while the check ran: their
+    objects were being deleted, rightly."""
+    for category in (report.published, report.expired):
+        found = category.missing + category.corrupt
+        if not found:
+            continue
+        try:
+            now = repo.catalog.files_by_key([f.key for f in found])
+        finally:
+            repo.catalog.end_read()
+        gone = set()
+        for f in found:
+            rec = now.get(f.key)
+            if rec is None or rec.purge_started_at is not None:
+                gone.add(f.key)
+        if gone:
+            category.missing = [f for f in category.missing if f.key not in gone]
+            category.corrupt = [f for f in category.corrupt if f.key not in gone]
+            category.checked -= len(gone)
 
 
 def check_object(store: Store, rec: FileRecord, *, deep: bool) -> tuple[Outcome, str]:

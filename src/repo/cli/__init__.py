@@ -16,9 +16,11 @@ import click
 from ..errors import RepoError
 from .admin import config, create, ctl, demo, destroy
 from .app import App
+from .backups import backup, restore
 from .files import add, cat, expire, get, publish, tag, upload
 from .housekeeping import cache, gc, host
 from .queries import find, list_files, show, status
+from .recovery import recover, verify
 
 __all__ = ["cli", "main"]
 
@@ -119,6 +121,10 @@ for _command in (
     gc,
     cache,
     host,
+    backup,
+    restore,
+    verify,
+    recover,
 ):
     # `--config` is also accepted after the command name (`repo list --config FILE`);
     # not on `ctl`, whose `--config` is the seed's "show the configuration".

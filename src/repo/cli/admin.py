@@ -7,7 +7,6 @@ import click
 from ..admin import create_repository, destroy_catalog
 from ..config import describe_config
 from ..demo import run_demo
-from ..errors import UsageError
 from ..s3cmd import write_s3cmd_config
 from .app import App, pass_app
 from .output import echo_json, table
@@ -103,10 +102,9 @@ def ctl(app: App, action: str | None, yes: bool) -> None:
     elif action == "config":
         _show_config(app, as_json=False)
     else:
-        raise UsageError(
-            "restore is not available yet in this version",
-            hint="catalog backup and restore arrive with the disaster-recovery release",
-        )
+        from .backups import run_restore
+
+        run_restore(app)
 
 
 @click.command()
