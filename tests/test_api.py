@@ -16,6 +16,7 @@ def test_public_names_are_pinned() -> None:
     assert sorted(repo.__all__) == sorted(
         [
             "AddReport",
+            "BackupReport",
             "CacheReport",
             "CacheStatus",
             "CatalogError",
@@ -35,18 +36,22 @@ def test_public_names_are_pinned() -> None:
             "Repo",
             "RepoError",
             "RepoFile",
+            "RestoreReport",
             "ProgressListener",
+            "RecoverReport",
             "StateError",
             "StatusReport",
             "StoreError",
             "UsageError",
             "VerificationError",
+            "VerifyReport",
             "__version__",
             "create_repository",
             "date_tags",
             "describe_config",
             "destroy_catalog",
             "load_config",
+            "restore_catalog",
             "status_report",
         ]
     )

@@ -12,6 +12,7 @@ with repo.Repo() as r:
 from __future__ import annotations
 
 from .admin import CreateReport, StatusReport, create_repository, destroy_catalog, status_report
+from .backup import BackupReport
 from .catalog import HostCopy, HostSummary
 from .config import Config, ConfigEntry, describe_config, load_config
 from .errors import (
@@ -33,12 +34,15 @@ from .gc import GcCategory, GcReport
 from .hosts import CacheReport, CacheStatus
 from .ingest import AddReport, ProgressListener
 from .repository import Repo
+from .restore import RestoreReport, restore_catalog
 from .tags import date_tags
+from .verify import RecoverReport, VerifyReport
 
 __version__ = "0.1.0"
 
 __all__ = [
     "AddReport",
+    "BackupReport",
     "CacheReport",
     "CacheStatus",
     "CatalogError",
@@ -56,19 +60,23 @@ __all__ = [
     "InvalidTagError",
     "NotFoundError",
     "ProgressListener",
+    "RecoverReport",
     "Repo",
     "RepoError",
     "RepoFile",
+    "RestoreReport",
     "StateError",
     "StatusReport",
     "StoreError",
     "UsageError",
     "VerificationError",
+    "VerifyReport",
     "__version__",
     "create_repository",
     "date_tags",
     "describe_config",
     "destroy_catalog",
     "load_config",
+    "restore_catalog",
     "status_report",
 ]
