@@ -135,6 +135,19 @@ def collect_garbage(
     return report
 
 
+def purge_orphans_only(repo: Repo, *, now: datetime | None = None) -> int:
+    """Delete orphans past the grace period, and nothing else; returns how many."""
+    now = now or datetime.now(UTC)
+    grace = timedelta(seconds=repo.config.orphan_grace_seconds)
+    try:
+        keys = [info.key for info in _orphans(repo, now - grace)]
+    finally:
+        repo.catalog.end_read()
+    if keys:
+        repo.store.delete_many(keys)
+    return len(keys)
+
+
 def _batches(items: Sequence[FileRecord], size: int) -> Iterator[Sequence[FileRecord]]:
     for i in range(0, len(items), size):
         yield items[i : i + size]

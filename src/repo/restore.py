@@ -116,10 +116,10 @@ def _restore(
             try:
                 files = _fetch_checked(place, manifest, scratch / manifest["name"])
                 if verify:
-                    _check_published(store, files["files"], deep)
-            except (RepoError, ValueError, OSError) as exc:
+                    _check_published(store, files["files"], files["paths"], deep)
+            except (RepoError, ValueError, KeyError, OSError) as exc:
                 reason = getattr(exc, "message", None) or str(exc)
-                logger.warning("backup %s rejected: %s", manifest["name"], reason)
+                logger.info("backup %s rejected: %s", manifest["name"], reason)
                 report.rejected.append((manifest["name"], reason))
                 continue
             chosen = (manifest, files)
@@ -139,6 +139,7 @@ def _restore(
             continue
         catalog.apply_entry(entry)
         report.journal_entries += 1
+    catalog.reset_sequences()  # replayed versions have ids above the backup's
     catalog.commit()
     _adopt(catalog, store, report)
     for other in list_backups(place):
@@ -151,10 +152,11 @@ def _restore(
             )
     catalog.commit()
     if purge_orphans:
+        from .gc import purge_orphans_only
         from .repository import Repo
 
         with Repo(cfg) as r:
-            report.orphans_purged = r.gc(dry_run=False, orphans=True).orphans.count
+            report.orphans_purged = purge_orphans_only(r)
     return report
 
 
@@ -176,28 +178,28 @@ def _fetch_checked(place: BackupPlace, manifest: dict[str, Any], into: Path) -> 
     return {name: download_table(place, spec, into) for name, spec in tables.items()}
 
 
-def _check_published(store: Store, files_table: Path, deep: bool) -> None:
+def _check_published(store: Store, files_table: Path, paths_table: Path, deep: bool) -> None:
     """Every published file the backup lists is in the store, whole."""
+    names = {row["path_id"]: row["path"] for row in iter_rows(paths_table)}
     for row in iter_rows(files_table):
         if row["state"] != "published":
             continue
         key, size, md5 = row["key"], row["size"], row["md5"]
+        path = names.get(row["path_id"], key)
         bucket_store = store if row["bucket"] == store.bucket else store.for_bucket(row["bucket"])
         try:
             info = bucket_store.head(key)
         except NotFoundError:
-            raise VerificationError(f"published file {row['path']} is missing ({key})") from None
+            raise VerificationError(f"published file {path} is missing ({key})") from None
         if info.size != size:
-            raise VerificationError(
-                f"published file {row['path']} has {info.size} bytes, not {size}"
-            )
+            raise VerificationError(f"published file {path} has {info.size} bytes, not {size}")
         plain = info.etag is not None and "-" not in info.etag
         if plain and not etag_matches(info.etag, md5):
-            raise VerificationError(f"published file {row['path']} has the wrong checksum")
+            raise VerificationError(f"published file {path} has the wrong checksum")
         if deep:
             got = copy_hashing(bucket_store.iter_bytes(key), _Discard())
             if got.md5 != md5 or got.size != size:
-                raise VerificationError(f"published file {row['path']} has the wrong content")
+                raise VerificationError(f"published file {path} has the wrong content")
 
 
 def _load(

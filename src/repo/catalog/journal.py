@@ -118,6 +118,7 @@ class JournalQueries(CatalogBase):
                         for name in _TIME_FIELDS
                     },
                 }
+                self._settle_state(conn, doc["file_id"], path_id, values)
                 ins = self._insert(files).values(file_id=doc["file_id"], **values)
                 conn.execute(
                     ins.on_conflict_do_update(index_elements=[files.c.file_id], set_=values)
@@ -139,6 +140,41 @@ class JournalQueries(CatalogBase):
                 conn.execute(delete(file_tags).where(file_tags.c.file_id.in_(chunk)))
                 conn.execute(delete(file_hosts).where(file_hosts.c.file_id.in_(chunk)))
                 conn.execute(delete(files).where(files.c.file_id.in_(chunk)))
+
+    def _settle_state(
+        self, conn: Any, file_id: int, path_id: int | None, values: dict[str, Any]
+    ) -> None:
+        """Adjust `values` so a replay never moves a version backwards.
+
+        Entries are ordered by the committing hosts' clocks, which may disagree: an
+        expired version stays expired, and of two versions that both claim to be a
+        path's current one, the one published later wins (as it did in the catalog).
+        """
+        existing = conn.execute(
+            select(files.c.state, files.c.expired_at).where(files.c.file_id == file_id)
+        ).first()
+        if existing is not None and existing.state == "expired" and values["state"] != "expired":
+            values["state"], values["expired_at"] = "expired", existing.expired_at
+        if values["state"] != "published":
+            return
+        rival = conn.execute(
+            select(files.c.file_id, files.c.published_at).where(
+                files.c.path_id == path_id,
+                files.c.state == "published",
+                files.c.file_id != file_id,
+            )
+        ).first()
+        if rival is None:
+            return
+        mine = values["published_at"]
+        if rival.published_at is not None and mine is not None and rival.published_at > mine:
+            values["state"], values["expired_at"] = "expired", rival.published_at
+        else:
+            conn.execute(
+                files.update()
+                .where(files.c.file_id == rival.file_id)
+                .values(state="expired", expired_at=mine)
+            )
 
     def _set_file_tags(self, conn: Any, file_id: int, names: Sequence[str]) -> None:
         wanted = self._tag_ids(conn, list(names), create=True)
