@@ -1099,3 +1099,20 @@ def test_a_backup_needs_a_session_without_uncommitted_changes(
             r.backup()
         r.rollback()
         assert r.backups_available() == []
+
+
+def test_a_backup_taken_on_postgresql_restores_into_sqlite(
+    file_config: dict[str, Any], pg_url: str, tmp_path: Path
+) -> None:
+    # PostgreSQL backups are COPY text; restoring one into SQLite parses it (escapes,
+    # NULLs, times), so every row must come back the same.
+    on_postgresql = {**file_config, "database": pg_url}
+    build_every_kind_of_row(on_postgresql, tmp_path)
+    with Repo(on_postgresql) as r:
+        r.add_file("odd\\path\u00e9 \\N-like/x.txt").touch(b"q").publish().tag("tag\\with\\slashes")
+        r.commit()
+        r.backup()
+
+    restore_catalog(file_config)
+
+    assert rows_without(read_tables(file_config)) == rows_without(read_tables(on_postgresql))

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .catalog import SCHEMA_VERSION
+from .catalog.dump import copy_columns
 from .errors import VerificationError
 from .journal import BackupPlace
 from .paths import new_version_token
@@ -67,22 +68,23 @@ def make_backup(repo: Repo) -> BackupReport:
     scratch = Path(tempfile.mkdtemp(dir=_scratch_dir(repo), prefix="backup-"))
     total = 0
     try:
-        for table, rows in repo.catalog.dump_tables():
-            path = scratch / f"{table.name}.jsonl.gz"
+        for table, fmt, content in repo.catalog.dump_tables():
+            suffix = "jsonl" if fmt == "jsonl" else "copy"
+            path = scratch / f"{table.name}.{suffix}.gz"
             digest = hashlib.sha256()
             count = 0
             with gzip.open(path, "wb", compresslevel=1) as out:
-                for row in rows:
-                    line = json.dumps(row, separators=(",", ":"), ensure_ascii=False).encode()
-                    line += b"\n"
-                    digest.update(line)
-                    out.write(line)
-                    count += 1
-            key = f"{prefix}{table.name}.jsonl.gz"
+                for chunk in content:  # whole lines, one per row
+                    digest.update(chunk)
+                    count += chunk.count(b"\n")
+                    out.write(chunk)
+            key = f"{prefix}{path.name}"
             put = place.store.put_file(key, path)
             total += put.size
             tables[table.name] = {
                 "key": key,
+                "format": fmt,
+                "columns": copy_columns(table),
                 "rows": count,
                 "sha256": digest.hexdigest(),
                 "object_md5": put.md5,
@@ -202,9 +204,9 @@ def download_table(place: BackupPlace, spec: dict[str, Any], into: Path) -> Path
     digest = hashlib.sha256()
     count = 0
     with gzip.open(path, "rb") as src:
-        for line in src:
-            digest.update(line)
-            count += 1
+        for block in iter(lambda: src.read(1 << 20), b""):
+            digest.update(block)
+            count += block.count(b"\n")
     if count != spec["rows"] or digest.hexdigest() != spec["sha256"]:
         raise VerificationError(
             f"{spec['key']}: {count} rows with SHA-256 {digest.hexdigest()[:12]}..., the "
@@ -214,6 +216,13 @@ def download_table(place: BackupPlace, spec: dict[str, Any], into: Path) -> Path
 
 
 def iter_rows(path: Path) -> Any:
+    """Rows of a downloaded ``jsonl`` table."""
     with gzip.open(path, "rb") as src:
         for line in src:
             yield json.loads(line)
+
+
+def iter_chunks(path: Path) -> Any:
+    """The uncompressed content of a downloaded table, in blocks."""
+    with gzip.open(path, "rb") as src:
+        yield from iter(lambda: src.read(1 << 20), b"")

@@ -19,15 +19,15 @@ from __future__ import annotations
 import logging
 import shutil
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from .backup import download_table, iter_rows, list_backups
+from .backup import download_table, iter_chunks, iter_rows, list_backups
 from .catalog import SCHEMA_VERSION, Catalog
-from .catalog.dump import BACKUP_TABLES
+from .catalog.dump import BACKUP_TABLES, parse_copy_text
 from .config import Config, load_config
 from .errors import CatalogError, NotFoundError, RepoError, UsageError, VerificationError
 from .integrity import etag_matches
@@ -116,7 +116,12 @@ def _restore(
             try:
                 files = _fetch_checked(place, manifest, scratch / manifest["name"])
                 if verify:
-                    _check_published(store, files["files"], files["paths"], deep)
+                    _check_published(
+                        store,
+                        _table_rows(manifest, files, "files"),
+                        _table_rows(manifest, files, "paths"),
+                        deep,
+                    )
             except (RepoError, ValueError, KeyError, OSError) as exc:
                 reason = getattr(exc, "message", None) or str(exc)
                 logger.info("backup %s rejected: %s", manifest["name"], reason)
@@ -178,10 +183,25 @@ def _fetch_checked(place: BackupPlace, manifest: dict[str, Any], into: Path) -> 
     return {name: download_table(place, spec, into) for name, spec in tables.items()}
 
 
-def _check_published(store: Store, files_table: Path, paths_table: Path, deep: bool) -> None:
+def _table_rows(
+    manifest: dict[str, Any], files: dict[str, Path], name: str
+) -> Iterator[dict[str, Any]]:
+    spec = manifest["tables"][name]
+    if spec.get("format", "jsonl") == "pg-copy-text":
+        table = next(t for t in BACKUP_TABLES if t.name == name)
+        return parse_copy_text(table, spec["columns"], iter_chunks(files[name]))
+    return iter(iter_rows(files[name]))
+
+
+def _check_published(
+    store: Store,
+    file_rows: Iterator[dict[str, Any]],
+    path_rows: Iterator[dict[str, Any]],
+    deep: bool,
+) -> None:
     """Every published file the backup lists is in the store, whole."""
-    names = {row["path_id"]: row["path"] for row in iter_rows(paths_table)}
-    for row in iter_rows(files_table):
+    names = {row["path_id"]: row["path"] for row in path_rows}
+    for row in file_rows:
         if row["state"] != "published":
             continue
         key, size, md5 = row["key"], row["size"], row["md5"]
@@ -210,11 +230,20 @@ def _load(
     catalog.ensure_schema()
     # The fresh schema's own repo_meta rows stay, except the identity, which is restored.
     catalog.clear_identity()
+    specs = manifest["tables"]
     for table in BACKUP_TABLES:
         path = files.get(table.name)
         if path is None:
             continue
-        rows = iter_rows(path)
+        spec = specs[table.name]
+        if spec.get("format", "jsonl") == "pg-copy-text":
+            if table.name != "repo_meta":
+                catalog.load_copy_text(table, spec["columns"], iter_chunks(path))
+                report.rows[table.name] = spec["rows"]
+                continue
+            rows = parse_copy_text(table, spec["columns"], iter_chunks(path))
+        else:
+            rows = iter_rows(path)
         if table.name == "repo_meta":
             rows = (r for r in rows if r["name"] != "schema_version")
         report.rows[table.name] = catalog.load_table(table, rows)

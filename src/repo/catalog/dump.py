@@ -8,6 +8,8 @@ same for both databases, so a backup of one restores into the other.
 
 from __future__ import annotations
 
+import json
+import re
 from collections.abc import Iterable, Iterator
 from datetime import datetime
 from typing import Any
@@ -49,19 +51,24 @@ def _time_columns(table: Table) -> set[str]:
 class DumpQueries(CatalogBase):
     """Dumping and loading whole tables."""
 
-    def dump_tables(self) -> Iterator[tuple[Table, Iterator[dict[str, Any]]]]:
-        """(table, rows) for every catalog table, all from one snapshot.
+    def dump_tables(self) -> Iterator[tuple[Table, str, Iterator[bytes]]]:
+        """(table, format, content) for every catalog table, all from one snapshot.
 
-        Consume each table's rows before asking for the next table.
+        PostgreSQL tables come as ``COPY`` text (``pg-copy-text``: one line per row,
+        tab-separated, ``\\N`` for NULL), SQLite ones as JSON lines (``jsonl``). Both
+        are a line per row. Consume each table's content before asking for the next.
         """
         with translate_errors("reading the catalog for a backup"), self.db.engine.connect() as conn:
             if self.db.is_sqlite:
                 conn.exec_driver_sql("BEGIN")
+                for table in BACKUP_TABLES:
+                    yield table, "jsonl", _json_lines(self._rows(conn, table))
             else:
                 conn = conn.execution_options(isolation_level="REPEATABLE READ")
                 conn.execute(text("SET TRANSACTION READ ONLY"))
-            for table in BACKUP_TABLES:
-                yield table, self._rows(conn, table)
+                raw = conn.connection.driver_connection
+                for table in BACKUP_TABLES:
+                    yield table, "pg-copy-text", _copy_out(raw, table)
             conn.rollback()
 
     def _rows(self, conn: Any, table: Table) -> Iterator[dict[str, Any]]:
@@ -76,6 +83,20 @@ class DumpQueries(CatalogBase):
                 if doc[name] is not None:
                     doc[name] = doc[name].isoformat()
             yield doc
+
+    def load_copy_text(self, table: Table, columns: list[str], chunks: Iterable[bytes]) -> None:
+        """Load ``pg-copy-text`` content: PostgreSQL's COPY FROM, else parsed rows."""
+        if self.db.is_sqlite:
+            self.load_table(table, parse_copy_text(table, columns, chunks))
+            return
+        conn = self.db.begin_write()
+        raw = conn.connection.driver_connection
+        assert raw is not None
+        cursor = raw.cursor()
+        statement = f"COPY {_quoted(table, columns)} FROM STDIN"
+        with translate_errors(f"restoring table {table.name}"), cursor.copy(statement) as copy:
+            for chunk in chunks:
+                copy.write(chunk)
 
     def load_table(self, table: Table, rows: Iterable[dict[str, Any]]) -> int:
         """Insert rows (as `dump_tables` gives them) into `table`; returns the count."""
@@ -131,3 +152,60 @@ class DumpQueries(CatalogBase):
             found = found or conn.execute(select(tags.c.tag_id).limit(1)).first() is not None
             self.end_read()
             return found
+
+
+def _quoted(table: Table, columns: list[str]) -> str:
+    known = {c.name for c in table.columns}
+    unknown = [c for c in columns if c not in known]
+    if unknown:
+        raise ValueError(f"table {table.name} has no column(s) {unknown}")
+    return f'"{table.name}" (' + ", ".join(f'"{c}"' for c in columns) + ")"
+
+
+def copy_columns(table: Table) -> list[str]:
+    return [c.name for c in table.columns]
+
+
+def _copy_out(raw: Any, table: Table) -> Iterator[bytes]:
+    cursor = raw.cursor()
+    order = ", ".join(f'"{c.name}"' for c in table.primary_key.columns)
+    cols = ", ".join(f'"{c}"' for c in copy_columns(table))
+    query = f'COPY (SELECT {cols} FROM "{table.name}" ORDER BY {order}) TO STDOUT'
+    with cursor.copy(query) as copy:
+        for block in copy:
+            yield bytes(block)
+
+
+def _json_lines(rows: Iterator[dict[str, Any]]) -> Iterator[bytes]:
+    for row in rows:
+        yield json.dumps(row, separators=(",", ":"), ensure_ascii=False).encode() + b"\n"
+
+
+_UNESCAPE = re.compile(r"\\(.)")
+_ESCAPES = {"b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t", "v": "\v"}
+
+
+def parse_copy_text(
+    table: Table, columns: list[str], chunks: Iterable[bytes]
+) -> Iterator[dict[str, Any]]:
+    """Rows of PostgreSQL COPY text as dicts, values typed for `load_table`."""
+    times = _time_columns(table)
+    integers = {c.name for c in table.columns if c.type.python_type is int}
+    pending = b""
+    for chunk in chunks:
+        pending += chunk
+        *lines, pending = pending.split(b"\n")
+        for line in lines:
+            doc: dict[str, Any] = {}
+            for name, field in zip(columns, line.decode("utf-8").split("\t"), strict=True):
+                if field == "\\N":
+                    doc[name] = None
+                    continue
+                value = _UNESCAPE.sub(lambda m: _ESCAPES.get(m.group(1), m.group(1)), field)
+                if name in integers:
+                    doc[name] = int(value)
+                elif name in times:
+                    doc[name] = value.replace(" ", "T")  # load_table parses ISO text
+                else:
+                    doc[name] = value
+            yield doc
