@@ -231,6 +231,7 @@ def _load(
     # The fresh schema's own repo_meta rows stay, except the identity, which is restored.
     catalog.clear_identity()
     specs = manifest["tables"]
+    indexes = catalog.drop_secondary_indexes()
     for table in BACKUP_TABLES:
         path = files.get(table.name)
         if path is None:
@@ -247,6 +248,7 @@ def _load(
         if table.name == "repo_meta":
             rows = (r for r in rows if r["name"] != "schema_version")
         report.rows[table.name] = catalog.load_table(table, rows)
+    catalog.create_indexes(indexes)
     catalog.reset_sequences()
     catalog.commit()
 
