@@ -671,7 +671,8 @@ def table(bench: Bench, groups: Sequence[Sequence[Step]]) -> list[str]:
         for s in steps:
             rows = s.outcome.rows or sum(bench.counts.values())
             server = "n/a" if s.server is None else f"{s.server:.1f}"
-            other = "n/a" if s.other is None else f"{s.other:.1f}"
+            # Clock ticks make small negative leftovers; below a tick is nothing.
+            other = "n/a" if s.other is None else f"{max(s.other, 0.0):.1f}"
             size = f"{s.outcome.bytes / 2**20:.1f}" if s.outcome.bytes else ""
             spread = " / ".join(f"{w:.1f}" for w in s.walls)
             ratio = "1 (baseline)" if s.baseline else f"{s.wall / base.wall:.2f}x"
@@ -679,7 +680,7 @@ def table(bench: Bench, groups: Sequence[Sequence[Step]]) -> list[str]:
                 target = ""
             elif bench.n != TARGET_FILES:
                 scaled = s.wall * TARGET_FILES / bench.n
-                target = f"n/a at this size (x{TARGET_FILES / bench.n:g}: ~{scaled:.0f} s)"
+                target = f"n/a at this size (x{TARGET_FILES / bench.n:.3g}: ~{scaled:.0f} s)"
             else:
                 target = "met" if s.wall < TARGET_SECONDS else "**not met**"
             lines.append(
