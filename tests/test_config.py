@@ -535,3 +535,31 @@ def test_home_config_that_is_a_directory_is_an_error_not_a_fallback(
     with pytest.raises(ConfigError) as err:
         load_config()
     assert ".repo_cfg" in str(err.value)
+
+
+def test_a_config_file_with_secrets_readable_by_others_draws_a_warning(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    cfg = tmp_path / "cfg.json"
+    cfg.write_text(
+        '{"store": "s3://b", "database": "sqlite:///c.db", "s3_access_key": "AKIAEXAMPLE1",'
+        ' "s3_secret_key": "not-to-be-shown-anywhere"}'
+    )
+    cfg.chmod(0o644)
+    with caplog.at_level("WARNING", logger="repo.config"):
+        repo.load_config(cfg)
+    assert [r.getMessage() for r in caplog.records] == [
+        f"{cfg} holds secrets but can be read by other users (mode 644); run: chmod 600 {cfg}"
+    ]
+    caplog.clear()
+    cfg.chmod(0o600)
+    with caplog.at_level("WARNING", logger="repo.config"):
+        repo.load_config(cfg)
+    assert caplog.records == []
+    # No secret in it: nothing to warn about.
+    plain = tmp_path / "plain.json"
+    plain.write_text('{"store": "file:///tmp/x", "database": "sqlite:///c.db"}')
+    plain.chmod(0o644)
+    with caplog.at_level("WARNING", logger="repo.config"):
+        repo.load_config(plain)
+    assert caplog.records == []

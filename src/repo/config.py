@@ -10,6 +10,7 @@ Errors name the source and the key and never echo a secret value.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import socket
 from collections.abc import Mapping
@@ -25,6 +26,8 @@ from sqlalchemy.exc import ArgumentError
 from .errors import ConfigError
 
 __all__ = ["Config", "ConfigEntry", "describe_config", "load_config"]
+
+logger = logging.getLogger(__name__)
 
 SECRET_KEYS = frozenset({"s3_secret_key", "password"})
 
@@ -176,7 +179,27 @@ def _from_file(path: Path, *, chosen_by: str = "") -> Config:
         ) from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: the configuration must be a JSON object")
-    return _from_mapping(data, source=str(path), base=path.resolve().parent, chosen_by=chosen_by)
+    config = _from_mapping(data, source=str(path), base=path.resolve().parent, chosen_by=chosen_by)
+    _warn_if_exposed(path, config)
+    return config
+
+
+def _warn_if_exposed(path: Path, config: Config) -> None:
+    """Warn when a file holding a secret can be read by other users."""
+    has_secret = config.s3_secret_key is not None or (
+        make_url(config.database_url).password is not None
+    )
+    try:
+        mode = path.stat().st_mode
+    except OSError:
+        return
+    if has_secret and mode & 0o077:
+        logger.warning(
+            "%s holds secrets but can be read by other users (mode %o); run: chmod 600 %s",
+            path,
+            mode & 0o777,
+            path,
+        )
 
 
 def _from_mapping(
