@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 from .catalog import HostSummary
 from .errors import NotFoundError, StoreError
+from .gc import clean_staging  # one rule for staging leftovers, shared with GC
 
 if TYPE_CHECKING:
     from .repository import Repo
@@ -55,8 +56,6 @@ def cache_status(repo: Repo) -> CacheStatus:
 def prune_cache(repo: Repo) -> CacheReport:
     """Drop cached copies of versions that are expired or gone, then evict least recently
     used copies down to the limit; also remove staging leftovers (as GC does)."""
-    from .gc import clean_staging  # one rule for staging leftovers (import: no cycle)
-
     report = CacheReport()
     entries = repo.cache.entries()
     known = repo.catalog.files_by_key([e.key for e in entries])

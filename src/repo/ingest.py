@@ -239,8 +239,7 @@ def add_tree(
                 # A leftover holds the key: move the version to a fresh key, send again.
                 record, staging = repo._rekey(record, staging)
                 result = repo._put(record, staging, None)
-            repo._finish_upload(record, staging, result)
-            rf = RepoFile(repo, repo.catalog.get(record.file_id))
+            rf = RepoFile(repo, repo._finish_upload(record, staging, result))
             if names:
                 rf.tag(*names)
             if publish:

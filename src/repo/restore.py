@@ -36,7 +36,7 @@ from .paths import DATA_PREFIX, TOKEN_LENGTH, validate_path
 from .stores import Store, open_store
 from .stores.base import copy_hashing
 
-__all__ = ["RestoreReport", "restore_catalog"]
+__all__ = ["RestoreReport", "available_backups", "restore_catalog"]
 
 logger = logging.getLogger(__name__)
 
@@ -80,6 +80,21 @@ def restore_catalog(
         store.close()
 
 
+def available_backups(
+    config: str | Mapping[str, Any] | Config | None = None,
+) -> list[dict[str, Any]]:
+    """Manifests of the complete backups in the backup store, newest first (no catalog
+    needed)."""
+    cfg = load_config(config)
+    store = open_store(cfg.store_url, cfg)
+    place = backup_place(cfg, store)
+    try:
+        return list_backups(place)
+    finally:
+        place.close()
+        store.close()
+
+
 def _restore(
     cfg: Config,
     store: Store,
@@ -97,7 +112,8 @@ def _restore(
             "the catalog is not empty; restore replaces it",
             hint="restore into an empty database, or run `repo restore --force` to replace it",
         )
-    manifests = list_backups(place)
+    found = list_backups(place)
+    manifests = found
     if wanted is not None:
         manifests = [m for m in manifests if m["name"] == wanted]
         if not manifests:
@@ -147,7 +163,7 @@ def _restore(
     catalog.reset_sequences()  # replayed versions have ids above the backup's
     catalog.commit()
     _adopt(catalog, store, report)
-    for other in list_backups(place):
+    for other in found:  # listed once, above: each manifest is one GET
         if other["name"] not in catalog_backups(catalog):
             catalog.record_backup(
                 other["name"],

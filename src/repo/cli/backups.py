@@ -7,10 +7,7 @@ from typing import Any
 
 import click
 
-from ..backup import list_backups
-from ..journal import backup_place
-from ..restore import RestoreReport, restore_catalog
-from ..stores import open_store
+from ..restore import RestoreReport, available_backups, restore_catalog
 from .app import App, pass_app
 from .output import echo_json, human_size, iso, table
 
@@ -132,14 +129,7 @@ def restore(
     if deep and not verify:
         raise click.UsageError("--deep goes with --verify")
     if list_only:
-        cfg = app.config()
-        store = open_store(cfg.store_url, cfg)
-        place = backup_place(cfg, store)
-        try:
-            found = list_backups(place)
-        finally:
-            place.close()
-            store.close()
+        found = available_backups(app.config())
         if as_json:
             echo_json(
                 {
