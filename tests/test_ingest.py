@@ -24,7 +24,7 @@ import pytest
 import repo
 from harness.proxy import FaultProxy
 from harness.s3servers import MotoS3Server
-from repo import VerificationError
+from repo import VerificationError, ingest
 
 MiB = 1024 * 1024
 
@@ -428,6 +428,56 @@ def test_add_tree_adds_every_file_under_a_prefix_tagged_and_published(
     assert repo.tags_of(report.files) == {f.file_id: ["batch=1"] for f in report.files}
     assert [f.path for f in repo.list("imports/*")] == expected
     assert _staging_leftovers(repo) == []
+
+
+def test_add_tree_in_several_batches_supersedes_current_versions(
+    local_repo: repo.Repo, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The catalog records a tree in batches; each batch expires what its paths had
+    current, tags every version, and keeps one current version per path."""
+    monkeypatch.setattr(ingest, "RECORD_BATCH", 7)
+    tree = tmp_path / "tree"
+    first = {f"f{i:02d}.txt": f"one {i}".encode() for i in range(30)}
+    _write_tree(tree, first)
+    old = {f.path: f for f in local_repo.add_tree(tree, tags=["v1"], publish=True).files}
+    local_repo.commit()
+    second = {name: f"two {i}".encode() for i, name in enumerate(first)}
+    second["new.txt"] = b"only in the second"
+    _write_tree(tree, second)
+    report = local_repo.add_tree(tree, tags=["v2", "both"], publish=True, workers=3)
+    local_repo.commit()
+
+    assert [f.path for f in report.files] == sorted(second)
+    for rf in report.files:
+        assert rf.state == "published"
+        assert local_repo.current(rf.path) == rf
+        assert rf.read_bytes() == second[rf.path]
+        assert rf.published_at is not None
+        if rf.path in old:
+            before = old[rf.path].refresh()
+            assert before.state == "expired"
+            assert before.published_at is not None and before.expired_at == rf.published_at
+            assert before.published_at < rf.published_at
+    assert local_repo.tags_of(report.files) == {f.file_id: ["both", "v2"] for f in report.files}
+    assert len(local_repo.list("*")) == len(second)
+    assert {f.path for f in local_repo.find(all=["v1"])} == set()  # expired: not found
+    assert len(local_repo.find(all=["v2", "both"])) == len(second)
+
+
+def test_add_tree_without_publish_leaves_current_versions_alone(
+    local_repo: repo.Repo, tmp_path: Path
+) -> None:
+    tree = tmp_path / "tree"
+    _write_tree(tree, {"a.txt": b"first"})
+    (current,) = local_repo.add_tree(tree, publish=True).files
+    _write_tree(tree, {"a.txt": b"second"})
+    (new,) = local_repo.add_tree(tree, tags=["draft"]).files
+    local_repo.commit()
+    assert new.state == "unpublished" and new.uploaded
+    assert local_repo.current("a.txt") == current.refresh()
+    assert current.state == "published"
+    assert local_repo.newest("a.txt") == new
+    assert new.tags == ["draft"]
 
 
 @pytest.mark.parametrize("prefix", ["in", "in/", "/in/", "in//"])

@@ -212,6 +212,7 @@ class LocalCache:
         final.parent.mkdir(parents=True, exist_ok=True)
         os.chmod(source, 0o444)
         os.replace(source, final)
-        with contextlib.suppress(OSError):
-            source.parent.rmdir()
+        if source.parent != self.staging_dir:
+            with contextlib.suppress(OSError):
+                source.parent.rmdir()
         return final

@@ -9,6 +9,7 @@ change afterwards without the version or the cache ever disagreeing with the sto
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import shutil
 import stat
@@ -21,11 +22,11 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO, Protocol
 
-from .catalog import FileRecord
+from .catalog import NewVersion
 from .errors import ConflictError, NotFoundError, StoreError, UsageError
 from .file import RepoFile
-from .paths import validate_path
-from .stores.base import Progress, PutResult
+from .paths import make_key, new_version_token, validate_path
+from .stores.base import Progress
 from .tags import date_tags, validate_tags
 
 if TYPE_CHECKING:
@@ -34,6 +35,10 @@ if TYPE_CHECKING:
 __all__ = ["AddReport", "ProgressListener", "add_one", "add_tree"]
 
 _CHUNK = 1024 * 1024
+#: Uploaded versions recorded in the catalog per batch (`Catalog.add_uploaded`).
+RECORD_BATCH = 500
+
+logger = logging.getLogger(__name__)
 
 
 class ProgressListener(Protocol):
@@ -202,6 +207,9 @@ def add_tree(
     workers: int = 16,
     progress: ProgressListener | None = None,
 ) -> AddReport:
+    """Upload every file under `directory` in worker threads; the catalog records them
+    in batches (`Catalog.add_uploaded`), in the calling thread and the caller's
+    transaction."""
     if workers < 1:
         raise UsageError("workers must be at least 1")
     plans = plan_tree(Path(directory), prefix, repo.store.key_prefix)
@@ -216,57 +224,81 @@ def add_tree(
             with lock:
                 listener.advance(nbytes)
 
+    staging_dir = repo.cache.staging_dir
+    try:
+        staging_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise StoreError(
+            f"cannot write to {staging_dir}: {exc.strerror}",
+            hint="check 'local_root' and its free space and permissions",
+        ) from exc
+    created = datetime.now(UTC)
     report = AddReport()
-    pending: dict[Future[PutResult | None], tuple[FileRecord, Path]] = {}
+    pending: dict[Future[NewVersion], Path] = {}
+    done_uploads: list[tuple[NewVersion, Path]] = []
     window = workers * 4
 
-    def send(record: FileRecord, source: Path, staging: Path) -> PutResult | None:
+    def send(plan: _Plan, key: str, staging: Path) -> NewVersion:
         try:
-            shutil.copyfile(source, staging)
+            shutil.copyfile(plan.source, staging)
         except OSError as exc:
-            raise UsageError(f"cannot read {source}: {exc.strerror}") from exc
+            raise UsageError(f"cannot read {plan.source}: {exc.strerror}") from exc
+        size = os.stat(staging).st_size
         try:
-            return repo._put(record, staging, _capped(advance, os.stat(staging).st_size))
+            result = repo._put_object(plan.path, key, staging, created, _capped(advance, size))
         except ConflictError:
-            return None  # the key holds a leftover: rekeyed in the catalog thread
+            # A leftover holds the key (no row names it yet): take a fresh one.
+            key = make_key(repo.store.key_prefix, plan.path, new_version_token())
+            result = repo._put_object(plan.path, key, staging, created, None)
+        if progress is not None:
+            with lock:
+                progress.file_done()
+        return NewVersion(path=plan.path, key=result.key, md5=result.md5, size=result.size)
 
-    def finish(done: Iterable[Future[PutResult | None]]) -> None:
+    def collect(done: Iterable[Future[NewVersion]]) -> None:
         for future in done:
-            record, staging = pending[future]
-            result = future.result()  # on failure the entry stays, for the cleanup below
-            del pending[future]
-            if result is None:
-                # A leftover holds the key: move the version to a fresh key, send again.
-                record, staging = repo._rekey(record, staging)
-                result = repo._put(record, staging, None)
-            rf = RepoFile(repo, repo._finish_upload(record, staging, result))
-            if names:
-                rf.tag(*names)
-            if publish:
-                rf.publish()
-            report.files.append(rf)
-            if progress is not None:
-                with lock:
-                    progress.file_done()
+            version = future.result()  # on failure the entry stays, for the cleanup below
+            done_uploads.append((version, pending.pop(future)))
+
+    def record() -> None:
+        batch = done_uploads[:]
+        records, superseded = repo.catalog.add_uploaded(
+            [v for v, _ in batch],
+            bucket=repo.store.bucket,
+            origin=repo.host,
+            created_at=created,
+            uploaded_at=datetime.now(UTC),
+            tags=names,
+            publish=publish,
+        )
+        del done_uploads[:]
+        if superseded:
+            logger.info("published %d files; expired %d", len(records), len(superseded))
+        for rec, (_, staging) in zip(records, batch, strict=True):
+            repo._keep_uploaded(rec, staging)
+            report.files.append(RepoFile(repo, rec))
 
     pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="repo-add")
     try:
         for plan in plans:
-            rf = repo.add_file(plan.path)
-            staging = rf._check_writable()
-            future = pool.submit(send, rf._rec, plan.source, staging)
-            pending[future] = (rf._rec, staging)
+            token = new_version_token()
+            key = make_key(repo.store.key_prefix, plan.path, token)
+            staging = staging_dir / f".incoming-{token}"
+            pending[pool.submit(send, plan, key, staging)] = staging
             if len(pending) >= window:
                 done, _ = wait(list(pending), return_when=FIRST_COMPLETED)
-                finish(done)
+                collect(done)
+            if len(done_uploads) >= RECORD_BATCH:
+                record()
         while pending:
             done, _ = wait(list(pending), return_when=FIRST_COMPLETED)
-            finish(done)
+            collect(done)
+        record()
     except BaseException as exc:
         for future in pending:
             future.cancel()
         pool.shutdown(wait=True)
-        for _record, staging in pending.values():
+        for staging in [*pending.values(), *(s for _, s in done_uploads)]:
             _discard_staging(staging)
         if isinstance(exc, OSError):
             raise StoreError(f"adding files from {directory} failed: {exc}") from exc

@@ -14,7 +14,7 @@ catalog.
 from __future__ import annotations
 
 import os
-import secrets
+import random
 import time
 import unicodedata
 from datetime import UTC, datetime
@@ -30,6 +30,12 @@ MAX_KEY_BYTES = 1024
 MAX_SEGMENT_BYTES = 200
 DATA_PREFIX = "data/"
 _TOKEN_ALPHABET = "0123456789abcdefghjkmnpqrstvwxyz"  # Crockford base32, lower case
+
+# Tokens need to be unique, not secret: a generator seeded from the OS once per process
+# (and again in a forked child, which would otherwise repeat its parent's sequence) is as
+# good for that as asking the kernel for 80 bits on every new version, and far cheaper.
+_token_random = random.Random(os.urandom(32))
+os.register_at_fork(after_in_child=lambda: _token_random.seed(os.urandom(32)))
 TOKEN_LENGTH = 26
 _SUFFIX_BYTES = 1 + TOKEN_LENGTH  # "~" + token
 
@@ -76,7 +82,7 @@ def validate_path(path: object, *, key_prefix: str = "") -> str:
 
 def new_version_token() -> str:
     """26 characters: 48 bits of milliseconds then 80 random bits, base32 (sortable)."""
-    value = (int(time.time() * 1000) << 80) | secrets.randbits(80)
+    value = (int(time.time() * 1000) << 80) | _token_random.getrandbits(80)
     chars = []
     for _ in range(TOKEN_LENGTH):
         chars.append(_TOKEN_ALPHABET[value & 31])

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .catalog import BackupRecord, Catalog, FileRecord, HostCopy, HostSummary
+from .catalog import BackupRecord, Catalog, FileRecord, HostCopy, HostSummary, NewVersion
 from .schema import SCHEMA_VERSION
 
 __all__ = [
@@ -12,4 +12,5 @@ __all__ = [
     "FileRecord",
     "HostCopy",
     "HostSummary",
+    "NewVersion",
 ]

@@ -13,6 +13,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import func, select, update
 
 from ..errors import NotFoundError, StateError
+from .bulk import BulkQueries, NewVersion
 from .connection import translate_errors
 from .copies import CopyQueries
 from .dump import DumpQueries
@@ -22,10 +23,10 @@ from .records import FileRecord, HostCopy, record, select_files
 from .schema import files, paths
 from .tagging import TagQueries
 
-__all__ = ["BackupRecord", "Catalog", "FileRecord", "HostCopy", "HostSummary"]
+__all__ = ["BackupRecord", "Catalog", "FileRecord", "HostCopy", "HostSummary", "NewVersion"]
 
 
-class Catalog(TagQueries, CopyQueries, PurgeQueries, JournalQueries, DumpQueries):
+class Catalog(BulkQueries, TagQueries, CopyQueries, PurgeQueries, JournalQueries, DumpQueries):
     """The catalog of one repository: files, paths, tags and hosts."""
 
     # -- files ---------------------------------------------------------------------------

@@ -18,6 +18,7 @@ from sqlalchemy import delete, select
 
 from .base import IN_BATCH, CatalogBase
 from .connection import translate_errors
+from .lists import among
 from .records import FileRecord, record, select_files
 from .schema import file_hosts, file_tags, files, path_tags, paths, tags
 
@@ -57,18 +58,22 @@ class JournalQueries(CatalogBase):
         conn = self.db.conn
         file_ids = sorted(self._touched_files - self._purged)
         docs: list[dict[str, Any]] = []
+        pg = not self.db.is_sqlite
+        step = 10_000 if pg else IN_BATCH
         with translate_errors("journaling the commit"):
-            for i in range(0, len(file_ids), IN_BATCH):
-                chunk = file_ids[i : i + IN_BATCH]
+            for i in range(0, len(file_ids), step):
+                chunk = file_ids[i : i + step]
                 recs = [
                     record(r)
-                    for r in conn.execute(select_files().where(files.c.file_id.in_(chunk)))
+                    for r in conn.execute(
+                        select_files().where(among(files.c.file_id, chunk, postgres=pg))
+                    )
                 ]
                 own: dict[int, list[str]] = {r.file_id: [] for r in recs}
                 for file_id, name in conn.execute(
                     select(file_tags.c.file_id, tags.c.name)
                     .join(tags, tags.c.tag_id == file_tags.c.tag_id)
-                    .where(file_tags.c.file_id.in_(chunk))
+                    .where(among(file_tags.c.file_id, chunk, postgres=pg))
                 ):
                     own[file_id].append(name)
                 docs += [_row_doc(r, sorted(own[r.file_id])) for r in recs]
