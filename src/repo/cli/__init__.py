@@ -17,6 +17,7 @@ from ..errors import RepoError
 from .admin import config, create, ctl, demo, destroy
 from .app import App
 from .backups import backup, restore
+from .fetching import fetch
 from .files import add, cat, expire, get, publish, tag, upload
 from .housekeeping import cache, gc, host
 from .queries import find, list_files, show, status
@@ -114,6 +115,7 @@ for _command in (
     tag,
     list_files,
     find,
+    fetch,
     get,
     cat,
     show,

@@ -1,0 +1,155 @@
+"""Bringing many versions into this host's cache at once, downloads in parallel.
+
+`Repo.fetch(files)` is what a job that reads a whole set (say everything `find` returned)
+calls first: copies already in the cache count as hits (a `stat`, no request), the rest
+are downloaded by worker threads, each verified (size and md5) before it takes its final
+name, exactly as a single `get_file(...).local_path` would. The catalog's list of copies
+is written once at the end, not once per file.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable, Iterable
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from .catalog import FileRecord
+from .errors import StateError, UsageError
+from .file import RepoFile
+from .paths import safe_join
+
+if TYPE_CHECKING:
+    from .ingest import ProgressListener
+    from .repository import Repo
+
+__all__ = ["FetchReport", "fetch_many"]
+
+
+@dataclass
+class FetchReport:
+    """What `Repo.fetch` brought into the cache (and copied out, given a destination)."""
+
+    files: list[RepoFile] = field(default_factory=list)
+    #: Versions downloaded now, and versions whose verified copy was already cached.
+    downloaded: int = 0
+    cached: int = 0
+    bytes: int = 0
+    #: With a destination directory: where each version was written, by path.
+    written: dict[str, Path] = field(default_factory=dict)
+
+
+def fetch_many(
+    repo: Repo,
+    files: Iterable[RepoFile],
+    *,
+    dest: str | os.PathLike[str] | None = None,
+    overwrite: bool = False,
+    workers: int = 16,
+    progress: ProgressListener | None = None,
+) -> FetchReport:
+    if workers < 1:
+        raise UsageError("workers must be at least 1")
+    chosen = list(dict.fromkeys(files))
+    for rf in chosen:
+        if not rf.uploaded:
+            raise StateError(
+                f"{rf.path} (file {rf.file_id}) has no content in the store yet",
+                hint="upload it first",
+            )
+    if dest is not None and len({rf.path for rf in chosen}) != len(chosen):
+        raise UsageError(
+            "two versions of one path cannot be written to one directory",
+            hint="fetch current versions only, or fetch without a destination",
+        )
+    report = FetchReport(files=chosen)
+    missing: list[FileRecord] = []
+    for rf in chosen:
+        rec = rf._rec
+        if repo.cache.lookup(rec.key, rec.size) is not None:
+            report.cached += 1
+            repo._note_copy(rec.file_id, fresh=False, key=rec.key, flush=False)
+        else:
+            missing.append(rec)
+    if progress is not None:
+        progress.begin(sum(r.size or 0 for r in missing), len(missing))
+    lock = threading.Lock()
+
+    def download(rec: FileRecord) -> None:
+        assert rec.md5 is not None and rec.size is not None
+        advance = None
+        if progress is not None:
+            listener = progress
+
+            def advance(nbytes: int) -> None:
+                with lock:
+                    listener.advance(nbytes)
+
+        repo.cache.download(
+            repo._store_for(rec.bucket), rec.key, md5=rec.md5, size=rec.size, progress=advance
+        )
+        if progress is not None:
+            with lock:
+                progress.file_done()
+
+    try:
+        if missing:
+            repo._make_room(sum(r.size or 0 for r in missing))
+            _run(download, missing, workers, on_done=lambda rec: _done(repo, report, rec))
+        if dest is not None:
+            _write_out(chosen, Path(dest), report, overwrite=overwrite)
+    finally:
+        repo._flush_access()
+    report.bytes = sum(rf.size or 0 for rf in chosen)
+    return report
+
+
+def _done(repo: Repo, report: FetchReport, rec: FileRecord) -> None:
+    report.downloaded += 1
+    repo._note_copy(rec.file_id, fresh=True, key=rec.key, flush=False)
+
+
+Step = Callable[[FileRecord], None]
+
+
+def _run(work: Step, records: list[FileRecord], workers: int, *, on_done: Step) -> None:
+    """Run `work(rec)` for every record in a pool, calling `on_done(rec)` in this thread
+    as each succeeds; the first failure cancels what has not started and is raised."""
+    pending: dict[Future[None], FileRecord] = {}
+    window = workers * 4
+    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="repo-fetch")
+    try:
+        for rec in records:
+            pending[pool.submit(work, rec)] = rec
+            if len(pending) >= window:
+                _drain(pending, on_done, FIRST_COMPLETED)
+        while pending:
+            _drain(pending, on_done, FIRST_COMPLETED)
+    except BaseException:
+        for future in pending:
+            future.cancel()
+        raise
+    finally:
+        pool.shutdown(wait=True)
+
+
+def _drain(pending: dict[Future[None], FileRecord], on_done: Step, mode: str) -> None:
+    done, _ = wait(list(pending), return_when=mode)
+    for future in done:
+        rec = pending.pop(future)
+        future.result()
+        on_done(rec)
+
+
+def _write_out(chosen: list[RepoFile], dest: Path, report: FetchReport, *, overwrite: bool) -> None:
+    """Copy each version out of the cache to ``dest/<its path>`` (`RepoFile.save_as`)."""
+    for rf in chosen:
+        target = Path(safe_join(dest, rf.path))
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise UsageError(f"cannot write to {target.parent}: {exc.strerror}") from exc
+        report.written[rf.path] = rf.save_as(target, overwrite=overwrite)
