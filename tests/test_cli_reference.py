@@ -27,7 +27,7 @@ def test_every_command_has_help_with_an_example(embedded_cli: CliRun) -> None:
     assert sorted(repo_cli.commands) == sorted(
         [
             "add", "backup", "cache", "cat", "config", "create", "ctl", "demo", "destroy",
-            "expire", "find", "gc", "get", "host", "list", "publish", "recover", "restore",
+            "expire", "fetch", "find", "gc", "get", "host", "list", "publish", "recover", "restore",
             "show", "status", "tag", "upload", "verify",
         ]
     )  # fmt: skip

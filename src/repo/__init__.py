@@ -11,7 +11,15 @@ with repo.Repo() as r:
 
 from __future__ import annotations
 
-from .admin import CreateReport, StatusReport, create_repository, destroy_catalog, status_report
+from .admin import (
+    CreateReport,
+    RolesReport,
+    StatusReport,
+    create_repository,
+    create_roles,
+    destroy_catalog,
+    status_report,
+)
 from .backup import BackupReport
 from .catalog import HostCopy, HostSummary
 from .config import Config, ConfigEntry, describe_config, load_config
@@ -23,6 +31,7 @@ from .errors import (
     InvalidPathError,
     InvalidTagError,
     NotFoundError,
+    PermissionDeniedError,
     RepoError,
     StateError,
     StoreError,
@@ -36,7 +45,7 @@ from .ingest import AddReport, ProgressListener
 from .repository import Repo
 from .restore import RestoreReport, restore_catalog
 from .tags import date_tags
-from .verify import RecoverReport, VerifyReport
+from .verify import CacheVerifyReport, RecoverReport, VerifyReport
 
 __version__ = "0.1.0"
 
@@ -45,6 +54,7 @@ __all__ = [
     "BackupReport",
     "CacheReport",
     "CacheStatus",
+    "CacheVerifyReport",
     "CatalogError",
     "Config",
     "ConfigEntry",
@@ -59,12 +69,14 @@ __all__ = [
     "InvalidPathError",
     "InvalidTagError",
     "NotFoundError",
+    "PermissionDeniedError",
     "ProgressListener",
     "RecoverReport",
     "Repo",
     "RepoError",
     "RepoFile",
     "RestoreReport",
+    "RolesReport",
     "StateError",
     "StatusReport",
     "StoreError",
@@ -73,6 +85,7 @@ __all__ = [
     "VerifyReport",
     "__version__",
     "create_repository",
+    "create_roles",
     "date_tags",
     "describe_config",
     "destroy_catalog",

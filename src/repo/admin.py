@@ -1,4 +1,5 @@
-"""Repository administration: create, destroy, and a health and usage report."""
+"""Repository administration: create, destroy, database roles, and a health and usage
+report."""
 
 from __future__ import annotations
 
@@ -7,19 +8,44 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from sqlalchemy.engine import make_url
+
 from .cache import LocalCache
 from .catalog import SCHEMA_VERSION, Catalog
+from .catalog.roles import create_roles as _create_roles
 from .config import Config, load_config
-from .errors import RepoError
+from .errors import RepoError, UsageError
 from .stores import Store, open_store
 
-__all__ = ["CreateReport", "StatusReport", "create_repository", "destroy_catalog", "status_report"]
+__all__ = [
+    "CreateReport",
+    "RolesReport",
+    "StatusReport",
+    "create_repository",
+    "create_roles",
+    "destroy_catalog",
+    "status_report",
+]
 
 ConfigArg = str | os.PathLike[str] | Mapping[str, Any] | Config | None
 
 
 def _config(config: ConfigArg) -> Config:
     return load_config(config)
+
+
+@dataclass(frozen=True, slots=True)
+class RolesReport:
+    """Outcome of `create_roles`: the two group roles and what they may touch."""
+
+    catalog: str
+    read_only: str
+    read_write: str
+    #: The roles this call created (the others existed and had their grants renewed).
+    created: tuple[str, ...]
+    schema: str
+    tables: tuple[str, ...]
+    sequences: tuple[str, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,6 +56,8 @@ class CreateReport:
     store: str
     schema_version: int
     created: bool  # False: the catalog existed already (and is now up to date)
+    #: With ``roles=True``: the database roles (see `create_roles`).
+    roles: RolesReport | None = None
 
 
 def _probe(store: Store) -> None:
@@ -38,13 +66,18 @@ def _probe(store: Store) -> None:
     next(iter(store.list(store.key_prefix + "data/")), None)
 
 
-def create_repository(config: ConfigArg = None) -> CreateReport:
-    """Create the catalog's tables (or upgrade them) and check that the store answers.
+def create_repository(
+    config: ConfigArg = None, *, roles: bool = False, role_name: str | None = None
+) -> CreateReport:
+    """Create the catalog's tables (or upgrade them) and check that the store answers;
+    with `roles`, also the read-only and read-write database roles (`create_roles`).
 
     Safe to run again. Buckets are not created: that takes account rights and choices
     (region, retention) that belong to whoever owns the account.
     """
     cfg = _config(config)
+    if roles:
+        _require_postgresql(cfg)  # before anything is created
     store = open_store(cfg.store_url, cfg)  # first: a wrong store leaves no catalog behind
     try:
         _probe(store)
@@ -61,6 +94,42 @@ def create_repository(config: ConfigArg = None) -> CreateReport:
         store=cfg.store_url,
         schema_version=version,
         created=before is None,
+        roles=create_roles(cfg, name=role_name) if roles else None,
+    )
+
+
+def _require_postgresql(cfg: Config) -> None:
+    if make_url(cfg.database_url).get_backend_name() != "postgresql":
+        raise UsageError(
+            "database roles need a PostgreSQL catalog; SQLite has none",
+            hint="on SQLite, file permissions on the catalog file decide who may write",
+        )
+
+
+def create_roles(config: ConfigArg = None, *, name: str | None = None) -> RolesReport:
+    """Create PostgreSQL group roles ``<name>_ro`` (may read the catalog) and ``<name>_rw``
+    (may read and write it, but change no schema) and grant them their rights.
+
+    `name` defaults to the database's name. Safe to run again (after a schema upgrade,
+    run it again to cover new tables). Needs the owner of the catalog's tables with
+    CREATEROLE; on SQLite a `UsageError`. The roles cannot log in: grant them to login
+    users (docs/security.md).
+    """
+    cfg = _config(config)
+    _require_postgresql(cfg)
+    catalog = Catalog(cfg.database_url)
+    try:
+        roles = _create_roles(catalog, name)
+    finally:
+        catalog.close()
+    return RolesReport(
+        catalog=cfg.masked_database_url(),
+        read_only=roles.read_only,
+        read_write=roles.read_write,
+        created=roles.created,
+        schema=roles.schema,
+        tables=roles.tables,
+        sequences=roles.sequences,
     )
 
 

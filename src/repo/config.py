@@ -48,6 +48,9 @@ _KNOWN_KEYS: dict[str, tuple[type, ...]] = {
     "orphan_grace_seconds": (int,),
     "backups_before_purge": (int,),
     "backup_keep": (int,),
+    "s3_timeout_seconds": (int,),
+    "s3_sse": (str,),
+    "s3_sse_kms_key_id": (str,),
 }
 
 #: Garbage-collection settings and their defaults (all non-negative integers).
@@ -59,6 +62,10 @@ GC_DEFAULTS: dict[str, int] = {
 }
 #: How many backups retention keeps (at least 1).
 BACKUP_KEEP_DEFAULT = 7
+#: How long an S3 request may go without a byte from the server before it is abandoned.
+S3_TIMEOUT_DEFAULT = 60
+#: The server-side encryption `s3_sse` may ask for: SSE-S3 and SSE-KMS.
+S3_SSE_ALGORITHMS = ("AES256", "aws:kms")
 _DATABASE_KEYS: dict[str, tuple[type, ...]] = {
     "host": (str,),
     "port": (int,),
@@ -96,6 +103,9 @@ class Config:
     orphan_grace_seconds: int = GC_DEFAULTS["orphan_grace_seconds"]
     backups_before_purge: int = GC_DEFAULTS["backups_before_purge"]
     backup_keep: int = BACKUP_KEEP_DEFAULT
+    s3_timeout_seconds: int = S3_TIMEOUT_DEFAULT
+    s3_sse: str | None = None
+    s3_sse_kms_key_id: str | None = None
     #: Where each field's value came from (a key of the source, or a default).
     origins: Mapping[str, str] = field(default_factory=dict)
 
@@ -230,6 +240,7 @@ def _from_mapping(
         parts = urlsplit(endpoint)
         if parts.scheme not in ("http", "https") or not parts.netloc:
             raise ConfigError(f"{source}: key 's3_endpoint_url' must be an http:// or https:// URL")
+    _check_s3_transfer(data, source)
     host_name = data["host_name"] if "host_name" in data else _default_host_name()
     if not host_name.strip() or not host_name.isprintable():
         raise ConfigError(f"{source}: key 'host_name' must be a non-empty printable name")
@@ -247,6 +258,9 @@ def _from_mapping(
         "cache_max_bytes": "cache_max_bytes",
         **{key: key for key in GC_DEFAULTS},
         "backup_keep": "backup_keep",
+        "s3_timeout_seconds": "s3_timeout_seconds",
+        "s3_sse": "s3_sse",
+        "s3_sse_kms_key_id": "s3_sse_kms_key_id",
     }
     origins = {name: f"{origin}: {key}" for name, key in keys.items() if key in data}
     origins.setdefault("local_root", "default: $REPO_HOME/local or the user data directory")
@@ -268,7 +282,29 @@ def _from_mapping(
         cache_max_bytes=cache_max,
         **{key: data.get(key, default) for key, default in GC_DEFAULTS.items()},
         backup_keep=data.get("backup_keep", BACKUP_KEEP_DEFAULT),
+        s3_timeout_seconds=data.get("s3_timeout_seconds", S3_TIMEOUT_DEFAULT),
+        s3_sse=data.get("s3_sse"),
+        s3_sse_kms_key_id=data.get("s3_sse_kms_key_id"),
     )
+
+
+def _check_s3_transfer(data: Mapping[str, Any], source: str) -> None:
+    """The S3 timeout and server-side encryption keys (types are already checked)."""
+    if data.get("s3_timeout_seconds", 1) < 1:
+        raise ConfigError(f"{source}: key 's3_timeout_seconds' must be at least 1")
+    sse = data.get("s3_sse")
+    if sse is not None and sse not in S3_SSE_ALGORITHMS:
+        raise ConfigError(
+            f"{source}: key 's3_sse' must be 'AES256' (SSE-S3) or 'aws:kms' (SSE-KMS), got {sse!r}"
+        )
+    key_id = data.get("s3_sse_kms_key_id")
+    if key_id is not None and sse != "aws:kms":
+        raise ConfigError(
+            f"{source}: key 's3_sse_kms_key_id' needs 's3_sse' set to 'aws:kms'",
+            hint='set "s3_sse": "aws:kms", or remove \'s3_sse_kms_key_id\'',
+        )
+    if key_id is not None and (not key_id.strip() or not key_id.isprintable()):
+        raise ConfigError(f"{source}: key 's3_sse_kms_key_id' must be a non-empty key id or ARN")
 
 
 def _check_type(source: str, key: str, value: Any, types: tuple[type, ...]) -> None:
@@ -306,6 +342,12 @@ def _store_url(data: Mapping[str, Any], source: str) -> str:
             hint="set 'store' (s3://bucket/prefix or file:///path) or 'default_s3_bucket'",
         )
     parts = urlsplit(store)
+    if "@" in parts.netloc:
+        # Never echoed: what comes before the '@' is likely a key and a secret.
+        raise ConfigError(
+            f"{source}: key 'store' must not carry credentials (user:password@)",
+            hint="put them in 's3_access_key' and 's3_secret_key', or the environment",
+        )
     if parts.scheme == "s3":
         if not parts.netloc:
             raise ConfigError(f"{source}: key 'store' has no bucket: {store!r}")

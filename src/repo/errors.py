@@ -15,6 +15,7 @@ after the message as ``Try: ...``).
     ├── VerificationError        md5 or size did not match (upload or download)
     ├── ConflictError            another writer got there first (an object key, a publish)
     ├── CatalogError             the catalog database failed or is not set up
+    │   └── PermissionDeniedError  the catalog refused: this database user may not do that
     └── StoreError               the object store failed (network, permissions, bucket)
 """
 
@@ -28,6 +29,7 @@ __all__ = [
     "InvalidPathError",
     "InvalidTagError",
     "NotFoundError",
+    "PermissionDeniedError",
     "RepoError",
     "StateError",
     "StoreError",
@@ -89,6 +91,10 @@ class ConflictError(RepoError):
 
 class CatalogError(RepoError):
     """The catalog database failed or is not set up."""
+
+
+class PermissionDeniedError(CatalogError):
+    """The catalog database refused the operation to this database user."""
 
 
 class StoreError(RepoError):

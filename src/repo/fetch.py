@@ -3,8 +3,9 @@
 `Repo.fetch(files)` is what a job that reads a whole set (say everything `find` returned)
 calls first: copies already in the cache count as hits (a `stat`, no request), the rest
 are downloaded by worker threads, each verified (size and md5) before it takes its final
-name, exactly as a single `get_file(...).local_path` would. The catalog's list of copies
-is written once at the end, not once per file.
+name, exactly as a single `get_file(...).local_path` would; the file system is flushed
+once for the batch rather than once per file. The catalog's list of copies is written
+once at the end, not once per file.
 """
 
 from __future__ import annotations
@@ -89,7 +90,12 @@ def fetch_many(
                     listener.advance(nbytes)
 
         repo.cache.download(
-            repo._store_for(rec.bucket), rec.key, md5=rec.md5, size=rec.size, progress=advance
+            repo._store_for(rec.bucket),
+            rec.key,
+            md5=rec.md5,
+            size=rec.size,
+            progress=advance,
+            sync=False,
         )
         if progress is not None:
             with lock:
@@ -98,7 +104,12 @@ def fetch_many(
     try:
         if missing:
             repo._make_room(sum(r.size or 0 for r in missing))
-            _run(download, missing, workers, on_done=lambda rec: _done(repo, report, rec))
+            try:
+                _run(download, missing, workers, on_done=lambda rec: _done(repo, report, rec))
+            finally:
+                # Once for the batch (see `LocalCache.download`), before the copies are
+                # recorded in the catalog.
+                repo.cache.sync_to_disk()
         if dest is not None:
             _write_out(chosen, Path(dest), report, overwrite=overwrite)
     finally:

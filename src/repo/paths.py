@@ -44,6 +44,15 @@ def _is_control(ch: str) -> bool:
     return unicodedata.category(ch) in ("Cc", "Cs") or ch in "\u2028\u2029"
 
 
+def _ends_in_token(segment: str) -> bool:
+    tail = segment[-TOKEN_LENGTH:]
+    return (
+        len(segment) > TOKEN_LENGTH
+        and segment[-TOKEN_LENGTH - 1] == "~"
+        and all(ch in _TOKEN_ALPHABET for ch in tail.lower())
+    )
+
+
 def validate_path(path: object, *, key_prefix: str = "") -> str:
     """Return the NFC-normalised form of `path`, or raise `InvalidPathError`."""
     if not isinstance(path, str):
@@ -61,7 +70,16 @@ def validate_path(path: object, *, key_prefix: str = "") -> str:
         raise InvalidPathError(
             f"path {shown} is absolute", hint="repository paths are relative: drop the leading '/'"
         )
-    for segment in norm.split("/"):
+    segments = norm.split("/")
+    for segment in segments[:-1]:
+        if _ends_in_token(segment):
+            # Keys end in "~<token>": such a directory would share its name with
+            # another version's object in the directory store and the cache.
+            raise InvalidPathError(
+                f"path {shown} has a directory ending in '~' and a version token",
+                hint="rename that directory: '~' plus 26 letters and digits is reserved",
+            )
+    for segment in segments:
         if segment == "":
             raise InvalidPathError(f"path {shown} has an empty segment ('//' or a trailing '/')")
         if segment in (".", ".."):

@@ -17,7 +17,8 @@ from .backup import BackupReport, list_backups, make_backup
 from .cache import LocalCache
 from .catalog import Catalog, FileRecord, HostSummary
 from .config import Config, load_config
-from .errors import ConflictError, NotFoundError, RepoError, UsageError
+from .errors import ConflictError, NotFoundError, PermissionDeniedError, RepoError, UsageError
+from .fetch import FetchReport, fetch_many
 from .file import RepoFile
 from .gc import GcReport, collect_garbage
 from .hosts import (
@@ -35,7 +36,14 @@ from .paths import TOKEN_LENGTH, make_key, new_version_token, unique_path, valid
 from .stores import Store, open_store
 from .stores.base import Progress, PutResult
 from .tags import validate_tags
-from .verify import RecoverReport, VerifyReport, recover_from_cache, verify_store
+from .verify import (
+    CacheVerifyReport,
+    RecoverReport,
+    VerifyReport,
+    recover_from_cache,
+    verify_cache,
+    verify_store,
+)
 
 __all__ = ["Repo"]
 
@@ -93,6 +101,9 @@ class Repo:
         # the cache: a rollback puts a staging copy back, so the version stays uploadable.
         self._uploaded: list[str] = []
         self._last_flush = time.monotonic()
+        # False once the catalog refused the bookkeeping to this database user (a
+        # read-only role): reads go on without it.
+        self._bookkeeping = True
 
     def __repr__(self) -> str:
         return f"<Repo store={self.store.url!r} catalog={self.config.masked_database_url()!r}>"
@@ -292,6 +303,21 @@ class Repo:
             progress=progress,
         )
 
+    def fetch(
+        self,
+        files: Iterable[RepoFile],
+        *,
+        dest: str | os.PathLike[str] | None = None,
+        overwrite: bool = False,
+        workers: int = 16,
+        progress: ProgressListener | None = None,
+    ) -> FetchReport:
+        """Bring `files` into this host's cache, verified, downloading in parallel what
+        is not there yet; with `dest`, also copy each to ``dest/<path>``."""
+        return fetch_many(
+            self, files, dest=dest, overwrite=overwrite, workers=workers, progress=progress
+        )
+
     def status(self) -> dict[str, tuple[int, int]]:
         """Number of files and bytes per state."""
         return self.catalog.counts()
@@ -325,6 +351,11 @@ class Repo:
         """Check that every published (and unpurged expired) version's object is in the
         store with the catalog's size and checksum; `deep` downloads and re-hashes."""
         return verify_store(self, deep=deep)
+
+    def verify_cache(self, repair: bool = True) -> CacheVerifyReport:
+        """Re-hash this host's cached copies against the catalog; with `repair`, evict
+        damaged ones and download them again (verified). Reads every cached byte."""
+        return verify_cache(self, repair=repair)
 
     def recover(self, deep: bool = False, dry_run: bool = False) -> RecoverReport:
         """Re-upload, from this host's verified cache, published versions whose objects
@@ -392,10 +423,29 @@ class Repo:
             "repo-path": record.path,
             "repo-origin": record.origin,
             "repo-created": record.created_at.isoformat(),
-            "repo-file-id": str(record.file_id),
         }
         store = self._store_for(record.bucket)
         return store.put_file(record.key, source, metadata=metadata, progress=progress)
+
+    def _put_object(
+        self, path: str, key: str, source: Path, created_at: datetime, progress: Progress | None
+    ) -> PutResult:
+        """Send a new version's bytes to this repository's store before its row exists
+        (`add_tree`); the object's metadata is what a blind restore adopts it by."""
+        metadata = {
+            "repo-path": path,
+            "repo-origin": self.host,
+            "repo-created": created_at.isoformat(),
+        }
+        return self.store.put_file(key, source, metadata=metadata, progress=progress)
+
+    def _keep_uploaded(self, record: FileRecord, source: Path) -> None:
+        """Move the verified staging copy of an uploaded version into the cache."""
+        assert record.size is not None
+        self._make_room(record.size)
+        self.cache.adopt(source, record.key)
+        # Recorded after commit: until then other sessions cannot see the file's row.
+        self._note_copy(record.file_id, fresh=True, flush=False, key=record.key)
 
     def _finish_upload(self, record: FileRecord, source: Path, result: PutResult) -> FileRecord:
         updated = self.catalog.mark_uploaded(
@@ -499,6 +549,10 @@ class Repo:
         on ourselves, and the bookkeeping would otherwise ride in (and be undone with) the
         user's transaction: it waits for the commit or rollback instead.
         """
+        if not self._bookkeeping:
+            self._pending.clear()
+            self._evicted.clear()
+            return
         if not (self._pending or self._evicted):
             return
         if self.catalog.db.is_sqlite and self.catalog.db.in_write:
@@ -514,6 +568,11 @@ class Repo:
         try:
             self.catalog.record_copies(self.host, used, cache_max_bytes=self.config.cache_max_bytes)
             self.catalog.forget_copies(self.host, evicted)
+        except PermissionDeniedError as exc:
+            # A read-only database user: the list of copies is advisory, so reads carry
+            # on without it for the rest of this session.
+            logger.info("not recording this host's cached copies: %s", exc)
+            self._bookkeeping = False
         except RepoError as exc:
             # Bookkeeping must never fail a read or a commit, and the catalog's list of
             # copies is advisory (a stale entry is harmless); keep it for the next flush,

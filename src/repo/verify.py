@@ -16,6 +16,11 @@ host for each missing or corrupt version. Objects are never overwritten, so a co
 one is deleted first, and only once its content has been read and found to fail the
 catalog's checksum: a shallow verdict is confirmed by a download before anything is
 deleted (some stores give ETags that are not md5s, e.g. S3 with SSE-KMS).
+
+`verify_cache` checks the other side: this host's cached copies. A cache hit checks only
+the copy's size (one ``stat``), so a bit flipped on the local disk would be served as is;
+this re-hashes every cached copy against the catalog's md5 and size, evicts damaged ones
+and, with `repair`, downloads them again (verified, as every download is).
 """
 
 from __future__ import annotations
@@ -31,7 +36,7 @@ from typing import TYPE_CHECKING, Literal
 
 from .catalog import FileRecord
 from .catalog.verification import holders_of, versions_to_verify
-from .errors import ConflictError, NotFoundError, UsageError
+from .errors import ConflictError, NotFoundError, StoreError, UsageError, VerificationError
 from .integrity import normalize_etag
 from .stores.base import DownloadResult, Store, copy_hashing
 
@@ -39,6 +44,7 @@ if TYPE_CHECKING:
     from .repository import Repo
 
 __all__ = [
+    "CacheVerifyReport",
     "Finding",
     "LostFile",
     "RecoverReport",
@@ -47,6 +53,7 @@ __all__ = [
     "check_object",
     "hash_object",
     "recover_from_cache",
+    "verify_cache",
     "verify_store",
 ]
 
@@ -154,6 +161,97 @@ class RecoverReport:
     def ok(self) -> bool:
         """Nothing is still lost."""
         return not self.still_lost
+
+
+@dataclass
+class CacheVerifyReport:
+    """The outcome of one `verify_cache` run over this host's cached copies."""
+
+    repair: bool
+    host: str
+    #: Cached copies of versions the catalog lists, re-hashed.
+    checked: int = 0
+    #: Of those, copies whose md5 and size match the catalog.
+    intact: int = 0
+    #: Bytes read and hashed.
+    bytes: int = 0
+    #: Copies that failed the catalog's md5 or size; `Finding.reason` says how.
+    damaged: list[Finding] = field(default_factory=list)
+    #: Damaged copies removed from the cache (all of them when repairing).
+    evicted: list[Finding] = field(default_factory=list)
+    #: Evicted copies downloaded again from the store, verified.
+    redownloaded: list[Finding] = field(default_factory=list)
+    #: Evicted copies that could not be downloaded again; the reason says why.
+    failed: list[Finding] = field(default_factory=list)
+    #: Cached copies the catalog does not list (left alone: `repo cache prune` decides).
+    unknown: int = 0
+
+    @property
+    def ok(self) -> bool:
+        """Every cached copy is intact now (damaged ones were replaced)."""
+        return not self.failed and (self.repair or not self.damaged)
+
+
+def verify_cache(repo: Repo, *, repair: bool = True) -> CacheVerifyReport:
+    """Re-hash every cached copy on this host against the catalog's md5 and size.
+
+    With `repair`, a damaged copy is evicted and, unless garbage collection has claimed
+    its version, downloaded again (verified); without it nothing changes. Reads every
+    cached byte once: the cost is the cache's size over the disk's (or md5's) speed.
+    """
+    report = CacheVerifyReport(repair=repair, host=repo.host)
+    entries = repo.cache.entries()
+    for i in range(0, len(entries), VERIFY_BATCH):
+        batch = entries[i : i + VERIFY_BATCH]
+        try:
+            records = repo.catalog.files_by_key([e.key for e in batch])
+        finally:
+            repo.catalog.end_read()
+        for entry in batch:
+            rec = records.get(entry.key)
+            if rec is None or rec.md5 is None or rec.size is None:
+                report.unknown += 1
+                continue
+            try:
+                got = _hash_file(entry.path)
+            except FileNotFoundError:
+                continue  # evicted meanwhile (by another process on this host)
+            report.checked += 1
+            report.bytes += got.size
+            outcome, reason = _compare(got, rec, "the cached copy")
+            if outcome == "ok":
+                report.intact += 1
+                continue
+            finding = Finding(rec.file_id, rec.path, rec.key, reason)
+            report.damaged.append(finding)
+            logger.info("damaged cached copy of %s (file %s): %s", rec.path, rec.file_id, reason)
+            if repair:
+                _replace_cached(repo, rec, finding, report)
+    logger.info(
+        "verify cache: %d checked (%d bytes), %d damaged, %d downloaded again, %d failed",
+        report.checked,
+        report.bytes,
+        len(report.damaged),
+        len(report.redownloaded),
+        len(report.failed),
+    )
+    return report
+
+
+def _replace_cached(
+    repo: Repo, rec: FileRecord, finding: Finding, report: CacheVerifyReport
+) -> None:
+    repo.cache.evict(rec.key)
+    repo._forget_copies([rec.key])
+    report.evicted.append(finding)
+    if rec.purge_started_at is not None:
+        return  # being purged: its object may be gone already, and nobody needs it
+    try:
+        repo._fetch(rec)
+    except (VerificationError, NotFoundError, StoreError) as exc:
+        report.failed.append(Finding(rec.file_id, rec.path, rec.key, exc.message))
+        return
+    report.redownloaded.append(finding)
 
 
 def verify_store(repo: Repo, *, deep: bool = False, workers: int = DEFAULT_WORKERS) -> VerifyReport:

@@ -20,9 +20,14 @@ Faults are rules that tests switch on at run time (thread-safe); each fires on t
 
 A rule matches on method, a substring of the query string and a substring of the path.
 Actions: flip one byte in the middle of a request or response body (length unchanged);
-answer with an error status without forwarding; reset the connection, before forwarding
-or after forwarding instead of answering; delay the request. ``proxy.requests`` logs
-``(method, target, status)`` of every exchange (status 0: no answer was given).
+answer with an error status without forwarding (`throttle_requests`: S3's 503 SlowDown);
+reset the connection, before forwarding or after forwarding instead of answering; delay
+the request. Faults in the middle of an answer: the head (with the full Content-Length)
+and the first half of the body go out, then the connection is closed (truncated body),
+reset (TCP RST), or stalled for some seconds before the rest follows. ``proxy.requests``
+logs ``(method, target, status)`` of every exchange (status 0: no answer was given), and
+``proxy.received`` ``(method, target, headers)`` of every request as it came in (header
+names lower-cased).
 """
 
 from __future__ import annotations
@@ -65,7 +70,19 @@ _HOP_BY_HOP = frozenset(
     }
 )
 
-ACTIONS = ("corrupt_request", "corrupt_response", "status", "reset", "drop_response", "delay")
+ACTIONS = (
+    "corrupt_request",
+    "corrupt_response",
+    "status",
+    "reset",
+    "drop_response",
+    "delay",
+    "truncate_response",
+    "reset_response",
+    "stall_response",
+)
+#: The faults that cut an answer in the middle of its body.
+_BODY_FAULTS = ("truncate_response", "reset_response", "stall_response")
 
 
 @dataclass
@@ -80,6 +97,7 @@ class Rule:
     status: int = 503
     code: str | None = None
     seconds: float = 0.0
+    message: str | None = None
     fired: int = field(default=0, init=False)
 
     def matches(self, method: str, path: str, query: str) -> bool:
@@ -108,6 +126,7 @@ class FaultProxy:
         self.upstream = (parts.hostname, parts.port or 80)
         self.port = 0
         self.requests: list[tuple[str, str, int]] = []
+        self.received: list[tuple[str, str, dict[str, str]]] = []
         self._rules: list[Rule] = []
         self._fired: dict[str, int] = {}
         self._lock = threading.Lock()
@@ -204,6 +223,20 @@ class FaultProxy:
         (``<Code>`` is `code`, or a usual one for the status), not forwarding them."""
         return self.add_rule(Rule("status", method, query, path, count, status=status, code=code))
 
+    def throttle_requests(
+        self,
+        *,
+        method: str | None = None,
+        query: str | None = None,
+        path: str | None = None,
+        count: int | None = 1,
+    ) -> Rule:
+        """Answer the next `count` matching requests as S3 does when throttling: 503 with
+        the ``SlowDown`` error document, not forwarding them."""
+        rule = Rule("status", method, query, path, count, status=503, code="SlowDown")
+        rule.message = "Please reduce your request rate."
+        return self.add_rule(rule)
+
     def reset_connections(
         self,
         *,
@@ -239,12 +272,50 @@ class FaultProxy:
         """Hold the next `count` matching requests for `seconds` before forwarding."""
         return self.add_rule(Rule("delay", method, query, path, count, seconds=seconds))
 
+    def truncate_responses(
+        self,
+        *,
+        method: str | None = "GET",
+        query: str | None = None,
+        path: str | None = None,
+        count: int | None = 1,
+    ) -> Rule:
+        """Forward the next `count` matching requests; answer with the full Content-Length
+        but only the first half of the body, then close the connection."""
+        return self.add_rule(Rule("truncate_response", method, query, path, count))
+
+    def reset_responses(
+        self,
+        *,
+        method: str | None = "GET",
+        query: str | None = None,
+        path: str | None = None,
+        count: int | None = 1,
+    ) -> Rule:
+        """Forward the next `count` matching requests; send the head and the first half of
+        the body, then reset the connection (TCP RST)."""
+        return self.add_rule(Rule("reset_response", method, query, path, count))
+
+    def stall_responses(
+        self,
+        seconds: float,
+        *,
+        method: str | None = "GET",
+        query: str | None = None,
+        path: str | None = None,
+        count: int | None = 1,
+    ) -> Rule:
+        """Forward the next `count` matching requests; send the head and the first half of
+        the body, then nothing for `seconds` (cut short by `stop`), then the rest."""
+        return self.add_rule(Rule("stall_response", method, query, path, count, seconds=seconds))
+
     def reset(self) -> None:
         """Disarm every fault and forget the counters and the request log."""
         with self._lock:
             self._rules.clear()
             self._fired.clear()
             self.requests.clear()
+            self.received.clear()
 
     def fired(self, action: str | None = None) -> int:
         """How many times faults (of `action`) have fired since the last `reset`."""
@@ -272,6 +343,10 @@ class FaultProxy:
     def _log(self, method: str, target: str, status: int) -> None:
         with self._lock:
             self.requests.append((method, target, status))
+
+    def _receive(self, method: str, target: str, headers: dict[str, str]) -> None:
+        with self._lock:
+            self.received.append((method, target, headers))
 
 
 class _Server(socketserver.TCPServer):
@@ -402,6 +477,7 @@ class _Handler(BaseHTTPRequestHandler):
         chunked = "chunked" in self.headers.get("Transfer-Encoding", "").lower()
         expect = self.headers.get("Expect", "").lower() == "100-continue"
         body = None if expect else self._read_body(chunked)
+        self._proxy._receive(method, target, {k.lower(): v for k, v in self.headers.items()})
         rules = {rule.action: rule for rule in self._proxy._take(method, target)}
         if "delay" in rules and self._proxy._stopping.wait(rules["delay"].seconds):
             raise _Reset
@@ -411,7 +487,10 @@ class _Handler(BaseHTTPRequestHandler):
             rule = rules["status"]
             self._log(method, target, rule.status)
             self.close_connection |= expect  # the client's body stays unread
-            self._answer(rule.status, _s3_error(rule.status, rule.code))
+            if rule.message is None:
+                self._answer(rule.status, _s3_error(rule.status, rule.code))
+            else:
+                self._answer(rule.status, _s3_error(rule.status, rule.code, rule.message))
             return
         exchange = _Exchange(method, target, body, chunked, "corrupt_request" in rules)
         response = self._forward(exchange)
@@ -422,7 +501,8 @@ class _Handler(BaseHTTPRequestHandler):
                 response.read()
                 raise _Reset
             self._log(method, target, response.status)
-            self._relay(method, response, corrupt="corrupt_response" in rules)
+            cut = next((rules[a] for a in _BODY_FAULTS if a in rules), None)
+            self._relay(method, response, corrupt="corrupt_response" in rules, cut=cut)
         finally:
             response.close()
             if response.will_close or exchange.body is None:
@@ -515,7 +595,14 @@ class _Handler(BaseHTTPRequestHandler):
             self._upstream.close()
             self._upstream = None
 
-    def _relay(self, method: str, response: http.client.HTTPResponse, *, corrupt: bool) -> None:
+    def _relay(
+        self,
+        method: str,
+        response: http.client.HTTPResponse,
+        *,
+        corrupt: bool,
+        cut: Rule | None = None,
+    ) -> None:
         status = response.status
         no_body = method == "HEAD" or status in (204, 304) or 100 <= status < 200
         headers = [(k, v) for k, v in response.getheaders() if k.lower() not in _HOP_BY_HOP]
@@ -523,7 +610,7 @@ class _Handler(BaseHTTPRequestHandler):
         if no_body or length is not None:
             self._head(status, response.reason, headers)
             if not no_body:
-                self._stream(response, length or 0, corrupt=corrupt)
+                self._stream(response, length or 0, corrupt=corrupt, cut=cut)
         else:
             data = response.read()
             if corrupt:
@@ -531,14 +618,32 @@ class _Handler(BaseHTTPRequestHandler):
             headers = [(k, v) for k, v in headers if k.lower() != "content-length"]
             headers.append(("Content-Length", str(len(data))))
             self._head(status, response.reason, headers)
-            self.wfile.write(data)
-        self.wfile.flush()
+            self._stream(io.BytesIO(data), len(data), corrupt=False, cut=cut)
+        if not self.wfile.closed:
+            self.wfile.flush()
 
-    def _stream(self, response: http.client.HTTPResponse, length: int, *, corrupt: bool) -> None:
+    def _stream(
+        self,
+        source: http.client.HTTPResponse | io.BytesIO,
+        length: int,
+        *,
+        corrupt: bool,
+        cut: Rule | None = None,
+    ) -> None:
+        """Relay `length` body bytes; `cut` (a body fault) strikes after the first half."""
         middle = length // 2 if corrupt and length else -1
+        cut_at = length // 2 if cut is not None and length else -1
         offset = 0
         while offset < length:
-            block = response.read(min(BLOCK, length - offset))
+            if offset == cut_at:
+                assert cut is not None
+                cut_at = -1
+                if not self._cut(cut):
+                    return
+            end = min(offset + BLOCK, length)
+            if offset < cut_at < end:
+                end = cut_at
+            block = source.read(end - offset)
             if not block:
                 raise ConnectionError("upstream closed the connection mid-body")
             if offset <= middle < offset + len(block):
@@ -546,6 +651,21 @@ class _Handler(BaseHTTPRequestHandler):
                 block = block[:i] + bytes([block[i] ^ 0xFF]) + block[i + 1 :]
             self.wfile.write(block)
             offset += len(block)
+
+    def _cut(self, rule: Rule) -> bool:
+        """Strike a body fault after what was sent so far; True if the rest should follow."""
+        self.wfile.flush()
+        if rule.action == "stall_response" and not self._proxy._stopping.wait(rule.seconds):
+            return True
+        self._close_upstream()  # the rest of the upstream answer is never read
+        if rule.action == "truncate_response":
+            # A clean end of stream (FIN), short of the announced Content-Length.
+            self.close_connection = True
+            with contextlib.suppress(OSError):
+                self.connection.shutdown(socket.SHUT_WR)
+        else:
+            self._reset()
+        return False
 
     def _head(self, status: int, reason: str, headers: list[tuple[str, str]]) -> None:
         self.send_response_only(status, reason)

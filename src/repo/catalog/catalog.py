@@ -243,7 +243,11 @@ def _glob_to_like(pattern: str) -> str:
         elif ch == "?":
             out.append("_")
         elif ch == "[":
-            end = pattern.find("]", i + 2 if pattern[i + 1 : i + 2] in ("!", "]") else i + 1)
+            # As fnmatch: a ']' first in the set (after an optional '!') is a member.
+            start = i + 1
+            if pattern[start : start + 1] == "!":
+                start += 1
+            end = pattern.find("]", start + 1)
             if end == -1:
                 out.append("[")
             else:

@@ -5,10 +5,11 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import datetime
 
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection, literal, select
 
-from .base import CatalogBase
+from .base import IN_BATCH, CatalogBase
 from .connection import translate_errors
+from .lists import among, unnest_ids, unnest_times
 from .records import HostCopy
 from .schema import file_hosts, files, hosts
 
@@ -35,11 +36,17 @@ class CopyQueries(CatalogBase):
             return
         with self.db.side_connection() as conn:
             host_id = self._host_id(conn, host, rows[-1][1], cache_max_bytes)
-            existing = set(
-                conn.execute(
-                    select(files.c.file_id).where(files.c.file_id.in_({r[0] for r in rows}))
-                ).scalars()
-            )
+            pg = not self.db.is_sqlite
+            wanted = sorted({r[0] for r in rows})
+            existing: set[int] = set()
+            step = max(len(wanted), 1) if pg else IN_BATCH
+            for i in range(0, len(wanted), step):
+                chunk = wanted[i : i + step]
+                existing.update(
+                    conn.execute(
+                        select(files.c.file_id).where(among(files.c.file_id, chunk, postgres=pg))
+                    ).scalars()
+                )
             last: dict[int, datetime] = {}
             downloaded: dict[int, datetime] = {}
             for file_id, when, fresh in rows:
@@ -53,6 +60,24 @@ class CopyQueries(CatalogBase):
                 (("last_access",), [f for f in last if f not in downloaded]),
             ):
                 if not ids:
+                    continue
+                if pg:
+                    # One statement whatever the count (see `lists`).
+                    ins = self._insert(file_hosts).from_select(
+                        ["file_id", "host_id", "downloaded_at", "last_access"],
+                        select(
+                            unnest_ids(ids),
+                            literal(host_id, file_hosts.c.host_id.type),
+                            unnest_times([downloaded.get(f, last[f]) for f in ids]),
+                            unnest_times([last[f] for f in ids]),
+                        ),
+                    )
+                    conn.execute(
+                        ins.on_conflict_do_update(
+                            index_elements=[file_hosts.c.file_id, file_hosts.c.host_id],
+                            set_={c: getattr(ins.excluded, c) for c in columns},
+                        )
+                    )
                     continue
                 ins = self._insert(file_hosts)
                 stmt = ins.on_conflict_do_update(

@@ -11,12 +11,13 @@ keeps plain ``IN`` lists and executemany.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, ColumnElement, Text, any_, func, literal
+from sqlalchemy import BigInteger, ColumnElement, DateTime, Text, any_, func, literal
 from sqlalchemy.dialects.postgresql import ARRAY
 
-__all__ = ["among", "unnest_ids", "unnest_texts"]
+__all__ = ["among", "unnest_ids", "unnest_texts", "unnest_times"]
 
 
 def among(column: Any, values: Sequence[Any], *, postgres: bool) -> ColumnElement[bool]:
@@ -34,3 +35,9 @@ def unnest_ids(values: Sequence[int]) -> ColumnElement[Any]:
 
 def unnest_texts(values: Sequence[str | None]) -> ColumnElement[Any]:
     return func.unnest(literal(list(values), ARRAY(Text())))
+
+
+def unnest_times(values: Sequence[datetime]) -> ColumnElement[Any]:
+    """Times as the catalog stores them (naive UTC; see `schema.UTCDateTime`)."""
+    naive = [v.astimezone(UTC).replace(tzinfo=None) if v.tzinfo else v for v in values]
+    return func.unnest(literal(naive, ARRAY(DateTime())))

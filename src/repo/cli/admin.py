@@ -16,11 +16,22 @@ __all__ = ["config", "create", "ctl", "demo", "destroy"]
 yes_option = click.option("-y", "--yes", is_flag=True, help="Do not ask for confirmation.")
 
 
-def _create(app: App) -> None:
-    rep = create_repository(app.config())
+def _create(app: App, roles: bool = False, role_name: str | None = None) -> None:
+    rep = create_repository(app.config(), roles=roles, role_name=role_name)
     verb = "created" if rep.created else "already exists, schema up to date"
     click.echo(f"catalog {rep.catalog}: {verb} (schema version {rep.schema_version})")
     click.echo(f"store {rep.store}: reachable")
+    if rep.roles is not None:
+        for role, what in (
+            (rep.roles.read_only, "read-only"),
+            (rep.roles.read_write, "read-write"),
+        ):
+            done = "created" if role in rep.roles.created else "exists, grants renewed"
+            click.echo(f"role {role} ({what}): {done}")
+        click.echo(
+            "the roles cannot log in: grant one to each login user, e.g. "
+            f"GRANT {rep.roles.read_only} TO some_user (docs/security.md)"
+        )
 
 
 def _destroy(app: App, yes: bool) -> None:
@@ -53,17 +64,32 @@ def _show_config(app: App, as_json: bool) -> None:
 
 
 @click.command()
+@click.option(
+    "--roles",
+    is_flag=True,
+    help="Also create the PostgreSQL roles NAME_ro (read-only) and NAME_rw (read-write).",
+)
+@click.option(
+    "--role-name",
+    metavar="NAME",
+    help="With --roles: the roles' common name (default: the database's name).",
+)
 @pass_app
-def create(app: App) -> None:
+def create(app: App, roles: bool, role_name: str | None) -> None:
     """Create the catalog (or bring it up to date) and check the store answers.
 
-    Safe to run again. Buckets must exist already.
+    Safe to run again. Buckets must exist already. With --roles (PostgreSQL only, run as
+    the catalog's owner with CREATEROLE), also create a read-only and a read-write group
+    role and grant them their rights; docs/security.md has the matching S3 policies.
 
     \b
-    Example:
+    Examples:
       repo create
+      repo create --roles --role-name repo
     """
-    _create(app)
+    if role_name is not None and not roles:
+        raise click.UsageError("--role-name goes with --roles")
+    _create(app, roles, role_name)
 
 
 @click.command()

@@ -1,4 +1,5 @@
-"""Commands that check the store against the catalog and repair it: verify, recover."""
+"""Commands that check the store (or this host's cache) against the catalog and repair it:
+verify, recover."""
 
 from __future__ import annotations
 
@@ -7,16 +8,18 @@ import sys
 import click
 
 from ..verify import (
+    CacheVerifyReport,
     Finding,
     LostFile,
     RecoverReport,
     VerifyCategory,
     VerifyReport,
     recover_from_cache,
+    verify_cache,
     verify_store,
 )
 from .app import App, pass_app
-from .output import echo_json, table
+from .output import echo_json, human_size, table
 
 __all__ = ["recover", "verify"]
 
@@ -83,21 +86,45 @@ def _echo_verify(rep: VerifyReport) -> None:
 
 @click.command()
 @deep_option
+@click.option(
+    "--cache", is_flag=True, help="Re-hash this host's cached copies instead of the store."
+)
+@click.option("--dry-run", is_flag=True, help="With --cache: report damage; change nothing.")
 @json_option
 @pass_app
-def verify(app: App, deep: bool, as_json: bool) -> None:
+def verify(app: App, deep: bool, cache: bool, dry_run: bool, as_json: bool) -> None:
     """Check that every published file, and every expired one not yet purged, is in the
-    store with the catalog's size and checksum. Changes nothing.
+    store with the catalog's size and checksum. Without --cache, changes nothing.
 
     Without --deep, one request per object: the size, and the ETag where it is the md5
     (single-part uploads). Bit rot under an unchanged ETag, and damage to multipart
     objects, need --deep. Exit status 1 if anything is missing or corrupt.
 
+    With --cache, re-hash every copy in this host's cache instead (reads each cached
+    byte; reads from the cache check only the size): damaged copies are evicted and
+    downloaded again, verified (--dry-run: only reported). Exit status 1 if a damaged
+    copy remains or could not be downloaded again.
+
     \b
     Examples:
       repo verify
       repo verify --deep --json
+      repo verify --cache
     """
+    if cache and deep:
+        raise click.UsageError("--deep checks the store; --cache checks this host's cache")
+    if dry_run and not cache:
+        raise click.UsageError("--dry-run goes with --cache (`repo verify` changes nothing)")
+    if cache:
+        with app.repo() as r:
+            cached = verify_cache(r, repair=not dry_run)
+        if as_json:
+            echo_json(cache_doc(cached))
+        else:
+            _echo_cache(cached)
+        if not cached.ok:
+            sys.exit(1)
+        return
     with app.repo() as r:
         rep = verify_store(r, deep=deep)
     if as_json:
@@ -116,6 +143,48 @@ def verify(app: App, deep: bool, as_json: bool) -> None:
             )
     if not rep.ok:
         sys.exit(1)
+
+
+def cache_doc(rep: CacheVerifyReport) -> dict[str, object]:
+    return {
+        "host": rep.host,
+        "repair": rep.repair,
+        "ok": rep.ok,
+        "checked": rep.checked,
+        "intact": rep.intact,
+        "bytes": rep.bytes,
+        "damaged": [_finding(f) for f in rep.damaged],
+        "evicted": [_finding(f) for f in rep.evicted],
+        "redownloaded": [_finding(f) for f in rep.redownloaded],
+        "failed": [_finding(f) for f in rep.failed],
+        "unknown": rep.unknown,
+    }
+
+
+def _echo_cache(rep: CacheVerifyReport) -> None:
+    click.echo(
+        f"checked {rep.checked} cached files on {rep.host} ({human_size(rep.bytes)}): "
+        f"{rep.intact} intact, {len(rep.damaged)} damaged"
+    )
+    if rep.damaged:
+        click.echo("damaged (evicted):" if rep.repair else "damaged (left in place: --dry-run):")
+        click.echo(
+            table(["ID", "PATH", "REASON"], [[f.file_id, f.path, f.reason] for f in rep.damaged])
+        )
+    if rep.redownloaded:
+        click.echo(f"downloaded {len(rep.redownloaded)} again from the store, verified")
+    if rep.unknown:
+        click.echo(f"{rep.unknown} cached files are not in the catalog; `repo cache prune` decides")
+    if rep.failed:
+        click.echo("could not be downloaded again:")
+        click.echo(
+            table(["ID", "PATH", "REASON"], [[f.file_id, f.path, f.reason] for f in rep.failed])
+        )
+        click.echo(f"Error: {len(rep.failed)} damaged cached files could not be replaced", err=True)
+        click.echo("Try: `repo verify --deep` checks the store's copies", err=True)
+    elif not rep.ok:
+        click.echo(f"Error: {len(rep.damaged)} damaged cached files", err=True)
+        click.echo("Try: `repo verify --cache` without --dry-run replaces them", err=True)
 
 
 @click.command()

@@ -28,6 +28,9 @@ def _open_s3(url: str, config: Config | None) -> Store:
         region=config.s3_region,
         access_key=config.s3_access_key,
         secret_key=config.s3_secret_key,
+        timeout=config.s3_timeout_seconds,
+        sse=config.s3_sse,
+        sse_kms_key_id=config.s3_sse_kms_key_id,
     )
 
 

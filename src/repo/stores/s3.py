@@ -16,19 +16,50 @@ Progress: a single-part put reports its whole size at once, after the object is 
 and verified (obstore sends the body in one call and says nothing until it is done);
 multipart puts report each part as it is stored (`s3_multipart`); downloads report per
 chunk as it is written out.
+
+Faults (tests/test_store_faults.py puts a fault-injecting proxy in front of real servers):
+
+* obstore (object_store's ``RetryConfig``) retries every 5xx answer, SlowDown included,
+  and connection failures before a request was sent, with exponential backoff and
+  jitter; a GET whose body breaks off (reset, truncated, stalled past the read timeout)
+  is resumed by obstore itself with a ranged GET. What it does not retry, we do, a few
+  times with our own backoff (`_again`): a PUT whose connection failed after the body
+  went out (object_store treats PUT as non-idempotent; ours is a create-only put and an
+  object already there with our bytes is adopted), and a list or bulk-delete answer
+  whose body broke off (both safe to repeat; a listing resumes after its last key).
+* boto3 (multipart) runs in botocore's "standard" retry mode: 500/502/503/504,
+  throttling codes (SlowDown) and connection errors, timeouts and broken answers are
+  retried 5 times (6 attempts) with exponential backoff and jitter (1 s base for
+  throttling, 50 ms otherwise); a repeated CompleteMultipartUpload whose first answer
+  was lost is settled by `put_multipart` adopting the completed object.
+* ``s3_timeout_seconds`` (`timeout`) is how long a request may wait for the server's next
+  bytes; a stalled request is abandoned and retried like any transient fault, and
+  obstore stops retrying 3 x `timeout` after the first attempt, so a dead server is a
+  clear `StoreError` ("timed out") after a bounded time, never a hang.
+
+Server-side encryption (``s3_sse``): every write asks for it, obstore's puts through
+its ``server_side_encryption`` / ``sse_kms_key_id`` settings, boto3's multipart uploads
+through their CreateMultipartUpload arguments (the code makes no server-side copies).
+The ETag of an SSE-KMS object is not the md5 of its content on AWS, so with ``aws:kms``
+an ETag that differs from our md5 is no evidence of damage: single-part puts then go
+through boto3 with Content-MD5 and every part carries one, so the server itself refuses
+a corrupted body (BadDigest), and an object left by an earlier attempt is adopted only
+after its content is read back and hashed.
 """
 
 from __future__ import annotations
 
+import base64
 import builtins
 import hashlib
 import logging
 import os
 import threading
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, TypeVar
 from urllib.parse import urlsplit
 
 import obstore
@@ -50,6 +81,12 @@ PART_SIZE = 8 * 1024 * 1024
 STREAM_CHUNK = 4 * 1024 * 1024
 DELETE_BATCH = 1000
 READ_TIMEOUT_SECONDS = 60
+SSE_ALGORITHMS = ("AES256", "aws:kms")
+#: Attempts of our own (`_again`) at what the clients do not retry themselves.
+ATTEMPTS = 4
+FIRST_BACKOFF_SECONDS = 0.1
+
+_T = TypeVar("_T")
 
 
 class S3Store:
@@ -65,7 +102,16 @@ class S3Store:
         secret_key: str | None = None,
         multipart_threshold: int = MULTIPART_THRESHOLD,
         part_size: int = PART_SIZE,
+        timeout: float = READ_TIMEOUT_SECONDS,
+        sse: str | None = None,
+        sse_kms_key_id: str | None = None,
     ) -> None:
+        if sse is not None and sse not in SSE_ALGORITHMS:
+            raise StoreError(f"unsupported server-side encryption {sse!r}; use AES256 or aws:kms")
+        if sse_kms_key_id is not None and sse != "aws:kms":
+            raise StoreError("an SSE-KMS key id needs server-side encryption 'aws:kms'")
+        if timeout <= 0:
+            raise StoreError(f"the S3 timeout must be positive, got {timeout!r}")
         parts = urlsplit(url)
         if parts.scheme != "s3" or not parts.netloc:
             raise StoreError(f"not an s3:// URL: {url!r}")
@@ -83,6 +129,9 @@ class S3Store:
         self._secret_key = secret_key
         self.multipart_threshold = max(multipart_threshold, part_size)
         self.part_size = part_size
+        self.timeout = timeout
+        self.sse = sse
+        self.sse_kms_key_id = sse_kms_key_id
         self._store = self._make_obstore()
         self._boto: Any = None
         self._boto_lock = threading.Lock()
@@ -91,6 +140,23 @@ class S3Store:
         where = f", endpoint={self.endpoint_url!r}" if self.endpoint_url else ""
         return f"S3Store({self.url!r}{where})"
 
+    @property
+    def etag_is_md5(self) -> bool:
+        """Does a (single-part) object's ETag equal the md5 of its content?
+
+        Not for SSE-KMS on AWS: there the ETag is derived from the ciphertext.
+        """
+        return self.sse != "aws:kms"
+
+    def sse_arguments(self) -> dict[str, str]:
+        """boto3 arguments that ask for the configured server-side encryption."""
+        args: dict[str, str] = {}
+        if self.sse is not None:
+            args["ServerSideEncryption"] = self.sse
+        if self.sse_kms_key_id is not None:
+            args["SSEKMSKeyId"] = self.sse_kms_key_id
+        return args
+
     # -- clients -------------------------------------------------------------------------
 
     def _make_obstore(self) -> Any:
@@ -98,17 +164,31 @@ class S3Store:
         if self.endpoint_url:
             kwargs["endpoint"] = self.endpoint_url
             kwargs["virtual_hosted_style_request"] = False
+        if self.sse is not None:
+            kwargs["server_side_encryption"] = self.sse
+        if self.sse_kms_key_id is not None:
+            kwargs["sse_kms_key_id"] = self.sse_kms_key_id
         client_options: Any = {
-            "connect_timeout": timedelta(seconds=10),
+            "connect_timeout": timedelta(seconds=min(10, self.timeout)),
             # object_store's default 30 s cap on a whole request would cut off any
             # download slower than 30 s; a stall is caught by the read timeout instead.
             "timeout": timedelta(hours=24),
-            "read_timeout": timedelta(seconds=READ_TIMEOUT_SECONDS),
+            "read_timeout": timedelta(seconds=self.timeout),
             "pool_max_idle_per_host": "64",
         }
         if self.endpoint_url and self.endpoint_url.startswith("http://"):
             client_options["allow_http"] = True
-        retry: Any = {"max_retries": 5, "retry_timeout": timedelta(seconds=120)}
+        # Up to 5 retries, each wait drawn between 100 ms and twice the last one (capped
+        # at 5 s), for at most 3 timeouts' worth of time since the first attempt.
+        retry: Any = {
+            "max_retries": 5,
+            "retry_timeout": timedelta(seconds=3 * self.timeout),
+            "backoff": {
+                "init_backoff": timedelta(milliseconds=100),
+                "max_backoff": timedelta(seconds=5),
+                "base": 2,
+            },
+        }
         if self._access_key and self._secret_key:
             kwargs["access_key_id"] = self._access_key
             kwargs["secret_access_key"] = self._secret_key
@@ -139,8 +219,8 @@ class S3Store:
                     region_name=self.region,
                     retries={"mode": "standard", "max_attempts": 5},
                     max_pool_connections=PART_CONCURRENCY * 2,
-                    connect_timeout=10,
-                    read_timeout=60,
+                    connect_timeout=min(10, self.timeout),
+                    read_timeout=self.timeout,
                     s3={"addressing_style": "path"} if self.endpoint_url else {},
                     request_checksum_calculation="when_required",
                     response_checksum_validation="when_required",
@@ -173,17 +253,11 @@ class S3Store:
         with open(source, "rb") as fp:
             body = fp.read()
         md5 = hashlib.md5(body).hexdigest()
-        attributes = {k: encode_meta(v) for k, v in (metadata or {}).items()}
+        meta = {k: encode_meta(v) for k, v in (metadata or {}).items()}
+        put = self._put_checked_by_server if not self.etag_is_md5 else self._put_obstore
         try:
-            result = obstore.put(
-                self._store,
-                key,
-                body,
-                mode="create",
-                attributes=attributes,
-                use_multipart=False,
-            )
-        except (obx.AlreadyExistsError, obx.PreconditionError):
+            etag = self._again(key, lambda: put(key, body, md5, meta))
+        except (obx.AlreadyExistsError, obx.PreconditionError, _Exists):
             # Only this version ever writes `key` (its token is random), so an object
             # already there with our bytes is ours, from an attempt whose answer was
             # lost. Anything else stays untouched: objects are never overwritten.
@@ -197,8 +271,7 @@ class S3Store:
             ) from None
         except Exception as exc:
             raise self.translate(exc, key, writing=True) from exc
-        etag = result.get("e_tag")
-        if not etag_matches(etag, md5):
+        if self.etag_is_md5 and not etag_matches(etag, md5):
             fate = "was removed" if self.discard(key) else "is left for garbage collection"
             raise VerificationError(
                 f"upload of {key!r} failed verification: the store's ETag {etag!r} is not "
@@ -209,6 +282,54 @@ class S3Store:
             progress(len(body))
         return PutResult(key=key, md5=md5, size=len(body), etag=normalize_etag(etag))
 
+    def _put_obstore(self, key: str, body: bytes, md5: str, meta: dict[str, str]) -> str | None:
+        result = obstore.put(
+            self._store, key, body, mode="create", attributes=meta, use_multipart=False
+        )
+        etag: str | None = result.get("e_tag")
+        return etag
+
+    def _put_checked_by_server(
+        self, key: str, body: bytes, md5: str, meta: dict[str, str]
+    ) -> str | None:
+        """A create-only put with Content-MD5, which the server checks against the body.
+
+        For SSE-KMS, whose ETag cannot confirm the content (see the module docstring).
+        """
+        try:
+            resp = self.client().put_object(
+                Bucket=self.bucket,
+                Key=key,
+                Body=body,
+                ContentMD5=base64.b64encode(bytes.fromhex(md5)).decode(),
+                IfNoneMatch="*",
+                Metadata=meta,
+                **self.sse_arguments(),
+            )
+        except Exception as exc:
+            if s3_code(exc) in ("PreconditionFailed", "412", "ConditionalRequestConflict"):
+                raise _Exists from exc
+            raise
+        etag: str | None = resp.get("ETag")
+        return etag
+
+    def _again(self, key: str, attempt: Callable[[], _T]) -> _T:
+        """`attempt`, repeated with backoff while it fails in a way the client did not
+        retry itself (see `_transient`), within `ATTEMPTS` and 3 timeouts of time."""
+        started = time.monotonic()
+        delay = FIRST_BACKOFF_SECONDS
+        for number in range(1, ATTEMPTS + 1):
+            try:
+                return attempt()
+            except Exception as exc:
+                late = time.monotonic() - started + delay > 3 * self.timeout
+                if number == ATTEMPTS or late or not _transient(exc):
+                    raise
+                logger.info("S3 request for %s failed (%s); retrying", key, first_line(exc))
+            time.sleep(delay)
+            delay *= 3
+        raise AssertionError("unreachable")  # pragma: no cover
+
     def adopt_existing(
         self, key: str, size: int, md5: str, part_md5s: Sequence[bytes] = ()
     ) -> PutResult | None:
@@ -216,6 +337,15 @@ class S3Store:
         try:
             info = self.head(key)
         except NotFoundError:
+            return None
+        if info.size == size and not self.etag_is_md5:
+            # The ETag cannot tell (SSE-KMS): read the object back and hash it.
+            got = copy_hashing(self.iter_bytes(key), _Discard())
+            if got.size == size and got.md5 == md5:
+                logger.info("object %s was already written by an earlier attempt", key)
+                return PutResult(
+                    key=key, md5=md5, size=size, etag=info.etag, multipart=bool(part_md5s)
+                )
             return None
         if info.size == size and etag_matches(info.etag, md5, part_md5s):
             logger.info("object %s was already written by an earlier attempt; keeping it", key)
@@ -270,19 +400,33 @@ class S3Store:
     def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
         # object_store lists by whole path segments; list the enclosing "directory" and
         # filter, so a prefix that ends mid-segment still works.
+        # A page whose answer broke off is asked for again, after the last key yielded.
         directory = prefix.rsplit("/", 1)[0] if "/" in prefix else ""
-        try:
-            for batch in obstore.list(self._store, prefix=directory or None, chunk_size=1000):
-                for meta in batch:
-                    if meta["path"].startswith(prefix):
-                        yield ObjectInfo(
-                            key=meta["path"],
-                            size=meta["size"],
-                            etag=normalize_etag(meta.get("e_tag")),
-                            last_modified=meta.get("last_modified"),
-                        )
-        except Exception as exc:
-            raise self.translate(exc, prefix) from exc
+        last: str | None = None
+        failures = 0
+        while True:
+            try:
+                pages = obstore.list(
+                    self._store, prefix=directory or None, offset=last, chunk_size=1000
+                )
+                for batch in pages:
+                    for meta in batch:
+                        last = meta["path"]
+                        if meta["path"].startswith(prefix):
+                            yield ObjectInfo(
+                                key=meta["path"],
+                                size=meta["size"],
+                                etag=normalize_etag(meta.get("e_tag")),
+                                last_modified=meta.get("last_modified"),
+                            )
+                    failures = 0
+                return
+            except Exception as exc:
+                failures += 1
+                if failures == ATTEMPTS or not _transient(exc):
+                    raise self.translate(exc, prefix) from exc
+                logger.info("listing %s broke off (%s); resuming", prefix, first_line(exc))
+            time.sleep(FIRST_BACKOFF_SECONDS * 3 ** (failures - 1))
 
     def delete_many(self, keys: Iterable[str]) -> int:
         batch: list[str] = []
@@ -300,7 +444,7 @@ class S3Store:
 
     def _delete_batch(self, keys: builtins.list[str]) -> None:
         try:
-            obstore.delete(self._store, keys)
+            self._again(keys[0], lambda: obstore.delete(self._store, keys))
         except obx.NotFoundError:
             pass
         except Exception as exc:
@@ -317,6 +461,9 @@ class S3Store:
             secret_key=self._secret_key,
             multipart_threshold=self.multipart_threshold,
             part_size=self.part_size,
+            timeout=self.timeout,
+            sse=self.sse,
+            sse_kms_key_id=self.sse_kms_key_id,
         )
 
     def close(self) -> None:
@@ -366,11 +513,80 @@ class S3Store:
                     f"access to {where} denied ({code})",
                     hint="check s3_access_key / s3_secret_key and the bucket's permissions",
                 )
+            if code in ("SlowDown", "InternalError", "ServiceUnavailable", "503", "500"):
+                return StoreError(
+                    f"S3 request for {where} failed: {code}, still after retries with backoff",
+                    hint="the server is overloaded or throttling; retry later",
+                )
             return StoreError(f"S3 request for {where} failed: {code}")
         text = first_line(exc)
+        if _refused(exc):
+            # Checked before timeouts: the client's give-up message after retrying a
+            # refused connection also mentions its retry timeout.
+            server = self.endpoint_url or "the S3 endpoint"
+            return StoreError(
+                f"S3 request for {where} failed: cannot connect to {server} "
+                "(connection refused, after retries)",
+                hint=f"check that the S3 server at {server} is running (s3_endpoint_url)",
+            )
+        if _timed_out(exc):
+            return StoreError(
+                f"S3 request for {where} timed out: no answer from the server within "
+                f"{self.timeout:g} s (s3_timeout_seconds), after retries",
+                hint="check the server and the network, or raise s3_timeout_seconds",
+            )
         if "bucket" in text.lower() and "not" in text.lower() and "exist" in text.lower():
             return StoreError(f"bucket {self.bucket!r} does not exist", hint="create it first")
         hint = None
         if self.endpoint_url and ("connect" in text.lower() or "error sending" in text.lower()):
             hint = f"check that the S3 server at {self.endpoint_url} is running (s3_endpoint_url)"
         return StoreError(f"S3 request for {where} failed: {text}", hint=hint)
+
+
+class _Exists(Exception):
+    """A create-only put found an object already at its key."""
+
+
+class _Discard:
+    def write(self, data: bytes, /) -> int:
+        return len(data)
+
+
+def _chain(exc: BaseException) -> str:
+    """The text of an exception and of its causes (obstore puts the reason last)."""
+    texts = []
+    seen: BaseException | None = exc
+    for _ in range(8):  # bounded: a cause chain is short
+        if seen is None:
+            break
+        texts.append(str(seen))
+        seen = seen.__cause__ or seen.__context__
+    return " | ".join(texts).lower()
+
+
+def _refused(exc: BaseException) -> bool:
+    text = _chain(exc)
+    return "connection refused" in text or "connectionrefused" in text
+
+
+def _timed_out(exc: BaseException) -> bool:
+    text = _chain(exc)
+    return "timed out" in text or "timeout" in text
+
+
+def _transient(exc: BaseException) -> bool:
+    """Did the request fail on the way (connection, broken or stalled answer), in a way
+    the client gave up on without retrying, so that one more attempt may do?"""
+    if isinstance(exc, RepoError | obx.NotFoundError | obx.AlreadyExistsError):
+        return False
+    if isinstance(exc, obx.PreconditionError | obx.PermissionDeniedError):
+        return False
+    if isinstance(exc, obx.UnauthenticatedError | _Exists) or s3_code(exc) is not None:
+        return False
+    text = _chain(exc)
+    if "after" in text and "retries" in text:
+        return False  # the client retried already, to the end of its budget
+    return any(
+        sign in text
+        for sign in ("error sending request", "body error", "connection", "timed out", "timeout")
+    )

