@@ -6,6 +6,10 @@ the temp dir, trust auth, durability switched off for speed) and waits until it
 accepts connections.  ``stop()`` shuts it down with ``pg_ctl stop -m immediate``
 and removes the directory.
 
+For fault tests, ``shut_down()`` stops the server but keeps its data directory and
+port, ``start_again()`` brings it back on the same port (clients keep their URLs), and
+``restart()`` does both.
+
 initdb and postgres refuse to run as root, so when the harness runs as root
 the server processes run as the ``postgres`` system user instead (created by
 the distro package, or by ``scripts/ensure-postgres``).
@@ -215,12 +219,13 @@ class PostgresServer:
             "host  all all 127.0.0.1/32 trust\n"
         )
 
-    def _start_server(self) -> None:
+    def _start_server(self, *, port: int | None = None) -> None:
+        """Start ``postgres``: on `port` if given (a restart), else on a free port."""
         assert self.bindir is not None and self.datadir is not None
         assert self.log_path is not None
         last_error = ""
-        for _attempt in range(3):
-            self.port = free_port()
+        for _attempt in range(1 if port is not None else 3):
+            self.port = port if port is not None else free_port()
             with open(self.log_path, "ab") as log:
                 self._proc = proc = subprocess.Popen(
                     [str(self.bindir / "postgres"), "-D", str(self.datadir), "-p", str(self.port)],
@@ -274,6 +279,42 @@ class PostgresServer:
         # Backends are in the same session/process group; make sure none linger.
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(proc.pid, signal.SIGKILL)
+
+    def shut_down(self, mode: str = "fast") -> None:
+        """Stop the server, keeping its data and port for `start_again`.
+
+        `mode` is pg_ctl's: ``fast`` (clients are told and disconnected) or ``immediate``
+        (as after a crash: backends just die).
+        """
+        if mode not in ("fast", "immediate"):
+            raise ValueError(f"unknown shutdown mode {mode!r}")
+        proc = self._proc
+        if proc is None:
+            return
+        assert self.datadir is not None
+        try:
+            self._run("pg_ctl", "stop", "-D", self.datadir, "-m", mode, "-w", "-t", "20")
+            proc.wait(timeout=20)
+        finally:
+            self._kill()  # a no-op once pg_ctl succeeded; escalates otherwise
+
+    def start_again(self) -> None:
+        """Start a server stopped by `shut_down` on the same port and data directory."""
+        if self._proc is not None:
+            return
+        if self.datadir is None or not self.datadir.exists():
+            raise PostgresStartError("the server was never started, or was removed by stop()")
+        # Someone may have taken the port meanwhile: that fails here, loudly.
+        self._start_server(port=self.port)
+
+    def restart(self, mode: str = "fast") -> None:
+        """`shut_down` then `start_again`: the same cluster back on the same port."""
+        self.shut_down(mode)
+        self.start_again()
+
+    @property
+    def running(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
 
     def _cleanup(self) -> None:
         self._kill()

@@ -86,6 +86,7 @@ class CatalogBase:
             return str(value)
 
     def commit(self) -> None:
+        self.db.check_commit()  # before the journal entry's queries
         entry = self.journal_entry() if self.on_commit is not None else None
         self.db.commit()
         self._forget_touched()
@@ -125,7 +126,8 @@ class CatalogBase:
     # same new name would queue behind it. An interned name nobody uses is harmless.
 
     def _intern(self, table: Any, column: str, names: Sequence[str]) -> None:
-        with translate_errors("recording names"), self.db.side_connection() as side:
+        what = "recording names"
+        with translate_errors(what), self.db.side_connection(what) as side:
             # Sorted, so that concurrent interning takes index locks in one order.
             side.execute(
                 self._insert(table).on_conflict_do_nothing(),

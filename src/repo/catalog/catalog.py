@@ -200,6 +200,16 @@ class Catalog(BulkQueries, TagQueries, CopyQueries, PurgeQueries, JournalQueries
     def expire(self, file_id: int, *, when: datetime) -> FileRecord:
         with translate_errors(f"expiring file {file_id}"):
             conn = self.db.begin_write()
+            rec = self._get_or_purged(file_id)
+            # The path's row first, as `publish` does: expiring a path's current version
+            # and publishing its successor in one transaction then takes its locks in the
+            # same order as a concurrent publisher of that path, which waits its turn
+            # instead of deadlocking.
+            conn.execute(
+                select(paths.c.path_id)
+                .where(paths.c.path_id == rec.path_id)
+                .with_for_update(key_share=True)
+            ).scalar_one()
             conn.execute(
                 update(files)
                 .where(
@@ -210,7 +220,7 @@ class Catalog(BulkQueries, TagQueries, CopyQueries, PurgeQueries, JournalQueries
                 .values(state="expired", expired_at=when)
             )
             self._touched_files.add(file_id)
-            return self.get(file_id)
+            return self._get_or_purged(file_id)
 
     def counts(self) -> dict[str, tuple[int, int]]:
         """Files and bytes per state."""

@@ -8,12 +8,25 @@ can fail outright when another process committed in between, so the connection r
 in autocommit mode until the first write, which opens ``BEGIN IMMEDIATE`` and waits
 (busy timeout) for the write lock. Reading never holds a lock, so long-lived readers do
 not block writers.
+
+Faults (PostgreSQL). The session keeps its connection checked out, so the pool's
+pre-ping only guards new connections; before each statement of a session with no
+uncommitted writes, the idle socket is polled (no round trip), and a connection the
+server has closed (a restart, a terminated backend) is replaced by a new one. A
+connection lost while a statement runs fails that statement; the next one reconnects.
+Once a session with uncommitted writes loses its connection, or a statement of it fails
+on the server, its transaction is gone: every further statement and `commit` raise until
+`rollback`, so a later commit never makes half of a transaction visible. Nothing is
+retried behind the caller's back: a transaction is the caller's code, and only the
+caller can run it again. Deadlocks, serialization and lock-timeout failures raise
+`ConflictError` (hint: roll back and try again).
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import select
 import threading
 from collections.abc import Iterator
 from typing import Any
@@ -23,7 +36,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError, SQLAlchemyError
 from sqlalchemy.pool import NullPool
 
-from ..errors import CatalogError, ConflictError, RepoError
+from ..errors import CatalogError, ConflictError, PermissionDeniedError, RepoError
 
 __all__ = ["Database", "translate_errors"]
 
@@ -31,6 +44,11 @@ logger = logging.getLogger(__name__)
 
 SQLITE_BUSY_TIMEOUT_S = 60
 _RETRYABLE_PG = {"40001", "40P01", "55P03"}  # serialization, deadlock, lock not available
+_IN_FAILED_TRANSACTION = "25P02"
+#: libpq's PQTRANS_INERROR: the transaction is aborted and COMMIT would roll it back.
+_TRANSACTION_INERROR = 3
+_AGAIN = "roll back, then run the transaction again"
+_INSUFFICIENT_PRIVILEGE = "42501"
 _ENGINES: dict[str, Engine] = {}
 _ENGINES_LOCK = threading.Lock()
 
@@ -97,6 +115,20 @@ def translate_errors(what: str) -> Iterator[None]:
             raise ConflictError(
                 f"{what}: concurrent update ({_short(exc)})", hint="roll back and try again"
             ) from exc
+        if exc.connection_invalidated:
+            raise CatalogError(
+                f"{what}: the connection to the catalog was lost ({_short(exc)}); "
+                "uncommitted changes of this transaction, if any, are gone",
+                hint=_AGAIN,
+            ) from exc
+        if code == _IN_FAILED_TRANSACTION:
+            raise _aborted(what) from exc
+        if code == _INSUFFICIENT_PRIVILEGE or "readonly database" in _short(exc):
+            raise PermissionDeniedError(
+                f"{what}: permission denied ({_short(exc)})",
+                hint="this database user may not do that: use one in the read-write role, or "
+                "the catalog's owner for create, upgrade and restore (docs/security.md)",
+            ) from exc
         if isinstance(exc, OperationalError):
             text_ = _short(exc)
             if "locked" in text_:
@@ -111,6 +143,60 @@ def translate_errors(what: str) -> Iterator[None]:
         raise CatalogError(f"{what}: {_short(exc)}") from exc
     except SQLAlchemyError as exc:
         raise CatalogError(f"{what}: {_short(exc)}") from exc
+
+
+def _aborted(what: str) -> CatalogError:
+    return CatalogError(
+        f"{what}: an earlier error aborted this transaction; nothing of it was committed",
+        hint=_AGAIN,
+    )
+
+
+def _lost(what: str) -> CatalogError:
+    return CatalogError(
+        f"{what}: the connection to the catalog was lost, and with it this transaction's "
+        "uncommitted changes",
+        hint=_AGAIN,
+    )
+
+
+def _server_spoke(conn: Connection, *, settle_ms: int = 0) -> str | None:
+    """Did the server send anything on this idle connection? Polls: no round trip.
+
+    None if not. An idle connection has nothing to read unless the server said
+    something unasked: almost always that it is going away (shutdown,
+    pg_terminate_backend) followed by the end of the stream. ``"closed"`` when that end
+    was seen (within `settle_ms` of the first bytes), else ``"spoke"``.
+    """
+    raw: Any = conn.connection.dbapi_connection
+    try:
+        fd = raw.fileno()
+    except Exception:  # the driver's "connection is closed"
+        return "closed"
+    poller = select.poll()
+    poller.register(fd, select.POLLIN | select.POLLPRI)
+    if not poller.poll(0):
+        return None
+    pgconn = getattr(raw, "pgconn", None)  # psycopg 3: let libpq read it
+    if pgconn is None:
+        return "spoke"
+    for _ in range(3):  # the goodbye, then the end of file
+        try:
+            pgconn.consume_input()
+        except Exception:  # end of file
+            return "closed"
+        if int(pgconn.status) != 0:  # not CONNECTION_OK
+            return "closed"
+        if not poller.poll(settle_ms):
+            break
+    return "spoke"
+
+
+def _transaction_failed(conn: Connection) -> bool:
+    """Did a statement of the open PostgreSQL transaction fail on the server?"""
+    raw: Any = conn.connection.dbapi_connection
+    info = getattr(raw, "info", None)
+    return getattr(info, "transaction_status", None) == _TRANSACTION_INERROR
 
 
 def _short(exc: BaseException) -> str:
@@ -132,11 +218,42 @@ class Database:
 
     @property
     def conn(self) -> Connection:
-        if self._conn is None or self._conn.closed:
-            with translate_errors("connecting to the catalog"):
-                self._conn = self.engine.connect()
+        """The session's connection, replaced first if it was lost and nothing is pending."""
+        conn = self._conn
+        if conn is None or conn.closed:
             self._writing = False
-        return self._conn
+            conn = self._conn = self.connect("connecting to the catalog")
+        elif self._writing:
+            if conn.invalidated:
+                raise _lost("using the catalog")
+        elif conn.invalidated or (not self.is_sqlite and _server_spoke(conn)):
+            # Nothing uncommitted rides on it (reads see each statement's snapshot at
+            # READ COMMITTED anyway): carry on, on a new connection.
+            logger.info("the catalog connection was lost or closed by the server; reconnecting")
+            self._drop()
+            conn = self._conn = self.connect("reconnecting to the catalog")
+        return conn
+
+    def connect(self, what: str) -> Connection:
+        """A new connection; failing, an error that names the catalog (never a password)."""
+        try:
+            return self.engine.connect()
+        except DBAPIError as exc:
+            where = make_url(self.url).render_as_string(hide_password=True)
+            raise CatalogError(
+                f"{what}: catalog database unavailable at {where} ({_short(exc)})",
+                hint="check the 'database' settings and that the server is running",
+            ) from exc
+        except SQLAlchemyError as exc:
+            raise CatalogError(f"{what}: {_short(exc)}") from exc
+
+    def _drop(self) -> None:
+        if self._conn is not None:
+            with contextlib.suppress(SQLAlchemyError):
+                self._conn.invalidate()
+                self._conn.close()
+            self._conn = None
+        self._writing = False
 
     @property
     def in_write(self) -> bool:
@@ -154,11 +271,58 @@ class Database:
         return conn
 
     def commit(self) -> None:
-        if self._conn is None:
+        """Commit, or raise, leaving the transaction for `rollback`, if it cannot be whole.
+
+        On PostgreSQL a COMMIT after a failed statement silently rolls back, and a
+        connection lost before the COMMIT was sent took the transaction with it: both
+        raise. A connection lost during the COMMIT leaves its outcome unknown.
+        """
+        conn = self._conn
+        if conn is None:
             return
-        with translate_errors("committing the catalog"):
-            self._conn.commit()
+        what = "committing the catalog"
+        if not self._writing:
+            if conn.invalidated:  # nothing to commit, nothing lost
+                self._drop()
+                return
+        else:
+            self.check_commit()
+        try:
+            with translate_errors(what):
+                conn.commit()
+        except CatalogError as exc:
+            if not conn.invalidated:
+                raise
+            if not self._writing:
+                self._drop()
+                return
+            raise CatalogError(
+                f"{what}: the connection to the catalog was lost during the commit: whether "
+                "it took effect is unknown",
+                hint="roll back, check what is there (e.g. `repo show PATH`), then do what "
+                "is missing again",
+            ) from exc.__cause__
         self._writing = False
+
+    def check_commit(self) -> None:
+        """Raise if the open write transaction can no longer be committed whole."""
+        conn = self._conn
+        if conn is None or not self._writing:
+            return
+        what = "committing the catalog"
+        if conn.invalidated:
+            raise _lost(what)
+        if self.is_sqlite:
+            return
+        if _server_spoke(conn, settle_ms=100) == "closed":
+            conn.invalidate()
+            raise CatalogError(
+                f"{what}: the connection to the catalog was lost before the commit; "
+                "nothing was committed",
+                hint=_AGAIN,
+            )
+        if _transaction_failed(conn):
+            raise _aborted(what)
 
     def rollback(self) -> None:
         if self._conn is None:
@@ -178,9 +342,11 @@ class Database:
             self._conn = None
             self._writing = False
 
-    def side_connection(self) -> contextlib.AbstractContextManager[Connection]:
+    def side_connection(
+        self, what: str = "recording cache use"
+    ) -> contextlib.AbstractContextManager[Connection]:
         """A short autocommitted transaction beside the user's (bookkeeping writes)."""
-        return _side(self)
+        return _side(self, what)
 
     def lock_schema(self, conn: Connection) -> None:
         """Serialise schema creation between processes."""
@@ -189,12 +355,12 @@ class Database:
 
 
 @contextlib.contextmanager
-def _side(db: Database) -> Iterator[Connection]:
+def _side(db: Database, what: str) -> Iterator[Connection]:
     if db.is_sqlite and db.in_write:
         # Our own open write transaction holds SQLite's lock: use it rather than wait on it.
         yield db.conn
         return
-    with translate_errors("recording cache use"), db.engine.connect() as conn:
+    with db.connect(what) as conn, translate_errors(what):
         if db.is_sqlite:
             conn.exec_driver_sql("BEGIN IMMEDIATE")
         yield conn
