@@ -464,6 +464,22 @@ def test_add_tree_in_several_batches_supersedes_current_versions(
     assert len(local_repo.find(all=["v2", "both"])) == len(second)
 
 
+def test_add_tree_without_keeping_copies_leaves_the_cache_empty(
+    local_repo: repo.Repo, tmp_path: Path
+) -> None:
+    tree = tmp_path / "tree"
+    _write_tree(tree, {"a.txt": b"small", "b/c.bin": bytes(range(256)) * 64})
+    report = local_repo.add_tree(tree, publish=True, keep_cached=False)
+    local_repo.commit()
+    assert local_repo.cache_status().files == 0
+    assert _staging_leftovers(local_repo) == []
+    assert {f.path: f.read_bytes() for f in report.files} == {
+        "a.txt": b"small",
+        "b/c.bin": bytes(range(256)) * 64,
+    }
+    assert local_repo.cache_status().files == 2  # read back: downloaded, verified
+
+
 def test_add_tree_without_publish_leaves_current_versions_alone(
     local_repo: repo.Repo, tmp_path: Path
 ) -> None:

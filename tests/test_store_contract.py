@@ -12,8 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from repo.errors import ConflictError, NotFoundError
+from repo.errors import ConflictError, NotFoundError, UsageError
 from repo.stores import Store, open_store
+from repo.stores.base import SMALL_OBJECT_MAX
 from repo.stores.s3 import S3Store
 
 
@@ -81,6 +82,36 @@ def test_put_then_get_round_trips_bytes_and_reports_our_md5(store: Store, tmp_pa
     assert out.getvalue() == data
     assert (got.md5, got.size) == (result.md5, result.size)
     assert b"".join(store.iter_bytes(key)) == data
+
+
+def test_put_bytes_round_trips_with_metadata_and_progress(store: Store) -> None:
+    data = os.urandom(70_000)
+    key = store.key_prefix + "data/small/bytes.bin~t1"
+    seen: list[int] = []
+    result = store.put_bytes(
+        key, data, metadata={"repo-path": "small/bytes.bin"}, progress=seen.append
+    )
+    assert (result.md5, result.size) == (hashlib.md5(data).hexdigest(), len(data))
+    assert sum(seen) == len(data)
+    assert b"".join(store.iter_bytes(key)) == data
+    info = store.head(key)
+    assert info.size == len(data) and info.metadata.get("repo-path") == "small/bytes.bin"
+    empty = store.put_bytes(store.key_prefix + "data/small/empty~t2", b"")
+    assert (empty.md5, empty.size) == (hashlib.md5(b"").hexdigest(), 0)
+
+
+def test_put_bytes_never_overwrites_and_refuses_large_objects(
+    store: Store, store_url: object
+) -> None:
+    key = store.key_prefix + "data/small/once.bin~t1"
+    store.put_bytes(key, b"first")
+    assert store.put_bytes(key, b"first").md5 == hashlib.md5(b"first").hexdigest()  # ours
+    if getattr(store_url, "server_name", "") != "rclone":  # rclone ignores If-None-Match
+        with pytest.raises(ConflictError):
+            store.put_bytes(key, b"other")
+    assert b"".join(store.iter_bytes(key)) == b"first"
+    with pytest.raises(UsageError):
+        store.put_bytes(key + "big", bytes(SMALL_OBJECT_MAX + 1))
 
 
 def test_empty_object_round_trips(store: Store, tmp_path: Path) -> None:

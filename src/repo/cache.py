@@ -234,6 +234,24 @@ class LocalCache:
             raise
         return final
 
+    def store_bytes(self, key: str, data: bytes) -> Path:
+        """Put a just-uploaded (and so verified) small version's bytes in the cache:
+        written under a temporary name, made read-only, renamed into place (as `adopt`,
+        which does not sync either)."""
+        final = self.cache_path(key)
+        final.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=final.parent, prefix=".part-")
+        try:
+            with os.fdopen(fd, "wb") as out:
+                out.write(data)
+            os.chmod(tmp, 0o444)
+            os.replace(tmp, final)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+            raise
+        return final
+
     def sync_to_disk(self) -> None:
         """Flush the cache's file system to disk (after downloads made with ``sync=False``)."""
         try:

@@ -26,7 +26,7 @@ from .catalog import NewVersion
 from .errors import ConflictError, NotFoundError, StoreError, UsageError
 from .file import RepoFile
 from .paths import make_key, new_version_token, validate_path
-from .stores.base import Progress
+from .stores.base import SMALL_OBJECT_MAX, Progress
 from .tags import date_tags, validate_tags
 
 if TYPE_CHECKING:
@@ -206,6 +206,7 @@ def add_tree(
     publish: bool = False,
     workers: int = 16,
     progress: ProgressListener | None = None,
+    keep_cached: bool = True,
 ) -> AddReport:
     """Upload every file under `directory` in worker threads; the catalog records them
     in batches (`Catalog.add_uploaded`), in the calling thread and the caller's
@@ -239,17 +240,31 @@ def add_tree(
     window = workers * 4
 
     def send(plan: _Plan, key: str, staging: Path) -> NewVersion:
+        # A small file is read once: the same bytes are hashed, sent and cached. A
+        # larger one is copied into staging first and sent from there (`add_one`).
+        data = _read_small(plan.source) if plan.size <= SMALL_OBJECT_MAX else None
+        if data is None:
+            try:
+                shutil.copyfile(plan.source, staging)
+            except OSError as exc:
+                raise UsageError(f"cannot read {plan.source}: {exc.strerror}") from exc
+        size = len(data) if data is not None else os.stat(staging).st_size
         try:
-            shutil.copyfile(plan.source, staging)
-        except OSError as exc:
-            raise UsageError(f"cannot read {plan.source}: {exc.strerror}") from exc
-        size = os.stat(staging).st_size
-        try:
-            result = repo._put_object(plan.path, key, staging, created, _capped(advance, size))
+            result = repo._put_object(
+                plan.path,
+                key,
+                data if data is not None else staging,
+                created,
+                _capped(advance, size),
+            )
         except ConflictError:
             # A leftover holds the key (no row names it yet): take a fresh one.
             key = make_key(repo.store.key_prefix, plan.path, new_version_token())
-            result = repo._put_object(plan.path, key, staging, created, None)
+            result = repo._put_object(
+                plan.path, key, data if data is not None else staging, created, None
+            )
+        if data is not None and keep_cached:
+            repo.cache.store_bytes(result.key, data)
         if progress is not None:
             with lock:
                 progress.file_done()
@@ -275,7 +290,10 @@ def add_tree(
         if superseded:
             logger.info("published %d files; expired %d", len(records), len(superseded))
         for rec, (_, staging) in zip(records, batch, strict=True):
-            repo._keep_uploaded(rec, staging)
+            if keep_cached:
+                repo._keep_uploaded(rec, staging if staging.exists() else None)
+            else:
+                _discard_staging(staging)
             report.files.append(RepoFile(repo, rec))
 
     pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="repo-add")
@@ -308,6 +326,16 @@ def add_tree(
     report.files.sort(key=lambda f: f.path)
     report.bytes = sum(f.size or 0 for f in report.files)
     return report
+
+
+def _read_small(source: Path) -> bytes | None:
+    """The whole of a small file, or None if it has grown past `SMALL_OBJECT_MAX`."""
+    try:
+        with open(source, "rb") as f:
+            data = f.read(SMALL_OBJECT_MAX + 1)
+    except OSError as exc:
+        raise UsageError(f"cannot read {source}: {exc.strerror}") from exc
+    return data if len(data) <= SMALL_OBJECT_MAX else None
 
 
 def _capped(progress: Progress | None, size: int) -> Progress | None:

@@ -284,12 +284,15 @@ class Repo:
         publish: bool = False,
         workers: int = DEFAULT_WORKERS,
         progress: ProgressListener | None = None,
+        keep_cached: bool = True,
     ) -> AddReport:
         """Add every file under `directory` (paths relative to it, under `prefix`).
 
         Uploads run in `workers` threads; catalog work stays in this thread. All or
         nothing: on any failure the error is raised and the caller's rollback undoes the
-        catalog side (uploaded objects become orphans for garbage collection).
+        catalog side (uploaded objects become orphans for garbage collection). With
+        `keep_cached` false, no copy is kept in this host's cache (a later read here
+        downloads it), which saves writing every file a second time.
         """
         return add_tree(
             self,
@@ -301,6 +304,7 @@ class Repo:
             publish=publish,
             workers=workers,
             progress=progress,
+            keep_cached=keep_cached,
         )
 
     def fetch(
@@ -428,7 +432,12 @@ class Repo:
         return store.put_file(record.key, source, metadata=metadata, progress=progress)
 
     def _put_object(
-        self, path: str, key: str, source: Path, created_at: datetime, progress: Progress | None
+        self,
+        path: str,
+        key: str,
+        source: Path | bytes,
+        created_at: datetime,
+        progress: Progress | None,
     ) -> PutResult:
         """Send a new version's bytes to this repository's store before its row exists
         (`add_tree`); the object's metadata is what a blind restore adopts it by."""
@@ -437,13 +446,17 @@ class Repo:
             "repo-origin": self.host,
             "repo-created": created_at.isoformat(),
         }
+        if isinstance(source, bytes):
+            return self.store.put_bytes(key, source, metadata=metadata, progress=progress)
         return self.store.put_file(key, source, metadata=metadata, progress=progress)
 
-    def _keep_uploaded(self, record: FileRecord, source: Path) -> None:
-        """Move the verified staging copy of an uploaded version into the cache."""
+    def _keep_uploaded(self, record: FileRecord, source: Path | None) -> None:
+        """Move the verified staging copy of an uploaded version into the cache (None:
+        the copy is there already, `LocalCache.store_bytes`)."""
         assert record.size is not None
         self._make_room(record.size)
-        self.cache.adopt(source, record.key)
+        if source is not None:
+            self.cache.adopt(source, record.key)
         # Recorded after commit: until then other sessions cannot see the file's row.
         self._note_copy(record.file_id, fresh=True, flush=False, key=record.key)
 

@@ -35,6 +35,9 @@ def _when(date_text: str | None) -> datetime | None:
 @click.option("-r", "--recursive", is_flag=True, help="PATH is a local directory: add it all.")
 @click.option("--prefix", default="", help="With --recursive: repository path prefix.")
 @click.option("--workers", default=16, show_default=True, help="Parallel uploads.")
+@click.option(
+    "--no-cache", is_flag=True, help="With --recursive: keep no copy in this host's cache."
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the new versions as JSON.")
 @pass_app
 def add(
@@ -48,6 +51,7 @@ def add(
     recursive: bool,
     prefix: str,
     workers: int,
+    no_cache: bool,
     as_json: bool,
 ) -> None:
     """Add a new version of PATH from SOURCE (a local file, or - for standard input).
@@ -78,13 +82,14 @@ def add(
                     publish=publish,
                     workers=workers,
                     progress=bar,
+                    keep_cached=not no_cache,
                 )
             finally:
                 bar.close()
             added = report.files
         else:
-            if prefix:
-                raise click.UsageError("--prefix needs --recursive")
+            if prefix or no_cache:
+                raise click.UsageError("--prefix and --no-cache need --recursive")
             src = path if source is None else source
             stream = src == "-"
             bar = ByteBar("uploading")

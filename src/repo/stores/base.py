@@ -14,7 +14,15 @@ from datetime import datetime
 from pathlib import Path
 from typing import BinaryIO, Protocol, runtime_checkable
 
-__all__ = ["DownloadResult", "ObjectInfo", "Progress", "PutResult", "Store", "copy_hashing"]
+__all__ = [
+    "SMALL_OBJECT_MAX",
+    "DownloadResult",
+    "ObjectInfo",
+    "Progress",
+    "PutResult",
+    "Store",
+    "copy_hashing",
+]
 
 #: Told the number of bytes just transferred: increments, never running totals.
 Progress = Callable[[int], None]
@@ -72,6 +80,10 @@ def copy_hashing(
     return DownloadResult(md5=md5.hexdigest(), size=size)
 
 
+#: The largest object `Store.put_bytes` takes (one request on S3, whatever its settings).
+SMALL_OBJECT_MAX = 4 * 1024 * 1024
+
+
 @runtime_checkable
 class Store(Protocol):
     """A bucket of immutable objects addressed by key.
@@ -118,6 +130,21 @@ class Store(Protocol):
         the object is deleted (best effort) and `VerificationError` is raised, so a
         returned result always describes a complete, verified object. `progress` is told
         the bytes sent, as described on the class.
+        """
+        ...
+
+    def put_bytes(
+        self,
+        key: str,
+        data: bytes,
+        *,
+        metadata: Mapping[str, str] | None = None,
+        progress: Progress | None = None,
+    ) -> PutResult:
+        """Create object `key` holding `data`, on the same terms as `put_file`.
+
+        For small objects already in memory (`add_tree` reads each small file once and
+        sends, hashes and caches the same bytes). At most `SMALL_OBJECT_MAX` bytes.
         """
         ...
 

@@ -20,9 +20,16 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import BinaryIO
 
-from ..errors import ConflictError, InvalidPathError, NotFoundError, StoreError
+from ..errors import ConflictError, InvalidPathError, NotFoundError, StoreError, UsageError
 from ..paths import safe_join
-from .base import DownloadResult, ObjectInfo, Progress, PutResult, copy_hashing
+from .base import (
+    SMALL_OBJECT_MAX,
+    DownloadResult,
+    ObjectInfo,
+    Progress,
+    PutResult,
+    copy_hashing,
+)
 
 __all__ = ["LocalStore"]
 
@@ -74,14 +81,40 @@ class LocalStore:
         metadata: Mapping[str, str] | None = None,
         progress: Progress | None = None,
     ) -> PutResult:
+        try:
+            src = open(source, "rb")  # noqa: SIM115 - closed by _read_chunks
+        except FileNotFoundError:
+            raise NotFoundError(f"local file {source} not found") from None
+        except OSError as exc:
+            raise StoreError(f"cannot read {source}: {exc.strerror}") from exc
+        return self._put_chunks(key, _read_chunks(src), metadata, progress)
+
+    def put_bytes(
+        self,
+        key: str,
+        data: bytes,
+        *,
+        metadata: Mapping[str, str] | None = None,
+        progress: Progress | None = None,
+    ) -> PutResult:
+        if len(data) > SMALL_OBJECT_MAX:
+            raise UsageError(f"put_bytes takes at most {SMALL_OBJECT_MAX} bytes; use put_file")
+        return self._put_chunks(key, iter([data] if data else []), metadata, progress)
+
+    def _put_chunks(
+        self,
+        key: str,
+        chunks: Iterator[bytes],
+        metadata: Mapping[str, str] | None,
+        progress: Progress | None,
+    ) -> PutResult:
         final = self._path(key)
         self._ensure_root()
         fd, tmp = tempfile.mkstemp(dir=self.root / _TMP_DIR, prefix="put-")
         try:
             with os.fdopen(fd, "wb") as out:
                 # Progress per chunk copied into the temp file: that copy is the transfer.
-                src = open(source, "rb")  # noqa: SIM115 - closed by _read_chunks
-                written = copy_hashing(_read_chunks(src), out, progress)
+                written = copy_hashing(chunks, out, progress)
                 out.flush()
                 os.fsync(out.fileno())
             os.chmod(tmp, 0o444)
@@ -100,10 +133,6 @@ class LocalStore:
                     return PutResult(key=key, md5=digest, size=size, etag=digest)
                 raise
             self._write_meta(key, meta)
-        except FileNotFoundError as exc:
-            if exc.filename == str(source):
-                raise NotFoundError(f"local file {source} not found") from exc
-            raise StoreError(f"local store write of {key!r} failed: {exc}") from exc
         except OSError as exc:
             raise StoreError(f"local store write of {key!r} failed: {exc.strerror}") from exc
         finally:

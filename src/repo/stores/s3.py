@@ -66,9 +66,23 @@ import obstore
 import obstore.exceptions as obx
 from obstore.store import S3Store as _ObStore
 
-from ..errors import ConflictError, NotFoundError, RepoError, StoreError, VerificationError
+from ..errors import (
+    ConflictError,
+    NotFoundError,
+    RepoError,
+    StoreError,
+    UsageError,
+    VerificationError,
+)
 from ..integrity import etag_matches, normalize_etag
-from .base import DownloadResult, ObjectInfo, Progress, PutResult, copy_hashing
+from .base import (
+    SMALL_OBJECT_MAX,
+    DownloadResult,
+    ObjectInfo,
+    Progress,
+    PutResult,
+    copy_hashing,
+)
 from .s3_multipart import PART_CONCURRENCY, put_multipart
 from .s3_wire import decode_meta, encode_meta, first_line, s3_code
 
@@ -252,6 +266,27 @@ class S3Store:
             return put_multipart(self, key, source, metadata or {}, progress)
         with open(source, "rb") as fp:
             body = fp.read()
+        return self._put_single(key, body, metadata, progress)
+
+    def put_bytes(
+        self,
+        key: str,
+        data: bytes,
+        *,
+        metadata: Mapping[str, str] | None = None,
+        progress: Progress | None = None,
+    ) -> PutResult:
+        if len(data) > SMALL_OBJECT_MAX:
+            raise UsageError(f"put_bytes takes at most {SMALL_OBJECT_MAX} bytes; use put_file")
+        return self._put_single(key, data, metadata, progress)
+
+    def _put_single(
+        self,
+        key: str,
+        body: bytes,
+        metadata: Mapping[str, str] | None,
+        progress: Progress | None,
+    ) -> PutResult:
         md5 = hashlib.md5(body).hexdigest()
         meta = {k: encode_meta(v) for k, v in (metadata or {}).items()}
         put = self._put_checked_by_server if not self.etag_is_md5 else self._put_obstore
