@@ -44,6 +44,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
+import repo  # noqa: E402
 from harness.postgres import PostgresServer, find_bindir  # noqa: E402
 from harness.s3servers import RcloneS3Server  # noqa: E402
 
@@ -162,6 +163,13 @@ class Bench:
             cmd += ["--tag", tag, "--tag", "bench", "--prefix", "small", str(self.small)]
             self.record("small put", "repo add --recursive", self.run(cmd), n)
 
+        nocache_writer = self.repo_config(database, repo_bucket, self.fresh("nocache"))
+
+        def repo_put_nocache() -> None:
+            cmd = [REPO_CMD, "--config", str(nocache_writer), "add", "--recursive", "--publish"]
+            cmd += ["--no-cache", "--tag", f"{tag}n", "--prefix", "nocache", str(self.small)]
+            self.record("small put", "repo add --recursive --no-cache", self.run(cmd), n)
+
         def s5_put() -> None:
             cmd = [s5, *endpoint, "cp", f"{self.small}/", f"s3://{small_bucket}/small/"]
             self.record("small put", "s5cmd cp", self.run(cmd), n)
@@ -174,7 +182,7 @@ class Bench:
             took += self.run([self.peers["dvc"], "push", "-q", "-j", "16"], cwd=dvc_dir)
             self.record("small put", "dvc add + push", took, n)
 
-        self.turns(index, [repo_put, s5_put, dvc_put])
+        self.turns(index, [repo_put, repo_put_nocache, s5_put, dvc_put])
 
         reader = self.repo_config(database, repo_bucket, self.fresh("reader"))
         s5_out = self.tmp / self.fresh("s5out")
@@ -183,6 +191,20 @@ class Bench:
             cmd = [REPO_CMD, "--config", str(reader), "fetch", "--all", tag]
             self.record("small get", "repo fetch (cold cache)", self.run(cmd), n)
             self.record("small get", "repo fetch (warm cache)", self.run(cmd), n)
+
+        def library_get() -> None:
+            # In-process, so the warm/cold ratio is not dominated by starting Python.
+            config = json.loads(
+                self.repo_config(database, repo_bucket, self.fresh("lib")).read_text()
+            )
+            with repo.Repo(config=config) as r:
+                for label in (
+                    "Repo.fetch, in-process (cold cache)",
+                    "Repo.fetch, in-process (warm cache)",
+                ):
+                    start = time.perf_counter()
+                    r.fetch(r.find(all=[tag]))
+                    self.record("small get", label, time.perf_counter() - start, n)
 
         def s5_get() -> None:
             cmd = [s5, *endpoint, "cp", f"s3://{small_bucket}/small/*", f"{s5_out}/"]
@@ -194,7 +216,7 @@ class Bench:
             took = self.run([self.peers["dvc"], "pull", "-q", "-j", "16"], cwd=dvc_dir)
             self.record("small get", "dvc pull", took, n)
 
-        self.turns(index, [repo_get, s5_get, dvc_get])
+        self.turns(index, [repo_get, library_get, s5_get, dvc_get])
         self.large_round(index, database, repo_bucket)
         shutil.rmtree(dvc_dir, ignore_errors=True)
         shutil.rmtree(s5_out, ignore_errors=True)
@@ -276,10 +298,17 @@ class Bench:
 UNITS = {"small put": "files/s", "small get": "files/s", "large put": "MB/s", "large get": "MB/s"}
 RATIOS = [
     ("small put", "repo add --recursive", "s5cmd cp", 0.8),
+    ("small put", "repo add --recursive --no-cache", "s5cmd cp", 0.8),
     ("small put", "repo add --recursive", "dvc add + push", 3.0),
     ("small get", "repo fetch (cold cache)", "s5cmd cp", 0.8),
     ("small get", "repo fetch (cold cache)", "dvc pull", None),
     ("small get", "repo fetch (warm cache)", "repo fetch (cold cache)", 20.0),
+    (
+        "small get",
+        "Repo.fetch, in-process (warm cache)",
+        "Repo.fetch, in-process (cold cache)",
+        20.0,
+    ),
     ("large put", "repo add", "s5cmd cp", 0.9),
     ("large get", "repo get -o FILE", "s5cmd cp", 0.9),
     ("large get", "repo get -o - (stream)", "s5cmd cp", 0.9),

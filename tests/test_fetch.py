@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import event
 
 import repo
 from conftest import CliRun
@@ -67,6 +68,31 @@ def test_fetch_downloads_what_is_missing_then_serves_hits(
     for rf in found:
         assert rf.read_bytes() == data[rf.path]
         assert "other-host" in {h.host for h in rf.hosts}
+
+
+def test_a_warm_fetch_writes_nothing_to_the_catalog(
+    local_config: dict[str, str], tmp_path: Path
+) -> None:
+    with repo.Repo(config=dict(local_config, local_root=str(tmp_path / "w"))) as writer:
+        _publish_set(writer, 8)
+    with repo.Repo(config=dict(local_config, local_root=str(tmp_path / "r"))) as r:
+        assert r.fetch(r.find(all=["set"])).downloaded == 8
+        found = r.find(all=["set"])
+        r.commit()
+        seen: list[str] = []
+
+        def log(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+            seen.append(statement)
+
+        engine = r.catalog.db.engine
+        event.listen(engine, "before_cursor_execute", log)
+        try:
+            assert r.fetch(found).cached == 8
+            assert seen == []  # hits: access times wait for the periodic flush
+            r.commit()
+        finally:
+            event.remove(engine, "before_cursor_execute", log)
+        assert any("file_hosts" in s for s in seen)
 
 
 def test_fetch_to_a_directory_writes_each_path_below_it(

@@ -18,11 +18,11 @@ only ever removes a name: a reader that has the file open keeps reading it (POSI
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import logging
 import os
 import shutil
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -42,13 +42,15 @@ TALLY_SECONDS = 30.0
 
 def _load_syncfs() -> Callable[[int], int] | None:
     """Linux's syncfs(2) (one file system), where the C library has it; else None."""
+    import ctypes  # loaded on the first batch download, not by every command
+
     try:
         return ctypes.CDLL(None, use_errno=True).syncfs
     except (OSError, AttributeError):
         return None
 
 
-_syncfs = _load_syncfs()
+_SYNCFS: list[Callable[[int], int] | None] = []
 
 
 @dataclass(frozen=True, slots=True)
@@ -236,15 +238,27 @@ class LocalCache:
 
     def store_bytes(self, key: str, data: bytes) -> Path:
         """Put a just-uploaded (and so verified) small version's bytes in the cache:
-        written under a temporary name, made read-only, renamed into place (as `adopt`,
-        which does not sync either)."""
+        written under a temporary name, created read-only, renamed into place (as
+        `adopt`, which does not sync either). Plain system calls: this runs once per
+        file of a tree being added."""
         final = self.cache_path(key)
-        final.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=final.parent, prefix=".part-")
+        parent, name = os.path.split(final)
+        # Keys are unique and each is written by one thread: the temporary name can be
+        # derived from the key rather than drawn at random.
+        tmp = os.path.join(parent, f".part-{name[-TOKEN_LENGTH:]}-{threading.get_ident()}")
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
         try:
-            with os.fdopen(fd, "wb") as out:
-                out.write(data)
-            os.chmod(tmp, 0o444)
+            fd = os.open(tmp, flags, 0o444)
+        except FileNotFoundError:
+            os.makedirs(parent, exist_ok=True)
+            fd = os.open(tmp, flags, 0o444)
+        try:
+            try:
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(fd, view) :]
+            finally:
+                os.close(fd)
             os.replace(tmp, final)
         except BaseException:
             with contextlib.suppress(FileNotFoundError):
@@ -259,7 +273,10 @@ class LocalCache:
         except OSError:
             return
         try:
-            if _syncfs is None or _syncfs(fd) != 0:
+            if not _SYNCFS:
+                _SYNCFS.append(_load_syncfs())
+            syncfs = _SYNCFS[0]
+            if syncfs is None or syncfs(fd) != 0:
                 os.sync()
         finally:
             os.close(fd)

@@ -113,7 +113,10 @@ def fetch_many(
         if dest is not None:
             _write_out(chosen, Path(dest), report, overwrite=overwrite)
     finally:
-        repo._flush_access()
+        # New copies are recorded now; hits only bump their access time, which waits
+        # for the next periodic flush (a warm fetch writes nothing to the catalog).
+        if report.downloaded:
+            repo._flush_access()
     report.bytes = sum(rf.size or 0 for rf in chosen)
     return report
 

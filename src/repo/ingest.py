@@ -289,10 +289,11 @@ def add_tree(
         del done_uploads[:]
         if superseded:
             logger.info("published %d files; expired %d", len(records), len(superseded))
-        for rec, (_, staging) in zip(records, batch, strict=True):
+        for rec, (version, staging) in zip(records, batch, strict=True):
+            staged = version.size > SMALL_OBJECT_MAX or staging.exists()
             if keep_cached:
-                repo._keep_uploaded(rec, staging if staging.exists() else None)
-            else:
+                repo._keep_uploaded(rec, staging if staged else None)
+            elif staged:
                 _discard_staging(staging)
             report.files.append(RepoFile(repo, rec))
 

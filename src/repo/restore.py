@@ -55,7 +55,7 @@ class RestoreReport:
 
 
 class _Discard:
-    def write(self, data: bytes) -> int:
+    def write(self, data: bytes | memoryview) -> int:
         return len(data)
 
 

@@ -372,7 +372,7 @@ def _compare(got: DownloadResult, rec: FileRecord, what: str) -> tuple[Outcome, 
 
 
 class _Discard:
-    def write(self, data: bytes) -> int:
+    def write(self, data: bytes | memoryview) -> int:
         return len(data)
 
 

@@ -25,8 +25,8 @@ from __future__ import annotations
 
 import unicodedata
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from psycopg import sql
 from sqlalchemy import Connection, text
 
 from ..errors import CatalogError, PermissionDeniedError, UsageError
@@ -34,6 +34,9 @@ from . import migrations
 from .base import CatalogBase
 from .connection import translate_errors
 from .schema import metadata
+
+if TYPE_CHECKING:
+    from psycopg import sql
 
 __all__ = ["CatalogRoles", "create_roles"]
 
@@ -111,6 +114,8 @@ def create_roles(catalog: CatalogBase, base: str | None = None) -> CatalogRoles:
 
 
 def _grant(conn: Connection, base: str) -> CatalogRoles:
+    from psycopg import sql  # only here: most commands never load psycopg's SQL composer
+
     ro, rw = base + READ_ONLY_SUFFIX, base + READ_WRITE_SUFFIX
     database = str(conn.execute(text("SELECT current_database()")).scalar_one())
     schema = str(conn.execute(text("SELECT current_schema()")).scalar_one())

@@ -59,11 +59,11 @@ class DownloadResult:
 
 
 class Writable(Protocol):
-    def write(self, data: bytes, /) -> object: ...
+    def write(self, data: bytes | memoryview, /) -> object: ...
 
 
 def copy_hashing(
-    chunks: Iterable[bytes], out: Writable, progress: Progress | None = None
+    chunks: Iterable[bytes | memoryview], out: Writable, progress: Progress | None = None
 ) -> DownloadResult:
     """Write `chunks` to `out`, hashing them on the way (the one pass over the bytes).
 

@@ -257,7 +257,7 @@ class LocalStore:
 class _Discard:
     """A sink for bytes that only need hashing."""
 
-    def write(self, data: bytes) -> int:
+    def write(self, data: bytes | memoryview) -> int:
         return len(data)
 
 

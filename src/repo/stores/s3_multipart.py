@@ -37,7 +37,7 @@ __all__ = ["PART_CONCURRENCY", "put_multipart"]
 
 logger = logging.getLogger(__name__)
 
-PART_CONCURRENCY = 8
+PART_CONCURRENCY = 6
 
 
 def put_multipart(
