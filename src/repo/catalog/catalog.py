@@ -10,7 +10,7 @@ import fnmatch
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 
-from sqlalchemy import func, select, update
+from sqlalchemy import bindparam, func, select, update
 
 from ..errors import NotFoundError, StateError
 from .bulk import BulkQueries, NewVersion
@@ -76,9 +76,7 @@ class Catalog(BulkQueries, TagQueries, CopyQueries, PurgeQueries, JournalQueries
 
     def current(self, path: str) -> FileRecord | None:
         with translate_errors(f"reading {path!r}"):
-            row = self.db.conn.execute(
-                select_files().where(paths.c.path == path, files.c.state == "published")
-            ).one_or_none()
+            row = self.db.conn.execute(_CURRENT, {"path": path}).one_or_none()
         return record(row) if row is not None else None
 
     def history(self, path: str) -> list[FileRecord]:
@@ -231,6 +229,11 @@ class Catalog(BulkQueries, TagQueries, CopyQueries, PurgeQueries, JournalQueries
                 ).group_by(files.c.state)
             )
             return {r[0]: (int(r[1]), int(r[2])) for r in rows}
+
+
+# The cache-hit path (`Repo.get_file`) runs this once per read: built once, so each call
+# only binds the path (the statement is compiled once and prepared by the driver).
+_CURRENT = select_files().where(paths.c.path == bindparam("path"), files.c.state == "published")
 
 
 def _purged(rec: FileRecord) -> StateError:

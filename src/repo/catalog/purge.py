@@ -19,6 +19,7 @@ from sqlalchemy import and_, delete, func, or_, select, text, update
 
 from .base import IN_BATCH, CatalogBase
 from .connection import translate_errors
+from .lists import among
 from .records import FileRecord, record, select_files
 from .schema import backups, file_hosts, file_tags, files, hosts
 
@@ -149,7 +150,7 @@ class PurgeQueries(CatalogBase):
                 ids = conn.execute(
                     update(files)
                     .where(
-                        files.c.file_id.in_(chunk),
+                        among(files.c.file_id, chunk, postgres=not self.db.is_sqlite),
                         self._purge_rule(unpublished_before, expired_before),
                     )
                     .values(purge_started_at=now)
@@ -182,13 +183,17 @@ class PurgeQueries(CatalogBase):
             for i in range(0, len(file_ids), IN_BATCH):
                 chunk = list(file_ids[i : i + IN_BATCH])
                 claimed = select(files.c.file_id).where(
-                    files.c.file_id.in_(chunk), files.c.purge_started_at.is_not(None)
+                    among(files.c.file_id, chunk, postgres=not self.db.is_sqlite),
+                    files.c.purge_started_at.is_not(None),
                 )
                 conn.execute(delete(file_tags).where(file_tags.c.file_id.in_(claimed)))
                 conn.execute(delete(file_hosts).where(file_hosts.c.file_id.in_(claimed)))
                 gone_ids = conn.execute(
                     delete(files)
-                    .where(files.c.file_id.in_(chunk), files.c.purge_started_at.is_not(None))
+                    .where(
+                        among(files.c.file_id, chunk, postgres=not self.db.is_sqlite),
+                        files.c.purge_started_at.is_not(None),
+                    )
                     .returning(files.c.file_id)
                 ).scalars()
                 purged = set(gone_ids)
@@ -210,7 +215,9 @@ class PurgeQueries(CatalogBase):
                 chunk = list(keys[i : i + IN_BATCH])
                 found.update(
                     self.db.conn.execute(
-                        select(files.c.key).where(files.c.key.in_(chunk))
+                        select(files.c.key).where(
+                            among(files.c.key, chunk, postgres=not self.db.is_sqlite)
+                        )
                     ).scalars()
                 )
         return found
@@ -220,7 +227,10 @@ class PurgeQueries(CatalogBase):
         with translate_errors("looking up object keys"):
             for i in range(0, len(keys), IN_BATCH):
                 chunk = list(keys[i : i + IN_BATCH])
-                for row in self.db.conn.execute(select_files().where(files.c.key.in_(chunk))):
+                query = select_files().where(
+                    among(files.c.key, chunk, postgres=not self.db.is_sqlite)
+                )
+                for row in self.db.conn.execute(query):
                     rec = record(row)
                     out[rec.key] = rec
         return out
