@@ -40,6 +40,7 @@ import time
 from collections import defaultdict
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
@@ -315,37 +316,95 @@ RATIOS = [
 ]
 
 
-def medians(bench: Bench) -> dict[tuple[str, str], float]:
+def run_document(bench: Bench, args: argparse.Namespace) -> dict[str, Any]:
+    """Everything the report needs, as saved next to it (`--render` redraws from it)."""
     return {
-        (w, t): statistics.median(v) for w, tools in bench.results.items() for t, v in tools.items()
+        "meta": {
+            "date": f"{dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC",
+            "command": " ".join(["bench/compare.py", *sys.argv[1:]]),
+            "code": git_describe(),
+            "machine": f"{os.cpu_count()} CPUs, {platform.platform()}, Python "
+            f"{platform.python_version()}",
+            "server": f"{version_of([bench.s3.command()[0], 'version'])} (`serve s3`) on "
+            "127.0.0.1, same machine; catalog: PostgreSQL "
+            f"{version_of([str(find_bindir() / 'postgres'), '--version'])} on 127.0.0.1",
+            "peers": f"s5cmd {version_of([bench.peers['s5cmd'], 'version'])}; "
+            f"{version_of([bench.peers['dvc'], '--version'])} (DVC)",
+            "workload": f"{args.files} files of {args.size} bytes in 50 directories; one file "
+            f"of {args.large_mb} MB; {args.rounds} interleaved rounds; medians below",
+            "large_mb": args.large_mb,
+        },
+        "results": {w: dict(tools) for w, tools in bench.results.items()},
+        "peak_rss": bench.peak_rss,
     }
 
 
-def report(bench: Bench, args: argparse.Namespace, chart: str | None) -> str:
-    med = medians(bench)
+def medians(doc: dict[str, Any]) -> dict[tuple[str, str], float]:
+    return {
+        (w, t): statistics.median(v)
+        for w, tools in doc["results"].items()
+        for t, v in tools.items()
+    }
+
+
+CLIENT_NOTE = """\
+## The data-path client
+
+Small-file throughput is decided by the client's CPU per request: on a 2-core machine the
+S3 server (here rclone, which also hashes every object for its ETag) needs most of the
+CPU, and what the client spends per request comes straight off the rate. boto3 spends
+about 2-3 ms of Python per request; obstore, a Python binding of Rust's `object_store`,
+about a seventh of that (`bench/store_data_path.py`, in the same run against the same
+server: [docs/bench/store_data_path.md](bench/store_data_path.md)). So every single-part
+put, get, head, list and delete goes through obstore, behind the `Store` protocol
+(`src/repo/stores/`); boto3 remains for what obstore cannot do: multipart uploads with a
+`Content-MD5` per part and a conditional complete, SSE-KMS puts with `Content-MD5`, and
+ranged GETs from servers that answer them with status 200 (rclone).
+
+## Method
+
+Each tool runs as its users would run it, as a command (process start included), against
+one `rclone serve s3` on 127.0.0.1; the tools take turns within a round, in an order that
+reverses every round, so drift on this shared machine hits all of them alike; the table
+shows medians over rounds and every round's value, so the noise is visible. `repo` uses a
+PostgreSQL catalog on 127.0.0.1. Every `repo` transfer is md5-verified (the S3 server's
+ETag against our md5 on the way up, our md5 of the bytes on the way down); s5cmd verifies
+nothing by default, DVC hashes on `add`. "In-process" rows time `Repo.find` + `Repo.fetch`
+in the benchmark's own process, without starting Python, for the warm/cold ratio.
+"""
+
+OTHER_TARGETS = """\
+## The other targets, measured by their own benchmarks
+
+- Cache hit p50, tag queries on 1,000,000 files, add+publish cost from 10k to 1M files,
+  GC against raw DeleteObjects: [docs/bench/catalog_scale.md](bench/catalog_scale.md)
+  (`bench/catalog_scale.py`).
+- Backup and restore of a 1,000,000-file catalog:
+  [docs/bench/backup_restore.md](bench/backup_restore.md) (`bench/backup_restore.py`).
+"""
+
+
+def report(doc: dict[str, Any], chart: str | None) -> str:
+    med = medians(doc)
+    meta = doc["meta"]
     lines = [
         "# Benchmarks: `repo` against s5cmd and DVC",
         "",
-        "Written by `bench/compare.py` (`make bench`); do not edit by hand, rerun it. Method "
-        "and caveats: [`bench/README.md`](../bench/README.md).",
+        "Written by `bench/compare.py` (`make bench`) from its results file "
+        "(`docs/benchmarks.json`); do not edit by hand, rerun it. Caveats: "
+        "[`bench/README.md`](../bench/README.md).",
         "",
-        f"- date: {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC; command: "
-        f"`{' '.join(['bench/compare.py', *sys.argv[1:]])}`",
-        f"- code: {git_describe()}",
-        f"- machine: {os.cpu_count()} CPUs, {platform.platform()}, Python "
-        f"{platform.python_version()}",
-        f"- server: {version_of([bench.s3.command()[0], 'version'])} (`serve s3`) on 127.0.0.1, "
-        "same machine; catalog: PostgreSQL "
-        f"{version_of([str(find_bindir() / 'postgres'), '--version'])} on 127.0.0.1",
-        f"- peers: s5cmd {version_of([bench.peers['s5cmd'], 'version'])}; "
-        f"{version_of([bench.peers['dvc'], '--version'])} (DVC)",
-        f"- workload: {args.files} files of {args.size} bytes in 50 directories; one file of "
-        f"{args.large_mb} MB; {args.rounds} interleaved rounds; medians below",
+        f"- date: {meta['date']}; command: `{meta['command']}`",
+        f"- code: {meta['code']}",
+        f"- machine: {meta['machine']}",
+        f"- server: {meta['server']}",
+        f"- peers: {meta['peers']}",
+        f"- workload: {meta['workload']}",
         "",
         "| workload | tool | median | per round |",
         "|---|---|--:|--:|",
     ]
-    for workload, tools in bench.results.items():
+    for workload, tools in doc["results"].items():
         for tool, values in tools.items():
             spread = ", ".join(f"{v:.0f}" for v in values)
             lines.append(
@@ -358,11 +417,11 @@ def report(bench: Bench, args: argparse.Namespace, chart: str | None) -> str:
             goal = "-" if target is None else f"≥ {target:g}x"
             met = "" if target is None else (" (met)" if ratio >= target else " (not met)")
             lines.append(f"| {workload}: {ours} / {theirs} | {ratio:.2f}x | {goal}{met} |")
-    if bench.peak_rss:
-        rss = max(bench.peak_rss) / MB
+    if doc["peak_rss"]:
+        rss = max(doc["peak_rss"]) / MB
         lines.append(
-            f"| peak RSS of `repo get -o -` ({args.large_mb} MB file) | {rss:.0f} MB | < 150 MB"
-            f"{' (met)' if rss < 150 else ' (not met)'} |"
+            f"| peak RSS of `repo get -o -` ({meta['large_mb']} MB file) | {rss:.0f} MB | "
+            f"< 150 MB{' (met)' if rss < 150 else ' (not met)'} |"
         )
     if chart:
         lines += ["", f"![throughput by tool]({chart})"]
@@ -372,11 +431,13 @@ def report(bench: Bench, args: argparse.Namespace, chart: str | None) -> str:
         "so it needs an S3 server without authentication or on port 80, which this "
         "benchmark's server is not.",
         "",
+        CLIENT_NOTE,
+        OTHER_TARGETS,
     ]
     return "\n".join(lines)
 
 
-def draw(bench: Bench, path: Path) -> bool:
+def draw(doc: dict[str, Any], path: Path) -> bool:
     try:
         import matplotlib
 
@@ -385,20 +446,30 @@ def draw(bench: Bench, path: Path) -> bool:
     except ImportError:
         print("matplotlib is not installed: no chart (pip install matplotlib)", flush=True)
         return False
-    med = medians(bench)
-    fig, axes = plt.subplots(1, len(bench.results), figsize=(4.2 * len(bench.results), 4))
-    for ax, (workload, tools) in zip(axes, bench.results.items(), strict=True):
+    med = medians(doc)
+    results = doc["results"]
+    fig, axes = plt.subplots(1, len(results), figsize=(4.6 * len(results), 4.4))
+    for ax, (workload, tools) in zip(axes, results.items(), strict=True):
         names = list(tools)
         values = [med[workload, t] for t in names]
-        colors = ["#2b6cb0" if t.startswith("repo") else "#a0aec0" for t in names]
+        colors = ["#2b6cb0" if t.lower().startswith("repo") else "#a0aec0" for t in names]
         ax.barh(names, values, color=colors)
         ax.set_title(f"{workload} ({UNITS[workload]})")
         ax.invert_yaxis()
-        ax.tick_params(axis="y", labelsize=8)
-    fig.suptitle("Throughput by tool (median of rounds, higher is better)")
+        ax.tick_params(axis="y", labelsize=7)
+    fig.suptitle("Throughput by tool (median of rounds, higher is better; repo in blue)")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
+    plt.close(fig)
     return True
+
+
+def write_outputs(doc: dict[str, Any], output: Path) -> None:
+    output.with_suffix(".json").write_text(json.dumps(doc, indent=1) + "\n")
+    png = output.with_suffix(".png")
+    chart = png.name if draw(doc, png) else None
+    output.write_text(report(doc, chart))
+    print(f"wrote {output}, {output.with_suffix('.json').name} and {png.name}")
 
 
 def git_describe() -> str:
@@ -422,7 +493,13 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, help="rounds (default 3)")
     parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT)
     parser.add_argument("--no-write", action="store_true", help="print only")
+    parser.add_argument(
+        "--render", type=Path, metavar="JSON", help="only redraw the report from a results file"
+    )
     args = parser.parse_args()
+    if args.render is not None:
+        write_outputs(json.loads(args.render.read_text()), args.output)
+        return
     args.files = args.files or (1000 if args.quick else 5000)
     args.large_mb = args.large_mb or (256 if args.quick else 1024)
     args.rounds = args.rounds or (2 if args.quick else 3)
@@ -433,15 +510,10 @@ def main() -> None:
             for index in range(args.rounds):
                 print(f"round {index + 1} of {args.rounds}", flush=True)
                 bench.round(index)
-            chart = None
+            doc = run_document(bench, args)
+            print(report(doc, None))
             if not args.no_write:
-                png = args.output.with_suffix(".png")
-                chart = png.name if draw(bench, png) else None
-            text = report(bench, args, chart)
-            print(text)
-            if not args.no_write:
-                args.output.write_text(text)
-                print(f"wrote {args.output}")
+                write_outputs(doc, args.output)
         finally:
             shutil.rmtree(bench.tmp, ignore_errors=True)
 

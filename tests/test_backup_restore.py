@@ -11,6 +11,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import json
+import os
 import random
 import uuid
 from collections.abc import Mapping
@@ -1116,3 +1117,75 @@ def test_a_backup_taken_on_postgresql_restores_into_sqlite(
     restore_catalog(file_config)
 
     assert rows_without(read_tables(file_config)) == rows_without(read_tables(on_postgresql))
+
+
+# ------------------------------------------------------- interrupted restores, partial backups
+
+
+def test_a_half_restored_catalog_refuses_to_open_and_a_plain_rerun_finishes_it(
+    file_config: dict[str, Any],
+) -> None:
+    from repo.admin import status_report
+    from repo.catalog import Catalog
+
+    with Repo(file_config) as r:
+        publish(r, "backed-up", b"1")
+        name = r.backup().name
+        publish(r, "journaled", b"2")
+    destroy_catalog(file_config)
+    restore_catalog(file_config)
+    # What a restore killed between its load and its last commit leaves.
+    catalog = Catalog(load_config(file_config).database_url)
+    catalog.mark_restore_started(name)
+    catalog.commit()
+    catalog.close()
+
+    with pytest.raises(CatalogError) as refused:
+        Repo(file_config)
+    assert refused.value.message == (
+        f"the catalog is half restored: a restore of backup {name} did not finish, "
+        "so it lacks the commits made after that backup"
+    )
+    assert refused.value.hint == "run `repo restore` again to finish it"
+    status = status_report(file_config)
+    assert not status.ok and "run `repo restore` again" in (status.catalog_error or "")
+
+    report = restore_catalog(file_config)  # no force needed
+
+    assert (report.backup, report.journal_entries) == (name, 1)
+    with Repo(file_config) as r:
+        assert [f.path for f in r.list()] == ["backed-up", "journaled"]
+    assert status_report(file_config).ok
+
+
+def _partial(store_root: Path, name: str, age_seconds: float, manifest: bool = False) -> Path:
+    """A backup directory as a backup killed before its manifest leaves it."""
+    directory = store_root / "backups" / name
+    directory.mkdir(parents=True)
+    table = directory / "files.jsonl.gz"
+    table.write_bytes(gzip.compress(b"{}\n"))
+    if manifest:
+        (directory / "manifest.json").write_text("not json")
+    when = datetime.now(UTC).timestamp() - age_seconds
+    for path in directory.iterdir():
+        os.utime(path, (when, when))
+    return directory
+
+
+def test_retention_removes_partial_backups_only_when_older_than_a_complete_one_and_the_grace(
+    file_config: dict[str, Any],
+) -> None:
+    config = {**file_config, "orphan_grace_seconds": 3600}
+    root = Path(load_config(config).store_url.removeprefix("file://"))
+    old = _partial(root, "20000101T000000000000Z-aaaaaaaa", age_seconds=7200)
+    young = _partial(root, "20000102T000000000000Z-bbbbbbbb", age_seconds=60)
+    later = _partial(root, "29990101T000000000000Z-cccccccc", age_seconds=7200)
+    unreadable = _partial(root, "20000103T000000000000Z-dddddddd", 7200, manifest=True)
+    stranger = _partial(root, "not-a-backup", age_seconds=7200)
+
+    with Repo(config) as r:
+        report = r.backup()
+
+    assert report.deleted_partial_backups == [old.name]
+    assert not old.exists() or not any(old.iterdir())  # its objects are gone
+    assert all(d.exists() for d in (young, later, unreadable, stranger))

@@ -609,3 +609,50 @@ def test_cli_host_decommission(
         "Error: no host named 'reader'",
         "Try: see `repo host list`",
     ]
+
+
+# ------------------------------------------------------- partial downloads
+
+
+def _part(r: repo.Repo, name: str, age_seconds: float) -> Path:
+    path = r.cache.cache_dir / "some" / f".part-{name}"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"half a download")
+    when = time.time() - age_seconds
+    os.utime(path, (when, when))
+    return path
+
+
+@pytest.mark.parametrize("cleanup", ["gc", "prune_cache", "clear_cache"])
+def test_abandoned_partial_downloads_go_after_the_grace_and_held_ones_never(
+    local_config: dict[str, str], tmp_path: Path, cleanup: str
+) -> None:
+    import fcntl
+
+    config = host_config(local_config, tmp_path, "reader", orphan_grace_seconds=3600)
+    with repo.Repo(config=config) as r:
+        abandoned = _part(r, "abandoned", age_seconds=7200)
+        young = _part(r, "young", age_seconds=60)
+        held = _part(r, "held", age_seconds=7200)
+        with open(held, "rb") as in_progress:  # a download in another process holds it
+            fcntl.flock(in_progress.fileno(), fcntl.LOCK_EX)
+            if cleanup == "gc":
+                assert r.gc(dry_run=True).partial_downloads_removed == 1
+                assert abandoned.exists()
+                removed = r.gc().partial_downloads_removed
+            else:
+                removed = getattr(r, cleanup)().partial_downloads_removed
+        assert removed == 1
+        assert (abandoned.exists(), young.exists(), held.exists()) == (False, True, True)
+        assert r.cache.entries() == []
+
+
+def test_a_download_after_partial_cleanup_with_no_grace_still_lands(
+    local_config: dict[str, str], tmp_path: Path
+) -> None:
+    publish(local_config, {"a.txt": b"a" * 100})
+    config = host_config(local_config, tmp_path, "reader", orphan_grace_seconds=0)
+    with repo.Repo(config=config) as r:
+        assert r.prune_cache().partial_downloads_removed == 0
+        assert r.current("a.txt").read_bytes() == b"a" * 100
+        assert list(r.cache.cache_dir.rglob(".part-*")) == []

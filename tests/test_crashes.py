@@ -16,7 +16,7 @@ through a plain boto3 client or the file system; caches through the file system)
    (partial downloads may only exist under ``.part-`` names);
 3. the operation's own all-or-nothing rule holds (a commit is whole or absent);
 4. re-running the interrupted operation succeeds, and the checks hold again (a restore
-   whose plain re-run is refused goes on with ``force``: see the xfail test below);
+   is re-run plainly, without ``force``);
 5. with every TTL and grace at 0, ``gc(orphans=True)`` leaves store keys == catalog keys
    and a host staging area with nothing in it, and keeps every published object.
 
@@ -25,9 +25,9 @@ one upload and one gc on SQLite + file store), 220 with REPO_SOAK=1 (sixteen and
 seed is printed at the start and in every failure: ``REPO_CRASH_SEED=<seed>`` replays the
 same delays. Each test prints where its kills landed and what they left (``-s``).
 
-The xfail tests at the end reproduce, at fixed points (the worker kills itself there),
-what the random kills turned up: leftovers nothing removes, and a restore that a plain
-re-run refuses.
+The tests at the end reproduce, at fixed points (the worker kills itself there), what
+the random kills turned up (leftovers nothing removed, a restore that a plain re-run
+refused) and check that it is fixed.
 """
 
 from __future__ import annotations
@@ -131,6 +131,17 @@ class StoreView:
         return {
             o["Key"]: (o["Size"], o["ETag"]) for page in pages for o in page.get("Contents", [])
         }
+
+    def settle(self, under: str) -> None:
+        """Wait (bounded) until listings stop changing: the server may still be finishing
+        requests the killed worker sent (a DeleteObjects already received, say)."""
+        before = self.list_versions(under)
+        for _ in range(25):
+            time.sleep(0.2)
+            now = self.list_versions(under)
+            if now == before:
+                return
+            before = now
 
     def read(self, key: str) -> bytes:
         if self.root is not None:
@@ -364,6 +375,7 @@ def check_invariants(
 ) -> list[repo.RepoFile]:
     """Invariants 1 and 2 of the module docstring; returns every version seen."""
     verified = {} if verified is None else verified
+    view.settle(view.data_prefix)
     versions = r.list("*", state=ALL)
     # Versions a killed GC run claimed: their objects may be gone already (the next run
     # finishes them). Not in the public API; the GC tests read it the same way.
@@ -466,7 +478,7 @@ class Kind:
         self.view = backend.view
         self.worker_config = backend.config("worker")
         self.verified: Verified = {}
-        #: Leftovers nothing removes (see the xfail tests), as counted after the last trial.
+        #: Leftovers (see the tests at the end), as counted after the last trial.
         self.leftovers = {"abandoned": 0, "temp": 0, "backups": 0, "parts": 0}
 
     def setup(self) -> None:
@@ -827,15 +839,9 @@ class Restore(Kind):
 
     def rerun_restore(self, trial: Trial, events: list[Event], target: Path) -> None:
         if not any(name == "end" for _t, name, _i, _d in events):
-            try:
-                repo.restore_catalog(str(target))
-            except repo.CatalogError as exc:
-                if "not empty" not in str(exc):
-                    raise
-                # See test_restore_killed_after_loading_can_be_run_again: a plain re-run
-                # is refused once the killed run had loaded the tables; force goes on.
-                trial.evidence.append("re-run refused: catalog not empty")
-                repo.restore_catalog(str(target), force=True)
+            # A run killed after loading the tables left its marker: a plain re-run
+            # starts over (test_restore_killed_after_loading_can_be_run_again).
+            repo.restore_catalog(str(target))
         with repo.Repo(target) as r:
             assert snapshot(r) == self.source
 
@@ -1025,7 +1031,7 @@ def check_trial(kind: Kind, job: Job, trial: Trial, durations: list[float]) -> N
         durations.append(time.monotonic() - started)
         seen = check_invariants(r, view, kind.roots(), kind.verified)
         collect_everything(r, view, seen)
-    # Left alone by GC (so they pile up): count the trials that added some.
+    # What the kill left in the store and GC did not remove: count the trials that added some.
     abandoned, temp = view.abandoned_uploads(), view.temp_files()
     if abandoned > kind.leftovers["abandoned"]:
         trial.evidence.append("new abandoned multipart upload in the store")
@@ -1040,11 +1046,6 @@ ON_SQLITE = pytest.mark.parametrize("backend", [SQLITE], indirect=True)
 
 
 @ON_SQLITE
-@pytest.mark.xfail(
-    strict=True,
-    reason="restore: a run killed after loading the backup's tables (before the journal "
-    "replay) leaves a catalog that a re-run refuses as 'not empty'",
-)
 def test_restore_killed_after_loading_can_be_run_again(backend: Backend, tmp_path: Path) -> None:
     kind = Restore(backend)
     kind.setup()
@@ -1057,11 +1058,6 @@ def test_restore_killed_after_loading_can_be_run_again(backend: Backend, tmp_pat
 
 
 @ON_SQLITE
-@pytest.mark.xfail(
-    strict=True,
-    reason="backup: a backup killed before its manifest is never removed; retention only "
-    "sees backups with a manifest",
-)
 def test_backup_killed_before_its_manifest_is_removed_by_retention(
     backend: Backend, tmp_path: Path
 ) -> None:
@@ -1080,11 +1076,6 @@ def test_backup_killed_before_its_manifest_is_removed_by_retention(
 
 
 @ON_SQLITE
-@pytest.mark.xfail(
-    strict=True,
-    reason="cache: a download killed midway leaves its .part- file in the cache; neither "
-    "gc nor prune_cache nor clear_cache removes it",
-)
 def test_download_killed_midway_leaves_no_partial_file_after_cleanup(
     backend: Backend, tmp_path: Path
 ) -> None:
@@ -1101,11 +1092,6 @@ def test_download_killed_midway_leaves_no_partial_file_after_cleanup(
 
 
 @ON_SQLITE
-@pytest.mark.xfail(
-    strict=True,
-    reason="file store: an upload killed midway leaves its temp file in <store>/.repo-tmp; "
-    "gc never removes it",
-)
 def test_upload_killed_midway_leaves_no_temp_file_in_the_file_store(
     backend: Backend, tmp_path: Path
 ) -> None:

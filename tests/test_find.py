@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import random
 from dataclasses import dataclass, field
 
 import pytest
@@ -10,6 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import repo
+from repo.catalog import tagging
 
 TAGS = ["a", "b", "c", "d", "k=v"]
 PATHS = ["p0", "p1", "p2", "dir/p3"]
@@ -167,3 +169,101 @@ def test_tag_query_strings_are_data_never_sql(local_config: dict[str, str]) -> N
         assert r.find(all=["x"]) == []
         assert sorted(rf.tags) == sorted([evil, "a;DROP TABLE files;--"])
         assert r.list("%") == [] and r.list("_") == []
+
+
+def test_path_tags_and_file_tags_mix_in_all_any_and_exclude(local_config: dict[str, str]) -> None:
+    with repo.Repo(config=local_config) as r:
+        a = r.add_file("p/a").touch("a").publish().tag("own", "x")
+        b = r.add_file("p/b").touch("b").publish().tag("x")
+        c = r.add_file("q/c").touch("c").publish().tag("own")
+        b.tag_path("team")
+        c.tag_path("team", "old")
+
+        def ids(**query: list[str]) -> list[int]:
+            return [f.file_id for f in r.find(**query)]  # type: ignore[arg-type]
+
+        assert ids(all=["team"]) == [b.file_id, c.file_id]
+        assert ids(all=["team", "own"]) == [c.file_id]
+        assert ids(all=["x", "team"]) == [b.file_id]
+        assert ids(any=["team", "own"]) == [a.file_id, b.file_id, c.file_id]
+        assert ids(any=["old", "x"]) == [a.file_id, b.file_id, c.file_id]
+        assert ids(all=["own"], exclude=["old"]) == [a.file_id]
+        assert ids(any=["x"], exclude=["team"]) == [a.file_id]
+        assert ids(all=["own"], any=["team", "nope"], exclude=["x", "nope"]) == [c.file_id]
+        # Unknown tags: `all` finds nothing, `any` and `exclude` ignore them.
+        assert ids(all=["team", "nope"]) == []
+        assert ids(any=["nope"]) == []
+        assert ids(any=["nope", "old"]) == [c.file_id]
+        assert ids(exclude=["nope"]) == [a.file_id, b.file_id, c.file_id]
+        # A tag on the path and on a file of it counts once.
+        b.tag("team")
+        assert ids(all=["team"]) == [b.file_id, c.file_id]
+        assert ids(any=["team", "x"]) == [a.file_id, b.file_id, c.file_id]
+
+
+@pytest.mark.parametrize("cap", [2, tagging.USES_CAP])
+@settings(
+    max_examples=4,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(seed=st.integers(0, 2**32 - 1))
+def test_find_on_a_few_hundred_files_matches_the_model_in_order(
+    find_repo: repo.Repo, monkeypatch: pytest.MonkeyPatch, cap: int, seed: int
+) -> None:
+    # Skewed tag use, tags on files only, on paths only and on both, and the rarest-tag
+    # estimate capped low (so that it ties) or not: the answer, in order, never changes.
+    monkeypatch.setattr(tagging, "USES_CAP", cap)
+    rnd = random.Random(seed)
+    ns = f"big{next(_namespaces)}"
+    r = find_repo
+    tag_pool = [f"t{i}" for i in range(12)]
+    weights = [0.6, 0.4, 0.25, 0.15, 0.1, 0.05, 0.03, 0.02, 0.01, 0, 0, 0]
+    path_weights = [0.1, 0, 0.2, 0, 0.05, 0.3, 0, 0, 0.1, 0.2, 0.05, 0]
+    path_names = [f"d{i % 7}/f{i:03d}" for i in range(60)]
+    model = Model()
+    tagged_paths: set[str] = set()
+    for _ in range(rnd.randint(150, 300)):
+        path = rnd.choice(path_names)
+        own = {t for t, w in zip(tag_pool, weights, strict=True) if rnd.random() < w}
+        rf = r.add_file(f"{ns}/{path}").touch(path)
+        if own:
+            rf.tag(*[f"{ns}-{t}" for t in sorted(own)])
+        mf = ModelFile(path=path, tags=own, file_id=rf.file_id)
+        roll = rnd.random()
+        if roll < 0.7:
+            rf.publish()
+            for other in model.files:
+                if other.path == path and other.state == "published":
+                    other.state = "expired"
+            mf.state = "published"
+        elif roll < 0.8 and model.files:
+            victim = rnd.randrange(len(model.files))
+            if model.files[victim].state == "published":
+                r.get_file(f"{ns}/{model.files[victim].path}").expire()  # type: ignore[union-attr]
+                model.files[victim].state = "expired"
+        model.files.append(mf)
+        if path not in tagged_paths:
+            tagged_paths.add(path)
+            on_path = {t for t, w in zip(tag_pool, path_weights, strict=True) if rnd.random() < w}
+            if on_path:
+                rf.tag_path(*[f"{ns}-{t}" for t in sorted(on_path)])
+                model.path_tags[path] = on_path
+    r.commit()
+
+    order = {f.file_id: (f"{ns}/{f.path}", f.file_id) for f in model.files}
+    names = [*tag_pool, "unknown"]
+    for _ in range(25):
+        any_ = set(rnd.sample(names, rnd.choice([0, 0, 1, 2, 3])))
+        all_ = set(rnd.sample(names, rnd.choice([0, 1, 1, 2, 3])))
+        excl = set(rnd.sample(names, rnd.choice([0, 1, 2])))
+        published = rnd.random() < 0.7
+        got = r.find(
+            any=[f"{ns}-{t}" for t in sorted(any_)],
+            all=[f"{ns}-{t}" for t in sorted(all_)],
+            exclude=[f"{ns}-{t}" for t in sorted(excl)],
+            published=published,
+        )
+        got_ids = [f.file_id for f in got if f.file_id in order]
+        want = sorted(model.find(any_, all_, excl, published), key=order.__getitem__)
+        assert got_ids == want, (any_, all_, excl, published)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import json
 import multiprocessing as mp
+import os
 import random
 import threading
 import time
@@ -1039,3 +1040,27 @@ def test_gc_settings_default_to_the_documented_values() -> None:
         "orphan_grace_seconds": 86_400,
         "backups_before_purge": 2,
     }
+
+
+def test_the_orphan_pass_removes_store_temp_files_older_than_the_grace(
+    local_config: dict[str, str], open_repo: Callable[..., Repo]
+) -> None:
+    r = open_repo(local_config, orphan_grace_seconds=3600)
+    tmp = Path(local_config["store"].removeprefix("file://")) / ".repo-tmp"
+    tmp.mkdir(exist_ok=True)
+    now = time.time()
+    ages = {"put-killed": 7200, "put-in-flight": 60}
+    for name, age in ages.items():
+        (tmp / name).write_bytes(b"half an object")
+        os.utime(tmp / name, (now - age, now - age))
+    current = r.add_file("kept.txt").touch(b"kept").publish()
+    r.commit()
+
+    assert r.gc(orphans=False).store_temporaries_removed == 0
+    assert r.gc(dry_run=True, orphans=True).store_temporaries_removed == 1
+    assert sorted(p.name for p in tmp.iterdir()) == sorted(ages)
+    assert r.gc(orphans=True).store_temporaries_removed == 1
+
+    assert [p.name for p in tmp.iterdir()] == ["put-in-flight"]
+    assert r.current("kept.txt").read_bytes() == b"kept"
+    assert current.uploaded

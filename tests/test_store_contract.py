@@ -7,12 +7,14 @@ import io
 import os
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
 from repo.errors import ConflictError, NotFoundError, UsageError
+from repo.paths import new_version_token
 from repo.stores import Store, open_store
 from repo.stores.base import SMALL_OBJECT_MAX
 from repo.stores.s3 import S3Store
@@ -337,3 +339,42 @@ def test_a_large_object_downloads_in_parallel_ranges_in_order(
         # rclone answers ranges with status 200, which obstore refuses: boto3 takes them.
         assert isinstance(store, S3Store)
         assert store._ranges_by_boto == (getattr(store_url, "server_name", "") == "rclone")
+
+
+def _interrupted_write(store: Store, key: str) -> Callable[[], bool | None]:
+    """Leave what a write killed midway leaves; returns "is it still there?" (None: the
+    server cannot tell)."""
+    if isinstance(store, S3Store):
+        client = store.client()
+        client.create_multipart_upload(Bucket=store.bucket, Key=key)
+
+        def pending() -> bool | None:
+            try:
+                found = client.list_multipart_uploads(Bucket=store.bucket, Prefix=key)
+            except Exception:
+                return None  # rclone lists no uploads
+            return any(u["Key"] == key for u in found.get("Uploads", []))
+
+        return pending
+    root = Path(store.bucket) / ".repo-tmp"
+    root.mkdir(exist_ok=True)
+    (root / "put-killed").write_bytes(b"half")
+    return lambda: (root / "put-killed").exists()
+
+
+def test_clean_temporaries_removes_only_leftovers_started_before_the_cutoff(
+    store: Store, tmp_path: Path
+) -> None:
+    prefix = store.key_prefix + "data/"
+    store.put_file(prefix + "kept", _file(tmp_path, b"kept"))
+    pending = _interrupted_write(store, f"{prefix}killed~{new_version_token()}")
+    now = datetime.now(UTC)
+
+    assert store.clean_temporaries(prefix, now - timedelta(hours=1)) == 0
+    assert pending() in (True, None)
+    assert store.clean_temporaries(prefix, now + timedelta(hours=1), dry_run=True) in (0, 1)
+    removed = store.clean_temporaries(prefix, now + timedelta(hours=1))
+
+    if pending() is not None:
+        assert (removed, pending()) == (1, False)
+    assert store.head(prefix + "kept").size == 4

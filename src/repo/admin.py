@@ -186,6 +186,12 @@ def status_report(config: ConfigArg = None) -> StatusReport:
                     f"{SCHEMA_VERSION}"
                 )
             else:
+                unfinished = catalog.unfinished_restore()
+                if unfinished is not None:
+                    report.catalog_error = (
+                        f"a restore of backup {unfinished} did not finish; "
+                        "run `repo restore` again to finish it"
+                    )
                 report.counts = catalog.counts()
         finally:
             catalog.close()

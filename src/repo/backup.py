@@ -6,6 +6,14 @@ gzipped JSON-lines file per table, all read from one snapshot, then ``manifest.j
 SHA-256 of its uncompressed lines). The manifest is written last and read back: a backup
 without a manifest that verifies does not exist, for restore and for retention alike.
 Names sort by snapshot time.
+
+A backup killed before its manifest leaves a *partial* backup: table objects and no
+``manifest.json``. Retention deletes one only when all of these hold, so a backup another
+host is still writing is never touched: its name is ours (a snapshot time and a short
+token), it sorts before the newest complete backup (it started earlier), and every
+object under it was last modified more than ``orphan_grace_seconds`` ago (by the
+store's clock). A directory whose manifest exists but does not read (a network error,
+a damaged object) is never deleted by this rule.
 """
 
 from __future__ import annotations
@@ -15,6 +23,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import shutil
 import tempfile
 from dataclasses import dataclass, field
@@ -27,6 +36,7 @@ from .catalog.dump import copy_columns
 from .errors import VerificationError
 from .journal import BackupPlace
 from .paths import new_version_token
+from .stores.base import ObjectInfo
 
 if TYPE_CHECKING:
     from .repository import Repo
@@ -39,6 +49,8 @@ MANIFEST_FORMAT = 1
 MANIFEST = "manifest.json"
 #: Journal entries are kept this long before the oldest kept backup (clock skew margin).
 JOURNAL_MARGIN = timedelta(hours=1)
+#: What `_name` makes: snapshot time, then 8 token characters.
+_NAME = re.compile(r"\d{8}T\d{12}Z-[0-9a-z]{8}")
 
 
 @dataclass
@@ -53,6 +65,8 @@ class BackupReport:
     location: str
     deleted_backups: list[str] = field(default_factory=list)
     deleted_journal_entries: int = 0
+    #: Partial backups (killed before their manifest) that retention removed.
+    deleted_partial_backups: list[str] = field(default_factory=list)
 
 
 def _name(taken_at: datetime) -> str:
@@ -145,17 +159,25 @@ def read_manifest(place: BackupPlace, name: str) -> dict[str, Any] | None:
     return doc
 
 
-def list_backups(place: BackupPlace) -> list[dict[str, Any]]:
-    """Manifests of every complete backup in the backup store, newest first.
-
-    Found by listing the store (no catalog needed). Directories without a readable
-    manifest are skipped, with a warning.
-    """
-    names: set[str] = set()
+def _listing(place: BackupPlace) -> dict[str, list[ObjectInfo]]:
+    """Backup name -> the objects under ``backups/<name>/``, from one listing."""
+    found: dict[str, list[ObjectInfo]] = {}
     for info in place.store.list(place.backups):
         rest = info.key[len(place.backups) :]
         if "/" in rest:
-            names.add(rest.split("/", 1)[0])
+            found.setdefault(rest.split("/", 1)[0], []).append(info)
+    return found
+
+
+def list_backups(
+    place: BackupPlace, listing: dict[str, list[ObjectInfo]] | None = None
+) -> list[dict[str, Any]]:
+    """Manifests of every complete backup in the backup store, newest first.
+
+    Found by listing the store (no catalog needed), unless `listing` (`_listing`) is
+    given. Directories without a readable manifest are skipped, with a warning.
+    """
+    names = set(_listing(place) if listing is None else listing)
     found = []
     for name in sorted(names, reverse=True):
         manifest = read_manifest(place, name)
@@ -168,12 +190,20 @@ def list_backups(place: BackupPlace) -> list[dict[str, Any]]:
 
 def _retain(repo: Repo, report: BackupReport) -> None:
     """Delete backups beyond the newest `backup_keep` (never fewer than GC relies on),
-    and journal entries older than the oldest backup kept."""
+    partial backups (see the module's docstring), and journal entries older than the
+    oldest backup kept."""
     place = repo.backups
     keep = max(repo.config.backup_keep, repo.config.backups_before_purge, 1)
-    manifests = list_backups(place)
+    listing = _listing(place)
+    manifests = list_backups(place, listing)
+    if manifests:
+        grace = timedelta(seconds=repo.config.orphan_grace_seconds)
+        for name in _partial_backups(listing, manifests[0]["name"], datetime.now(UTC) - grace):
+            place.store.delete_many([i.key for i in listing[name]])
+            report.deleted_partial_backups.append(name)
+            logger.info("deleted partial backup %s (it has no manifest)", name)
     for old in manifests[keep:]:
-        keys = [i.key for i in place.store.list(f"{place.backups}{old['name']}/")]
+        keys = [i.key for i in listing.get(old["name"], [])]
         # The manifest first: from then on the backup no longer exists for anyone.
         keys.sort(key=lambda k: not k.endswith("/" + MANIFEST))
         place.store.delete_many(keys[:1])
@@ -194,6 +224,22 @@ def _retain(repo: Repo, report: BackupReport) -> None:
     if stale:
         place.store.delete_many(stale)
     report.deleted_journal_entries = len(stale)
+
+
+def _partial_backups(
+    listing: dict[str, list[ObjectInfo]], newest: str, older_than: datetime
+) -> list[str]:
+    """Backups that have no manifest object, started before the newest complete one and
+    have had no object written since `older_than`."""
+    out = []
+    for name, infos in sorted(listing.items()):
+        if not _NAME.fullmatch(name) or name >= newest:
+            continue
+        if any(i.key.endswith("/" + MANIFEST) for i in infos):
+            continue  # a manifest that did not read is not proof of anything
+        if all(i.last_modified is not None and i.last_modified < older_than for i in infos):
+            out.append(name)
+    return out
 
 
 def download_table(place: BackupPlace, spec: dict[str, Any], into: Path) -> Path:

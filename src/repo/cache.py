@@ -13,11 +13,19 @@ its size is checked as a cheap guard against truncation.
 
 Eviction is least recently used first, by modification time (bumped on every hit), and
 only ever removes a name: a reader that has the file open keeps reading it (POSIX).
+
+Temporary files (``.part-*``) hold an exclusive ``flock`` for as long as their writer
+needs them, so a process killed mid-download leaves one that nobody holds.
+`remove_partials` removes such leftovers once they are also older than a grace period
+(by modification time, which every write moves on): a download in progress in any
+process keeps its file.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
+import fcntl
 import logging
 import os
 import shutil
@@ -30,7 +38,7 @@ from pathlib import Path
 
 from .errors import StoreError, VerificationError
 from .paths import TOKEN_LENGTH, safe_join, token_time
-from .stores.base import Progress, Store
+from .stores.base import Progress, Store, Writable
 
 __all__ = ["CachedFile", "LocalCache"]
 
@@ -38,6 +46,8 @@ logger = logging.getLogger(__name__)
 
 #: How long the in-memory count of cached bytes is trusted before a re-count.
 TALLY_SECONDS = 30.0
+#: Names of temporary files in the cache (downloads in progress, or cut off).
+PARTIAL_PREFIX = ".part-"
 
 
 def _load_syncfs() -> Callable[[int], int] | None:
@@ -171,6 +181,26 @@ class LocalCache:
         """Evict every cached copy."""
         return self.evict_to(0)
 
+    def remove_partials(self, older_than: float, *, dry_run: bool = False) -> int:
+        """Remove temporary files last written before `older_than` (a timestamp) that no
+        live process holds; returns how many were (or, in a dry run, would be) removed."""
+        removed = 0
+        for root, _dirs, names in os.walk(self.cache_dir):
+            for name in names:
+                if not name.startswith(PARTIAL_PREFIX):
+                    continue
+                path = os.path.join(root, name)
+                try:
+                    if os.lstat(path).st_mtime >= older_than:
+                        continue
+                except FileNotFoundError:
+                    continue
+                if _remove_unheld(path, dry_run):
+                    removed += 1
+        if removed:
+            logger.info("removed %d abandoned partial downloads from the cache", removed)
+        return removed
+
     def staging_entries(self) -> list[tuple[str, Path, float]]:
         """(version token, directory, modification time) of every staging copy."""
         out: list[tuple[str, Path, float]] = []
@@ -198,6 +228,7 @@ class LocalCache:
         size: int,
         progress: Progress | None = None,
         sync: bool = True,
+        tee: Writable | None = None,
     ) -> Path:
         """Fetch `key` into the cache, verified; nothing is left behind on failure.
 
@@ -206,19 +237,25 @@ class LocalCache:
         (an fsync costs milliseconds, many times a small file's whole download): a crash
         of the process loses nothing either way, and after a power cut a copy whose data
         never reached the disk shows up short or empty, which `lookup` refuses.
+
+        With `tee`, every piece is also written there as it arrives (one pass for a
+        reader that wants the bytes now): `tee` has seen bad bytes if this raises.
         """
         final = self.cache_path(key)
         try:
             final.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=final.parent, prefix=".part-")
+            fd, tmp = _held_temp(final.parent)
         except OSError as exc:
             raise StoreError(
                 f"cannot write to the local cache at {self.cache_dir}: {exc.strerror}",
                 hint="check 'local_root' and its free space and permissions",
             ) from exc
+        # The lock lives on the open file description; a duplicate keeps it until the
+        # file has its final name (the writer's descriptor is closed before that).
+        hold = os.dup(fd)
         try:
             with os.fdopen(fd, "wb") as out:
-                got = store.get_into(key, out, progress=progress)
+                got = store.get_into(key, out if tee is None else _Tee(out, tee), progress=progress)
                 if got.size != size or got.md5 != md5:
                     raise VerificationError(
                         f"download of {key!r} failed verification: got {got.size} bytes with "
@@ -234,6 +271,8 @@ class LocalCache:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(tmp)
             raise
+        finally:
+            os.close(hold)
         return final
 
     def store_bytes(self, key: str, data: bytes) -> Path:
@@ -245,7 +284,9 @@ class LocalCache:
         parent, name = os.path.split(final)
         # Keys are unique and each is written by one thread: the temporary name can be
         # derived from the key rather than drawn at random.
-        tmp = os.path.join(parent, f".part-{name[-TOKEN_LENGTH:]}-{threading.get_ident()}")
+        tmp = os.path.join(
+            parent, f"{PARTIAL_PREFIX}{name[-TOKEN_LENGTH:]}-{threading.get_ident()}"
+        )
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
         try:
             fd = os.open(tmp, flags, 0o444)
@@ -254,12 +295,15 @@ class LocalCache:
             fd = os.open(tmp, flags, 0o444)
         try:
             try:
+                # Held until renamed, so `remove_partials` leaves it alone (the file is
+                # written in microseconds: its age already protects it but with a grace of 0).
+                fcntl.flock(fd, fcntl.LOCK_EX)
                 view = memoryview(data)
                 while view:
                     view = view[os.write(fd, view) :]
+                os.replace(tmp, final)
             finally:
                 os.close(fd)
-            os.replace(tmp, final)
         except BaseException:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(tmp)
@@ -291,3 +335,63 @@ class LocalCache:
             with contextlib.suppress(OSError):
                 source.parent.rmdir()
         return final
+
+
+def _held_temp(directory: Path) -> tuple[int, str]:
+    """A new ``.part-`` file in `directory`, open and under an exclusive ``flock``.
+
+    `remove_partials` may have removed the name between its creation and the lock (with
+    a grace of 0): then the file is made again.
+    """
+    for _attempt in range(5):
+        fd, tmp = tempfile.mkstemp(dir=directory, prefix=PARTIAL_PREFIX)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            if os.path.samestat(os.fstat(fd), os.stat(tmp)):
+                return fd, tmp
+        except FileNotFoundError:
+            pass
+        except BaseException:
+            os.close(fd)
+            raise
+        os.close(fd)
+    raise OSError(errno.EAGAIN, "temporary files keep disappearing", str(directory))
+
+
+def _remove_unheld(path: str, dry_run: bool) -> bool:
+    """Remove a temporary file unless a live process holds its lock; True if removed
+    (or, in a dry run, removable)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0))
+    except OSError:
+        return False  # gone already, or not ours to open
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False  # a download in progress
+        # Still under that name? (It may have been finished and renamed meanwhile.)
+        try:
+            if not os.path.samestat(os.fstat(fd), os.lstat(path)):
+                return False
+        except FileNotFoundError:
+            return False
+        if not dry_run:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)
+        return True
+    finally:
+        os.close(fd)
+
+
+class _Tee:
+    """Writes to two files: the cache's temp file and a reader's output."""
+
+    def __init__(self, first: Writable, second: Writable) -> None:
+        self.first = first
+        self.second = second
+
+    def write(self, data: bytes | memoryview, /) -> int:
+        self.first.write(data)
+        self.second.write(data)
+        return len(data)

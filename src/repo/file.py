@@ -201,8 +201,13 @@ class RepoFile:
         The local copy is hashed on the way out, so a cached copy damaged on disk
         since it was verified raises `VerificationError` (after the bytes were written:
         a consumer must treat the output as bad) and is evicted, so a retry downloads
-        it afresh. `progress` sees the download, if one is needed.
+        it afresh. `progress` sees the download, if one is needed. A version not cached
+        yet goes to `out` as it downloads (and into the cache, verified, in the same
+        pass): one read of the network, one md5.
         """
+        if self.uploaded and self._repo._fetch_into(self._rec, out, progress):
+            assert self.size is not None
+            return self.size
         path = self._local_path(progress)
         with open(path, "rb") as src:
             got = copy_hashing(iter(lambda: src.read(_CHUNK), b""), out)

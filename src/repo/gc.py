@@ -6,7 +6,10 @@ that re-checks the rules, so a concurrent publish either wins the row or finds i
 claimed), delete the objects, delete the rows. A run interrupted anywhere leaves claimed
 rows that the next run finishes first; deleting an object twice is harmless. Orphans
 (objects no row refers to, e.g. from a process that died before commit) are only
-considered once older than the grace period, so uploads in flight are never touched.
+considered once older than the grace period, so uploads in flight are never touched; the
+same pass removes the store's leftovers of cut-off writes (the file store's temp files,
+S3's incomplete multipart uploads) started before the grace period. Every run also
+removes this host's staging copies and partial downloads nobody needs any more.
 """
 
 from __future__ import annotations
@@ -65,6 +68,10 @@ class GcReport:
     waiting_for_backups: int = 0
     #: This host's staging copies of versions that were purged (or never recorded).
     staging_removed: int = 0
+    #: Temporary files of downloads cut off on this host (see `clean_partials`).
+    partial_downloads_removed: int = 0
+    #: The store's leftovers of writes cut off: temp files, incomplete multipart uploads.
+    store_temporaries_removed: int = 0
 
 
 def collect_garbage(
@@ -120,8 +127,13 @@ def collect_garbage(
                 report.orphans.add(info.key, info.size)
             if not dry_run and report.orphans.keys:
                 repo.store.delete_many(report.orphans.keys)
+            grace = timedelta(seconds=cfg.orphan_grace_seconds)
+            report.store_temporaries_removed = repo.store.clean_temporaries(
+                repo.store.key_prefix + DATA_PREFIX, now - grace, dry_run=dry_run
+            )
         going = set(report.unpublished.keys + report.expired.keys + report.resumed.keys)
         report.staging_removed = clean_staging(repo, now, dry_run, going=going)
+        report.partial_downloads_removed = clean_partials(repo, now, dry_run)
     finally:
         catalog.rollback()
     logger.info(
@@ -217,3 +229,13 @@ def clean_staging(
             repo.cache.remove_staging(directory)
         removed += 1
     return removed
+
+
+def clean_partials(repo: Repo, now: datetime, dry_run: bool) -> int:
+    """Remove this host's abandoned partial downloads (``.part-*`` in the cache).
+
+    One is removed only when no live process holds it and it was last written more than
+    ``orphan_grace_seconds`` before `now`. Returns how many were (or would be) removed.
+    """
+    older_than = now.timestamp() - repo.config.orphan_grace_seconds
+    return repo.cache.remove_partials(older_than, dry_run=dry_run)

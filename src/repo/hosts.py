@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 from .catalog import HostSummary
 from .errors import NotFoundError, StoreError
-from .gc import clean_staging  # one rule for staging leftovers, shared with GC
+from .gc import clean_partials, clean_staging  # one rule for leftovers, shared with GC
 
 if TYPE_CHECKING:
     from .repository import Repo
@@ -39,6 +39,8 @@ class CacheReport:
     dropped_purged: int = 0
     bytes: int = 0
     staging_removed: int = 0
+    #: Temporary files of downloads cut off (``.part-*``), past the orphan grace period.
+    partial_downloads_removed: int = 0
     keys: list[str] = field(default_factory=list)
 
 
@@ -83,7 +85,9 @@ def prune_cache(repo: Repo) -> CacheReport:
         report.bytes += sum(e.size for e in evicted)
         report.keys += [e.key for e in evicted]
     repo._forget_copies(report.keys)
-    report.staging_removed = clean_staging(repo, datetime.now(UTC), dry_run=False)
+    now = datetime.now(UTC)
+    report.staging_removed = clean_staging(repo, now, dry_run=False)
+    report.partial_downloads_removed = clean_partials(repo, now, dry_run=False)
     return report
 
 
@@ -98,12 +102,14 @@ def _gone_from_store(repo: Repo, key: str) -> bool:
 
 
 def clear_cache(repo: Repo) -> CacheReport:
-    """Evict every cached copy on this host (staging copies of unfinished work stay)."""
+    """Evict every cached copy on this host, and partial downloads past the orphan grace
+    period that no process holds (staging copies of unfinished work stay)."""
     evicted = repo.cache.clear()
     report = CacheReport(
         evicted_for_space=len(evicted),
         bytes=sum(e.size for e in evicted),
         keys=[e.key for e in evicted],
+        partial_downloads_removed=clean_partials(repo, datetime.now(UTC), dry_run=False),
     )
     repo._forget_copies(report.keys)
     return report

@@ -17,7 +17,14 @@ from .backup import BackupReport, list_backups, make_backup
 from .cache import LocalCache
 from .catalog import Catalog, FileRecord, HostSummary
 from .config import Config, load_config
-from .errors import ConflictError, NotFoundError, PermissionDeniedError, RepoError, UsageError
+from .errors import (
+    CatalogError,
+    ConflictError,
+    NotFoundError,
+    PermissionDeniedError,
+    RepoError,
+    UsageError,
+)
 from .fetch import FetchReport, fetch_many
 from .file import RepoFile
 from .gc import GcReport, collect_garbage
@@ -86,8 +93,13 @@ class Repo:
         self._stores: dict[str, Store] = {self.store.bucket: self.store}
         try:
             self.backups = backup_place(self.config, self.store)
-            self.repository_id = self.catalog.repository_id()
-            self.catalog.end_read()
+            self.repository_id, unfinished = self.catalog.identity()
+            if unfinished is not None:
+                raise CatalogError(
+                    f"the catalog is half restored: a restore of backup {unfinished} "
+                    "did not finish, so it lacks the commits made after that backup",
+                    hint="run `repo restore` again to finish it",
+                )
         except BaseException:
             self.catalog.close()
             self.store.close()
@@ -539,6 +551,28 @@ class Repo:
         )
         self._note_copy(record.file_id, fresh=True, key=record.key)
         return path
+
+    def _fetch_into(
+        self, record: FileRecord, out: BinaryIO, progress: Progress | None = None
+    ) -> bool:
+        """If `record` is not cached: download it into the cache and into `out` in one
+        pass (verified at the end; on a mismatch `out` has had bad bytes and nothing is
+        cached) and return True. False if it is cached: the caller reads the copy."""
+        assert record.md5 is not None and record.size is not None
+        if self.cache.lookup(record.key, record.size) is not None:
+            return False
+        self._make_room(record.size)
+        self.cache.download(
+            self._store_for(record.bucket),
+            record.key,
+            md5=record.md5,
+            size=record.size,
+            progress=progress,
+            sync=False,  # the reader's output is what must be durable, not this copy
+            tee=out,
+        )
+        self._note_copy(record.file_id, fresh=True, key=record.key)
+        return True
 
     def _make_room(self, size: int) -> None:
         evicted = self.cache.make_room(size, self.config.cache_max_bytes)

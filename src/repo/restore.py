@@ -6,12 +6,18 @@
    store with its size and checksum. A candidate that fails is reported and the next
    older one is tried.
 3. Load it into an empty catalog (a catalog with data is refused unless ``force``).
+   The load commits a ``restore_incomplete`` row in ``repo_meta`` with the tables.
 4. Replay the change journal from the backup's snapshot on, so commits made after the
    backup are back too.
 5. Adopt objects still unknown to the catalog that carry our metadata (a commit whose
    journal entry was lost) as unpublished versions, so garbage collection or a person
    can decide about them.
-6. Record the backups found, for garbage collection's rule; optionally purge orphans.
+6. Record the backups found, for garbage collection's rule, and delete the
+   ``restore_incomplete`` row in the same commit; optionally purge orphans.
+
+A restore killed between its load and its last commit leaves the marker: opening a
+`Repo` on that catalog fails (it lacks every commit since the backup), and running the
+restore again, without ``force``, starts over.
 """
 
 from __future__ import annotations
@@ -27,7 +33,7 @@ from typing import Any
 
 from .backup import download_table, iter_chunks, iter_rows, list_backups
 from .catalog import SCHEMA_VERSION, Catalog
-from .catalog.dump import BACKUP_TABLES, parse_copy_text
+from .catalog.dump import BACKUP_TABLES, RESTORE_MARKER, parse_copy_text
 from .config import Config, load_config
 from .errors import CatalogError, NotFoundError, RepoError, UsageError, VerificationError
 from .integrity import etag_matches
@@ -107,11 +113,17 @@ def _restore(
     purge_orphans: bool,
 ) -> RestoreReport:
     report = RestoreReport()
-    if catalog.schema_version() is not None and catalog.has_data() and not force:
-        raise CatalogError(
-            "the catalog is not empty; restore replaces it",
-            hint="restore into an empty database, or run `repo restore --force` to replace it",
-        )
+    if catalog.schema_version() is not None and not force:
+        unfinished = catalog.unfinished_restore()
+        if unfinished is not None:
+            logger.info(
+                "an earlier restore (of backup %s) did not finish: starting over", unfinished
+            )
+        elif catalog.has_data():
+            raise CatalogError(
+                "the catalog is not empty; restore replaces it",
+                hint="restore into an empty database, or run `repo restore --force` to replace it",
+            )
     found = list_backups(place)
     manifests = found
     if wanted is not None:
@@ -171,6 +183,7 @@ def _restore(
                 completed_at=datetime.fromisoformat(other["completed_at"]),
                 location=f"{place.store.url}/{place.backups}{other['name']}/",
             )
+    catalog.mark_restore_finished()
     catalog.commit()
     if purge_orphans:
         from .gc import purge_orphans_only
@@ -246,6 +259,7 @@ def _load(
     catalog.ensure_schema()
     # The fresh schema's own repo_meta rows stay, except the identity, which is restored.
     catalog.clear_identity()
+    catalog.mark_restore_started(manifest["name"])  # committed with the tables
     specs = manifest["tables"]
     indexes = catalog.drop_secondary_indexes()
     for table in BACKUP_TABLES:
@@ -262,7 +276,7 @@ def _load(
         else:
             rows = iter_rows(path)
         if table.name == "repo_meta":
-            rows = (r for r in rows if r["name"] != "schema_version")
+            rows = (r for r in rows if r["name"] not in ("schema_version", RESTORE_MARKER))
         report.rows[table.name] = catalog.load_table(table, rows)
     catalog.create_indexes(indexes)
     catalog.reset_sequences()

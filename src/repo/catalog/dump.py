@@ -32,13 +32,16 @@ from .schema import (
     tags,
 )
 
-__all__ = ["BACKUP_TABLES", "DumpQueries"]
+__all__ = ["BACKUP_TABLES", "RESTORE_MARKER", "DumpQueries"]
 
 #: In the order they can be loaded (parents before children).
 BACKUP_TABLES: tuple[Table, ...] = (
     repo_meta, hosts, paths, tags, files, file_tags, path_tags, file_hosts, backups,
 )  # fmt: skip
 LOAD_BATCH = 2000
+#: The ``repo_meta`` row of a restore that loaded its tables but has not finished (its
+#: value: the backup's name). Committed with the load, deleted by the restore's last commit.
+RESTORE_MARKER = "restore_incomplete"
 #: Tables whose integer primary key is generated (PostgreSQL sequences to move on).
 _SERIAL = {"hosts": "host_id", "paths": "path_id", "tags": "tag_id", "files": "file_id",
            "backups": "backup_id"}  # fmt: skip
@@ -170,7 +173,39 @@ class DumpQueries(CatalogBase):
         """Remove the identity rows of ``repo_meta`` (a restore loads the backup's)."""
         conn = self.db.begin_write()
         with translate_errors("preparing the catalog for a restore"):
-            conn.execute(delete(repo_meta).where(repo_meta.c.name != "schema_version"))
+            conn.execute(
+                delete(repo_meta).where(repo_meta.c.name.not_in(["schema_version", RESTORE_MARKER]))
+            )
+
+    def mark_restore_started(self, backup: str) -> None:
+        """Record, in the open write transaction, that a restore from `backup` is under way."""
+        conn = self.db.begin_write()
+        with translate_errors("marking the catalog as being restored"):
+            conn.execute(delete(repo_meta).where(repo_meta.c.name == RESTORE_MARKER))
+            conn.execute(repo_meta.insert().values(name=RESTORE_MARKER, value=backup))
+
+    def mark_restore_finished(self) -> None:
+        """Remove the marker of `mark_restore_started` (in the open write transaction)."""
+        conn = self.db.begin_write()
+        with translate_errors("marking the restore as finished"):
+            conn.execute(delete(repo_meta).where(repo_meta.c.name == RESTORE_MARKER))
+
+    def unfinished_restore(self) -> str | None:
+        """The backup a restore that never finished was loading, or None."""
+        return self.identity()[1]
+
+    def identity(self) -> tuple[str, str | None]:
+        """(repository id, backup of an unfinished restore or None), in one query.
+
+        Opening a repository asks this, so the check for a half-restored catalog costs
+        nothing extra. The repository id is "" where there is none (mid-restore).
+        """
+        names = ["repository_id", RESTORE_MARKER]
+        with translate_errors("reading the catalog"):
+            query = select(repo_meta.c.name, repo_meta.c.value).where(repo_meta.c.name.in_(names))
+            found = {name: value for name, value in self.db.conn.execute(query)}
+            self.end_read()
+        return str(found.get("repository_id", "")), found.get(RESTORE_MARKER)
 
     def reset_sequences(self) -> None:
         """After loading explicit ids, make PostgreSQL hand out ids above them."""

@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import BinaryIO, Protocol, runtime_checkable
+from typing import Protocol, runtime_checkable
 
 __all__ = [
     "SMALL_OBJECT_MAX",
@@ -21,6 +21,7 @@ __all__ = [
     "Progress",
     "PutResult",
     "Store",
+    "Writable",
     "copy_hashing",
 ]
 
@@ -149,7 +150,7 @@ class Store(Protocol):
         ...
 
     def get_into(
-        self, key: str, out: BinaryIO, *, progress: Progress | None = None
+        self, key: str, out: Writable, *, progress: Progress | None = None
     ) -> DownloadResult:
         """Stream object `key` into the writable binary file `out`, hashing as it goes.
 
@@ -173,6 +174,17 @@ class Store(Protocol):
 
     def delete_many(self, keys: Iterable[str]) -> int:
         """Delete these objects in batches; missing ones are no error. Returns the count."""
+        ...
+
+    def clean_temporaries(self, prefix: str, older_than: datetime, *, dry_run: bool = False) -> int:
+        """Remove what writes cut off (a killed process) left behind, if begun before
+        `older_than`; returns how many were (or, in a dry run, would be) removed.
+
+        Local: temp files in the store's own temp directory (by modification time; the
+        `prefix` does not apply). S3: incomplete multipart uploads of keys starting with
+        `prefix` (by their start). Never touches an object. Best effort: a listing the
+        server refuses is logged and counts as nothing found.
+        """
         ...
 
     def for_bucket(self, bucket: str) -> Store:

@@ -6,6 +6,8 @@ to a temporary file on the same filesystem, fsynced, and then hard-linked into p
 `os.link` fails if the name exists, which gives the same create-only guarantee as S3's
 ``If-None-Match: *``. The md5 and user metadata live in a sidecar JSON document under
 ``<root>/.repo-meta/``, the store's stand-in for an ETag and ``x-amz-meta-*`` headers.
+A put killed midway leaves its temp file in ``<root>/.repo-tmp/``; `clean_temporaries`
+(garbage collection's orphan pass) removes those older than the grace period.
 """
 
 from __future__ import annotations
@@ -13,7 +15,9 @@ from __future__ import annotations
 import contextlib
 import errno
 import json
+import logging
 import os
+import stat
 import tempfile
 from collections.abc import Iterable, Iterator, Mapping
 from datetime import UTC, datetime
@@ -28,10 +32,13 @@ from .base import (
     ObjectInfo,
     Progress,
     PutResult,
+    Writable,
     copy_hashing,
 )
 
 __all__ = ["LocalStore"]
+
+logger = logging.getLogger(__name__)
 
 CHUNK = 1024 * 1024
 _META_DIR = ".repo-meta"
@@ -181,7 +188,7 @@ class LocalStore:
         return doc if isinstance(doc, dict) else {}
 
     def get_into(
-        self, key: str, out: BinaryIO, *, progress: Progress | None = None
+        self, key: str, out: Writable, *, progress: Progress | None = None
     ) -> DownloadResult:
         return copy_hashing(self.iter_bytes(key), out, progress)
 
@@ -246,6 +253,34 @@ class LocalStore:
                 except OSError as exc:
                     raise StoreError(f"cannot delete {key!r}: {exc.strerror}") from exc
         return count
+
+    def clean_temporaries(self, prefix: str, older_than: datetime, *, dry_run: bool = False) -> int:
+        # Every write moves its temp file's modification time on, so one in progress is
+        # young; a put killed midway leaves one that only ages.
+        limit = older_than.timestamp()
+        removed = 0
+        try:
+            names = os.listdir(self.root / _TMP_DIR)
+        except FileNotFoundError:
+            return 0
+        except OSError as exc:
+            logger.warning("cannot list %s: %s", self.root / _TMP_DIR, exc.strerror)
+            return 0
+        for name in names:
+            path = self.root / _TMP_DIR / name
+            try:
+                st = os.lstat(path)
+                if st.st_mtime >= limit or not stat.S_ISREG(st.st_mode):
+                    continue
+                if not dry_run:
+                    os.unlink(path)
+            except FileNotFoundError:
+                continue  # finished meanwhile
+            except OSError as exc:
+                logger.warning("cannot remove temp file %s: %s", path, exc.strerror)
+                continue
+            removed += 1
+        return removed
 
     def for_bucket(self, bucket: str) -> LocalStore:
         return self if bucket == self.bucket else LocalStore(bucket)

@@ -61,9 +61,9 @@ import time
 from collections import deque
 from collections.abc import Callable, Generator, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any, BinaryIO, TypeVar
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import obstore
@@ -85,9 +85,10 @@ from .base import (
     ObjectInfo,
     Progress,
     PutResult,
+    Writable,
     copy_hashing,
 )
-from .s3_multipart import PART_CONCURRENCY, put_multipart
+from .s3_multipart import PART_CONCURRENCY, abort_stale_uploads, put_multipart
 from .s3_wire import decode_meta, encode_meta, first_line, s3_code
 
 __all__ = ["S3Store"]
@@ -407,7 +408,7 @@ class S3Store:
         return True
 
     def get_into(
-        self, key: str, out: BinaryIO, *, progress: Progress | None = None
+        self, key: str, out: Writable, *, progress: Progress | None = None
     ) -> DownloadResult:
         try:
             result = obstore.get(self._store, key)
@@ -596,6 +597,9 @@ class S3Store:
             pass
         except Exception as exc:
             raise self.translate(exc, keys[0]) from exc
+
+    def clean_temporaries(self, prefix: str, older_than: datetime, *, dry_run: bool = False) -> int:
+        return abort_stale_uploads(self, prefix, older_than, dry_run)
 
     def for_bucket(self, bucket: str) -> S3Store:
         if bucket == self.bucket:
