@@ -145,14 +145,29 @@ class PurgeQueries(CatalogBase):
         claimed: list[FileRecord] = []
         with translate_errors("claiming files to purge"):
             conn = self.db.begin_write()
+            pg = not self.db.is_sqlite
             for i in range(0, len(file_ids), IN_BATCH):
                 chunk = list(file_ids[i : i + IN_BATCH])
+                rule = self._purge_rule(unpublished_before, expired_before)
+                if pg:
+                    # Lock in id order and pass over rows another session holds (a
+                    # publisher mid-publish, say): an UPDATE would lock them in whatever
+                    # order its plan reads them and wait, and a publisher waiting on a
+                    # row claimed earlier in that same statement makes a deadlock. A
+                    # row passed over is for the next run to consider.
+                    chunk = list(
+                        conn.execute(
+                            select(files.c.file_id)
+                            .where(among(files.c.file_id, chunk, postgres=True), rule)
+                            .order_by(files.c.file_id)
+                            .with_for_update(skip_locked=True)
+                        ).scalars()
+                    )
+                    if not chunk:
+                        continue
                 ids = conn.execute(
                     update(files)
-                    .where(
-                        among(files.c.file_id, chunk, postgres=not self.db.is_sqlite),
-                        self._purge_rule(unpublished_before, expired_before),
-                    )
+                    .where(among(files.c.file_id, chunk, postgres=pg), rule)
                     .values(purge_started_at=now)
                     .returning(files.c.file_id)
                 ).scalars()
