@@ -10,7 +10,7 @@ import fnmatch
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 
-from sqlalchemy import bindparam, func, select, update
+from sqlalchemy import Connection, bindparam, func, select, update
 
 from ..errors import NotFoundError, StateError
 from .bulk import BulkQueries, NewVersion
@@ -138,15 +138,9 @@ class Catalog(BulkQueries, TagQueries, CopyQueries, PurgeQueries, JournalQueries
         with translate_errors(f"publishing file {file_id}"):
             conn = self.db.begin_write()
             rec = self._get_or_purged(file_id)
-            # FOR NO KEY UPDATE: publishers of a path take turns, but sessions adding new
-            # versions of it (whose foreign key takes a KEY SHARE lock) are not waited for.
-            conn.execute(
-                select(paths.c.path_id)
-                .where(paths.c.path_id == rec.path_id)
-                .with_for_update(key_share=True)
-            ).scalar_one()
+            self._lock_path(conn, rec.path_id)
             # Then the version's own row, before anything changes: a GC claim in flight
-            # finishes first (and is seen below), or waits for this transaction.
+            # finishes first (and is seen below), or GC passes over the row (SKIP LOCKED).
             conn.execute(
                 select(files.c.file_id).where(files.c.file_id == file_id).with_for_update()
             ).scalar()
@@ -203,11 +197,7 @@ class Catalog(BulkQueries, TagQueries, CopyQueries, PurgeQueries, JournalQueries
             # and publishing its successor in one transaction then takes its locks in the
             # same order as a concurrent publisher of that path, which waits its turn
             # instead of deadlocking.
-            conn.execute(
-                select(paths.c.path_id)
-                .where(paths.c.path_id == rec.path_id)
-                .with_for_update(key_share=True)
-            ).scalar_one()
+            self._lock_path(conn, rec.path_id)
             conn.execute(
                 update(files)
                 .where(
@@ -219,6 +209,16 @@ class Catalog(BulkQueries, TagQueries, CopyQueries, PurgeQueries, JournalQueries
             )
             self._touched_files.add(file_id)
             return self._get_or_purged(file_id)
+
+    def _lock_path(self, conn: Connection, path_id: int) -> None:
+        """FOR NO KEY UPDATE on the path's row: publishers of a path take turns, but
+        sessions adding new versions of it (whose foreign key takes a KEY SHARE lock) are
+        not waited for. (SQLite has one writer: nothing to lock.)"""
+        conn.execute(
+            select(paths.c.path_id)
+            .where(paths.c.path_id == path_id)
+            .with_for_update(key_share=True)
+        ).scalar_one()
 
     def counts(self) -> dict[str, tuple[int, int]]:
         """Files and bytes per state."""
