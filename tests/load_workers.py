@@ -125,7 +125,7 @@ class Worker:
         current = self._current(path)
         try:
             current.expire()
-        except repo.NotFoundError:
+        except repo.StateError:  # superseded and purged since it was read: "purged"
             raise Stale("expire of a purged version") from None
         data = self._content(path)
         rf = self.r.add_file(path).touch(data).publish()
