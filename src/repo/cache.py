@@ -63,6 +63,23 @@ def _load_syncfs() -> Callable[[int], int] | None:
 _SYNCFS: list[Callable[[int], int] | None] = []
 
 
+def sync_filesystem(path: str | os.PathLike[str]) -> None:
+    """Flush the file system holding `path` to disk: one ``syncfs`` for a batch of files
+    written without an fsync each (``sync`` where the C library lacks it)."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        if not _SYNCFS:
+            _SYNCFS.append(_load_syncfs())
+        syncfs = _SYNCFS[0]
+        if syncfs is None or syncfs(fd) != 0:
+            os.sync()
+    finally:
+        os.close(fd)
+
+
 @dataclass(frozen=True, slots=True)
 class CachedFile:
     """A verified copy in the cache; `last_access` is its modification time."""
@@ -312,18 +329,7 @@ class LocalCache:
 
     def sync_to_disk(self) -> None:
         """Flush the cache's file system to disk (after downloads made with ``sync=False``)."""
-        try:
-            fd = os.open(self.cache_dir, os.O_RDONLY)
-        except OSError:
-            return
-        try:
-            if not _SYNCFS:
-                _SYNCFS.append(_load_syncfs())
-            syncfs = _SYNCFS[0]
-            if syncfs is None or syncfs(fd) != 0:
-                os.sync()
-        finally:
-            os.close(fd)
+        sync_filesystem(self.cache_dir)
 
     def adopt(self, source: Path, key: str) -> Path:
         """Move a just-uploaded (and so verified) staging copy into the cache."""

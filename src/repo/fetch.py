@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from .cache import sync_filesystem
 from .catalog import FileRecord
 from .errors import StateError, UsageError
 from .file import RepoFile
@@ -101,6 +102,8 @@ def fetch_many(
             with lock:
                 progress.file_done()
 
+    for bucket in {rec.bucket for rec in missing}:
+        repo._store_for(bucket)  # made here: the workers only look it up
     try:
         if missing:
             repo._make_room(sum(r.size or 0 for r in missing))
@@ -160,10 +163,14 @@ def _drain(pending: dict[Future[None], FileRecord], on_done: Step, mode: str) ->
 
 def _write_out(chosen: list[RepoFile], dest: Path, report: FetchReport, *, overwrite: bool) -> None:
     """Copy each version out of the cache to ``dest/<its path>`` (`RepoFile.save_as`)."""
-    for rf in chosen:
-        target = Path(safe_join(dest, rf.path))
-        try:
-            target.parent.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise UsageError(f"cannot write to {target.parent}: {exc.strerror}") from exc
-        report.written[rf.path] = rf.save_as(target, overwrite=overwrite)
+    try:
+        for rf in chosen:
+            target = Path(safe_join(dest, rf.path))
+            try:
+                target.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise UsageError(f"cannot write to {target.parent}: {exc.strerror}") from exc
+            report.written[rf.path] = rf.save_as(target, overwrite=overwrite, sync=False)
+    finally:
+        if report.written:
+            sync_filesystem(dest)  # once for the batch, not an fsync per file

@@ -226,8 +226,12 @@ class RepoFile:
         *,
         overwrite: bool = False,
         progress: Progress | None = None,
+        sync: bool = True,
     ) -> Path:
         """Copy the verified content to a local file (into it, if `dest` is a directory).
+
+        With ``sync=False`` the file is not fsynced before its rename: for batches
+        (`Repo.fetch`), which flush the file system once at the end instead.
 
         Written to a temporary file beside the destination, checked, then renamed, so
         `dest` is either untouched or complete. A damaged cached copy is evicted and
@@ -253,7 +257,8 @@ class RepoFile:
                     out.truncate()
                     self.write_to(out, progress)
                 out.flush()
-                os.fsync(out.fileno())
+                if sync:
+                    os.fsync(out.fileno())
             umask = os.umask(0)
             os.umask(umask)
             os.chmod(tmp, 0o666 & ~umask)
