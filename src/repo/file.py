@@ -205,10 +205,14 @@ class RepoFile:
         yet goes to `out` as it downloads (and into the cache, verified, in the same
         pass): one read of the network, one md5.
         """
-        if self.uploaded and self._repo._fetch_into(self._rec, out, progress):
-            assert self.size is not None
-            return self.size
-        path = self._local_path(progress)
+        if self.uploaded:
+            cached = self._repo._fetch_into(self._rec, out, progress)
+            if cached is None:
+                assert self.size is not None
+                return self.size
+            path = cached
+        else:
+            path = self._local_path(progress)
         with open(path, "rb") as src:
             got = copy_hashing(iter(lambda: src.read(_CHUNK), b""), out)
         if self.uploaded and (got.md5 != self.md5 or got.size != self.size):

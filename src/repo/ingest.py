@@ -235,11 +235,12 @@ def add_tree(
         ) from exc
     created = datetime.now(UTC)
     report = AddReport()
-    pending: dict[Future[NewVersion], Path] = {}
-    done_uploads: list[tuple[NewVersion, Path]] = []
+    pending: dict[Future[tuple[NewVersion, bool]], Path] = {}
+    # Each upload with its staging copy (None: a small file sent from memory).
+    done_uploads: list[tuple[NewVersion, Path | None]] = []
     window = workers * 4
 
-    def send(plan: _Plan, key: str, staging: Path) -> NewVersion:
+    def send(plan: _Plan, key: str, staging: Path) -> tuple[NewVersion, bool]:
         # A small file is read once: the same bytes are hashed, sent and cached. A
         # larger one is copied into staging first and sent from there (`add_one`).
         data = _read_small(plan.source) if plan.size <= SMALL_OBJECT_MAX else None
@@ -268,12 +269,14 @@ def add_tree(
         if progress is not None:
             with lock:
                 progress.file_done()
-        return NewVersion(path=plan.path, key=result.key, md5=result.md5, size=result.size)
+        version = NewVersion(path=plan.path, key=result.key, md5=result.md5, size=result.size)
+        return version, data is None
 
-    def collect(done: Iterable[Future[NewVersion]]) -> None:
+    def collect(done: Iterable[Future[tuple[NewVersion, bool]]]) -> None:
         for future in done:
-            version = future.result()  # on failure the entry stays, for the cleanup below
-            done_uploads.append((version, pending.pop(future)))
+            version, staged = future.result()  # on failure the entry stays, for cleanup
+            staging = pending.pop(future)
+            done_uploads.append((version, staging if staged else None))
 
     def record() -> None:
         batch = done_uploads[:]
@@ -289,11 +292,10 @@ def add_tree(
         del done_uploads[:]
         if superseded:
             logger.info("published %d files; expired %d", len(records), len(superseded))
-        for rec, (version, staging) in zip(records, batch, strict=True):
-            staged = version.size > SMALL_OBJECT_MAX or staging.exists()
+        for rec, (_, staging) in zip(records, batch, strict=True):
             if keep_cached:
-                repo._keep_uploaded(rec, staging if staged else None)
-            elif staged:
+                repo._keep_uploaded(rec, staging)
+            elif staging is not None:
                 _discard_staging(staging)
             report.files.append(RepoFile(repo, rec))
 
@@ -317,7 +319,7 @@ def add_tree(
         for future in pending:
             future.cancel()
         pool.shutdown(wait=True)
-        for staging in [*pending.values(), *(s for _, s in done_uploads)]:
+        for staging in [*pending.values(), *(s for _, s in done_uploads if s is not None)]:
             _discard_staging(staging)
         if isinstance(exc, OSError):
             raise StoreError(f"adding files from {directory} failed: {exc}") from exc

@@ -536,11 +536,37 @@ class Repo:
 
     def _fetch(self, record: FileRecord, progress: Progress | None = None) -> Path:
         """The verified local copy of an uploaded file, downloading it if needed."""
-        assert record.md5 is not None and record.size is not None
+        hit = self._hit(record)
+        return hit if hit is not None else self._download(record, progress)
+
+    def _fetch_into(
+        self, record: FileRecord, out: BinaryIO, progress: Progress | None = None
+    ) -> Path | None:
+        """The cached copy of `record` if there is one (the caller reads it); otherwise
+        download it into the cache and into `out` in one pass (verified at the end; on a
+        mismatch `out` has had bad bytes and nothing is cached) and return None."""
+        hit = self._hit(record)
+        if hit is not None:
+            return hit
+        # The reader's output is what must be durable, not this copy.
+        self._download(record, progress, sync=False, tee=out)
+        return None
+
+    def _hit(self, record: FileRecord) -> Path | None:
         hit = self.cache.lookup(record.key, record.size)
         if hit is not None:
             self._note_copy(record.file_id, fresh=False, key=record.key)
-            return hit
+        return hit
+
+    def _download(
+        self,
+        record: FileRecord,
+        progress: Progress | None,
+        *,
+        sync: bool = True,
+        tee: BinaryIO | None = None,
+    ) -> Path:
+        assert record.md5 is not None and record.size is not None
         self._make_room(record.size)
         path = self.cache.download(
             self._store_for(record.bucket),
@@ -548,31 +574,11 @@ class Repo:
             md5=record.md5,
             size=record.size,
             progress=progress,
+            sync=sync,
+            tee=tee,
         )
         self._note_copy(record.file_id, fresh=True, key=record.key)
         return path
-
-    def _fetch_into(
-        self, record: FileRecord, out: BinaryIO, progress: Progress | None = None
-    ) -> bool:
-        """If `record` is not cached: download it into the cache and into `out` in one
-        pass (verified at the end; on a mismatch `out` has had bad bytes and nothing is
-        cached) and return True. False if it is cached: the caller reads the copy."""
-        assert record.md5 is not None and record.size is not None
-        if self.cache.lookup(record.key, record.size) is not None:
-            return False
-        self._make_room(record.size)
-        self.cache.download(
-            self._store_for(record.bucket),
-            record.key,
-            md5=record.md5,
-            size=record.size,
-            progress=progress,
-            sync=False,  # the reader's output is what must be durable, not this copy
-            tee=out,
-        )
-        self._note_copy(record.file_id, fresh=True, key=record.key)
-        return True
 
     def _make_room(self, size: int) -> None:
         evicted = self.cache.make_room(size, self.config.cache_max_bytes)

@@ -40,7 +40,7 @@ from .integrity import etag_matches
 from .journal import BackupPlace, backup_place, read_entries
 from .paths import DATA_PREFIX, TOKEN_LENGTH, validate_path
 from .stores import Store, open_store
-from .stores.base import copy_hashing
+from .stores.base import hash_only
 
 __all__ = ["RestoreReport", "available_backups", "restore_catalog"]
 
@@ -58,11 +58,6 @@ class RestoreReport:
     journal_entries: int = 0
     adopted: list[str] = field(default_factory=list)
     orphans_purged: int = 0
-
-
-class _Discard:
-    def write(self, data: bytes | memoryview) -> int:
-        return len(data)
 
 
 def restore_catalog(
@@ -246,7 +241,7 @@ def _check_published(
         if plain and not etag_matches(info.etag, md5):
             raise VerificationError(f"published file {path} has the wrong checksum")
         if deep:
-            got = copy_hashing(bucket_store.iter_bytes(key), _Discard())
+            got = hash_only(bucket_store.iter_bytes(key))
             if got.md5 != md5 or got.size != size:
                 raise VerificationError(f"published file {path} has the wrong content")
 
@@ -307,7 +302,7 @@ def _adopt(catalog: Catalog, store: Store, report: RestoreReport) -> None:
         if etag is not None and "-" not in etag and len(etag) == 32:
             md5 = etag
         else:
-            md5 = copy_hashing(store.iter_bytes(info.key), _Discard()).md5
+            md5 = hash_only(store.iter_bytes(info.key)).md5
         created = meta.get("repo-created")
         rec = catalog.add_file(
             path=path,

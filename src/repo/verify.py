@@ -38,7 +38,7 @@ from .catalog import FileRecord
 from .catalog.verification import holders_of, versions_to_verify
 from .errors import ConflictError, NotFoundError, StoreError, UsageError, VerificationError
 from .integrity import normalize_etag
-from .stores.base import DownloadResult, Store, copy_hashing
+from .stores.base import DownloadResult, Store, hash_only
 
 if TYPE_CHECKING:
     from .repository import Repo
@@ -359,7 +359,7 @@ def hash_object(store: Store, key: str) -> DownloadResult:
 
 def _hash_file(path: Path) -> DownloadResult:
     with open(path, "rb") as fp:
-        return copy_hashing(iter(lambda: fp.read(_CHUNK), b""), _Discard())
+        return hash_only(iter(lambda: fp.read(_CHUNK), b""))
 
 
 def _compare(got: DownloadResult, rec: FileRecord, what: str) -> tuple[Outcome, str]:
@@ -369,11 +369,6 @@ def _compare(got: DownloadResult, rec: FileRecord, what: str) -> tuple[Outcome, 
             f"{rec.md5} and {rec.size} bytes"
         )
     return "ok", ""
-
-
-class _Discard:
-    def write(self, data: bytes | memoryview) -> int:
-        return len(data)
 
 
 # -- recovery ----------------------------------------------------------------------------

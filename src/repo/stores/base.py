@@ -14,6 +14,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
+from ..errors import UsageError
+
 __all__ = [
     "SMALL_OBJECT_MAX",
     "DownloadResult",
@@ -22,7 +24,9 @@ __all__ = [
     "PutResult",
     "Store",
     "Writable",
+    "check_small",
     "copy_hashing",
+    "hash_only",
 ]
 
 #: Told the number of bytes just transferred: increments, never running totals.
@@ -79,6 +83,22 @@ def copy_hashing(
         if progress is not None and chunk:
             progress(len(chunk))
     return DownloadResult(md5=md5.hexdigest(), size=size)
+
+
+def hash_only(chunks: Iterable[bytes | memoryview]) -> DownloadResult:
+    """md5 and size of `chunks`, which are read and dropped (checking, not copying)."""
+    return copy_hashing(chunks, _Sink())
+
+
+class _Sink:
+    def write(self, data: bytes | memoryview, /) -> int:
+        return len(data)
+
+
+def check_small(data: bytes) -> None:
+    """`Store.put_bytes` takes at most `SMALL_OBJECT_MAX` bytes."""
+    if len(data) > SMALL_OBJECT_MAX:
+        raise UsageError(f"put_bytes takes at most {SMALL_OBJECT_MAX} bytes; use put_file")
 
 
 #: The largest object `Store.put_bytes` takes (one request on S3, whatever its settings).

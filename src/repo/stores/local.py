@@ -24,16 +24,17 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import BinaryIO
 
-from ..errors import ConflictError, InvalidPathError, NotFoundError, StoreError, UsageError
+from ..errors import ConflictError, InvalidPathError, NotFoundError, StoreError
 from ..paths import safe_join
 from .base import (
-    SMALL_OBJECT_MAX,
     DownloadResult,
     ObjectInfo,
     Progress,
     PutResult,
     Writable,
+    check_small,
     copy_hashing,
+    hash_only,
 )
 
 __all__ = ["LocalStore"]
@@ -104,8 +105,7 @@ class LocalStore:
         metadata: Mapping[str, str] | None = None,
         progress: Progress | None = None,
     ) -> PutResult:
-        if len(data) > SMALL_OBJECT_MAX:
-            raise UsageError(f"put_bytes takes at most {SMALL_OBJECT_MAX} bytes; use put_file")
+        check_small(data)
         return self._put_chunks(key, iter([data] if data else []), metadata, progress)
 
     def _put_chunks(
@@ -134,7 +134,7 @@ class LocalStore:
                 info = self.head(key)
                 existing = info.etag
                 if existing is None and info.size == size:  # crashed before its sidecar
-                    existing = copy_hashing(self.iter_bytes(key), _Discard()).md5
+                    existing = hash_only(self.iter_bytes(key)).md5
                 if info.size == size and existing == digest:
                     self._write_meta(key, meta)
                     return PutResult(key=key, md5=digest, size=size, etag=digest)
@@ -287,13 +287,6 @@ class LocalStore:
 
     def close(self) -> None:
         pass
-
-
-class _Discard:
-    """A sink for bytes that only need hashing."""
-
-    def write(self, data: bytes | memoryview) -> int:
-        return len(data)
 
 
 def _read_chunks(src: BinaryIO) -> Iterator[bytes]:

@@ -75,18 +75,18 @@ from ..errors import (
     NotFoundError,
     RepoError,
     StoreError,
-    UsageError,
     VerificationError,
 )
 from ..integrity import etag_matches, normalize_etag
 from .base import (
-    SMALL_OBJECT_MAX,
     DownloadResult,
     ObjectInfo,
     Progress,
     PutResult,
     Writable,
+    check_small,
     copy_hashing,
+    hash_only,
 )
 from .s3_multipart import PART_CONCURRENCY, abort_stale_uploads, put_multipart
 from .s3_wire import decode_meta, encode_meta, first_line, s3_code
@@ -287,8 +287,7 @@ class S3Store:
         metadata: Mapping[str, str] | None = None,
         progress: Progress | None = None,
     ) -> PutResult:
-        if len(data) > SMALL_OBJECT_MAX:
-            raise UsageError(f"put_bytes takes at most {SMALL_OBJECT_MAX} bytes; use put_file")
+        check_small(data)
         return self._put_single(key, data, metadata, progress)
 
     def _put_single(
@@ -386,7 +385,7 @@ class S3Store:
             return None
         if info.size == size and not self.etag_is_md5:
             # The ETag cannot tell (SSE-KMS): read the object back and hash it.
-            got = copy_hashing(self.iter_bytes(key), _Discard())
+            got = hash_only(self.iter_bytes(key))
             if got.size == size and got.md5 == md5:
                 logger.info("object %s was already written by an earlier attempt", key)
                 return PutResult(
@@ -696,11 +695,6 @@ class S3Store:
 
 class _Exists(Exception):
     """A create-only put found an object already at its key."""
-
-
-class _Discard:
-    def write(self, data: bytes | memoryview, /) -> int:
-        return len(data)
 
 
 def _chain(exc: BaseException) -> str:
