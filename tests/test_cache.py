@@ -24,6 +24,7 @@ from sqlalchemy import event
 
 import repo
 from conftest import CliRun, write_config
+from repo.cache import USED_RESOLUTION_SECONDS
 from repo.hosts import CacheStatus
 
 WRITER = "test-host"  # the host_name of the `repo_config` and `local_config` fixtures
@@ -123,7 +124,8 @@ def test_eviction_takes_the_least_recently_read_copy_first(
     publish(local_config, content)
     with repo.Repo(config=host_config(local_config, tmp_path, "reader", cache_max_bytes=350)) as r:
         a, b, c, d = (r.current(p) for p in content)
-        for f, age in ((a, 30), (b, 20), (c, 10)):
+        # Ages beyond the resolution of "last read" (a read refreshes an older one only).
+        for f, age in ((a, 3000), (b, 2000), (c, 1000)):
             f.read_bytes()
             last_read(r, f, seconds_ago=age)
         assert a.read_bytes() == content["a.txt"]  # a hit: now the most recently read
@@ -656,3 +658,21 @@ def test_a_download_after_partial_cleanup_with_no_grace_still_lands(
         assert r.prune_cache().partial_downloads_removed == 0
         assert r.current("a.txt").read_bytes() == b"a" * 100
         assert list(r.cache.cache_dir.rglob(".part-*")) == []
+
+
+def test_a_hit_refreshes_last_read_only_once_it_is_older_than_its_resolution(
+    local_config: dict[str, str], tmp_path: Path
+) -> None:
+    publish(local_config, {"a.txt": b"a" * 100})
+    with repo.Repo(config=host_config(local_config, tmp_path, "reader")) as r:
+        a = r.current("a.txt")
+        a.read_bytes()
+        copy = r.cache.cache_path(a.key)
+        recent = USED_RESOLUTION_SECONDS / 2
+        last_read(r, a, seconds_ago=recent)
+        before = copy.stat().st_mtime
+        a.read_bytes()  # a hit with a fresh enough time: no metadata write
+        assert copy.stat().st_mtime == before
+        last_read(r, a, seconds_ago=USED_RESOLUTION_SECONDS * 3)
+        a.read_bytes()
+        assert time.time() - copy.stat().st_mtime < USED_RESOLUTION_SECONDS

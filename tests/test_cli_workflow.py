@@ -148,9 +148,10 @@ def test_embedded_default_needs_no_configuration(embedded_cli: CliRun, tmp_path:
 def test_housekeeping_on_the_embedded_default(embedded_cli: CliRun, tmp_path: Path) -> None:
     src = tmp_path / "v.txt"
     src.write_text("one")
-    out(embedded_cli("add", "v.txt", str(src), "--publish"))
+    # --cache: a file added from this host is not cached unless asked.
+    out(embedded_cli("add", "v.txt", str(src), "--publish", "--cache"))
     src.write_text("two")
-    out(embedded_cli("add", "v.txt", str(src), "--publish"))  # file 1 is now expired
+    out(embedded_cli("add", "v.txt", str(src), "--publish", "--cache"))  # file 1 expired
     # Defaults: expired files wait 7 days and two backups, so nothing goes yet.
     assert out(embedded_cli("gc", "--dry-run")) == (
         "would purge:\n"

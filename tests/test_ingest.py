@@ -371,13 +371,14 @@ def test_add_tree_names_both_sources_of_an_nfc_nfd_collision(
 # ----------------------------------------------------------------- staging copy
 
 
+@pytest.mark.parametrize("keep_cached", [False, True], ids=["sent-in-place", "cached"])
 def test_changing_the_source_after_add_changes_neither_the_version_nor_the_cache(
-    local_repo: repo.Repo, tmp_path: Path
+    local_repo: repo.Repo, tmp_path: Path, keep_cached: bool
 ) -> None:
     original = b"original content\n" * 1000
     source = tmp_path / "live.log"
     source.write_bytes(original)
-    rf = local_repo.add("live.log", source)
+    rf = local_repo.add("live.log", source, keep_cached=keep_cached)
     local_repo.commit()
 
     # Rewritten in place (same inode, same size), then grown.
@@ -387,8 +388,13 @@ def test_changing_the_source_after_add_changes_neither_the_version_nor_the_cache
         fp.write(b"appended later\n")
 
     cached = local_repo.cache.cache_path(rf.key)
-    assert not os.path.samefile(cached, source)
-    assert cached.read_bytes() == original
+    if keep_cached:
+        assert not os.path.samefile(cached, source)
+        assert cached.read_bytes() == original
+    else:
+        # Sent from where it was: this host's cache holds no second copy.
+        assert not cached.exists()
+        assert not any(p.is_file() for p in local_repo.cache.staging_dir.rglob("*"))
     assert (rf.refresh().md5, rf.size) == (_md5(original), len(original))
     assert rf.read_bytes() == original
     assert _stored_bytes(local_repo, rf) == original
@@ -826,10 +832,15 @@ def test_save_as_replaces_a_damaged_cached_copy_and_saves_correct_content(
 
     saved = rf.save_as(out_dir)
 
-    assert saved.read_bytes() == data
-    assert cached.read_bytes() == data  # evicted and downloaded afresh
-    assert stat.S_IMODE(cached.stat().st_mode) == 0o444
+    assert saved.read_bytes() == data  # downloaded afresh, straight into the file
+    assert not cached.exists()  # evicted; save_as keeps no second copy unless asked
     assert os.listdir(out_dir) == ["data.bin"]
+
+    _flip_middle_byte(saved)
+    again = rf.save_as(out_dir, overwrite=True, keep_cached=True)
+    assert again.read_bytes() == data
+    assert cached.read_bytes() == data
+    assert stat.S_IMODE(cached.stat().st_mode) == 0o444
 
 
 def test_write_to_from_a_damaged_cached_copy_raises_and_evicts_it(repo: repo.Repo) -> None:

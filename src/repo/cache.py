@@ -36,7 +36,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import StoreError, VerificationError
+from .errors import StoreError
+from .integrity import check_download
 from .paths import TOKEN_LENGTH, safe_join, token_time
 from .stores.base import Progress, Store, Writable
 
@@ -48,6 +49,9 @@ logger = logging.getLogger(__name__)
 TALLY_SECONDS = 30.0
 #: Names of temporary files in the cache (downloads in progress, or cut off).
 PARTIAL_PREFIX = ".part-"
+#: How fresh a cached copy's "last used" time (its mtime) must be for a read not to
+#: refresh it: eviction is least recently used first, to within this.
+USED_RESOLUTION_SECONDS = 60.0
 
 
 def _load_syncfs() -> Callable[[int], int] | None:
@@ -99,6 +103,7 @@ class LocalCache:
         self.cache_dir = self.root / "cache"
         self._tally: int | None = None  # bytes in the cache, as last counted plus since
         self._tally_at = 0.0
+        self._cache_root = os.path.abspath(self.cache_dir) + os.sep
 
     def staging_path(self, key: str) -> Path:
         token = key[-TOKEN_LENGTH:]
@@ -106,11 +111,20 @@ class LocalCache:
         return self.staging_dir / token / name
 
     def cache_path(self, key: str) -> Path:
-        return Path(safe_join(self.cache_dir, key))
+        return Path(self.cache_file(key))
 
-    def lookup(self, key: str, size: int | None) -> Path | None:
+    def cache_file(self, key: str) -> str:
+        """`cache_path` as a string, cheaply: a key made of plain segments (as every key
+        this library makes) is appended to the cache directory; anything else (dot
+        segments, empty segments, absolute) goes through the full check, which refuses
+        keys that would escape the cache."""
+        if _plain(key):
+            return self._cache_root + key
+        return safe_join(self.cache_dir, key)
+
+    def lookup(self, key: str, size: int | None) -> str | None:
         """The cached copy of `key` if present (and of the expected size)."""
-        path = self.cache_path(key)
+        path = self.cache_file(key)
         try:
             st = os.stat(path)
         except FileNotFoundError:
@@ -121,9 +135,11 @@ class LocalCache:
                 os.unlink(path)
             return None
         # The modification time is the cache's "last used" (for eviction): one cheap
-        # system call, no catalog write.
-        with contextlib.suppress(OSError):
-            os.utime(path)
+        # system call, no catalog write; skipped while it is recent anyway, so a batch
+        # of warm reads writes no metadata.
+        if time.time() - st.st_mtime > USED_RESOLUTION_SECONDS:
+            with contextlib.suppress(OSError):
+                os.utime(path)
         return path
 
     def evict(self, key: str) -> bool:
@@ -273,12 +289,7 @@ class LocalCache:
         try:
             with os.fdopen(fd, "wb") as out:
                 got = store.get_into(key, out if tee is None else _Tee(out, tee), progress=progress)
-                if got.size != size or got.md5 != md5:
-                    raise VerificationError(
-                        f"download of {key!r} failed verification: got {got.size} bytes with "
-                        f"md5 {got.md5}, the catalog says {size} bytes with md5 {md5}",
-                        hint="the stored object may be damaged; run a verify, or retry",
-                    )
+                check_download(key, got.md5, got.size, md5=md5, size=size)
                 out.flush()
                 if sync:
                     os.fsync(out.fileno())
@@ -292,12 +303,12 @@ class LocalCache:
             os.close(hold)
         return final
 
-    def store_bytes(self, key: str, data: bytes) -> Path:
+    def store_bytes(self, key: str, data: bytes) -> str:
         """Put a just-uploaded (and so verified) small version's bytes in the cache:
         written under a temporary name, created read-only, renamed into place (as
         `adopt`, which does not sync either). Plain system calls: this runs once per
         file of a tree being added."""
-        final = self.cache_path(key)
+        final = self.cache_file(key)
         parent, name = os.path.split(final)
         # Keys are unique and each is written by one thread: the temporary name can be
         # derived from the key rather than drawn at random.
@@ -341,6 +352,20 @@ class LocalCache:
             with contextlib.suppress(OSError):
                 source.parent.rmdir()
         return final
+
+
+def _plain(key: str) -> bool:
+    """True if `key` is relative and every segment of it is a plain name (not empty, not
+    starting with a dot), so that appending it to a directory needs no normalising."""
+    return (
+        bool(key)
+        and key[0] != "/"
+        and key[-1] != "/"
+        and "//" not in key
+        and "/." not in key
+        and key[0] != "."
+        and "\0" not in key
+    )
 
 
 def _held_temp(directory: Path) -> tuple[int, str]:

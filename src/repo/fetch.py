@@ -15,6 +15,7 @@ import threading
 from collections.abc import Callable, Iterable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -69,11 +70,12 @@ def fetch_many(
         )
     report = FetchReport(files=chosen)
     missing: list[FileRecord] = []
+    now = datetime.now(UTC)
     for rf in chosen:
         rec = rf._rec
         if repo.cache.lookup(rec.key, rec.size) is not None:
             report.cached += 1
-            repo._note_copy(rec.file_id, fresh=False, key=rec.key, flush=False)
+            repo._note_copy(rec.file_id, fresh=False, key=rec.key, flush=False, when=now)
         else:
             missing.append(rec)
     if progress is not None:

@@ -195,7 +195,9 @@ class RepoFile:
             )
         return self._repo._fetch(self._rec, progress)
 
-    def write_to(self, out: BinaryIO, progress: Progress | None = None) -> int:
+    def write_to(
+        self, out: BinaryIO, progress: Progress | None = None, *, keep_cached: bool = True
+    ) -> int:
         """Stream the verified content into `out`; returns the bytes written.
 
         The local copy is hashed on the way out, so a cached copy damaged on disk
@@ -203,10 +205,11 @@ class RepoFile:
         a consumer must treat the output as bad) and is evicted, so a retry downloads
         it afresh. `progress` sees the download, if one is needed. A version not cached
         yet goes to `out` as it downloads (and into the cache, verified, in the same
-        pass): one read of the network, one md5.
+        pass): one read of the network, one md5; with ``keep_cached=False`` it goes to
+        `out` only.
         """
         if self.uploaded:
-            cached = self._repo._fetch_into(self._rec, out, progress)
+            cached = self._repo._fetch_into(self._rec, out, progress, keep_cached=keep_cached)
             if cached is None:
                 assert self.size is not None
                 return self.size
@@ -231,8 +234,12 @@ class RepoFile:
         overwrite: bool = False,
         progress: Progress | None = None,
         sync: bool = True,
+        keep_cached: bool = False,
     ) -> Path:
         """Copy the verified content to a local file (into it, if `dest` is a directory).
+
+        A cached copy is copied from; a version not cached is downloaded straight into
+        the file, and no second copy is kept in the cache unless `keep_cached` is true.
 
         With ``sync=False`` the file is not fsynced before its rename: for batches
         (`Repo.fetch`), which flush the file system once at the end instead.
@@ -255,11 +262,11 @@ class RepoFile:
         try:
             with os.fdopen(fd, "wb") as out:
                 try:
-                    self.write_to(out, progress)
+                    self.write_to(out, progress, keep_cached=keep_cached)
                 except VerificationError:
                     out.seek(0)
                     out.truncate()
-                    self.write_to(out, progress)
+                    self.write_to(out, progress, keep_cached=keep_cached)
                 out.flush()
                 if sync:
                     os.fsync(out.fileno())

@@ -11,12 +11,13 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import queue
 import shutil
 import stat
 import tempfile
 import threading
 from collections.abc import Iterable, Iterator
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -103,9 +104,12 @@ def add_one(
     period: str | None = None,
     publish: bool = False,
     progress: Progress | None = None,
+    keep_cached: bool = False,
 ) -> RepoFile:
-    validate_path(path, key_prefix=repo.store.key_prefix)
+    path = validate_path(path, key_prefix=repo.store.key_prefix)
     names = _tags_for(tags, when, period)
+    if isinstance(source, str | os.PathLike) and not keep_cached:
+        return _add_from_file(repo, path, Path(source), names, publish, progress)
     # The content is taken in first, into a private file, so that a source that cannot
     # be read (or a stream that breaks off) records nothing at all.
     incoming = _take_in(repo, source)
@@ -121,6 +125,44 @@ def add_one(
     if publish:
         rf.publish()
     return rf
+
+
+def _add_from_file(
+    repo: Repo,
+    path: str,
+    source: Path,
+    names: list[str],
+    publish: bool,
+    progress: Progress | None,
+) -> RepoFile:
+    """Send a local file straight from where it is (no copy: it is on this host already):
+    the store reads it once, hashing the bytes it sends, so the recorded md5 is that of
+    the object even if the file changes meanwhile. Recorded only once stored and verified.
+    """
+    _check_source(source)
+    created = datetime.now(UTC)
+    key = make_key(repo.store.key_prefix, path, new_version_token())
+    try:
+        try:
+            result = repo._put_object(path, key, source, created, progress)
+        except ConflictError:
+            # A leftover holds the key (no row names it yet): take a fresh one.
+            key = make_key(repo.store.key_prefix, path, new_version_token())
+            result = repo._put_object(path, key, source, created, None)
+    except OSError as exc:
+        raise UsageError(f"cannot read {source}: {exc.strerror or exc}") from exc
+    records, superseded = repo.catalog.add_uploaded(
+        [NewVersion(path=path, key=result.key, md5=result.md5, size=result.size)],
+        bucket=repo.store.bucket,
+        origin=repo.host,
+        created_at=created,
+        uploaded_at=datetime.now(UTC),
+        tags=names,
+        publish=publish,
+    )
+    if superseded:
+        logger.info("published %s; expired %d earlier version", path, len(superseded))
+    return RepoFile(repo, records[0])
 
 
 def _take_in(repo: Repo, source: str | os.PathLike[str] | BinaryIO) -> Path:
@@ -206,7 +248,7 @@ def add_tree(
     publish: bool = False,
     workers: int = 16,
     progress: ProgressListener | None = None,
-    keep_cached: bool = True,
+    keep_cached: bool = False,
 ) -> AddReport:
     """Upload every file under `directory` in worker threads; the catalog records them
     in batches (`Catalog.add_uploaded`), in the calling thread and the caller's
@@ -235,12 +277,24 @@ def add_tree(
         ) from exc
     created = datetime.now(UTC)
     report = AddReport()
-    pending: dict[Future[tuple[NewVersion, bool]], Path] = {}
+    # Uploads in flight, by staging path (their copy, if they make one, is discarded on
+    # failure); each finished one comes back through `finished`, success or not.
+    pending: dict[Path, Future[None]] = {}
+    finished: queue.SimpleQueue[tuple[Path, NewVersion | None, bool, BaseException | None]]
+    finished = queue.SimpleQueue()
     # Each upload with its staging copy (None: a small file sent from memory).
     done_uploads: list[tuple[NewVersion, Path | None]] = []
     window = workers * 4
 
-    def send(plan: _Plan, key: str, staging: Path) -> tuple[NewVersion, bool]:
+    def send(plan: _Plan, key: str, staging: Path) -> None:
+        try:
+            version, staged = _send(plan, key, staging)
+        except BaseException as exc:
+            finished.put((staging, None, False, exc))
+        else:
+            finished.put((staging, version, staged, None))
+
+    def _send(plan: _Plan, key: str, staging: Path) -> tuple[NewVersion, bool]:
         # A small file is read once: the same bytes are hashed, sent and cached. A
         # larger one is copied into staging first and sent from there (`add_one`).
         data = _read_small(plan.source) if plan.size <= SMALL_OBJECT_MAX else None
@@ -272,11 +326,13 @@ def add_tree(
         version = NewVersion(path=plan.path, key=result.key, md5=result.md5, size=result.size)
         return version, data is None
 
-    def collect(done: Iterable[Future[tuple[NewVersion, bool]]]) -> None:
-        for future in done:
-            version, staged = future.result()  # on failure the entry stays, for cleanup
-            staging = pending.pop(future)
-            done_uploads.append((version, staging if staged else None))
+    def collect_one() -> None:
+        staging, version, staged, exc = finished.get()
+        if exc is not None:
+            raise exc  # the entry stays in `pending`, for cleanup
+        assert version is not None
+        del pending[staging]
+        done_uploads.append((version, staging if staged else None))
 
     def record() -> None:
         batch = done_uploads[:]
@@ -305,21 +361,19 @@ def add_tree(
             token = new_version_token()
             key = make_key(repo.store.key_prefix, plan.path, token)
             staging = staging_dir / f".incoming-{token}"
-            pending[pool.submit(send, plan, key, staging)] = staging
+            pending[staging] = pool.submit(send, plan, key, staging)
             if len(pending) >= window:
-                done, _ = wait(list(pending), return_when=FIRST_COMPLETED)
-                collect(done)
+                collect_one()
             if len(done_uploads) >= RECORD_BATCH:
                 record()
         while pending:
-            done, _ = wait(list(pending), return_when=FIRST_COMPLETED)
-            collect(done)
+            collect_one()
         record()
     except BaseException as exc:
-        for future in pending:
+        for future in pending.values():
             future.cancel()
         pool.shutdown(wait=True)
-        for staging in [*pending.values(), *(s for _, s in done_uploads if s is not None)]:
+        for staging in [*pending, *(s for _, s in done_uploads if s is not None)]:
             _discard_staging(staging)
         if isinstance(exc, OSError):
             raise StoreError(f"adding files from {directory} failed: {exc}") from exc

@@ -13,7 +13,19 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 
-__all__ = ["etag_matches", "multipart_etag", "normalize_etag"]
+from .errors import VerificationError
+
+__all__ = ["check_download", "etag_matches", "multipart_etag", "normalize_etag"]
+
+
+def check_download(key: str, got_md5: str, got_size: int, *, md5: str, size: int) -> None:
+    """Raise `VerificationError` unless a download of `key` got what the catalog says."""
+    if got_size != size or got_md5 != md5:
+        raise VerificationError(
+            f"download of {key!r} failed verification: got {got_size} bytes with md5 "
+            f"{got_md5}, the catalog says {size} bytes with md5 {md5}",
+            hint="the stored object may be damaged; run a verify, or retry",
+        )
 
 
 def normalize_etag(etag: str | None) -> str | None:

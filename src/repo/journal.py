@@ -63,7 +63,9 @@ def write_entry(place: BackupPlace, entry: dict[str, Any], scratch: Path) -> str
     fd, tmp = tempfile.mkstemp(dir=scratch, prefix=".journal-")
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as out:
-            json.dump(entry, out, separators=(",", ":"))
+            # dumps, not dump: only the one-shot encoder is the C one (10x faster on
+            # the entry of a large tree).
+            out.write(json.dumps(entry, separators=(",", ":")))
         place.store.put_file(key, Path(tmp))
     finally:
         os.unlink(tmp)

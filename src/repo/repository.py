@@ -38,6 +38,7 @@ from .hosts import (
     prune_cache,
 )
 from .ingest import AddReport, ProgressListener, add_one, add_tree
+from .integrity import check_download
 from .journal import backup_place, safe_write
 from .paths import TOKEN_LENGTH, make_key, new_version_token, unique_path, validate_path
 from .stores import Store, open_store
@@ -268,11 +269,16 @@ class Repo:
         period: str | None = None,
         publish: bool = False,
         progress: Progress | None = None,
+        keep_cached: bool = False,
     ) -> RepoFile:
         """A new version of `path` with the content of a local file or a binary stream.
 
         Uploaded and verified, then tagged (and date-tagged when `when` or `period` is
         given), then published if asked. Nothing is recorded if the input is bad.
+
+        A local file is sent from where it is, read once, and no copy of it is kept in
+        this host's cache (it is on this host already) unless `keep_cached` is true. A
+        stream is taken into a private file first and that copy is kept in the cache.
         """
         return add_one(
             self,
@@ -283,6 +289,7 @@ class Repo:
             period=period,
             publish=publish,
             progress=progress,
+            keep_cached=keep_cached,
         )
 
     def add_tree(
@@ -296,15 +303,17 @@ class Repo:
         publish: bool = False,
         workers: int = DEFAULT_WORKERS,
         progress: ProgressListener | None = None,
-        keep_cached: bool = True,
+        keep_cached: bool = False,
     ) -> AddReport:
         """Add every file under `directory` (paths relative to it, under `prefix`).
 
         Uploads run in `workers` threads; catalog work stays in this thread. All or
         nothing: on any failure the error is raised and the caller's rollback undoes the
-        catalog side (uploaded objects become orphans for garbage collection). With
-        `keep_cached` false, no copy is kept in this host's cache (a later read here
-        downloads it), which saves writing every file a second time.
+        catalog side (uploaded objects become orphans for garbage collection). The files
+        are on this host already, so no copy is kept in its cache (a later read here
+        downloads it) unless `keep_cached` is true: a second copy of every file would
+        cost a write each and, for a tree larger than the cache, evict what this host
+        reads.
         """
         return add_tree(
             self,
@@ -540,23 +549,35 @@ class Repo:
         return hit if hit is not None else self._download(record, progress)
 
     def _fetch_into(
-        self, record: FileRecord, out: BinaryIO, progress: Progress | None = None
+        self,
+        record: FileRecord,
+        out: BinaryIO,
+        progress: Progress | None = None,
+        *,
+        keep_cached: bool = True,
     ) -> Path | None:
         """The cached copy of `record` if there is one (the caller reads it); otherwise
-        download it into the cache and into `out` in one pass (verified at the end; on a
-        mismatch `out` has had bad bytes and nothing is cached) and return None."""
+        download it into `out`, and into the cache in the same pass if `keep_cached`
+        (verified at the end; on a mismatch `out` has had bad bytes and nothing is
+        cached), and return None."""
         hit = self._hit(record)
         if hit is not None:
             return hit
+        if not keep_cached:
+            assert record.md5 is not None and record.size is not None
+            got = self._store_for(record.bucket).get_into(record.key, out, progress=progress)
+            check_download(record.key, got.md5, got.size, md5=record.md5, size=record.size)
+            return None
         # The reader's output is what must be durable, not this copy.
         self._download(record, progress, sync=False, tee=out)
         return None
 
     def _hit(self, record: FileRecord) -> Path | None:
         hit = self.cache.lookup(record.key, record.size)
-        if hit is not None:
-            self._note_copy(record.file_id, fresh=False, key=record.key)
-        return hit
+        if hit is None:
+            return None
+        self._note_copy(record.file_id, fresh=False, key=record.key)
+        return Path(hit)
 
     def _download(
         self,
@@ -589,8 +610,16 @@ class Repo:
         self._evicted += keys
         self._flush_access()
 
-    def _note_copy(self, file_id: int, *, fresh: bool, key: str, flush: bool = True) -> None:
-        self._pending.append((file_id, _now(), fresh, key))
+    def _note_copy(
+        self,
+        file_id: int,
+        *,
+        fresh: bool,
+        key: str,
+        flush: bool = True,
+        when: datetime | None = None,
+    ) -> None:
+        self._pending.append((file_id, when or _now(), fresh, key))
         due = time.monotonic() - self._last_flush > ACCESS_FLUSH_SECONDS
         if flush and (fresh or due or len(self._pending) >= MAX_PENDING):
             self._flush_access()
@@ -616,7 +645,7 @@ class Repo:
         used = [
             (f, when, fresh)
             for f, when, fresh, key in pending
-            if self.cache.cache_path(key).exists()
+            if os.path.exists(self.cache.cache_file(key))
         ]
         try:
             self.catalog.record_copies(self.host, used, cache_max_bytes=self.config.cache_max_bytes)

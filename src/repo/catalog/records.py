@@ -65,4 +65,6 @@ def select_files() -> Select[Any]:
 
 
 def record(row: Any) -> FileRecord:
-    return FileRecord(**row._mapping)
+    """A `select_files` row as a record: by position (the columns are the fields, in
+    order; a test pins that), which costs a tenth of going by name."""
+    return FileRecord(*row)

@@ -69,6 +69,17 @@ class UTCDateTime(TypeDecorator[datetime]):
             return aware.astimezone(UTC).replace(tzinfo=None)
         return aware
 
+    def result_processor(self, dialect: Dialect, coltype: object) -> Any:
+        if dialect.name != "postgresql":
+            return super().result_processor(dialect, coltype)
+
+        # psycopg hands out naive datetimes for `timestamp` columns: one call per value
+        # instead of the decorator's chain (a find of thousands of files reads 5 each).
+        def naive_to_utc(value: datetime | None) -> datetime | None:
+            return None if value is None else value.replace(tzinfo=UTC)
+
+        return naive_to_utc
+
     def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
         if value is None:
             return None

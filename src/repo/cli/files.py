@@ -36,7 +36,10 @@ def _when(date_text: str | None) -> datetime | None:
 @click.option("--prefix", default="", help="With --recursive: repository path prefix.")
 @click.option("--workers", default=16, show_default=True, help="Parallel uploads.")
 @click.option(
-    "--no-cache", is_flag=True, help="With --recursive: keep no copy in this host's cache."
+    "--cache/--no-cache",
+    "keep_cached",
+    default=False,
+    help="Also keep a copy in this host's cache (default: no, the files are here already).",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the new versions as JSON.")
 @pass_app
@@ -51,7 +54,7 @@ def add(
     recursive: bool,
     prefix: str,
     workers: int,
-    no_cache: bool,
+    keep_cached: bool,
     as_json: bool,
 ) -> None:
     """Add a new version of PATH from SOURCE (a local file, or - for standard input).
@@ -82,14 +85,14 @@ def add(
                     publish=publish,
                     workers=workers,
                     progress=bar,
-                    keep_cached=not no_cache,
+                    keep_cached=keep_cached,
                 )
             finally:
                 bar.close()
             added = report.files
         else:
-            if prefix or no_cache:
-                raise click.UsageError("--prefix and --no-cache need --recursive")
+            if prefix:
+                raise click.UsageError("--prefix needs --recursive")
             src = path if source is None else source
             stream = src == "-"
             bar = ByteBar("uploading")
@@ -102,6 +105,7 @@ def add(
                     period=period,
                     publish=publish,
                     progress=bar,
+                    keep_cached=keep_cached,
                 )
             finally:
                 bar.close()
@@ -226,12 +230,22 @@ def tag(
 @click.argument("ref", metavar="PATH|ID")
 @click.option("-o", "--output", "dest", metavar="DEST", help="File or directory; - for stdout.")
 @click.option("-f", "--force", is_flag=True, help="Overwrite DEST if it exists.")
+@click.option(
+    "--cache/--no-cache",
+    "keep_cached",
+    default=None,
+    help="Also keep a copy in this host's cache (default: only when writing to stdout).",
+)
 @as_path_option
 @pass_app
-def get(app: App, ref: str, dest: str | None, force: bool, as_path: bool) -> None:
+def get(
+    app: App, ref: str, dest: str | None, force: bool, keep_cached: bool | None, as_path: bool
+) -> None:
     """Copy the current version of PATH out of the repository, verified.
 
-    DEST defaults to the path's file name in the current directory.
+    DEST defaults to the path's file name in the current directory. A version this
+    host has cached is copied from the cache; one it has not is downloaded straight
+    into DEST (or to stdout and into the cache in the same pass).
 
     \b
     Examples:
@@ -243,10 +257,13 @@ def get(app: App, ref: str, dest: str | None, force: bool, as_path: bool) -> Non
         bar = ByteBar("downloading")
         try:
             if dest == "-":
-                f.write_to(sys.stdout.buffer, progress=bar)
+                cache = keep_cached is not False
+                f.write_to(sys.stdout.buffer, progress=bar, keep_cached=cache)
                 sys.stdout.buffer.flush()
                 return
-            written = f.save_as(dest or ".", overwrite=force, progress=bar)
+            written = f.save_as(
+                dest or ".", overwrite=force, progress=bar, keep_cached=bool(keep_cached)
+            )
         finally:
             bar.close()
     click.echo(f"saved {written} ({f.size} bytes, file {f.file_id})")

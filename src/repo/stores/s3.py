@@ -246,7 +246,13 @@ class S3Store:
                     max_pool_connections=PART_CONCURRENCY * 2,
                     connect_timeout=min(10, self.timeout),
                     read_timeout=self.timeout,
-                    s3={"addressing_style": "path"} if self.endpoint_url else {},
+                    # Every body boto3 sends carries a Content-MD5, which is signed and
+                    # which the server checks: hashing the body again with SHA-256 for
+                    # the signature (what botocore does over http) would add nothing.
+                    s3={
+                        "payload_signing_enabled": False,
+                        **({"addressing_style": "path"} if self.endpoint_url else {}),
+                    },
                     request_checksum_calculation="when_required",
                     response_checksum_validation="when_required",
                 )
