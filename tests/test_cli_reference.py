@@ -48,7 +48,9 @@ def test_every_command_has_help_with_an_example(embedded_cli: CliRun) -> None:
 def test_json_shapes_are_stable(cli: CliRun, tmp_path: Path) -> None:
     src = tmp_path / "f.txt"
     src.write_text("0123456789")
-    added = json.loads(cli("add", "a/f.txt", str(src), "-t", "t1", "--publish", "--json").stdout)
+    added = json.loads(
+        cli("add", "a/f.txt", str(src), "-t", "t1", "--publish", "--cache", "--json").stdout
+    )
     assert list(added) == ["files"]
     assert list(added["files"][0]) == FILE_FIELDS[:-1]  # add does not re-read tags
     assert added["files"][0]["size"] == 10 and added["files"][0]["state"] == "published"

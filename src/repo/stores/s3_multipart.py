@@ -6,8 +6,10 @@ it refuse a corrupted part), parts go up in parallel with a bounded read-ahead, 
 upload completes with ``If-None-Match: *``. The upload asks for the store's server-side
 encryption, if any; with SSE-KMS the parts' ETags and the object's are not md5s, so the
 parts' Content-MD5 (checked by the server) is what vouches for them. The file is read
-once, feeding the whole-file md5 and each part's md5 as the part is read; at 8 MiB a
-part, boto3's per-request CPU does not matter.
+once: the reader feeds the whole-file md5, and the thread sending a part computes that
+part's md5 (in parallel: hashlib releases the GIL). The body is not hashed again for the
+signature (`S3Store.client` turns payload signing off: the signed Content-MD5 covers
+it). At 8 MiB a part, boto3's per-request CPU does not matter.
 
 Progress is reported per part, from the worker thread that sent it, once the part is
 stored and its ETag verified (boto3's retries happen inside `upload_part`, so no part is
@@ -67,8 +69,8 @@ def put_multipart(
         # is unknown to us, but the key is ours alone, so any other upload to it is it.
         _abort_others(client, store.bucket, key, upload_id)
     whole = hashlib.md5()
+    futures: list[Future[tuple[dict[str, Any], bytes]]] = []
     part_md5s: list[bytes] = []
-    futures: list[Future[dict[str, Any]]] = []
     size = 0
     read_all = False
     # Bounded memory: parts are read into at most PART_CONCURRENCY buffers that are reused,
@@ -76,8 +78,11 @@ def put_multipart(
     # (which glibc would keep around, growing the process with the file).
     buffers = _BufferPool(PART_CONCURRENCY, store.part_size)
 
-    def send(number: int, body: bytearray, digest: bytes) -> dict[str, Any]:
+    def send(number: int, body: bytearray) -> tuple[dict[str, Any], bytes]:
         try:
+            # Hashed here, in parallel with the other parts and with the reader's
+            # whole-file md5 (hashlib lets go of the GIL).
+            digest = hashlib.md5(body).digest()
             resp = client.upload_part(
                 Bucket=store.bucket,
                 Key=key,
@@ -92,7 +97,7 @@ def put_multipart(
         if store.etag_is_md5 and not etag_matches(resp.get("ETag"), digest.hex()):
             raise VerificationError(f"part {number} of {key!r} failed verification")
         report(length)
-        return {"PartNumber": number, "ETag": resp["ETag"]}
+        return {"PartNumber": number, "ETag": resp["ETag"]}, digest
 
     try:
         with ThreadPoolExecutor(PART_CONCURRENCY, thread_name_prefix="repo-part") as pool:
@@ -109,13 +114,13 @@ def put_multipart(
                     body = buf[:got] if got < len(buf) else buf
                     number += 1
                     whole.update(body)
-                    digest = hashlib.md5(body).digest()
-                    part_md5s.append(digest)
                     size += got
-                    futures.append(pool.submit(send, number, body, digest))
+                    futures.append(pool.submit(send, number, body))
                     if any(f.done() and f.exception() for f in futures):
                         break
-            parts = [f.result() for f in futures]
+            sent = [f.result() for f in futures]
+            parts = [part for part, _ in sent]
+            part_md5s = [digest for _, digest in sent]
         done = client.complete_multipart_upload(
             Bucket=store.bucket,
             Key=key,
@@ -124,6 +129,8 @@ def put_multipart(
             IfNoneMatch="*",
         )
     except BaseException as exc:
+        if not part_md5s:
+            part_md5s = _digests(futures)
         completed = (
             isinstance(exc, Exception)
             and not isinstance(exc, RepoError)
@@ -158,6 +165,12 @@ def put_multipart(
             hint="retry; if it persists, the server or a proxy is corrupting data",
         )
     return PutResult(key=key, md5=md5, size=size, etag=normalize_etag(etag), multipart=True)
+
+
+def _digests(futures: list[Future[tuple[dict[str, Any], bytes]]]) -> list[bytes]:
+    """The parts' md5s if every part went up, else none (the object cannot be ours)."""
+    ok = all(f.done() and not f.cancelled() and f.exception() is None for f in futures)
+    return [f.result()[1] for f in futures] if ok else []
 
 
 class _SerialProgress:

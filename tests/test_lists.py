@@ -1,0 +1,48 @@
+"""The array parameters of `catalog.lists` carry any value exactly, on PostgreSQL."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import sqlalchemy as sa
+
+from repo.catalog.lists import among, unnest_ids, unnest_texts, unnest_times
+
+AWKWARD = [
+    'quote " inside',
+    "back\\slash",
+    "trailing\\",
+    "comma, and {braces}",
+    "NULL",
+    "",
+    "  spaced  ",
+    "ünïcode/路径/🙂",
+    "new\nline\ttab",
+]
+
+
+def test_texts_ids_and_times_round_trip_through_arrays(pg_url: str) -> None:
+    engine = sa.create_engine(pg_url)
+    base = datetime(2026, 11, 26, 1, 2, 3, 456789)
+    times = [base, base + timedelta(microseconds=1), datetime(1999, 12, 31, 23, 59, 59)]
+    try:
+        with engine.connect() as conn:
+            got_texts = conn.execute(sa.select(unnest_texts([*AWKWARD, None]))).scalars().all()
+            assert got_texts == [*AWKWARD, None]
+            ids = [0, 1, -5, 2**62, 42]
+            assert conn.execute(sa.select(unnest_ids(ids))).scalars().all() == ids
+            aware = [t.replace(tzinfo=UTC) for t in times[:2]] + times[2:]
+            assert conn.execute(sa.select(unnest_times(aware))).scalars().all() == times
+            rows = sa.select(unnest_texts(AWKWARD).label("w")).subquery()
+            chosen = AWKWARD[::2]
+            picked = conn.execute(
+                sa.select(rows.c.w).where(among(rows.c.w, chosen, postgres=True))
+            ).scalars()
+            assert sorted(picked) == sorted(chosen)
+            numbers = sa.select(sa.func.generate_series(1, 10).label("n")).subquery()
+            odd = conn.execute(
+                sa.select(numbers.c.n).where(among(numbers.c.n, [1, 3, 5, 99], postgres=True))
+            ).scalars()
+            assert sorted(odd) == [1, 3, 5]
+    finally:
+        engine.dispose()
