@@ -85,9 +85,11 @@ def copy_hashing(
     return DownloadResult(md5=md5.hexdigest(), size=size)
 
 
-def hash_only(chunks: Iterable[bytes | memoryview]) -> DownloadResult:
+def hash_only(
+    chunks: Iterable[bytes | memoryview], progress: Progress | None = None
+) -> DownloadResult:
     """md5 and size of `chunks`, which are read and dropped (checking, not copying)."""
-    return copy_hashing(chunks, _Sink())
+    return copy_hashing(chunks, _Sink(), progress)
 
 
 class _Sink:

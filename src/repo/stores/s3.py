@@ -52,10 +52,13 @@ from __future__ import annotations
 import base64
 import builtins
 import contextlib
+import fcntl
 import hashlib
+import io
 import itertools
 import logging
 import os
+import stat
 import threading
 import time
 from collections import deque
@@ -422,9 +425,21 @@ class S3Store:
         size = int(result.meta["size"])
         if size <= RANGE_THRESHOLD:
             return copy_hashing(self._stream(result, key), out, progress)
-        return copy_hashing(self._ranges(result, key, size), out, progress)
+        fd = _plain_file(out)
+        if fd is None:
+            return copy_hashing(self._ranges(result, key, size), out, progress)
+        # A file: each range is written at its place by the thread that fetched it, in
+        # parallel with the one md5 pass here (which only reads).
+        assert isinstance(out, io.BufferedWriter | io.FileIO)
+        out.flush()
+        base = out.tell()
+        got = hash_only(self._ranges(result, key, size, into=(fd, base)), progress)
+        out.seek(base + got.size)
+        return got
 
-    def _ranges(self, result: Any, key: str, size: int) -> Iterator[bytes | memoryview]:
+    def _ranges(
+        self, result: Any, key: str, size: int, into: tuple[int, int] | None = None
+    ) -> Iterator[bytes | memoryview]:
         """A large object in order, fetched as parallel ranged GETs (one TCP stream
         rarely fills a fast link). The first `RANGE_PART` bytes come from the response
         already open while the next ranges are fetched, `RANGE_CONCURRENCY` at a time;
@@ -434,6 +449,9 @@ class S3Store:
         Ranges land in a fixed set of reused buffers (a buffer goes back to the pool
         when the caller asks for the next piece, having written this one), so memory
         stays at `RANGE_CONCURRENCY` parts whatever the object's size.
+
+        With `into` (a file descriptor and the offset the object starts at), every piece
+        is also written there, at its place, before it is handed on.
         """
         stream = self._stream(result, key)
         pool = ThreadPoolExecutor(RANGE_CONCURRENCY, thread_name_prefix="repo-range")
@@ -441,9 +459,15 @@ class S3Store:
         pending: deque[tuple[bytearray, Future[int]]] = deque()
         starts = iter(range(RANGE_PART, size, RANGE_PART))
 
+        def fetch(start: int, buf: bytearray) -> int:
+            got = self._range_into(key, start, size, buf)
+            if into is not None:
+                _write_at(into[0], memoryview(buf)[:got], into[1] + start)
+            return got
+
         def submit(start: int) -> None:
             buf = free.pop()
-            pending.append((buf, pool.submit(self._range_into, key, start, size, buf)))
+            pending.append((buf, pool.submit(fetch, start, buf)))
 
         try:
             for start in itertools.islice(starts, RANGE_CONCURRENCY):
@@ -451,6 +475,8 @@ class S3Store:
             done = 0
             for chunk in stream:
                 take = min(len(chunk), RANGE_PART - done)
+                if into is not None:
+                    _write_at(into[0], memoryview(chunk)[:take], into[1] + done)
                 yield chunk[:take]
                 done += take
                 if done >= RANGE_PART:
@@ -741,3 +767,23 @@ def _transient(exc: BaseException) -> bool:
         sign in text
         for sign in ("error sending request", "body error", "connection", "timed out", "timeout")
     )
+
+
+def _plain_file(out: Writable) -> int | None:
+    """The descriptor of `out` if it is a regular file we may write at offsets (not a
+    pipe, not opened for appending), else None."""
+    if not isinstance(out, io.BufferedWriter | io.FileIO):
+        return None
+    try:
+        fd = out.fileno()
+        plain = stat.S_ISREG(os.fstat(fd).st_mode) and out.seekable()
+        appending = fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_APPEND
+    except (OSError, ValueError):
+        return None
+    return fd if plain and not appending else None
+
+
+def _write_at(fd: int, data: memoryview, offset: int) -> None:
+    while data:
+        written = os.pwrite(fd, data, offset)
+        data, offset = data[written:], offset + written
