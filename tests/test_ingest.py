@@ -968,3 +968,15 @@ def test_save_as_over_a_directory_is_a_repo_error(sqlite_repo: repo.Repo, tmp_pa
     with pytest.raises(repo.RepoError):
         rf.save_as(tmp_path / "out", overwrite=True)
     assert os.listdir(tmp_path / "out") == ["x.txt"]  # and no temporary file left
+
+
+@pytest.mark.parametrize("keep_cached", [None, False, True])
+def test_a_stream_is_cached_unless_asked_not_to_be(
+    local_repo: repo.Repo, keep_cached: bool | None
+) -> None:
+    data = b"streamed\n" * 100
+    rf = local_repo.add("s.log", io.BytesIO(data), publish=True, keep_cached=keep_cached)
+    local_repo.commit()
+    assert local_repo.cache.cache_path(rf.key).exists() == (keep_cached is not False)
+    assert rf.read_bytes() == data
+    assert _stored_bytes(local_repo, rf) == data

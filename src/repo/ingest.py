@@ -104,7 +104,7 @@ def add_one(
     period: str | None = None,
     publish: bool = False,
     progress: Progress | None = None,
-    keep_cached: bool = False,
+    keep_cached: bool | None = None,
 ) -> RepoFile:
     path = validate_path(path, key_prefix=repo.store.key_prefix)
     names = _tags_for(tags, when, period)
@@ -120,6 +120,8 @@ def add_one(
         _discard_staging(incoming)
         raise
     rf.upload(progress=progress)
+    if keep_cached is False:
+        repo.cache.evict(rf.key)  # asked for no copy: the private one goes
     if names:
         rf.tag(*names)
     if publish:

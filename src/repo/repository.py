@@ -269,7 +269,7 @@ class Repo:
         period: str | None = None,
         publish: bool = False,
         progress: Progress | None = None,
-        keep_cached: bool = False,
+        keep_cached: bool | None = None,
     ) -> RepoFile:
         """A new version of `path` with the content of a local file or a binary stream.
 
@@ -278,7 +278,8 @@ class Repo:
 
         A local file is sent from where it is, read once, and no copy of it is kept in
         this host's cache (it is on this host already) unless `keep_cached` is true. A
-        stream is taken into a private file first and that copy is kept in the cache.
+        stream is taken into a private file first, and that copy is kept in the cache
+        unless `keep_cached` is false.
         """
         return add_one(
             self,

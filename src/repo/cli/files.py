@@ -38,8 +38,9 @@ def _when(date_text: str | None) -> datetime | None:
 @click.option(
     "--cache/--no-cache",
     "keep_cached",
-    default=False,
-    help="Also keep a copy in this host's cache (default: no, the files are here already).",
+    default=None,
+    help="Keep a copy in this host's cache (default: only of standard input; files are "
+    "here already).",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the new versions as JSON.")
 @pass_app
@@ -54,7 +55,7 @@ def add(
     recursive: bool,
     prefix: str,
     workers: int,
-    keep_cached: bool,
+    keep_cached: bool | None,
     as_json: bool,
 ) -> None:
     """Add a new version of PATH from SOURCE (a local file, or - for standard input).
@@ -85,7 +86,7 @@ def add(
                     publish=publish,
                     workers=workers,
                     progress=bar,
-                    keep_cached=keep_cached,
+                    keep_cached=bool(keep_cached),
                 )
             finally:
                 bar.close()
