@@ -111,9 +111,11 @@ def _as(config: dict[str, str], url: str, tmp_path: Path, host: str) -> dict[str
 
 def _populate(config: dict[str, Any]) -> dict[str, int]:
     with repo.Repo(config) as r:
-        r.add("reports/a.csv", _src(config, b"a1"), tags=["sales"], publish=True)
-        current = r.add("reports/a.csv", _src(config, b"a2"), tags=["sales"], publish=True)
-        draft = r.add("drafts/b.csv", _src(config, b"b"))
+        r.add("reports/a.csv", _src(config, b"a1"), tags=["sales"], publish=True, keep_cached=True)
+        current = r.add(
+            "reports/a.csv", _src(config, b"a2"), tags=["sales"], publish=True, keep_cached=True
+        )
+        draft = r.add("drafts/b.csv", _src(config, b"b"), keep_cached=True)
         return {"current": current.file_id, "draft": draft.file_id}
 
 
@@ -190,7 +192,9 @@ def test_read_write_user_does_the_daily_work_but_no_ddl(
     _populate(owner_config)
     writer = _as(owner_config, new_user("writer_x", roles.read_write), tmp_path, "rw-host")
     with repo.Repo({**writer, "expired_ttl_seconds": 0, "backups_before_purge": 0}) as r:
-        rf = r.add("reports/c.csv", _src(writer, b"c"), tags=["new"], publish=True)
+        rf = r.add(
+            "reports/c.csv", _src(writer, b"c"), tags=["new"], publish=True, keep_cached=True
+        )
         rf.tag_path("team=ops")
         r.commit()
         r.current("reports/a.csv").expire()

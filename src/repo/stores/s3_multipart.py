@@ -69,8 +69,10 @@ def put_multipart(
         # is unknown to us, but the key is ours alone, so any other upload to it is it.
         _abort_others(client, store.bucket, key, upload_id)
     whole = hashlib.md5()
-    futures: list[Future[tuple[dict[str, Any], bytes]]] = []
-    part_md5s: list[bytes] = []
+    futures: list[Future[dict[str, Any]]] = []
+    # Each part's md5 by number, noted before the part is sent (a failed part's too: an
+    # earlier attempt that completed is recognised by all of them).
+    digests: dict[int, bytes] = {}
     size = 0
     read_all = False
     # Bounded memory: parts are read into at most PART_CONCURRENCY buffers that are reused,
@@ -78,11 +80,11 @@ def put_multipart(
     # (which glibc would keep around, growing the process with the file).
     buffers = _BufferPool(PART_CONCURRENCY, store.part_size)
 
-    def send(number: int, body: bytearray) -> tuple[dict[str, Any], bytes]:
+    def send(number: int, body: bytearray) -> dict[str, Any]:
         try:
             # Hashed here, in parallel with the other parts and with the reader's
             # whole-file md5 (hashlib lets go of the GIL).
-            digest = hashlib.md5(body).digest()
+            digest = digests[number] = hashlib.md5(body).digest()
             resp = client.upload_part(
                 Bucket=store.bucket,
                 Key=key,
@@ -97,7 +99,7 @@ def put_multipart(
         if store.etag_is_md5 and not etag_matches(resp.get("ETag"), digest.hex()):
             raise VerificationError(f"part {number} of {key!r} failed verification")
         report(length)
-        return {"PartNumber": number, "ETag": resp["ETag"]}, digest
+        return {"PartNumber": number, "ETag": resp["ETag"]}
 
     try:
         with ThreadPoolExecutor(PART_CONCURRENCY, thread_name_prefix="repo-part") as pool:
@@ -118,9 +120,7 @@ def put_multipart(
                     futures.append(pool.submit(send, number, body))
                     if any(f.done() and f.exception() for f in futures):
                         break
-            sent = [f.result() for f in futures]
-            parts = [part for part, _ in sent]
-            part_md5s = [digest for _, digest in sent]
+            parts = [f.result() for f in futures]
         done = client.complete_multipart_upload(
             Bucket=store.bucket,
             Key=key,
@@ -129,8 +129,7 @@ def put_multipart(
             IfNoneMatch="*",
         )
     except BaseException as exc:
-        if not part_md5s:
-            part_md5s = _digests(futures)
+        part_md5s = [digests.get(n, b"") for n in range(1, len(futures) + 1)]
         completed = (
             isinstance(exc, Exception)
             and not isinstance(exc, RepoError)
@@ -151,6 +150,7 @@ def put_multipart(
             raise
         raise store.translate(exc, key, writing=True) from exc
     md5 = whole.hexdigest()
+    part_md5s = [digests[n] for n in range(1, len(futures) + 1)]
     etag = done.get("ETag")
     info = store.head(key)
     if info.size != size or not (
@@ -165,12 +165,6 @@ def put_multipart(
             hint="retry; if it persists, the server or a proxy is corrupting data",
         )
     return PutResult(key=key, md5=md5, size=size, etag=normalize_etag(etag), multipart=True)
-
-
-def _digests(futures: list[Future[tuple[dict[str, Any], bytes]]]) -> list[bytes]:
-    """The parts' md5s if every part went up, else none (the object cannot be ours)."""
-    ok = all(f.done() and not f.cancelled() and f.exception() is None for f in futures)
-    return [f.result()[1] for f in futures] if ok else []
 
 
 class _SerialProgress:
