@@ -6,6 +6,7 @@ import hashlib
 import io
 import json
 import os
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ from conftest import CliRun
 from harness.proxy import FaultProxy
 from harness.s3servers import S3Server
 from repo import ConflictError, StateError, UsageError, VerificationError
+from repo.cache import USED_RESOLUTION_SECONDS
 
 
 def _content(i: int) -> bytes:
@@ -87,6 +89,15 @@ def test_a_warm_fetch_writes_nothing_to_the_catalog(
         engine = r.catalog.db.engine
         event.listen(engine, "before_cursor_execute", log)
         try:
+            assert r.fetch(found).cached == 8
+            assert seen == []
+            r.commit()
+            # Copies read less than a minute ago: the catalog's access times are as
+            # fresh as the copies' own, and nothing is written even at commit.
+            assert not any("file_hosts" in s for s in seen)
+            old = time.time() - 3 * USED_RESOLUTION_SECONDS
+            for rf in found:
+                os.utime(r.cache.cache_path(rf.key), (old, old))
             assert r.fetch(found).cached == 8
             assert seen == []  # hits: access times wait for the periodic flush
             r.commit()

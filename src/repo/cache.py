@@ -124,23 +124,30 @@ class LocalCache:
 
     def lookup(self, key: str, size: int | None) -> str | None:
         """The cached copy of `key` if present (and of the expected size)."""
+        return self.use(key, size)[0]
+
+    def use(self, key: str, size: int | None) -> tuple[str | None, bool]:
+        """`lookup`, and whether this read moved the copy's "last read" time on (it does
+        when that was more than `USED_RESOLUTION_SECONDS` ago): only then is the read
+        news for the catalog's bookkeeping."""
         path = self.cache_file(key)
         try:
             st = os.stat(path)
         except FileNotFoundError:
-            return None
+            return None, False
         if size is not None and st.st_size != size:
             # Truncated or damaged: never serve it; the next download replaces it.
             with contextlib.suppress(OSError):
                 os.unlink(path)
-            return None
+            return None, False
         # The modification time is the cache's "last used" (for eviction): one cheap
         # system call, no catalog write; skipped while it is recent anyway, so a batch
         # of warm reads writes no metadata.
-        if time.time() - st.st_mtime > USED_RESOLUTION_SECONDS:
-            with contextlib.suppress(OSError):
-                os.utime(path)
-        return path
+        if time.time() - st.st_mtime <= USED_RESOLUTION_SECONDS:
+            return path, False
+        with contextlib.suppress(OSError):
+            os.utime(path)
+        return path, True
 
     def evict(self, key: str) -> bool:
         """Remove the cached copy of `key` (open readers keep theirs); True if it was there."""

@@ -73,9 +73,11 @@ def fetch_many(
     now = datetime.now(UTC)
     for rf in chosen:
         rec = rf._rec
-        if repo.cache.lookup(rec.key, rec.size) is not None:
+        hit, news = repo.cache.use(rec.key, rec.size)
+        if hit is not None:
             report.cached += 1
-            repo._note_copy(rec.file_id, fresh=False, key=rec.key, flush=False, when=now)
+            if news:  # else the catalog's last access is less than a minute old too
+                repo._note_copy(rec.file_id, fresh=False, key=rec.key, flush=False, when=now)
         else:
             missing.append(rec)
     if progress is not None:

@@ -574,10 +574,11 @@ class Repo:
         return None
 
     def _hit(self, record: FileRecord) -> Path | None:
-        hit = self.cache.lookup(record.key, record.size)
+        hit, news = self.cache.use(record.key, record.size)
         if hit is None:
             return None
-        self._note_copy(record.file_id, fresh=False, key=record.key)
+        if news:  # else the catalog's last access is less than a minute old too
+            self._note_copy(record.file_id, fresh=False, key=record.key)
         return Path(hit)
 
     def _download(
