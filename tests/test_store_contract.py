@@ -326,6 +326,7 @@ def test_a_large_object_downloads_in_parallel_ranges_in_order(
 
     monkeypatch.setattr(s3_module, "RANGE_THRESHOLD", 1024 * 1024)
     monkeypatch.setattr(s3_module, "RANGE_PART", 256 * 1024)
+    monkeypatch.setattr(s3_module, "FILE_RANGE_PART", 512 * 1024)
     monkeypatch.setattr(s3_module, "STREAM_CHUNK", 64 * 1024)
     data = os.urandom(3 * 1024 * 1024 + 12_345)  # ranges, and a short last one
     key = store.key_prefix + "data/big/ranged.bin~t1"

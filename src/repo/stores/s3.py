@@ -104,6 +104,10 @@ STREAM_CHUNK = 4 * 1024 * 1024
 #: Objects above this size download as parallel ranged GETs (`S3Store._ranges`).
 RANGE_THRESHOLD = 32 * 1024 * 1024
 RANGE_PART = 4 * 1024 * 1024
+#: Ranges into a file are larger: fewer requests (each costs boto3 milliseconds of CPU),
+#: at 32 MiB of buffers; a stream keeps to `RANGE_PART` (its reader's memory is bounded).
+FILE_RANGE_PART = 8 * 1024 * 1024
+BOTO_READ_PIECE = 1024 * 1024
 RANGE_CONCURRENCY = 4
 DELETE_BATCH = 1000
 READ_TIMEOUT_SECONDS = 60
@@ -441,8 +445,9 @@ class S3Store:
         self, result: Any, key: str, size: int, into: tuple[int, int] | None = None
     ) -> Iterator[bytes | memoryview]:
         """A large object in order, fetched as parallel ranged GETs (one TCP stream
-        rarely fills a fast link). The first `RANGE_PART` bytes come from the response
-        already open while the next ranges are fetched, `RANGE_CONCURRENCY` at a time;
+        rarely fills a fast link). The first part (`RANGE_PART` bytes, or
+        `FILE_RANGE_PART` into a file) comes from the response already open while the
+        next ranges are fetched, `RANGE_CONCURRENCY` at a time;
         each is handed on, in order, to the caller's single hashing pass. Objects are
         never overwritten, so the ranges cannot mix two versions.
 
@@ -455,9 +460,10 @@ class S3Store:
         """
         stream = self._stream(result, key)
         pool = ThreadPoolExecutor(RANGE_CONCURRENCY, thread_name_prefix="repo-range")
-        free = [bytearray(RANGE_PART) for _ in range(RANGE_CONCURRENCY)]
+        part = RANGE_PART if into is None else FILE_RANGE_PART
+        free = [bytearray(part) for _ in range(RANGE_CONCURRENCY)]
         pending: deque[tuple[bytearray, Future[int]]] = deque()
-        starts = iter(range(RANGE_PART, size, RANGE_PART))
+        starts = iter(range(part, size, part))
 
         def fetch(start: int, buf: bytearray) -> int:
             got = self._range_into(key, start, size, buf)
@@ -474,12 +480,12 @@ class S3Store:
                 submit(start)
             done = 0
             for chunk in stream:
-                take = min(len(chunk), RANGE_PART - done)
+                take = min(len(chunk), part - done)
                 if into is not None:
                     _write_at(into[0], memoryview(chunk)[:take], into[1] + done)
                 yield chunk[:take]
                 done += take
-                if done >= RANGE_PART:
+                if done >= part:
                     break
             stream.close()  # the rest comes as ranges
             while pending:
@@ -493,8 +499,8 @@ class S3Store:
             pool.shutdown(wait=True, cancel_futures=True)
 
     def _range_into(self, key: str, start: int, size: int, buf: bytearray) -> int:
-        """Fetch bytes [start, start + RANGE_PART) of `key` into `buf`; their length."""
-        end = min(start + RANGE_PART, size)
+        """Fetch bytes [start, start + len(buf)) of `key` into `buf`; their length."""
+        end = min(start + len(buf), size)
         try:
             if self._ranges_by_boto:
                 got = self._boto_range_into(key, start, end, buf)
@@ -537,7 +543,10 @@ class S3Store:
         got = 0
         with contextlib.closing(answer["Body"]) as body:
             while got < len(view):
-                n = body.readinto(view[got:]) or 0
+                # In pieces: urllib3's readinto reads into a new buffer of the size
+                # asked for and copies it over, so a whole range at once would double
+                # the memory (and the page faults) of every range in flight.
+                n = body.readinto(view[got : got + BOTO_READ_PIECE]) or 0
                 if not n:
                     break
                 got += n
