@@ -16,7 +16,7 @@ each against a baseline measured in the same run:
 * gc: ``Repo.gc()`` purging expired versions whose objects live in ``rclone serve s3``
   against boto3 ``delete_objects`` (1,000 keys a request) of as many fresh objects.
 
-Usage: .venv/bin/python bench/catalog_scale.py [--files N] [--quick] [--no-write]
+Usage: .venv/bin/python bench/catalog_scale.py [--files N] [--quick] [--no-write] [--only gc]
 """
 
 from __future__ import annotations
@@ -609,6 +609,37 @@ def verdict(ok: bool) -> str:
     return "met" if ok else "**not met**"
 
 
+def gc_section(gc: GcResult) -> tuple[list[str], str]:
+    """Section 7's lines, and its row of the summary table."""
+    ours_rate, base_rate = gc.rate(gc.ours), gc.rate(gc.base)
+    gc_ratio = ours_rate / base_rate
+    lines = [
+        "### 7. Garbage collection",
+        "",
+        "| step | objects | objects/s | s per round |",
+        "|---|--:|--:|--:|",
+        f"| `Repo.gc()` purging expired versions (ours) | {gc.objects:,} | {ours_rate:,.0f} "
+        f"| {' / '.join(f'{w:.1f}' for w in gc.ours)} |",
+        f"| boto3 `delete_objects`, {DELETE_BATCH:,} keys a request (baseline) | "
+        f"{gc.objects:,} | {base_rate:,.0f} | {' / '.join(f'{w:.1f}' for w in gc.base)} |",
+        "",
+        f"- ours / baseline = {gc_ratio:.2f} "
+        f"(target >= {GC_RATIO}: {verdict(gc_ratio >= GC_RATIO)}).",
+        f"- {len(gc.ours)} rounds, each with fresh objects ({GC_OBJECT_SIZE} bytes) in "
+        "`rclone serve s3` on 127.0.0.1, uploaded with obstore in "
+        f"{UPLOAD_THREADS} threads, and for ours catalog rows expired 30 days ago, with "
+        "`backups_before_purge=0` and `expired_ttl_seconds=0`, in a catalog of their own "
+        f"(setup took {gc.upload_s:.0f} s, not measured). Objects left under the data and "
+        f"baseline prefixes afterwards: {gc.left}.",
+        "",
+    ]
+    row = (
+        f"| 7. gc purge | {ours_rate:,.0f} objects/s | {base_rate:,.0f} objects/s "
+        f"| {gc_ratio:.2f} | >= 0.8 | {verdict(gc_ratio >= GC_RATIO)} |"
+    )
+    return lines, row
+
+
 def report(
     cats: Catalogs,
     n: int,
@@ -746,33 +777,9 @@ def report(
         f"- {plot_note}",
         "",
     ]
-    # 7. gc
-    ours_rate, base_rate = gc.rate(gc.ours), gc.rate(gc.base)
-    gc_ratio = ours_rate / base_rate
-    lines += [
-        "### 7. Garbage collection",
-        "",
-        "| step | objects | objects/s | s per round |",
-        "|---|--:|--:|--:|",
-        f"| `Repo.gc()` purging expired versions (ours) | {gc.objects:,} | {ours_rate:,.0f} "
-        f"| {' / '.join(f'{w:.1f}' for w in gc.ours)} |",
-        f"| boto3 `delete_objects`, {DELETE_BATCH:,} keys a request (baseline) | "
-        f"{gc.objects:,} | {base_rate:,.0f} | {' / '.join(f'{w:.1f}' for w in gc.base)} |",
-        "",
-        f"- ours / baseline = {gc_ratio:.2f} "
-        f"(target >= {GC_RATIO}: {verdict(gc_ratio >= GC_RATIO)}).",
-        f"- {len(gc.ours)} rounds, each with fresh objects ({GC_OBJECT_SIZE} bytes) in "
-        "`rclone serve s3` on 127.0.0.1, uploaded with obstore in "
-        f"{UPLOAD_THREADS} threads, and for ours catalog rows expired 30 days ago, with "
-        "`backups_before_purge=0` and `expired_ttl_seconds=0`, in a catalog of their own "
-        f"(setup took {gc.upload_s:.0f} s, not measured). Objects left under the data and "
-        f"baseline prefixes afterwards: {gc.left}.",
-        "",
-    ]
-    summary.append(
-        f"| 7. gc purge | {ours_rate:,.0f} objects/s | {base_rate:,.0f} objects/s "
-        f"| {gc_ratio:.2f} | >= 0.8 | {verdict(gc_ratio >= GC_RATIO)} |"
-    )
+    gc_lines, gc_row = gc_section(gc)
+    lines += gc_lines
+    summary.append(gc_row)
     lines += ["### Summary", "", *summary, ""]
     return "\n".join(lines) + "\n", summary
 
@@ -814,7 +821,11 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
                         help=f"{QUICK_FILES:,} files, fewer repeats (~3 minutes)")  # fmt: skip
     parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT, help="results file")
     parser.add_argument("--no-write", action="store_true", help="print only; keep the files")
+    parser.add_argument("--only", choices=["gc"], default=None,
+                        help="run only this section and print it (nothing is written)")  # fmt: skip
     args = parser.parse_args(argv)
+    if args.only:
+        args.no_write = True
     if args.files is None:
         args.files = QUICK_FILES if args.quick else TARGET_FILES
     if not 1000 <= args.files <= 50_000_000:
@@ -833,6 +844,16 @@ def main(argv: Sequence[str]) -> int:
     sizes = sizes_for(n)
     server = PostgresServer()
     server.start()
+    if args.only == "gc":
+        try:
+            with tempfile.TemporaryDirectory(prefix="repo-bench-") as tmp_name:
+                log(f"gc: {gc_objects:,} objects")
+                gc = measure_gc(server, Path(tmp_name), gc_objects, 2)
+        finally:
+            server.stop()
+        lines, row = gc_section(gc)
+        print("\n".join([f"code: {code}", "", *lines, row]))
+        return 0 if not gc.left else 1
     try:
         with tempfile.TemporaryDirectory(prefix="repo-bench-") as tmp_name:
             tmp = Path(tmp_name)

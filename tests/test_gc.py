@@ -870,8 +870,12 @@ def test_versions_with_unusual_keys_are_purged_and_never_mistaken_for_orphans(
 def test_gc_works_through_many_batches(
     local_config: dict[str, str], open_repo: Callable[..., Repo], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # Small batches, so several claim/delete/forget rounds and orphan look-ups run.
-    monkeypatch.setattr("repo.gc.PURGE_BATCH", 2)
+    # Small batches, so several claim/delete/forget rounds and orphan look-ups run, and
+    # deletions finish while later claims are made.
+    monkeypatch.setattr("repo.gc.CLAIM_BATCH", 3)
+    monkeypatch.setattr("repo.gc.DELETE_BATCH", 1)
+    monkeypatch.setattr("repo.gc.FORGET_BATCH", 2)
+    monkeypatch.setattr("repo.gc.ORPHAN_BATCH", 2)
     r = open_repo(local_config, unpublished_ttl_seconds=0, orphan_grace_seconds=0)
     drafts = [r.add_file(f"d/{i}.bin").touch(b"d" * i).upload() for i in range(5)]
     current = [r.add_file(f"p/{i}.bin").touch(b"p").publish() for i in range(3)]

@@ -4,12 +4,16 @@ backups have seen, and orphaned objects, without ever touching published data.
 A purge runs in three committed steps per batch: claim the rows (a conditional update
 that re-checks the rules, so a concurrent publish either wins the row or finds it
 claimed), delete the objects, delete the rows. A run interrupted anywhere leaves claimed
-rows that the next run finishes first; deleting an object twice is harmless. Orphans
-(objects no row refers to, e.g. from a process that died before commit) are only
-considered once older than the grace period, so uploads in flight are never touched; the
-same pass removes the store's leftovers of cut-off writes (the file store's temp files,
-S3's incomplete multipart uploads) started before the grace period. Every run also
-removes this host's staging copies and partial downloads nobody needs any more.
+rows that the next run finishes first; deleting an object twice is harmless. The steps
+overlap (see `_Purger`): worker threads delete the objects of claimed batches while the
+calling thread, the only one that talks to the catalog, claims the next batch and
+forgets the rows of objects already gone.
+
+Orphans (objects no row refers to, e.g. from a process that died before commit) are
+only considered once older than the grace period, so uploads in flight are never
+touched; the same pass removes the store's leftovers of cut-off writes (the file store's
+temp files, S3's incomplete multipart uploads) started before the grace period. Every
+run also removes this host's staging copies and partial downloads nobody needs any more.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator, Sequence
 from collections.abc import Set as AbstractSet
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
@@ -24,7 +29,7 @@ from typing import TYPE_CHECKING
 from .catalog import FileRecord
 from .errors import UsageError
 from .paths import DATA_PREFIX, TOKEN_LENGTH, token_time
-from .stores.base import ObjectInfo
+from .stores.base import ObjectInfo, Store
 
 if TYPE_CHECKING:
     from .repository import Repo
@@ -33,8 +38,16 @@ __all__ = ["GcCategory", "GcReport", "collect_garbage"]
 
 logger = logging.getLogger(__name__)
 
-#: Versions claimed and purged per round (one claim, one DeleteObjects, one row delete).
-PURGE_BATCH = 1000
+#: Versions claimed per catalog transaction (one claim statement, one journal entry).
+CLAIM_BATCH = 5000
+#: Keys per deletion request (S3's DeleteObjects takes at most 1000).
+DELETE_BATCH = 1000
+#: Deletion requests in flight at once; each waits mostly on the store.
+DELETE_THREADS = 4
+#: Versions whose rows are deleted per catalog transaction, once their objects are gone.
+FORGET_BATCH = 5000
+#: Store keys looked up in the catalog at a time when looking for orphans.
+ORPHAN_BATCH = 1000
 
 
 @dataclass
@@ -94,32 +107,27 @@ def collect_garbage(
 
         leftover = catalog.claimed()
         catalog.rollback()
-        for batch in _batches(leftover, PURGE_BATCH):
-            if not dry_run:
-                _purge(repo, batch)
-            for rec in batch:
-                report.resumed.add(rec.key, rec.size)
-
         candidates = catalog.purge_candidates(
             unpublished_before=unpublished_before, expired_before=expired_before
         )
         waiting = catalog.count_waiting_for_backups(expired_before=ttl_cutoff)[0]
         catalog.rollback()
-        for batch in _batches(candidates, PURGE_BATCH):
-            if dry_run:
-                chosen = batch
-            else:
-                chosen = catalog.claim_for_purge(
-                    [r.file_id for r in batch],
-                    now=now,
-                    unpublished_before=unpublished_before,
-                    expired_before=expired_before,
-                )
-                catalog.commit()  # claimed: from here on nobody can publish these
-                _purge(repo, chosen)
-            for rec in chosen:
-                target = report.unpublished if rec.state == "unpublished" else report.expired
-                target.add(rec.key, rec.size)
+        for rec in leftover:
+            report.resumed.add(rec.key, rec.size)
+        if dry_run:
+            chosen: Sequence[FileRecord] = candidates
+        else:
+            chosen = _purge(
+                repo,
+                leftover,
+                candidates,
+                now=now,
+                unpublished_before=unpublished_before,
+                expired_before=expired_before,
+            )
+        for rec in chosen:
+            target = report.unpublished if rec.state == "unpublished" else report.expired
+            target.add(rec.key, rec.size)
         report.waiting_for_backups = waiting - report.expired.count
 
         if orphans:
@@ -165,17 +173,103 @@ def _batches(items: Sequence[FileRecord], size: int) -> Iterator[Sequence[FileRe
         yield items[i : i + size]
 
 
-def _purge(repo: Repo, claimed: Sequence[FileRecord]) -> None:
-    """Delete the objects of claimed versions, then their rows (each step committed)."""
-    by_bucket: dict[str, list[str]] = {}
-    for rec in claimed:
-        by_bucket.setdefault(rec.bucket, []).append(rec.key)
-    for bucket, keys in by_bucket.items():
-        repo._store_for(bucket).delete_many(keys)
-    for rec in claimed:
-        repo.cache.evict(rec.key)
-    repo.catalog.forget_files([r.file_id for r in claimed])
-    repo.catalog.commit()
+def _purge(
+    repo: Repo,
+    leftover: Sequence[FileRecord],
+    candidates: Sequence[FileRecord],
+    *,
+    now: datetime,
+    unpublished_before: datetime,
+    expired_before: datetime | None,
+) -> list[FileRecord]:
+    """Finish the `leftover` claims, then claim and purge the `candidates` the rules still
+    allow; returns those claimed (in id order)."""
+    chosen: list[FileRecord] = []
+    purger = _Purger(repo)
+    try:
+        purger.delete(leftover)
+        for batch in _batches(candidates, CLAIM_BATCH):
+            claimed = repo.catalog.claim_for_purge(
+                [r.file_id for r in batch],
+                now=now,
+                unpublished_before=unpublished_before,
+                expired_before=expired_before,
+            )
+            repo.catalog.commit()  # claimed: from here on nobody can publish these
+            purger.delete(claimed)
+            chosen += claimed
+        purger.finish()
+    finally:
+        purger.close()
+    return chosen
+
+
+class _Purger:
+    """Deletes the objects of committed claims in worker threads, and their rows.
+
+    The catalog connection is not thread-safe: only the calling thread touches it. The
+    workers delete objects (one request per `DELETE_BATCH` keys) and evict cached
+    copies; the calling thread deletes the rows of versions whose objects are gone, in
+    transactions of `FORGET_BATCH`, while it is not claiming. A row is deleted only
+    after its object; if a deletion fails the rows it did not reach stay claimed, for
+    the next run to finish.
+    """
+
+    def __init__(self, repo: Repo) -> None:
+        self.repo = repo
+        self.pool = ThreadPoolExecutor(DELETE_THREADS, thread_name_prefix="repo-gc")
+        self.pending: set[Future[list[int]]] = set()
+        #: Versions whose objects are gone and whose rows are still there.
+        self.gone: list[int] = []
+
+    def delete(self, claimed: Sequence[FileRecord]) -> None:
+        """Queue the deletion of these claimed versions' objects (the claim committed)."""
+        for part in _batches(claimed, DELETE_BATCH):
+            by_bucket: dict[str, list[str]] = {}
+            for rec in part:
+                by_bucket.setdefault(rec.bucket, []).append(rec.key)
+            work = [(self.repo._store_for(bucket), keys) for bucket, keys in by_bucket.items()]
+            ids = [rec.file_id for rec in part]
+            # A bounded queue: claims run ahead of deletions by a few requests at most.
+            while len(self.pending) >= 2 * DELETE_THREADS:
+                self._collect(block=True)
+            self.pending.add(self.pool.submit(self._delete, work, ids))
+        self._collect(block=False)
+
+    def _delete(self, work: list[tuple[Store, list[str]]], ids: list[int]) -> list[int]:
+        for store, keys in work:
+            store.delete_many(keys)
+            for key in keys:
+                self.repo.cache.evict(key)
+        return ids
+
+    def _collect(self, *, block: bool) -> None:
+        """Note finished deletions (raising the first failure); forget a full batch."""
+        if self.pending:
+            done, rest = wait(self.pending, None if block else 0, FIRST_COMPLETED)
+            self.pending = set(rest)
+            for future in done:
+                self.gone += future.result()
+        if len(self.gone) >= FORGET_BATCH:
+            self._forget()
+
+    def _forget(self) -> None:
+        if self.gone:
+            self.repo.catalog.forget_files(self.gone)
+            self.repo.catalog.commit()
+            self.gone = []
+
+    def finish(self) -> None:
+        """Wait for every deletion, then forget the rows of all the versions purged."""
+        while self.pending:
+            self._collect(block=True)
+        self._forget()
+
+    def close(self) -> None:
+        """Stop: deletions not started are dropped (their rows stay claimed)."""
+        for future in self.pending:
+            future.cancel()
+        self.pool.shutdown(wait=True)
 
 
 def _orphans(repo: Repo, older_than: datetime) -> Iterator[ObjectInfo]:
@@ -197,7 +291,7 @@ def _orphans(repo: Repo, older_than: datetime) -> Iterator[ObjectInfo]:
         if made is not None and made >= older_than:
             continue
         batch.append(info)
-        if len(batch) >= PURGE_BATCH:
+        if len(batch) >= ORPHAN_BATCH:
             yield from settle()
     if batch:
         yield from settle()

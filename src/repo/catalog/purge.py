@@ -146,8 +146,9 @@ class PurgeQueries(CatalogBase):
         with translate_errors("claiming files to purge"):
             conn = self.db.begin_write()
             pg = not self.db.is_sqlite
-            for i in range(0, len(file_ids), IN_BATCH):
-                chunk = list(file_ids[i : i + IN_BATCH])
+            step = self._id_step(file_ids)
+            for i in range(0, len(file_ids), step):
+                chunk = list(file_ids[i : i + step])
                 rule = self._purge_rule(unpublished_before, expired_before)
                 if pg:
                     # Lock in id order and pass over rows another session holds (a
@@ -195,8 +196,9 @@ class PurgeQueries(CatalogBase):
                 # keep that one row (claimed, object deleted) until a newer one exists.
                 top = conn.execute(select(func.max(files.c.file_id))).scalar()
                 file_ids = [f for f in file_ids if f != top]
-            for i in range(0, len(file_ids), IN_BATCH):
-                chunk = list(file_ids[i : i + IN_BATCH])
+            step = self._id_step(file_ids)
+            for i in range(0, len(file_ids), step):
+                chunk = list(file_ids[i : i + step])
                 claimed = select(files.c.file_id).where(
                     among(files.c.file_id, chunk, postgres=not self.db.is_sqlite),
                     files.c.purge_started_at.is_not(None),
@@ -215,6 +217,13 @@ class PurgeQueries(CatalogBase):
                 self._purged.update(purged)
                 gone += len(purged)
         return gone
+
+    def _id_step(self, file_ids: Sequence[int]) -> int:
+        """Ids per statement: all of them on PostgreSQL, where they travel as one array
+        parameter (see `among`); `IN_BATCH` on SQLite, whose IN lists grow."""
+        if self.db.is_sqlite:
+            return IN_BATCH
+        return max(len(file_ids), 1)
 
     def _sqlite_ids_never_reused(self, conn: Any) -> bool:
         sql = conn.execute(
@@ -268,7 +277,9 @@ class PurgeQueries(CatalogBase):
         if not file_ids:
             return []
         rows = self.db.conn.execute(
-            select_files().where(files.c.file_id.in_(file_ids)).order_by(files.c.file_id)
+            select_files()
+            .where(among(files.c.file_id, file_ids, postgres=not self.db.is_sqlite))
+            .order_by(files.c.file_id)
         )
         return [record(r) for r in rows]
 
