@@ -36,6 +36,7 @@ from repo import (
     UsageError,
     load_config,
 )
+from repo.cache import USED_RESOLUTION_SECONDS
 from repo.config import GC_DEFAULTS
 from repo.gc import GcCategory, GcReport
 from repo.paths import new_version_token
@@ -1003,7 +1004,10 @@ def test_commit_succeeds_when_gc_purges_a_version_whose_cache_use_is_being_recor
     b = open_repo(local_config)
     rf = a.add_file("read.txt").touch("read me").upload()
     a.commit()
-    assert rf.read_text() == "read me"  # a cache hit: its bookkeeping waits for commit
+    # Last read long enough ago that this hit is news: its bookkeeping waits for commit.
+    old = time.time() - 3 * USED_RESOLUTION_SECONDS
+    os.utime(a.cache.cache_path(rf.key), (old, old))
+    assert rf.read_text() == "read me"
     b.catalog.claim_for_purge(
         [rf.file_id],
         now=datetime.now(UTC),
