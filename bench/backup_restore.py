@@ -222,6 +222,14 @@ def populate(conninfo: str, n: int, bucket: str) -> dict[str, int]:
             + _draw_sql(offsets[-1], pools[-1])
             + " FROM paths ORDER BY path_id"
         )
+        # The derived tags of current versions, as `catalog.tag_index.rebuild` makes them.
+        conn.execute(
+            "INSERT INTO current_tags (tag_id, file_id)"
+            " SELECT ft.tag_id, ft.file_id FROM file_tags ft JOIN files f USING (file_id)"
+            "  WHERE f.state = 'published'"
+            " UNION SELECT pt.tag_id, f.file_id FROM path_tags pt JOIN files f USING (path_id)"
+            "  WHERE f.state = 'published'"
+        )
         # A verified copy of one version in seven, on one of the hosts.
         conn.execute(
             "INSERT INTO file_hosts (file_id, host_id, downloaded_at, last_access)"

@@ -237,10 +237,10 @@ def test_restore_brings_back_every_table_row_for_row(
 
     assert (report.backup, report.rejected, report.adopted) == (taken.name, [], [])
     assert report.journal_entries == 0
-    # The backup's own record is written after its snapshot.
-    assert report.rows == {t: len(rows) for t, rows in rows_without(before).items()} | {
-        "backups": 0
-    }
+    # The backup's own record is written after its snapshot; current_tags is not backed
+    # up but rebuilt, row for row.
+    loaded = {t: len(rows) for t, rows in rows_without(before).items() if t != "current_tags"}
+    assert report.rows == loaded | {"backups": 0}
     after = read_tables(repo_config)
     assert rows_without(after) == rows_without(before)
     # Restore records the backups it finds in the bucket: the same one, under a new id.

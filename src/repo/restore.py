@@ -274,6 +274,7 @@ def _load(
             rows = (r for r in rows if r["name"] not in ("schema_version", RESTORE_MARKER))
         report.rows[table.name] = catalog.load_table(table, rows)
     catalog.create_indexes(indexes)
+    catalog.rebuild_derived()  # not backed up: derived from the tables just loaded
     catalog.reset_sequences()
     catalog.commit()
 

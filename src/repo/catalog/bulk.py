@@ -5,10 +5,10 @@ tag, the publish with its locks and re-reads). A tree of small files would spend
 its time waiting on those round trips, so a batch of versions whose objects are already
 stored and verified is recorded in a fixed handful of statements, whatever its size:
 intern the paths and tags, lock the paths (publishing only), expire what they had
-current, insert the versions, tag them. The rules are the ones `Catalog.publish` keeps
-for a single version: one current version per path, publish times of a path only move
-forward, and publishers of a path take turns on its row lock (taken in path order, so
-two batches sharing paths cannot deadlock).
+current, insert the versions, tag them and, publishing, bring ``current_tags`` in step.
+The rules are the ones `Catalog.publish` keeps for a single version: one current version
+per path, publish times of a path only move forward, and publishers of a path take turns
+on its row lock (taken in path order, so two batches sharing paths cannot deadlock).
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import Connection, literal, select, update
 
 from ..errors import UsageError
+from . import tag_index
 from .base import IN_BATCH, CatalogBase
 from .connection import translate_errors
 from .lists import among, unnest_ids, unnest_texts
@@ -124,6 +125,9 @@ class BulkQueries(CatalogBase):
                         )
                         .on_conflict_do_nothing()
                     )
+            if publish:
+                tag_index.forget_versions(conn, superseded, not self.db.is_sqlite)
+                tag_index.derive(conn, list(ids.values()), not self.db.is_sqlite)
             self._touched_files.update(ids.values())
             self._touched_files.update(superseded)
             records = [

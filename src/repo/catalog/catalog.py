@@ -13,6 +13,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import Connection, bindparam, func, select, update
 
 from ..errors import NotFoundError, StateError
+from . import tag_index
 from .bulk import BulkQueries, NewVersion
 from .connection import translate_errors
 from .copies import CopyQueries
@@ -186,6 +187,9 @@ class Catalog(BulkQueries, TagQueries, CopyQueries, PurgeQueries, JournalQueries
             )
             if result.rowcount != 1:
                 raise _purged(self.get(file_id))
+            pg = not self.db.is_sqlite
+            tag_index.forget_versions(conn, superseded, pg)
+            tag_index.derive(conn, [file_id], pg)
             self._touched_files.update([file_id, *superseded])
             return self.get(file_id), superseded
 
@@ -207,6 +211,7 @@ class Catalog(BulkQueries, TagQueries, CopyQueries, PurgeQueries, JournalQueries
                 )
                 .values(state="expired", expired_at=when)
             )
+            tag_index.forget_versions(conn, [file_id], not self.db.is_sqlite)
             self._touched_files.add(file_id)
             return self._get_or_purged(file_id)
 

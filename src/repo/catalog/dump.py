@@ -16,6 +16,7 @@ from typing import Any
 
 from sqlalchemy import Table, delete, func, select, text
 
+from . import tag_index
 from .base import CatalogBase
 from .connection import translate_errors
 from .schema import (
@@ -34,7 +35,8 @@ from .schema import (
 
 __all__ = ["BACKUP_TABLES", "RESTORE_MARKER", "DumpQueries"]
 
-#: In the order they can be loaded (parents before children).
+#: In the order they can be loaded (parents before children). ``current_tags`` is not
+#: backed up: it is derived from these, and a restore rebuilds it (`rebuild_derived`).
 BACKUP_TABLES: tuple[Table, ...] = (
     repo_meta, hosts, paths, tags, files, file_tags, path_tags, file_hosts, backups,
 )  # fmt: skip
@@ -168,6 +170,16 @@ class DumpQueries(CatalogBase):
                     conn.execute(
                         text(f'ALTER TABLE "{table_name}" ADD CONSTRAINT "{name}" {definition}')
                     )
+
+    def rebuild_derived(self) -> int:
+        """Derive ``current_tags`` from the loaded tables (backups leave it out); returns
+        its row count."""
+        conn = self.db.begin_write()
+        with translate_errors("indexing the current files' tags"):
+            count = tag_index.rebuild(conn)
+            if not self.db.is_sqlite:
+                conn.execute(text("ANALYZE current_tags"))
+            return count
 
     def clear_identity(self) -> None:
         """Remove the identity rows of ``repo_meta`` (a restore loads the backup's)."""

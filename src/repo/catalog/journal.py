@@ -16,6 +16,7 @@ from typing import Any
 
 from sqlalchemy import delete, select
 
+from . import tag_index
 from .base import IN_BATCH, CatalogBase
 from .connection import translate_errors
 from .lists import among
@@ -108,8 +109,11 @@ class JournalQueries(CatalogBase):
             # Versions leaving "published" first, so that the one-current-version index
             # never sees two current versions of a path mid-entry.
             docs = sorted(entry.get("files", []), key=lambda d: d["state"] == "published")
+            touched: set[int] = set()
             for doc in docs:
                 path_id = self._path_id(conn, doc["path"], create=True)
+                assert path_id is not None
+                touched.add(path_id)
                 values = {
                     "path_id": path_id,
                     "bucket": doc["bucket"],
@@ -132,6 +136,7 @@ class JournalQueries(CatalogBase):
             for doc in entry.get("paths", []):
                 path_id = self._path_id(conn, doc["path"], create=True)
                 assert path_id is not None
+                touched.add(path_id)
                 wanted = self._tag_ids(conn, doc["tags"], create=True)
                 conn.execute(delete(path_tags).where(path_tags.c.path_id == path_id))
                 if wanted:
@@ -145,6 +150,10 @@ class JournalQueries(CatalogBase):
                 conn.execute(delete(file_tags).where(file_tags.c.file_id.in_(chunk)))
                 conn.execute(delete(file_hosts).where(file_hosts.c.file_id.in_(chunk)))
                 conn.execute(delete(files).where(files.c.file_id.in_(chunk)))
+            # Derived rows last, from the state the entry left (see `tag_index`).
+            pg = not self.db.is_sqlite
+            tag_index.forget_versions(conn, purged, pg)
+            tag_index.rederive_paths(conn, sorted(touched), pg)
 
     def _settle_state(
         self, conn: Any, file_id: int, path_id: int | None, values: dict[str, Any]

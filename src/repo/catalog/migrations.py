@@ -15,7 +15,8 @@ from datetime import UTC, datetime
 from sqlalchemy import Connection, inspect, select, text
 
 from ..errors import CatalogError
-from .schema import SCHEMA_VERSION, backups, metadata, repo_meta
+from . import tag_index
+from .schema import SCHEMA_VERSION, backups, current_tags, metadata, repo_meta
 
 __all__ = ["current_version", "upgrade"]
 
@@ -28,8 +29,31 @@ def _v2_garbage_collection(conn: Connection) -> None:
     backups.create(conn)  # with its index
 
 
+def _v3_current_tags(conn: Connection) -> None:
+    """Version 3: ``current_tags``, the tags of published versions, for `find`."""
+    current_tags.create(conn)  # with its index
+    tag_index.rebuild(conn)
+    if conn.dialect.name == "postgresql":
+        # Whoever may read or write the tags (the roles of `repo create --roles`, or
+        # grants of an administrator's own) may do the same with their derived table.
+        grants = conn.execute(
+            text(
+                "SELECT grantee, privilege_type FROM information_schema.role_table_grants "
+                "WHERE table_schema = current_schema() AND table_name = 'file_tags' "
+                "AND privilege_type IN ('SELECT', 'INSERT', 'UPDATE', 'DELETE') "
+                "AND grantee <> current_user ORDER BY 1, 2"
+            )
+        ).all()
+        for grantee, privilege in grants:
+            # Names from PostgreSQL's own catalog, quoted as identifiers.
+            name = str(grantee)
+            role = name if name == "PUBLIC" else '"' + name.replace('"', '""') + '"'
+            conn.execute(text(f"GRANT {privilege} ON TABLE current_tags TO {role}"))
+        conn.execute(text("ANALYZE current_tags"))
+
+
 #: version -> step from version-1. Version 1 is the initial schema (create_all).
-MIGRATIONS: dict[int, Migration] = {2: _v2_garbage_collection}
+MIGRATIONS: dict[int, Migration] = {2: _v2_garbage_collection, 3: _v3_current_tags}
 
 
 def current_version(conn: Connection) -> int | None:

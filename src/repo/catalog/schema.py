@@ -9,6 +9,13 @@ Design notes (the README's "How it works" has the longer story):
 * Tags are interned in ``tags`` and referenced by integer id from ``file_tags`` and
   ``path_tags``; both link tables have an index led by ``tag_id`` so a tag query walks
   only the files that carry the tag.
+* ``current_tags`` is derived: a row per tag of every *published* version, its own tags
+  and its path's, kept in step by every write that changes a version's state or a tag
+  (and rebuilt from the three tables above by migrations and restores). `find` reads
+  only it: ``file_tags`` also holds the tags of every expired version, most of the rows
+  in a catalog with history, which a query for current files would otherwise walk and
+  check one by one. It has no foreign keys: only published versions have rows, and
+  garbage collection never deletes one, so its deletes need not look here.
 * ``hosts`` and ``file_hosts`` record which host holds which verified copy and when it
   was last read, for cache management and recovery from host caches.
 * ``backups`` records completed catalog backups; garbage collection keeps expired files
@@ -18,6 +25,7 @@ Design notes (the README's "How it works" has the longer story):
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -41,7 +49,7 @@ from sqlalchemy.types import TypeDecorator
 __all__ = ["SCHEMA_VERSION", "metadata"]
 
 #: Bump with every migration added to `catalog.migrations`.
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 STATES = ("unpublished", "published", "expired")
 
@@ -69,26 +77,29 @@ class UTCDateTime(TypeDecorator[datetime]):
             return aware.astimezone(UTC).replace(tzinfo=None)
         return aware
 
-    def result_processor(self, dialect: Dialect, coltype: object) -> Any:
-        if dialect.name != "postgresql":
-            return super().result_processor(dialect, coltype)
-
-        # psycopg hands out naive datetimes for `timestamp` columns: one call per value
-        # instead of the decorator's chain (a find of thousands of files reads 5 each).
-        def naive_to_utc(value: datetime | None) -> datetime | None:
-            return None if value is None else value.replace(tzinfo=UTC)
-
-        return naive_to_utc
-
     def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
-        if value is None:
-            return None
-        if isinstance(value, str):
-            value = datetime.fromisoformat(value)
-        if not isinstance(value, datetime):
-            raise TypeError(f"unexpected datetime value {value!r}")
-        result: datetime = value
-        return result.replace(tzinfo=UTC) if result.tzinfo is None else result.astimezone(UTC)
+        return _aware(value)
+
+    def result_processor(self, dialect: Dialect, coltype: Any) -> Callable[[Any], Any]:
+        # Straight to `_aware`, without TypeDecorator's wrapper: a `find` may read tens
+        # of thousands of times.
+        inner = self.impl_instance.result_processor(dialect, coltype)
+        if inner is None:
+            return _aware
+        return lambda value: _aware(inner(value))
+
+
+def _aware(value: Any) -> datetime | None:
+    if value is None:
+        return None
+    if value.__class__ is datetime and value.tzinfo is None:  # the usual case, first
+        return value.replace(tzinfo=UTC)
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    if not isinstance(value, datetime):
+        raise TypeError(f"unexpected datetime value {value!r}")
+    result: datetime = value
+    return result.replace(tzinfo=UTC) if result.tzinfo is None else result.astimezone(UTC)
 
 
 repo_meta = Table(
@@ -174,6 +185,15 @@ path_tags = Table(
     Column("tag_id", Id, ForeignKey("tags.tag_id"), primary_key=True),
 )
 Index("path_tags_tag_ix", path_tags.c.tag_id, path_tags.c.path_id)
+
+# (Version 3.) The primary key, led by `tag_id`, is the index `find` walks.
+current_tags = Table(
+    "current_tags",
+    metadata,
+    Column("tag_id", Id, primary_key=True),
+    Column("file_id", Id, primary_key=True),
+)
+Index("current_tags_file_ix", current_tags.c.file_id)
 
 file_hosts = Table(
     "file_hosts",
