@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import multiprocessing as mp
+import os
+import time
 from typing import Any
 
 import pytest
 from sqlalchemy import create_engine, event, select, text, update
 
 import repo
+from repo.cache import USED_RESOLUTION_SECONDS
 from repo.catalog import SCHEMA_VERSION, Catalog
 from repo.catalog.schema import file_hosts, hosts, repo_meta
 
@@ -137,7 +140,12 @@ def test_downloads_are_recorded_per_host_and_hits_are_batched(
         copies = {c.host: c for c in f.hosts}
         assert set(copies) == {"test-host", "reader-1"}
         first_access = copies["reader-1"].last_access
-        f.read_bytes()  # hit: remembered in memory
+        f.read_bytes()  # a hit within a minute of the last read: not news at all
+        r.commit()
+        assert {c.host: c for c in f.hosts}["reader-1"].last_access == first_access
+        old = time.time() - 3 * USED_RESOLUTION_SECONDS
+        os.utime(r.cache.cache_path(f.key), (old, old))
+        f.read_bytes()  # a hit that moves the last read on: remembered in memory
         assert {c.host: c for c in f.hosts}["reader-1"].last_access == first_access
         r.commit()  # flushed with the next commit
         later = {c.host: c for c in f.hosts}["reader-1"]
@@ -213,7 +221,9 @@ def test_close_rolls_back_but_keeps_the_record_of_cache_hits(
     assert f is not None
     f.read_bytes()  # a download, recorded at once
     first = {c.host: c.last_access for c in f.hosts}["reader"]
-    f.read_bytes()  # a hit, pending
+    old = time.time() - 3 * USED_RESOLUTION_SECONDS
+    os.utime(r.cache.cache_path(f.key), (old, old))
+    f.read_bytes()  # a hit that moves the last read on, pending
     r.add_file("never-committed.txt").touch("n")  # an open write transaction
     r.close()
     with repo.Repo(config=local_config) as check:
