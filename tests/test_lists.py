@@ -46,3 +46,18 @@ def test_texts_ids_and_times_round_trip_through_arrays(pg_url: str) -> None:
             assert sorted(odd) == [1, 3, 5]
     finally:
         engine.dispose()
+
+
+def test_arrays_are_typed_parameters_not_casts_of_text() -> None:
+    # A CAST of a text parameter is not folded by the planner: `= ANY(CAST(...))` would
+    # parse the whole array again for every row filtered. The parameter itself is typed.
+    from sqlalchemy.dialects import postgresql
+
+    column = sa.column("file_id")
+    for clause in (
+        among(column, [1, 2, 3], postgres=True),
+        among(column, ["a", "b"], postgres=True),
+        sa.select(unnest_ids([1]), unnest_texts(["x"]), unnest_times([datetime(2026, 1, 1)])),
+    ):
+        sql = str(clause.compile(dialect=postgresql.psycopg.dialect()))
+        assert "CAST" not in sql.upper() and "[]" in sql, sql

@@ -7,10 +7,9 @@ parameter instead (``= ANY(:ids)``, ``SELECT unnest(:a), unnest(:b)``): the stat
 short, the same every time, and prepared once. SQLite's driver has no such cost, and
 keeps plain ``IN`` lists and executemany.
 
-The array goes as one text parameter in PostgreSQL's array syntax, joined here at C
-speed and cast on the server, rather than as a Python list: psycopg adapts a list one
-element at a time in Python, which for 5,000 times took 50 ms against 15 (ids: 12.5
-against 2).
+The array goes as one parameter in PostgreSQL's array syntax, joined here at C speed and
+typed as the array, rather than as a Python list: psycopg adapts a list one element at a
+time in Python, which for 5,000 times took 50 ms against 15 (ids: 12.5 against 2).
 """
 
 from __future__ import annotations
@@ -19,8 +18,10 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, ColumnElement, DateTime, Text, any_, cast, func, literal
+from sqlalchemy import BigInteger, ColumnElement, DateTime, Text, any_, func, literal
 from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.engine import Dialect
+from sqlalchemy.types import TypeDecorator
 
 __all__ = ["among", "unnest_ids", "unnest_texts", "unnest_times"]
 
@@ -36,21 +37,35 @@ def among(column: Any, values: Sequence[Any], *, postgres: bool) -> ColumnElemen
 
 def unnest_ids(values: Sequence[int]) -> ColumnElement[Any]:
     """One row per value (PostgreSQL), for ``INSERT ... SELECT unnest(...)``."""
-    return func.unnest(_array(_ints(values), BigInteger()))
+    return func.unnest(_array(_ints(values), BigInteger()), type_=BigInteger())
 
 
 def unnest_texts(values: Sequence[str | None]) -> ColumnElement[Any]:
-    return func.unnest(_array(_texts(values), Text()))
+    return func.unnest(_array(_texts(values), Text()), type_=Text())
 
 
 def unnest_times(values: Sequence[datetime]) -> ColumnElement[Any]:
     """Times as the catalog stores them (naive UTC; see `schema.UTCDateTime`)."""
     naive = (v.astimezone(UTC).replace(tzinfo=None) if v.tzinfo else v for v in values)
-    return func.unnest(_array("{" + ",".join(v.isoformat() for v in naive) + "}", DateTime()))
+    text = "{" + ",".join(v.isoformat() for v in naive) + "}"
+    return func.unnest(_array(text, DateTime()), type_=DateTime())
 
 
 def _array(text: str, element: Any) -> ColumnElement[Any]:
-    return cast(literal(text, Text()), ARRAY(element))
+    return literal(text, _ArrayText(element))
+
+
+class _ArrayText(TypeDecorator[str]):
+    """An array parameter given in its text form and typed as the array (``$1::BIGINT[]``),
+    so the server parses it once. A CAST of a text parameter instead is an I/O
+    conversion the planner does not fold: ``= ANY(CAST(...))`` re-parsed the whole
+    array for every row it filtered (1.2 s for 5,000 ids against 5,000 rows)."""
+
+    impl = ARRAY
+    cache_ok = True
+
+    def bind_processor(self, dialect: Dialect) -> None:
+        return None  # the text goes as it is
 
 
 def _ints(values: Sequence[int]) -> str:
