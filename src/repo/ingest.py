@@ -1,9 +1,11 @@
 """Adding files from outside: one file or stream, or a whole directory in parallel.
 
 Every input is checked (paths, tags, dates, that sources are readable regular files)
-before anything is written, so bad input records nothing. Content is first copied into
-this host's staging area, and the upload is made from that copy: the user's file may
-change afterwards without the version or the cache ever disagreeing with the store.
+before anything is written, so bad input records nothing. A local file is sent from
+where it is and read once: the md5 recorded is that of the bytes sent, and the version
+is recorded only once its object is stored and verified. A stream, or a file whose copy
+is to be kept in the cache, is first copied into a private staging file and sent from
+that copy, so the cache never disagrees with the store whatever the source does next.
 """
 
 from __future__ import annotations
