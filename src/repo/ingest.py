@@ -25,11 +25,11 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO, Protocol
 
-from .catalog import NewVersion
+from .catalog import FileRecord, NewVersion
 from .errors import ConflictError, NotFoundError, StoreError, UsageError
 from .file import RepoFile
 from .paths import make_key, new_version_token, validate_path
-from .stores.base import SMALL_OBJECT_MAX, Progress
+from .stores.base import SMALL_OBJECT_MAX, Progress, PutResult
 from .tags import date_tags, validate_tags
 
 if TYPE_CHECKING:
@@ -147,23 +147,11 @@ def _add_from_file(
     created = datetime.now(UTC)
     key = make_key(repo.store.key_prefix, path, new_version_token())
     try:
-        try:
-            result = repo._put_object(path, key, source, created, progress)
-        except ConflictError:
-            # A leftover holds the key (no row names it yet): take a fresh one.
-            key = make_key(repo.store.key_prefix, path, new_version_token())
-            result = repo._put_object(path, key, source, created, None)
+        result = _put_new(repo, path, key, source, created, progress)
     except OSError as exc:
         raise UsageError(f"cannot read {source}: {exc.strerror or exc}") from exc
-    records, superseded = repo.catalog.add_uploaded(
-        [NewVersion(path=path, key=result.key, md5=result.md5, size=result.size)],
-        bucket=repo.store.bucket,
-        origin=repo.host,
-        created_at=created,
-        uploaded_at=datetime.now(UTC),
-        tags=names,
-        publish=publish,
-    )
+    version = NewVersion(path=path, key=result.key, md5=result.md5, size=result.size)
+    records, superseded = _record_uploaded(repo, [version], created, names, publish)
     if superseded:
         logger.info("published %s; expired %d earlier version", path, len(superseded))
     return RepoFile(repo, records[0])
@@ -308,20 +296,8 @@ def add_tree(
             except OSError as exc:
                 raise UsageError(f"cannot read {plan.source}: {exc.strerror}") from exc
         size = len(data) if data is not None else os.stat(staging).st_size
-        try:
-            result = repo._put_object(
-                plan.path,
-                key,
-                data if data is not None else staging,
-                created,
-                _capped(advance, size),
-            )
-        except ConflictError:
-            # A leftover holds the key (no row names it yet): take a fresh one.
-            key = make_key(repo.store.key_prefix, plan.path, new_version_token())
-            result = repo._put_object(
-                plan.path, key, data if data is not None else staging, created, None
-            )
+        body = data if data is not None else staging
+        result = _put_new(repo, plan.path, key, body, created, _capped(advance, size))
         if data is not None and keep_cached:
             repo.cache.store_bytes(result.key, data)
         if progress is not None:
@@ -340,15 +316,7 @@ def add_tree(
 
     def record() -> None:
         batch = done_uploads[:]
-        records, superseded = repo.catalog.add_uploaded(
-            [v for v, _ in batch],
-            bucket=repo.store.bucket,
-            origin=repo.host,
-            created_at=created,
-            uploaded_at=datetime.now(UTC),
-            tags=names,
-            publish=publish,
-        )
+        records, superseded = _record_uploaded(repo, [v for v, _ in batch], created, names, publish)
         del done_uploads[:]
         if superseded:
             logger.info("published %d files; expired %d", len(records), len(superseded))
@@ -387,6 +355,39 @@ def add_tree(
     report.files.sort(key=lambda f: f.path)
     report.bytes = sum(f.size or 0 for f in report.files)
     return report
+
+
+def _put_new(
+    repo: Repo,
+    path: str,
+    key: str,
+    body: Path | bytes,
+    created: datetime,
+    progress: Progress | None,
+) -> PutResult:
+    """Store a new version's object at `key`, or at a fresh key if a leftover holds it."""
+    try:
+        return repo._put_object(path, key, body, created, progress)
+    except ConflictError:
+        # A leftover holds the key (no row names it yet): take a fresh one. What the
+        # failed attempt reported stays reported (`_capped` keeps a tree's totals right).
+        key = make_key(repo.store.key_prefix, path, new_version_token())
+        return repo._put_object(path, key, body, created, None)
+
+
+def _record_uploaded(
+    repo: Repo, versions: list[NewVersion], created: datetime, names: list[str], publish: bool
+) -> tuple[list[FileRecord], list[int]]:
+    """Record verified uploads from this host in the caller's transaction."""
+    return repo.catalog.add_uploaded(
+        versions,
+        bucket=repo.store.bucket,
+        origin=repo.host,
+        created_at=created,
+        uploaded_at=datetime.now(UTC),
+        tags=names,
+        publish=publish,
+    )
 
 
 def _read_small(source: Path) -> bytes | None:
