@@ -61,3 +61,14 @@ def test_arrays_are_typed_parameters_not_casts_of_text() -> None:
     ):
         sql = str(clause.compile(dialect=postgresql.psycopg.dialect()))
         assert "CAST" not in sql.upper() and "[]" in sql, sql
+
+
+def test_arrays_of_different_elements_do_not_share_a_cached_statement() -> None:
+    from sqlalchemy.dialects import postgresql
+
+    column = sa.column("x")
+    ints, texts = among(column, [1], postgres=True), among(column, ["a"], postgres=True)
+    assert ints._generate_cache_key() != texts._generate_cache_key()
+    dialect = postgresql.psycopg.dialect()
+    assert "BIGINT[]" in str(ints.compile(dialect=dialect))
+    assert "TEXT[]" in str(texts.compile(dialect=dialect))

@@ -64,6 +64,10 @@ class _ArrayText(TypeDecorator[str]):
     impl = ARRAY
     cache_ok = True
 
+    def __init__(self, element: Any) -> None:
+        super().__init__(element)
+        self.element = element  # a constructor argument: part of the statement cache key
+
     def bind_processor(self, dialect: Dialect) -> None:
         return None  # the text goes as it is
 
