@@ -167,3 +167,24 @@ def test_housekeeping_on_the_embedded_default(embedded_cli: CliRun, tmp_path: Pa
     hosts = json.loads(out(embedded_cli("host", "list", "--json")))["hosts"]
     assert [(h["files"], h["bytes"]) for h in hosts] == [(1, 3)]
     assert embedded_cli("cat", "v.txt").stdout == "two"
+
+
+def test_which_commands_leave_a_copy_in_this_hosts_cache(
+    embedded_cli: CliRun, tmp_path: Path
+) -> None:
+    def cached() -> int:
+        return int(json.loads(out(embedded_cli("cache", "status", "--json")))["files"])
+
+    src = tmp_path / "f.txt"
+    src.write_text("content")
+    out(embedded_cli("add", "f.txt", str(src), "--publish"))
+    assert cached() == 0  # a local file is sent from where it is
+    out(embedded_cli("add", "g.txt", str(src), "--publish", "--cache"))
+    assert cached() == 1
+    out(embedded_cli("get", "f.txt", "-o", str(tmp_path / "out.txt")))
+    assert (tmp_path / "out.txt").read_text() == "content"
+    assert cached() == 1  # downloaded straight into the file
+    out(embedded_cli("get", "f.txt", "-o", str(tmp_path / "out2.txt"), "--cache"))
+    assert cached() == 2
+    assert embedded_cli("cat", "g.txt").stdout == "content"
+    assert cached() == 2
