@@ -9,6 +9,9 @@ import mode, no tests/__init__.py) puts this directory on sys.path.
 
 from __future__ import annotations
 
+import contextlib
+import os
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -16,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import event
 
 from harness.postgres import PostgresServer
 from harness.s3servers import MotoS3Server, RcloneS3Server, S3Server
@@ -279,6 +283,28 @@ class CliRun:
 
         argv = ["--config", str(self.config_path), *args] if self.config_path else list(args)
         return CliRunner().invoke(cli, argv, input=input, prog_name="repo", catch_exceptions=False)
+
+
+@contextlib.contextmanager
+def recorded_statements(r: Any) -> Iterator[list[str]]:
+    """Every SQL statement the Repo `r` sends while the block runs."""
+    seen: list[str] = []
+
+    def log(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        seen.append(statement)
+
+    engine = r.catalog.db.engine
+    event.listen(engine, "before_cursor_execute", log)
+    try:
+        yield seen
+    finally:
+        event.remove(engine, "before_cursor_execute", log)
+
+
+def last_read(r: Any, f: Any, seconds_ago: float) -> None:
+    """Set the "last read" time (modification time) of `f`'s cached copy in `r`."""
+    when = time.time() - seconds_ago
+    os.utime(r.cache.cache_path(f.key), (when, when))
 
 
 def write_config(path: Path, config: dict[str, Any]) -> Path:

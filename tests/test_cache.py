@@ -20,10 +20,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import event
 
 import repo
-from conftest import CliRun, write_config
+from conftest import CliRun, last_read, recorded_statements, write_config
 from repo.cache import USED_RESOLUTION_SECONDS
 from repo.hosts import CacheStatus
 
@@ -63,12 +62,6 @@ def is_cached(r: repo.Repo, f: repo.RepoFile) -> bool:
 
 def holders(f: repo.RepoFile) -> list[str]:
     return [c.host for c in f.hosts]
-
-
-def last_read(r: repo.Repo, f: repo.RepoFile, seconds_ago: float) -> None:
-    """Set the last access (modification time) of `f`'s cached copy explicitly."""
-    when = time.time() - seconds_ago
-    os.utime(r.cache.cache_path(f.key), (when, when))
 
 
 def summaries(r: repo.Repo) -> dict[str, tuple[int, int, int | None]]:
@@ -429,14 +422,7 @@ def test_a_cache_hit_after_a_download_sends_no_statement_to_the_catalog(
         assert f.read_bytes() == b"hot" * 100  # download, recorded at once
         first = {c.host: c for c in f.hosts}["reader"]
         r.commit()
-        seen: list[str] = []
-
-        def log(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
-            seen.append(statement)
-
-        engine = r.catalog.db.engine
-        event.listen(engine, "before_cursor_execute", log)
-        try:
+        with recorded_statements(r) as seen:
             for _ in range(20):
                 assert f.read_bytes() == b"hot" * 100
             assert seen == []
@@ -448,8 +434,6 @@ def test_a_cache_hit_after_a_download_sends_no_statement_to_the_catalog(
             assert f.read_bytes() == b"hot" * 100
             assert seen == []
             r.commit()  # this hit moved it on: written now, in one batch
-        finally:
-            event.remove(engine, "before_cursor_execute", log)
         assert any("file_hosts" in s for s in seen)
         later = {c.host: c for c in f.hosts}["reader"]
         assert later.last_access > first.last_access

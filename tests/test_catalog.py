@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import multiprocessing as mp
-import os
-import time
 from typing import Any
 
 import pytest
-from sqlalchemy import create_engine, event, select, text, update
+from sqlalchemy import create_engine, select, text, update
 
 import repo
+from conftest import last_read, recorded_statements
 from repo.cache import USED_RESOLUTION_SECONDS
 from repo.catalog import SCHEMA_VERSION, Catalog
 from repo.catalog.schema import file_hosts, hosts, repo_meta
@@ -108,23 +107,15 @@ def test_cache_hit_touches_no_database(local_config: dict[str, str]) -> None:
         r.commit()
         rf.read_bytes()  # warm
         r.commit()
-        seen: list[str] = []
-
-        def log(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
-            seen.append(statement)
-
-        engine = r.catalog.db.engine
-        event.listen(engine, "before_cursor_execute", log)
-        try:
+        with recorded_statements(r) as seen:
             for _ in range(50):
                 assert rf.read_bytes() == b"hot"
                 with rf.open() as fp:
                     fp.read()
-        finally:
-            event.remove(engine, "before_cursor_execute", log)
         assert seen == []
+        # Hits within a minute of the last read are not even queued for the catalog.
+        assert r._pending == []
         r.commit()
-        assert len(r._pending) == 0  # the hits were flushed, in one batch, at commit
 
 
 def test_downloads_are_recorded_per_host_and_hits_are_batched(
@@ -143,8 +134,7 @@ def test_downloads_are_recorded_per_host_and_hits_are_batched(
         f.read_bytes()  # a hit within a minute of the last read: not news at all
         r.commit()
         assert {c.host: c for c in f.hosts}["reader-1"].last_access == first_access
-        old = time.time() - 3 * USED_RESOLUTION_SECONDS
-        os.utime(r.cache.cache_path(f.key), (old, old))
+        last_read(r, f, seconds_ago=3 * USED_RESOLUTION_SECONDS)
         f.read_bytes()  # a hit that moves the last read on: remembered in memory
         assert {c.host: c for c in f.hosts}["reader-1"].last_access == first_access
         r.commit()  # flushed with the next commit
@@ -221,8 +211,7 @@ def test_close_rolls_back_but_keeps_the_record_of_cache_hits(
     assert f is not None
     f.read_bytes()  # a download, recorded at once
     first = {c.host: c.last_access for c in f.hosts}["reader"]
-    old = time.time() - 3 * USED_RESOLUTION_SECONDS
-    os.utime(r.cache.cache_path(f.key), (old, old))
+    last_read(r, f, seconds_ago=3 * USED_RESOLUTION_SECONDS)
     f.read_bytes()  # a hit that moves the last read on, pending
     r.add_file("never-committed.txt").touch("n")  # an open write transaction
     r.close()

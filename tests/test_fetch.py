@@ -6,16 +6,14 @@ import hashlib
 import io
 import json
 import os
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import event
 
 import repo
-from conftest import CliRun
+from conftest import CliRun, last_read, recorded_statements
 from harness.proxy import FaultProxy
 from harness.s3servers import S3Server
 from repo import ConflictError, StateError, UsageError, VerificationError
@@ -81,28 +79,18 @@ def test_a_warm_fetch_writes_nothing_to_the_catalog(
         assert r.fetch(r.find(all=["set"])).downloaded == 8
         found = r.find(all=["set"])
         r.commit()
-        seen: list[str] = []
-
-        def log(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
-            seen.append(statement)
-
-        engine = r.catalog.db.engine
-        event.listen(engine, "before_cursor_execute", log)
-        try:
+        with recorded_statements(r) as seen:
             assert r.fetch(found).cached == 8
             assert seen == []
             r.commit()
             # Copies read less than a minute ago: the catalog's access times are as
             # fresh as the copies' own, and nothing is written even at commit.
             assert not any("file_hosts" in s for s in seen)
-            old = time.time() - 3 * USED_RESOLUTION_SECONDS
             for rf in found:
-                os.utime(r.cache.cache_path(rf.key), (old, old))
+                last_read(r, rf, seconds_ago=3 * USED_RESOLUTION_SECONDS)
             assert r.fetch(found).cached == 8
             assert seen == []  # hits: access times wait for the periodic flush
             r.commit()
-        finally:
-            event.remove(engine, "before_cursor_execute", log)
         assert any("file_hosts" in s for s in seen)
 
 

@@ -25,7 +25,7 @@ from typing import Any
 import pytest
 from sqlalchemy import text
 
-from conftest import CliRun, write_config
+from conftest import CliRun, last_read, write_config
 from repo import (
     ConfigError,
     ConflictError,
@@ -1005,8 +1005,7 @@ def test_commit_succeeds_when_gc_purges_a_version_whose_cache_use_is_being_recor
     rf = a.add_file("read.txt").touch("read me").upload()
     a.commit()
     # Last read long enough ago that this hit is news: its bookkeeping waits for commit.
-    old = time.time() - 3 * USED_RESOLUTION_SECONDS
-    os.utime(a.cache.cache_path(rf.key), (old, old))
+    last_read(a, rf, seconds_ago=3 * USED_RESOLUTION_SECONDS)
     assert rf.read_text() == "read me"
     b.catalog.claim_for_purge(
         [rf.file_id],

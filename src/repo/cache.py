@@ -122,14 +122,11 @@ class LocalCache:
             return self._cache_root + key
         return safe_join(self.cache_dir, key)
 
-    def lookup(self, key: str, size: int | None) -> str | None:
-        """The cached copy of `key` if present (and of the expected size)."""
-        return self.use(key, size)[0]
-
     def use(self, key: str, size: int | None) -> tuple[str | None, bool]:
-        """`lookup`, and whether this read moved the copy's "last read" time on (it does
-        when that was more than `USED_RESOLUTION_SECONDS` ago): only then is the read
-        news for the catalog's bookkeeping."""
+        """The cached copy of `key` if present and of the expected size (else None), and
+        whether this read moved the copy's "last read" time on (it does when that was
+        more than `USED_RESOLUTION_SECONDS` ago): only then is the read news for the
+        catalog's bookkeeping."""
         path = self.cache_file(key)
         try:
             st = os.stat(path)
@@ -276,7 +273,7 @@ class LocalCache:
         downloads passes ``sync=False`` and calls `sync_to_disk` once at the end instead
         (an fsync costs milliseconds, many times a small file's whole download): a crash
         of the process loses nothing either way, and after a power cut a copy whose data
-        never reached the disk shows up short or empty, which `lookup` refuses.
+        never reached the disk shows up short or empty, which `use` refuses.
 
         With `tee`, every piece is also written there as it arrives (one pass for a
         reader that wants the bytes now): `tee` has seen bad bytes if this raises.
