@@ -520,6 +520,18 @@ def test_add_tree_without_prefix_uses_paths_relative_to_the_directory(
     assert all(f.state == "unpublished" and f.tags == [] for f in report.files)
 
 
+@pytest.mark.parametrize("spelling", ["t", "t/", "./t/", "t/.", "t/d/..", "ABS"])
+def test_add_tree_paths_do_not_depend_on_how_the_directory_is_spelled(
+    local_repo: repo.Repo, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, spelling: str
+) -> None:
+    _write_tree(tmp_path / "t", {"x.txt": b"x", "d/y.txt": b"y", "d/e/z.txt": b"z"})
+    monkeypatch.chdir(tmp_path)
+    directory = str(tmp_path / "t") + "/" if spelling == "ABS" else spelling
+    report = local_repo.add_tree(directory, prefix="in")
+    assert [f.path for f in report.files] == ["in/d/e/z.txt", "in/d/y.txt", "in/x.txt"]
+    assert [f.read_bytes() for f in report.files] == [b"z", b"y", b"x"]
+
+
 def test_add_tree_date_tags_every_file(local_repo: repo.Repo, tmp_path: Path) -> None:
     _write_tree(tmp_path / "t", {"x.txt": b"x", "d/y.txt": b"y"})
     report = local_repo.add_tree(tmp_path / "t", when=date(2026, 11, 25), period="week")

@@ -69,7 +69,7 @@ class AddReport:
 @dataclass(frozen=True, slots=True)
 class _Plan:
     path: str
-    source: Path
+    source: str
     size: int
 
 
@@ -80,7 +80,7 @@ def _tags_for(tags: Iterable[str], when: datetime | date | None, period: str | N
     return list(dict.fromkeys(names))
 
 
-def _check_source(source: Path) -> int:
+def _check_source(source: str | Path) -> int:
     try:
         st = os.stat(source)
     except FileNotFoundError:
@@ -192,13 +192,16 @@ def _take_in(repo: Repo, source: str | os.PathLike[str] | BinaryIO) -> Path:
     return incoming
 
 
-def _walk(directory: Path) -> Iterator[Path]:
-    """Regular files under `directory`, in a stable order; symlinked directories are not
-    followed (no loops), symlinked files are read through."""
+def _walk(directory: str) -> Iterator[tuple[str, str]]:
+    """(file, its path relative to `directory` with '/' separators) for every file under
+    `directory`, in a stable order; symlinked directories are not followed (no loops),
+    symlinked files are read through. Plain strings: a tree can hold a million files."""
+    start = len(os.path.join(directory, ""))
     for root, dirs, names in os.walk(directory, onerror=_raise):
         dirs.sort()
+        rel_root = root[start:].replace(os.sep, "/") + "/" if len(root) > start else ""
         for name in sorted(names):
-            yield Path(root) / name
+            yield os.path.join(root, name), rel_root + name
 
 
 def _raise(exc: OSError) -> None:
@@ -212,13 +215,12 @@ def plan_tree(directory: Path, prefix: str, key_prefix: str) -> list[_Plan]:
         raise UsageError(f"{directory} is not a directory")
     base = prefix.strip("/")
     plans = []
-    for source in _walk(directory):
-        rel = source.relative_to(directory).as_posix()
+    for source, rel in _walk(os.path.normpath(directory)):
         path = validate_path(f"{base}/{rel}" if base else rel, key_prefix=key_prefix)
         plans.append(_Plan(path=path, source=source, size=_check_source(source)))
     if not plans:
         raise UsageError(f"no files under {directory}")
-    seen: dict[str, Path] = {}
+    seen: dict[str, str] = {}
     for plan in plans:
         # Names that differ only by Unicode normalisation map to one repository path.
         if plan.path in seen:
@@ -269,34 +271,44 @@ def add_tree(
         ) from exc
     created = datetime.now(UTC)
     report = AddReport()
-    # Uploads in flight, by staging path (their copy, if they make one, is discarded on
-    # failure); each finished one comes back through `finished`, success or not.
-    pending: dict[Path, Future[None]] = {}
-    finished: queue.SimpleQueue[tuple[Path, NewVersion | None, bool, BaseException | None]]
+    # Uploads in flight, by version token (which names the staging copy a large file is
+    # sent from, discarded on failure); each finished one comes back through `finished`,
+    # success or not.
+    pending: dict[str, Future[None]] = {}
+    finished: queue.SimpleQueue[tuple[str, NewVersion | None, bool, BaseException | None]]
     finished = queue.SimpleQueue()
-    # Each upload with its staging copy (None: a small file sent from memory).
-    done_uploads: list[tuple[NewVersion, Path | None]] = []
-    window = workers * 4
+    # Each upload with the token of its staging copy (None: a small file sent from memory).
+    done_uploads: list[tuple[NewVersion, str | None]] = []
+    # Uploads go on while the calling thread records a batch in the catalog, so the
+    # window holds more than one batch: the workers never wait for the catalog.
+    window = max(workers * 4, 2 * RECORD_BATCH)
 
-    def send(plan: _Plan, key: str, staging: Path) -> None:
+    def staging_of(token: str) -> Path:
+        return staging_dir / f".incoming-{token}"
+
+    def send(plan: _Plan, token: str) -> None:
         try:
-            version, staged = _send(plan, key, staging)
+            version, staged = _send(plan, token)
         except BaseException as exc:
-            finished.put((staging, None, False, exc))
+            finished.put((token, None, False, exc))
         else:
-            finished.put((staging, version, staged, None))
+            finished.put((token, version, staged, None))
 
-    def _send(plan: _Plan, key: str, staging: Path) -> tuple[NewVersion, bool]:
+    def _send(plan: _Plan, token: str) -> tuple[NewVersion, bool]:
         # A small file is read once: the same bytes are hashed, sent and cached. A
         # larger one is copied into staging first and sent from there (`add_one`).
         data = _read_small(plan.source) if plan.size <= SMALL_OBJECT_MAX else None
+        body: bytes | Path
         if data is None:
+            body = staging_of(token)
             try:
-                shutil.copyfile(plan.source, staging)
+                shutil.copyfile(plan.source, body)
             except OSError as exc:
                 raise UsageError(f"cannot read {plan.source}: {exc.strerror}") from exc
-        size = len(data) if data is not None else os.stat(staging).st_size
-        body = data if data is not None else staging
+            size = os.stat(body).st_size
+        else:
+            body, size = data, len(data)
+        key = make_key(key_prefix, plan.path, token)
         result = _put_new(repo, plan.path, key, body, created, _capped(advance, size))
         if data is not None and keep_cached:
             repo.cache.store_bytes(result.key, data)
@@ -307,12 +319,12 @@ def add_tree(
         return version, data is None
 
     def collect_one() -> None:
-        staging, version, staged, exc = finished.get()
+        token, version, staged, exc = finished.get()
         if exc is not None:
             raise exc  # the entry stays in `pending`, for cleanup
         assert version is not None
-        del pending[staging]
-        done_uploads.append((version, staging if staged else None))
+        del pending[token]
+        done_uploads.append((version, token if staged else None))
 
     def record() -> None:
         batch = done_uploads[:]
@@ -320,20 +332,20 @@ def add_tree(
         del done_uploads[:]
         if superseded:
             logger.info("published %d files; expired %d", len(records), len(superseded))
-        for rec, (_, staging) in zip(records, batch, strict=True):
+        for rec, (_, token) in zip(records, batch, strict=True):
+            staging = staging_of(token) if token is not None else None
             if keep_cached:
                 repo._keep_uploaded(rec, staging)
             elif staging is not None:
                 _discard_staging(staging)
             report.files.append(RepoFile(repo, rec))
 
+    key_prefix = repo.store.key_prefix
     pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="repo-add")
     try:
         for plan in plans:
             token = new_version_token()
-            key = make_key(repo.store.key_prefix, plan.path, token)
-            staging = staging_dir / f".incoming-{token}"
-            pending[staging] = pool.submit(send, plan, key, staging)
+            pending[token] = pool.submit(send, plan, token)
             if len(pending) >= window:
                 collect_one()
             if len(done_uploads) >= RECORD_BATCH:
@@ -345,8 +357,9 @@ def add_tree(
         for future in pending.values():
             future.cancel()
         pool.shutdown(wait=True)
-        for staging in [*pending, *(s for _, s in done_uploads if s is not None)]:
-            _discard_staging(staging)
+        tokens = [*pending, *(t for _, t in done_uploads if t is not None)]
+        for token in tokens:
+            _discard_staging(staging_of(token))
         if isinstance(exc, OSError):
             raise StoreError(f"adding files from {directory} failed: {exc}") from exc
         raise
@@ -390,7 +403,7 @@ def _record_uploaded(
     )
 
 
-def _read_small(source: Path) -> bytes | None:
+def _read_small(source: str | Path) -> bytes | None:
     """The whole of a small file, or None if it has grown past `SMALL_OBJECT_MAX`."""
     try:
         with open(source, "rb") as f:

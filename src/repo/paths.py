@@ -63,7 +63,12 @@ def validate_path(path: object, *, key_prefix: str = "") -> str:
         )
     norm = unicodedata.normalize("NFC", path)
     shown = repr(norm[:80] + ("..." if len(norm) > 80 else ""))
-    bad = next((ch for ch in norm if _is_control(ch)), None)
+    # Printable ASCII (most paths) has no control characters: skip the per-character check.
+    bad = (
+        None
+        if norm.isascii() and norm.isprintable()
+        else next((ch for ch in norm if _is_control(ch)), None)
+    )
     if bad is not None:
         raise InvalidPathError(f"path {shown} contains control character U+{ord(bad):04X}")
     if norm.startswith("/"):
