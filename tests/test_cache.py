@@ -667,3 +667,54 @@ def test_a_hit_refreshes_last_read_only_once_it_is_older_than_its_resolution(
         last_read(r, a, seconds_ago=USED_RESOLUTION_SECONDS * 3)
         a.read_bytes()
         assert time.time() - copy.stat().st_mtime < USED_RESOLUTION_SECONDS
+
+
+def test_a_small_download_longer_than_the_catalog_says_fails_and_leaves_nothing(
+    repo_config: dict[str, str], tmp_path: Path
+) -> None:
+    # Small versions are taken into memory and verified before their copy is written:
+    # an object longer than recorded is refused.
+    body = os.urandom(3 * 1024 * 1024)
+    publish(repo_config, {"big.bin": body})
+    with repo.Repo(config=host_config(repo_config, tmp_path, "reader")) as r:
+        f = r.current("big.bin")
+        with pytest.raises(repo.VerificationError, match=f"got {len(body)} bytes"):
+            r.cache.download(r.store, f.key, md5=f.md5 or "", size=10)
+        assert [p for p in r.cache.cache_dir.rglob("*") if p.is_file()] == []
+        assert f.read_bytes() == body  # the right size still downloads
+
+
+def test_a_leftover_with_the_temporary_name_a_download_would_use_is_left_alone(
+    local_config: dict[str, str], tmp_path: Path
+) -> None:
+    # A process that died mid-write with our pid (a restarted container) or a namesake
+    # in another pid namespace: the download takes another name and the leftover stays
+    # for `remove_partials`.
+    import threading
+
+    from repo.cache import PARTIAL_PREFIX
+    from repo.paths import TOKEN_LENGTH
+
+    publish(local_config, {"a.txt": b"a" * 100})
+    with repo.Repo(config=host_config(local_config, tmp_path, "reader")) as r:
+        f = r.current("a.txt")
+        final = r.cache.cache_path(f.key)
+        final.parent.mkdir(parents=True)
+        token = final.name[-TOKEN_LENGTH:]
+        leftover = final.parent / f"{PARTIAL_PREFIX}{token}-{os.getpid()}-{threading.get_ident()}"
+        leftover.write_bytes(b"half")
+        r.cache.download(r.store, f.key, md5=f.md5 or "", size=100)
+        assert final.read_bytes() == b"a" * 100
+        assert leftover.read_bytes() == b"half"
+        assert sorted(p.name for p in final.parent.iterdir()) == sorted([final.name, leftover.name])
+
+
+def test_a_small_download_keeps_no_more_than_the_recorded_size_in_memory() -> None:
+    from repo.cache import _Bounded
+
+    buffer = _Bounded(10)
+    assert [buffer.write(b"abcd"), buffer.write(memoryview(b"efgh"))] == [4, 4]
+    assert buffer.value() == b"abcdefgh"
+    assert buffer.write(b"x" * 1000) == 1000  # counted by the caller, not kept
+    assert buffer.write(b"y") == 1
+    assert buffer.value() == b"abcdefgh"

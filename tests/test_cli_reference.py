@@ -126,6 +126,7 @@ def test_progress_bar_draws_on_a_terminal_only_after_a_moment(
     drawn = io.StringIO()
     monkeypatch.setattr(sys, "stderr", drawn)
     quiet = ByteBar("uploading", total=100, enabled=False)
+    assert quiet.listener is None  # the library is not asked to report at all
     quiet(50)
     quiet.close()
     assert drawn.getvalue() == ""
@@ -136,6 +137,7 @@ def test_progress_bar_draws_on_a_terminal_only_after_a_moment(
     assert drawn.getvalue() == ""
 
     slow = ByteBar("uploading", total=100, enabled=True)
+    assert slow.listener is slow
     monkeypatch.setattr(slow, "DELAY", 0.0)
     monkeypatch.setattr(slow, "INTERVAL", 0.0)
     slow.begin(100, 2)

@@ -11,9 +11,10 @@ once at the end, not once per file.
 from __future__ import annotations
 
 import os
+import queue
 import threading
 from collections.abc import Callable, Iterable
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -138,31 +139,45 @@ Step = Callable[[FileRecord], None]
 
 def _run(work: Step, records: list[FileRecord], workers: int, *, on_done: Step) -> None:
     """Run `work(rec)` for every record in a pool, calling `on_done(rec)` in this thread
-    as each succeeds; the first failure cancels what has not started and is raised."""
-    pending: dict[Future[None], FileRecord] = {}
+    as each succeeds; the first failure cancels what has not started and is raised.
+
+    Finished work comes back through one queue: waiting on the pending futures instead
+    (`concurrent.futures.wait`) registers a waiter with every one of them for every
+    file, and the threads spend their time waking each other."""
+    finished: queue.SimpleQueue[tuple[int, FileRecord, BaseException | None]]
+    finished = queue.SimpleQueue()
+
+    def one(index: int, rec: FileRecord) -> None:
+        try:
+            work(rec)
+        except BaseException as exc:
+            finished.put((index, rec, exc))
+        else:
+            finished.put((index, rec, None))
+
+    def collect() -> None:
+        index, rec, exc = finished.get()
+        del pending[index]
+        if exc is not None:
+            raise exc
+        on_done(rec)
+
+    pending: dict[int, Future[None]] = {}
     window = workers * 4
     pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="repo-fetch")
     try:
-        for rec in records:
-            pending[pool.submit(work, rec)] = rec
+        for index, rec in enumerate(records):
+            pending[index] = pool.submit(one, index, rec)
             if len(pending) >= window:
-                _drain(pending, on_done, FIRST_COMPLETED)
+                collect()
         while pending:
-            _drain(pending, on_done, FIRST_COMPLETED)
+            collect()
     except BaseException:
-        for future in pending:
+        for future in pending.values():
             future.cancel()
         raise
     finally:
         pool.shutdown(wait=True)
-
-
-def _drain(pending: dict[Future[None], FileRecord], on_done: Step, mode: str) -> None:
-    done, _ = wait(list(pending), return_when=mode)
-    for future in done:
-        rec = pending.pop(future)
-        future.result()
-        on_done(rec)
 
 
 def _write_out(chosen: list[RepoFile], dest: Path, report: FetchReport, *, overwrite: bool) -> None:

@@ -56,7 +56,9 @@ def fetch(
             chosen = r.list(pattern)
         bar = ByteBar("fetching")
         try:
-            report = r.fetch(chosen, dest=dest, overwrite=force, workers=workers, progress=bar)
+            report = r.fetch(
+                chosen, dest=dest, overwrite=force, workers=workers, progress=bar.listener
+            )
         finally:
             bar.close()
     if as_json:

@@ -85,7 +85,7 @@ def add(
                     period=period,
                     publish=publish,
                     workers=workers,
-                    progress=bar,
+                    progress=bar.listener,
                     keep_cached=bool(keep_cached),
                 )
             finally:
@@ -105,7 +105,7 @@ def add(
                     when=when,
                     period=period,
                     publish=publish,
-                    progress=bar,
+                    progress=bar.listener,
                     keep_cached=keep_cached,
                 )
             finally:
@@ -137,7 +137,7 @@ def upload(app: App, ref: str, as_path: bool) -> None:
         f = resolve(r, ref, which="newest", as_path=as_path)
         bar = ByteBar("uploading")
         try:
-            f.upload(progress=bar)
+            f.upload(progress=bar.listener)
         finally:
             bar.close()
     click.echo(f"uploaded {f.path} (file {f.file_id}, {f.size} bytes, md5 {f.md5})")
@@ -259,11 +259,11 @@ def get(
         try:
             if dest == "-":
                 cache = keep_cached is not False
-                f.write_to(sys.stdout.buffer, progress=bar, keep_cached=cache)
+                f.write_to(sys.stdout.buffer, progress=bar.listener, keep_cached=cache)
                 sys.stdout.buffer.flush()
                 return
             written = f.save_as(
-                dest or ".", overwrite=force, progress=bar, keep_cached=bool(keep_cached)
+                dest or ".", overwrite=force, progress=bar.listener, keep_cached=bool(keep_cached)
             )
         finally:
             bar.close()
@@ -285,7 +285,7 @@ def cat(app: App, ref: str, as_path: bool) -> None:
         f = resolve(r, ref, which="current", as_path=as_path)
         bar = ByteBar("downloading")
         try:
-            f.write_to(sys.stdout.buffer, progress=bar)
+            f.write_to(sys.stdout.buffer, progress=bar.listener)
         finally:
             bar.close()
         sys.stdout.buffer.flush()

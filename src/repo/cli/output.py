@@ -111,6 +111,12 @@ class ByteBar:
         self._last = 0.0
         self._drawn = False
 
+    @property
+    def listener(self) -> ByteBar | None:
+        """What to hand the library: None when nothing will be drawn, so that thousands
+        of files moved by a pool of threads are not each reported under a lock."""
+        return self if self.enabled else None
+
     def begin(self, total_bytes: int, total_files: int) -> None:
         self.total = total_bytes
         self.files_total = total_files

@@ -427,6 +427,14 @@ class S3Store:
         except Exception as exc:
             raise self.translate(exc, key) from exc
         size = int(result.meta["size"])
+        if size <= STREAM_CHUNK:
+            # One piece either way: taken in one call, not a stream's two (each call
+            # waits on the client's runtime, and a fetch makes thousands of them).
+            try:
+                body = result.bytes()
+            except Exception as exc:
+                raise self.translate(exc, key) from exc
+            return copy_hashing((memoryview(body),), out, progress)
         if size <= RANGE_THRESHOLD:
             return copy_hashing(self._stream(result, key), out, progress)
         fd = _plain_file(out)
