@@ -624,6 +624,41 @@ def test_add_tree_reports_progress_to_a_listener(repo: repo.Repo, tmp_path: Path
     assert listener.done == len(files) == len(report.files)
 
 
+class _ResizeOnBegin(_Recorder):
+    """Changes sources once planning is over (their sizes are planned) and before any
+    is read."""
+
+    def __init__(self, changes: dict[Path, bytes]) -> None:
+        super().__init__()
+        self.changes = changes
+
+    def begin(self, total_bytes: int, total_files: int) -> None:
+        super().begin(total_bytes, total_files)
+        for source, data in self.changes.items():
+            source.write_bytes(data)
+
+
+def test_add_tree_records_what_it_read_of_files_that_changed_size_after_planning(
+    local_repo: repo.Repo, tmp_path: Path
+) -> None:
+    from repo.stores.base import SMALL_OBJECT_MAX
+
+    tree = tmp_path / "tree"
+    _write_tree(tree, {"grown.txt": b"g" * 100, "huge.bin": b"h" * 100, "shrunk.txt": b"s" * 100})
+    now = {
+        "grown.txt": b"g" * 5000,
+        "huge.bin": os.urandom(SMALL_OBJECT_MAX + 10),  # now sent from a staging copy
+        "shrunk.txt": b"s" * 3,
+    }
+    changes = _ResizeOnBegin({tree / name: data for name, data in now.items()})
+    report = local_repo.add_tree(tree, progress=changes)
+    local_repo.commit()
+    for f in report.files:
+        assert (f.md5, f.size) == (_md5(now[f.path]), len(now[f.path]))
+        assert _stored_bytes(local_repo, f) == now[f.path]
+    assert not any(p.is_file() for p in local_repo.cache.staging_dir.rglob("*"))
+
+
 # ------------------------------------------------------- add_tree: all or nothing
 
 

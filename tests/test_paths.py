@@ -287,6 +287,31 @@ def test_version_token_starts_with_the_current_milliseconds() -> None:
     assert before <= value >> 80 <= after
 
 
+@pytest.mark.parametrize(
+    ("millis", "bits"),
+    [(0, 0), (1, 1), (2**48 - 1, 2**80 - 1), (1_790_000_000_000, 0x1F), (2**47, 2**79 + 12345)],
+)
+def test_version_token_is_the_time_and_random_bits_in_base32_most_significant_first(
+    monkeypatch: pytest.MonkeyPatch, millis: int, bits: int
+) -> None:
+    import random
+
+    from repo import paths
+
+    class Fixed(random.Random):
+        def getrandbits(self, k: int) -> int:
+            assert k == 80
+            return bits
+
+    monkeypatch.setattr(paths, "_token_random", Fixed())
+    monkeypatch.setattr(paths.time, "time", lambda: millis / 1000 + 0.0001)
+    value, digits = (millis << 80) | bits, []
+    for _ in range(TOKEN_LENGTH):
+        digits.append("0123456789abcdefghjkmnpqrstvwxyz"[value % 32])
+        value //= 32
+    assert new_version_token() == "".join(reversed(digits))
+
+
 # -------------------------------------------------------------------- keys
 
 

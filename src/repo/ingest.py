@@ -297,7 +297,7 @@ def add_tree(
     def _send(plan: _Plan, token: str) -> tuple[NewVersion, bool]:
         # A small file is read once: the same bytes are hashed, sent and cached. A
         # larger one is copied into staging first and sent from there (`add_one`).
-        data = _read_small(plan.source) if plan.size <= SMALL_OBJECT_MAX else None
+        data = _read_small(plan.source, plan.size) if plan.size <= SMALL_OBJECT_MAX else None
         body: bytes | Path
         if data is None:
             body = staging_of(token)
@@ -403,11 +403,22 @@ def _record_uploaded(
     )
 
 
-def _read_small(source: str | Path) -> bytes | None:
-    """The whole of a small file, or None if it has grown past `SMALL_OBJECT_MAX`."""
+def _read_small(source: str | Path, size: int) -> bytes | None:
+    """The whole of a small file planned at `size` bytes, or None if it has grown past
+    `SMALL_OBJECT_MAX`. Plain system calls, asking for what the file holds: a buffered
+    ``read(limit)`` would allocate the whole limit (4 MiB) for every 4 KiB file."""
     try:
-        with open(source, "rb") as f:
-            data = f.read(SMALL_OBJECT_MAX + 1)
+        fd = os.open(source, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+        try:
+            data = os.read(fd, size + 1)
+            if len(data) > size:  # it has grown since it was planned: read on
+                while len(data) <= SMALL_OBJECT_MAX:
+                    more = os.read(fd, SMALL_OBJECT_MAX + 1 - len(data))
+                    if not more:
+                        break
+                    data += more
+        finally:
+            os.close(fd)
     except OSError as exc:
         raise UsageError(f"cannot read {source}: {exc.strerror}") from exc
     return data if len(data) <= SMALL_OBJECT_MAX else None

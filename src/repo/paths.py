@@ -13,6 +13,7 @@ catalog.
 
 from __future__ import annotations
 
+import base64
 import os
 import random
 import time
@@ -30,6 +31,9 @@ MAX_KEY_BYTES = 1024
 MAX_SEGMENT_BYTES = 200
 DATA_PREFIX = "data/"
 _TOKEN_ALPHABET = "0123456789abcdefghjkmnpqrstvwxyz"  # Crockford base32, lower case
+_FROM_STANDARD_BASE32 = bytes.maketrans(
+    b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567", _TOKEN_ALPHABET.encode()
+)
 
 # Tokens need to be unique, not secret: a generator seeded from the OS once per process
 # (and again in a forked child, which would otherwise repeat its parent's sequence) is as
@@ -106,11 +110,11 @@ def validate_path(path: object, *, key_prefix: str = "") -> str:
 def new_version_token() -> str:
     """26 characters: 48 bits of milliseconds then 80 random bits, base32 (sortable)."""
     value = (int(time.time() * 1000) << 80) | _token_random.getrandbits(80)
-    chars = []
-    for _ in range(TOKEN_LENGTH):
-        chars.append(_TOKEN_ALPHABET[value & 31])
-        value >>= 5
-    return "".join(reversed(chars))
+    # The 128 bits as 26 digits of 5 bits, most significant first: 160 bits of big-endian
+    # bytes encoded in base32 start with 6 zero digits (30 bits), dropped; the standard
+    # alphabet is then mapped onto ours, in C (this runs once per file added).
+    digits = base64.b32encode(value.to_bytes(20, "big"))[6:]
+    return digits.translate(_FROM_STANDARD_BASE32).decode("ascii")
 
 
 def token_time(key: str) -> datetime | None:
