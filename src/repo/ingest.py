@@ -283,6 +283,8 @@ def add_tree(
     # window holds more than one batch: the workers never wait for the catalog.
     window = max(workers * 4, 2 * RECORD_BATCH)
 
+    key_prefix = repo.store.key_prefix
+
     def staging_of(token: str) -> Path:
         return staging_dir / f".incoming-{token}"
 
@@ -340,7 +342,6 @@ def add_tree(
                 _discard_staging(staging)
             report.files.append(RepoFile(repo, rec))
 
-    key_prefix = repo.store.key_prefix
     pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="repo-add")
     try:
         for plan in plans:
