@@ -84,7 +84,8 @@ def test_json_shapes_are_stable(cli: CliRun, tmp_path: Path) -> None:
         "source", "store_url", "database_url", "local_root", "host_name", "backup_store_url",
         "s3_endpoint_url", "s3_region", "s3_access_key", "s3_secret_key", "cache_max_bytes",
         "unpublished_ttl_seconds", "expired_ttl_seconds", "orphan_grace_seconds",
-        "backups_before_purge", "backup_keep",
+        "backups_before_purge", "backup_keep", "s3_timeout_seconds", "s3_sse",
+        "s3_sse_kms_key_id",
     ]  # fmt: skip
     assert all(list(s) == ["name", "value", "origin"] for s in settings["settings"])
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import socket
 from pathlib import Path
@@ -11,8 +12,11 @@ import pytest
 from sqlalchemy.engine import make_url
 
 import repo
+from conftest import CliRun, write_config
+from repo.cli.output import table
 from repo.config import Config, embedded_default, load_config, repo_home
 from repo.errors import ConfigError
+from repo.settings import BY_KEY, SETTINGS, markdown_rows
 
 #: The seed's ~/.repo_cfg, exactly as written there (spacing included).
 SEED_CFG = """\
@@ -563,3 +567,178 @@ def test_a_config_file_with_secrets_readable_by_others_draws_a_warning(
     with caplog.at_level("WARNING", logger="repo.config"):
         repo.load_config(plain)
     assert caplog.records == []
+
+
+# --------------------------------------------------------- the settings table
+
+
+def _readme_configuration_rows() -> tuple[list[str], list[tuple[str, ...]]]:
+    """The header and rows of the table in the README's "## Configuration" section."""
+    readme = (Path(__file__).parents[1] / "README.md").read_text(encoding="utf-8")
+    section = readme.split("\n## Configuration\n", 1)[1].split("\n## ", 1)[0]
+    lines = [line for line in section.splitlines() if line.startswith("|")]
+    cells = [tuple(c.strip() for c in line.strip("|").split(" | ")) for line in lines]
+    return list(cells[0]), cells[2:]
+
+
+def test_readme_configuration_table_is_the_settings_table() -> None:
+    header, rows = _readme_configuration_rows()
+    assert header == ["key", "type", "default", "environment", "meaning"]
+    expected = markdown_rows()
+    assert [r[0] for r in rows] == [r[0] for r in expected], "README keys differ from SETTINGS"
+    # Keyed by setting, so a failure names the row that drifted.
+    assert {r[0]: r[1:] for r in rows} == {r[0]: r[1:] for r in expected}
+
+
+def test_every_setting_has_one_line_of_readme_text_and_a_valid_default() -> None:
+    for s in SETTINGS:
+        for text in (s.description, s.default_text):
+            assert "|" not in text and "\n" not in text, s.key
+        assert s.description, s.key
+        if s.default is not None:
+            assert s.check is None or s.check.ok(s.default), s.key
+            assert not s.default_text, f"{s.key}: a fixed default needs no text"
+        if s.env is not None:
+            assert s.env.startswith("REPO_") and not s.secret, s.key
+
+
+def test_settings_and_config_attributes_agree() -> None:
+    attributes = {f.name: f for f in dataclasses.fields(Config)}
+    assert {s.attribute for s in SETTINGS} == set(attributes) - {"source", "origins"}
+    for s in SETTINGS:
+        if s.default is not None:
+            assert attributes[s.attribute].default == s.default, s.key
+
+
+def test_every_default_is_reported_as_a_default(tmp_path: Path) -> None:
+    origins = load_config(_minimal(tmp_path)).origins
+    for s in SETTINGS:
+        if s.default is not None:
+            assert origins[s.attribute] == "default", s.key
+    assert origins["local_root"] == "default: $REPO_HOME/local or the user data directory"
+    assert origins["host_name"] == "default: this machine's host name"
+    assert "cache_max_bytes" not in origins  # not set: no limit
+
+
+# --------------------------------------------------- environment overrides
+
+
+def test_environment_overrides_win_over_the_file_and_say_so(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("REPO_HOST_NAME", "pod-3")
+    monkeypatch.setenv("REPO_LOCAL_ROOT", "scratch")  # relative: to the working directory
+    monkeypatch.setenv("REPO_CACHE_MAX_BYTES", "1000")
+    path = _write(
+        tmp_path / "conf" / "cfg.json",
+        _minimal(tmp_path, host_name="file-host", local_root="cache", cache_max_bytes=5),
+    )
+    config = load_config(path)
+    assert (config.host_name, config.local_root, config.cache_max_bytes) == (
+        "pod-3",
+        tmp_path / "scratch",
+        1000,
+    )
+    assert {k: config.origins[k] for k in ("host_name", "local_root", "cache_max_bytes")} == {
+        "host_name": "$REPO_HOST_NAME",
+        "local_root": "$REPO_LOCAL_ROOT",
+        "cache_max_bytes": "$REPO_CACHE_MAX_BYTES",
+    }
+
+
+def test_environment_overrides_apply_to_the_embedded_default(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("REPO_HOST_NAME", "laptop")
+    config = load_config()
+    assert config.is_embedded and config.host_name == "laptop"
+
+
+def test_an_empty_environment_variable_counts_as_unset(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("REPO_HOST_NAME", "")
+    assert load_config(_minimal(tmp_path, host_name="file-host")).host_name == "file-host"
+
+
+@pytest.mark.parametrize(
+    ("var", "text", "message"),
+    [
+        ("REPO_CACHE_MAX_BYTES", "1GB", "$REPO_CACHE_MAX_BYTES must be an integer, got '1GB'"),
+        ("REPO_CACHE_MAX_BYTES", "0", "$REPO_CACHE_MAX_BYTES must be a positive integer"),
+        ("REPO_HOST_NAME", "a\tb", "$REPO_HOST_NAME must be a non-empty printable name"),
+    ],
+)
+def test_a_bad_environment_override_is_a_one_line_error_naming_the_variable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, var: str, text: str, message: str
+) -> None:
+    monkeypatch.setenv(var, text)
+    with pytest.raises(ConfigError) as info:
+        load_config(_minimal(tmp_path))
+    assert str(info.value) == message
+    assert info.value.hint == f"fix or unset ${var}"
+
+
+# ------------------------------------------------------------ config --show
+
+
+def test_config_show_lists_every_setting_with_secrets_masked(tmp_path: Path) -> None:
+    every = {
+        "default_s3_bucket": "my-bucket",
+        "database": {"host": "db.example", "user": "u", "password": SECRET, "database": "repo"},
+        "local_root": "cache",
+        "host_name": "batch-07",
+        "backup_s3_bucket": "my-backups",
+        "s3_endpoint_url": "http://127.0.0.1:9000",
+        "s3_region": "eu-west-1",
+        "s3_access_key": "AKIAEXAMPLEKEY",
+        "s3_secret_key": SECRET + "-s3",
+        "cache_max_bytes": 10**9,
+        "unpublished_ttl_seconds": 1,
+        "expired_ttl_seconds": 2,
+        "orphan_grace_seconds": 3,
+        "backups_before_purge": 4,
+        "backup_keep": 5,
+        "s3_timeout_seconds": 6,
+        "s3_sse": "aws:kms",
+        "s3_sse_kms_key_id": "alias/repo",
+    }
+    # `store` is the other spelling of `default_s3_bucket`; a new setting must join `every`.
+    assert set(every) | {"store"} == set(BY_KEY)
+    cfg = write_config(tmp_path / "cfg.json", every)
+    run = CliRun(cfg, tmp_path)
+    at = f"{cfg}: "
+    expected = [
+        ("source", str(cfg), "how the configuration was found"),
+        ("store_url", "s3://my-bucket", at + "default_s3_bucket"),
+        ("database_url", "postgresql+psycopg://u:***@db.example/repo", at + "database"),
+        ("local_root", str(tmp_path / "cache"), at + "local_root"),
+        ("host_name", "batch-07", at + "host_name"),
+        ("backup_store_url", "s3://my-backups", at + "backup_s3_bucket"),
+        ("s3_endpoint_url", "http://127.0.0.1:9000", at + "s3_endpoint_url"),
+        ("s3_region", "eu-west-1", at + "s3_region"),
+        ("s3_access_key", "AKIA****", at + "s3_access_key"),
+        ("s3_secret_key", "****", at + "s3_secret_key"),
+        ("cache_max_bytes", 10**9, at + "cache_max_bytes"),
+        ("unpublished_ttl_seconds", 1, at + "unpublished_ttl_seconds"),
+        ("expired_ttl_seconds", 2, at + "expired_ttl_seconds"),
+        ("orphan_grace_seconds", 3, at + "orphan_grace_seconds"),
+        ("backups_before_purge", 4, at + "backups_before_purge"),
+        ("backup_keep", 5, at + "backup_keep"),
+        ("s3_timeout_seconds", 6, at + "s3_timeout_seconds"),
+        ("s3_sse", "aws:kms", at + "s3_sse"),
+        ("s3_sse_kms_key_id", "alias/repo", at + "s3_sse_kms_key_id"),
+    ]
+    assert [e[0] for e in expected] == ["source", *dict.fromkeys(s.attribute for s in SETTINGS)]
+
+    shown = run("config", "--show", "--json")
+    assert shown.exit_code == 0, shown.output
+    assert json.loads(shown.stdout) == {
+        "settings": [{"name": n, "value": v, "origin": o} for n, v, o in expected]
+    }
+    text = run("config", "--show")
+    assert text.exit_code == 0, text.output
+    assert text.stdout == table(["SETTING", "VALUE", "FROM"], expected) + "\n"
+    for result in (shown, text):
+        assert SECRET not in result.output

@@ -13,7 +13,7 @@ import json
 import logging
 import os
 import socket
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -24,48 +24,32 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 
 from .errors import ConfigError
+from .settings import (
+    BY_KEY,
+    SETTINGS,
+    Mask,
+    Setting,
+    check_type,
+    check_value,
+    default_of,
+    value_from_env,
+)
 
 __all__ = ["Config", "ConfigEntry", "describe_config", "load_config"]
 
 logger = logging.getLogger(__name__)
 
-SECRET_KEYS = frozenset({"s3_secret_key", "password"})
-
-_KNOWN_KEYS: dict[str, tuple[type, ...]] = {
-    "local_root": (str,),
-    "default_s3_bucket": (str,),
-    "backup_s3_bucket": (str,),
-    "s3_access_key": (str,),
-    "s3_secret_key": (str,),
-    "s3_endpoint_url": (str,),
-    "s3_region": (str,),
-    "database": (str, dict),
-    "store": (str,),
-    "host_name": (str,),
-    "cache_max_bytes": (int,),
-    "unpublished_ttl_seconds": (int,),
-    "expired_ttl_seconds": (int,),
-    "orphan_grace_seconds": (int,),
-    "backups_before_purge": (int,),
-    "backup_keep": (int,),
-    "s3_timeout_seconds": (int,),
-    "s3_sse": (str,),
-    "s3_sse_kms_key_id": (str,),
-}
-
 #: Garbage-collection settings and their defaults (all non-negative integers).
 GC_DEFAULTS: dict[str, int] = {
-    "unpublished_ttl_seconds": 86_400,
-    "expired_ttl_seconds": 604_800,
-    "orphan_grace_seconds": 86_400,
-    "backups_before_purge": 2,
+    key: default_of(key)
+    for key in (
+        "unpublished_ttl_seconds",
+        "expired_ttl_seconds",
+        "orphan_grace_seconds",
+        "backups_before_purge",
+    )
 }
-#: How many backups retention keeps (at least 1).
-BACKUP_KEEP_DEFAULT = 7
-#: How long an S3 request may go without a byte from the server before it is abandoned.
-S3_TIMEOUT_DEFAULT = 60
-#: The server-side encryption `s3_sse` may ask for: SSE-S3 and SSE-KMS.
-S3_SSE_ALGORITHMS = ("AES256", "aws:kms")
+#: The keys of the `database` object, when it is not a URL.
 _DATABASE_KEYS: dict[str, tuple[type, ...]] = {
     "host": (str,),
     "port": (int,),
@@ -85,7 +69,11 @@ def repo_home() -> Path:
 
 @dataclass(frozen=True, kw_only=True, repr=False)
 class Config:
-    """Validated configuration. Secrets are masked in `repr`."""
+    """Validated configuration. Secrets are masked in `repr`.
+
+    One attribute per `repo.settings.Setting.attribute` (a test keeps them in step), plus
+    where the configuration came from.
+    """
 
     source: str
     local_root: Path
@@ -98,12 +86,12 @@ class Config:
     s3_access_key: str | None = None
     s3_secret_key: str | None = field(default=None, repr=False)
     cache_max_bytes: int | None = None
-    unpublished_ttl_seconds: int = GC_DEFAULTS["unpublished_ttl_seconds"]
-    expired_ttl_seconds: int = GC_DEFAULTS["expired_ttl_seconds"]
-    orphan_grace_seconds: int = GC_DEFAULTS["orphan_grace_seconds"]
-    backups_before_purge: int = GC_DEFAULTS["backups_before_purge"]
-    backup_keep: int = BACKUP_KEEP_DEFAULT
-    s3_timeout_seconds: int = S3_TIMEOUT_DEFAULT
+    unpublished_ttl_seconds: int = default_of("unpublished_ttl_seconds")
+    expired_ttl_seconds: int = default_of("expired_ttl_seconds")
+    orphan_grace_seconds: int = default_of("orphan_grace_seconds")
+    backups_before_purge: int = default_of("backups_before_purge")
+    backup_keep: int = default_of("backup_keep")
+    s3_timeout_seconds: int = default_of("s3_timeout_seconds")
     s3_sse: str | None = None
     s3_sse_kms_key_id: str | None = None
     #: Where each field's value came from (a key of the source, or a default).
@@ -146,22 +134,16 @@ def embedded_default() -> Config:
     """SQLite catalog and local-directory store under the repo home; no server needed."""
     home = repo_home()
     where = (
-        "embedded default under $REPO_HOME" if os.environ.get("REPO_HOME") else ("embedded default")
+        "embedded default under $REPO_HOME" if os.environ.get("REPO_HOME") else "embedded default"
     )
-    return Config(
-        source="embedded default",
-        local_root=home / "local",
-        store_url=(home / "store").as_uri(),
-        database_url=f"sqlite:///{home / 'catalog.db'}",
-        host_name=_default_host_name(),
-        origins={
-            "local_root": where,
-            "store_url": where,
-            "database_url": where,
-            "host_name": "default: this machine's host name",
-            **dict.fromkeys((*GC_DEFAULTS, "backup_keep"), "default"),
-        },
-    )
+    # Built, not parsed: the paths need no checking, and a home with URL-special characters
+    # must not be read as a URL.
+    values: dict[str, Any] = {
+        "local_root": home / "local",
+        "store_url": (home / "store").as_uri(),
+        "database_url": f"sqlite:///{home / 'catalog.db'}",
+    }
+    return _complete(values, dict.fromkeys(values, where), source="embedded default")
 
 
 def _from_file(path: Path, *, chosen_by: str = "") -> Config:
@@ -215,108 +197,78 @@ def _warn_if_exposed(path: Path, config: Config) -> None:
 def _from_mapping(
     data: Mapping[str, Any], *, source: str, base: Path, chosen_by: str = ""
 ) -> Config:
-    unknown = sorted(set(data) - set(_KNOWN_KEYS))
+    unknown = sorted(set(data) - set(BY_KEY))
     if unknown:
         raise ConfigError(
             f"{source}: unknown key(s) {', '.join(map(repr, unknown))}",
-            hint="check the spelling; known keys: " + ", ".join(sorted(_KNOWN_KEYS)),
+            hint="check the spelling; known keys: " + ", ".join(sorted(BY_KEY)),
         )
     for key, value in data.items():
-        _check_type(source, key, value, _KNOWN_KEYS[key])
+        check_value(BY_KEY[key], value, f"{source}: key '{key}'")
+    _check_together(data, source)
 
-    store_url = _store_url(data, source)
-    backup = data.get("backup_s3_bucket")
-    local_root = data.get("local_root")
-    cache_max = data.get("cache_max_bytes")
-    if cache_max is not None and cache_max <= 0:
-        raise ConfigError(f"{source}: key 'cache_max_bytes' must be a positive integer")
-    for key in GC_DEFAULTS:
-        if key in data and data[key] < 0:
-            raise ConfigError(f"{source}: key '{key}' must be zero or more")
-    if data.get("backup_keep", 1) < 1:
-        raise ConfigError(f"{source}: key 'backup_keep' must be at least 1")
-    endpoint = data.get("s3_endpoint_url")
-    if endpoint is not None:
-        parts = urlsplit(endpoint)
-        if parts.scheme not in ("http", "https") or not parts.netloc:
-            raise ConfigError(f"{source}: key 's3_endpoint_url' must be an http:// or https:// URL")
-    _check_s3_transfer(data, source)
-    host_name = data["host_name"] if "host_name" in data else _default_host_name()
-    if not host_name.strip() or not host_name.isprintable():
-        raise ConfigError(f"{source}: key 'host_name' must be a non-empty printable name")
     origin = f"{source} ({chosen_by})" if chosen_by else source
-    keys = {
-        "local_root": "local_root",
-        "store_url": "default_s3_bucket" if "default_s3_bucket" in data else "store",
-        "database_url": "database",
-        "host_name": "host_name",
-        "backup_store_url": "backup_s3_bucket",
-        "s3_endpoint_url": "s3_endpoint_url",
-        "s3_region": "s3_region",
-        "s3_access_key": "s3_access_key",
-        "s3_secret_key": "s3_secret_key",
-        "cache_max_bytes": "cache_max_bytes",
-        **{key: key for key in GC_DEFAULTS},
-        "backup_keep": "backup_keep",
-        "s3_timeout_seconds": "s3_timeout_seconds",
-        "s3_sse": "s3_sse",
-        "s3_sse_kms_key_id": "s3_sse_kms_key_id",
+    # The two keys that are more than a value: either store key makes `store_url`, and
+    # the database may be an object.
+    values: dict[str, Any] = {
+        "store_url": _store_url(data, source),
+        "database_url": _database_url(data, source, base),
     }
-    origins = {name: f"{origin}: {key}" for name, key in keys.items() if key in data}
-    origins.setdefault("local_root", "default: $REPO_HOME/local or the user data directory")
-    origins.setdefault("host_name", "default: this machine's host name")
-    for key in (*GC_DEFAULTS, "backup_keep"):
-        origins.setdefault(key, "default")
-    return Config(
-        origins=origins,
-        source=source,
-        local_root=_resolve(local_root, base) if local_root else repo_home() / "local",
-        store_url=store_url,
-        database_url=_database_url(data, source, base),
-        host_name=host_name,
-        backup_store_url=f"s3://{backup}" if backup else None,
-        s3_endpoint_url=endpoint,
-        s3_region=data.get("s3_region"),
-        s3_access_key=data.get("s3_access_key"),
-        s3_secret_key=data.get("s3_secret_key"),
-        cache_max_bytes=cache_max,
-        **{key: data.get(key, default) for key, default in GC_DEFAULTS.items()},
-        backup_keep=data.get("backup_keep", BACKUP_KEEP_DEFAULT),
-        s3_timeout_seconds=data.get("s3_timeout_seconds", S3_TIMEOUT_DEFAULT),
-        s3_sse=data.get("s3_sse"),
-        s3_sse_kms_key_id=data.get("s3_sse_kms_key_id"),
-    )
+    origins: dict[str, str] = {}
+    for setting in SETTINGS:
+        if setting.key in data:
+            origins[setting.attribute] = f"{origin}: {setting.key}"
+            values.setdefault(setting.attribute, _convert(setting, data[setting.key], base))
+    return _complete(values, origins, source=source)
 
 
-def _check_s3_transfer(data: Mapping[str, Any], source: str) -> None:
-    """The S3 timeout and server-side encryption keys (types are already checked)."""
-    if data.get("s3_timeout_seconds", 1) < 1:
-        raise ConfigError(f"{source}: key 's3_timeout_seconds' must be at least 1")
-    sse = data.get("s3_sse")
-    if sse is not None and sse not in S3_SSE_ALGORITHMS:
+def _check_together(data: Mapping[str, Any], source: str) -> None:
+    """The rules that span keys (each key's own type and rule are already checked)."""
+    if data.get("store") and data.get("default_s3_bucket"):
         raise ConfigError(
-            f"{source}: key 's3_sse' must be 'AES256' (SSE-S3) or 'aws:kms' (SSE-KMS), got {sse!r}"
+            f"{source}: keys 'store' and 'default_s3_bucket' both name a store",
+            hint="keep one of them",
         )
-    key_id = data.get("s3_sse_kms_key_id")
-    if key_id is not None and sse != "aws:kms":
+    if "s3_sse_kms_key_id" in data and data.get("s3_sse") != "aws:kms":
         raise ConfigError(
             f"{source}: key 's3_sse_kms_key_id' needs 's3_sse' set to 'aws:kms'",
             hint='set "s3_sse": "aws:kms", or remove \'s3_sse_kms_key_id\'',
         )
-    if key_id is not None and (not key_id.strip() or not key_id.isprintable()):
-        raise ConfigError(f"{source}: key 's3_sse_kms_key_id' must be a non-empty key id or ARN")
 
 
-def _check_type(source: str, key: str, value: Any, types: tuple[type, ...]) -> None:
-    ok = isinstance(value, types) and not (isinstance(value, bool) and bool not in types)
-    if not ok:
-        names = " or ".join(
-            {str: "a string", int: "an integer", dict: "an object"}[t] for t in types
-        )
-        # A database URL can carry a password, so its value is not shown either.
-        secret = key == "database" or key.rsplit(".", 1)[-1] in SECRET_KEYS
-        shown = "a value" if secret else repr(value)
-        raise ConfigError(f"{source}: key '{key}' must be {names}, got {shown}")
+def _convert(setting: Setting, value: Any, base: Path) -> Any:
+    """A setting's `Config` value from its JSON value; relative paths resolve against `base`."""
+    if setting.key == "local_root":
+        return _resolve(value, base)
+    if setting.key == "backup_s3_bucket":
+        return f"s3://{value}" if value else None
+    return value
+
+
+#: Defaults that depend on the machine; the table's `default_text` says what they are.
+_COMPUTED_DEFAULTS: dict[str, Callable[[], Any]] = {
+    "local_root": lambda: repo_home() / "local",
+    "host_name": lambda: _default_host_name(),
+}
+
+
+def _complete(values: dict[str, Any], origins: dict[str, str], *, source: str) -> Config:
+    """Apply environment overrides, then defaults, and build the `Config`."""
+    for setting in SETTINGS:
+        name = setting.attribute
+        text = os.environ.get(setting.env) if setting.env else None
+        if text:  # an empty variable counts as unset, as with $REPO_CFG
+            values[name] = _convert(setting, value_from_env(setting, text), Path.cwd())
+            origins[name] = f"${setting.env}"
+        elif name in values:
+            continue
+        elif setting.default is not None:
+            values[name] = setting.default
+            origins[name] = "default"
+        elif name in _COMPUTED_DEFAULTS:
+            values[name] = _COMPUTED_DEFAULTS[name]()
+            origins[name] = "default: " + setting.default_text.replace("`", "")
+    return Config(source=source, origins=origins, **values)
 
 
 def _resolve(value: str, base: Path) -> Path:
@@ -327,14 +279,7 @@ def _resolve(value: str, base: Path) -> Path:
 def _store_url(data: Mapping[str, Any], source: str) -> str:
     store: str | None = data.get("store")
     bucket: str | None = data.get("default_s3_bucket")
-    if store and bucket:
-        raise ConfigError(
-            f"{source}: keys 'store' and 'default_s3_bucket' both name a store",
-            hint="keep one of them",
-        )
-    if bucket:
-        if "/" in bucket or not bucket.strip():
-            raise ConfigError(f"{source}: key 'default_s3_bucket' must be a bare bucket name")
+    if bucket:  # checked already: a bare bucket name, and no `store` beside it
         return f"s3://{bucket}"
     if not store:
         raise ConfigError(
@@ -377,7 +322,12 @@ def _database_url(data: Mapping[str, Any], source: str, base: Path) -> str:
                 hint="known keys: " + ", ".join(sorted(_DATABASE_KEYS)),
             )
         for key, value in db.items():
-            _check_type(source, f"database.{key}", value, _DATABASE_KEYS[key])
+            check_type(
+                f"{source}: key 'database.{key}'",
+                value,
+                _DATABASE_KEYS[key],
+                secret=key == "password",
+            )
         if "database" not in db:
             raise ConfigError(f"{source}: key 'database.database' (the database name) is missing")
         url = URL.create(
@@ -429,27 +379,28 @@ class ConfigEntry:
 
 
 def describe_config(config: Config) -> list[ConfigEntry]:
-    """The effective configuration, secrets masked, with where each value came from."""
+    """The effective configuration, secrets masked, with where each value came from.
 
-    def entry(name: str, value: str | int | None) -> ConfigEntry:
-        return ConfigEntry(name, value, config.origins.get(name, "not set"))
+    One entry per `Config` attribute that a setting sets, in the order of `SETTINGS`."""
+    entries = [ConfigEntry("source", config.source, "how the configuration was found")]
+    shown: set[str] = set()
+    for setting in SETTINGS:
+        name = setting.attribute
+        if name not in shown:  # `store` and `default_s3_bucket` both set `store_url`
+            shown.add(name)
+            value = _masked(setting, getattr(config, name))
+            entries.append(ConfigEntry(name, value, config.origins.get(name, "not set")))
+    return entries
 
-    secret = config.s3_secret_key
-    access = config.s3_access_key
-    return [
-        ConfigEntry("source", config.source, "how the configuration was found"),
-        entry("store_url", config.store_url),
-        entry("database_url", config.masked_database_url()),
-        entry("local_root", str(config.local_root)),
-        entry("host_name", config.host_name),
-        entry("backup_store_url", config.backup_store_url),
-        entry("s3_endpoint_url", config.s3_endpoint_url),
-        entry("s3_region", config.s3_region),
-        # Access key ids are not secret, but showing only their start is enough to tell
-        # which one is in use.
-        entry("s3_access_key", f"{access[:4]}****" if access else None),
-        entry("s3_secret_key", "****" if secret else None),
-        entry("cache_max_bytes", config.cache_max_bytes),
-        *(entry(key, getattr(config, key)) for key in GC_DEFAULTS),
-        entry("backup_keep", config.backup_keep),
-    ]
+
+def _masked(setting: Setting, value: object) -> str | int | None:
+    if value is None or isinstance(value, int):
+        return value
+    text = str(value)
+    if setting.mask is Mask.ALL:
+        return "****"
+    if setting.mask is Mask.START:
+        return f"{text[:4]}****"
+    if setting.mask is Mask.PASSWORD:
+        return make_url(text).render_as_string(hide_password=True)
+    return text

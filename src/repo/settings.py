@@ -1,0 +1,317 @@
+"""Every configuration setting, defined once.
+
+`SETTINGS` is the one list of what a configuration may say: each key's JSON type, default,
+environment override, one-line description, validation rule and masking. The loader
+(`repo.config`), `repo config --show` and the README's configuration table are all driven
+by it, so a new setting is added here and as a `Config` attribute, nowhere else (a test
+checks the two agree, and another that the README shows this table).
+
+This module sits below everything: it imports only the standard library and `repo.errors`.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+from .errors import ConfigError
+
+__all__ = [
+    "BY_KEY",
+    "S3_SSE_ALGORITHMS",
+    "SETTINGS",
+    "Check",
+    "Mask",
+    "Setting",
+    "check_type",
+    "check_value",
+    "default_of",
+    "markdown_rows",
+    "value_from_env",
+]
+
+
+class Mask(enum.Enum):
+    """How `repo config --show` displays a value. Masked values never appear in errors."""
+
+    NONE = "shown as is"
+    #: An access key id is not secret, but its start is enough to tell which one is in use.
+    START = "its first four characters, then ****"
+    ALL = "****"
+    #: A database URL may carry a password: shown with the password replaced by ***.
+    PASSWORD = "the password replaced by ***"
+
+
+@dataclass(frozen=True, slots=True)
+class Check:
+    """A validation rule: a value `ok` refuses is reported as "key 'k' must be <must>"."""
+
+    ok: Callable[[Any], bool]
+    must: str
+    #: Repeat the refused value (", got 'x'") where seeing it helps spot the typo.
+    echo: bool = False
+
+
+def _http_url(value: str) -> bool:
+    parts = urlsplit(value)
+    return parts.scheme in ("http", "https") and bool(parts.netloc)
+
+
+def _printable(value: str) -> bool:
+    return bool(value.strip()) and value.isprintable()
+
+
+#: The server-side encryption `s3_sse` may ask for: SSE-S3 and SSE-KMS.
+S3_SSE_ALGORITHMS = ("AES256", "aws:kms")
+
+POSITIVE = Check(lambda n: n > 0, "a positive integer")
+ZERO_OR_MORE = Check(lambda n: n >= 0, "zero or more")
+AT_LEAST_ONE = Check(lambda n: n >= 1, "at least 1")
+PRINTABLE_NAME = Check(_printable, "a non-empty printable name")
+BARE_BUCKET = Check(lambda s: bool(s.strip()) and "/" not in s, "a bare bucket name")
+HTTP_URL = Check(_http_url, "an http:// or https:// URL")
+SSE_ALGORITHM = Check(
+    lambda s: s in S3_SSE_ALGORITHMS, "'AES256' (SSE-S3) or 'aws:kms' (SSE-KMS)", echo=True
+)
+KMS_KEY = Check(_printable, "a non-empty key id or ARN")
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Setting:
+    """One key of the configuration document."""
+
+    key: str
+    types: tuple[type, ...]
+    #: One line of Markdown: the README's "meaning" column.
+    description: str
+    #: The `Config` attribute it sets (and its name in `repo config --show`); "" = `key`.
+    into: str = ""
+    #: The value used when the key is absent, when that value is fixed.
+    default: int | None = None
+    #: What happens when the key is absent, when it is not a fixed value (Markdown).
+    default_text: str = ""
+    #: An environment variable that, when set and not empty, wins over the document.
+    env: str | None = None
+    check: Check | None = None
+    mask: Mask = Mask.NONE
+
+    @property
+    def attribute(self) -> str:
+        return self.into or self.key
+
+    @property
+    def secret(self) -> bool:
+        return self.mask is not Mask.NONE
+
+
+_STR, _INT = (str,), (int,)
+_AWS_CHAIN = "the AWS credential chain"
+
+#: In the order `repo config --show` and the README list them.
+SETTINGS: tuple[Setting, ...] = (
+    Setting(
+        key="store",
+        types=_STR,
+        into="store_url",
+        default_text="required, unless `default_s3_bucket` is set",
+        description="where the files are: `s3://bucket/optional/prefix` or `file:///abs/path`",
+    ),
+    Setting(
+        key="default_s3_bucket",
+        types=_STR,
+        into="store_url",
+        check=BARE_BUCKET,
+        description="instead of `store`: the bucket holding the files (the seed's key)",
+    ),
+    Setting(
+        key="database",
+        types=(str, dict),
+        into="database_url",
+        mask=Mask.PASSWORD,
+        default_text="required",
+        description="the catalog: a URL (`postgresql://user:pw@host:port/db`, "
+        "`sqlite:///path/catalog.db`) or an object (`host`, `port`, `user`, `password`, "
+        "`database`)",
+    ),
+    Setting(
+        key="local_root",
+        types=_STR,
+        env="REPO_LOCAL_ROOT",
+        default_text="`$REPO_HOME/local` or the user data directory",
+        description="this host's staging files and verified cache (relative to the file's folder)",
+    ),
+    Setting(
+        key="host_name",
+        types=_STR,
+        env="REPO_HOST_NAME",
+        check=PRINTABLE_NAME,
+        default_text="this machine's host name",
+        description="this host's identity, recorded as files' origin and cache holder",
+    ),
+    Setting(
+        key="backup_s3_bucket",
+        types=_STR,
+        into="backup_store_url",
+        default_text="the store's bucket, under the store's prefix",
+        description="where catalog backups and the change journal go",
+    ),
+    Setting(
+        key="s3_endpoint_url",
+        types=_STR,
+        check=HTTP_URL,
+        default_text="AWS S3",
+        description="an S3-compatible endpoint, e.g. `http://127.0.0.1:9000`",
+    ),
+    Setting(
+        key="s3_region",
+        types=_STR,
+        default_text="`$AWS_REGION`, else `us-east-1`",
+        description="the bucket's region",
+    ),
+    Setting(
+        key="s3_access_key",
+        types=_STR,
+        mask=Mask.START,
+        default_text=_AWS_CHAIN,
+        description="the S3 access key id (`config --show` prints only its first four characters)",
+    ),
+    Setting(
+        key="s3_secret_key",
+        types=_STR,
+        mask=Mask.ALL,
+        default_text=_AWS_CHAIN,
+        description="the S3 secret key (never printed)",
+    ),
+    Setting(
+        key="cache_max_bytes",
+        types=_INT,
+        env="REPO_CACHE_MAX_BYTES",
+        check=POSITIVE,
+        default_text="no limit",
+        description="size limit of this host's cache (least recently used copies are evicted)",
+    ),
+    Setting(
+        key="unpublished_ttl_seconds",
+        types=_INT,
+        check=ZERO_OR_MORE,
+        default=86_400,
+        description="GC purges unpublished versions older than this",
+    ),
+    Setting(
+        key="expired_ttl_seconds",
+        types=_INT,
+        check=ZERO_OR_MORE,
+        default=604_800,
+        description="GC purges expired versions older than this, once "
+        "`backups_before_purge` backups were taken since they expired",
+    ),
+    Setting(
+        key="orphan_grace_seconds",
+        types=_INT,
+        check=ZERO_OR_MORE,
+        default=86_400,
+        description="`gc --orphans` deletes unreferenced objects older than this",
+    ),
+    Setting(
+        key="backups_before_purge",
+        types=_INT,
+        check=ZERO_OR_MORE,
+        default=2,
+        description="completed catalog backups GC waits for after a version expires",
+    ),
+    Setting(
+        key="backup_keep",
+        types=_INT,
+        check=AT_LEAST_ONE,
+        default=7,
+        description="backups retention keeps (never fewer than `backups_before_purge`)",
+    ),
+    Setting(
+        key="s3_timeout_seconds",
+        types=_INT,
+        check=AT_LEAST_ONE,
+        default=60,
+        description="how long an S3 request may wait for the server's next bytes before it "
+        "is abandoned and retried; retries stop 3 times this after the first attempt",
+    ),
+    Setting(
+        key="s3_sse",
+        types=_STR,
+        check=SSE_ALGORITHM,
+        default_text="none asked for",
+        description="server-side encryption asked for on every write: `AES256` (SSE-S3) "
+        "or `aws:kms` (SSE-KMS)",
+    ),
+    Setting(
+        key="s3_sse_kms_key_id",
+        types=_STR,
+        check=KMS_KEY,
+        default_text="the bucket's default key",
+        description="the KMS key (id, ARN or alias) for `s3_sse` `aws:kms`",
+    ),
+)
+
+BY_KEY: Mapping[str, Setting] = {s.key: s for s in SETTINGS}
+
+
+def default_of(key: str) -> int:
+    """The fixed default of an integer setting."""
+    default = BY_KEY[key].default
+    if default is None:
+        raise KeyError(f"setting {key!r} has no fixed default")
+    return default
+
+
+#: How errors name a JSON type, and how the README does.
+_TYPE_PHRASES = {str: "a string", int: "an integer", dict: "an object"}
+_TYPE_WORDS = {str: "string", int: "integer", dict: "object"}
+
+
+def check_type(
+    where: str, value: Any, types: tuple[type, ...], *, secret: bool, hint: str | None = None
+) -> None:
+    """Raise `ConfigError` unless `value` is one of `types` (a bool is not an integer)."""
+    if isinstance(value, types) and not (isinstance(value, bool) and bool not in types):
+        return
+    names = " or ".join(_TYPE_PHRASES[t] for t in types)
+    shown = "a value" if secret else repr(value)
+    raise ConfigError(f"{where} must be {names}, got {shown}", hint=hint)
+
+
+def check_value(setting: Setting, value: Any, where: str, *, hint: str | None = None) -> None:
+    """Raise `ConfigError` unless `value` has the setting's type and passes its rule.
+
+    `where` starts the message ("cfg.json: key 'backup_keep'")."""
+    check_type(where, value, setting.types, secret=setting.secret, hint=hint)
+    rule = setting.check
+    if rule is not None and not rule.ok(value):
+        got = f", got {value!r}" if rule.echo and not setting.secret else ""
+        raise ConfigError(f"{where} must be {rule.must}{got}", hint=hint)
+
+
+def value_from_env(setting: Setting, text: str) -> str | int:
+    """The value of the setting's environment variable, typed and checked."""
+    where = f"${setting.env}"
+    hint = f"fix or unset {where}"
+    value: str | int = text
+    if int in setting.types:
+        try:
+            value = int(text)
+        except ValueError:
+            raise ConfigError(f"{where} must be an integer, got {text!r}", hint=hint) from None
+    check_value(setting, value, where, hint=hint)
+    return value
+
+
+def markdown_rows() -> list[tuple[str, str, str, str, str]]:
+    """The README's configuration table: key, type, default, environment, meaning."""
+    rows = []
+    for s in SETTINGS:
+        default = f"`{s.default}`" if s.default is not None else s.default_text or "-"
+        env = f"`${s.env}`" if s.env else "-"
+        kind = " or ".join(_TYPE_WORDS[t] for t in s.types)
+        rows.append((f"`{s.key}`", kind, default, env, s.description))
+    return rows
