@@ -560,7 +560,7 @@ def test_a_backup_without_a_valid_manifest_does_not_exist(
             r.backups.store.delete_many([key])
         else:
             replace_object(r.backups.store, key, replacement[damage], tmp_path)
-        assert [m["name"] for m in r.backups_available()] == [older]
+        assert [m["name"] for m in r.list_backups()] == [older]
     lose_catalog(file_config)
 
     report = restore_catalog(file_config)
@@ -748,7 +748,7 @@ def test_retention_keeps_the_newest_backups_and_never_fewer_than_gc_needs(
             [names[i]] for i in range(4 - kept)
         ]
         newest_first = names[::-1][:kept]
-        assert [m["name"] for m in r.backups_available()] == newest_first
+        assert [m["name"] for m in r.list_backups()] == newest_first
         assert [b.name for b in r.catalog.completed_backups()] == newest_first
         left = {k[len(r.backups.backups) :].split("/")[0] for k in backup_keys(r)}
         assert left == set(newest_first)  # no table objects of deleted backups remain
@@ -877,7 +877,7 @@ def run(tmp_path: Path, file_config: dict[str, Any]) -> CliRun:
 
 def newest_manifest(config: Mapping[str, Any]) -> dict[str, Any]:
     with Repo(config) as r:
-        return r.backups_available()[0]
+        return r.list_backups()[0]
 
 
 def human(size: int) -> str:
@@ -928,7 +928,7 @@ def test_cli_restore_lists_backups_newest_first(run: CliRun, file_config: dict[s
     assert run("add", "a.txt", "-", "--publish", input=b"a").exit_code == 0
     assert run("backup").exit_code == 0
     with Repo(file_config) as r:
-        newer, older = r.backups_available()
+        newer, older = r.list_backups()
 
     listed = run("restore", "--list")
 
@@ -1099,7 +1099,7 @@ def test_a_backup_needs_a_session_without_uncommitted_changes(
         with pytest.raises(UsageError, match="uncommitted changes"):
             r.backup()
         r.rollback()
-        assert r.backups_available() == []
+        assert r.list_backups() == []
 
 
 def test_a_backup_taken_on_postgresql_restores_into_sqlite(

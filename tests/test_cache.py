@@ -24,7 +24,7 @@ import pytest
 import repo
 from conftest import CliRun, last_read, recorded_statements, write_config
 from repo.cache import USED_RESOLUTION_SECONDS
-from repo.hosts import CacheStatus
+from repo.cache_admin import CacheStatus
 
 WRITER = "test-host"  # the host_name of the `repo_config` and `local_config` fixtures
 

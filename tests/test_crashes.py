@@ -445,7 +445,7 @@ def collect_everything(r: repo.Repo, view: StoreView, before: list[repo.RepoFile
     sizes = view.list(view.data_prefix)
     lost = [k for k, size in published.items() if sizes.get(k) != size]
     assert lost == [], "GC removed published objects"
-    staging = r.cache.staging_dir
+    staging = r.session.staging.directory
     left = sorted(p.name for p in staging.iterdir()) if staging.is_dir() else []
     assert left == [], f"staging copies outlived GC on {r.host}"
 
@@ -770,7 +770,7 @@ class Backup(Kind):
 
     def check_backups(self, r: repo.Repo, trial: Trial | None) -> list[str]:
         """Every complete backup's objects exist as its manifest says; returns its names."""
-        manifests = r.backups_available()
+        manifests = r.list_backups()
         under = self.view.list(f"{self.view.prefix}backups/")
         for m in manifests:
             for spec in m["tables"].values():
@@ -1070,7 +1070,7 @@ def test_backup_killed_before_its_manifest_is_removed_by_retention(
         for _ in range(EAGER_GC["backup_keep"] + 1):
             r.backup()
         r.gc(orphans=True)
-        complete = {m["name"] for m in r.backups_available()}
+        complete = {m["name"] for m in r.list_backups()}
     names = {key[len(under) :].split("/")[0] for key in kind.view.list(under)}
     assert names == complete
 

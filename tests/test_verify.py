@@ -27,7 +27,8 @@ from repo.cli.recovery import recover, verify
 from repo.errors import NotFoundError
 from repo.integrity import normalize_etag
 from repo.stores.s3 import S3Store
-from repo.verify import recover_from_cache, verify_store
+from repo.recover import recover_from_cache
+from repo.verify import verify_store
 
 WRITER = "test-host"  # the host_name of the `repo_config` and `local_config` fixtures
 MiB = 1024 * 1024
@@ -88,9 +89,7 @@ def use_small_parts(r: Repo, target: StoreTarget) -> S3Store:
         multipart_threshold=5 * MiB,
         part_size=5 * MiB,
     )
-    r.store.close()
-    r.store = store
-    r._stores = {store.bucket: store}
+    r.session.use_store(store)
     return store
 
 
@@ -112,7 +111,7 @@ def test_a_healthy_repository_verifies_ok_shallow_and_deep(
         r.add_file("docs/never.txt").touch(b"never uploaded").expire()  # no object at all
         r.commit()
         for deep in (False, True):
-            report = verify_store(r, deep=deep)
+            report = verify_store(r.session, deep=deep)
             assert report.ok and report.deep is deep
             assert (report.published.checked, report.published.ok) == (3, 3)
             assert (report.expired.checked, report.expired.ok) == (1, 1)
@@ -125,7 +124,7 @@ def test_a_deep_check_reads_objects_without_filling_the_cache(
     with Repo(repo_config) as writer:
         publish(writer, "x.bin", os.urandom(1000))
     with Repo(host_config(repo_config, tmp_path, "checker")) as r:
-        assert verify_store(r, deep=True).ok
+        assert verify_store(r.session, deep=True).ok
         assert r.cache.entries() == []
 
 
@@ -135,7 +134,7 @@ def test_a_deleted_object_is_missing(repo_config: dict[str, str]) -> None:
         gone = publish(r, "gone.txt", b"gone")
         r.store.delete_many([gone.key])
         for deep in (False, True):
-            report = verify_store(r, deep=deep)
+            report = verify_store(r.session, deep=deep)
             assert not report.ok
             assert keys(report.published.missing) == [gone.key]
             assert report.published.missing[0].path == "gone.txt"
@@ -152,7 +151,7 @@ def test_a_deleted_expired_version_is_missing_until_gc_claims_it(
         old = publish(r, "p.txt", b"old")
         publish(r, "p.txt", b"new")
         r.store.delete_many([old.key])
-        report = verify_store(r)
+        report = verify_store(r.session)
         assert keys(report.expired.missing) == [old.key] and report.published.ok == 1
         # Claimed for purging: its object is going anyway, so it is not checked.
         now = datetime.now(UTC)
@@ -163,7 +162,7 @@ def test_a_deleted_expired_version_is_missing_until_gc_claims_it(
             expired_before=now + timedelta(days=1),
         )
         r.commit()
-        report = verify_store(r)
+        report = verify_store(r.session)
         assert report.ok and report.expired.checked == 0
 
 
@@ -173,11 +172,11 @@ def test_a_replaced_object_is_corrupt_by_its_etag_and_by_its_content(
     with Repo(repo_config) as r:
         f = publish(r, "data.bin", os.urandom(5000))
         replace_object(r, f, tmp_path)
-        shallow = verify_store(r)
+        shallow = verify_store(r.session)
         assert keys(shallow.published.corrupt) == [f.key] and shallow.missing == []
         assert shallow.published.corrupt[0].reason.startswith("ETag ")
         assert f"is not the catalog's md5 {f.md5}" in shallow.published.corrupt[0].reason
-        deep = verify_store(r, deep=True)
+        deep = verify_store(r.session, deep=True)
         assert keys(deep.published.corrupt) == [f.key]
         assert deep.published.corrupt[0].reason.startswith("the content has md5 ")
 
@@ -188,7 +187,7 @@ def test_a_truncated_object_is_corrupt_by_its_size(local_config: dict[str, str])
         path = Path(r.store.bucket) / f.key
         path.chmod(0o644)
         path.write_bytes(b"01234")
-        report = verify_store(r)
+        report = verify_store(r.session)
         assert [(c.key, c.reason) for c in report.published.corrupt] == [
             (f.key, "5 bytes in the store, the catalog says 10")
         ]
@@ -201,8 +200,8 @@ def test_bit_rot_in_the_directory_store_is_found_by_the_deep_check_only(
         f = publish(r, "rot.bin", os.urandom(4096))
         flip_on_disk(Path(r.store.bucket) / f.key)
         # The store's checksum record (its "ETag") still holds the original md5.
-        assert verify_store(r).ok
-        deep = verify_store(r, deep=True)
+        assert verify_store(r.session).ok
+        deep = verify_store(r.session, deep=True)
         assert keys(deep.corrupt) == [f.key]
 
 
@@ -217,18 +216,18 @@ def test_a_multipart_object_is_checked_by_size_unless_its_etag_is_the_md5(
         assert etag is not None
         # moto answers md5(part md5s)-N; rclone's HEAD gives the md5 of the whole body.
         multipart_etag = etag != f.md5
-        report = verify_store(r)
+        report = verify_store(r.session)
         assert report.ok and report.published.ok == 1
         assert keys(report.size_only) == ([f.key] if multipart_etag else [])
         if multipart_etag:
             assert report.size_only[0].reason == "multipart ETag; size checked only"
-        deep = verify_store(r, deep=True)
+        deep = verify_store(r.session, deep=True)
         assert deep.ok and deep.size_only == []
 
         replace_object(r, f, tmp_path)  # uploaded multipart again, same size
-        report = verify_store(r)
+        report = verify_store(r.session)
         assert report.ok is multipart_etag  # a multipart ETag hides the damage
-        assert not verify_store(r, deep=True).ok
+        assert not verify_store(r.session, deep=True).ok
 
 
 # ----------------------------------------------------------------- recover
@@ -247,13 +246,13 @@ def test_recover_repairs_a_deleted_and_a_corrupt_object_from_another_hosts_cache
         b.store.delete_many([lost.key])
         replace_object(b, bad, tmp_path)
 
-        report = recover_from_cache(b)
+        report = recover_from_cache(b.session)
         assert keys(report.verify.missing) == [lost.key]
         assert keys(report.verify.corrupt) == [bad.key]
         assert sorted(keys(report.recovered)) == sorted([lost.key, bad.key])
         assert report.ok and not report.still_lost and not report.skipped_bad_cache
         assert not report.dry_run
-        assert verify_store(b, deep=True).ok
+        assert verify_store(b.session, deep=True).ok
         assert object_bytes(b, lost) == b"the deleted one\n"
         assert object_bytes(b, bad) == good
         meta = b.store.head(lost.key).metadata
@@ -271,8 +270,8 @@ def test_recover_repairs_bit_rot_found_by_a_deep_check(
         f = publish(writer, "rot.bin", os.urandom(2048))
         good = f.read_bytes()
         flip_on_disk(Path(writer.store.bucket) / f.key)
-        assert recover_from_cache(writer).verify.ok  # shallow sees nothing to do
-        report = recover_from_cache(writer, deep=True)
+        assert recover_from_cache(writer.session).verify.ok  # shallow sees nothing to do
+        report = recover_from_cache(writer.session, deep=True)
         assert keys(report.recovered) == [f.key] and report.ok
         assert object_bytes(writer, f) == good
 
@@ -286,7 +285,7 @@ def test_recover_without_a_cached_copy_names_the_hosts_that_hold_one(
         assert b.current("only.txt").read_bytes() == b"only copy"
     with Repo(host_config(repo_config, tmp_path, "host-c")) as c:
         c.store.delete_many([f.key])
-        report = recover_from_cache(c)
+        report = recover_from_cache(c.session)
         assert not report.ok and report.recovered == []
         assert [(x.key, x.path, x.hosts) for x in report.still_lost] == [
             (f.key, "only.txt", ("host-b", WRITER))
@@ -308,7 +307,7 @@ def test_a_damaged_cached_copy_is_never_uploaded_and_is_evicted(
         flip_on_disk(cached)
         b.store.delete_many([f.key])
 
-        report = recover_from_cache(b)
+        report = recover_from_cache(b.session)
         assert keys(report.skipped_bad_cache) == [f.key]
         assert report.skipped_bad_cache[0].reason.startswith("the cached copy has md5 ")
         assert [(x.key, x.reason, x.hosts) for x in report.still_lost] == [
@@ -332,7 +331,7 @@ def test_recover_never_deletes_an_object_whose_content_is_right(
         doc = json.loads(sidecar.read_text())
         sidecar.write_text(json.dumps({**doc, "md5": "0" * 32}))
         before = os.stat(Path(r.store.bucket) / f.key).st_ino
-        report = recover_from_cache(r)
+        report = recover_from_cache(r.session)
         assert keys(report.verify.corrupt) == [f.key]
         assert keys(report.intact) == [f.key] and report.recovered == [] and report.ok
         assert os.stat(Path(r.store.bucket) / f.key).st_ino == before  # untouched
@@ -344,17 +343,17 @@ def test_recover_dry_run_changes_nothing(repo_config: dict[str, str], tmp_path: 
         bad = publish(r, "bad.txt", b"bad content")
         r.store.delete_many([lost.key])
         replace_object(r, bad, tmp_path)
-        report = recover_from_cache(r, dry_run=True)
+        report = recover_from_cache(r.session, dry_run=True)
         assert report.dry_run and report.ok
         assert sorted(keys(report.recovered)) == sorted([lost.key, bad.key])
-        after = verify_store(r)
+        after = verify_store(r.session)
         assert keys(after.missing) == [lost.key] and keys(after.corrupt) == [bad.key]
 
 
 def test_recover_with_nothing_damaged_does_nothing(local_config: dict[str, str]) -> None:
     with Repo(local_config) as r:
         publish(r, "fine.txt", b"fine")
-        report = recover_from_cache(r)
+        report = recover_from_cache(r.session)
         assert report.ok and report.verify.ok
         assert not (report.recovered or report.still_lost or report.intact)
 

@@ -21,6 +21,8 @@ from .admin import (
     status_report,
 )
 from .backup import BackupReport
+from .cache_admin import CacheReport, CacheStatus
+from .cache_check import CacheVerifyReport
 from .catalog import HostCopy, HostSummary
 from .config import Config, ConfigEntry, describe_config, load_config
 from .errors import (
@@ -30,6 +32,7 @@ from .errors import (
     ImmutableError,
     InvalidPathError,
     InvalidTagError,
+    LocalDiskError,
     NotFoundError,
     PermissionDeniedError,
     RepoError,
@@ -38,14 +41,17 @@ from .errors import (
     UsageError,
     VerificationError,
 )
+from .fetch import FetchReport
 from .file import RepoFile
 from .gc import GcCategory, GcReport
-from .hosts import CacheReport, CacheStatus
-from .ingest import AddReport, ProgressListener
+from .ingest import AddReport
+from .progress import ProgressListener
+from .recover import LostFile, RecoverReport
 from .repository import Repo
-from .restore import RestoreReport, restore_catalog
+from .restore import RestoreReport, restorable_backups, restore_catalog
+from .session import Session
 from .tags import date_tags
-from .verify import CacheVerifyReport, RecoverReport, VerifyReport
+from .verify import Finding, VerifyCategory, VerifyReport
 
 __version__ = "0.1.0"
 
@@ -61,6 +67,8 @@ __all__ = [
     "ConfigError",
     "ConflictError",
     "CreateReport",
+    "FetchReport",
+    "Finding",
     "GcCategory",
     "GcReport",
     "HostCopy",
@@ -68,6 +76,8 @@ __all__ = [
     "ImmutableError",
     "InvalidPathError",
     "InvalidTagError",
+    "LocalDiskError",
+    "LostFile",
     "NotFoundError",
     "PermissionDeniedError",
     "ProgressListener",
@@ -77,11 +87,13 @@ __all__ = [
     "RepoFile",
     "RestoreReport",
     "RolesReport",
+    "Session",
     "StateError",
     "StatusReport",
     "StoreError",
     "UsageError",
     "VerificationError",
+    "VerifyCategory",
     "VerifyReport",
     "__version__",
     "create_repository",
@@ -90,6 +102,7 @@ __all__ = [
     "describe_config",
     "destroy_catalog",
     "load_config",
+    "restorable_backups",
     "restore_catalog",
     "status_report",
 ]

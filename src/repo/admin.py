@@ -3,19 +3,16 @@ report."""
 
 from __future__ import annotations
 
-import os
-from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
 
 from sqlalchemy.engine import make_url
 
-from .cache import LocalCache
-from .catalog import SCHEMA_VERSION, Catalog
+from .catalog import SCHEMA_VERSION
 from .catalog.roles import create_roles as _create_roles
-from .config import Config, load_config
+from .config import Config
 from .errors import RepoError, UsageError
-from .stores import Store, open_store
+from .session import ConfigSource, Session
+from .stores import Store
 
 __all__ = [
     "CreateReport",
@@ -26,12 +23,6 @@ __all__ = [
     "destroy_catalog",
     "status_report",
 ]
-
-ConfigArg = str | os.PathLike[str] | Mapping[str, Any] | Config | None
-
-
-def _config(config: ConfigArg) -> Config:
-    return load_config(config)
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,7 +58,7 @@ def _probe(store: Store) -> None:
 
 
 def create_repository(
-    config: ConfigArg = None, *, roles: bool = False, role_name: str | None = None
+    config: ConfigSource = None, *, roles: bool = False, role_name: str | None = None
 ) -> CreateReport:
     """Create the catalog's tables (or upgrade them) and check that the store answers;
     with `roles`, also the read-only and read-write database roles (`create_roles`).
@@ -75,20 +66,16 @@ def create_repository(
     Safe to run again. Buckets are not created: that takes account rights and choices
     (region, retention) that belong to whoever owns the account.
     """
-    cfg = _config(config)
-    if roles:
-        _require_postgresql(cfg)  # before anything is created
-    store = open_store(cfg.store_url, cfg)  # first: a wrong store leaves no catalog behind
+    session = Session(config)
+    cfg = session.config
     try:
-        _probe(store)
+        if roles:
+            _require_postgresql(cfg)  # before anything is created
+        _probe(session.store)  # first: a wrong store leaves no catalog behind
+        before = session.catalog.schema_version()
+        version = session.catalog.ensure_schema()
     finally:
-        store.close()
-    catalog = Catalog(cfg.database_url)
-    try:
-        before = catalog.schema_version()
-        version = catalog.ensure_schema()
-    finally:
-        catalog.close()
+        session.close(discard=True)
     return CreateReport(
         catalog=cfg.masked_database_url(),
         store=cfg.store_url,
@@ -106,7 +93,7 @@ def _require_postgresql(cfg: Config) -> None:
         )
 
 
-def create_roles(config: ConfigArg = None, *, name: str | None = None) -> RolesReport:
+def create_roles(config: ConfigSource = None, *, name: str | None = None) -> RolesReport:
     """Create PostgreSQL group roles ``<name>_ro`` (may read the catalog) and ``<name>_rw``
     (may read and write it, but change no schema) and grant them their rights.
 
@@ -115,13 +102,13 @@ def create_roles(config: ConfigArg = None, *, name: str | None = None) -> RolesR
     CREATEROLE; on SQLite a `UsageError`. The roles cannot log in: grant them to login
     users (docs/security.md).
     """
-    cfg = _config(config)
-    _require_postgresql(cfg)
-    catalog = Catalog(cfg.database_url)
+    session = Session(config)
+    cfg = session.config
     try:
-        roles = _create_roles(catalog, name)
+        _require_postgresql(cfg)
+        roles = _create_roles(session.catalog, name)
     finally:
-        catalog.close()
+        session.close(discard=True)
     return RolesReport(
         catalog=cfg.masked_database_url(),
         read_only=roles.read_only,
@@ -133,15 +120,14 @@ def create_roles(config: ConfigArg = None, *, name: str | None = None) -> RolesR
     )
 
 
-def destroy_catalog(config: ConfigArg = None) -> int | None:
+def destroy_catalog(config: ConfigSource = None) -> int | None:
     """Drop the catalog's tables; returns how many file versions it listed (None: there
     was no catalog). Objects in the store are never touched."""
-    cfg = _config(config)
-    catalog = Catalog(cfg.database_url)
+    session = Session(config)
     try:
-        return catalog.drop_schema()
+        return session.catalog.drop_schema()
     finally:
-        catalog.close()
+        session.close(discard=True)
 
 
 @dataclass
@@ -164,10 +150,18 @@ class StatusReport:
         return self.catalog_error is None and self.store_error is None
 
 
-def status_report(config: ConfigArg = None) -> StatusReport:
+def status_report(config: ConfigSource = None) -> StatusReport:
     """Check the catalog and the store independently (one failing does not hide the
     other) and collect counts and bytes by state and this host's cache use."""
-    cfg = _config(config)
+    session = Session(config)
+    try:
+        return _status(session)
+    finally:
+        session.close(discard=True)
+
+
+def _status(session: Session) -> StatusReport:
+    cfg = session.config
     report = StatusReport(
         catalog=cfg.masked_database_url(),
         store=cfg.store_url,
@@ -175,35 +169,27 @@ def status_report(config: ConfigArg = None) -> StatusReport:
         cache_limit=cfg.cache_max_bytes,
     )
     try:
-        catalog = Catalog(cfg.database_url)
-        try:
-            report.schema_version = catalog.schema_version()
-            if report.schema_version is None:
-                pass  # reachable but empty: the first command (or `repo create`) sets it up
-            elif report.schema_version > SCHEMA_VERSION:
+        catalog = session.catalog
+        report.schema_version = catalog.schema_version()
+        if report.schema_version is None:
+            pass  # reachable but empty: the first command (or `repo create`) sets it up
+        elif report.schema_version > SCHEMA_VERSION:
+            report.catalog_error = (
+                f"schema version {report.schema_version} is newer than this repo's {SCHEMA_VERSION}"
+            )
+        else:
+            unfinished = catalog.unfinished_restore()
+            if unfinished is not None:
                 report.catalog_error = (
-                    f"schema version {report.schema_version} is newer than this repo's "
-                    f"{SCHEMA_VERSION}"
+                    f"a restore of backup {unfinished} did not finish; "
+                    "run `repo restore` again to finish it"
                 )
-            else:
-                unfinished = catalog.unfinished_restore()
-                if unfinished is not None:
-                    report.catalog_error = (
-                        f"a restore of backup {unfinished} did not finish; "
-                        "run `repo restore` again to finish it"
-                    )
-                report.counts = catalog.counts()
-        finally:
-            catalog.close()
+            report.counts = catalog.counts()
     except RepoError as exc:
         report.catalog_error = exc.message
     try:
-        store = open_store(cfg.store_url, cfg)
-        try:
-            _probe(store)
-        finally:
-            store.close()
+        _probe(session.store)
     except RepoError as exc:
         report.store_error = exc.message
-    report.cache_files, report.cache_bytes = LocalCache(cfg.local_root).usage()
+    report.cache_files, report.cache_bytes = session.cache.usage()
     return report

@@ -29,17 +29,15 @@ import tempfile
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from .backup_place import BackupPlace
 from .catalog import SCHEMA_VERSION
 from .catalog.dump import copy_columns
 from .errors import VerificationError
-from .journal import BackupPlace
 from .paths import new_version_token
+from .session import Session
 from .stores.base import ObjectInfo
-
-if TYPE_CHECKING:
-    from .repository import Repo
 
 __all__ = ["MANIFEST_FORMAT", "BackupReport", "list_backups", "make_backup", "read_manifest"]
 
@@ -73,16 +71,19 @@ def _name(taken_at: datetime) -> str:
     return f"{taken_at:%Y%m%dT%H%M%S%fZ}-{new_version_token()[-8:]}"
 
 
-def make_backup(repo: Repo) -> BackupReport:
-    place = repo.backups
+def make_backup(session: Session) -> BackupReport:
+    """Back the catalog up into the backup place (one snapshot, manifest last), then
+    apply retention (``backup_keep``). Needs a session without uncommitted changes."""
+    session.require_clean("a backup")
+    place = session.backups
     taken_at = datetime.now(UTC)  # before the snapshot: never later than what it holds
     name = _name(taken_at)
     prefix = f"{place.backups}{name}/"
     tables: dict[str, dict[str, Any]] = {}
-    scratch = Path(tempfile.mkdtemp(dir=_scratch_dir(repo), prefix="backup-"))
+    scratch = Path(tempfile.mkdtemp(dir=session.scratch_dir(), prefix="backup-"))
     total = 0
     try:
-        for table, fmt, content in repo.catalog.dump_tables():
+        for table, fmt, content in session.catalog.dump_tables():
             suffix = "jsonl" if fmt == "jsonl" else "copy"
             path = scratch / f"{table.name}.{suffix}.gz"
             digest = hashlib.sha256()
@@ -110,9 +111,9 @@ def make_backup(repo: Repo) -> BackupReport:
             "name": name,
             "taken_at": taken_at.isoformat(),
             "completed_at": completed_at.isoformat(),
-            "repository_id": repo.repository_id,
+            "repository_id": session.repository_id,
             "schema_version": SCHEMA_VERSION,
-            "host": repo.host,
+            "host": session.host,
             "tables": tables,
         }
         manifest_path = scratch / MANIFEST
@@ -124,10 +125,10 @@ def make_backup(repo: Repo) -> BackupReport:
         raise VerificationError(
             f"backup {name}: the manifest read back differs from the one written"
         )
-    repo.catalog.record_backup(
+    session.catalog.record_backup(
         name, taken_at=taken_at, completed_at=completed_at, location=place.store.url + "/" + prefix
     )
-    repo.catalog.commit()
+    session.catalog.commit()
     report = BackupReport(
         name=name,
         taken_at=taken_at,
@@ -136,14 +137,8 @@ def make_backup(repo: Repo) -> BackupReport:
         bytes=total,
         location=f"{place.store.url}/{prefix}",
     )
-    _retain(repo, report)
+    _retain(session, report)
     return report
-
-
-def _scratch_dir(repo: Repo) -> Path:
-    path = repo.cache.root / "tmp"
-    path.mkdir(parents=True, exist_ok=True)
-    return path
 
 
 def read_manifest(place: BackupPlace, name: str) -> dict[str, Any] | None:
@@ -188,16 +183,16 @@ def list_backups(
     return found
 
 
-def _retain(repo: Repo, report: BackupReport) -> None:
+def _retain(session: Session, report: BackupReport) -> None:
     """Delete backups beyond the newest `backup_keep` (never fewer than GC relies on),
     partial backups (see the module's docstring), and journal entries older than the
     oldest backup kept."""
-    place = repo.backups
-    keep = max(repo.config.backup_keep, repo.config.backups_before_purge, 1)
+    place = session.backups
+    keep = max(session.config.backup_keep, session.config.backups_before_purge, 1)
     listing = _listing(place)
     manifests = list_backups(place, listing)
     if manifests:
-        grace = timedelta(seconds=repo.config.orphan_grace_seconds)
+        grace = timedelta(seconds=session.config.orphan_grace_seconds)
         for name in _partial_backups(listing, manifests[0]["name"], datetime.now(UTC) - grace):
             place.store.delete_many([i.key for i in listing[name]])
             report.deleted_partial_backups.append(name)
@@ -208,9 +203,9 @@ def _retain(repo: Repo, report: BackupReport) -> None:
         keys.sort(key=lambda k: not k.endswith("/" + MANIFEST))
         place.store.delete_many(keys[:1])
         place.store.delete_many(keys[1:])
-        repo.catalog.forget_backup(old["name"])
+        session.catalog.forget_backup(old["name"])
         report.deleted_backups.append(old["name"])
-    repo.catalog.commit()
+    session.catalog.commit()
     kept = manifests[:keep]
     if not kept:
         return

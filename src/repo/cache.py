@@ -1,9 +1,5 @@
-"""This host's local files: staging copies being written, and the verified cache.
-
-Layout under ``local_root``::
-
-    staging/<version token>/<file name>   a new version being written (private, mutable)
-    cache/<object key>                    verified copies, read-only, one per version
+"""This host's verified cache: read-only copies of versions, under ``local_root/cache/``
+at their object key (staging copies being written are `staging`'s).
 
 A cached file only ever appears under its final name complete and verified: downloads
 go to a temporary file in the same directory, are hashed while streaming, and are
@@ -28,7 +24,6 @@ import errno
 import fcntl
 import logging
 import os
-import shutil
 import tempfile
 import threading
 import time
@@ -98,20 +93,14 @@ class CachedFile:
 
 
 class LocalCache:
-    """Staging and cache directories of one host."""
+    """The verified cache of one host."""
 
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
-        self.staging_dir = self.root / "staging"
         self.cache_dir = self.root / "cache"
         self._tally: int | None = None  # bytes in the cache, as last counted plus since
         self._tally_at = 0.0
         self._cache_root = os.path.abspath(self.cache_dir) + os.sep
-
-    def staging_path(self, key: str) -> Path:
-        token = key[-TOKEN_LENGTH:]
-        name = key.rsplit("/", 1)[-1][: -(TOKEN_LENGTH + 1)] or "file"
-        return self.staging_dir / token / name
 
     def cache_path(self, key: str) -> Path:
         return Path(self.cache_file(key))
@@ -241,24 +230,6 @@ class LocalCache:
             logger.info("removed %d abandoned partial downloads from the cache", removed)
         return removed
 
-    def staging_entries(self) -> list[tuple[str, Path, float]]:
-        """(version token, directory, modification time) of every staging copy."""
-        out: list[tuple[str, Path, float]] = []
-        if not self.staging_dir.is_dir():
-            return out
-        for child in self.staging_dir.iterdir():
-            with contextlib.suppress(FileNotFoundError):
-                out.append((child.name, child, child.stat().st_mtime))
-        return out
-
-    def remove_staging(self, entry: Path) -> None:
-        """Remove a staging directory (or a half-taken-in ``.incoming-`` file)."""
-        if entry.is_dir() and not entry.is_symlink():
-            shutil.rmtree(entry, ignore_errors=True)
-        else:
-            with contextlib.suppress(FileNotFoundError):
-                entry.unlink()
-
     def download(
         self,
         store: Store,
@@ -377,14 +348,12 @@ class LocalCache:
         sync_filesystem(self.cache_dir)
 
     def adopt(self, source: Path, key: str) -> Path:
-        """Move a just-uploaded (and so verified) staging copy into the cache."""
+        """Move a just-uploaded (and so verified) staging copy into the cache (the
+        caller releases its staging directory)."""
         final = self.cache_path(key)
         final.parent.mkdir(parents=True, exist_ok=True)
         os.chmod(source, 0o444)
         os.replace(source, final)
-        if source.parent != self.staging_dir:
-            with contextlib.suppress(OSError):
-                source.parent.rmdir()
         return final
 
 

@@ -16,7 +16,8 @@ after the message as ``Try: ...``).
     ├── ConflictError            another writer got there first (an object key, a publish)
     ├── CatalogError             the catalog database failed or is not set up
     │   └── PermissionDeniedError  the catalog refused: this database user may not do that
-    └── StoreError               the object store failed (network, permissions, bucket)
+    ├── StoreError               the object store failed (network, permissions, bucket)
+    └── LocalDiskError           this host's disk refused (cache, staging, scratch files)
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ __all__ = [
     "ImmutableError",
     "InvalidPathError",
     "InvalidTagError",
+    "LocalDiskError",
     "NotFoundError",
     "PermissionDeniedError",
     "RepoError",
@@ -99,3 +101,15 @@ class PermissionDeniedError(CatalogError):
 
 class StoreError(RepoError):
     """The object store failed."""
+
+
+class LocalDiskError(RepoError):
+    """This host's disk refused a read or write (cache, staging area, scratch files)."""
+
+    hint = "check 'local_root': that it exists, is writable by you, and has free space"
+
+
+def local_disk_error(exc: OSError, doing: str) -> LocalDiskError:
+    """`exc` from this host's disk as a `LocalDiskError` saying what was being done."""
+    where = f" ({exc.filename})" if exc.filename else ""
+    return LocalDiskError(f"{doing} failed: {exc.strerror or exc}{where}")

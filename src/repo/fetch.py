@@ -18,17 +18,15 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from .cache import sync_filesystem
 from .catalog import FileRecord
 from .errors import StateError, UsageError
 from .file import RepoFile
 from .paths import safe_join
-
-if TYPE_CHECKING:
-    from .ingest import ProgressListener
-    from .repository import Repo
+from .progress import ProgressListener
+from .session import Session
+from .transfers import DEFAULT_WORKERS
 
 __all__ = ["FetchReport", "fetch_many"]
 
@@ -47,12 +45,12 @@ class FetchReport:
 
 
 def fetch_many(
-    repo: Repo,
+    session: Session,
     files: Iterable[RepoFile],
     *,
     dest: str | os.PathLike[str] | None = None,
     overwrite: bool = False,
-    workers: int = 16,
+    workers: int = DEFAULT_WORKERS,
     progress: ProgressListener | None = None,
 ) -> FetchReport:
     if workers < 1:
@@ -73,12 +71,12 @@ def fetch_many(
     missing: list[FileRecord] = []
     now = datetime.now(UTC)
     for rf in chosen:
-        rec = rf._rec
-        hit, news = repo.cache.use(rec.key, rec.size)
+        rec = rf.record
+        hit, news = session.cache.use(rec.key, rec.size)
         if hit is not None:
             report.cached += 1
             if news:  # else the catalog's last access is less than a minute old too
-                repo._note_copy(rec.file_id, fresh=False, key=rec.key, flush=False, when=now)
+                session.copies.noted(rec.file_id, fresh=False, key=rec.key, flush=False, when=now)
         else:
             missing.append(rec)
     if progress is not None:
@@ -95,8 +93,8 @@ def fetch_many(
                 with lock:
                     listener.advance(nbytes)
 
-        repo.cache.download(
-            repo._store_for(rec.bucket),
+        session.cache.download(
+            session.store_for(rec.bucket),
             rec.key,
             md5=rec.md5,
             size=rec.size,
@@ -108,30 +106,30 @@ def fetch_many(
                 progress.file_done()
 
     for bucket in {rec.bucket for rec in missing}:
-        repo._store_for(bucket)  # made here: the workers only look it up
+        session.store_for(bucket)  # made here: the workers only look it up
     try:
         if missing:
-            repo._make_room(sum(r.size or 0 for r in missing))
+            session.copies.make_room(sum(r.size or 0 for r in missing))
             try:
-                _run(download, missing, workers, on_done=lambda rec: _done(repo, report, rec))
+                _run(download, missing, workers, on_done=lambda rec: _done(session, report, rec))
             finally:
                 # Once for the batch (see `LocalCache.download`), before the copies are
                 # recorded in the catalog.
-                repo.cache.sync_to_disk()
+                session.cache.sync_to_disk()
         if dest is not None:
             _write_out(chosen, Path(dest), report, overwrite=overwrite)
     finally:
         # New copies are recorded now; hits only bump their access time, which waits
         # for the next periodic flush (a warm fetch writes nothing to the catalog).
         if report.downloaded:
-            repo._flush_access()
+            session.copies.flush()
     report.bytes = sum(rf.size or 0 for rf in chosen)
     return report
 
 
-def _done(repo: Repo, report: FetchReport, rec: FileRecord) -> None:
+def _done(session: Session, report: FetchReport, rec: FileRecord) -> None:
     report.downloaded += 1
-    repo._note_copy(rec.file_id, fresh=True, key=rec.key, flush=False)
+    session.copies.noted(rec.file_id, fresh=True, key=rec.key, flush=False)
 
 
 Step = Callable[[FileRecord], None]

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import tempfile
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path, PurePosixPath
-from typing import IO, TYPE_CHECKING, Any, BinaryIO
+from typing import IO, Any, BinaryIO
 
 from .catalog import FileRecord, HostCopy
 from .errors import (
@@ -18,13 +19,14 @@ from .errors import (
     UsageError,
     VerificationError,
 )
+from .session import Session
 from .stores.base import Progress, copy_hashing
 from .tags import date_tags, validate_tags
-
-if TYPE_CHECKING:
-    from .repository import Repo
+from .transfers import fetch, fetch_into, upload
 
 __all__ = ["RepoFile"]
+
+logger = logging.getLogger(__name__)
 
 _READ_MODES = ("r", "rb", "rt")
 _WRITE_MODES = ("w", "wb", "wt", "a", "ab", "at")
@@ -38,8 +40,8 @@ class RepoFile:
     it. Changes are part of the repository's transaction (``Repo.commit()``).
     """
 
-    def __init__(self, repo: Repo, record: FileRecord) -> None:
-        self._repo = repo
+    def __init__(self, session: Session, record: FileRecord) -> None:
+        self._session = session
         self._rec = record
 
     # -- catalog facts -------------------------------------------------------------------
@@ -101,33 +103,40 @@ class RepoFile:
     @property
     def tags(self) -> list[str]:
         """File tags and path tags together, sorted."""
-        own, via_path = self._repo.catalog.tags_of(self.file_id)
+        own, via_path = self._session.catalog.tags_of(self.file_id)
         return sorted({*own, *via_path})
 
     @property
     def file_tags(self) -> list[str]:
-        return self._repo.catalog.tags_of(self.file_id)[0]
+        return self._session.catalog.tags_of(self.file_id)[0]
 
     @property
     def path_tags(self) -> list[str]:
-        return self._repo.catalog.tags_of(self.file_id)[1]
+        return self._session.catalog.tags_of(self.file_id)[1]
 
     @property
     def hosts(self) -> list[HostCopy]:
         """Hosts holding a verified copy of this version."""
-        return self._repo.catalog.copies_of(self.file_id)
+        return self._session.catalog.copies_of(self.file_id)
+
+    @property
+    def record(self) -> FileRecord:
+        """The catalog row as this session last saw it."""
+        return self._rec
 
     def refresh(self) -> RepoFile:
-        self._rec = self._repo.catalog.get(self.file_id)
+        self._rec = self._session.catalog.get(self.file_id)
         return self
 
     # -- content -------------------------------------------------------------------------
 
     @property
     def staging_path(self) -> Path:
-        return self._repo.cache.staging_path(self.key)
+        return self._session.staging.path_of(self.key)
 
-    def _check_writable(self) -> Path:
+    def writable_path(self) -> Path:
+        """The staging copy to write this version's content to (its directory created);
+        refuses a version that is uploaded or no longer unpublished."""
         if self.uploaded:
             raise ImmutableError(
                 f"{self.path} (file {self.file_id}) is uploaded; its content cannot change",
@@ -143,7 +152,7 @@ class RepoFile:
         """Append `data` (text is UTF-8) to this version's local copy, creating it."""
         if data is not None and not isinstance(data, str | bytes | bytearray | memoryview):
             raise UsageError(f"touch() takes str or bytes, got {type(data).__name__}")
-        path = self._check_writable()
+        path = self.writable_path()
         with open(path, "ab") as fp:
             if data is not None:
                 fp.write(data.encode("utf-8") if isinstance(data, str) else data)
@@ -153,7 +162,7 @@ class RepoFile:
         """Read (``"r"``, ``"rb"``) the verified copy, or write (``"w"``, ``"wb"``, ``"a"``,
         ``"ab"``) the local copy of a version that is not uploaded yet."""
         if mode in _WRITE_MODES:
-            path = self._check_writable()
+            path = self.writable_path()
             if "b" not in mode:
                 kwargs.setdefault("encoding", "utf-8")
             handle: IO[Any] = open(path, mode, **kwargs)  # noqa: SIM115 - caller closes
@@ -193,7 +202,7 @@ class RepoFile:
                 f"{self.path} (file {self.file_id}) has no content yet",
                 hint="write it with touch() or open('w'), or read it on the host that made it",
             )
-        return self._repo._fetch(self._rec, progress)
+        return fetch(self._session, self._rec, progress)
 
     def write_to(
         self, out: BinaryIO, progress: Progress | None = None, *, keep_cached: bool = True
@@ -209,7 +218,7 @@ class RepoFile:
         `out` only.
         """
         if self.uploaded:
-            cached = self._repo._fetch_into(self._rec, out, progress, keep_cached=keep_cached)
+            cached = fetch_into(self._session, self._rec, out, progress, keep_cached=keep_cached)
             if cached is None:
                 assert self.size is not None
                 return self.size
@@ -219,7 +228,7 @@ class RepoFile:
         with open(path, "rb") as src:
             got = copy_hashing(iter(lambda: src.read(_CHUNK), b""), out)
         if self.uploaded and (got.md5 != self.md5 or got.size != self.size):
-            self._repo.cache.evict(self.key)
+            self._session.cache.evict(self.key)
             raise VerificationError(
                 f"the local copy of {self.path} (file {self.file_id}) is damaged: md5 "
                 f"{got.md5}, expected {self.md5}; it was removed from the cache",
@@ -288,18 +297,23 @@ class RepoFile:
         `progress`, if given, is called with the number of bytes sent as they go.
         """
         if not self.uploaded:
-            self._rec = self._repo._upload(self._rec, progress)
+            self._rec = upload(self._session, self._rec, progress)
         return self
 
     def publish(self) -> RepoFile:
         """Upload if needed, then make this the current version of its path."""
         self.upload()
-        self._rec = self._repo._publish(self._rec)
+        updated, superseded = self._session.catalog.publish(self.file_id, when=datetime.now(UTC))
+        if superseded:
+            logger.info(
+                "published %s (file %s); expired %s", updated.path, updated.file_id, superseded
+            )
+        self._rec = updated
         return self
 
     def expire(self) -> RepoFile:
         """Take this version out of use; garbage collection purges it later."""
-        self._rec = self._repo._expire(self._rec)
+        self._rec = self._session.catalog.expire(self.file_id, when=datetime.now(UTC))
         return self
 
     # -- tags ----------------------------------------------------------------------------
@@ -307,23 +321,23 @@ class RepoFile:
     def tag(self, *tags: str) -> RepoFile:
         """Add tags to this version."""
         names = validate_tags(tags)
-        self._repo.catalog.add_tags(self.file_id, names)
+        self._session.catalog.add_tags(self.file_id, names)
         return self
 
     def untag(self, *tags: str) -> RepoFile:
         names = validate_tags(tags)
-        self._repo.catalog.remove_tags(self.file_id, names)
+        self._session.catalog.remove_tags(self.file_id, names)
         return self
 
     def tag_path(self, *tags: str) -> RepoFile:
         """Add tags to the path: they apply to every version of it, past and future."""
         names = validate_tags(tags)
-        self._repo.catalog.add_path_tags(self._rec.path_id, names)
+        self._session.catalog.add_path_tags(self._rec.path_id, names)
         return self
 
     def untag_path(self, *tags: str) -> RepoFile:
         names = validate_tags(tags)
-        self._repo.catalog.remove_path_tags(self._rec.path_id, names)
+        self._session.catalog.remove_path_tags(self._rec.path_id, names)
         return self
 
     def tag_date(self, when: datetime | date, type: str = "day") -> RepoFile:

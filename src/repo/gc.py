@@ -20,19 +20,15 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator, Sequence
-from collections.abc import Set as AbstractSet
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING
 
 from .catalog import FileRecord
-from .errors import UsageError
-from .paths import DATA_PREFIX, TOKEN_LENGTH, token_time
+from .leftovers import clean_partials, clean_staging
+from .paths import DATA_PREFIX, token_time
+from .session import Session
 from .stores.base import ObjectInfo, Store
-
-if TYPE_CHECKING:
-    from .repository import Repo
 
 __all__ = ["GcCategory", "GcReport", "collect_garbage"]
 
@@ -88,16 +84,12 @@ class GcReport:
 
 
 def collect_garbage(
-    repo: Repo, *, dry_run: bool = False, orphans: bool = False, now: datetime | None = None
+    session: Session, *, dry_run: bool = False, orphans: bool = False, now: datetime | None = None
 ) -> GcReport:
-    if repo.catalog.db.in_write:
-        raise UsageError(
-            "garbage collection needs a clean session: there are uncommitted changes",
-            hint="commit() or rollback() first",
-        )
-    cfg = repo.config
+    session.require_clean("garbage collection")
+    cfg = session.config
     now = now or datetime.now(UTC)
-    catalog = repo.catalog
+    catalog = session.catalog
     report = GcReport(dry_run=dry_run)
     try:
         unpublished_before = now - timedelta(seconds=cfg.unpublished_ttl_seconds)
@@ -118,7 +110,7 @@ def collect_garbage(
             chosen: Sequence[FileRecord] = candidates
         else:
             chosen = _purge(
-                repo,
+                session,
                 leftover,
                 candidates,
                 now=now,
@@ -131,17 +123,17 @@ def collect_garbage(
         report.waiting_for_backups = waiting - report.expired.count
 
         if orphans:
-            for info in _orphans(repo, now - timedelta(seconds=cfg.orphan_grace_seconds)):
+            for info in _orphans(session, now - timedelta(seconds=cfg.orphan_grace_seconds)):
                 report.orphans.add(info.key, info.size)
             if not dry_run and report.orphans.keys:
-                repo.store.delete_many(report.orphans.keys)
+                session.store.delete_many(report.orphans.keys)
             grace = timedelta(seconds=cfg.orphan_grace_seconds)
-            report.store_temporaries_removed = repo.store.clean_temporaries(
-                repo.store.key_prefix + DATA_PREFIX, now - grace, dry_run=dry_run
+            report.store_temporaries_removed = session.store.clean_temporaries(
+                session.store.key_prefix + DATA_PREFIX, now - grace, dry_run=dry_run
             )
         going = set(report.unpublished.keys + report.expired.keys + report.resumed.keys)
-        report.staging_removed = clean_staging(repo, now, dry_run, going=going)
-        report.partial_downloads_removed = clean_partials(repo, now, dry_run)
+        report.staging_removed = clean_staging(session, now, dry_run, going=going)
+        report.partial_downloads_removed = clean_partials(session, now, dry_run)
     finally:
         catalog.rollback()
     logger.info(
@@ -155,16 +147,16 @@ def collect_garbage(
     return report
 
 
-def purge_orphans_only(repo: Repo, *, now: datetime | None = None) -> int:
+def purge_orphans_only(session: Session, *, now: datetime | None = None) -> int:
     """Delete orphans past the grace period, and nothing else; returns how many."""
     now = now or datetime.now(UTC)
-    grace = timedelta(seconds=repo.config.orphan_grace_seconds)
+    grace = timedelta(seconds=session.config.orphan_grace_seconds)
     try:
-        keys = [info.key for info in _orphans(repo, now - grace)]
+        keys = [info.key for info in _orphans(session, now - grace)]
     finally:
-        repo.catalog.end_read()
+        session.catalog.end_read()
     if keys:
-        repo.store.delete_many(keys)
+        session.store.delete_many(keys)
     return len(keys)
 
 
@@ -174,7 +166,7 @@ def _batches(items: Sequence[FileRecord], size: int) -> Iterator[Sequence[FileRe
 
 
 def _purge(
-    repo: Repo,
+    session: Session,
     leftover: Sequence[FileRecord],
     candidates: Sequence[FileRecord],
     *,
@@ -185,17 +177,17 @@ def _purge(
     """Finish the `leftover` claims, then claim and purge the `candidates` the rules still
     allow; returns those claimed (in id order)."""
     chosen: list[FileRecord] = []
-    purger = _Purger(repo)
+    purger = _Purger(session)
     try:
         purger.delete(leftover)
         for batch in _batches(candidates, CLAIM_BATCH):
-            claimed = repo.catalog.claim_for_purge(
+            claimed = session.catalog.claim_for_purge(
                 [r.file_id for r in batch],
                 now=now,
                 unpublished_before=unpublished_before,
                 expired_before=expired_before,
             )
-            repo.catalog.commit()  # claimed: from here on nobody can publish these
+            session.catalog.commit()  # claimed: from here on nobody can publish these
             purger.delete(claimed)
             chosen += claimed
         purger.finish()
@@ -215,8 +207,8 @@ class _Purger:
     the next run to finish.
     """
 
-    def __init__(self, repo: Repo) -> None:
-        self.repo = repo
+    def __init__(self, session: Session) -> None:
+        self.session = session
         self.pool = ThreadPoolExecutor(DELETE_THREADS, thread_name_prefix="repo-gc")
         self.pending: set[Future[list[int]]] = set()
         #: Versions whose objects are gone and whose rows are still there.
@@ -228,7 +220,7 @@ class _Purger:
             by_bucket: dict[str, list[str]] = {}
             for rec in part:
                 by_bucket.setdefault(rec.bucket, []).append(rec.key)
-            work = [(self.repo._store_for(bucket), keys) for bucket, keys in by_bucket.items()]
+            work = [(self.session.store_for(bucket), keys) for bucket, keys in by_bucket.items()]
             ids = [rec.file_id for rec in part]
             # A bounded queue: claims run ahead of deletions by a few requests at most.
             while len(self.pending) >= 2 * DELETE_THREADS:
@@ -240,7 +232,7 @@ class _Purger:
         for store, keys in work:
             store.delete_many(keys)
             for key in keys:
-                self.repo.cache.evict(key)
+                self.session.cache.evict(key)
         return ids
 
     def _collect(self, *, block: bool) -> None:
@@ -255,8 +247,8 @@ class _Purger:
 
     def _forget(self) -> None:
         if self.gone:
-            self.repo.catalog.forget_files(self.gone)
-            self.repo.catalog.commit()
+            self.session.catalog.forget_files(self.gone)
+            self.session.catalog.commit()
             self.gone = []
 
     def finish(self) -> None:
@@ -272,17 +264,17 @@ class _Purger:
         self.pool.shutdown(wait=True)
 
 
-def _orphans(repo: Repo, older_than: datetime) -> Iterator[ObjectInfo]:
+def _orphans(session: Session, older_than: datetime) -> Iterator[ObjectInfo]:
     """Objects under this repository's data prefix that no version refers to."""
     batch: list[ObjectInfo] = []
 
     def settle() -> Iterator[ObjectInfo]:
-        known = repo.catalog.known_keys([i.key for i in batch])
-        repo.catalog.rollback()
+        known = session.catalog.known_keys([i.key for i in batch])
+        session.catalog.rollback()
         yield from (i for i in batch if i.key not in known)
         batch.clear()
 
-    for info in repo.store.list(repo.store.key_prefix + DATA_PREFIX):
+    for info in session.store.list(session.store.key_prefix + DATA_PREFIX):
         # Old by the store's clock and by the time in the key's own token: an upload in
         # flight is young by both, whatever either clock says.
         made = token_time(info.key)
@@ -295,41 +287,3 @@ def _orphans(repo: Repo, older_than: datetime) -> Iterator[ObjectInfo]:
             yield from settle()
     if batch:
         yield from settle()
-
-
-def clean_staging(
-    repo: Repo, now: datetime, dry_run: bool, going: AbstractSet[str] = frozenset()
-) -> int:
-    """Remove this host's staging copies that no unfinished version needs any more.
-
-    Returns how many were (or, in a dry run, would be) removed.
-
-    A staging copy younger than the orphan grace period may belong to a transaction
-    still in flight on this host, so it stays.
-    """
-    entries = repo.cache.staging_entries()
-    if not entries:
-        return 0
-    # `going`: versions a dry run would purge, whose rows are still there.
-    pending = repo.catalog.pending_upload_keys(repo.host) - going
-    live = {key[-TOKEN_LENGTH:] for key in pending}
-    repo.catalog.end_read()
-    grace = repo.config.orphan_grace_seconds
-    removed = 0
-    for token, directory, mtime in entries:
-        if token in live or now.timestamp() - mtime < grace:
-            continue
-        if not dry_run:
-            repo.cache.remove_staging(directory)
-        removed += 1
-    return removed
-
-
-def clean_partials(repo: Repo, now: datetime, dry_run: bool) -> int:
-    """Remove this host's abandoned partial downloads (``.part-*`` in the cache).
-
-    One is removed only when no live process holds it and it was last written more than
-    ``orphan_grace_seconds`` before `now`. Returns how many were (or would be) removed.
-    """
-    older_than = now.timestamp() - repo.config.orphan_grace_seconds
-    return repo.cache.remove_partials(older_than, dry_run=dry_run)

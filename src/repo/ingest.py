@@ -10,7 +10,6 @@ that copy, so the cache never disagrees with the store whatever the source does 
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import queue
@@ -23,17 +22,19 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, BinaryIO, Protocol
+from typing import BinaryIO
 
 from .catalog import FileRecord, NewVersion
-from .errors import ConflictError, NotFoundError, StoreError, UsageError
+from .errors import NotFoundError, StoreError, UsageError
 from .file import RepoFile
+from .lookup import new_version
 from .paths import make_key, new_version_token, validate_path
-from .stores.base import SMALL_OBJECT_MAX, Progress, PutResult
+from .progress import ProgressListener
+from .session import Session
+from .staging import INCOMING_PREFIX
+from .stores.base import SMALL_OBJECT_MAX, Progress
 from .tags import date_tags, validate_tags
-
-if TYPE_CHECKING:
-    from .repository import Repo
+from .transfers import DEFAULT_WORKERS, put_new
 
 __all__ = ["AddReport", "ProgressListener", "add_one", "add_tree"]
 
@@ -42,20 +43,6 @@ _CHUNK = 1024 * 1024
 RECORD_BATCH = 500
 
 logger = logging.getLogger(__name__)
-
-
-class ProgressListener(Protocol):
-    """Receives progress of a long operation (the CLI draws it; it may ignore it).
-
-    `advance` may be called from worker threads, but never concurrently: calls are
-    serialised by the caller.
-    """
-
-    def begin(self, total_bytes: int, total_files: int) -> None: ...
-
-    def advance(self, nbytes: int) -> None: ...
-
-    def file_done(self) -> None: ...
 
 
 @dataclass
@@ -97,7 +84,7 @@ def _check_source(source: str | Path) -> int:
 
 
 def add_one(
-    repo: Repo,
+    session: Session,
     path: str,
     source: str | os.PathLike[str] | BinaryIO,
     *,
@@ -108,22 +95,22 @@ def add_one(
     progress: Progress | None = None,
     keep_cached: bool | None = None,
 ) -> RepoFile:
-    path = validate_path(path, key_prefix=repo.store.key_prefix)
+    path = validate_path(path, key_prefix=session.store.key_prefix)
     names = _tags_for(tags, when, period)
     if isinstance(source, str | os.PathLike) and not keep_cached:
-        return _add_from_file(repo, path, Path(source), names, publish, progress)
+        return _add_from_file(session, path, Path(source), names, publish, progress)
     # The content is taken in first, into a private file, so that a source that cannot
     # be read (or a stream that breaks off) records nothing at all.
-    incoming = _take_in(repo, source)
+    incoming = _take_in(session, source)
     try:
-        rf = repo.add_file(path)
-        os.replace(incoming, rf._check_writable())
+        rf = new_version(session, path)
+        os.replace(incoming, rf.writable_path())
     except BaseException:
-        _discard_staging(incoming)
+        session.staging.discard(incoming)
         raise
     rf.upload(progress=progress)
     if keep_cached is False:
-        repo.cache.evict(rf.key)  # asked for no copy: the private one goes
+        session.cache.evict(rf.key)  # asked for no copy: the private one goes
     if names:
         rf.tag(*names)
     if publish:
@@ -132,7 +119,7 @@ def add_one(
 
 
 def _add_from_file(
-    repo: Repo,
+    session: Session,
     path: str,
     source: Path,
     names: list[str],
@@ -145,24 +132,23 @@ def _add_from_file(
     """
     _check_source(source)
     created = datetime.now(UTC)
-    key = make_key(repo.store.key_prefix, path, new_version_token())
+    key = make_key(session.store.key_prefix, path, new_version_token())
     try:
-        result = _put_new(repo, path, key, source, created, progress)
+        result = put_new(session, path, key, source, created, progress)
     except OSError as exc:
         raise UsageError(f"cannot read {source}: {exc.strerror or exc}") from exc
     version = NewVersion(path=path, key=result.key, md5=result.md5, size=result.size)
-    records, superseded = _record_uploaded(repo, [version], created, names, publish)
+    records, superseded = _record_uploaded(session, [version], created, names, publish)
     if superseded:
         logger.info("published %s; expired %d earlier version", path, len(superseded))
-    return RepoFile(repo, records[0])
+    return RepoFile(session, records[0])
 
 
-def _take_in(repo: Repo, source: str | os.PathLike[str] | BinaryIO) -> Path:
+def _take_in(session: Session, source: str | os.PathLike[str] | BinaryIO) -> Path:
     """Copy `source` into a new private file under the staging directory."""
-    staging = repo.cache.staging_dir
+    staging = session.staging.prepare()
     try:
-        staging.mkdir(parents=True, exist_ok=True)
-        fd, name = tempfile.mkstemp(dir=staging, prefix=".incoming-")
+        fd, name = tempfile.mkstemp(dir=staging, prefix=INCOMING_PREFIX)
     except OSError as exc:
         raise StoreError(
             f"cannot write to {staging}: {exc.strerror}",
@@ -184,10 +170,10 @@ def _take_in(repo: Repo, source: str | os.PathLike[str] | BinaryIO) -> Path:
                         )
                     out.write(chunk)
     except OSError as exc:
-        _discard_staging(incoming)
+        session.staging.discard(incoming)
         raise UsageError(f"cannot read the content: {exc.strerror or exc}") from exc
     except BaseException:
-        _discard_staging(incoming)
+        session.staging.discard(incoming)
         raise
     return incoming
 
@@ -232,7 +218,7 @@ def plan_tree(directory: Path, prefix: str, key_prefix: str) -> list[_Plan]:
 
 
 def add_tree(
-    repo: Repo,
+    session: Session,
     directory: str | os.PathLike[str],
     *,
     prefix: str = "",
@@ -240,7 +226,7 @@ def add_tree(
     when: datetime | date | None = None,
     period: str | None = None,
     publish: bool = False,
-    workers: int = 16,
+    workers: int = DEFAULT_WORKERS,
     progress: ProgressListener | None = None,
     keep_cached: bool = False,
 ) -> AddReport:
@@ -249,7 +235,7 @@ def add_tree(
     transaction."""
     if workers < 1:
         raise UsageError("workers must be at least 1")
-    plans = plan_tree(Path(directory), prefix, repo.store.key_prefix)
+    plans = plan_tree(Path(directory), prefix, session.store.key_prefix)
     names = _tags_for(tags, when, period)
     lock = threading.Lock()
     advance: Progress | None = None
@@ -261,14 +247,8 @@ def add_tree(
             with lock:
                 listener.advance(nbytes)
 
-    staging_dir = repo.cache.staging_dir
-    try:
-        staging_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise StoreError(
-            f"cannot write to {staging_dir}: {exc.strerror}",
-            hint="check 'local_root' and its free space and permissions",
-        ) from exc
+    staging = session.staging
+    staging.prepare()
     created = datetime.now(UTC)
     report = AddReport()
     # Uploads in flight, by version token (which names the staging copy a large file is
@@ -283,10 +263,9 @@ def add_tree(
     # window holds more than one batch: the workers never wait for the catalog.
     window = max(workers * 4, 2 * RECORD_BATCH)
 
-    key_prefix = repo.store.key_prefix
+    key_prefix = session.store.key_prefix
 
-    def staging_of(token: str) -> Path:
-        return staging_dir / f".incoming-{token}"
+    staging_of = staging.incoming
 
     def send(plan: _Plan, token: str) -> None:
         try:
@@ -311,9 +290,9 @@ def add_tree(
         else:
             body, size = data, len(data)
         key = make_key(key_prefix, plan.path, token)
-        result = _put_new(repo, plan.path, key, body, created, _capped(advance, size))
+        result = put_new(session, plan.path, key, body, created, _capped(advance, size))
         if data is not None and keep_cached:
-            repo.cache.store_bytes(result.key, data)
+            session.cache.store_bytes(result.key, data)
         if progress is not None:
             with lock:
                 progress.file_done()
@@ -330,17 +309,19 @@ def add_tree(
 
     def record() -> None:
         batch = done_uploads[:]
-        records, superseded = _record_uploaded(repo, [v for v, _ in batch], created, names, publish)
+        records, superseded = _record_uploaded(
+            session, [v for v, _ in batch], created, names, publish
+        )
         del done_uploads[:]
         if superseded:
             logger.info("published %d files; expired %d", len(records), len(superseded))
         for rec, (_, token) in zip(records, batch, strict=True):
             staging = staging_of(token) if token is not None else None
             if keep_cached:
-                repo._keep_uploaded(rec, staging)
+                session.copies.keep_uploaded(rec, staging)
             elif staging is not None:
-                _discard_staging(staging)
-            report.files.append(RepoFile(repo, rec))
+                session.staging.discard(staging)
+            report.files.append(RepoFile(session, rec))
 
     pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="repo-add")
     try:
@@ -360,7 +341,7 @@ def add_tree(
         pool.shutdown(wait=True)
         tokens = [*pending, *(t for _, t in done_uploads if t is not None)]
         for token in tokens:
-            _discard_staging(staging_of(token))
+            session.staging.discard(staging_of(token))
         if isinstance(exc, OSError):
             raise StoreError(f"adding files from {directory} failed: {exc}") from exc
         raise
@@ -371,32 +352,14 @@ def add_tree(
     return report
 
 
-def _put_new(
-    repo: Repo,
-    path: str,
-    key: str,
-    body: Path | bytes,
-    created: datetime,
-    progress: Progress | None,
-) -> PutResult:
-    """Store a new version's object at `key`, or at a fresh key if a leftover holds it."""
-    try:
-        return repo._put_object(path, key, body, created, progress)
-    except ConflictError:
-        # A leftover holds the key (no row names it yet): take a fresh one. What the
-        # failed attempt reported stays reported (`_capped` keeps a tree's totals right).
-        key = make_key(repo.store.key_prefix, path, new_version_token())
-        return repo._put_object(path, key, body, created, None)
-
-
 def _record_uploaded(
-    repo: Repo, versions: list[NewVersion], created: datetime, names: list[str], publish: bool
+    session: Session, versions: list[NewVersion], created: datetime, names: list[str], publish: bool
 ) -> tuple[list[FileRecord], list[int]]:
     """Record verified uploads from this host in the caller's transaction."""
-    return repo.catalog.add_uploaded(
+    return session.catalog.add_uploaded(
         versions,
-        bucket=repo.store.bucket,
-        origin=repo.host,
+        bucket=session.store.bucket,
+        origin=session.host,
         created_at=created,
         uploaded_at=datetime.now(UTC),
         tags=names,
@@ -441,12 +404,3 @@ def _capped(progress: Progress | None, size: int) -> Progress | None:
             progress(step)
 
     return report
-
-
-def _discard_staging(staging: Path) -> None:
-    with contextlib.suppress(OSError):
-        os.unlink(staging)
-    if staging.name.startswith(".incoming-"):
-        return  # directly in the staging directory, which stays
-    with contextlib.suppress(OSError):
-        staging.parent.rmdir()

@@ -1,9 +1,7 @@
-"""Where backups and the change journal live, and writing and reading journal entries.
+"""The change journal: one object per commit in the backup place, read back by restore.
 
-Both go to the backup store (``backup_s3_bucket``, else the data store), under the data
-store's prefix: ``<prefix>backups/`` and ``<prefix>journal/``. A journal entry is one
-object per commit, named ``<prefix>journal/<13-digit ms>-<token>.json``, so listing the
-prefix gives entries in commit-time order (by the committing host's clock).
+An entry is named ``<prefix>journal/<13-digit ms>-<token>.json``, so listing the prefix
+gives entries in commit-time order (by the committing host's clock).
 """
 
 from __future__ import annotations
@@ -17,37 +15,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from .config import Config
+from .backup_place import BackupPlace
 from .errors import RepoError
 from .paths import new_version_token
-from .stores import Store, open_store
 
-__all__ = ["BackupPlace", "backup_place", "read_entries", "write_entry"]
+__all__ = ["read_entries", "safe_write", "write_entry"]
 
 logger = logging.getLogger(__name__)
-
-
-class BackupPlace:
-    """The backup store and the key prefixes of backups and of the journal."""
-
-    def __init__(self, store: Store, data_prefix: str, owned: bool) -> None:
-        self.store = store
-        self.backups = f"{data_prefix}backups/"
-        self.journal = f"{data_prefix}journal/"
-        self._owned = owned
-
-    def close(self) -> None:
-        if self._owned:
-            self.store.close()
-
-
-def backup_place(config: Config, data_store: Store) -> BackupPlace:
-    """The backup store of `config`: ``backup_s3_bucket`` if set, else the data store."""
-    prefix = data_store.key_prefix
-    url = config.backup_store_url
-    if url is None or url == f"s3://{data_store.bucket}":
-        return BackupPlace(data_store, prefix, owned=False)
-    return BackupPlace(open_store(url, config), prefix, owned=True)
 
 
 def _ms(when: datetime) -> int:

@@ -25,24 +25,26 @@ from __future__ import annotations
 import logging
 import shutil
 import tempfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from .backup import download_table, iter_chunks, iter_rows, list_backups
+from .backup_place import BackupPlace
 from .catalog import SCHEMA_VERSION, Catalog
 from .catalog.dump import BACKUP_TABLES, RESTORE_MARKER, parse_copy_text
-from .config import Config, load_config
 from .errors import CatalogError, NotFoundError, RepoError, UsageError, VerificationError
+from .gc import purge_orphans_only
 from .integrity import etag_matches
-from .journal import BackupPlace, backup_place, read_entries
+from .journal import read_entries
 from .paths import DATA_PREFIX, TOKEN_LENGTH, validate_path
-from .stores import Store, open_store
+from .session import ConfigSource, Session
+from .stores import Store
 from .stores.base import hash_only
 
-__all__ = ["RestoreReport", "available_backups", "restore_catalog"]
+__all__ = ["RestoreReport", "restorable_backups", "restore_catalog"]
 
 logger = logging.getLogger(__name__)
 
@@ -61,7 +63,7 @@ class RestoreReport:
 
 
 def restore_catalog(
-    config: str | Mapping[str, Any] | Config | None = None,
+    config: ConfigSource = None,
     *,
     backup: str | None = None,
     verify: bool = False,
@@ -69,44 +71,33 @@ def restore_catalog(
     force: bool = False,
     purge_orphans: bool = False,
 ) -> RestoreReport:
-    cfg = load_config(config)
-    store = open_store(cfg.store_url, cfg)
-    place = backup_place(cfg, store)
-    catalog = Catalog(cfg.database_url)
+    """Rebuild the catalog "blind", from the newest usable backup (or `backup`) and the
+    change journal after it, knowing only the configuration. See the module docstring."""
+    session = Session(config)
     try:
-        return _restore(cfg, store, place, catalog, backup, verify, deep, force, purge_orphans)
+        report = _restore(session, backup, verify, deep, force)
     finally:
-        catalog.close()
-        place.close()
-        store.close()
+        session.close(discard=True)
+    if purge_orphans:
+        with Session.open(session.config) as whole:
+            report.orphans_purged = purge_orphans_only(whole)
+    return report
 
 
-def available_backups(
-    config: str | Mapping[str, Any] | Config | None = None,
-) -> list[dict[str, Any]]:
-    """Manifests of the complete backups in the backup store, newest first (no catalog
-    needed)."""
-    cfg = load_config(config)
-    store = open_store(cfg.store_url, cfg)
-    place = backup_place(cfg, store)
+def restorable_backups(config: ConfigSource = None) -> list[dict[str, Any]]:
+    """Manifests of the complete backups a restore could use, newest first (no catalog
+    needed: this works when the catalog is gone)."""
+    session = Session(config)
     try:
-        return list_backups(place)
+        return list_backups(session.backups)
     finally:
-        place.close()
-        store.close()
+        session.close(discard=True)
 
 
 def _restore(
-    cfg: Config,
-    store: Store,
-    place: BackupPlace,
-    catalog: Catalog,
-    wanted: str | None,
-    verify: bool,
-    deep: bool,
-    force: bool,
-    purge_orphans: bool,
+    session: Session, wanted: str | None, verify: bool, deep: bool, force: bool
 ) -> RestoreReport:
+    store, place, catalog = session.store, session.backups, session.catalog
     report = RestoreReport()
     if catalog.schema_version() is not None and not force:
         unfinished = catalog.unfinished_restore()
@@ -171,7 +162,7 @@ def _restore(
     catalog.commit()
     _adopt(catalog, store, report)
     for other in found:  # listed once, above: each manifest is one GET
-        if other["name"] not in catalog_backups(catalog):
+        if other["name"] not in _recorded_backups(catalog):
             catalog.record_backup(
                 other["name"],
                 taken_at=datetime.fromisoformat(other["taken_at"]),
@@ -180,16 +171,10 @@ def _restore(
             )
     catalog.mark_restore_finished()
     catalog.commit()
-    if purge_orphans:
-        from .gc import purge_orphans_only
-        from .repository import Repo
-
-        with Repo(cfg) as r:
-            report.orphans_purged = purge_orphans_only(r)
     return report
 
 
-def catalog_backups(catalog: Catalog) -> set[str]:
+def _recorded_backups(catalog: Catalog) -> set[str]:
     return {b.name for b in catalog.completed_backups()}
 
 

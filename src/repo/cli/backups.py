@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from ..restore import RestoreReport, available_backups, restore_catalog
+from ..restore import RestoreReport, restorable_backups, restore_catalog
 from .app import App, pass_app
 from .output import echo_json, human_size, iso, table
 
@@ -129,7 +129,7 @@ def restore(
     if deep and not verify:
         raise click.UsageError("--deep goes with --verify")
     if list_only:
-        found = available_backups(app.config())
+        found = restorable_backups(app.config())
         if as_json:
             echo_json(
                 {

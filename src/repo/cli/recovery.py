@@ -7,16 +7,13 @@ import sys
 
 import click
 
-from ..verify import (
+from .. import (
     CacheVerifyReport,
     Finding,
     LostFile,
     RecoverReport,
     VerifyCategory,
     VerifyReport,
-    recover_from_cache,
-    verify_cache,
-    verify_store,
 )
 from .app import App, pass_app
 from .output import echo_json, human_size, table
@@ -117,7 +114,7 @@ def verify(app: App, deep: bool, cache: bool, dry_run: bool, as_json: bool) -> N
         raise click.UsageError("--dry-run goes with --cache (`repo verify` changes nothing)")
     if cache:
         with app.repo() as r:
-            cached = verify_cache(r, repair=not dry_run)
+            cached = r.verify_cache(repair=not dry_run)
         if as_json:
             echo_json(cache_doc(cached))
         else:
@@ -126,7 +123,7 @@ def verify(app: App, deep: bool, cache: bool, dry_run: bool, as_json: bool) -> N
             sys.exit(1)
         return
     with app.repo() as r:
-        rep = verify_store(r, deep=deep)
+        rep = r.verify(deep=deep)
     if as_json:
         echo_json(verify_doc(rep))
     else:
@@ -207,7 +204,7 @@ def recover(app: App, deep: bool, dry_run: bool, as_json: bool) -> None:
       repo recover --deep --json
     """
     with app.repo() as r:
-        rep = recover_from_cache(r, deep=deep, dry_run=dry_run)
+        rep = r.recover(deep=deep, dry_run=dry_run)
     if as_json:
         echo_json(
             {

@@ -1,20 +1,26 @@
-"""This host's cache as a whole (status, prune, clear) and the catalog's list of hosts."""
+"""Administering caches: this host's as a whole (status, prune, clear), and the
+catalog's list of hosts and what their caches hold."""
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
 
 from .catalog import HostSummary
 from .errors import NotFoundError, StoreError
-from .gc import clean_partials, clean_staging  # one rule for leftovers, shared with GC
+from .leftovers import clean_partials, clean_staging
+from .session import Session
 
-if TYPE_CHECKING:
-    from .repository import Repo
-
-__all__ = ["CacheReport", "CacheStatus", "clear_cache", "decommission_host", "prune_cache"]
+__all__ = [
+    "CacheReport",
+    "CacheStatus",
+    "cache_status",
+    "clear_cache",
+    "decommission_host",
+    "list_hosts",
+    "prune_cache",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -44,24 +50,24 @@ class CacheReport:
     keys: list[str] = field(default_factory=list)
 
 
-def cache_status(repo: Repo) -> CacheStatus:
-    files, size = repo.cache.usage()
+def cache_status(session: Session) -> CacheStatus:
+    files, size = session.cache.usage()
     return CacheStatus(
-        host=repo.host,
-        directory=str(repo.cache.cache_dir),
+        host=session.host,
+        directory=str(session.cache.cache_dir),
         files=files,
         bytes=size,
-        limit=repo.config.cache_max_bytes,
+        limit=session.config.cache_max_bytes,
     )
 
 
-def prune_cache(repo: Repo) -> CacheReport:
+def prune_cache(session: Session) -> CacheReport:
     """Drop cached copies of versions that are expired or gone, then evict least recently
     used copies down to the limit; also remove staging leftovers (as GC does)."""
     report = CacheReport()
-    entries = repo.cache.entries()
-    known = repo.catalog.files_by_key([e.key for e in entries])
-    repo.catalog.end_read()
+    entries = session.cache.entries()
+    known = session.catalog.files_by_key([e.key for e in entries])
+    session.catalog.end_read()
     for entry in entries:
         rec = known.get(entry.key)
         if rec is not None:
@@ -72,28 +78,28 @@ def prune_cache(repo: Repo) -> CacheReport:
             # Not in the catalog: purged, or the catalog lost it (restored from an older
             # backup). A host cache can be the last copy in the second case, so it is
             # dropped only when the store no longer has the object either.
-            if not _gone_from_store(repo, entry.key):
+            if not _gone_from_store(session, entry.key):
                 continue
             report.dropped_purged += 1
-        repo.cache.evict(entry.key)
+        session.cache.evict(entry.key)
         report.bytes += entry.size
         report.keys.append(entry.key)
-    limit = repo.config.cache_max_bytes
+    limit = session.config.cache_max_bytes
     if limit is not None:
-        evicted = repo.cache.evict_to(limit)
+        evicted = session.cache.evict_to(limit)
         report.evicted_for_space = len(evicted)
         report.bytes += sum(e.size for e in evicted)
         report.keys += [e.key for e in evicted]
-    repo._forget_copies(report.keys)
+    session.copies.forgotten(report.keys)
     now = datetime.now(UTC)
-    report.staging_removed = clean_staging(repo, now, dry_run=False)
-    report.partial_downloads_removed = clean_partials(repo, now, dry_run=False)
+    report.staging_removed = clean_staging(session, now, dry_run=False)
+    report.partial_downloads_removed = clean_partials(session, now, dry_run=False)
     return report
 
 
-def _gone_from_store(repo: Repo, key: str) -> bool:
+def _gone_from_store(session: Session, key: str) -> bool:
     try:
-        repo.store.head(key)
+        session.store.head(key)
     except NotFoundError:
         return True
     except StoreError as exc:
@@ -101,30 +107,30 @@ def _gone_from_store(repo: Repo, key: str) -> bool:
     return False
 
 
-def clear_cache(repo: Repo) -> CacheReport:
+def clear_cache(session: Session) -> CacheReport:
     """Evict every cached copy on this host, and partial downloads past the orphan grace
     period that no process holds (staging copies of unfinished work stay)."""
-    evicted = repo.cache.clear()
+    evicted = session.cache.clear()
     report = CacheReport(
         evicted_for_space=len(evicted),
         bytes=sum(e.size for e in evicted),
         keys=[e.key for e in evicted],
-        partial_downloads_removed=clean_partials(repo, datetime.now(UTC), dry_run=False),
+        partial_downloads_removed=clean_partials(session, datetime.now(UTC), dry_run=False),
     )
-    repo._forget_copies(report.keys)
+    session.copies.forgotten(report.keys)
     return report
 
 
-def list_hosts(repo: Repo) -> list[HostSummary]:
+def list_hosts(session: Session) -> list[HostSummary]:
     try:
-        return repo.catalog.host_summaries()
+        return session.catalog.host_summaries()
     finally:
-        repo.catalog.end_read()
+        session.catalog.end_read()
 
 
-def decommission_host(repo: Repo, name: str) -> int:
+def decommission_host(session: Session, name: str) -> int:
     """Forget a host and the copies it held; returns how many copies were forgotten."""
-    forgotten = repo.catalog.forget_host(name)
+    forgotten = session.catalog.forget_host(name)
     if forgotten is None:
         raise NotFoundError(f"no host named {name!r}", hint="see `repo host list`")
     return forgotten

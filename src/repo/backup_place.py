@@ -1,0 +1,38 @@
+"""Where a repository keeps its catalog backups and its change journal.
+
+Both live in the backup store (``backup_s3_bucket``, else the data store), under the data
+store's key prefix: backups under ``<prefix>backups/``, journal entries under
+``<prefix>journal/``.
+"""
+
+from __future__ import annotations
+
+from .config import Config
+from .stores import Store, open_store
+
+__all__ = ["BackupPlace", "open_backup_place"]
+
+
+class BackupPlace:
+    """The backup store and the key prefixes of backups and of the journal."""
+
+    def __init__(self, store: Store, data_prefix: str, *, owned: bool) -> None:
+        self.store = store
+        #: Key prefix of the backups (one "directory" per backup, manifest last).
+        self.backups = f"{data_prefix}backups/"
+        #: Key prefix of the journal entries (one object per commit).
+        self.journal = f"{data_prefix}journal/"
+        self._owned = owned
+
+    def close(self) -> None:
+        if self._owned:
+            self.store.close()
+
+
+def open_backup_place(config: Config, data_store: Store) -> BackupPlace:
+    """The backup place of `config`: ``backup_s3_bucket`` if set, else the data store."""
+    prefix = data_store.key_prefix
+    url = config.backup_store_url
+    if url is None or url == f"s3://{data_store.bucket}":
+        return BackupPlace(data_store, prefix, owned=False)
+    return BackupPlace(open_store(url, config), prefix, owned=True)

@@ -1,0 +1,129 @@
+"""Naming versions: a new one, by id, by path, by tags or by a glob on paths."""
+
+from __future__ import annotations
+
+import fnmatch
+from collections.abc import Iterable
+from datetime import UTC, datetime
+
+from .errors import NotFoundError, UsageError
+from .file import RepoFile
+from .paths import make_key, new_version_token, unique_path, validate_path
+from .session import Session
+from .tags import validate_tags
+
+__all__ = [
+    "STATES",
+    "by_id",
+    "current",
+    "find",
+    "history",
+    "matching",
+    "new_version",
+    "newest",
+    "published",
+    "tags_of",
+]
+
+STATES = ("unpublished", "published", "expired")
+
+
+def new_version(session: Session, path: str | None = None) -> RepoFile:
+    """A new, unpublished version of `path` (a unique path is made when omitted)."""
+    key_prefix = session.store.key_prefix
+    clean = validate_path(path if path is not None else unique_path(), key_prefix=key_prefix)
+    record = session.catalog.add_file(
+        path=clean,
+        bucket=session.store.bucket,
+        key=make_key(key_prefix, clean, new_version_token()),
+        origin=session.host,
+        created_at=datetime.now(UTC),
+    )
+    return RepoFile(session, record)
+
+
+def published(session: Session, path: str) -> RepoFile | None:
+    """The current (published) version of `path`, or None."""
+    record = session.catalog.current(validate_path(path))
+    return RepoFile(session, record) if record is not None else None
+
+
+def by_id(session: Session, file_id: int) -> RepoFile:
+    """A version by its id; `NotFoundError` if there is none."""
+    if isinstance(file_id, bool) or not isinstance(file_id, int):
+        raise UsageError(f"file id must be an integer, got {file_id!r}")
+    return RepoFile(session, session.catalog.get(file_id))
+
+
+def find(
+    session: Session,
+    *,
+    any: Iterable[str] = (),
+    all: Iterable[str] = (),
+    exclude: Iterable[str] = (),
+    pattern: str | None = None,
+    published: bool = True,
+) -> list[RepoFile]:
+    """Versions with every tag in `all`, one in `any`, none in `exclude`, and (given a
+    `pattern`) a path matching it; with no tags, every current version."""
+    records = session.catalog.find(
+        any_tags=validate_tags(any),
+        all_tags=validate_tags(all),
+        exclude=validate_tags(exclude),
+        published=published,
+    )
+    if pattern is not None:
+        _check_pattern(pattern)
+        records = [r for r in records if fnmatch.fnmatchcase(r.path, pattern)]
+    return [RepoFile(session, r) for r in records]
+
+
+def matching(session: Session, pattern: str = "*", state: str = "published") -> list[RepoFile]:
+    """Versions whose path matches the glob `pattern`, in `state` (or ``all``)."""
+    _check_pattern(pattern)
+    if state != "all" and state not in STATES:
+        raise UsageError(
+            f"unknown state {state!r}", hint="use unpublished, published, expired or all"
+        )
+    states = STATES if state == "all" else (state,)
+    return [RepoFile(session, r) for r in session.catalog.list_current(pattern, states=states)]
+
+
+def _check_pattern(pattern: object) -> None:
+    if not isinstance(pattern, str) or not pattern:
+        raise UsageError("pattern must be a non-empty string such as 'reports/*'")
+
+
+def history(session: Session, path: str) -> list[RepoFile]:
+    """Every version of `path`, newest first."""
+    return [RepoFile(session, r) for r in session.catalog.history(validate_path(path))]
+
+
+def newest(session: Session, path: str) -> RepoFile:
+    """The most recently added version of `path`, in any state."""
+    versions = session.catalog.history(validate_path(path))
+    if not versions:
+        raise NotFoundError(f"no file at path {path!r}", hint="see `repo list --state all`")
+    return RepoFile(session, versions[0])
+
+
+def current(session: Session, path: str) -> RepoFile:
+    """The published version of `path`; `NotFoundError` (saying why) if there is none."""
+    found = published(session, path)
+    if found is not None:
+        return found
+    versions = session.catalog.history(validate_path(path))
+    if not versions:
+        raise NotFoundError(f"no file at path {path!r}", hint="see `repo list --state all`")
+    latest = versions[0]
+    raise NotFoundError(
+        f"{path!r} has no published version (newest is file {latest.file_id}, {latest.state})",
+        hint=f"publish it with `repo publish {latest.file_id}`"
+        if latest.state == "unpublished"
+        else f"see `repo show {path}`",
+    )
+
+
+def tags_of(session: Session, files: Iterable[RepoFile]) -> dict[int, list[str]]:
+    """Every tag (own and the path's) of each file, by file id, in one query per batch."""
+    return session.catalog.tags_of_many([f.file_id for f in files])

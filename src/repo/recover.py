@@ -1,0 +1,180 @@
+"""Repairing the store from this host's verified cache.
+
+`recover_from_cache` runs that check, then re-uploads a verified cached copy from this
+host for each missing or corrupt version. Objects are never overwritten, so a corrupt
+one is deleted first, and only once its content has been read and found to fail the
+catalog's checksum: a shallow verdict is confirmed by a download before anything is
+deleted (some stores give ETags that are not md5s, e.g. S3 with SSE-KMS).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+
+from .catalog import FileRecord
+from .catalog.verification import holders_of
+from .errors import ConflictError
+from .session import Session
+from .transfers import DEFAULT_WORKERS, put_version
+from .verify import (
+    VERIFY_BATCH,
+    Finding,
+    VerifyReport,
+    check_object,
+    compare,
+    hash_file,
+    verify_store,
+)
+
+__all__ = ["LostFile", "RecoverReport", "recover_from_cache"]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class LostFile:
+    """A damaged version this host could not repair, and who may still hold a copy."""
+
+    file_id: int
+    path: str
+    key: str
+    reason: str
+    #: Other hosts the catalog says hold a verified copy (run `repo recover` there).
+    hosts: tuple[str, ...]
+
+
+@dataclass
+class RecoverReport:
+    """The outcome of one `recover_from_cache` run."""
+
+    dry_run: bool
+    #: What the check found before anything was repaired.
+    verify: VerifyReport
+    #: Re-uploaded from this host's cache (in a dry run: would be); reason as found.
+    recovered: list[Finding] = field(default_factory=list)
+    #: Still missing or corrupt: no good copy here.
+    still_lost: list[LostFile] = field(default_factory=list)
+    #: Cached copies that failed the catalog's checksum: never uploaded, and evicted.
+    skipped_bad_cache: list[Finding] = field(default_factory=list)
+    #: Reported corrupt by the shallow check, but whose content matches the catalog when
+    #: read (the store's ETag is not an md5 of the body): left as they are.
+    intact: list[Finding] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        """Nothing is still lost."""
+        return not self.still_lost
+
+
+def recover_from_cache(
+    session: Session,
+    *,
+    deep: bool = False,
+    dry_run: bool = False,
+    workers: int = DEFAULT_WORKERS,
+) -> RecoverReport:
+    """Verify the store (`deep` as for `verify_store`), then repair each missing or
+    corrupt version from this host's cached copy, re-hashed first.
+
+    A cached copy that fails the catalog's checksum is never uploaded; it is evicted. A
+    corrupt object is deleted only after its content has been read and failed the
+    checksum, then replaced. `dry_run` reports what would be recovered and changes
+    nothing. Versions with no good copy here are reported with the other hosts the
+    catalog says hold one.
+    """
+    found = verify_store(session, deep=deep, workers=workers)
+    report = RecoverReport(dry_run=dry_run, verify=found)
+    damaged = [(f, False) for f in found.missing] + [(f, True) for f in found.corrupt]
+    lost: list[tuple[Finding, str]] = []
+    for batch in _chunks(damaged, VERIFY_BATCH):
+        try:
+            records = session.catalog.files_by_key([f.key for f, _ in batch])
+        finally:
+            session.catalog.end_read()
+        for finding, corrupt in batch:
+            rec = records.get(finding.key)
+            if rec is None or rec.purge_started_at is not None:
+                logger.info("%s (file %s) was purged meanwhile", finding.path, finding.file_id)
+                continue
+            why = _recover_one(session, rec, finding, corrupt=corrupt, deep=deep, report=report)
+            if why is not None:
+                lost.append((finding, why))
+    if lost:
+        try:
+            holders = holders_of(session.catalog, [f.file_id for f, _ in lost])
+        finally:
+            session.catalog.end_read()
+        for f, why in lost:
+            others = tuple(h for h in holders.get(f.file_id, []) if h != session.host)
+            report.still_lost.append(LostFile(f.file_id, f.path, f.key, why, others))
+    logger.info(
+        "recover%s: %d recovered, %d still lost, %d bad cached copies",
+        " (dry run)" if dry_run else "",
+        len(report.recovered),
+        len(report.still_lost),
+        len(report.skipped_bad_cache),
+    )
+    return report
+
+
+def _recover_one(
+    session: Session,
+    rec: FileRecord,
+    finding: Finding,
+    *,
+    corrupt: bool,
+    deep: bool,
+    report: RecoverReport,
+) -> str | None:
+    """Repair one version; None when done, else why it is still lost."""
+    store = session.store_for(rec.bucket)
+    cached = session.cache.cache_path(rec.key)
+    if not cached.exists():
+        return "no copy in this host's cache"
+    outcome, reason = compare(hash_file(cached), rec, "the cached copy")
+    if outcome != "ok":
+        report.skipped_bad_cache.append(Finding(rec.file_id, rec.path, rec.key, reason))
+        if not report.dry_run:
+            session.cache.evict(rec.key)
+            session.copies.forgotten([rec.key])
+        return "this host's cached copy is damaged too"
+    if corrupt and not deep:
+        # The shallow verdict came from the store's answer, not the content: confirm it
+        # on the content before deleting anything.
+        outcome, _ = check_object(store, rec, deep=True)
+        if outcome == "ok":
+            report.intact.append(finding)
+            return None
+        corrupt = outcome == "corrupt"
+    if report.dry_run:
+        report.recovered.append(finding)
+        return None
+    if corrupt:
+        # Known bad (its content fails the catalog's checksum), and objects are never
+        # overwritten: it has to go before the good copy can take its key.
+        store.delete_many([rec.key])
+    try:
+        result = put_version(session, rec, cached)
+    except ConflictError:
+        # Something appeared at the key since the check: keep it if it is right.
+        outcome, reason = check_object(store, rec, deep=True)
+        if outcome == "ok":
+            report.recovered.append(finding)
+            return None
+        return f"another object appeared at the key meanwhile ({reason}); run recover again"
+    if result.md5 != rec.md5 or result.size != rec.size:
+        # The cached file changed between its re-hash and the upload.
+        store.delete_many([rec.key])
+        return "this host's cached copy changed during the upload; run recover again"
+    logger.info("recovered %s (file %s) from this host's cache", rec.path, rec.file_id)
+    report.recovered.append(finding)
+    return None
+
+
+def _chunks(
+    items: Sequence[tuple[Finding, bool]], size: int
+) -> Iterator[Sequence[tuple[Finding, bool]]]:
+    for i in range(0, len(items), size):
+        yield items[i : i + size]

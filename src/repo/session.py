@@ -1,0 +1,228 @@
+"""A session: one open repository's parts, its transaction and this host's bookkeeping.
+
+Every operation takes a `Session`. It owns the configuration, the catalog connection,
+the store of each bucket, this host's cache and staging area, the backup place, and what
+must happen at commit and rollback (the change journal, the cached-copy bookkeeping,
+staging copies a rollback must give back). Parts are opened when first used, so a
+command that needs only the store (listing backups) never connects to the catalog.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+from collections.abc import Mapping
+from functools import cached_property
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from .backup_place import BackupPlace, open_backup_place
+from .cache import LocalCache
+from .cached_copies import CachedCopies
+from .catalog import Catalog
+from .config import Config, load_config
+from .errors import CatalogError, RepoError, UsageError, local_disk_error
+from .journal import safe_write
+from .staging import StagingArea
+from .stores import Store, open_store
+
+__all__ = ["ConfigSource", "Session"]
+
+logger = logging.getLogger(__name__)
+
+#: What a configuration may be given as: a path to a JSON file, a mapping of settings,
+#: a loaded `Config`, or None for the environment and the default file.
+ConfigSource = str | os.PathLike[str] | Mapping[str, Any] | Config | None
+
+
+class Session:
+    """The parts of one repository as seen from this host, and its open transaction.
+
+    Not thread-safe, except `store_for` for buckets already opened. Close it when done.
+    """
+
+    def __init__(self, config: ConfigSource = None) -> None:
+        self.config: Config = load_config(config)
+        self.host: str = self.config.host_name
+        # Uploads in the open transaction whose verified copy moved from staging into the
+        # cache: a rollback puts a staging copy back, so the version stays uploadable.
+        self._uploaded: list[str] = []
+        self._stores: dict[str, Store] = {}
+
+    @classmethod
+    def open(cls, config: ConfigSource = None) -> Session:
+        """A session ready for work: the catalog's schema up to date, the store opened,
+        and the catalog checked to be whole (not half restored)."""
+        session = cls(config)
+        try:
+            session.catalog.ensure_schema()
+            session.store  # noqa: B018 - opened now: a wrong store fails here, not later
+            session.backups  # noqa: B018
+            repository_id, unfinished = session.catalog.identity()
+            if unfinished is not None:
+                raise CatalogError(
+                    f"the catalog is half restored: a restore of backup {unfinished} "
+                    "did not finish, so it lacks the commits made after that backup",
+                    hint="run `repo restore` again to finish it",
+                )
+            session.repository_id = repository_id
+            session.catalog.on_commit = session._write_journal
+        except BaseException:
+            session.close(discard=True)
+            raise
+        return session
+
+    # -- parts, opened when first used ---------------------------------------------------
+
+    @cached_property
+    def catalog(self) -> Catalog:
+        return Catalog(self.config.database_url)
+
+    @cached_property
+    def store(self) -> Store:
+        """The store new versions go to (``s3_bucket`` or ``local_root``'s store)."""
+        store = open_store(self.config.store_url, self.config)
+        self._stores[store.bucket] = store
+        return store
+
+    @cached_property
+    def cache(self) -> LocalCache:
+        """This host's verified copies."""
+        return LocalCache(self.config.local_root)
+
+    @cached_property
+    def staging(self) -> StagingArea:
+        """This host's copies of versions being written or uploaded."""
+        return StagingArea(self.config.local_root)
+
+    @cached_property
+    def copies(self) -> CachedCopies:
+        """This host's cache together with the catalog's record of what it holds."""
+        return CachedCopies(
+            self.catalog, self.cache, host=self.host, limit=self.config.cache_max_bytes
+        )
+
+    @cached_property
+    def backups(self) -> BackupPlace:
+        """Where catalog backups and the change journal live."""
+        return open_backup_place(self.config, self.store)
+
+    @cached_property
+    def repository_id(self) -> str:
+        """The catalog's identity, stamped on backups and journal entries."""
+        repository_id, _unfinished = self.catalog.identity()
+        return repository_id
+
+    def scratch_dir(self) -> Path:
+        """A directory for this host's temporary files (journal entries, backups)."""
+        path = Path(self.config.local_root) / "tmp"
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise local_disk_error(exc, "making the scratch directory") from exc
+        return path
+
+    def use_store(self, store: Store) -> None:
+        """Make `store` this session's store (for tools and tests that tune one); the
+        one it replaces is closed."""
+        old = self.__dict__.get("store")
+        self.__dict__["store"] = store
+        self._stores[store.bucket] = store
+        if old is not None and old is not store:
+            old.close()
+
+    def store_for(self, bucket: str) -> Store:
+        """The store of `bucket` (versions keep the bucket they were written to)."""
+        store = self._stores.get(bucket)
+        if store is None:
+            store = self._stores[bucket] = self.store.for_bucket(bucket)
+        return store
+
+    # -- the transaction -----------------------------------------------------------------
+
+    def uploaded_in_transaction(self, key: str) -> None:
+        """Note an upload whose staging copy moved into the cache (see `rollback`)."""
+        self._uploaded.append(key)
+
+    def require_clean(self, what: str) -> None:
+        """Refuse `what` while this session has uncommitted catalog changes."""
+        if "catalog" in self.__dict__ and self.catalog.db.in_write:
+            raise UsageError(
+                f"{what} needs a clean session: there are uncommitted changes",
+                hint="commit() or rollback() first",
+            )
+
+    def commit(self) -> None:
+        self.catalog.commit()
+        self._uploaded.clear()
+        self.copies.flush()
+
+    def rollback(self) -> None:
+        self.catalog.rollback()
+        self._restore_staging()
+        self.copies.flush()  # after the rollback, so the bookkeeping is kept
+
+    def close(self, *, discard: bool = False) -> None:
+        """Roll back anything uncommitted and release connections and stores."""
+        opened = self.__dict__
+        try:
+            if "catalog" in opened and not discard:
+                self.rollback()
+        finally:
+            if "catalog" in opened:
+                self.catalog.close()
+            if "backups" in opened:
+                self.backups.close()
+            for store in self._stores.values():
+                store.close()
+
+    def __enter__(self) -> Session:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        try:
+            if exc_type is None:
+                self.commit()
+            else:
+                self.rollback()
+        finally:
+            self.close()
+
+    def _write_journal(self, entry: dict[str, Any]) -> None:
+        entry.update(repository_id=self.repository_id, host=self.host)
+        safe_write(self.backups, entry, Path(self.config.local_root) / "tmp")
+
+    def _restore_staging(self) -> None:
+        uploaded, self._uploaded = self._uploaded, []
+        if not uploaded:
+            return
+        try:
+            # Only versions that outlive the rollback, still waiting for their upload.
+            still = self.catalog.files_by_key(uploaded)
+            self.catalog.end_read()
+        except RepoError as exc:
+            logger.warning("could not check rolled-back uploads: %s", exc)
+            return
+        for key in uploaded:
+            rec = still.get(key)
+            if rec is None or rec.md5 is not None:
+                continue
+            staging = self.staging.path_of(key)
+            cached = self.cache.cache_path(key)
+            if staging.exists() or not cached.exists():
+                continue
+            try:
+                staging.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(cached, staging)  # a copy: the staging one stays writable
+            except OSError as exc:
+                logger.warning("could not restore the staging copy of %s: %s", key, exc)
+
+    def __repr__(self) -> str:
+        return f"<Session store={self.config.store_url!r} host={self.host!r}>"

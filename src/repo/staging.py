@@ -1,0 +1,83 @@
+"""This host's staging area: private, writable copies of versions not yet uploaded.
+
+Layout under ``local_root``::
+
+    staging/<version token>/<file name>   a new version being written
+    staging/.incoming-<token>             content being taken in (a stream, a tree's file)
+
+A staging copy is the only copy of its bytes until its upload is verified; then it moves
+into the verified cache (`LocalCache.adopt`) or is discarded.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+from pathlib import Path
+
+from .errors import StoreError
+from .paths import TOKEN_LENGTH
+
+__all__ = ["INCOMING_PREFIX", "StagingArea"]
+
+#: Names of files being taken in, directly in the staging directory.
+INCOMING_PREFIX = ".incoming-"
+
+
+class StagingArea:
+    """The staging directory of one host."""
+
+    def __init__(self, root: Path) -> None:
+        self.directory = Path(root) / "staging"
+
+    def path_of(self, key: str) -> Path:
+        """Where the staging copy of the version stored at `key` is written."""
+        token = key[-TOKEN_LENGTH:]
+        name = key.rsplit("/", 1)[-1][: -(TOKEN_LENGTH + 1)] or "file"
+        return self.directory / token / name
+
+    def incoming(self, token: str) -> Path:
+        """A file directly in the staging directory, for content being taken in."""
+        return self.directory / f"{INCOMING_PREFIX}{token}"
+
+    def prepare(self) -> Path:
+        """Create the staging directory; a `StoreError` with a hint if it cannot be."""
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StoreError(
+                f"cannot write to {self.directory}: {exc.strerror}",
+                hint="check 'local_root' and its free space and permissions",
+            ) from exc
+        return self.directory
+
+    def entries(self) -> list[tuple[str, Path, float]]:
+        """(version token, directory, modification time) of every staging copy."""
+        out: list[tuple[str, Path, float]] = []
+        if not self.directory.is_dir():
+            return out
+        for child in self.directory.iterdir():
+            with contextlib.suppress(FileNotFoundError):
+                out.append((child.name, child, child.stat().st_mtime))
+        return out
+
+    def remove(self, entry: Path) -> None:
+        """Remove a staging directory (or a half-taken-in ``.incoming-`` file)."""
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry, ignore_errors=True)
+        else:
+            with contextlib.suppress(FileNotFoundError):
+                entry.unlink()
+
+    def discard(self, copy: Path) -> None:
+        """Remove one staging copy, and its version's directory once empty."""
+        with contextlib.suppress(OSError):
+            copy.unlink()
+        self.release(copy)
+
+    def release(self, copy: Path) -> None:
+        """Remove the version directory of a copy that has left it, once empty."""
+        if copy.parent == self.directory:
+            return  # an incoming file: the staging directory itself stays
+        with contextlib.suppress(OSError):
+            copy.parent.rmdir()

@@ -1,0 +1,195 @@
+"""Moving one version's bytes between this host and its store, verified both ways.
+
+Uploads: `upload` sends a staging copy of a version that has a row (moving it to a fresh
+key if a leftover holds its key), `put_new` sends the bytes of a version whose row does
+not exist yet (`ingest`), `put_version` re-sends a known version (`recover`). Downloads:
+`fetch` gives the verified local copy, `fetch_into` streams it into a writer, both
+through this host's cache. Objects are never overwritten: every put is create-only.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import BinaryIO
+
+from .catalog import FileRecord
+from .errors import ConflictError, NotFoundError
+from .integrity import check_download
+from .paths import TOKEN_LENGTH, make_key, new_version_token
+from .session import Session
+from .stores.base import Progress, PutResult
+
+__all__ = [
+    "DEFAULT_WORKERS",
+    "cached_copy",
+    "download",
+    "fetch",
+    "fetch_into",
+    "put_new",
+    "put_version",
+    "upload",
+]
+
+logger = logging.getLogger(__name__)
+
+#: Parallel transfers of an operation over many versions (add a tree, fetch, verify).
+DEFAULT_WORKERS = 16
+
+
+def _metadata(path: str, origin: str, created_at: datetime) -> dict[str, str]:
+    """What an object carries about its version: a blind restore adopts it by this."""
+    return {"repo-path": path, "repo-origin": origin, "repo-created": created_at.isoformat()}
+
+
+def put_version(
+    session: Session, record: FileRecord, source: Path, progress: Progress | None = None
+) -> PutResult:
+    """Send one version's bytes to its store (no catalog work: safe in worker threads)."""
+    store = session.store_for(record.bucket)
+    metadata = _metadata(record.path, record.origin, record.created_at)
+    return store.put_file(record.key, source, metadata=metadata, progress=progress)
+
+
+def put_new(
+    session: Session,
+    path: str,
+    key: str,
+    body: Path | bytes,
+    created_at: datetime,
+    progress: Progress | None,
+) -> PutResult:
+    """Store a version whose row does not exist yet at `key`, or at a fresh key if a
+    leftover holds it (safe in worker threads)."""
+    store = session.store
+    metadata = _metadata(path, session.host, created_at)
+
+    def put(at: str, report: Progress | None) -> PutResult:
+        if isinstance(body, bytes):
+            return store.put_bytes(at, body, metadata=metadata, progress=report)
+        return store.put_file(at, body, metadata=metadata, progress=report)
+
+    try:
+        return put(key, progress)
+    except ConflictError:
+        # A leftover holds the key (no row names it yet): take a fresh one. What the
+        # failed attempt reported stays reported.
+        return put(make_key(store.key_prefix, path, new_version_token()), None)
+
+
+def upload(session: Session, record: FileRecord, progress: Progress | None = None) -> FileRecord:
+    """Upload and verify the staging copy of `record`, record it, and keep the copy in
+    the cache; returns the updated record."""
+    source = _upload_source(session, record)
+    try:
+        result = put_version(session, record, source, progress)
+    except ConflictError:
+        # Something that is not ours sits at this version's key: the leftover of an
+        # attempt that failed verification and could not be removed. The version moves
+        # to a fresh key (the leftover is an orphan for garbage collection), once.
+        record, source = _rekey(session, record, source)
+        result = put_version(session, record, source, progress)
+    updated = session.catalog.mark_uploaded(
+        record.file_id, md5=result.md5, size=result.size, when=datetime.now(UTC)
+    )
+    if source != session.cache.cache_path(record.key):
+        session.copies.make_room(result.size)
+        session.cache.adopt(source, record.key)
+        session.staging.release(source)
+        session.uploaded_in_transaction(record.key)
+    # Recorded after commit: until then other sessions cannot see the file's row.
+    session.copies.noted(record.file_id, fresh=True, flush=False, key=record.key)
+    return updated
+
+
+def _upload_source(session: Session, record: FileRecord) -> Path:
+    source = session.staging.path_of(record.key)
+    if not source.exists():
+        # Uploaded before, but that transaction was rolled back: the verified copy
+        # moved into the cache then, and holds the same bytes.
+        cached = session.cache.cache_path(record.key)
+        if not cached.exists():
+            raise NotFoundError(
+                f"{record.path} (file {record.file_id}) has no content to upload",
+                hint="write it first with touch() or open('w')",
+            )
+        source = cached
+    return source
+
+
+def _rekey(session: Session, record: FileRecord, source: Path) -> tuple[FileRecord, Path]:
+    new_key = record.key[:-TOKEN_LENGTH] + new_version_token()
+    logger.warning("object %s is taken by a leftover; uploading to %s", record.key, new_key)
+    updated = session.catalog.rekey(record.file_id, old_key=record.key, new_key=new_key)
+    staging = session.staging.path_of(new_key)
+    staging.parent.mkdir(parents=True, exist_ok=True)
+    # A link, not a move: a rollback restores the old key, whose staging copy stays.
+    os.link(source, staging)
+    return updated, staging
+
+
+def cached_copy(session: Session, record: FileRecord) -> Path | None:
+    """This host's verified copy of `record`, if it has one (a cache hit)."""
+    hit, news = session.cache.use(record.key, record.size)
+    if hit is None:
+        return None
+    if news:  # else the catalog's last access is less than a minute old too
+        session.copies.noted(record.file_id, fresh=False, key=record.key)
+    return Path(hit)
+
+
+def fetch(session: Session, record: FileRecord, progress: Progress | None = None) -> Path:
+    """The verified local copy of an uploaded version, downloading it if needed."""
+    hit = cached_copy(session, record)
+    return hit if hit is not None else download(session, record, progress)
+
+
+def fetch_into(
+    session: Session,
+    record: FileRecord,
+    out: BinaryIO,
+    progress: Progress | None = None,
+    *,
+    keep_cached: bool = True,
+) -> Path | None:
+    """The cached copy of `record` if there is one (the caller reads it); otherwise
+    download it into `out`, and into the cache in the same pass if `keep_cached`
+    (verified at the end; on a mismatch `out` has had bad bytes and nothing is cached),
+    and return None."""
+    hit = cached_copy(session, record)
+    if hit is not None:
+        return hit
+    if not keep_cached:
+        assert record.md5 is not None and record.size is not None
+        got = session.store_for(record.bucket).get_into(record.key, out, progress=progress)
+        check_download(record.key, got.md5, got.size, md5=record.md5, size=record.size)
+        return None
+    # The reader's output is what must be durable, not this copy.
+    download(session, record, progress, sync=False, tee=out)
+    return None
+
+
+def download(
+    session: Session,
+    record: FileRecord,
+    progress: Progress | None = None,
+    *,
+    sync: bool = True,
+    tee: BinaryIO | None = None,
+) -> Path:
+    """Download `record` into this host's cache, verified, and note the new copy."""
+    assert record.md5 is not None and record.size is not None
+    session.copies.make_room(record.size)
+    path = session.cache.download(
+        session.store_for(record.bucket),
+        record.key,
+        md5=record.md5,
+        size=record.size,
+        progress=progress,
+        sync=sync,
+        tee=tee,
+    )
+    session.copies.noted(record.file_id, fresh=True, key=record.key)
+    return path
