@@ -33,7 +33,7 @@ from .progress import ProgressListener
 from .session import Session
 from .staging import INCOMING_PREFIX
 from .stores.base import SMALL_OBJECT_MAX, Progress
-from .tags import date_tags, validate_tags
+from .tags import tags_with_dates
 from .transfers import DEFAULT_WORKERS, put_new
 
 __all__ = ["AddReport", "ProgressListener", "add_one", "add_tree"]
@@ -58,13 +58,6 @@ class _Plan:
     path: str
     source: str
     size: int
-
-
-def _tags_for(tags: Iterable[str], when: datetime | date | None, period: str | None) -> list[str]:
-    names = validate_tags(tags)
-    if when is not None or period is not None:
-        names += date_tags(when if when is not None else datetime.now(UTC), period or "day")
-    return list(dict.fromkeys(names))
 
 
 def _check_source(source: str | Path) -> int:
@@ -96,7 +89,7 @@ def add_one(
     keep_cached: bool | None = None,
 ) -> RepoFile:
     path = validate_path(path, key_prefix=session.store.key_prefix)
-    names = _tags_for(tags, when, period)
+    names = tags_with_dates(tags, when=when, period=period)
     if isinstance(source, str | os.PathLike) and not keep_cached:
         return _add_from_file(session, path, Path(source), names, publish, progress)
     # The content is taken in first, into a private file, so that a source that cannot
@@ -236,7 +229,7 @@ def add_tree(
     if workers < 1:
         raise UsageError("workers must be at least 1")
     plans = plan_tree(Path(directory), prefix, session.store.key_prefix)
-    names = _tags_for(tags, when, period)
+    names = tags_with_dates(tags, when=when, period=period)
     lock = threading.Lock()
     advance: Progress | None = None
     if progress is not None:

@@ -17,7 +17,14 @@ from datetime import UTC, date, datetime
 
 from .errors import InvalidTagError
 
-__all__ = ["DATE_TAG_TYPES", "date_tags", "parse_when", "validate_tag", "validate_tags"]
+__all__ = [
+    "DATE_TAG_TYPES",
+    "date_tags",
+    "parse_when",
+    "tags_with_dates",
+    "validate_tag",
+    "validate_tags",
+]
 
 MAX_TAG_LENGTH = 255
 
@@ -115,3 +122,17 @@ def parse_when(text: str) -> datetime:
             f"not a date: {text[:60]!r}",
             hint="use ISO 8601, e.g. 2026-11-25 or 2026-11-25T18:30Z",
         ) from None
+
+
+def tags_with_dates(
+    tags: Iterable[object],
+    *,
+    when: datetime | date | None = None,
+    period: str | None = None,
+) -> list[str]:
+    """`tags`, checked, then the date tags of `when` (default now) at `period` (default
+    ``day``) if either is given; each once, in that order."""
+    names = validate_tags(tags)
+    if when is not None or period is not None:
+        names += date_tags(when if when is not None else datetime.now(UTC), period or "day")
+    return list(dict.fromkeys(names))

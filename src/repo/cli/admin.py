@@ -9,6 +9,7 @@ from ..config import describe_config
 from ..demo import run_demo
 from ..s3cmd import write_s3cmd_config
 from .app import App, pass_app
+from .options import json_option
 from .output import echo_json, table
 
 __all__ = ["config", "create", "ctl", "demo", "destroy"]
@@ -138,7 +139,7 @@ def ctl(app: App, action: str | None, yes: bool) -> None:
 @click.option("--s3cmd", is_flag=True, help="Write an s3cmd configuration for the store.")
 @click.option("-o", "--output", "dest", metavar="FILE", help="With --s3cmd (default ~/.s3cfg).")
 @click.option("-f", "--force", is_flag=True, help="With --s3cmd: overwrite FILE.")
-@click.option("--json", "as_json", is_flag=True, help="With --show: one JSON document.")
+@json_option("With --show: one JSON document.")
 @pass_app
 def config(app: App, show: bool, s3cmd: bool, dest: str | None, force: bool, as_json: bool) -> None:
     """Show the effective configuration (secrets masked, and where each value came from),

@@ -9,15 +9,14 @@ import click
 
 from ..restore import RestoreReport, restorable_backups, restore_catalog
 from .app import App, pass_app
+from .options import json_option
 from .output import echo_json, human_size, iso, table
 
 __all__ = ["backup", "restore", "run_restore"]
 
-json_option = click.option("--json", "as_json", is_flag=True, help="One JSON document.")
-
 
 @click.command()
-@json_option
+@json_option()
 @pass_app
 def backup(app: App, as_json: bool) -> None:
     """Back the catalog up into the backup store (backup_s3_bucket, else the store).
@@ -104,7 +103,7 @@ def run_restore(
 @click.option("--deep", is_flag=True, help="With --verify: download and hash every file.")
 @click.option("--force", is_flag=True, help="Replace a catalog that has data.")
 @click.option("--purge-orphans", is_flag=True, help="Then delete objects nothing refers to.")
-@json_option
+@json_option()
 @pass_app
 def restore(
     app: App,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from .app import App, pass_app
+from .options import json_option, workers_option
 from .output import ByteBar, echo_json, human_size
 
 __all__ = ["fetch"]
@@ -19,8 +20,8 @@ __all__ = ["fetch"]
     "-o", "--output", "dest", type=click.Path(file_okay=False), help="Also copy them here."
 )
 @click.option("-f", "--force", is_flag=True, help="Overwrite files already in the output.")
-@click.option("--workers", default=16, show_default=True, help="Parallel downloads.")
-@click.option("--json", "as_json", is_flag=True, help="One JSON document.")
+@workers_option("downloads")
+@json_option()
 @pass_app
 def fetch(
     app: App,
@@ -46,14 +47,7 @@ def fetch(
     if pattern is None and not (any_ or all_ or exclude):
         raise click.UsageError("say which files: a PATTERN, tags (--any/--all/--exclude), or both")
     with app.repo() as r:
-        if any_ or all_ or exclude:
-            chosen = r.find(any=any_, all=all_, exclude=exclude)
-            if pattern is not None:
-                keep = {f.file_id for f in r.list(pattern)}
-                chosen = [f for f in chosen if f.file_id in keep]
-        else:
-            assert pattern is not None
-            chosen = r.list(pattern)
+        chosen = r.find(any=any_, all=all_, exclude=exclude, pattern=pattern)
         bar = ByteBar("fetching")
         try:
             report = r.fetch(

@@ -8,8 +8,9 @@ from datetime import datetime
 import click
 
 from ..errors import UsageError
-from ..tags import DATE_TAG_TYPES, date_tags, parse_when, validate_tags
+from ..tags import DATE_TAG_TYPES, parse_when, tags_with_dates
 from .app import App, pass_app, resolve
+from .options import json_option, workers_option
 from .output import ByteBar, echo_json, file_doc
 
 __all__ = ["add", "cat", "expire", "get", "publish", "tag", "upload"]
@@ -34,7 +35,7 @@ def _when(date_text: str | None) -> datetime | None:
 @click.option("--publish", is_flag=True, help="Publish it as the current version.")
 @click.option("-r", "--recursive", is_flag=True, help="PATH is a local directory: add it all.")
 @click.option("--prefix", default="", help="With --recursive: repository path prefix.")
-@click.option("--workers", default=16, show_default=True, help="Parallel uploads.")
+@workers_option("uploads")
 @click.option(
     "--cache/--no-cache",
     "keep_cached",
@@ -42,7 +43,7 @@ def _when(date_text: str | None) -> datetime | None:
     help="Keep a copy in this host's cache (default: only of standard input; files are "
     "here already).",
 )
-@click.option("--json", "as_json", is_flag=True, help="Print the new versions as JSON.")
+@json_option("Print the new versions as JSON.")
 @pass_app
 def add(
     app: App,
@@ -208,9 +209,7 @@ def tag(
       repo tag reports/daily.csv --date 2026-11-25T18:00 --period hour
       repo tag reports/daily.csv --path-tag --remove draft
     """
-    names = validate_tags(tags)
-    if date_text is not None or period is not None:
-        names += date_tags(_when(date_text) or datetime.now().astimezone(), period or "day")
+    names = tags_with_dates(tags, when=_when(date_text), period=period)
     if not names:
         raise UsageError("no tags given", hint="name tags, or use --date/--period")
     with app.repo() as r:

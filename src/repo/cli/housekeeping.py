@@ -6,11 +6,10 @@ import click
 
 from ..gc import GcCategory
 from .app import App, pass_app
+from .options import json_option
 from .output import echo_json, human_size, human_time, iso, table
 
 __all__ = ["cache", "gc", "host"]
-
-json_option = click.option("--json", "as_json", is_flag=True, help="One JSON document.")
 
 
 def _category(c: GcCategory) -> dict[str, object]:
@@ -20,7 +19,7 @@ def _category(c: GcCategory) -> dict[str, object]:
 @click.command()
 @click.option("--dry-run", is_flag=True, help="Report what would go; delete nothing.")
 @click.option("--orphans", is_flag=True, help="Also delete unreferenced objects past the grace.")
-@json_option
+@json_option()
 @pass_app
 def gc(app: App, dry_run: bool, orphans: bool, as_json: bool) -> None:
     """Purge old unpublished versions, expired versions enough backups have seen, and
@@ -80,7 +79,7 @@ def cache() -> None:
 
 
 @cache.command("status")
-@json_option
+@json_option()
 @pass_app
 def cache_status(app: App, as_json: bool) -> None:
     """Files and bytes in this host's cache, and its limit (cache_max_bytes).
@@ -109,7 +108,7 @@ def cache_status(app: App, as_json: bool) -> None:
 
 
 @cache.command("prune")
-@json_option
+@json_option()
 @pass_app
 def cache_prune(app: App, as_json: bool) -> None:
     """Drop cached copies of expired or purged files, then evict least recently used
@@ -164,7 +163,7 @@ def host() -> None:
 
 
 @host.command("list")
-@json_option
+@json_option()
 @pass_app
 def host_list(app: App, as_json: bool) -> None:
     """Every host: cache limit, copies held, last seen.

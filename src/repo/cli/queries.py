@@ -11,11 +11,10 @@ from ..admin import status_report
 from ..file import RepoFile
 from ..repository import Repo
 from .app import App, pass_app
+from .options import json_option
 from .output import echo_json, file_doc, host_doc, human_size, human_time, table
 
 __all__ = ["find", "list_files", "show", "status"]
-
-json_option = click.option("--json", "as_json", is_flag=True, help="One JSON document.")
 
 
 def _print_files(r: Repo, found: Sequence[RepoFile], as_json: bool) -> None:
@@ -52,7 +51,7 @@ def _print_files(r: Repo, found: Sequence[RepoFile], as_json: bool) -> None:
     show_default=True,
     help="Which versions to list (published: the current ones).",
 )
-@json_option
+@json_option()
 @pass_app
 def list_files(app: App, pattern: str, state: str, as_json: bool) -> None:
     """List files whose path matches the glob PATTERN (* also matches /).
@@ -71,7 +70,7 @@ def list_files(app: App, pattern: str, state: str, as_json: bool) -> None:
 @click.option("--all", "all_", multiple=True, metavar="TAG", help="Every one of these.")
 @click.option("--exclude", multiple=True, metavar="TAG", help="None of these.")
 @click.option("--all-states", is_flag=True, help="Search versions in every state.")
-@json_option
+@json_option()
 @pass_app
 def find(
     app: App,
@@ -94,7 +93,7 @@ def find(
 
 @click.command()
 @click.argument("path")
-@json_option
+@json_option()
 @pass_app
 def show(app: App, path: str, as_json: bool) -> None:
     """Every version of PATH: state, size, md5, times, tags and hosts with a copy.
@@ -138,7 +137,7 @@ def show(app: App, path: str, as_json: bool) -> None:
 
 
 @click.command()
-@json_option
+@json_option()
 @pass_app
 def status(app: App, as_json: bool) -> None:
     """Whether the catalog and store answer; files and bytes by state; this host's cache.

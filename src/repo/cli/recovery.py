@@ -16,11 +16,11 @@ from .. import (
     VerifyReport,
 )
 from .app import App, pass_app
+from .options import json_option
 from .output import echo_json, human_size, table
 
 __all__ = ["recover", "verify"]
 
-json_option = click.option("--json", "as_json", is_flag=True, help="One JSON document.")
 deep_option = click.option(
     "--deep", is_flag=True, help="Download every object and compare md5 and size."
 )
@@ -87,7 +87,7 @@ def _echo_verify(rep: VerifyReport) -> None:
     "--cache", is_flag=True, help="Re-hash this host's cached copies instead of the store."
 )
 @click.option("--dry-run", is_flag=True, help="With --cache: report damage; change nothing.")
-@json_option
+@json_option()
 @pass_app
 def verify(app: App, deep: bool, cache: bool, dry_run: bool, as_json: bool) -> None:
     """Check that every published file, and every expired one not yet purged, is in the
@@ -187,7 +187,7 @@ def _echo_cache(rep: CacheVerifyReport) -> None:
 @click.command()
 @deep_option
 @click.option("--dry-run", is_flag=True, help="Report what would be recovered; change nothing.")
-@json_option
+@json_option()
 @pass_app
 def recover(app: App, deep: bool, dry_run: bool, as_json: bool) -> None:
     """Repair missing or corrupt files in the store from this host's cache.

@@ -1,0 +1,30 @@
+"""Options several commands share, defined once."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import click
+
+from ..transfers import DEFAULT_WORKERS
+
+__all__ = ["json_option", "workers_option"]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def json_option(help: str = "One JSON document.") -> Callable[[F], F]:
+    """``--json``: print one JSON document instead of text (the command's ``as_json``)."""
+    return click.option("--json", "as_json", is_flag=True, help=help)
+
+
+def workers_option(what: str) -> Callable[[F], F]:
+    """``--workers N``: how many `what` run at once."""
+    return click.option(
+        "--workers",
+        default=DEFAULT_WORKERS,
+        show_default=True,
+        type=click.IntRange(min=1),
+        help=f"Parallel {what}.",
+    )
