@@ -322,12 +322,12 @@ def test_multipart_put_kept_despite_a_failed_part_still_reports_the_whole_size(
 def test_a_large_object_downloads_in_parallel_ranges_in_order(
     store: Store, store_url: object, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, into: str
 ) -> None:
-    from repo.stores import s3 as s3_module
+    from repo.stores import s3_download
 
-    monkeypatch.setattr(s3_module, "RANGE_THRESHOLD", 1024 * 1024)
-    monkeypatch.setattr(s3_module, "RANGE_PART", 256 * 1024)
-    monkeypatch.setattr(s3_module, "FILE_RANGE_PART", 512 * 1024)
-    monkeypatch.setattr(s3_module, "STREAM_CHUNK", 64 * 1024)
+    monkeypatch.setattr(s3_download, "RANGE_THRESHOLD", 1024 * 1024)
+    monkeypatch.setattr(s3_download, "RANGE_PART", 256 * 1024)
+    monkeypatch.setattr(s3_download, "FILE_RANGE_PART", 512 * 1024)
+    monkeypatch.setattr(s3_download, "STREAM_CHUNK", 64 * 1024)
     data = os.urandom(3 * 1024 * 1024 + 12_345)  # ranges, and a short last one
     key = store.key_prefix + "data/big/ranged.bin~t1"
     store.put_file(key, _file(tmp_path, data))
@@ -350,7 +350,7 @@ def test_a_large_object_downloads_in_parallel_ranges_in_order(
     if getattr(store_url, "server_name", "") in ("moto", "rclone"):
         # rclone answers ranges with status 200, which obstore refuses: boto3 takes them.
         assert isinstance(store, S3Store)
-        assert store._ranges_by_boto == (getattr(store_url, "server_name", "") == "rclone")
+        assert store._conn.ranges_by_boto == (getattr(store_url, "server_name", "") == "rclone")
 
 
 def _interrupted_write(store: Store, key: str) -> Callable[[], bool | None]:

@@ -8,7 +8,7 @@ encryption, if any; with SSE-KMS the parts' ETags and the object's are not md5s,
 parts' Content-MD5 (checked by the server) is what vouches for them. The file is read
 once: the reader feeds the whole-file md5, and the thread sending a part computes that
 part's md5 (in parallel: hashlib releases the GIL). The body is not hashed again for the
-signature (`S3Store.client` turns payload signing off: the signed Content-MD5 covers
+signature (`S3Connection.client` turns payload signing off: the signed Content-MD5 covers
 it). At 8 MiB a part, boto3's per-request CPU does not matter.
 
 Progress is reported per part, from the worker thread that sent it, once the part is
@@ -26,16 +26,16 @@ from collections.abc import Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ..errors import RepoError, VerificationError
 from ..integrity import etag_matches, normalize_etag
 from ..paths import token_time
 from .base import Progress, PutResult
+from .s3_client import S3Connection
+from .s3_download import head
+from .s3_put import adopt_existing, discard
 from .s3_wire import encode_meta, s3_code
-
-if TYPE_CHECKING:
-    from .s3 import S3Store
 
 __all__ = ["PART_CONCURRENCY", "abort_stale_uploads", "put_multipart"]
 
@@ -47,27 +47,28 @@ MAX_UPLOAD_PAGES = 100
 
 
 def put_multipart(
-    store: S3Store,
+    conn: S3Connection,
     key: str,
     source: Path,
     metadata: Mapping[str, str],
+    part_size: int,
     progress: Progress | None = None,
 ) -> PutResult:
     """Upload `source` in parallel parts, each with Content-MD5; complete with If-None-Match."""
-    client = store.client()
+    client = conn.client()
     report = _SerialProgress(progress)
     meta = {k: encode_meta(v) for k, v in metadata.items()}
     try:
         created = client.create_multipart_upload(
-            Bucket=store.bucket, Key=key, Metadata=meta, **store.sse_arguments()
+            Bucket=conn.bucket, Key=key, Metadata=meta, **conn.sse_arguments()
         )
     except Exception as exc:
-        raise store.translate(exc, key, writing=True) from exc
+        raise conn.translate(exc, key, writing=True) from exc
     upload_id = created["UploadId"]
     if created.get("ResponseMetadata", {}).get("RetryAttempts", 0):
         # An earlier attempt may have created an upload whose answer was lost; its id
         # is unknown to us, but the key is ours alone, so any other upload to it is it.
-        _abort_others(client, store.bucket, key, upload_id)
+        _abort_others(client, conn.bucket, key, upload_id)
     whole = hashlib.md5()
     futures: list[Future[dict[str, Any]]] = []
     # Each part's md5 by number, noted before the part is sent (a failed part's too: an
@@ -78,7 +79,7 @@ def put_multipart(
     # Bounded memory: parts are read into at most PART_CONCURRENCY buffers that are reused,
     # so the reader waits for the network and the heap never churns through 8 MiB blocks
     # (which glibc would keep around, growing the process with the file).
-    buffers = _BufferPool(PART_CONCURRENCY, store.part_size)
+    buffers = _BufferPool(PART_CONCURRENCY, part_size)
 
     def send(number: int, body: bytearray) -> dict[str, Any]:
         try:
@@ -86,7 +87,7 @@ def put_multipart(
             # whole-file md5 (hashlib lets go of the GIL).
             digest = digests[number] = hashlib.md5(body).digest()
             resp = client.upload_part(
-                Bucket=store.bucket,
+                Bucket=conn.bucket,
                 Key=key,
                 UploadId=upload_id,
                 PartNumber=number,
@@ -96,7 +97,7 @@ def put_multipart(
         finally:
             length = len(body)
             buffers.give_back(body)
-        if store.etag_is_md5 and not etag_matches(resp.get("ETag"), digest.hex()):
+        if conn.etag_is_md5 and not etag_matches(resp.get("ETag"), digest.hex()):
             raise VerificationError(f"part {number} of {key!r} failed verification")
         report(length)
         return {"PartNumber": number, "ETag": resp["ETag"]}
@@ -122,7 +123,7 @@ def put_multipart(
                         break
             parts = [f.result() for f in futures]
         done = client.complete_multipart_upload(
-            Bucket=store.bucket,
+            Bucket=conn.bucket,
             Key=key,
             UploadId=upload_id,
             MultipartUpload={"Parts": parts},
@@ -134,7 +135,7 @@ def put_multipart(
             isinstance(exc, Exception)
             and not isinstance(exc, RepoError)
             and read_all
-            and store.adopt_existing(key, size, whole.hexdigest(), part_md5s)
+            and adopt_existing(conn, key, size, whole.hexdigest(), part_md5s)
         )
         if completed:
             # The upload completed but its answer was lost (or this is a retry of one
@@ -143,22 +144,22 @@ def put_multipart(
             report(size - report.reported)
             # If this attempt did not complete (an earlier one did), its parts would
             # linger until a lifecycle rule; after a completed upload this is a no-op.
-            _abort(client, store.bucket, key, upload_id)
+            _abort(client, conn.bucket, key, upload_id)
             return completed
-        _abort(client, store.bucket, key, upload_id)
+        _abort(client, conn.bucket, key, upload_id)
         if isinstance(exc, RepoError) or not isinstance(exc, Exception):
             raise
-        raise store.translate(exc, key, writing=True) from exc
+        raise conn.translate(exc, key, writing=True) from exc
     md5 = whole.hexdigest()
     part_md5s = [digests[n] for n in range(1, len(futures) + 1)]
     etag = done.get("ETag")
-    info = store.head(key)
+    info = head(conn, key)
     if info.size != size or not (
-        not store.etag_is_md5
+        not conn.etag_is_md5
         or etag_matches(etag, md5, part_md5s)
         or etag_matches(info.etag, md5, part_md5s)
     ):
-        fate = "was removed" if store.discard(key) else "is left for garbage collection"
+        fate = "was removed" if discard(conn, key) else "is left for garbage collection"
         raise VerificationError(
             f"multipart upload of {key!r} failed verification (size {info.size} vs {size}, "
             f"ETag {etag!r}); the object {fate}",
@@ -204,7 +205,9 @@ class _BufferPool:
         self._slots.release()
 
 
-def abort_stale_uploads(store: S3Store, prefix: str, older_than: datetime, dry_run: bool) -> int:
+def abort_stale_uploads(
+    conn: S3Connection, prefix: str, older_than: datetime, dry_run: bool
+) -> int:
     """Abort incomplete multipart uploads of keys under `prefix` started before
     `older_than` (their parts are invisible, but stored and billed); returns how many.
 
@@ -212,8 +215,8 @@ def abort_stale_uploads(store: S3Store, prefix: str, older_than: datetime, dry_r
     key's own version token (keys without one are left alone). Some servers report a
     made-up ``Initiated`` (moto), so the server's word alone never aborts an upload.
     """
-    client = store.client()
-    args: dict[str, Any] = {"Bucket": store.bucket, "Prefix": prefix}
+    client = conn.client()
+    args: dict[str, Any] = {"Bucket": conn.bucket, "Prefix": prefix}
     count = 0
     for _page in range(MAX_UPLOAD_PAGES):
         try:
@@ -230,7 +233,7 @@ def abort_stale_uploads(store: S3Store, prefix: str, older_than: datetime, dry_r
             if started >= older_than or made >= older_than:
                 continue
             if not dry_run:
-                _abort(store.client(), store.bucket, upload["Key"], upload["UploadId"])
+                _abort(conn.client(), conn.bucket, upload["Key"], upload["UploadId"])
             count += 1
         if not listed.get("IsTruncated"):
             return count

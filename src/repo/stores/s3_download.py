@@ -1,0 +1,244 @@
+"""Reading objects: head, whole or streamed GETs, and large objects as parallel ranges.
+
+One TCP stream rarely fills a fast link, so objects above `RANGE_THRESHOLD` come as
+ranged GETs in parallel, handed on in order to the caller's single hashing pass.
+Progress is reported per chunk as it is written out.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import io
+import itertools
+import os
+import stat
+from collections import deque
+from collections.abc import Generator, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any
+
+import obstore
+
+from ..errors import RepoError, StoreError
+from ..integrity import normalize_etag
+from .base import DownloadResult, ObjectInfo, Progress, Writable, copy_hashing, hash_only
+from .s3_client import S3Connection
+from .s3_errors import cause_text
+from .s3_wire import decode_meta
+
+__all__ = ["get_into", "head", "iter_bytes"]
+
+STREAM_CHUNK = 4 * 1024 * 1024
+#: Objects above this size download as parallel ranged GETs (`_ranges`).
+RANGE_THRESHOLD = 32 * 1024 * 1024
+RANGE_PART = 4 * 1024 * 1024
+#: Ranges into a file are larger: fewer requests (each costs boto3 milliseconds of CPU),
+#: at 32 MiB of buffers; a stream keeps to `RANGE_PART` (its reader's memory is bounded).
+FILE_RANGE_PART = 8 * 1024 * 1024
+BOTO_READ_PIECE = 1024 * 1024
+RANGE_CONCURRENCY = 4
+
+#: Standard headers obstore lists among an object's attributes; the rest is user metadata.
+_STANDARD_HEADERS = frozenset(
+    ("Content-Type", "Content-Disposition", "Content-Encoding", "Content-Language", "Cache-Control")
+)
+
+
+def head(conn: S3Connection, key: str) -> ObjectInfo:
+    """Size, ETag and user metadata of `key`; `NotFoundError` if it does not exist."""
+    try:
+        result = obstore.get(conn.ob, key, options={"head": True})
+    except Exception as exc:
+        raise conn.translate(exc, key) from exc
+    meta = result.meta
+    user = {k: decode_meta(v) for k, v in result.attributes.items() if k not in _STANDARD_HEADERS}
+    return ObjectInfo(
+        key=key,
+        size=meta["size"],
+        etag=normalize_etag(meta.get("e_tag")),
+        last_modified=meta.get("last_modified"),
+        metadata=user,
+    )
+
+
+def iter_bytes(conn: S3Connection, key: str) -> Iterator[bytes]:
+    """Object `key` in chunks, unverified (the caller hashes)."""
+    try:
+        result = obstore.get(conn.ob, key)
+    except Exception as exc:
+        raise conn.translate(exc, key) from exc
+    return _stream(conn, result, key)
+
+
+def get_into(
+    conn: S3Connection, key: str, out: Writable, progress: Progress | None = None
+) -> DownloadResult:
+    """Object `key` written to `out`, with the md5 and size of what was written."""
+    try:
+        result = obstore.get(conn.ob, key)
+    except Exception as exc:
+        raise conn.translate(exc, key) from exc
+    size = int(result.meta["size"])
+    if size <= STREAM_CHUNK:
+        # One piece either way: taken in one call, not a stream's two (each call
+        # waits on the client's runtime, and a fetch makes thousands of them).
+        try:
+            body = result.bytes()
+        except Exception as exc:
+            raise conn.translate(exc, key) from exc
+        return copy_hashing((memoryview(body),), out, progress)
+    if size <= RANGE_THRESHOLD:
+        return copy_hashing(_stream(conn, result, key), out, progress)
+    fd = _plain_file(out)
+    if fd is None:
+        return copy_hashing(_ranges(conn, result, key, size), out, progress)
+    # A file: each range is written at its place by the thread that fetched it, in
+    # parallel with the one md5 pass here (which only reads).
+    assert isinstance(out, io.BufferedWriter | io.FileIO)
+    out.flush()
+    base = out.tell()
+    got = hash_only(_ranges(conn, result, key, size, into=(fd, base)), progress)
+    out.seek(base + got.size)
+    return got
+
+
+def _stream(conn: S3Connection, result: Any, key: str) -> Generator[bytes, None, None]:
+    try:
+        for chunk in result.stream(min_chunk_size=STREAM_CHUNK):
+            yield bytes(chunk)
+    except Exception as exc:
+        raise conn.translate(exc, key) from exc
+
+
+def _ranges(
+    conn: S3Connection, result: Any, key: str, size: int, into: tuple[int, int] | None = None
+) -> Iterator[bytes | memoryview]:
+    """A large object in order, fetched as parallel ranged GETs. The first part
+    (`RANGE_PART` bytes, or `FILE_RANGE_PART` into a file) comes from the response
+    already open while the next ranges are fetched, `RANGE_CONCURRENCY` at a time;
+    each is handed on, in order, to the caller's single hashing pass. Objects are
+    never overwritten, so the ranges cannot mix two versions.
+
+    Ranges land in a fixed set of reused buffers (a buffer goes back to the pool
+    when the caller asks for the next piece, having written this one), so memory
+    stays at `RANGE_CONCURRENCY` parts whatever the object's size.
+
+    With `into` (a file descriptor and the offset the object starts at), every piece
+    is also written there, at its place, before it is handed on.
+    """
+    stream = _stream(conn, result, key)
+    pool = ThreadPoolExecutor(RANGE_CONCURRENCY, thread_name_prefix="repo-range")
+    part = RANGE_PART if into is None else FILE_RANGE_PART
+    free = [bytearray(part) for _ in range(RANGE_CONCURRENCY)]
+    pending: deque[tuple[bytearray, Future[int]]] = deque()
+    starts = iter(range(part, size, part))
+
+    def fetch(start: int, buf: bytearray) -> int:
+        got = _range_into(conn, key, start, size, buf)
+        if into is not None:
+            _write_at(into[0], memoryview(buf)[:got], into[1] + start)
+        return got
+
+    def submit(start: int) -> None:
+        buf = free.pop()
+        pending.append((buf, pool.submit(fetch, start, buf)))
+
+    try:
+        for start in itertools.islice(starts, RANGE_CONCURRENCY):
+            submit(start)
+        done = 0
+        for chunk in stream:
+            take = min(len(chunk), part - done)
+            if into is not None:
+                _write_at(into[0], memoryview(chunk)[:take], into[1] + done)
+            yield chunk[:take]
+            done += take
+            if done >= part:
+                break
+        stream.close()  # the rest comes as ranges
+        while pending:
+            buf, future = pending.popleft()
+            yield memoryview(buf)[: future.result()]
+            free.append(buf)
+            following = next(starts, None)
+            if following is not None:
+                submit(following)
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _range_into(conn: S3Connection, key: str, start: int, size: int, buf: bytearray) -> int:
+    """Fetch bytes [start, start + len(buf)) of `key` into `buf`; their length."""
+    end = min(start + len(buf), size)
+    try:
+        if conn.ranges_by_boto:
+            got = _boto_range_into(conn, key, start, end, buf)
+        else:
+            try:
+                data = obstore.get_range(conn.ob, key, start=start, end=end)
+            except Exception as exc:
+                if "non-partial" not in cause_text(exc):
+                    raise
+                # rclone answers a range with status 200 (and the right bytes), which
+                # object_store refuses: boto3 takes the answer as it is.
+                conn.ranges_by_boto = True
+                got = _boto_range_into(conn, key, start, end, buf)
+            else:
+                got = len(data)
+                if got <= len(buf):
+                    buf[:got] = memoryview(data)
+    except RepoError:
+        raise
+    except Exception as exc:
+        raise conn.translate(exc, key) from exc
+    if got != end - start:
+        raise StoreError(
+            f"S3 download of {key!r} broke off: bytes {start}-{end} came back as {got} bytes",
+            hint="retry; if it persists, the server or a proxy is cutting answers short",
+        )
+    return got
+
+
+def _boto_range_into(conn: S3Connection, key: str, start: int, end: int, buf: bytearray) -> int:
+    answer = conn.client().get_object(Bucket=conn.bucket, Key=key, Range=f"bytes={start}-{end - 1}")
+    if not str(answer.get("ContentRange", "")).startswith(f"bytes {start}-{end - 1}/"):
+        answer["Body"].close()
+        raise StoreError(
+            f"S3 download of {key!r}: the server did not answer the range {start}-{end}",
+            hint="retry; a server that ignores ranges cannot serve parallel downloads",
+        )
+    view = memoryview(buf)
+    got = 0
+    with contextlib.closing(answer["Body"]) as body:
+        while got < len(view):
+            # In pieces: urllib3's readinto reads into a new buffer of the size
+            # asked for and copies it over, so a whole range at once would double
+            # the memory (and the page faults) of every range in flight.
+            n = body.readinto(view[got : got + BOTO_READ_PIECE]) or 0
+            if not n:
+                break
+            got += n
+        if got == len(view) and body.read(1):
+            got += 1  # longer than asked: reported as a mismatch by the caller
+    return got
+
+
+def _plain_file(out: Writable) -> int | None:
+    """The descriptor of `out` if it is a regular file we may write at offsets (not a
+    pipe, not opened for appending), else None."""
+    if not isinstance(out, io.BufferedWriter | io.FileIO):
+        return None
+    try:
+        fd = out.fileno()
+        plain = stat.S_ISREG(os.fstat(fd).st_mode) and out.seekable()
+        appending = fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_APPEND
+    except (OSError, ValueError):
+        return None
+    return fd if plain and not appending else None
+
+
+def _write_at(fd: int, data: memoryview, offset: int) -> None:
+    while data:
+        written = os.pwrite(fd, data, offset)
+        data, offset = data[written:], offset + written
