@@ -1,4 +1,4 @@
-"""The array parameters of `catalog.lists` carry any value exactly, on PostgreSQL."""
+"""The array parameters of `catalog.arrays` carry any value exactly, on PostgreSQL."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import sqlalchemy as sa
 
-from repo.catalog.lists import among, unnest_ids, unnest_texts, unnest_times
+from repo.catalog.arrays import among, unnest_ids, unnest_texts, unnest_times
 
 AWKWARD = [
     'quote " inside',

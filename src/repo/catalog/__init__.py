@@ -1,4 +1,34 @@
-"""The catalog: schema, migrations and every SQL query (PostgreSQL or SQLite)."""
+"""The catalog: schema, migrations and every SQL query (PostgreSQL or SQLite).
+
+`Catalog` is one class over query mixins, one module per subject (subject -> module):
+
+* versions and their states -> `versions` (`VersionQueries`): add, get, current, history,
+  list, upload, rekey, publish, expire, counts; versions by object key.
+* tags -> `tagging` (`TagQueries`): the tags of versions and of paths, and `find`.
+* hosts and their cached copies -> `copies` (`CopyQueries`): which host holds which
+  verified copy; the hosts and what their caches hold.
+* adding many versions at once (`Repo.add_tree`) -> `bulk` (`BulkQueries`).
+* garbage collection -> `purge` (`PurgeQueries`): what may go, claims, forgetting rows.
+* journal entries -> `replay` (`ReplayQueries`): each commit's entry, and replaying
+  entries on restore.
+* backups and restores -> `dump` (`DumpQueries`): dumping and loading whole tables, the
+  steps of a restore, the record of the backups taken.
+* checking the store against the catalog -> `verification` (functions).
+* PostgreSQL roles for least privilege -> `roles` (`create_roles`).
+
+Layers, each importing only from the layers below it, never from one above:
+
+1. `catalog`: the `Catalog` class, composing the mixins.
+2. The subject modules above (no one of them imports another).
+3. `base`: `CatalogBase`, the mixins' base: connection, transactions, schema set-up, and
+   the interning of paths and tags.
+4. `migrations`: creating and upgrading the schema.
+5. `tag_index`: ``current_tags``, the tags of the current versions, kept in step by every
+   write that changes them.
+6. `records` (`FileRecord`, over `schema`), and the leaves, which import nothing of the
+   catalog: `arrays` (SQL array parameters, `IN_BATCH`), `schema` (the tables) and
+   `connection` (engines, transactions, error translation).
+"""
 
 from __future__ import annotations
 

@@ -1,8 +1,9 @@
-"""The catalog's foundation: its connection, schema set-up and interning of names.
+"""The catalog's foundation: its connection, transactions, schema set-up and the
+interning of names.
 
-Query methods live in mixins, one module per subject (`tagging`, `copies`) and the file
-states in `catalog`. All statements are SQLAlchemy Core constructs, so every value is a
-bound parameter; work on many rows uses one statement (or one executemany) per batch.
+Every query mixin (see the map in the package docstring) derives from `CatalogBase`. All
+statements are SQLAlchemy Core constructs, so every value is a bound parameter; work on
+many rows uses one statement (or one executemany) per batch.
 """
 
 from __future__ import annotations
@@ -15,13 +16,11 @@ from sqlalchemy.dialects import postgresql as pg_dialect
 from sqlalchemy.dialects import sqlite as sqlite_dialect
 
 from . import migrations
+from .arrays import IN_BATCH
 from .connection import Database, translate_errors
 from .schema import SCHEMA_VERSION, files, metadata, paths, repo_meta, tags
 
-__all__ = ["IN_BATCH", "CatalogBase"]
-
-#: Bound parameters per IN (...) list.
-IN_BATCH = 500
+__all__ = ["CatalogBase"]
 
 
 class CatalogBase:
@@ -29,7 +28,7 @@ class CatalogBase:
 
     def __init__(self, url: str) -> None:
         self.db = Database(url)
-        # What the open transaction changed, for the change journal (see `journal`).
+        # What the open transaction changed, for the change journal (see `replay`).
         self._touched_files: set[int] = set()
         self._touched_paths: set[int] = set()
         self._purged: set[int] = set()
@@ -94,7 +93,7 @@ class CatalogBase:
             self.on_commit(entry)
 
     def journal_entry(self) -> dict[str, Any] | None:
-        return None  # provided by the journal mixin
+        return None  # provided by `ReplayQueries` (see `replay`)
 
     def _forget_touched(self) -> None:
         self._touched_files.clear()

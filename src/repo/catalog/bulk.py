@@ -21,9 +21,9 @@ from sqlalchemy import Connection, literal, select, update
 
 from ..errors import UsageError
 from . import tag_index
-from .base import IN_BATCH, CatalogBase
+from .arrays import IN_BATCH, among, unnest_ids, unnest_texts
+from .base import CatalogBase
 from .connection import translate_errors
-from .lists import among, unnest_ids, unnest_texts
 from .records import FileRecord
 from .schema import file_tags, files, paths
 
@@ -156,7 +156,7 @@ class BulkQueries(CatalogBase):
         if missing and self.db.is_sqlite:
             self._intern(paths, "path", missing)
         elif missing:
-            # `_intern`, as one short statement (see `lists`).
+            # `_intern`, as one short statement (see `arrays`).
             what = "recording names"
             with translate_errors(what), self.db.side_connection(what) as side:
                 side.execute(

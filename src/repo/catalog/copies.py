@@ -1,19 +1,40 @@
-"""Which hosts hold verified copies of which files."""
+"""Hosts and the copies they cache: which host holds a verified copy of which version."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Connection, literal, select
+from sqlalchemy import Connection, delete, func, literal, select
 
-from .base import IN_BATCH, CatalogBase
+from .arrays import IN_BATCH, among, unnest_ids, unnest_times
+from .base import CatalogBase
 from .connection import translate_errors
-from .lists import among, unnest_ids, unnest_times
-from .records import HostCopy
 from .schema import file_hosts, files, hosts
 
-__all__ = ["CopyQueries"]
+__all__ = ["CopyQueries", "HostCopy", "HostSummary"]
+
+
+@dataclass(frozen=True, slots=True)
+class HostCopy:
+    """A host that holds a verified copy of a file."""
+
+    host: str
+    downloaded_at: datetime
+    last_access: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class HostSummary:
+    """A host known to the catalog and what its cache holds."""
+
+    name: str
+    first_seen: datetime
+    last_seen: datetime
+    cache_max_bytes: int | None
+    files: int
+    bytes: int
 
 
 class CopyQueries(CatalogBase):
@@ -62,7 +83,7 @@ class CopyQueries(CatalogBase):
                 if not ids:
                     continue
                 if pg:
-                    # One statement whatever the count (see `lists`).
+                    # One statement whatever the count (see `arrays`).
                     ins = self._insert(file_hosts).from_select(
                         ["file_id", "host_id", "downloaded_at", "last_access"],
                         select(
@@ -120,3 +141,59 @@ class CopyQueries(CatalogBase):
                 .order_by(hosts.c.name)
             )
             return [HostCopy(host=r[0], downloaded_at=r[1], last_access=r[2]) for r in rows]
+
+    def forget_copies(self, host: str, keys: Sequence[str]) -> None:
+        """`host` no longer holds these objects (evicted from its cache)."""
+        if not keys:
+            return
+        with self.db.side_connection() as conn:
+            host_id = conn.execute(select(hosts.c.host_id).where(hosts.c.name == host)).scalar()
+            if host_id is None:
+                return
+            for i in range(0, len(keys), IN_BATCH):
+                chunk = list(keys[i : i + IN_BATCH])
+                conn.execute(
+                    delete(file_hosts).where(
+                        file_hosts.c.host_id == host_id,
+                        file_hosts.c.file_id.in_(
+                            select(files.c.file_id).where(files.c.key.in_(chunk))
+                        ),
+                    )
+                )
+
+    def forget_host(self, host: str) -> int | None:
+        """Forget a host and every copy it held; the number of copies (None: unknown host)."""
+        with translate_errors(f"forgetting host {host!r}"):
+            conn = self.db.begin_write()
+            host_id = conn.execute(select(hosts.c.host_id).where(hosts.c.name == host)).scalar()
+            if host_id is None:
+                return None
+            copies = conn.execute(delete(file_hosts).where(file_hosts.c.host_id == host_id))
+            conn.execute(delete(hosts).where(hosts.c.host_id == host_id))
+            return int(copies.rowcount)
+
+    def host_summaries(self) -> list[HostSummary]:
+        with translate_errors("listing hosts"):
+            held = (
+                select(
+                    file_hosts.c.host_id,
+                    func.count().label("n"),
+                    func.coalesce(func.sum(files.c.size), 0).label("b"),
+                )
+                .join(files, files.c.file_id == file_hosts.c.file_id)
+                .group_by(file_hosts.c.host_id)
+                .subquery()
+            )
+            rows = self.db.conn.execute(
+                select(
+                    hosts.c.name,
+                    hosts.c.first_seen,
+                    hosts.c.last_seen,
+                    hosts.c.cache_max_bytes,
+                    func.coalesce(held.c.n, 0),
+                    func.coalesce(held.c.b, 0),
+                )
+                .outerjoin(held, held.c.host_id == hosts.c.host_id)
+                .order_by(hosts.c.name)
+            )
+            return [HostSummary(r[0], r[1], r[2], r[3], int(r[4]), int(r[5])) for r in rows]

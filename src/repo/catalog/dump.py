@@ -1,4 +1,5 @@
-"""Whole-table dump and load, for catalog backups.
+"""Catalog backups, the catalog's side: dumping and loading whole tables, the steps of a
+restore, and the record of completed backups (the ``backups`` table).
 
 `dump_tables` reads every table in one snapshot (PostgreSQL: a REPEATABLE READ, read-only
 transaction; SQLite: one read transaction, which WAL keeps consistent) and hands out rows
@@ -11,6 +12,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -33,7 +35,14 @@ from .schema import (
     tags,
 )
 
-__all__ = ["BACKUP_TABLES", "RESTORE_MARKER", "DumpQueries"]
+__all__ = [
+    "BACKUP_TABLES",
+    "RESTORE_MARKER",
+    "BackupRecord",
+    "DumpQueries",
+    "copy_columns",
+    "parse_copy_text",
+]
 
 #: In the order they can be loaded (parents before children). ``current_tags`` is not
 #: backed up: it is derived from these, and a restore rebuilds it (`rebuild_derived`).
@@ -49,12 +58,54 @@ _SERIAL = {"hosts": "host_id", "paths": "path_id", "tags": "tag_id", "files": "f
            "backups": "backup_id"}  # fmt: skip
 
 
+@dataclass(frozen=True, slots=True)
+class BackupRecord:
+    """A catalog backup recorded in the catalog."""
+
+    name: str
+    taken_at: datetime
+    completed_at: datetime | None
+    location: str
+
+
 def _time_columns(table: Table) -> set[str]:
     return {c.name for c in table.columns if isinstance(c.type, UTCDateTime)}
 
 
 class DumpQueries(CatalogBase):
-    """Dumping and loading whole tables."""
+    """Backing up and restoring the catalog, and recording the backups taken."""
+
+    # -- the record of backups -----------------------------------------------------------
+
+    def record_backup(
+        self, name: str, *, taken_at: datetime, completed_at: datetime | None, location: str = ""
+    ) -> None:
+        with translate_errors("recording a backup"):
+            conn = self.db.begin_write()
+            conn.execute(
+                backups.insert().values(
+                    name=name, taken_at=taken_at, completed_at=completed_at, location=location
+                )
+            )
+
+    def completed_backups(self) -> list[BackupRecord]:
+        """Completed backups, newest snapshot first."""
+        with translate_errors("reading backups"):
+            rows = self.db.conn.execute(
+                select(
+                    backups.c.name, backups.c.taken_at, backups.c.completed_at, backups.c.location
+                )
+                .where(backups.c.completed_at.is_not(None))
+                .order_by(backups.c.taken_at.desc(), backups.c.backup_id.desc())
+            )
+            return [BackupRecord(*r) for r in rows]
+
+    def forget_backup(self, name: str) -> None:
+        with translate_errors("forgetting a backup"):
+            conn = self.db.begin_write()
+            conn.execute(delete(backups).where(backups.c.name == name))
+
+    # -- dump and load -------------------------------------------------------------------
 
     def dump_tables(self) -> Iterator[tuple[Table, str, Iterator[bytes]]]:
         """(table, format, content) for every catalog table, all from one snapshot.
@@ -127,6 +178,8 @@ class DumpQueries(CatalogBase):
                 conn.execute(table.insert(), batch)
                 count += len(batch)
         return count
+
+    # -- restoring -----------------------------------------------------------------------
 
     def drop_secondary_indexes(self) -> list[Any]:
         """PostgreSQL: drop the non-unique-constraint indexes before a bulk load (they are

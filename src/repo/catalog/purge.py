@@ -1,4 +1,4 @@
-"""Queries for garbage collection, backups and host caches.
+"""Garbage collection: which versions may go, claiming them, and forgetting their rows.
 
 Purging is a claim, then deletion: `claim_for_purge` stamps ``purge_started_at`` with a
 conditional update that re-checks every rule in its WHERE clause, and `publish` and
@@ -11,77 +11,24 @@ objects are gone. A claim left behind by an interrupted run is finished by the n
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import and_, delete, func, or_, select, text, update
 
-from .base import IN_BATCH, CatalogBase
+from .arrays import IN_BATCH, among
+from .base import CatalogBase
 from .connection import translate_errors
-from .lists import among
 from .records import FileRecord, record, select_files
-from .schema import backups, file_hosts, file_tags, files, hosts
+from .schema import backups, file_hosts, file_tags, files
 
-__all__ = ["BackupRecord", "HostSummary", "PurgeQueries"]
+__all__ = ["PurgeQueries"]
 
 _FOREVER = datetime(9999, 12, 31, tzinfo=UTC)
 
 
-@dataclass(frozen=True, slots=True)
-class BackupRecord:
-    """A catalog backup recorded in the catalog."""
-
-    name: str
-    taken_at: datetime
-    completed_at: datetime | None
-    location: str
-
-
-@dataclass(frozen=True, slots=True)
-class HostSummary:
-    """A host known to the catalog and what its cache holds."""
-
-    name: str
-    first_seen: datetime
-    last_seen: datetime
-    cache_max_bytes: int | None
-    files: int
-    bytes: int
-
-
 class PurgeQueries(CatalogBase):
-    """Garbage collection, backups and cache bookkeeping."""
-
-    # -- backups -------------------------------------------------------------------------
-
-    def record_backup(
-        self, name: str, *, taken_at: datetime, completed_at: datetime | None, location: str = ""
-    ) -> None:
-        with translate_errors("recording a backup"):
-            conn = self.db.begin_write()
-            conn.execute(
-                backups.insert().values(
-                    name=name, taken_at=taken_at, completed_at=completed_at, location=location
-                )
-            )
-
-    def completed_backups(self) -> list[BackupRecord]:
-        """Completed backups, newest snapshot first."""
-        with translate_errors("reading backups"):
-            rows = self.db.conn.execute(
-                select(
-                    backups.c.name, backups.c.taken_at, backups.c.completed_at, backups.c.location
-                )
-                .where(backups.c.completed_at.is_not(None))
-                .order_by(backups.c.taken_at.desc(), backups.c.backup_id.desc())
-            )
-            return [BackupRecord(*r) for r in rows]
-
-    def forget_backup(self, name: str) -> None:
-        with translate_errors("forgetting a backup"):
-            conn = self.db.begin_write()
-            conn.execute(delete(backups).where(backups.c.name == name))
+    """Choosing, claiming and forgetting the versions garbage collection purges."""
 
     def expired_cutoff(self, backups_needed: int) -> datetime | None:
         """Files expired before this time have been in `backups_needed` completed backups
@@ -97,8 +44,6 @@ class PurgeQueries(CatalogBase):
                 .offset(backups_needed - 1)
             ).scalar()
         return value
-
-    # -- garbage collection --------------------------------------------------------------
 
     def _purge_rule(self, unpublished_before: datetime, expired_before: datetime | None) -> Any:
         rule = and_(files.c.state == "unpublished", files.c.created_at < unpublished_before)
@@ -231,34 +176,6 @@ class PurgeQueries(CatalogBase):
         ).scalar()
         return "AUTOINCREMENT" in str(sql).upper()
 
-    def known_keys(self, keys: Sequence[str]) -> set[str]:
-        """Which of these object keys a version (in any state) refers to."""
-        found: set[str] = set()
-        with translate_errors("looking up object keys"):
-            for i in range(0, len(keys), IN_BATCH):
-                chunk = list(keys[i : i + IN_BATCH])
-                found.update(
-                    self.db.conn.execute(
-                        select(files.c.key).where(
-                            among(files.c.key, chunk, postgres=not self.db.is_sqlite)
-                        )
-                    ).scalars()
-                )
-        return found
-
-    def files_by_key(self, keys: Sequence[str]) -> dict[str, FileRecord]:
-        out: dict[str, FileRecord] = {}
-        with translate_errors("looking up object keys"):
-            for i in range(0, len(keys), IN_BATCH):
-                chunk = list(keys[i : i + IN_BATCH])
-                query = select_files().where(
-                    among(files.c.key, chunk, postgres=not self.db.is_sqlite)
-                )
-                for row in self.db.conn.execute(query):
-                    rec = record(row)
-                    out[rec.key] = rec
-        return out
-
     def pending_upload_keys(self, origin: str) -> set[str]:
         """Keys of versions made on `origin` that are not uploaded and not being purged
         (the ones whose staging copies are still needed)."""
@@ -282,61 +199,3 @@ class PurgeQueries(CatalogBase):
             .order_by(files.c.file_id)
         )
         return [record(r) for r in rows]
-
-    # -- hosts and their caches ----------------------------------------------------------
-
-    def forget_copies(self, host: str, keys: Sequence[str]) -> None:
-        """`host` no longer holds these objects (evicted from its cache)."""
-        if not keys:
-            return
-        with self.db.side_connection() as conn:
-            host_id = conn.execute(select(hosts.c.host_id).where(hosts.c.name == host)).scalar()
-            if host_id is None:
-                return
-            for i in range(0, len(keys), IN_BATCH):
-                chunk = list(keys[i : i + IN_BATCH])
-                conn.execute(
-                    delete(file_hosts).where(
-                        file_hosts.c.host_id == host_id,
-                        file_hosts.c.file_id.in_(
-                            select(files.c.file_id).where(files.c.key.in_(chunk))
-                        ),
-                    )
-                )
-
-    def forget_host(self, host: str) -> int | None:
-        """Forget a host and every copy it held; the number of copies (None: unknown host)."""
-        with translate_errors(f"forgetting host {host!r}"):
-            conn = self.db.begin_write()
-            host_id = conn.execute(select(hosts.c.host_id).where(hosts.c.name == host)).scalar()
-            if host_id is None:
-                return None
-            copies = conn.execute(delete(file_hosts).where(file_hosts.c.host_id == host_id))
-            conn.execute(delete(hosts).where(hosts.c.host_id == host_id))
-            return int(copies.rowcount)
-
-    def host_summaries(self) -> list[HostSummary]:
-        with translate_errors("listing hosts"):
-            held = (
-                select(
-                    file_hosts.c.host_id,
-                    func.count().label("n"),
-                    func.coalesce(func.sum(files.c.size), 0).label("b"),
-                )
-                .join(files, files.c.file_id == file_hosts.c.file_id)
-                .group_by(file_hosts.c.host_id)
-                .subquery()
-            )
-            rows = self.db.conn.execute(
-                select(
-                    hosts.c.name,
-                    hosts.c.first_seen,
-                    hosts.c.last_seen,
-                    hosts.c.cache_max_bytes,
-                    func.coalesce(held.c.n, 0),
-                    func.coalesce(held.c.b, 0),
-                )
-                .outerjoin(held, held.c.host_id == hosts.c.host_id)
-                .order_by(hosts.c.name)
-            )
-            return [HostSummary(r[0], r[1], r[2], r[3], int(r[4]), int(r[5])) for r in rows]

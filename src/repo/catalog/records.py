@@ -1,4 +1,4 @@
-"""Rows the catalog hands out, and the one query shape that reads them."""
+"""`FileRecord`: a version as the catalog hands it out, and the one query that reads it."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from sqlalchemy import Select, select
 
 from .schema import files, paths
 
-__all__ = ["FileRecord", "HostCopy", "record", "select_files"]
+__all__ = ["FileRecord", "record", "select_files"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,15 +31,6 @@ class FileRecord:
     published_at: datetime | None
     expired_at: datetime | None
     purge_started_at: datetime | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class HostCopy:
-    """A host that holds a verified copy of a file."""
-
-    host: str
-    downloaded_at: datetime
-    last_access: datetime
 
 
 _FILE_COLUMNS = (

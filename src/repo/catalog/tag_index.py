@@ -10,8 +10,9 @@ is one row.
 It is derived data. Every write that changes what it derives from keeps it in step in
 the same transaction:
 
-* a version's state: `Catalog.publish` and `Catalog.expire`, `BulkQueries.add_uploaded`,
-  and the journal's replay (which re-derives the rows of the paths it touched);
+* a version's state: `VersionQueries.publish` and `expire`, `BulkQueries.add_uploaded`,
+  and the journal's replay, `ReplayQueries.apply_entry` (which re-derives the rows of
+  the paths it touched);
 * a published version's own tags (`TagQueries.add_tags`, `remove_tags`), or its path's
   (`add_path_tags`, `remove_path_tags`).
 
@@ -47,8 +48,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql as pg_dialect
 from sqlalchemy.dialects import sqlite as sqlite_dialect
 
-from .base import IN_BATCH
-from .lists import among
+from .arrays import IN_BATCH, among
 from .schema import current_tags, file_tags, files, path_tags, paths, tags
 
 __all__ = [

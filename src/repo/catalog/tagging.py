@@ -25,9 +25,9 @@ from sqlalchemy import (
 )
 
 from . import tag_index
-from .base import IN_BATCH, CatalogBase
+from .arrays import IN_BATCH, among
+from .base import CatalogBase
 from .connection import translate_errors
-from .lists import among
 from .records import FileRecord, record, select_files
 from .schema import current_tags, file_tags, files, path_tags, paths, tags
 

@@ -6,7 +6,8 @@ from collections.abc import Sequence
 
 from sqlalchemy import select
 
-from .base import IN_BATCH, CatalogBase
+from .arrays import IN_BATCH
+from .base import CatalogBase
 from .connection import translate_errors
 from .records import FileRecord, record, select_files
 from .schema import file_hosts, files, hosts

@@ -1,6 +1,7 @@
-"""The change journal: what each commit changed, as the full resulting state of the rows.
+"""Journal entries, the catalog's side: building each commit's entry, and replaying them.
 
-Every write notes the versions and paths it touched. At commit the catalog reads their
+An entry records what one commit changed as the full resulting state of its rows. Every
+write notes the versions and paths it touched. At commit the catalog reads their
 resulting rows (with their tags) inside the transaction and hands the entry to the
 repository, which stores it as one small immutable object once the commit is done. A
 restore loads a backup, then replays the entries committed after the backup's snapshot:
@@ -17,13 +18,13 @@ from typing import Any
 from sqlalchemy import delete, select
 
 from . import tag_index
-from .base import IN_BATCH, CatalogBase
+from .arrays import IN_BATCH, among
+from .base import CatalogBase
 from .connection import translate_errors
-from .lists import among
 from .records import FileRecord, record, select_files
 from .schema import file_hosts, file_tags, files, path_tags, paths, tags
 
-__all__ = ["JournalQueries"]
+__all__ = ["ReplayQueries"]
 
 #: Version of the entry format (`format` field).
 ENTRY_FORMAT = 1
@@ -49,7 +50,7 @@ def _row_doc(rec: FileRecord, own_tags: list[str]) -> dict[str, Any]:
     return doc
 
 
-class JournalQueries(CatalogBase):
+class ReplayQueries(CatalogBase):
     """Building journal entries at commit, and applying them on restore."""
 
     def journal_entry(self) -> dict[str, Any] | None:
