@@ -23,6 +23,7 @@ from sqlalchemy import event
 
 from harness.postgres import PostgresServer
 from harness.s3servers import MotoS3Server, RcloneS3Server, S3Server
+from repo.settings import SETTINGS
 
 S3_SERVER_NAMES = ["rclone", "moto"]
 STORE_KINDS = ["file", "rclone", "moto"]
@@ -61,6 +62,9 @@ def _isolated_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> No
     monkeypatch.setenv("HOME", str(home))
     monkeypatch.setenv("REPO_HOME", str(tmp_path / "home"))
     monkeypatch.delenv("REPO_CFG", raising=False)
+    # Per-host overrides of the settings table (repo.settings) must not leak in either.
+    for var in (s.env for s in SETTINGS if s.env is not None):
+        monkeypatch.delenv(var, raising=False)
     for xdg in ("XDG_CONFIG_HOME", "XDG_DATA_HOME", "XDG_CACHE_HOME", "XDG_STATE_HOME"):
         monkeypatch.delenv(xdg, raising=False)
     # A developer's AWS profile/endpoint must not leak into boto3/obstore.

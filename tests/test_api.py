@@ -26,6 +26,8 @@ def test_public_names_are_pinned() -> None:
             "ConfigError",
             "ConflictError",
             "CreateReport",
+            "FetchReport",
+            "Finding",
             "GcCategory",
             "GcReport",
             "HostCopy",
@@ -33,6 +35,8 @@ def test_public_names_are_pinned() -> None:
             "ImmutableError",
             "InvalidPathError",
             "InvalidTagError",
+            "LocalDiskError",
+            "LostFile",
             "NotFoundError",
             "PermissionDeniedError",
             "Repo",
@@ -41,12 +45,14 @@ def test_public_names_are_pinned() -> None:
             "RestoreReport",
             "RolesReport",
             "ProgressListener",
+            "Session",
             "RecoverReport",
             "StateError",
             "StatusReport",
             "StoreError",
             "UsageError",
             "VerificationError",
+            "VerifyCategory",
             "VerifyReport",
             "__version__",
             "create_repository",
@@ -55,12 +61,65 @@ def test_public_names_are_pinned() -> None:
             "describe_config",
             "destroy_catalog",
             "load_config",
+            "restorable_backups",
             "restore_catalog",
             "status_report",
         ]
     )
     for name in repo.__all__:
         assert hasattr(repo, name)
+
+
+def _named_types(annotation: object) -> set[str]:
+    """Class names in a (string) annotation such as ``list[RepoFile] | None``."""
+    import re
+
+    return set(re.findall(r"\b([A-Z][A-Za-z]+)\b", str(annotation)))
+
+
+def test_every_type_a_public_call_returns_or_reports_is_exported() -> None:
+    import dataclasses
+    import typing
+
+    exported = set(repo.__all__)
+    import builtins
+    import collections.abc
+    import datetime
+    import pathlib
+
+    builtin = {
+        name
+        for module in (builtins, collections.abc, datetime, pathlib, typing)
+        for name in dir(module)
+    } | {"NoneType"}
+    seen: set[str] = set()
+    todo = [repo.Repo, repo.RepoFile]
+    todo += [getattr(repo, n) for n in repo.__all__ if inspect.isfunction(getattr(repo, n))]
+    while todo:
+        obj = todo.pop()
+        members = (
+            [m for name, m in vars(obj).items() if not name.startswith("_")]
+            if inspect.isclass(obj)
+            else [obj]
+        )
+        if inspect.isclass(obj) and dataclasses.is_dataclass(obj):
+            members += [f.type for f in dataclasses.fields(obj)]
+        for member in members:
+            if isinstance(member, property):
+                member = member.fget
+            if callable(member) and not inspect.isclass(member):
+                annotation = typing.get_type_hints(member).get("return", "")
+            else:
+                annotation = member
+            for name in _named_types(annotation) - builtin - seen:
+                seen.add(name)
+                # The session's parts: documented lower layers, reached through Repo.
+                parts = {"Catalog", "Store", "LocalCache", "BackupPlace", "StagingArea"}
+                parts |= {"CachedCopies", "FileRecord", "HostCopy", "Progress"}
+                assert name in exported or name in parts, f"{name} is returned but not exported"
+                if name in exported and inspect.isclass(getattr(repo, name)):
+                    todo.append(getattr(repo, name))
+    assert {"FetchReport", "Finding", "LostFile", "VerifyCategory"} <= seen
 
 
 def test_every_error_derives_from_repo_error_and_has_a_docstring() -> None:
@@ -84,8 +143,13 @@ def test_errors_carry_an_optional_hint() -> None:
 
 def test_repo_find_and_friends_have_the_seed_signatures() -> None:
     params = inspect.signature(repo.Repo.find).parameters
-    assert list(params) == ["self", "any", "all", "exclude", "published"]
+    assert list(params) == ["self", "any", "all", "exclude", "published", "pattern"]
     assert params["published"].default is True
+    # Options are keyword-only: `find(any=[...])`, as the seed spells it.
+    assert all(p.kind is p.KEYWORD_ONLY for name, p in params.items() if name != "self")
+    for method in (repo.Repo.gc, repo.Repo.verify, repo.Repo.verify_cache, repo.Repo.recover):
+        options = list(inspect.signature(method).parameters.values())[1:]
+        assert options and all(p.kind is p.KEYWORD_ONLY for p in options), method
     assert list(inspect.signature(repo.RepoFile.tag_date).parameters) == ["self", "when", "type"]
 
 

@@ -114,7 +114,7 @@ def test_cache_hit_touches_no_database(local_config: dict[str, str]) -> None:
                     fp.read()
         assert seen == []
         # Hits within a minute of the last read are not even queued for the catalog.
-        assert r._pending == []
+        assert r.session.copies.waiting == 0
         r.commit()
 
 

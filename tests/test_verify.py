@@ -49,7 +49,7 @@ def publish(r: Repo, path: str, data: bytes) -> RepoFile:
 
 
 def object_bytes(r: Repo, f: RepoFile) -> bytes:
-    return b"".join(r._store_for(f.bucket).iter_bytes(f.key))
+    return b"".join(r.session.store_for(f.bucket).iter_bytes(f.key))
 
 
 def flipped(data: bytes) -> bytes:
@@ -60,7 +60,7 @@ def flipped(data: bytes) -> bytes:
 
 def replace_object(r: Repo, f: RepoFile, tmp_path: Path) -> None:
     """Put different bytes of the same size at `f`'s key (delete, then create)."""
-    store = r._store_for(f.bucket)
+    store = r.session.store_for(f.bucket)
     bad = tmp_path / f"replacement-{f.file_id}"
     bad.write_bytes(flipped(object_bytes(r, f)))
     store.delete_many([f.key])

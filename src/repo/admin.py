@@ -10,7 +10,7 @@ from sqlalchemy.engine import make_url
 from .catalog import SCHEMA_VERSION
 from .catalog.roles import create_roles as _create_roles
 from .config import Config
-from .errors import RepoError, UsageError
+from .errors import RepoError, UsageError, at_boundary
 from .session import ConfigSource, Session
 from .stores import Store
 
@@ -57,6 +57,7 @@ def _probe(store: Store) -> None:
     next(iter(store.list(store.key_prefix + "data/")), None)
 
 
+@at_boundary("creating the repository")
 def create_repository(
     config: ConfigSource = None, *, roles: bool = False, role_name: str | None = None
 ) -> CreateReport:
@@ -150,6 +151,7 @@ class StatusReport:
         return self.catalog_error is None and self.store_error is None
 
 
+@at_boundary("checking the repository")
 def status_report(config: ConfigSource = None) -> StatusReport:
     """Check the catalog and the store independently (one failing does not hide the
     other) and collect counts and bytes by state and this host's cache use."""

@@ -31,7 +31,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import StoreError
+from .errors import local_disk_error
 from .integrity import check_download
 from .paths import TOKEN_LENGTH, safe_join, token_time
 from .stores.base import Progress, Store, Writable
@@ -261,10 +261,7 @@ class LocalCache:
             final.parent.mkdir(parents=True, exist_ok=True)
             fd, tmp = _held_temp(final.parent)
         except OSError as exc:
-            raise StoreError(
-                f"cannot write to the local cache at {self.cache_dir}: {exc.strerror}",
-                hint="check 'local_root' and its free space and permissions",
-            ) from exc
+            raise local_disk_error(exc, f"writing to the local cache at {self.cache_dir}") from exc
         # The lock lives on the open file description; a duplicate keeps it until the
         # file has its final name (the writer's descriptor is closed before that).
         hold = os.dup(fd)

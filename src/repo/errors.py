@@ -22,6 +22,10 @@ after the message as ``Try: ...``).
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
+from typing import Any, TypeVar, cast
+
 __all__ = [
     "CatalogError",
     "ConfigError",
@@ -37,6 +41,8 @@ __all__ = [
     "StoreError",
     "UsageError",
     "VerificationError",
+    "at_boundary",
+    "local_disk_error",
 ]
 
 
@@ -106,10 +112,40 @@ class StoreError(RepoError):
 class LocalDiskError(RepoError):
     """This host's disk refused a read or write (cache, staging area, scratch files)."""
 
-    hint = "check 'local_root': that it exists, is writable by you, and has free space"
+    hint = (
+        "check that the directory exists, is writable by you and has free space "
+        "(this host's copies live under 'local_root')"
+    )
 
 
-def local_disk_error(exc: OSError, doing: str) -> LocalDiskError:
-    """`exc` from this host's disk as a `LocalDiskError` saying what was being done."""
-    where = f" ({exc.filename})" if exc.filename else ""
-    return LocalDiskError(f"{doing} failed: {exc.strerror or exc}{where}")
+def local_disk_error(exc: OSError, doing: str) -> RepoError:
+    """`exc`, raised while `doing` something on this host, as a `RepoError`.
+
+    A file-system error becomes a `LocalDiskError` naming the file; a network one that
+    slipped past a store's own translation (a socket time-out) a `StoreError`.
+    """
+    reason = exc.strerror or str(exc) or type(exc).__name__
+    if isinstance(exc, ConnectionError | TimeoutError):
+        return StoreError(f"{doing} failed: the network failed ({reason})")
+    where = f": {exc.filename}" if exc.filename else ""
+    return LocalDiskError(f"{doing} failed: {reason}{where}")
+
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def at_boundary(doing: str) -> Callable[[_F], _F]:
+    """Decorate a public entry point: an `OSError` that escapes it becomes a `RepoError`
+    (see `local_disk_error`), so callers only ever catch `RepoError`."""
+
+    def decorate(func: _F) -> _F:
+        @functools.wraps(func)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return func(*args, **kwargs)
+            except OSError as exc:
+                raise local_disk_error(exc, doing) from exc
+
+        return cast(_F, wrapper)
+
+    return decorate

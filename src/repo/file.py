@@ -18,6 +18,7 @@ from .errors import (
     StateError,
     UsageError,
     VerificationError,
+    at_boundary,
 )
 from .session import Session
 from .stores.base import Progress, copy_hashing
@@ -148,6 +149,7 @@ class RepoFile:
         path.parent.mkdir(parents=True, exist_ok=True)
         return path
 
+    @at_boundary("writing a version")
     def touch(self, data: str | bytes | None = None) -> RepoFile:
         """Append `data` (text is UTF-8) to this version's local copy, creating it."""
         if data is not None and not isinstance(data, str | bytes | bytearray | memoryview):
@@ -158,6 +160,7 @@ class RepoFile:
                 fp.write(data.encode("utf-8") if isinstance(data, str) else data)
         return self
 
+    @at_boundary("opening a version")
     def open(self, mode: str = "r", **kwargs: Any) -> IO[Any]:
         """Read (``"r"``, ``"rb"``) the verified copy, or write (``"w"``, ``"wb"``, ``"a"``,
         ``"ab"``) the local copy of a version that is not uploaded yet."""
@@ -177,6 +180,7 @@ class RepoFile:
             return textual
         raise UsageError(f"unsupported mode {mode!r}", hint="use 'r', 'rb', 'w', 'wb', 'a' or 'ab'")
 
+    @at_boundary("reading a version")
     def read_bytes(self) -> bytes:
         with self.open("rb") as fp:
             data: bytes = fp.read()
@@ -186,6 +190,7 @@ class RepoFile:
         return self.read_bytes().decode(encoding)
 
     @property
+    @at_boundary("reading a version")
     def local_path(self) -> Path:
         """Path of the verified local copy (read-only), downloaded first if absent.
 
@@ -204,6 +209,7 @@ class RepoFile:
             )
         return fetch(self._session, self._rec, progress)
 
+    @at_boundary("reading a version")
     def write_to(
         self, out: BinaryIO, progress: Progress | None = None, *, keep_cached: bool = True
     ) -> int:
@@ -236,6 +242,7 @@ class RepoFile:
             )
         return got.size
 
+    @at_boundary("copying a version out")
     def save_as(
         self,
         dest: str | os.PathLike[str],
@@ -291,6 +298,7 @@ class RepoFile:
 
     # -- state ---------------------------------------------------------------------------
 
+    @at_boundary("uploading a version")
     def upload(self, progress: Progress | None = None) -> RepoFile:
         """Upload and verify the local copy; a no-op if already uploaded.
 
@@ -300,6 +308,7 @@ class RepoFile:
             self._rec = upload(self._session, self._rec, progress)
         return self
 
+    @at_boundary("publishing a version")
     def publish(self) -> RepoFile:
         """Upload if needed, then make this the current version of its path."""
         self.upload()

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from .catalog import FileRecord, NewVersion
-from .errors import NotFoundError, StoreError, UsageError
+from .errors import NotFoundError, StoreError, UsageError, local_disk_error
 from .file import RepoFile
 from .lookup import new_version
 from .paths import make_key, new_version_token, validate_path
@@ -143,10 +143,7 @@ def _take_in(session: Session, source: str | os.PathLike[str] | BinaryIO) -> Pat
     try:
         fd, name = tempfile.mkstemp(dir=staging, prefix=INCOMING_PREFIX)
     except OSError as exc:
-        raise StoreError(
-            f"cannot write to {staging}: {exc.strerror}",
-            hint="check 'local_root' and its free space and permissions",
-        ) from exc
+        raise local_disk_error(exc, f"writing to the staging area at {staging}") from exc
     incoming = Path(name)
     try:
         with os.fdopen(fd, "wb") as out:

@@ -17,6 +17,7 @@ from .cache_admin import CacheReport, CacheStatus
 from .cache_check import CacheVerifyReport
 from .catalog import Catalog, HostSummary
 from .config import Config
+from .errors import at_boundary
 from .fetch import FetchReport, fetch_many
 from .file import RepoFile
 from .gc import GcReport, collect_garbage
@@ -41,6 +42,7 @@ class Repo:
     exception.
     """
 
+    @at_boundary("opening the repository")
     def __init__(self, config: ConfigSource = None) -> None:
         self.session: Session = Session.open(config)
         """The repository's parts and open transaction (for operations of your own)."""
@@ -80,10 +82,12 @@ class Repo:
 
     # -- transactions --------------------------------------------------------------------
 
+    @at_boundary("committing")
     def commit(self) -> None:
         """Make this session's catalog changes visible to everyone."""
         self.session.commit()
 
+    @at_boundary("rolling back")
     def rollback(self) -> None:
         """Discard this session's uncommitted catalog changes.
 
@@ -92,6 +96,7 @@ class Repo:
         """
         self.session.rollback()
 
+    @at_boundary("closing the repository")
     def close(self) -> None:
         """Roll back anything uncommitted and release connections."""
         self.session.close()
@@ -109,6 +114,7 @@ class Repo:
 
     # -- naming versions -----------------------------------------------------------------
 
+    @at_boundary("adding a version")
     def add_file(self, path: str | None = None) -> RepoFile:
         """A new, unpublished version of `path` (a unique path is made when omitted)."""
         return lookup.new_version(self.session, path)
@@ -176,6 +182,7 @@ class Repo:
 
     # -- moving content ------------------------------------------------------------------
 
+    @at_boundary("adding a file")
     def add(
         self,
         path: str,
@@ -210,6 +217,7 @@ class Repo:
             keep_cached=keep_cached,
         )
 
+    @at_boundary("adding a tree")
     def add_tree(
         self,
         directory: str | os.PathLike[str],
@@ -246,6 +254,7 @@ class Repo:
             keep_cached=keep_cached,
         )
 
+    @at_boundary("fetching files")
     def fetch(
         self,
         files: Iterable[RepoFile],
@@ -263,6 +272,7 @@ class Repo:
 
     # -- housekeeping --------------------------------------------------------------------
 
+    @at_boundary("garbage collection")
     def gc(
         self, *, dry_run: bool = False, orphans: bool = False, now: datetime | None = None
     ) -> GcReport:
@@ -272,6 +282,7 @@ class Repo:
         version. Commits as it goes; needs a session without uncommitted changes."""
         return collect_garbage(self.session, dry_run=dry_run, orphans=orphans, now=now)
 
+    @at_boundary("backing up the catalog")
     def backup(self) -> BackupReport:
         """Back the catalog up into the backup store (one snapshot, manifest last), then
         apply retention (``backup_keep``). Needs a session without uncommitted changes."""
@@ -281,29 +292,35 @@ class Repo:
         """Manifests of the complete backups in the backup store, newest first."""
         return list_backups(self.session.backups)
 
+    @at_boundary("verifying the store")
     def verify(self, *, deep: bool = False) -> VerifyReport:
         """Check that every published (and unpurged expired) version's object is in the
         store with the catalog's size and checksum; `deep` downloads and re-hashes."""
         return verify.verify_store(self.session, deep=deep)
 
+    @at_boundary("verifying the cache")
     def verify_cache(self, *, repair: bool = True) -> CacheVerifyReport:
         """Re-hash this host's cached copies against the catalog; with `repair`, evict
         damaged ones and download them again (verified). Reads every cached byte."""
         return cache_check.verify_cache(self.session, repair=repair)
 
+    @at_boundary("recovering from the cache")
     def recover(self, *, deep: bool = False, dry_run: bool = False) -> RecoverReport:
         """Re-upload, from this host's verified cache, published versions whose objects
         are missing or corrupt in the store."""
         return recover.recover_from_cache(self.session, deep=deep, dry_run=dry_run)
 
+    @at_boundary("reading the cache")
     def cache_status(self) -> CacheStatus:
         """This host's cache use and limit."""
         return cache_admin.cache_status(self.session)
 
+    @at_boundary("pruning the cache")
     def prune_cache(self) -> CacheReport:
         """Drop cached copies of expired or purged versions, then evict down to the limit."""
         return cache_admin.prune_cache(self.session)
 
+    @at_boundary("clearing the cache")
     def clear_cache(self) -> CacheReport:
         """Evict every cached copy on this host."""
         return cache_admin.clear_cache(self.session)

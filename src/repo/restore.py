@@ -35,7 +35,14 @@ from .backup import download_table, iter_chunks, iter_rows, list_backups
 from .backup_place import BackupPlace
 from .catalog import SCHEMA_VERSION, Catalog
 from .catalog.dump import BACKUP_TABLES, RESTORE_MARKER, parse_copy_text
-from .errors import CatalogError, NotFoundError, RepoError, UsageError, VerificationError
+from .errors import (
+    CatalogError,
+    NotFoundError,
+    RepoError,
+    UsageError,
+    VerificationError,
+    at_boundary,
+)
 from .gc import purge_orphans_only
 from .integrity import etag_matches
 from .journal import read_entries
@@ -62,6 +69,7 @@ class RestoreReport:
     orphans_purged: int = 0
 
 
+@at_boundary("restoring the catalog")
 def restore_catalog(
     config: ConfigSource = None,
     *,
@@ -84,6 +92,7 @@ def restore_catalog(
     return report
 
 
+@at_boundary("listing backups")
 def restorable_backups(config: ConfigSource = None) -> list[dict[str, Any]]:
     """Manifests of the complete backups a restore could use, newest first (no catalog
     needed: this works when the catalog is gone)."""

@@ -15,7 +15,7 @@ import contextlib
 import shutil
 from pathlib import Path
 
-from .errors import StoreError
+from .errors import local_disk_error
 from .paths import TOKEN_LENGTH
 
 __all__ = ["INCOMING_PREFIX", "StagingArea"]
@@ -41,14 +41,11 @@ class StagingArea:
         return self.directory / f"{INCOMING_PREFIX}{token}"
 
     def prepare(self) -> Path:
-        """Create the staging directory; a `StoreError` with a hint if it cannot be."""
+        """Create the staging directory; a `LocalDiskError` if it cannot be."""
         try:
             self.directory.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            raise StoreError(
-                f"cannot write to {self.directory}: {exc.strerror}",
-                hint="check 'local_root' and its free space and permissions",
-            ) from exc
+            raise local_disk_error(exc, f"writing to the staging area at {self.directory}") from exc
         return self.directory
 
     def entries(self) -> list[tuple[str, Path, float]]:
