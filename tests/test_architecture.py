@@ -95,11 +95,13 @@ def test_the_layer_contract_catches_an_import_that_points_up(tmp_path: Path) -> 
     session = copy / "repo" / "session.py"
     # Only for type hints, which count too: the session must not know the facade.
     session.write_text(
-        session.read_text().replace(
+        session.read_text()
+        .replace(
             "from .stores import Store, open_store\n",
             "from .stores import Store, open_store\n\nif TYPE_CHECKING:\n"
             "    from .repository import Repo  # noqa: F401\n",
-        ).replace("from typing import Any", "from typing import TYPE_CHECKING, Any")
+        )
+        .replace("from typing import Any", "from typing import TYPE_CHECKING, Any")
     )
     result = _lint_imports(cwd=tmp_path, pythonpath=copy)
     assert result.returncode != 0

@@ -26,8 +26,8 @@ from repo.cli.app import App
 from repo.cli.recovery import recover, verify
 from repo.errors import NotFoundError
 from repo.integrity import normalize_etag
-from repo.stores.s3 import S3Store
 from repo.recover import recover_from_cache
+from repo.stores.s3 import S3Store
 from repo.verify import verify_store
 
 WRITER = "test-host"  # the host_name of the `repo_config` and `local_config` fixtures
