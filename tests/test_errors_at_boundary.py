@@ -168,3 +168,26 @@ def test_the_error_says_it_is_this_hosts_disk_and_what_to_check(
         operation(r, things)
     assert str(Path(r.config.local_root) / place) in caught.value.message
     assert caught.value.hint is not None and "local_root" in caught.value.hint
+
+
+def test_the_boundary_names_the_file_and_lets_a_closed_pipe_through() -> None:
+    import errno
+
+    from repo.errors import at_boundary
+
+    def raising(exc: BaseException) -> Callable[[], None]:
+        @at_boundary("doing it")
+        def run() -> None:
+            raise exc
+
+        return run
+
+    full = OSError(errno.ENOSPC, "No space left on device", "/data/x")
+    with pytest.raises(repo.LocalDiskError, match=r"^doing it failed: No space .*: /data/x$"):
+        raising(full)()
+    with pytest.raises(repo.StoreError, match="the network failed"):
+        raising(ConnectionResetError(errno.ECONNRESET, "Connection reset by peer"))()
+    with pytest.raises(BrokenPipeError):
+        raising(BrokenPipeError(errno.EPIPE, "Broken pipe"))()
+    with pytest.raises(KeyError):  # not an OSError: not ours to translate
+        raising(KeyError("k"))()

@@ -136,13 +136,19 @@ _F = TypeVar("_F", bound=Callable[..., Any])
 
 def at_boundary(doing: str) -> Callable[[_F], _F]:
     """Decorate a public entry point: an `OSError` that escapes it becomes a `RepoError`
-    (see `local_disk_error`), so callers only ever catch `RepoError`."""
+    (see `local_disk_error`), so callers only ever catch `RepoError`.
+
+    A `BrokenPipeError` passes as it is: it says the reader of a stream the caller handed
+    in went away (``repo cat | head``), which is the caller's to handle, not a failure.
+    """
 
     def decorate(func: _F) -> _F:
         @functools.wraps(func)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
             try:
                 return func(*args, **kwargs)
+            except BrokenPipeError:
+                raise
             except OSError as exc:
                 raise local_disk_error(exc, doing) from exc
 
