@@ -123,11 +123,11 @@ def committed_truth(config: Config) -> dict[str, Any]:
 
 
 def journal_keys(r: Repo) -> list[str]:
-    return sorted(i.key for i in r.backups.store.list(r.backups.journal))
+    return sorted(i.key for i in r.backups.store.list(r.backups.journal_prefix))
 
 
 def backup_keys(r: Repo, name: str = "") -> list[str]:
-    return sorted(i.key for i in r.backups.store.list(f"{r.backups.backups}{name}"))
+    return sorted(i.key for i in r.backups.store.list(f"{r.backups.backups_prefix}{name}"))
 
 
 def replace_object(store: Store, key: str, data: bytes, tmp_path: Path) -> None:
@@ -506,8 +506,8 @@ def test_replay_survives_publishes_by_hosts_whose_clocks_disagree(
         doc = json.loads(b"".join(b.backups.store.iter_bytes(entry_b)))
         doc["committed_at"] = (datetime.fromisoformat(committed_a) - lag).isoformat()
         assert datetime.fromisoformat(doc["committed_at"]) > taken_at
-        stamp_a = int(entry_a[len(b.backups.journal) :].split("-")[0])
-        lagging = f"{b.backups.journal}{stamp_a - 1:013d}-{entry_b.rsplit('-', 1)[1]}"
+        stamp_a = int(entry_a[len(b.backups.journal_prefix) :].split("-")[0])
+        lagging = f"{b.backups.journal_prefix}{stamp_a - 1:013d}-{entry_b.rsplit('-', 1)[1]}"
         moved = tmp_path / "entry-b.json"
         moved.write_text(json.dumps(doc))
         b.backups.store.put_file(lagging, moved)
@@ -536,7 +536,7 @@ def two_backups(config: Mapping[str, Any]) -> tuple[str, str]:
 
 
 def manifest_key(r: Repo, name: str) -> str:
-    return f"{r.backups.backups}{name}/manifest.json"
+    return f"{r.backups.backups_prefix}{name}/manifest.json"
 
 
 @pytest.mark.parametrize(
@@ -576,7 +576,7 @@ def test_a_backup_whose_table_does_not_match_its_manifest_is_rejected(
 ) -> None:
     older, newer = two_backups(file_config)
     with Repo(file_config) as r:
-        key = f"{r.backups.backups}{newer}/files.jsonl.gz"
+        key = f"{r.backups.backups_prefix}{newer}/files.jsonl.gz"
         lines = gzip.decompress(b"".join(r.backups.store.iter_bytes(key))).splitlines(True)
         kept = lines[:-1]  # one version fewer: a table that lost rows
         replace_object(r.backups.store, key, gzip.compress(b"".join(kept)), tmp_path)
@@ -605,7 +605,7 @@ def test_restore_fails_when_no_backup_is_usable(file_config: dict[str, Any]) -> 
         assert missing.value.hint == "check 'backup_s3_bucket' and the store settings"
         publish(r, "f", b"x")
         only = r.backup().name
-        r.backups.store.delete_many([f"{r.backups.backups}{only}/files.jsonl.gz"])
+        r.backups.store.delete_many([f"{r.backups.backups_prefix}{only}/files.jsonl.gz"])
     lose_catalog(file_config)
     with pytest.raises(VerificationError, match=f"^no usable backup: {only}: "):
         restore_catalog(file_config)
@@ -750,7 +750,7 @@ def test_retention_keeps_the_newest_backups_and_never_fewer_than_gc_needs(
         newest_first = names[::-1][:kept]
         assert [m["name"] for m in r.list_backups()] == newest_first
         assert [b.name for b in r.catalog.completed_backups()] == newest_first
-        left = {k[len(r.backups.backups) :].split("/")[0] for k in backup_keys(r)}
+        left = {k[len(r.backups.backups_prefix) :].split("/")[0] for k in backup_keys(r)}
         assert left == set(newest_first)  # no table objects of deleted backups remain
 
 
@@ -766,8 +766,8 @@ def test_retention_deletes_journal_entries_only_an_hour_before_the_oldest_kept_b
         now_ms = int(datetime.now(UTC).timestamp() * 1000)
         scratch = tmp_path / "entry.json"
         scratch.write_text("{}")
-        stale = f"{r.backups.journal}{now_ms - 2 * 3600_000:013d}-old.json"
-        margin = f"{r.backups.journal}{now_ms - 1800_000:013d}-in-the-margin.json"
+        stale = f"{r.backups.journal_prefix}{now_ms - 2 * 3600_000:013d}-old.json"
+        margin = f"{r.backups.journal_prefix}{now_ms - 1800_000:013d}-in-the-margin.json"
         for key in (stale, margin):
             r.backups.store.put_file(key, scratch)
         second = r.backup()

@@ -78,7 +78,7 @@ def make_backup(session: Session) -> BackupReport:
     place = session.backups
     taken_at = datetime.now(UTC)  # before the snapshot: never later than what it holds
     name = _name(taken_at)
-    prefix = f"{place.backups}{name}/"
+    prefix = f"{place.backups_prefix}{name}/"
     tables: dict[str, dict[str, Any]] = {}
     scratch = Path(tempfile.mkdtemp(dir=session.scratch_dir(), prefix="backup-"))
     total = 0
@@ -143,7 +143,7 @@ def make_backup(session: Session) -> BackupReport:
 
 def read_manifest(place: BackupPlace, name: str) -> dict[str, Any] | None:
     """The manifest of backup `name` if it exists and parses, else None."""
-    key = f"{place.backups}{name}/{MANIFEST}"
+    key = f"{place.backups_prefix}{name}/{MANIFEST}"
     try:
         data = b"".join(place.store.iter_bytes(key))
         doc = json.loads(data)
@@ -157,8 +157,8 @@ def read_manifest(place: BackupPlace, name: str) -> dict[str, Any] | None:
 def _listing(place: BackupPlace) -> dict[str, list[ObjectInfo]]:
     """Backup name -> the objects under ``backups/<name>/``, from one listing."""
     found: dict[str, list[ObjectInfo]] = {}
-    for info in place.store.list(place.backups):
-        rest = info.key[len(place.backups) :]
+    for info in place.store.list(place.backups_prefix):
+        rest = info.key[len(place.backups_prefix) :]
         if "/" in rest:
             found.setdefault(rest.split("/", 1)[0], []).append(info)
     return found
@@ -212,8 +212,8 @@ def _retain(session: Session, report: BackupReport) -> None:
     horizon = datetime.fromisoformat(kept[-1]["taken_at"]) - JOURNAL_MARGIN
     floor_ms = int(horizon.timestamp() * 1000)
     stale = []
-    for info in place.store.list(place.journal):
-        stamp = info.key[len(place.journal) :].split("-", 1)[0]
+    for info in place.store.list(place.journal_prefix):
+        stamp = info.key[len(place.journal_prefix) :].split("-", 1)[0]
         if stamp.isdigit() and int(stamp) < floor_ms:
             stale.append(info.key)
     if stale:

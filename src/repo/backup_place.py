@@ -19,9 +19,9 @@ class BackupPlace:
     def __init__(self, store: Store, data_prefix: str, *, owned: bool) -> None:
         self.store = store
         #: Key prefix of the backups (one "directory" per backup, manifest last).
-        self.backups = f"{data_prefix}backups/"
+        self.backups_prefix = f"{data_prefix}backups/"
         #: Key prefix of the journal entries (one object per commit).
-        self.journal = f"{data_prefix}journal/"
+        self.journal_prefix = f"{data_prefix}journal/"
         self._owned = owned
 
     def close(self) -> None:

@@ -32,7 +32,7 @@ def write_entry(place: BackupPlace, entry: dict[str, Any], scratch: Path) -> str
     """Store one journal entry; returns its key."""
     now = datetime.now(UTC)
     entry = {**entry, "committed_at": now.isoformat()}
-    key = f"{place.journal}{_ms(now):013d}-{new_version_token()}.json"
+    key = f"{place.journal_prefix}{_ms(now):013d}-{new_version_token()}.json"
     scratch.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=scratch, prefix=".journal-")
     try:
@@ -50,8 +50,8 @@ def read_entries(place: BackupPlace, after: datetime) -> Iterator[tuple[str, dic
     """Journal entries committed after `after`, oldest first: (key, entry)."""
     floor = _ms(after)
     keys = []
-    for info in place.store.list(place.journal):
-        name = info.key[len(place.journal) :]
+    for info in place.store.list(place.journal_prefix):
+        name = info.key[len(place.journal_prefix) :]
         stamp = name.split("-", 1)[0]
         if stamp.isdigit() and int(stamp) >= floor:
             keys.append(info.key)

@@ -129,7 +129,7 @@ def _restore(
             )
     if not manifests:
         raise NotFoundError(
-            f"no complete backup in {place.store.url}/{place.backups}",
+            f"no complete backup in {place.store.url}/{place.backups_prefix}",
             hint="check 'backup_s3_bucket' and the store settings",
         )
     scratch = Path(tempfile.mkdtemp(prefix="repo-restore-"))
@@ -176,7 +176,7 @@ def _restore(
                 other["name"],
                 taken_at=datetime.fromisoformat(other["taken_at"]),
                 completed_at=datetime.fromisoformat(other["completed_at"]),
-                location=f"{place.store.url}/{place.backups}{other['name']}/",
+                location=f"{place.store.url}/{place.backups_prefix}{other['name']}/",
             )
     catalog.mark_restore_finished()
     catalog.commit()
