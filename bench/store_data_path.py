@@ -31,6 +31,7 @@ import io
 import os
 import platform
 import shlex
+import hashlib
 import subprocess
 import sys
 import tempfile
@@ -283,9 +284,12 @@ def code_version() -> str:
     dirty = git("status", "--porcelain", "--", "src").splitlines()
     if not dirty:
         return f"commit {commit}, src/ clean"
-    s3 = git("hash-object", "src/repo/stores/s3.py")[:10]
+    # The data path spans the stores package (s3.py, s3_put.py, s3_download.py, ...):
+    # name the content of all of it, not one file.
+    diff = git("diff", "HEAD", "--", "src/repo/stores")
+    stores = hashlib.sha1(diff.encode(), usedforsecurity=False).hexdigest()[:10]
     changed = ", ".join(line[3:] for line in dirty)
-    return f"commit {commit} with uncommitted changes in {changed} (s3.py blob {s3})"
+    return f"commit {commit} with uncommitted changes in {changed} (stores/ diff sha1 {stores})"
 
 
 def table(groups: Sequence[Sequence[Bench]]) -> list[str]:
