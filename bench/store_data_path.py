@@ -27,11 +27,11 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import hashlib
 import io
 import os
 import platform
 import shlex
-import hashlib
 import subprocess
 import sys
 import tempfile
