@@ -4,7 +4,13 @@ Servers are session-scoped and start lazily (only when a test needs one);
 databases, buckets and prefixes are fresh per test.  See tests/harness/.
 
 The ``harness`` package is importable because pytest (default "prepend"
-import mode, no tests/__init__.py) puts this directory on sys.path.
+import mode, no tests/__init__.py) puts this directory on sys.path; for the
+same reason every test module's basename must be unique across the folders.
+
+The layout mirrors ``src/repo/``: ``catalog/``, ``stores/`` and ``cli/`` test
+those packages, a top-level ``test_<module>.py`` tests that module, and
+``system/`` holds properties of the whole stack (the seed's usage, crashes,
+load, hostile input, secrets, errors at the boundary).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Worker processes for tests/test_load.py:
+"""Worker processes for tests/system/test_load.py:
 ``python -m load_workers CONFIG NAME SEED SECONDS PATHS WORKERS [--collector]``.
 
 Each worker is a simulated host (its own config, host name and local root) that opens its

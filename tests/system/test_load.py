@@ -1,6 +1,6 @@
 """Many hosts at once: publishing, tagging, reading and collecting garbage on shared paths.
 
-N worker processes (``tests/load_workers.py``), each a simulated host with its own host
+N worker processes (``tests/system/load_workers.py``), each a simulated host with its own host
 name and local root, share one PostgreSQL catalog and one rclone store for a bounded
 time; two of them also run gc with every TTL at 0. Meanwhile a checker in this process
 samples the catalog with plain SQL. Afterwards: exactly one current version per path at

@@ -1,4 +1,4 @@
-"""Worker processes for tests/test_crashes.py::
+"""Worker processes for tests/system/test_crashes.py::
 
     python -m crash_workers OP CONFIG EVENTS WORK SEED ITERATIONS ARGS_JSON
 

@@ -1,6 +1,6 @@
 """Crashes: the process doing the work is SIGKILLed at a random point, and nothing is lost.
 
-Each trial starts a worker (``tests/crash_workers.py``, a separate OS process) that runs
+Each trial starts a worker (``tests/system/crash_workers.py``, a separate OS process) that runs
 one kind of operation in a bounded loop: add, add_tree, a large (multipart) upload,
 publish, tag, a commit of several changes, gc, backup, restore into a fresh database, or
 a download into an empty cache. After a delay drawn from a seeded RNG over the time the

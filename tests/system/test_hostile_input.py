@@ -529,7 +529,7 @@ def test_unreachable_catalog_and_store_and_wrong_credentials_name_the_fix(
     lines = _cli_error(tmp_path, json.dumps({"store": store, "database": nobody}))
     assert 'role "no_such_user" does not exist' in lines[0] and "'database'" in lines[1]
 
-    # (An unreachable S3 endpoint is tests/test_failures.py's; it takes seconds of retries.)
+    # (An unreachable S3 endpoint is tests/system/test_failures.py's; it takes seconds of retries.)
     bucket = rclone_server.create_bucket("creds-" + os.urandom(4).hex())
     s3 = {
         "store": f"s3://{bucket}/p",
