@@ -19,10 +19,8 @@ import contextlib
 import os
 import time
 import uuid
-from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from sqlalchemy import event
@@ -30,6 +28,10 @@ from sqlalchemy import event
 from harness.postgres import PostgresServer
 from harness.s3servers import MotoS3Server, RcloneS3Server, S3Server
 from repo.settings import SETTINGS
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+    from pathlib import Path
 
 S3_SERVER_NAMES = ["rclone", "moto"]
 STORE_KINDS = ["file", "rclone", "moto"]

@@ -9,14 +9,17 @@ from __future__ import annotations
 import io
 import socket
 import time
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 import repo
-from conftest import StoreTarget
 from repo.catalog import SCHEMA_VERSION
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from conftest import StoreTarget
 
 #: The most a status report may take when a service refuses connections.
 STATUS_DEADLINE_S = 30.0

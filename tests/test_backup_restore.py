@@ -17,7 +17,7 @@ import uuid
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from sqlalchemy import create_engine, select
@@ -33,7 +33,9 @@ from repo.errors import (
     VerificationError,
 )
 from repo.restore import RestoreReport, restore_catalog
-from repo.stores import Store
+
+if TYPE_CHECKING:
+    from repo.stores import Store
 
 Config = Mapping[str, Any] | None
 

@@ -15,9 +15,8 @@ import json
 import os
 import tempfile
 import time
-from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -25,6 +24,9 @@ import repo
 from conftest import CliRun, last_read, recorded_statements, write_config
 from repo.cache import USED_RESOLUTION_SECONDS
 from repo.cache_admin import CacheStatus
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
 
 WRITER = "test-host"  # the host_name of the `repo_config` and `local_config` fixtures
 

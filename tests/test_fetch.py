@@ -6,18 +6,21 @@ import hashlib
 import io
 import json
 import os
-from collections.abc import Iterator
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 import repo
 from conftest import CliRun, last_read, recorded_statements
 from harness.proxy import FaultProxy
-from harness.s3servers import S3Server
 from repo import ConflictError, StateError, UsageError, VerificationError
 from repo.cache import USED_RESOLUTION_SECONDS
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+    from pathlib import Path
+
+    from harness.s3servers import S3Server
 
 
 def _content(i: int) -> bytes:

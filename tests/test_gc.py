@@ -17,10 +17,9 @@ import random
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from sqlalchemy import text
@@ -40,6 +39,9 @@ from repo.cache import USED_RESOLUTION_SECONDS
 from repo.config import GC_DEFAULTS
 from repo.gc import GcCategory, GcReport
 from repo.paths import new_version_token
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator
 
 US = timedelta(microseconds=1)
 #: Long enough that every age-based rule applies, short of datetime's year 9999.

@@ -21,16 +21,19 @@ import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 import pytest
 
 import repo
-from repo.catalog import FileRecord
 from repo.paths import DATA_PREFIX
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable, Iterator
+
+    from repo.catalog import FileRecord
 
 TESTS = Path(__file__).resolve().parent
 ALL_STATES = ("unpublished", "published", "expired")

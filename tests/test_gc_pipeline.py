@@ -7,16 +7,18 @@ and what a failed run claimed the next run finishes.
 from __future__ import annotations
 
 import shutil
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
 import pytest
 
 from repo import NotFoundError, Repo, RepoFile
 from repo.errors import StoreError
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
 
 LATER = timedelta(seconds=5)
 

@@ -6,14 +6,16 @@ import base64
 import hashlib
 import uuid
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import psycopg
 import pytest
 import sqlalchemy as sa
 from botocore.exceptions import ClientError
 
-from harness.postgres import PostgresServer
-from harness.s3servers import S3Server
+if TYPE_CHECKING:
+    from harness.postgres import PostgresServer
+    from harness.s3servers import S3Server
 
 
 def _md5_b64(data: bytes) -> str:

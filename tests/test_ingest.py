@@ -13,18 +13,21 @@ import os
 import shutil
 import stat
 import unicodedata
-from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 import repo
 from harness.proxy import FaultProxy
-from harness.s3servers import MotoS3Server
 from repo import VerificationError, ingest
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator
+    from pathlib import Path
+
+    from harness.s3servers import MotoS3Server
 
 MiB = 1024 * 1024
 

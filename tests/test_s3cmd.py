@@ -7,15 +7,18 @@ import os
 import shutil
 import stat
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 import repo
-from harness.s3servers import S3Server
 from repo.s3cmd import render_s3cmd_config, write_s3cmd_config
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+    from harness.s3servers import S3Server
 
 ACCESS = "AKIDEXAMPLE0123"
 SECRET = "wJalrXUtnFEMI/K7MDENG+bPxRfiCYzzSECRET"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import unicodedata
 from datetime import UTC, date, datetime, timedelta, timezone
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 from hypothesis import example, given
@@ -13,6 +13,9 @@ from hypothesis import strategies as st
 import repo
 from repo.errors import InvalidTagError, RepoError
 from repo.tags import DATE_TAG_TYPES, date_tags, validate_tag, validate_tags
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 PLUS_5 = timezone(timedelta(hours=5))
 MINUS_5 = timezone(timedelta(hours=-5))

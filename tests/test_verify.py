@@ -11,10 +11,9 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from click.testing import CliRunner, Result
@@ -29,6 +28,9 @@ from repo.integrity import normalize_etag
 from repo.recover import recover_from_cache
 from repo.stores.s3 import S3Store
 from repo.verify import verify_store
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
 
 WRITER = "test-host"  # the host_name of the `repo_config` and `local_config` fixtures
 MiB = 1024 * 1024

@@ -4,15 +4,18 @@ report."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from sqlalchemy.engine import make_url
 
 from .catalog import SCHEMA_VERSION
 from .catalog.roles import create_roles as _create_roles
-from .config import Config
 from .errors import RepoError, UsageError, at_boundary
 from .session import ConfigSource, Session
-from .stores import Store
+
+if TYPE_CHECKING:
+    from .config import Config
+    from .stores import Store
 
 __all__ = [
     "CreateReport",

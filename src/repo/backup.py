@@ -29,15 +29,17 @@ import tempfile
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .backup_place import BackupPlace
 from .catalog import SCHEMA_VERSION
 from .catalog.dump import copy_columns
 from .errors import VerificationError
 from .paths import new_version_token
-from .session import Session
-from .stores.base import ObjectInfo
+
+if TYPE_CHECKING:
+    from .backup_place import BackupPlace
+    from .session import Session
+    from .stores.base import ObjectInfo
 
 __all__ = ["MANIFEST_FORMAT", "BackupReport", "list_backups", "make_backup", "read_manifest"]
 

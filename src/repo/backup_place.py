@@ -7,8 +7,12 @@ store's key prefix: backups under ``<prefix>backups/``, journal entries under
 
 from __future__ import annotations
 
-from .config import Config
+from typing import TYPE_CHECKING
+
 from .stores import Store, open_store
+
+if TYPE_CHECKING:
+    from .config import Config
 
 __all__ = ["BackupPlace", "open_backup_place"]
 

@@ -27,14 +27,18 @@ import os
 import tempfile
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .errors import local_disk_error
 from .integrity import check_download
 from .paths import TOKEN_LENGTH, safe_join, token_time
-from .stores.base import Progress, Store, Writable
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from .stores.base import Progress, Store, Writable
 
 __all__ = ["CachedFile", "LocalCache"]
 

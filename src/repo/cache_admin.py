@@ -6,11 +6,14 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
-from .catalog import HostSummary
 from .errors import NotFoundError, StoreError
 from .leftovers import clean_partials, clean_staging
-from .session import Session
+
+if TYPE_CHECKING:
+    from .catalog import HostSummary
+    from .session import Session
 
 __all__ = [
     "CacheReport",

@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-from .catalog import FileRecord
 from .errors import NotFoundError, StoreError, VerificationError
-from .session import Session
 from .transfers import fetch
 from .verify import VERIFY_BATCH, Finding, compare, hash_file
+
+if TYPE_CHECKING:
+    from .catalog import FileRecord
+    from .session import Session
 
 __all__ = ["CacheVerifyReport", "verify_cache"]
 

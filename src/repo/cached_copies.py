@@ -11,11 +11,15 @@ import logging
 import os
 import time
 from datetime import UTC, datetime
-from pathlib import Path
+from typing import TYPE_CHECKING
 
-from .cache import LocalCache
-from .catalog import Catalog, FileRecord
 from .errors import PermissionDeniedError, RepoError
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from .cache import LocalCache
+    from .catalog import Catalog, FileRecord
 
 __all__ = ["ACCESS_FLUSH_SECONDS", "MAX_PENDING", "CachedCopies"]
 
@@ -74,7 +78,7 @@ class CachedCopies:
     def keep_uploaded(self, record: FileRecord, source: Path | None) -> None:
         """Move the verified staging copy of an uploaded version into the cache (None:
         the copy is there already, `LocalCache.store_bytes`)."""
-        assert record.size is not None
+        assert record.size is not None  # noqa: S101 - uploaded, so sized (for mypy)
         self.make_room(record.size)
         if source is not None:
             self._cache.adopt(source, record.key)

@@ -152,6 +152,6 @@ def at_boundary(doing: str) -> Callable[[_F], _F]:
             except OSError as exc:
                 raise local_disk_error(exc, doing) from exc
 
-        return cast(_F, wrapper)
+        return cast("_F", wrapper)
 
     return decorate

@@ -8,9 +8,8 @@ import os
 import tempfile
 from datetime import UTC, date, datetime
 from pathlib import Path, PurePosixPath
-from typing import IO, Any, BinaryIO
+from typing import IO, TYPE_CHECKING, Any, BinaryIO
 
-from .catalog import FileRecord, HostCopy
 from .errors import (
     ConflictError,
     ImmutableError,
@@ -20,10 +19,13 @@ from .errors import (
     VerificationError,
     at_boundary,
 )
-from .session import Session
 from .stores.base import Progress, copy_hashing
 from .tags import date_tags, validate_tags
 from .transfers import fetch, fetch_into, upload
+
+if TYPE_CHECKING:
+    from .catalog import FileRecord, HostCopy
+    from .session import Session
 
 __all__ = ["RepoFile"]
 
@@ -226,7 +228,7 @@ class RepoFile:
         if self.uploaded:
             cached = fetch_into(self._session, self._rec, out, progress, keep_cached=keep_cached)
             if cached is None:
-                assert self.size is not None
+                assert self.size is not None  # noqa: S101 - uploaded, so sized (for mypy)
                 return self.size
             path = cached
         else:

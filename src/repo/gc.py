@@ -19,16 +19,20 @@ run also removes this host's staging copies and partial downloads nobody needs a
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
 
-from .catalog import FileRecord
 from .leftovers import clean_partials, clean_staging
 from .paths import DATA_PREFIX, token_time
-from .session import Session
-from .stores.base import ObjectInfo, Store
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator, Sequence
+
+    from .catalog import FileRecord
+    from .session import Session
+    from .stores.base import ObjectInfo, Store
 
 __all__ = ["GcCategory", "GcReport", "collect_garbage"]
 

@@ -17,12 +17,11 @@ import shutil
 import stat
 import tempfile
 import threading
-from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
 from .catalog import FileRecord, NewVersion
 from .errors import NotFoundError, StoreError, UsageError, local_disk_error
@@ -30,11 +29,15 @@ from .file import RepoFile
 from .lookup import new_version
 from .paths import make_key, new_version_token, validate_path
 from .progress import ProgressListener
-from .session import Session
 from .staging import INCOMING_PREFIX
 from .stores.base import SMALL_OBJECT_MAX, Progress
 from .tags import tags_with_dates
 from .transfers import DEFAULT_WORKERS, put_new
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Iterator
+
+    from .session import Session
 
 __all__ = ["AddReport", "ProgressListener", "add_one", "add_tree"]
 
@@ -293,7 +296,7 @@ def add_tree(
         token, version, staged, exc = finished.get()
         if exc is not None:
             raise exc  # the entry stays in `pending`, for cleanup
-        assert version is not None
+        assert version is not None  # noqa: S101 - set when exc is None (for mypy)
         del pending[token]
         done_uploads.append((version, token if staged else None))
 
@@ -390,7 +393,7 @@ def _capped(progress: Progress | None, size: int) -> Progress | None:
         step = min(nbytes, size - sent)
         if step > 0:
             sent += step
-            assert progress is not None
+            assert progress is not None  # noqa: S101 - checked above (for mypy)
             progress(step)
 
     return report

@@ -11,9 +11,12 @@ counts only when it agrees with our own md5:
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from .errors import VerificationError
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
 
 __all__ = ["check_download", "etag_matches", "multipart_etag", "normalize_etag"]
 
@@ -40,7 +43,7 @@ def normalize_etag(etag: str | None) -> str | None:
 
 def multipart_etag(part_md5s: Sequence[bytes]) -> str:
     """The ETag S3 gives a multipart object made of parts with these (raw) md5 digests."""
-    return f"{hashlib.md5(b''.join(part_md5s)).hexdigest()}-{len(part_md5s)}"
+    return f"{hashlib.md5(b''.join(part_md5s), usedforsecurity=False).hexdigest()}-{len(part_md5s)}"
 
 
 def etag_matches(etag: str | None, md5_hex: str, part_md5s: Sequence[bytes] = ()) -> bool:

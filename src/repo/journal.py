@@ -10,14 +10,17 @@ import json
 import logging
 import os
 import tempfile
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .backup_place import BackupPlace
 from .errors import RepoError
 from .paths import new_version_token
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+    from .backup_place import BackupPlace
 
 __all__ = ["read_entries", "safe_write", "write_entry"]
 

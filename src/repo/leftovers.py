@@ -5,11 +5,15 @@ One rule, shared by garbage collection and cache administration.
 
 from __future__ import annotations
 
-from collections.abc import Set as AbstractSet
-from datetime import datetime
+from typing import TYPE_CHECKING
 
 from .paths import TOKEN_LENGTH
-from .session import Session
+
+if TYPE_CHECKING:
+    from collections.abc import Set as AbstractSet
+    from datetime import datetime
+
+    from .session import Session
 
 __all__ = ["clean_partials", "clean_staging"]
 

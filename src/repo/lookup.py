@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import fnmatch
-from collections.abc import Iterable
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 from .errors import NotFoundError, UsageError
 from .file import RepoFile
 from .paths import make_key, new_version_token, unique_path, validate_path
-from .session import Session
 from .tags import validate_tags
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+
+    from .session import Session
 
 __all__ = [
     "STATES",

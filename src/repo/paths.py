@@ -30,7 +30,7 @@ MAX_KEY_BYTES = 1024
 #: file-name limit of local filesystems, where the cache mirrors keys.
 MAX_SEGMENT_BYTES = 200
 DATA_PREFIX = "data/"
-_TOKEN_ALPHABET = "0123456789abcdefghjkmnpqrstvwxyz"  # Crockford base32, lower case
+_TOKEN_ALPHABET = "0123456789abcdefghjkmnpqrstvwxyz"  # noqa: S105 - Crockford base32, lower case
 _FROM_STANDARD_BASE32 = bytes.maketrans(
     b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567", _TOKEN_ALPHABET.encode()
 )
@@ -38,7 +38,7 @@ _FROM_STANDARD_BASE32 = bytes.maketrans(
 # Tokens need to be unique, not secret: a generator seeded from the OS once per process
 # (and again in a forked child, which would otherwise repeat its parent's sequence) is as
 # good for that as asking the kernel for 80 bits on every new version, and far cheaper.
-_token_random = random.Random(os.urandom(32))
+_token_random = random.Random(os.urandom(32))  # noqa: S311 - unique, not secret (above)
 os.register_at_fork(after_in_child=lambda: _token_random.seed(os.urandom(32)))
 TOKEN_LENGTH = 26
 _SUFFIX_BYTES = 1 + TOKEN_LENGTH  # "~" + token

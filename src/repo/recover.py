@@ -10,13 +10,11 @@ deleted (some stores give ETags that are not md5s, e.g. S3 with SSE-KMS).
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-from .catalog import FileRecord
 from .catalog.verification import holders_of
 from .errors import ConflictError
-from .session import Session
 from .transfers import DEFAULT_WORKERS, put_version
 from .verify import (
     VERIFY_BATCH,
@@ -27,6 +25,12 @@ from .verify import (
     hash_file,
     verify_store,
 )
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator, Sequence
+
+    from .catalog import FileRecord
+    from .session import Session
 
 __all__ = ["LostFile", "RecoverReport", "recover_from_cache"]
 

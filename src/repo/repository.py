@@ -2,33 +2,36 @@
 
 from __future__ import annotations
 
-import builtins
-import os
-from collections.abc import Iterable
-from datetime import date, datetime
-from types import TracebackType
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from . import cache_admin, cache_check, ingest, lookup, recover, verify
 from .backup import BackupReport, list_backups, make_backup
-from .backup_place import BackupPlace
-from .cache import LocalCache
-from .cache_admin import CacheReport, CacheStatus
-from .cache_check import CacheVerifyReport
-from .catalog import Catalog, HostSummary
-from .config import Config
 from .errors import at_boundary
 from .fetch import FetchReport, fetch_many
-from .file import RepoFile
 from .gc import GcReport, collect_garbage
-from .ingest import AddReport
-from .progress import ProgressListener
-from .recover import RecoverReport
 from .session import ConfigSource, Session
-from .stores import Store
-from .stores.base import Progress
 from .transfers import DEFAULT_WORKERS
-from .verify import VerifyReport
+
+if TYPE_CHECKING:
+    import builtins
+    import os
+    from collections.abc import Iterable
+    from datetime import date, datetime
+    from types import TracebackType
+
+    from .backup_place import BackupPlace
+    from .cache import LocalCache
+    from .cache_admin import CacheReport, CacheStatus
+    from .cache_check import CacheVerifyReport
+    from .catalog import Catalog, HostSummary
+    from .config import Config
+    from .file import RepoFile
+    from .ingest import AddReport
+    from .progress import ProgressListener
+    from .recover import RecoverReport
+    from .stores import Store
+    from .stores.base import Progress
+    from .verify import VerifyReport
 
 __all__ = ["Repo"]
 

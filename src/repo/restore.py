@@ -25,14 +25,12 @@ from __future__ import annotations
 import logging
 import shutil
 import tempfile
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .backup import download_table, iter_chunks, iter_rows, list_backups
-from .backup_place import BackupPlace
 from .catalog import SCHEMA_VERSION, Catalog
 from .catalog.dump import BACKUP_TABLES, RESTORE_MARKER, parse_copy_text
 from .errors import (
@@ -48,8 +46,13 @@ from .integrity import etag_matches
 from .journal import read_entries
 from .paths import DATA_PREFIX, TOKEN_LENGTH, validate_path
 from .session import ConfigSource, Session
-from .stores import Store
 from .stores.base import hash_only
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+    from .backup_place import BackupPlace
+    from .stores import Store
 
 __all__ = ["RestoreReport", "restorable_backups", "restore_catalog"]
 

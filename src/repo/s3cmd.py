@@ -13,10 +13,13 @@ import contextlib
 import os
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
-from .config import Config
 from .errors import ConfigError, ConflictError, UsageError
+
+if TYPE_CHECKING:
+    from .config import Config
 
 __all__ = ["DEFAULT_S3CMD_CONFIG_PATH", "render_s3cmd_config", "write_s3cmd_config"]
 

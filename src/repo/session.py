@@ -15,8 +15,7 @@ import shutil
 from collections.abc import Mapping
 from functools import cached_property
 from pathlib import Path
-from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .backup_place import BackupPlace, open_backup_place
 from .cache import LocalCache
@@ -27,6 +26,9 @@ from .errors import CatalogError, RepoError, UsageError, local_disk_error
 from .journal import safe_write
 from .staging import StagingArea
 from .stores import Store, open_store
+
+if TYPE_CHECKING:
+    from types import TracebackType
 
 __all__ = ["ConfigSource", "Session"]
 

@@ -12,12 +12,14 @@ This module sits below everything: it imports only the standard library and `rep
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from .errors import ConfigError
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping
 
 __all__ = [
     "BY_KEY",
@@ -42,7 +44,7 @@ class Mask(enum.Enum):
     START = "its first four characters, then ****"
     ALL = "****"
     #: A database URL may carry a password: shown with the password replaced by ***.
-    PASSWORD = "the password replaced by ***"
+    PASSWORD = "the password replaced by ***"  # noqa: S105 - a masking rule, not a password
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,10 +12,13 @@ Date tags are UTC (naive datetimes are taken as UTC)::
 from __future__ import annotations
 
 import unicodedata
-from collections.abc import Iterable
 from datetime import UTC, date, datetime
+from typing import TYPE_CHECKING
 
 from .errors import InvalidTagError
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
 
 __all__ = [
     "DATE_TAG_TYPES",

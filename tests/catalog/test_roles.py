@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from psycopg import sql
@@ -20,8 +20,10 @@ from sqlalchemy.pool import NullPool
 
 import repo
 from conftest import CliRun, write_config
-from harness.postgres import PostgresServer
 from repo.catalog.schema import metadata
+
+if TYPE_CHECKING:
+    from harness.postgres import PostgresServer
 
 NewUser = Callable[[str, str], str]
 

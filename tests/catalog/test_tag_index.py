@@ -12,10 +12,8 @@ from __future__ import annotations
 import random
 import threading
 import time
-from collections.abc import Iterator
 from datetime import timedelta
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from sqlalchemy import create_engine, select, text, update
@@ -25,6 +23,10 @@ from repo import Repo
 from repo.catalog import Catalog
 from repo.catalog.schema import current_tags, file_tags, files, path_tags, repo_meta, tags
 from repo.restore import restore_catalog
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+    from pathlib import Path
 
 # ------------------------------------------------------------------ the checks
 

@@ -7,13 +7,16 @@ import os
 import shutil
 import stat
 import subprocess
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 import repo
 from conftest import CliRun, StoreTarget, write_config
 from repo.catalog import SCHEMA_VERSION
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 
 def test_create_is_safe_to_run_twice(cli: CliRun, repo_config: dict[str, str]) -> None:

@@ -7,12 +7,14 @@ from __future__ import annotations
 
 import json
 import socket
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from conftest import CliRun, write_config
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 
 def fails(result: Any, *lines: str) -> None:

@@ -8,13 +8,17 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
-import pytest
 
-from conftest import CliRun
 from repo.cli import cli as repo_cli
 from repo.cli.output import ByteBar, human_size, table
+
+if TYPE_CHECKING:
+    import pytest
+
+    from conftest import CliRun
 
 FILE_FIELDS = [
     "id", "path", "state", "size", "md5", "origin", "bucket", "key",

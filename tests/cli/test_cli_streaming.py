@@ -17,14 +17,16 @@ import subprocess
 import sys
 import threading
 import uuid
-from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from conftest import write_config
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Iterator
+    from pathlib import Path
 
 MiB = 1024 * 1024
 BLOCK = MiB

@@ -5,9 +5,12 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from pathlib import Path
+from typing import TYPE_CHECKING
 
-from conftest import CliRun
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from conftest import CliRun
 
 TIME = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d")
 

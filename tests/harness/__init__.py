@@ -11,12 +11,15 @@ Import the servers from the submodules::
 
 from __future__ import annotations
 
-import os
 import socket
-import subprocess
 import time
-from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import os
+    import subprocess
+    from collections.abc import Callable
 
 
 def free_port() -> int:

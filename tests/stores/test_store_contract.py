@@ -7,9 +7,9 @@ import io
 import os
 import threading
 import time
-from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
@@ -18,6 +18,9 @@ from repo.paths import new_version_token
 from repo.stores import Store, open_store
 from repo.stores.base import SMALL_OBJECT_MAX
 from repo.stores.s3 import S3Store
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator
 
 
 @pytest.fixture

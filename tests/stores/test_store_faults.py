@@ -25,11 +25,9 @@ import os
 import shutil
 import time
 import uuid
-from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from botocore.exceptions import ClientError
@@ -40,6 +38,10 @@ from harness.s3servers import MotoS3Server, RcloneS3Server, S3Server
 from repo.config import load_config
 from repo.stores.s3 import S3Store
 from soak import SOAK, trials
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator
+    from pathlib import Path
 
 DATA = bytes(range(256)) * 64  # 16 KiB, every byte value
 MiB = 1024 * 1024

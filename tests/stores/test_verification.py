@@ -27,18 +27,21 @@ import stat
 import threading
 import time
 import uuid
-from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from botocore.exceptions import ClientError
 
 import repo
 from harness.proxy import FaultProxy, flip_middle_byte
-from harness.s3servers import S3Server
 from repo.stores.s3 import S3Store
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+    from pathlib import Path
+
+    from harness.s3servers import S3Server
 
 DATA = bytes(range(256)) * 16  # 4 KiB, every byte value
 MiB = 1024 * 1024

@@ -29,15 +29,17 @@ import re
 import signal
 import sys
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import repo
 from repo.paths import make_key, new_version_token
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 #: A worker never runs longer than this (the test kills it long before).
 DEADLINE_SECONDS = 60.0

@@ -19,10 +19,12 @@ import random
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import repo
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 #: Operations and their weights; collectors also run gc every GC_INTERVAL_S.
 WEIGHTS = {

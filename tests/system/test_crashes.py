@@ -45,10 +45,9 @@ import sys
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import pytest
 
@@ -73,6 +72,9 @@ from crash_workers import (
     tune_multipart,
 )
 from soak import trials
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator
 
 TESTS = Path(__file__).resolve().parent
 ALL = "all"

@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import io
 import shutil
-from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 import repo
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator
 
 #: What can break under ``local_root``: the verified cache, the staging area, scratch.
 BROKEN_PLACES = ["cache", "staging", "tmp"]

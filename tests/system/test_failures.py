@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import socket
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 import repo
 from repo import ImmutableError
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 SECRET = "S3CR3T-do-not-print-4f1c"
 

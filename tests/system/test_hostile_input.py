@@ -15,10 +15,9 @@ import json
 import os
 import socket
 import unicodedata
-from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from hypothesis import HealthCheck, example, given, settings
@@ -28,9 +27,13 @@ from sqlalchemy.pool import NullPool
 
 import repo
 from conftest import CliRun, write_config
-from harness.s3servers import RcloneS3Server
 from repo.catalog.schema import metadata
 from soak import trials
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator
+
+    from harness.s3servers import RcloneS3Server
 
 INJECTIONS = [
     "'; DROP TABLE files; --",

@@ -26,16 +26,18 @@ import uuid
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 import pytest
 from sqlalchemy import and_, create_engine, func
 from sqlalchemy import select as sql_select
 
 import repo
-from harness.s3servers import RcloneS3Server
 from repo.catalog.schema import file_tags, files, path_tags, paths, tags
 from soak import trials
+
+if TYPE_CHECKING:
+    from harness.s3servers import RcloneS3Server
 
 TESTS = Path(__file__).resolve().parent
 WORKERS = trials(8, 16)

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import os
 import unicodedata
-from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 import repo
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
 
 # Text that leans on the awkward cases: separators, dots, controls, unicode forms.
 awkward = st.lists(

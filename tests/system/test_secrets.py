@@ -13,16 +13,19 @@ import functools
 import json
 import logging
 import socket
-from collections.abc import Callable, Iterator
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from sqlalchemy.engine import make_url
 
 import repo
 from conftest import CliRun, write_config
-from harness.s3servers import MotoS3Server
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator
+    from pathlib import Path
+
+    from harness.s3servers import MotoS3Server
 
 S3_SECRET = "s3SECRETmarker-7f3a9c1d"
 PG_PASSWORD = "pgPASSWORDmarker-5e2bd41c"

@@ -17,14 +17,17 @@ at most `IN_BATCH` of them go per statement.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import BigInteger, ColumnElement, DateTime, Text, any_, func, literal
 from sqlalchemy.dialects.postgresql import ARRAY
-from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from sqlalchemy.engine import Dialect
 
 __all__ = ["IN_BATCH", "among", "unnest_ids", "unnest_texts", "unnest_times"]
 

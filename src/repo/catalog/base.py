@@ -8,8 +8,7 @@ many rows uses one statement (or one executemany) per batch.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, func, select
 from sqlalchemy.dialects import postgresql as pg_dialect
@@ -19,6 +18,9 @@ from . import migrations
 from .arrays import IN_BATCH
 from .connection import Database, translate_errors
 from .schema import SCHEMA_VERSION, files, metadata, paths, repo_meta, tags
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
 
 __all__ = ["CatalogBase"]
 

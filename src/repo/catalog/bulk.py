@@ -13,9 +13,9 @@ on its row lock (taken in path order, so two batches sharing paths cannot deadlo
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
 
 from sqlalchemy import Connection, literal, select, update
 
@@ -26,6 +26,9 @@ from .base import CatalogBase
 from .connection import translate_errors
 from .records import FileRecord
 from .schema import file_tags, files, paths
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
 
 __all__ = ["BulkQueries", "NewVersion"]
 

@@ -28,8 +28,7 @@ import contextlib
 import logging
 import select
 import threading
-from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
@@ -37,6 +36,9 @@ from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError, SQLAlch
 from sqlalchemy.pool import NullPool
 
 from ..errors import CatalogError, ConflictError, PermissionDeniedError, RepoError
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
 
 __all__ = ["Database", "translate_errors"]
 

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from typing import TYPE_CHECKING
 
 from sqlalchemy import Connection, delete, func, literal, select
 
@@ -12,6 +11,10 @@ from .arrays import IN_BATCH, among, unnest_ids, unnest_times
 from .base import CatalogBase
 from .connection import translate_errors
 from .schema import file_hosts, files, hosts
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Sequence
+    from datetime import datetime
 
 __all__ = ["CopyQueries", "HostCopy", "HostSummary"]
 

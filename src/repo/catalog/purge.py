@@ -10,9 +10,8 @@ objects are gone. A claim left behind by an interrupted run is finished by the n
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import and_, delete, func, or_, select, text, update
 
@@ -21,6 +20,9 @@ from .base import CatalogBase
 from .connection import translate_errors
 from .records import FileRecord, record, select_files
 from .schema import backups, file_hosts, file_tags, files
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
 
 __all__ = ["PurgeQueries"]
 

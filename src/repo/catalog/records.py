@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
-from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Select, select
 
 from .schema import files, paths
+
+if TYPE_CHECKING:
+    from datetime import datetime
 
 __all__ = ["FileRecord", "record", "select_files"]
 
@@ -56,8 +58,8 @@ def select_files() -> Select[Any]:
 
 
 # `record` builds by position (much cheaper than by name for the thousands of rows a
-# `find` may return): the columns are in the order of the fields.
-assert [c.name for c in _FILE_COLUMNS] == [f.name for f in fields(FileRecord)]
+# `find` may return): the columns are in the order of the fields, checked here at import.
+assert [c.name for c in _FILE_COLUMNS] == [f.name for f in fields(FileRecord)]  # noqa: S101
 
 
 def record(row: Any) -> FileRecord:

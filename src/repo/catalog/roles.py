@@ -31,12 +31,13 @@ from sqlalchemy import Connection, text
 
 from ..errors import CatalogError, PermissionDeniedError, UsageError
 from . import migrations
-from .base import CatalogBase
 from .connection import translate_errors
 from .schema import metadata
 
 if TYPE_CHECKING:
     from psycopg import sql
+
+    from .base import CatalogBase
 
 __all__ = ["CatalogRoles", "create_roles"]
 
@@ -173,7 +174,7 @@ def _sequences(conn: Connection) -> list[tuple[str, str]]:
 
 def _run(conn: Connection, statement: sql.Composable) -> None:
     raw = conn.connection.dbapi_connection
-    assert raw is not None
+    assert raw is not None  # noqa: S101 - an open connection has one (for mypy)
     # Identifiers are quoted by psycopg; `no_parameters` stops the driver from reading a
     # '%' inside a quoted name as a placeholder.
     rendered = statement.as_string(raw)  # type: ignore[arg-type]

@@ -30,8 +30,7 @@ before it committed.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import (
     ColumnElement,
@@ -50,6 +49,9 @@ from sqlalchemy.dialects import sqlite as sqlite_dialect
 
 from .arrays import IN_BATCH, among
 from .schema import current_tags, file_tags, files, path_tags, paths, tags
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
 
 __all__ = [
     "add_rows",

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import (
     ColumnElement,
@@ -30,6 +29,9 @@ from .base import CatalogBase
 from .connection import translate_errors
 from .records import FileRecord, record, select_files
 from .schema import current_tags, file_tags, files, path_tags, paths, tags
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
 
 __all__ = ["TagQueries"]
 

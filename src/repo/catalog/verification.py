@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from sqlalchemy import select
 
 from .arrays import IN_BATCH
-from .base import CatalogBase
 from .connection import translate_errors
 from .records import FileRecord, record, select_files
 from .schema import file_hosts, files, hosts
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from .base import CatalogBase
 
 __all__ = ["holders_of", "versions_to_verify"]
 

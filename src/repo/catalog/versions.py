@@ -7,8 +7,8 @@ A version is a row of ``files`` (its path a row of ``paths``): unpublished, publ
 from __future__ import annotations
 
 import fnmatch
-from collections.abc import Sequence
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
 from sqlalchemy import Connection, bindparam, func, select, update
 
@@ -19,6 +19,9 @@ from .base import CatalogBase
 from .connection import translate_errors
 from .records import FileRecord, record, select_files
 from .schema import files, paths
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
 
 __all__ = ["VersionQueries"]
 

@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import click
 
 from ..config import Config, load_config
 from ..errors import UsageError
-from ..file import RepoFile
 from ..repository import Repo
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+    from ..file import RepoFile
 
 __all__ = ["App", "pass_app", "resolve"]
 

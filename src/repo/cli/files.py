@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from datetime import datetime
+from typing import TYPE_CHECKING
 
 import click
 
@@ -12,6 +12,9 @@ from ..tags import DATE_TAG_TYPES, parse_when, tags_with_dates
 from .app import App, pass_app, resolve
 from .options import json_option, workers_option
 from .output import ByteBar, echo_json, file_doc
+
+if TYPE_CHECKING:
+    from datetime import datetime
 
 __all__ = ["add", "cat", "expire", "get", "publish", "tag", "upload"]
 

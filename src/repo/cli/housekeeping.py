@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import click
 
-from ..gc import GcCategory
 from .app import App, pass_app
 from .options import json_option
 from .output import echo_json, human_size, human_time, iso, table
+
+if TYPE_CHECKING:
+    from ..gc import GcCategory
 
 __all__ = ["cache", "gc", "host"]
 

@@ -9,14 +9,16 @@ from __future__ import annotations
 import json
 import sys
 import time
-from collections.abc import Iterable, Sequence
-from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from ..catalog import HostCopy
-from ..file import RepoFile
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Sequence
+    from datetime import datetime
+
+    from ..catalog import HostCopy
+    from ..file import RepoFile
 
 __all__ = [
     "ByteBar",

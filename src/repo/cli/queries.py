@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import click
 
 from ..admin import status_report
-from ..file import RepoFile
-from ..repository import Repo
 from .app import App, pass_app
 from .options import json_option
 from .output import echo_json, file_doc, host_doc, human_size, human_time, table
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from ..file import RepoFile
+    from ..repository import Repo
 
 __all__ = ["find", "list_files", "show", "status"]
 

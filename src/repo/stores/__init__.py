@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from typing import TYPE_CHECKING
 from urllib.parse import unquote, urlsplit
 
-from ..config import Config
 from ..errors import ConfigError
 from .base import DownloadResult, ObjectInfo, PutResult, Store
 from .local import LocalStore
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from ..config import Config
 
 __all__ = ["DownloadResult", "LocalStore", "ObjectInfo", "PutResult", "Store", "open_store"]
 

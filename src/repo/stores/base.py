@@ -10,11 +10,13 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
-from pathlib import Path
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from ..errors import UsageError
+
+if TYPE_CHECKING:
+    from datetime import datetime
+    from pathlib import Path
 
 __all__ = [
     "SMALL_OBJECT_MAX",
@@ -74,7 +76,7 @@ def copy_hashing(
 
     `progress`, if given, is told each non-empty chunk's length once it has been written.
     """
-    md5 = hashlib.md5()
+    md5 = hashlib.md5(usedforsecurity=False)
     size = 0
     for chunk in chunks:
         md5.update(chunk)

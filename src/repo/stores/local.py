@@ -19,10 +19,9 @@ import logging
 import os
 import stat
 import tempfile
-from collections.abc import Iterable, Iterator, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
 from ..errors import ConflictError, InvalidPathError, NotFoundError, StoreError
 from ..paths import safe_join
@@ -36,6 +35,9 @@ from .base import (
     copy_hashing,
     hash_only,
 )
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Iterator, Mapping
 
 __all__ = ["LocalStore"]
 

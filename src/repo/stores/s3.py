@@ -7,14 +7,10 @@ Why, and how faults are retried: docs/s3-store.md.
 
 from __future__ import annotations
 
-import builtins
 import logging
 import os
 import time
-from collections.abc import Iterable, Iterator, Mapping
-from datetime import datetime
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import obstore
@@ -29,6 +25,12 @@ from .s3_multipart import PART_CONCURRENCY, abort_stale_uploads, put_multipart
 from .s3_put import put_single
 from .s3_retry import ATTEMPTS, FIRST_BACKOFF_SECONDS, again, transient
 from .s3_wire import first_line
+
+if TYPE_CHECKING:
+    import builtins
+    from collections.abc import Iterable, Iterator, Mapping
+    from datetime import datetime
+    from pathlib import Path
 
 __all__ = ["S3Store"]
 

@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import threading
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from obstore.store import S3Store as _ObStore
 
-from ..errors import RepoError
 from .s3_errors import translate
+
+if TYPE_CHECKING:
+    from ..errors import RepoError
 
 __all__ = ["S3Connection"]
 

@@ -14,18 +14,21 @@ import itertools
 import os
 import stat
 from collections import deque
-from collections.abc import Generator, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import obstore
 
 from ..errors import RepoError, StoreError
 from ..integrity import normalize_etag
 from .base import DownloadResult, ObjectInfo, Progress, Writable, copy_hashing, hash_only
-from .s3_client import S3Connection
 from .s3_errors import cause_text
 from .s3_wire import decode_meta
+
+if TYPE_CHECKING:
+    from collections.abc import Generator, Iterator
+
+    from .s3_client import S3Connection
 
 __all__ = ["get_into", "head", "iter_bytes"]
 
@@ -94,8 +97,9 @@ def get_into(
     if fd is None:
         return copy_hashing(_ranges(conn, result, key, size), out, progress)
     # A file: each range is written at its place by the thread that fetched it, in
-    # parallel with the one md5 pass here (which only reads).
-    assert isinstance(out, io.BufferedWriter | io.FileIO)
+    # parallel with the one md5 pass here (which only reads). `_plain_file` checked the
+    # type of `out`; mypy needs telling.
+    assert isinstance(out, io.BufferedWriter | io.FileIO)  # noqa: S101
     out.flush()
     base = out.tell()
     got = hash_only(_ranges(conn, result, key, size, into=(fd, base)), progress)

@@ -22,20 +22,23 @@ import base64
 import hashlib
 import logging
 import threading
-from collections.abc import Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
-from datetime import datetime
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import RepoError, VerificationError
 from ..integrity import etag_matches, normalize_etag
 from ..paths import token_time
 from .base import Progress, PutResult
-from .s3_client import S3Connection
 from .s3_download import head
 from .s3_put import adopt_existing, discard
 from .s3_wire import encode_meta, s3_code
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+    from datetime import datetime
+    from pathlib import Path
+
+    from .s3_client import S3Connection
 
 __all__ = ["PART_CONCURRENCY", "abort_stale_uploads", "put_multipart"]
 
@@ -69,7 +72,7 @@ def put_multipart(
         # An earlier attempt may have created an upload whose answer was lost; its id
         # is unknown to us, but the key is ours alone, so any other upload to it is it.
         _abort_others(client, conn.bucket, key, upload_id)
-    whole = hashlib.md5()
+    whole = hashlib.md5(usedforsecurity=False)
     futures: list[Future[dict[str, Any]]] = []
     # Each part's md5 by number, noted before the part is sent (a failed part's too: an
     # earlier attempt that completed is recognised by all of them).
@@ -85,7 +88,7 @@ def put_multipart(
         try:
             # Hashed here, in parallel with the other parts and with the reader's
             # whole-file md5 (hashlib lets go of the GIL).
-            digest = digests[number] = hashlib.md5(body).digest()
+            digest = digests[number] = hashlib.md5(body, usedforsecurity=False).digest()
             resp = client.upload_part(
                 Bucket=conn.bucket,
                 Key=key,

@@ -11,7 +11,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import logging
-from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
 
 import obstore
 import obstore.exceptions as obx
@@ -19,11 +19,15 @@ import obstore.exceptions as obx
 from ..errors import ConflictError, NotFoundError, VerificationError
 from ..integrity import etag_matches, normalize_etag
 from .base import Progress, PutResult, hash_only
-from .s3_client import S3Connection
 from .s3_download import head, iter_bytes
 from .s3_errors import ObjectExists
 from .s3_retry import again
 from .s3_wire import encode_meta, s3_code
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping, Sequence
+
+    from .s3_client import S3Connection
 
 __all__ = ["adopt_existing", "discard", "put_single"]
 
@@ -38,7 +42,7 @@ def put_single(
     progress: Progress | None,
 ) -> PutResult:
     """Create `key` holding `body` in one request; `progress` is told once it is verified."""
-    md5 = hashlib.md5(body).hexdigest()
+    md5 = hashlib.md5(body, usedforsecurity=False).hexdigest()
     meta = {k: encode_meta(v) for k, v in (metadata or {}).items()}
     put = _put_checked_by_server if not conn.etag_is_md5 else _put_obstore
     try:

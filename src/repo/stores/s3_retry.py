@@ -9,14 +9,16 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import obstore.exceptions as obx
 
 from ..errors import RepoError
 from .s3_errors import ObjectExists, cause_text
 from .s3_wire import first_line, s3_code
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 __all__ = ["ATTEMPTS", "FIRST_BACKOFF_SECONDS", "again", "transient"]
 
