@@ -239,7 +239,9 @@ def repo_config(tmp_path: Path, catalog_url: str, store_url: StoreTarget) -> dic
         "host_name": "test-host",
     }
     if store_url.is_s3:
-        assert store_url.endpoint_url and store_url.access_key and store_url.secret_key
+        assert store_url.endpoint_url
+        assert store_url.access_key
+        assert store_url.secret_key
         assert store_url.region
         config.update(
             s3_endpoint_url=store_url.endpoint_url,

@@ -39,7 +39,10 @@ def _store_keys(config: dict[str, str]) -> set[str]:
 
 
 def _s3_config(tmp_path: Path, store: StoreTarget, catalog_url: str) -> dict[str, str]:
-    assert store.endpoint_url and store.access_key and store.secret_key and store.region
+    assert store.endpoint_url
+    assert store.access_key
+    assert store.secret_key
+    assert store.region
     return {
         "local_root": str(tmp_path / "local"),
         "store": store.url,
@@ -90,7 +93,8 @@ def test_create_repository_on_a_missing_bucket_is_a_store_error(
     with pytest.raises(repo.StoreError) as err:
         repo.create_repository(config)
 
-    assert missing in str(err.value) and "does not exist" in str(err.value)
+    assert missing in str(err.value)
+    assert "does not exist" in str(err.value)
     assert err.value.hint
 
 
@@ -142,7 +146,8 @@ def test_status_report_is_ok_with_counts_and_cache_use(repo_config: dict[str, An
     report = repo.status_report(repo_config)
 
     assert report.ok
-    assert report.catalog_error is None and report.store_error is None
+    assert report.catalog_error is None
+    assert report.store_error is None
     assert report.schema_version == SCHEMA_VERSION
     assert report.host == "test-host"
     assert report.store == repo_config["store"]
@@ -167,7 +172,8 @@ def test_status_report_on_an_empty_database_is_ok_without_a_schema(
     report = repo.status_report(local_config)
 
     assert report.ok
-    assert report.schema_version is None and report.counts == {}
+    assert report.schema_version is None
+    assert report.counts == {}
     assert (report.cache_files, report.cache_bytes) == (0, 0)
 
 
@@ -191,9 +197,12 @@ def test_status_report_with_the_catalog_unreachable_still_checks_the_store(
     elapsed = time.monotonic() - started
 
     assert not report.ok
-    assert report.catalog_error is not None and str(port) in report.catalog_error
-    assert "secret" not in report.catalog_error and "secret" not in report.catalog
-    assert report.schema_version is None and report.counts == {}
+    assert report.catalog_error is not None
+    assert str(port) in report.catalog_error
+    assert "secret" not in report.catalog_error
+    assert "secret" not in report.catalog
+    assert report.schema_version is None
+    assert report.counts == {}
     assert report.store_error is None  # checked, and fine
     assert elapsed < STATUS_DEADLINE_S
 
@@ -214,8 +223,10 @@ def test_status_report_with_catalog_and_store_unreachable_reports_both(tmp_path:
     report = repo.status_report(config)
     elapsed = time.monotonic() - started
 
-    assert report.catalog_error is not None and str(catalog_port) in report.catalog_error
-    assert report.store_error is not None and str(store_port) in report.store_error
+    assert report.catalog_error is not None
+    assert str(catalog_port) in report.catalog_error
+    assert report.store_error is not None
+    assert str(store_port) in report.store_error
     assert "secret" not in f"{report.catalog_error} {report.store_error}"
     assert elapsed < STATUS_DEADLINE_S, f"status_report took {elapsed:.1f}s"
 
@@ -237,6 +248,7 @@ def test_status_report_with_the_store_unreachable_still_counts_the_catalog(
     assert not report.ok
     assert report.catalog_error is None
     assert report.counts == {"published": (1, 3)}
-    assert report.store_error is not None and f"127.0.0.1:{port}" in report.store_error
+    assert report.store_error is not None
+    assert f"127.0.0.1:{port}" in report.store_error
     assert (report.cache_files, report.cache_bytes) == (1, 3)
     assert elapsed < STATUS_DEADLINE_S, f"status_report took {elapsed:.1f}s"

@@ -139,13 +139,15 @@ def test_every_error_derives_from_repo_error_and_has_a_docstring() -> None:
     assert len(errors) >= 10
     for cls in errors:
         assert issubclass(cls, repo.RepoError), cls
-        assert cls.__doc__ and "\n" not in cls.__doc__.strip(), cls
+        assert cls.__doc__, cls
+        assert "\n" not in cls.__doc__.strip(), cls
         assert cls.__name__ in (repo.errors.__doc__ or ""), f"{cls.__name__} missing from the tree"
 
 
 def test_errors_carry_an_optional_hint() -> None:
     err = repo.NotFoundError("no such file", hint="check the path")
-    assert str(err) == "no such file" and err.hint == "check the path"
+    assert str(err) == "no such file"
+    assert err.hint == "check the path"
     assert repo.StateError("x").hint is None
 
 
@@ -157,7 +159,8 @@ def test_repo_find_and_friends_have_the_seed_signatures() -> None:
     assert all(p.kind is p.KEYWORD_ONLY for name, p in params.items() if name != "self")
     for method in (repo.Repo.gc, repo.Repo.verify, repo.Repo.verify_cache, repo.Repo.recover):
         options = list(inspect.signature(method).parameters.values())[1:]
-        assert options and all(p.kind is p.KEYWORD_ONLY for p in options), method
+        assert options, method
+        assert all(p.kind is p.KEYWORD_ONLY for p in options), method
     assert list(inspect.signature(repo.RepoFile.tag_date).parameters) == ["self", "when", "type"]
 
 
@@ -202,6 +205,7 @@ def test_cli_reports_errors_in_one_line_without_traceback(tmp_path: Path) -> Non
     )
     assert out.returncode == 1
     lines = out.stderr.strip().splitlines()
-    assert lines[0].startswith("Error: ") and "colour" in lines[0]
+    assert lines[0].startswith("Error: ")
+    assert "colour" in lines[0]
     assert lines[1].startswith("Try: ")
     assert "Traceback" not in out.stderr

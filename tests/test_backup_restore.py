@@ -367,9 +367,10 @@ def nothing_committed_is_lost(
     truth = committed_truth(config)
     states = {v["state"] for v in truth["versions"].values()}
     tagged = any(v["tags"] for v in truth["versions"].values())
-    assert {"published", "expired"} <= states and tagged and truth["path_tags"], (
-        "this seed's history is too thin to prove anything: pick another"
-    )
+    thin = "this seed's history is too thin to prove anything: pick another"
+    assert {"published", "expired"} <= states, thin
+    assert tagged, thin
+    assert truth["path_tags"], thin
 
     lose_catalog(config)
     report = restore_catalog(config)
@@ -420,7 +421,8 @@ def test_rolled_back_uploads_come_back_unpublished_and_nothing_else_changes(
     request: pytest.FixtureRequest, local_config: dict[str, Any]
 ) -> None:
     history, report = nothing_committed_is_lost(local_config, SEEDS[1], rollbacks=True)
-    assert history.rolled_back_uploads and report.adopted
+    assert history.rolled_back_uploads
+    assert report.adopted
 
 
 def test_after_a_restore_that_replayed_new_versions_a_new_version_gets_a_fresh_id(
@@ -909,7 +911,8 @@ def test_cli_backup_says_what_it_wrote_and_where(run: CliRun, file_config: dict[
         "deleted_backups": [],
         "deleted_journal_entries": 0,
     }
-    assert doc["rows"]["files"] == 1 and doc["rows"]["backups"] == 1
+    assert doc["rows"]["files"] == 1
+    assert doc["rows"]["backups"] == 1
 
 
 def test_cli_backup_reports_backups_deleted_by_retention(
@@ -1068,7 +1071,8 @@ def test_backups_and_journal_go_to_the_backup_bucket_and_restore_finds_them_ther
         name = r.backup().name
         publish(r, "g", b"after")
         assert r.backups.store.bucket == backup_bucket
-        assert backup_keys(r) and journal_keys(r)
+        assert backup_keys(r)
+        assert journal_keys(r)
         in_data_bucket = {i.key.split("/")[1] for i in r.store.list(r.store.key_prefix)}
         assert in_data_bucket == {"data"}
     lose_catalog(config)
@@ -1150,7 +1154,8 @@ def test_a_half_restored_catalog_refuses_to_open_and_a_plain_rerun_finishes_it(
     )
     assert refused.value.hint == "run `repo restore` again to finish it"
     status = status_report(file_config)
-    assert not status.ok and "run `repo restore` again" in (status.catalog_error or "")
+    assert not status.ok
+    assert "run `repo restore` again" in (status.catalog_error or "")
 
     report = restore_catalog(file_config)  # no force needed
 

@@ -73,7 +73,8 @@ def test_a_flipped_bit_is_served_by_reads_and_replaced_by_verify_cache(
 
         dry = r.verify_cache(repair=False)
         assert (dry.checked, dry.intact, dry.unknown, dry.ok) == (3, 2, 0, False)
-        assert [f.path for f in dry.damaged] == ["b.txt"] and dry.evicted == []
+        assert [f.path for f in dry.damaged] == ["b.txt"]
+        assert dry.evicted == []
         assert dry.bytes == sum(map(len, FILES.values()))
         assert dry.damaged[0].reason == (
             f"the cached copy has md5 {_md5(damaged)} and 13 bytes, the catalog says md5 "
@@ -82,7 +83,8 @@ def test_a_flipped_bit_is_served_by_reads_and_replaced_by_verify_cache(
         assert cached.read_bytes() == damaged  # a dry run changes nothing
 
         fixed = r.verify_cache()
-        assert fixed.ok and fixed.damaged == fixed.evicted == fixed.redownloaded
+        assert fixed.ok
+        assert fixed.damaged == fixed.evicted == fixed.redownloaded
         assert [f.file_id for f in fixed.redownloaded] == [made["b.txt"].file_id]
         assert fixed.failed == []
         assert cached.read_bytes() == FILES["b.txt"]
@@ -102,7 +104,9 @@ def test_truncated_and_unknown_copies(config: dict[str, str]) -> None:
     stranger.write_bytes(b"not in the catalog")
     with repo.Repo(config) as r:
         report = r.verify_cache()
-        assert report.unknown == 1 and report.checked == 3 and report.ok
+        assert report.unknown == 1
+        assert report.checked == 3
+        assert report.ok
         assert "3 bytes" in report.damaged[0].reason
         assert [f.path for f in report.redownloaded] == ["a.txt"]
     assert cached.read_bytes() == FILES["a.txt"]
@@ -116,7 +120,8 @@ def test_damage_in_cache_and_store_is_evicted_and_reported(config: dict[str, str
     _flip_a_bit(Path(config["store"].removeprefix("file://"), key), offset=0)
     with repo.Repo(config) as r:
         report = r.verify_cache()
-        assert not report.ok and report.redownloaded == []
+        assert not report.ok
+        assert report.redownloaded == []
         assert [f.path for f in report.evicted] == [f.path for f in report.failed] == ["c.txt"]
         assert report.failed[0].reason.startswith(f"download of {key!r} failed verification")
     assert not _cached(config, made["c.txt"]).exists()  # nothing damaged is left to serve
@@ -176,7 +181,8 @@ def test_cli_verify_cache_output(config: dict[str, str], tmp_path: Path) -> None
     assert cached.read_bytes() == FILES["a.txt"]
     for argv in (["--cache", "--deep"], ["--dry-run"]):
         bad = cli("verify", *argv)
-        assert bad.exit_code == 2 and "Error:" in bad.stderr
+        assert bad.exit_code == 2
+        assert "Error:" in bad.stderr
 
 
 def test_verify_cache_cost_is_one_read_of_the_cache(config: dict[str, str]) -> None:
@@ -186,4 +192,5 @@ def test_verify_cache_cost_is_one_read_of_the_cache(config: dict[str, str]) -> N
         r.add_file("big.bin").touch(data).publish()
         r.commit()
         report = r.verify_cache()
-        assert report.bytes == len(data) == r.cache_status().bytes and report.ok
+        assert report.bytes == len(data) == r.cache_status().bytes
+        assert report.ok

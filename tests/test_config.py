@@ -330,7 +330,8 @@ def test_no_store_at_all_is_an_error(tmp_path: Path) -> None:
     del config["store"]
     with pytest.raises(ConfigError, match="no store") as info:
         load_config(config)
-    assert info.value.hint is not None and "store" in info.value.hint
+    assert info.value.hint is not None
+    assert "store" in info.value.hint
 
 
 def test_s3_endpoint_and_region_are_read(tmp_path: Path) -> None:
@@ -354,7 +355,8 @@ def test_unknown_top_level_key_names_the_key_and_the_file(tmp_path: Path) -> Non
         load_config(path)
     assert "'defualt_s3_bucket'" in str(info.value)
     assert str(path) in str(info.value)
-    assert info.value.hint is not None and "default_s3_bucket" in info.value.hint
+    assert info.value.hint is not None
+    assert "default_s3_bucket" in info.value.hint
 
 
 def test_unknown_database_key_names_the_key(tmp_path: Path) -> None:
@@ -593,13 +595,15 @@ def test_readme_configuration_table_is_the_settings_table() -> None:
 def test_every_setting_has_one_line_of_readme_text_and_a_valid_default() -> None:
     for s in SETTINGS:
         for text in (s.description, s.default_text):
-            assert "|" not in text and "\n" not in text, s.key
+            assert "|" not in text, s.key
+            assert "\n" not in text, s.key
         assert s.description, s.key
         if s.default is not None:
             assert s.check is None or s.check.ok(s.default), s.key
             assert not s.default_text, f"{s.key}: a fixed default needs no text"
         if s.env is not None:
-            assert s.env.startswith("REPO_") and not s.secret, s.key
+            assert s.env.startswith("REPO_"), s.key
+            assert not s.secret, s.key
 
 
 def test_settings_and_config_attributes_agree() -> None:
@@ -652,7 +656,8 @@ def test_environment_overrides_apply_to_the_embedded_default(
 ) -> None:
     monkeypatch.setenv("REPO_HOST_NAME", "laptop")
     config = load_config()
-    assert config.is_embedded and config.host_name == "laptop"
+    assert config.is_embedded
+    assert config.host_name == "laptop"
 
 
 def test_an_empty_environment_variable_counts_as_unset(

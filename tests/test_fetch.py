@@ -195,7 +195,8 @@ def test_cli_fetch_by_tag_and_pattern(
         "written": {},
     }
     both = cli("fetch", "*", "--any", "set", "--exclude", "nothing")
-    assert both.exit_code == 0 and both.stdout.startswith("3 files,")
+    assert both.exit_code == 0
+    assert both.stdout.startswith("3 files,")
 
     usage = cli("fetch")
     assert usage.exit_code == 2

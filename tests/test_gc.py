@@ -193,7 +193,8 @@ def test_a_superseded_version_follows_the_expired_rule_not_the_unpublished_one(
     withdrawn = r.add_file("withdrawn.txt").touch(b"never published").upload().expire()
     r.commit()
     assert old.state == withdrawn.state == "expired"
-    assert old.expired_at is not None and withdrawn.expired_at is not None
+    assert old.expired_at is not None
+    assert withdrawn.expired_at is not None
 
     # Far past the unpublished TTL, inside the expired one: both stay.
     early = r.gc(now=max(old.expired_at, withdrawn.expired_at) + timedelta(seconds=3600))
@@ -312,7 +313,8 @@ def test_backups_taken_after_the_first_expiry_only_release_that_one(
         r.catalog.record_backup(f"b{i}", taken_at=at, completed_at=at)
     r.commit()
     second, _ = supersede(r, "b.txt", b"b1", b"b2")
-    assert second.expired_at is not None and second.expired_at > first.expired_at + 2 * US
+    assert second.expired_at is not None
+    assert second.expired_at > first.expired_at + 2 * US
 
     report = r.gc(now=datetime.now(UTC) + timedelta(hours=1))
     assert report.expired.keys == [first.key]
@@ -536,7 +538,8 @@ def test_a_version_claimed_by_gc_cannot_be_published(
 
     with pytest.raises(StateError) as err:
         rf.publish()
-    assert "claimed by garbage collection" in str(err.value) and err.value.hint
+    assert "claimed by garbage collection" in str(err.value)
+    assert err.value.hint
     a.rollback()
 
     assert a.get_file("claimed.txt") is None
@@ -908,7 +911,8 @@ def test_gc_removes_staging_copies_of_purged_and_rolled_back_versions_made_here(
     dropped = r.add_file("drafts/dropped.txt").touch("rolled back")
     r.rollback()
     assert live.created_at > gone.created_at
-    assert gone.staging_path.exists() and dropped.staging_path.exists()
+    assert gone.staging_path.exists()
+    assert dropped.staging_path.exists()
 
     report = r.gc(now=gone.created_at + timedelta(seconds=3600) + US)
 
@@ -1023,7 +1027,8 @@ def test_commit_succeeds_when_gc_purges_a_version_whose_cache_use_is_being_recor
     b.commit()
     worker.join(WAIT_S)
 
-    assert waited and not worker.is_alive()
+    assert waited
+    assert not worker.is_alive()
     assert "error" not in outcome, outcome.get("error")
 
 
@@ -1035,7 +1040,8 @@ def test_negative_gc_settings_are_refused_naming_the_key(key: str, tmp_path: Pat
     base = {"store": (tmp_path / "store").as_uri(), "database": f"sqlite:///{tmp_path}/c.db"}
     with pytest.raises(ConfigError) as err:
         load_config({**base, key: -1})
-    assert f"'{key}'" in str(err.value) and "zero or more" in str(err.value)
+    assert f"'{key}'" in str(err.value)
+    assert "zero or more" in str(err.value)
     with pytest.raises(ConfigError) as err:
         load_config({**base, key: "60"})
     assert f"'{key}'" in str(err.value)

@@ -379,7 +379,8 @@ def test_two_hosts_share_a_catalog_and_store_through_gc_and_prune(
         v1 = a.add_file(path).touch("v1\n").publish()
         a.commit()
         seen = b.get_file(path)
-        assert seen is not None and seen.file_id == v1.file_id
+        assert seen is not None
+        assert seen.file_id == v1.file_id
         assert seen.read_text() == "v1\n"  # downloaded into B's cache
         assert b.cache.cache_path(v1.key).exists()
 
@@ -408,7 +409,8 @@ def test_two_hosts_share_a_catalog_and_store_through_gc_and_prune(
         assert a.cache.cache_path(v2.key).exists()
         assert b.cache_status().files == 0
         current = a.get_file(path)
-        assert current is not None and current.read_text() == "v2\n"
+        assert current is not None
+        assert current.read_text() == "v2\n"
         assert {h.name: h.files for h in a.hosts()} == {"host-a": 1, "host-b": 0}
         assert Counter(v.state for v in all_versions(a)) == {"published": 1}
 
@@ -484,7 +486,8 @@ def test_publish_that_loses_to_gc_changes_nothing(shared: dict[str, Any], tmp_pa
         # A caller that carries on (say, publishing other files) and commits:
         r.commit()
         still = r.get_file("doc.txt")
-        assert still is not None and still.file_id == current.file_id
+        assert still is not None
+        assert still.file_id == current.file_id
 
 
 @pytest.mark.parametrize("shared", [PG_RCLONE], indirect=True)

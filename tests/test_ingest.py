@@ -99,7 +99,9 @@ def test_add_from_a_file_path_creates_a_verified_version(repo: repo.Repo, tmp_pa
     rf = repo.add("reports/2026/report.csv", source)
 
     assert rf.path == "reports/2026/report.csv"
-    assert rf.state == "unpublished" and rf.uploaded and rf.uploaded_at is not None
+    assert rf.state == "unpublished"
+    assert rf.uploaded
+    assert rf.uploaded_at is not None
     assert (rf.md5, rf.size) == (_md5(data), len(data))
     assert repo.store.head(rf.key).size == len(data)
     assert _stored_bytes(repo, rf) == data
@@ -114,7 +116,8 @@ def test_add_from_a_binary_stream_creates_a_verified_version(repo: repo.Repo) ->
 
     rf = repo.add("streams/blob.bin", io.BytesIO(data))
 
-    assert rf.uploaded and (rf.md5, rf.size) == (_md5(data), len(data))
+    assert rf.uploaded
+    assert (rf.md5, rf.size) == (_md5(data), len(data))
     assert _stored_bytes(repo, rf) == data
     assert repo.cache.cache_path(rf.key).read_bytes() == data
     assert _staging_leftovers(repo) == []
@@ -175,8 +178,10 @@ def test_add_with_publish_publishes_and_supersedes_previous_version(
     new = local_repo.add("p.txt", source, publish=True)
     local_repo.commit()
 
-    assert old.refresh().state == "expired" and old.expired_at is not None
-    assert new.state == "published" and new.published_at is not None
+    assert old.refresh().state == "expired"
+    assert old.expired_at is not None
+    assert new.state == "published"
+    assert new.published_at is not None
     assert local_repo.current("p.txt") == new
     assert local_repo.current("p.txt").read_text() == "v2"
     assert old.read_text() == "v1"
@@ -293,7 +298,8 @@ def test_add_with_bad_input_records_nothing(
 def test_adding_a_directory_hints_at_add_tree(seeded_repo: repo.Repo, tmp_path: Path) -> None:
     with pytest.raises(repo.UsageError) as err:
         seeded_repo.add("x", tmp_path)
-    assert "directory" in str(err.value) and err.value.hint
+    assert "directory" in str(err.value)
+    assert err.value.hint
 
 
 def _nfc_nfd_tree(tmp: Path) -> None:
@@ -465,7 +471,8 @@ def test_add_tree_in_several_batches_supersedes_current_versions(
         if rf.path in old:
             before = old[rf.path].refresh()
             assert before.state == "expired"
-            assert before.published_at is not None and before.expired_at == rf.published_at
+            assert before.published_at is not None
+            assert before.expired_at == rf.published_at
             assert before.published_at < rf.published_at
     assert local_repo.tags_of(report.files) == {f.file_id: ["both", "v2"] for f in report.files}
     assert len(local_repo.list("*")) == len(second)
@@ -498,7 +505,8 @@ def test_add_tree_without_publish_leaves_current_versions_alone(
     _write_tree(tree, {"a.txt": b"second"})
     (new,) = local_repo.add_tree(tree, tags=["draft"]).files
     local_repo.commit()
-    assert new.state == "unpublished" and new.uploaded
+    assert new.state == "unpublished"
+    assert new.uploaded
     assert local_repo.current("a.txt") == current.refresh()
     assert current.state == "published"
     assert local_repo.newest("a.txt") == new
@@ -716,7 +724,9 @@ def failed_add_tree(
         bucket = server.create_bucket(f"t-{os.urandom(6).hex()}")
         proxy = FaultProxy(server.endpoint_url).start()
         proxy.fail_requests(403, code="AccessDenied", method="PUT", path="/f05.txt", count=None)
-        assert server.access_key and server.secret_key and server.region
+        assert server.access_key
+        assert server.secret_key
+        assert server.region
         config.update(
             store=f"s3://{bucket}/pfx",
             s3_endpoint_url=proxy.endpoint_url,
@@ -823,7 +833,8 @@ def test_save_as_writes_the_content_to_a_file_path(sqlite_repo: repo.Repo, tmp_p
     assert saved == out_dir / "copy.pdf"
     assert saved.read_bytes() == data
     mode = stat.S_IMODE(saved.stat().st_mode)
-    assert mode == 0o666 & ~_umask() and mode & stat.S_IWUSR  # not the cache's 0444
+    assert mode == 0o666 & ~_umask()  # not the cache's 0444
+    assert mode & stat.S_IWUSR
     assert os.listdir(out_dir) == ["copy.pdf"]  # no temporary file left beside it
 
 
@@ -850,7 +861,8 @@ def test_save_as_refuses_to_overwrite_an_existing_file(
     for target in (dest, out_dir):  # named, or found by basename in the directory
         with pytest.raises(repo.ConflictError) as err:
             rf.save_as(target)
-        assert str(dest) in str(err.value) and err.value.hint
+        assert str(dest) in str(err.value)
+        assert err.value.hint
 
     assert dest.read_bytes() == b"mine"
     assert os.listdir(out_dir) == ["report.pdf"]
@@ -902,7 +914,8 @@ def test_write_to_from_a_damaged_cached_copy_raises_and_evicts_it(repo: repo.Rep
 
     with pytest.raises(VerificationError) as err:  # `repo` is the fixture here
         rf.write_to(io.BytesIO())
-    assert "damaged" in str(err.value) and err.value.hint
+    assert "damaged" in str(err.value)
+    assert err.value.hint
     assert not cached.exists()
 
     out = io.BytesIO()
@@ -939,7 +952,8 @@ def test_list_selects_versions_by_state(local_repo: repo.Repo) -> None:
 def test_list_with_an_unknown_state_is_a_usage_error(sqlite_repo: repo.Repo, state: str) -> None:
     with pytest.raises(repo.UsageError, match="unknown state") as err:
         sqlite_repo.list("*", state=state)
-    assert err.value.hint and "all" in err.value.hint
+    assert err.value.hint
+    assert "all" in err.value.hint
 
 
 def test_list_with_an_empty_pattern_is_a_usage_error(sqlite_repo: repo.Repo) -> None:

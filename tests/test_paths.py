@@ -139,7 +139,7 @@ def test_non_string_path_is_rejected(value: object) -> None:
 def test_invalid_path_error_is_a_repo_error_and_a_value_error() -> None:
     with pytest.raises(RepoError):
         validate_path("")
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="path is empty"):
         validate_path("")
 
 
@@ -173,7 +173,8 @@ def test_path_one_byte_over_the_key_limit_is_rejected(key_prefix: str) -> None:
     path = _path_of_bytes(MAX_KEY_BYTES - KEY_OVERHEAD - len(key_prefix.encode()) + 1)
     with pytest.raises(InvalidPathError, match="too long") as info:
         validate_path(path, key_prefix=key_prefix)
-    assert info.value.hint is not None and "1024" in info.value.hint
+    assert info.value.hint is not None
+    assert "1024" in info.value.hint
 
 
 def test_key_limit_counts_utf8_bytes_of_the_path() -> None:

@@ -140,7 +140,8 @@ def test_render_refuses_a_local_directory_store(tmp_path: Path) -> None:
         render_s3cmd_config(config)
     assert "\n" not in err.value.message
     assert "s3cmd" in err.value.message
-    assert err.value.hint is not None and "default_s3_bucket" in err.value.hint
+    assert err.value.hint is not None
+    assert "default_s3_bucket" in err.value.hint
 
 
 @pytest.mark.parametrize(

@@ -95,7 +95,7 @@ def test_non_string_tag_is_rejected(value: object) -> None:
 def test_invalid_tag_error_is_a_repo_error_and_a_value_error() -> None:
     with pytest.raises(RepoError):
         validate_tag("")
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="tag is empty"):
         validate_tag("")
 
 

@@ -114,7 +114,8 @@ def test_a_healthy_repository_verifies_ok_shallow_and_deep(
         r.commit()
         for deep in (False, True):
             report = verify_store(r.session, deep=deep)
-            assert report.ok and report.deep is deep
+            assert report.ok
+            assert report.deep is deep
             assert (report.published.checked, report.published.ok) == (3, 3)
             assert (report.expired.checked, report.expired.ok) == (1, 1)
             assert report.missing == report.corrupt == report.size_only == []
@@ -154,7 +155,8 @@ def test_a_deleted_expired_version_is_missing_until_gc_claims_it(
         publish(r, "p.txt", b"new")
         r.store.delete_many([old.key])
         report = verify_store(r.session)
-        assert keys(report.expired.missing) == [old.key] and report.published.ok == 1
+        assert keys(report.expired.missing) == [old.key]
+        assert report.published.ok == 1
         # Claimed for purging: its object is going anyway, so it is not checked.
         now = datetime.now(UTC)
         r.catalog.claim_for_purge(
@@ -165,7 +167,8 @@ def test_a_deleted_expired_version_is_missing_until_gc_claims_it(
         )
         r.commit()
         report = verify_store(r.session)
-        assert report.ok and report.expired.checked == 0
+        assert report.ok
+        assert report.expired.checked == 0
 
 
 def test_a_replaced_object_is_corrupt_by_its_etag_and_by_its_content(
@@ -175,7 +178,8 @@ def test_a_replaced_object_is_corrupt_by_its_etag_and_by_its_content(
         f = publish(r, "data.bin", os.urandom(5000))
         replace_object(r, f, tmp_path)
         shallow = verify_store(r.session)
-        assert keys(shallow.published.corrupt) == [f.key] and shallow.missing == []
+        assert keys(shallow.published.corrupt) == [f.key]
+        assert shallow.missing == []
         assert shallow.published.corrupt[0].reason.startswith("ETag ")
         assert f"is not the catalog's md5 {f.md5}" in shallow.published.corrupt[0].reason
         deep = verify_store(r.session, deep=True)
@@ -219,12 +223,14 @@ def test_a_multipart_object_is_checked_by_size_unless_its_etag_is_the_md5(
         # moto answers md5(part md5s)-N; rclone's HEAD gives the md5 of the whole body.
         multipart_etag = etag != f.md5
         report = verify_store(r.session)
-        assert report.ok and report.published.ok == 1
+        assert report.ok
+        assert report.published.ok == 1
         assert keys(report.size_only) == ([f.key] if multipart_etag else [])
         if multipart_etag:
             assert report.size_only[0].reason == "multipart ETag; size checked only"
         deep = verify_store(r.session, deep=True)
-        assert deep.ok and deep.size_only == []
+        assert deep.ok
+        assert deep.size_only == []
 
         replace_object(r, f, tmp_path)  # uploaded multipart again, same size
         report = verify_store(r.session)
@@ -252,13 +258,16 @@ def test_recover_repairs_a_deleted_and_a_corrupt_object_from_another_hosts_cache
         assert keys(report.verify.missing) == [lost.key]
         assert keys(report.verify.corrupt) == [bad.key]
         assert sorted(keys(report.recovered)) == sorted([lost.key, bad.key])
-        assert report.ok and not report.still_lost and not report.skipped_bad_cache
+        assert report.ok
+        assert not report.still_lost
+        assert not report.skipped_bad_cache
         assert not report.dry_run
         assert verify_store(b.session, deep=True).ok
         assert object_bytes(b, lost) == b"the deleted one\n"
         assert object_bytes(b, bad) == good
         meta = b.store.head(lost.key).metadata
-        assert meta["repo-path"] == "lost.txt" and meta["repo-origin"] == WRITER
+        assert meta["repo-path"] == "lost.txt"
+        assert meta["repo-origin"] == WRITER
     # A host with nothing cached downloads the repaired objects, verified.
     with Repo(host_config(repo_config, tmp_path, "host-c")) as c:
         assert c.current("lost.txt").read_bytes() == b"the deleted one\n"
@@ -274,7 +283,8 @@ def test_recover_repairs_bit_rot_found_by_a_deep_check(
         flip_on_disk(Path(writer.store.bucket) / f.key)
         assert recover_from_cache(writer.session).verify.ok  # shallow sees nothing to do
         report = recover_from_cache(writer.session, deep=True)
-        assert keys(report.recovered) == [f.key] and report.ok
+        assert keys(report.recovered) == [f.key]
+        assert report.ok
         assert object_bytes(writer, f) == good
 
 
@@ -288,7 +298,8 @@ def test_recover_without_a_cached_copy_names_the_hosts_that_hold_one(
     with Repo(host_config(repo_config, tmp_path, "host-c")) as c:
         c.store.delete_many([f.key])
         report = recover_from_cache(c.session)
-        assert not report.ok and report.recovered == []
+        assert not report.ok
+        assert report.recovered == []
         assert [(x.key, x.path, x.hosts) for x in report.still_lost] == [
             (f.key, "only.txt", ("host-b", WRITER))
         ]
@@ -315,7 +326,8 @@ def test_a_damaged_cached_copy_is_never_uploaded_and_is_evicted(
         assert [(x.key, x.reason, x.hosts) for x in report.still_lost] == [
             (f.key, "this host's cached copy is damaged too", ())
         ]
-        assert report.recovered == [] and not report.ok
+        assert report.recovered == []
+        assert not report.ok
         with pytest.raises(NotFoundError):
             b.store.head(f.key)
         assert not cached.exists()
@@ -335,7 +347,9 @@ def test_recover_never_deletes_an_object_whose_content_is_right(
         before = os.stat(Path(r.store.bucket) / f.key).st_ino
         report = recover_from_cache(r.session)
         assert keys(report.verify.corrupt) == [f.key]
-        assert keys(report.intact) == [f.key] and report.recovered == [] and report.ok
+        assert keys(report.intact) == [f.key]
+        assert report.recovered == []
+        assert report.ok
         assert os.stat(Path(r.store.bucket) / f.key).st_ino == before  # untouched
 
 
@@ -346,18 +360,23 @@ def test_recover_dry_run_changes_nothing(repo_config: dict[str, str], tmp_path: 
         r.store.delete_many([lost.key])
         replace_object(r, bad, tmp_path)
         report = recover_from_cache(r.session, dry_run=True)
-        assert report.dry_run and report.ok
+        assert report.dry_run
+        assert report.ok
         assert sorted(keys(report.recovered)) == sorted([lost.key, bad.key])
         after = verify_store(r.session)
-        assert keys(after.missing) == [lost.key] and keys(after.corrupt) == [bad.key]
+        assert keys(after.missing) == [lost.key]
+        assert keys(after.corrupt) == [bad.key]
 
 
 def test_recover_with_nothing_damaged_does_nothing(local_config: dict[str, str]) -> None:
     with Repo(local_config) as r:
         publish(r, "fine.txt", b"fine")
         report = recover_from_cache(r.session)
-        assert report.ok and report.verify.ok
-        assert not (report.recovered or report.still_lost or report.intact)
+        assert report.ok
+        assert report.verify.ok
+        assert not (report.recovered)
+        assert not (report.still_lost)
+        assert not (report.intact)
 
 
 # --------------------------------------------------------------------- CLI
@@ -464,11 +483,13 @@ def test_cli_recover_repairs_and_exits_0(config_file: Path, local_config: dict[s
     assert list(doc) == [
         "dry_run", "ok", "verify", "recovered", "still_lost", "skipped_bad_cache", "intact",
     ]  # fmt: skip
-    assert doc["dry_run"] is False and doc["ok"] is True
+    assert doc["dry_run"] is False
+    assert doc["ok"] is True
     assert doc["recovered"] == [
         {"id": f.file_id, "path": "f.txt", "key": f.key, "reason": "not in the store"}
     ]
-    assert doc["verify"]["ok"] is False and len(doc["verify"]["published"]["missing"]) == 1
+    assert doc["verify"]["ok"] is False
+    assert len(doc["verify"]["published"]["missing"]) == 1
     assert doc["still_lost"] == doc["skipped_bad_cache"] == doc["intact"] == []
     assert run(verify, config_file).exit_code == 0
     assert run(recover, config_file).stdout.endswith("nothing to recover\n")

@@ -36,7 +36,8 @@ def test_catalog_newer_than_the_code_is_refused(catalog_url: str) -> None:
     cat.close()
     with pytest.raises(repo.CatalogError) as err:
         Catalog(catalog_url).ensure_schema()
-    assert "999" in str(err.value) and err.value.hint
+    assert "999" in str(err.value)
+    assert err.value.hint
 
 
 def test_a_version_1_catalog_is_upgraded_in_place_keeping_its_data(
@@ -98,7 +99,8 @@ def test_concurrent_first_use_creates_the_schema_once(catalog_url: str) -> None:
     ids = [out.get(timeout=120) for _ in procs]
     for p in procs:
         p.join(timeout=30)
-    assert len(set(ids)) == 1 and len(ids[0]) == 36, ids
+    assert len(set(ids)) == 1, ids
+    assert len(ids[0]) == 36, ids
 
 
 def test_cache_hit_touches_no_database(local_config: dict[str, str]) -> None:
@@ -148,7 +150,8 @@ def test_downloads_are_recorded_per_host_and_hits_are_batched(
             select(file_hosts.c.file_id).where(file_hosts.c.file_id == rf.file_id)
         ).all()
     engine.dispose()
-    assert names == {"test-host", "reader-1"} and len(n) == 2
+    assert names == {"test-host", "reader-1"}
+    assert len(n) == 2
 
 
 def test_host_records_its_cache_limit_and_copy_times_only_move_forward(

@@ -80,8 +80,9 @@ class Cluster:
     def backends(self, condition: str) -> list[int]:
         """Pids of this database's `repo` sessions matching an SQL condition."""
         with self.admin() as admin:
+            # `condition` is SQL the tests write, not data.
             rows = admin.execute(
-                "SELECT pid FROM pg_stat_activity WHERE datname = %s AND application_name = "
+                "SELECT pid FROM pg_stat_activity WHERE datname = %s AND application_name = "  # noqa: S608
                 f"'repo' AND pid <> pg_backend_pid() AND ({condition})",
                 (self.name,),
             ).fetchall()
@@ -139,8 +140,10 @@ def config(cluster: Cluster, tmp_path: Path) -> dict[str, Any]:
 
 def one_line(err: repo.RepoError) -> str:
     text_ = str(err)
-    assert "\n" not in text_ and len(text_) < 500, text_
-    assert err.hint and "\n" not in err.hint
+    assert "\n" not in text_, text_
+    assert len(text_) < 500, text_
+    assert err.hint
+    assert "\n" not in err.hint
     assert SECRET not in text_ + err.hint
     return text_
 
@@ -162,11 +165,9 @@ def test_connection_killed_mid_transaction_fails_cleanly_and_writes_nothing(
         assert r.get_file("doc.txt") == v2
         cluster.terminate(cluster.wait_for_backend("state = 'idle in transaction'"))
 
+        call = r.commit if next_call == "commit" else lambda: v2.tag("more")
         with pytest.raises(repo.CatalogError) as err:
-            if next_call == "commit":
-                r.commit()
-            else:
-                v2.tag("more")
+            call()
         message = one_line(err.value)
         assert "connection to the catalog was lost" in message
         if next_call == "commit":
@@ -186,14 +187,16 @@ def test_connection_killed_mid_transaction_fails_cleanly_and_writes_nothing(
                 (v1.file_id, "published")
             ]
             current = seen.get_file("doc.txt")
-            assert current is not None and current.tags == ["kept"]
+            assert current is not None
+            assert current.tags == ["kept"]
             assert seen.history("other.txt") == []
             assert seen.find(any=["new", "team=ops", "more"], published=False) == []
 
         # The same Repo goes on working, on a new connection.
         v3 = r.add_file("doc.txt").touch("v3").publish().tag("after")
         r.commit()
-        assert r.get_file("doc.txt") == v3 and v1.refresh().state == "expired"
+        assert r.get_file("doc.txt") == v3
+        assert v1.refresh().state == "expired"
 
         # What the lost transaction uploaded is left for gc, as orphans, and only that.
         later = datetime.now(UTC) + timedelta(seconds=5)
@@ -201,8 +204,10 @@ def test_connection_killed_mid_transaction_fails_cleanly_and_writes_nothing(
         assert sorted(dry.orphans.keys) == sorted([v2.key, other.key])
         assert r.gc(orphans=True, now=later).orphans.count == 2
         report = r.verify(deep=True)
-        assert report.ok and (report.published.checked, report.expired.checked) == (1, 1)
-        assert r.get_file("doc.txt") == v3 and v3.read_text() == "v3"
+        assert report.ok
+        assert (report.published.checked, report.expired.checked) == (1, 1)
+        assert r.get_file("doc.txt") == v3
+        assert v3.read_text() == "v3"
 
 
 # -------------------------------------------------- (b) restarts and lost statements
@@ -222,7 +227,8 @@ def test_a_long_lived_repo_carries_on_after_a_server_restart(
 
         # The dead connection is noticed before the statement is sent: no error at all.
         found = r.get_file("a.txt")
-        assert found == v1 and found.read_text() == "a1"
+        assert found == v1
+        assert found.read_text() == "a1"
         r.commit()
 
         cluster.server.restart(mode)
@@ -325,7 +331,8 @@ def test_deadlocked_publishers_get_a_retryable_conflict_and_commit_refuses(
             states = [f.state for f in a.history(path)]
             assert sorted(states) == ["expired"] * (len(states) - 1) + ["published"]
             current = a.get_file(path)
-            assert current is not None and current.read_text().startswith("retry-")
+            assert current is not None
+            assert current.read_text().startswith("retry-")
         a.rollback()
     finally:
         a.close()

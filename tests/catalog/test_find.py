@@ -59,7 +59,7 @@ queries = st.tuples(
 )
 
 
-@pytest.fixture(scope="function")
+@pytest.fixture
 def find_repo(local_config: dict[str, str]):  # type: ignore[no-untyped-def]
     r = repo.Repo(config=local_config)
     yield r
@@ -141,7 +141,8 @@ def test_path_tags_apply_to_every_version(local_config: dict[str, str]) -> None:
         v1 = r.add_file("team/report").touch("1").publish()
         v1.tag_path("team=ops")
         v2 = r.add_file("team/report").touch("2").publish()
-        assert v2.path_tags == ["team=ops"] and v2.file_tags == []
+        assert v2.path_tags == ["team=ops"]
+        assert v2.file_tags == []
         assert [f.file_id for f in r.find(all=["team=ops"])] == [v2.file_id]
         assert {f.file_id for f in r.find(all=["team=ops"], published=False)} == {
             v1.file_id,
@@ -168,7 +169,8 @@ def test_tag_query_strings_are_data_never_sql(local_config: dict[str, str]) -> N
         assert [f.file_id for f in r.find(all=[evil])] == [rf.file_id]
         assert r.find(all=["x"]) == []
         assert sorted(rf.tags) == sorted([evil, "a;DROP TABLE files;--"])
-        assert r.list("%") == [] and r.list("_") == []
+        assert r.list("%") == []
+        assert r.list("_") == []
 
 
 def test_path_tags_and_file_tags_mix_in_all_any_and_exclude(local_config: dict[str, str]) -> None:

@@ -29,7 +29,8 @@ NewUser = Callable[[str, str], str]
 
 
 def _one_line(err: repo.RepoError) -> None:
-    assert "\n" not in err.message and len(err.message) < 400
+    assert "\n" not in err.message
+    assert len(err.message) < 400
     assert err.hint is None or "\n" not in err.hint
 
 
@@ -152,7 +153,8 @@ def test_read_only_user_reads_and_every_write_is_refused(
         assert [f.file_id for f in r.list("*", state="all")] == [ids["draft"], *_ids(r)]
         assert len(r.history("reports/a.csv")) == 2
         got = r.get_file("reports/a.csv")
-        assert got is not None and got.read_bytes() == b"a2"  # downloaded
+        assert got is not None
+        assert got.read_bytes() == b"a2"  # downloaded
         assert got.read_bytes() == b"a2"  # a cache hit
         assert r.status()["published"] == (1, 2)
 
@@ -170,7 +172,8 @@ def test_read_only_user_reads_and_every_write_is_refused(
                 attempt()
             _one_line(err.value)
             assert "permission denied" in err.value.message, what
-            assert err.value.hint and "docs/security.md" in err.value.hint, what
+            assert err.value.hint, what
+            assert "docs/security.md" in err.value.hint, what
             assert isinstance(err.value, repo.CatalogError)
             r.rollback()
     # The context manager's commit and close went through; nothing changed anywhere.
@@ -225,7 +228,8 @@ def test_roles_are_idempotent_and_any_name_is_quoted_not_interpreted(
     db_roles += [hostile + "_rw", hostile + "_ro"]
     first = repo.create_roles(owner_config, name=hostile)
     again = repo.create_roles(owner_config, name=hostile)
-    assert first.created == (hostile + "_ro", hostile + "_rw") and again.created == ()
+    assert first.created == (hostile + "_ro", hostile + "_rw")
+    assert again.created == ()
     assert first.tables == tuple(sorted(metadata.tables))
     assert "files_file_id_seq" in " ".join(first.sequences)
     query = "SELECT rolname, rolcanlogin FROM pg_roles WHERE rolname LIKE {} ORDER BY 1"
@@ -241,7 +245,8 @@ def test_roles_on_sqlite_are_a_clear_error_before_anything_is_made(
     embedded_cli: CliRun, tmp_path: Path
 ) -> None:
     result = embedded_cli("create", "--roles")
-    assert result.exit_code == 1 and result.stdout == ""
+    assert result.exit_code == 1
+    assert result.stdout == ""
     assert result.stderr == (
         "Error: database roles need a PostgreSQL catalog; SQLite has none\n"
         "Try: on SQLite, file permissions on the catalog file decide who may write\n"
@@ -281,7 +286,8 @@ def test_cli_create_roles_output_and_a_read_only_user_on_the_cli(
     got = reader("cat", "f.txt")
     assert (got.exit_code, got.stdout, got.stderr) == (0, "hello", "")
     refused = reader("tag", "f.txt", "x")
-    assert refused.exit_code == 1 and refused.stdout == ""
+    assert refused.exit_code == 1
+    assert refused.stdout == ""
     assert refused.stderr == (
         "Error: recording names: permission denied (permission denied for table tags)\n"
         "Try: this database user may not do that: use one in the read-write role, or the "

@@ -186,13 +186,16 @@ def test_add_tree_publishing_over_current_versions_moves_their_tags(
         r.add_tree(tree, prefix="t", tags=["second", "both"], publish=True)
         r.commit()
         assert_in_step(r, db_url)
-        assert len(r.find(all=["second"])) == 30 and r.find(any=["old", "first"]) == []
+        assert len(r.find(all=["second"])) == 30
+        assert r.find(any=["old", "first"]) == []
         [new] = r.find(all=["kept-on-path"])
-        assert new.path == "t/d0/f0" and new.file_id != old.file_id
+        assert new.path == "t/d0/f0"
+        assert new.file_id != old.file_id
         r.add_tree(tree, prefix="t", tags=["third", "both"], publish=True)
         r.commit()
         assert_in_step(r, db_url)
-        assert len(r.find(all=["both"])) == 30 and r.find(all=["second"]) == []
+        assert len(r.find(all=["both"])) == 30
+        assert r.find(all=["second"]) == []
 
 
 def test_garbage_collection_of_expired_versions_leaves_current_tags_in_step(
@@ -322,7 +325,8 @@ def test_upgrade_grants_the_catalog_roles_their_rights_on_current_tags(pg_url: s
             query = text("SELECT has_table_privilege(:role, 'current_tags', :what)")
             return bool(catalog.db.conn.execute(query, {"role": role, "what": what}).scalar())
 
-        assert may(roles.read_only, "SELECT") and not may(roles.read_only, "INSERT")
+        assert may(roles.read_only, "SELECT")
+        assert not may(roles.read_only, "INSERT")
         assert all(may(roles.read_write, w) for w in ("SELECT", "INSERT", "DELETE"))
     finally:
         catalog.close()

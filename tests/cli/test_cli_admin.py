@@ -45,7 +45,8 @@ def test_destroy_asks_first_and_never_touches_the_store(
 
     declined = cli("destroy", input="n\n")
     assert declined.exit_code == 1
-    assert "objects in " in declined.stdout and "are NOT deleted" in declined.stdout
+    assert "objects in " in declined.stdout
+    assert "are NOT deleted" in declined.stdout
     assert cli("cat", "keep/f").stdout == "keep me"  # still there
 
     done = cli("destroy", "--yes")
@@ -58,14 +59,17 @@ def test_destroy_asks_first_and_never_touches_the_store(
         assert sorted(o.key for o in r.store.list(r.store.key_prefix)) == objects_before
         assert r.list("*", state="all") == []
     again = cli("ctl", "--destroy", "--yes")
-    assert again.exit_code == 0 and again.stdout.startswith("catalog destroyed (0 file versions")
+    assert again.exit_code == 0
+    assert again.stdout.startswith("catalog destroyed (0 file versions")
 
 
 def test_ctl_is_the_seed_spelling(embedded_cli: CliRun) -> None:
     created = embedded_cli("ctl", "--create")
-    assert created.exit_code == 0 and f"created (schema version {SCHEMA_VERSION})" in created.stdout
+    assert created.exit_code == 0
+    assert f"created (schema version {SCHEMA_VERSION})" in created.stdout
     shown = embedded_cli("ctl", "--config")
-    assert shown.exit_code == 0 and shown.stdout.startswith("SETTING ")
+    assert shown.exit_code == 0
+    assert shown.stdout.startswith("SETTING ")
     restore = embedded_cli("ctl", "--restore")
     assert restore.exit_code == 1
     lines = restore.stderr.splitlines()
@@ -91,7 +95,8 @@ def test_config_show_masks_secrets_and_says_where_values_came_from(
     monkeypatch.setenv("REPO_CFG", str(cfg))
     result = CliRun(None, tmp_path)("config", "--show", "--json")
     assert result.exit_code == 0
-    assert "very-secret-value" not in result.stdout and "db-password" not in result.stdout
+    assert "very-secret-value" not in result.stdout
+    assert "db-password" not in result.stdout
     settings = {s["name"]: s for s in json.loads(result.stdout)["settings"]}
     assert settings["store_url"] == {
         "name": "store_url", "value": "s3://my-bucket",
@@ -105,7 +110,8 @@ def test_config_show_masks_secrets_and_says_where_values_came_from(
         "name": "s3_endpoint_url", "value": None, "origin": "not set"
     }  # fmt: skip
     table = CliRun(None, tmp_path)("config")
-    assert table.exit_code == 0 and "very-secret-value" not in table.stdout
+    assert table.exit_code == 0
+    assert "very-secret-value" not in table.stdout
     assert table.stdout.splitlines()[0].split() == ["SETTING", "VALUE", "FROM"]
 
 

@@ -84,8 +84,10 @@ def test_bad_tag_bad_date_bad_path_write_nothing(cli: CliRun, source: Path) -> N
         "Try: use ISO 8601, e.g. 2026-11-25 or 2026-11-25T18:30Z",
     )
     bad_path = cli("add", "../escape.csv", str(source))
-    assert bad_path.exit_code == 1 and bad_path.stderr.startswith("Error: ")
-    assert "'..'" in bad_path.stderr and "Traceback" not in bad_path.stderr
+    assert bad_path.exit_code == 1
+    assert bad_path.stderr.startswith("Error: ")
+    assert "'..'" in bad_path.stderr
+    assert "Traceback" not in bad_path.stderr
     fails(
         cli("add", "x.csv", str(source.parent / "missing.csv")),
         f"Error: no such file: {source.parent / 'missing.csv'}",
@@ -195,18 +197,21 @@ def test_unreachable_store_fails_cleanly_and_records_nothing(
     result = cli("add", "a.csv", str(source), "--publish")
     assert result.exit_code == 1
     lines = result.stderr.splitlines()
-    assert len(lines) == 2 and lines[0].startswith("Error: S3 request for s3://nobucket/")
+    assert len(lines) == 2
+    assert lines[0].startswith("Error: S3 request for s3://nobucket/")
     assert (
         lines[1] == f"Try: check that the S3 server at http://127.0.0.1:{port} is running "
         "(s3_endpoint_url)"
     )
     assert "do-not-print-this-secret" not in result.stderr
     listed = cli("list", "--state", "all", "--json")
-    assert listed.exit_code == 0 and json.loads(listed.stdout) == {"files": []}
+    assert listed.exit_code == 0
+    assert json.loads(listed.stdout) == {"files": []}
     status = cli("status", "--json")
     assert status.exit_code == 1
     doc = json.loads(status.stdout)
-    assert doc["ok"] is False and doc["catalog"]["reachable"] is True
+    assert doc["ok"] is False
+    assert doc["catalog"]["reachable"] is True
     assert doc["store"]["reachable"] is False
     assert "do-not-print-this-secret" not in status.stdout
 

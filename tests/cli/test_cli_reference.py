@@ -46,7 +46,9 @@ def test_every_command_has_help_with_an_example(embedded_cli: CliRun) -> None:
         assert "Example" in result.stdout, f"`repo {' '.join(argv)} --help` has no example"
         assert f"repo {' '.join(argv)}" in result.stdout.split("Example", 1)[1], argv
     top = embedded_cli("--help")
-    assert top.exit_code == 0 and "Example" in top.stdout and "_REPO_COMPLETE" in top.stdout
+    assert top.exit_code == 0
+    assert "Example" in top.stdout
+    assert "_REPO_COMPLETE" in top.stdout
 
 
 def test_json_shapes_are_stable(cli: CliRun, tmp_path: Path) -> None:
@@ -57,7 +59,8 @@ def test_json_shapes_are_stable(cli: CliRun, tmp_path: Path) -> None:
     )
     assert list(added) == ["files"]
     assert list(added["files"][0]) == FILE_FIELDS[:-1]  # add does not re-read tags
-    assert added["files"][0]["size"] == 10 and added["files"][0]["state"] == "published"
+    assert added["files"][0]["size"] == 10
+    assert added["files"][0]["state"] == "published"
 
     for argv in (["list"], ["list", "--state", "all"], ["find", "--all", "t1"]):
         doc = json.loads(cli(*argv, "--json").stdout)
@@ -80,7 +83,8 @@ def test_json_shapes_are_stable(cli: CliRun, tmp_path: Path) -> None:
         "expired": {"count": 0, "bytes": 0},
     }
     assert list(status["cache"]) == ["host", "files", "bytes", "limit"]
-    assert status["cache"]["files"] == 1 and status["cache"]["bytes"] == 10
+    assert status["cache"]["files"] == 1
+    assert status["cache"]["bytes"] == 10
 
     settings = json.loads(cli("config", "--show", "--json").stdout)
     assert list(settings) == ["settings"]
@@ -97,7 +101,9 @@ def test_json_shapes_are_stable(cli: CliRun, tmp_path: Path) -> None:
 def test_empty_results_are_an_empty_document_or_a_note_on_stderr(embedded_cli: CliRun) -> None:
     assert json.loads(embedded_cli("find", "--all", "nothing", "--json").stdout) == {"files": []}
     plain = embedded_cli("list")
-    assert plain.exit_code == 0 and plain.stdout == "" and plain.stderr == "no files\n"
+    assert plain.exit_code == 0
+    assert plain.stdout == ""
+    assert plain.stderr == "no files\n"
 
 
 def test_bash_completion_through_clicks_documented_variable(tmp_path: Path) -> None:
@@ -107,7 +113,8 @@ def test_bash_completion_through_clicks_documented_variable(tmp_path: Path) -> N
         [str(repo_exe)], env={**env, "_REPO_COMPLETE": "bash_source"},
         capture_output=True, text=True, timeout=60, check=True,
     )  # fmt: skip
-    assert "_repo_completion" in script.stdout and "complete " in script.stdout
+    assert "_repo_completion" in script.stdout
+    assert "complete " in script.stdout
     words = subprocess.run(
         [str(repo_exe)],
         env={**env, "_REPO_COMPLETE": "bash_complete", "COMP_WORDS": "repo li", "COMP_CWORD": "1"},

@@ -119,7 +119,8 @@ class RepoCommand:
             stderr=subprocess.PIPE,
             start_new_session=True,  # the watchdog kills the launcher and the command
         )
-        assert proc.stdout is not None and proc.stderr is not None
+        assert proc.stdout is not None
+        assert proc.stderr is not None
         timed_out = threading.Event()
 
         def kill() -> None:

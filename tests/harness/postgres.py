@@ -128,7 +128,8 @@ class PostgresServer:
         return env
 
     def _run(self, *args: str | os.PathLike[str], timeout: float = 60) -> str:
-        assert self.bindir is not None and self.tmpdir is not None
+        assert self.bindir is not None
+        assert self.tmpdir is not None
         cmd = [str(self.bindir / str(args[0])), *map(str, args[1:])]
         try:
             proc = subprocess.run(
@@ -221,7 +222,8 @@ class PostgresServer:
 
     def _start_server(self, *, port: int | None = None) -> None:
         """Start ``postgres``: on `port` if given (a restart), else on a free port."""
-        assert self.bindir is not None and self.datadir is not None
+        assert self.bindir is not None
+        assert self.datadir is not None
         assert self.log_path is not None
         last_error = ""
         for _attempt in range(1 if port is not None else 3):

@@ -134,7 +134,8 @@ class S3Server:
         if not port_open(self.port):
             return False
         try:
-            with urllib.request.urlopen(self.endpoint_url + "/", timeout=2):
+            # Our own server's http:// endpoint on 127.0.0.1, never a file: or other scheme.
+            with urllib.request.urlopen(self.endpoint_url + "/", timeout=2):  # noqa: S310
                 return True
         except urllib.error.HTTPError as exc:  # 403 etc.: the server is up
             exc.close()
@@ -239,7 +240,8 @@ class RcloneS3Server(S3Server):
 
     def command(self) -> list[str]:
         rclone = _sibling_or_path("rclone")
-        assert rclone is not None and self.root is not None
+        assert rclone is not None
+        assert self.root is not None
         return [
             rclone,
             "serve",

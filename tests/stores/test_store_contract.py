@@ -100,7 +100,8 @@ def test_put_bytes_round_trips_with_metadata_and_progress(store: Store) -> None:
     assert sum(seen) == len(data)
     assert b"".join(store.iter_bytes(key)) == data
     info = store.head(key)
-    assert info.size == len(data) and info.metadata.get("repo-path") == "small/bytes.bin"
+    assert info.size == len(data)
+    assert info.metadata.get("repo-path") == "small/bytes.bin"
     empty = store.put_bytes(store.key_prefix + "data/small/empty~t2", b"")
     assert (empty.md5, empty.size) == (hashlib.md5(b"").hexdigest(), 0)
 
@@ -122,7 +123,8 @@ def test_put_bytes_never_overwrites_and_refuses_large_objects(
 def test_empty_object_round_trips(store: Store, tmp_path: Path) -> None:
     key = store.key_prefix + "data/empty~t1"
     result = store.put_file(key, _file(tmp_path, b""))
-    assert result.size == 0 and result.md5 == hashlib.md5(b"").hexdigest()
+    assert result.size == 0
+    assert result.md5 == hashlib.md5(b"").hexdigest()
     assert store.head(key).size == 0
 
 
@@ -149,7 +151,8 @@ def test_head_reports_size_etag_and_metadata(
     meta = {"repo-path": "réports/ä b.txt", "repo-origin": "host-1"}
     store.put_file(key, _file(tmp_path, data), metadata=meta)
     info = store.head(key)
-    assert info.key == key and info.size == 5
+    assert info.key == key
+    assert info.size == 5
     assert info.etag == hashlib.md5(data).hexdigest()
     assert info.last_modified is not None
     assert dict(info.metadata) == meta
@@ -239,7 +242,8 @@ def test_put_reports_progress_increments_that_add_up_to_the_size(
     data = os.urandom(100_000)
     progress = _ProgressRecorder()
     store.put_file(store.key_prefix + "data/progress~t1", _file(tmp_path, data), progress=progress)
-    assert progress.increments and all(n > 0 for n in progress.increments)
+    assert progress.increments
+    assert all(n > 0 for n in progress.increments)
     assert sum(progress.increments) == len(data)
 
 
@@ -267,7 +271,8 @@ def test_get_into_reports_progress_increments_that_add_up_to_the_size(
     progress = _ProgressRecorder()
     out = io.BytesIO()
     got = store.get_into(key, out, progress=progress)
-    assert out.getvalue() == data and got.size == len(data)
+    assert out.getvalue() == data
+    assert got.size == len(data)
     assert len(progress.increments) > 1
     assert all(n > 0 for n in progress.increments)
     assert sum(progress.increments) == len(data)
@@ -316,7 +321,8 @@ def test_multipart_put_kept_despite_a_failed_part_still_reports_the_whole_size(
     monkeypatch.setattr(client, "upload_part", last_part_fails)
     progress = _ProgressRecorder()
     result = store.put_file(key, src, progress=progress)
-    assert result.multipart and result.size == size
+    assert result.multipart
+    assert result.size == size
     assert len(progress.increments) == 3
     assert sum(progress.increments) == size
 
@@ -349,7 +355,8 @@ def test_a_large_object_downloads_in_parallel_ranges_in_order(
             fp.write(b"TAIL")
         assert target.read_bytes() == b"HEAD" + data + b"TAIL"
     assert (got.md5, got.size) == (hashlib.md5(data).hexdigest(), len(data))
-    assert sum(seen.increments) == len(data) and not seen.overlapped
+    assert sum(seen.increments) == len(data)
+    assert not seen.overlapped
     if getattr(store_url, "server_name", "") in ("moto", "rclone"):
         # rclone answers ranges with status 200, which obstore refuses: boto3 takes them.
         assert isinstance(store, S3Store)

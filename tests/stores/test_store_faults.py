@@ -194,7 +194,8 @@ def _assert_nothing_cached(r: repo.Repo, key: str) -> None:
 
 def _one_line(err: pytest.ExceptionInfo[repo.RepoError]) -> str:
     text = str(err.value)
-    assert "\n" not in text and text
+    assert "\n" not in text
+    assert text
     return text
 
 
@@ -271,7 +272,8 @@ def test_transient_fault_on_multipart_upload_is_retried(
         TRANSIENT[fault](proxy, method=method, query=query)
         result = store.put_file(key, source)
         assert proxy.fired() == 1
-        assert result.multipart and result.size == len(data)
+        assert result.multipart
+        assert result.size == len(data)
         assert result.md5 == hashlib.md5(data).hexdigest()
         assert _object_bytes(direct, bucket, key) == data
         assert key not in _open_uploads(direct, bucket)
@@ -656,7 +658,8 @@ def test_sse_kms_put_whose_answer_was_lost_is_adopted_after_reading_it_back(
     result = s.put_file(key, source)
     s.close()
     assert proxy.fired() == 1
-    assert result.md5 == hashlib.md5(DATA).hexdigest() and result.size == len(DATA)
+    assert result.md5 == hashlib.md5(DATA).hexdigest()
+    assert result.size == len(DATA)
     assert _object_bytes(direct, bucket, key) == DATA
     if isinstance(s3_server, MotoS3Server):
         # moto honours If-None-Match: the retry is refused and the object is read back.

@@ -198,7 +198,8 @@ def test_corrupted_multipart_part_fails_the_put_and_leaves_nothing(
 
     proxy.reset()
     result = store.put_file(key, source)
-    assert result.multipart and result.size == len(data)
+    assert result.multipart
+    assert result.size == len(data)
     assert _object_bytes(direct, bucket, key) == data
 
 
@@ -271,7 +272,8 @@ def test_multipart_upload_whose_completion_answer_was_lost_is_kept(
     proxy.drop_responses(method="POST", query="uploadId=", count=1)
     result = store.put_file(key, source)
     assert proxy.fired("drop_response") == 1
-    assert result.multipart and result.size == len(data)
+    assert result.multipart
+    assert result.size == len(data)
     assert result.md5 == hashlib.md5(data).hexdigest()
     assert _object_bytes(direct, bucket, key) == data
 
@@ -510,13 +512,15 @@ def test_proxy_faults_fire_on_matching_requests_then_disarm(echo: str) -> None:
         assert _send(proxy, "GET", "/b?list", Host="h")[0] == 200
         for _ in range(2):
             status, answer = _send(proxy, "GET", "/b?uploads", Host="h")
-            assert status == 503 and b"<Code>SlowDown</Code>" in answer
+            assert status == 503
+            assert b"<Code>SlowDown</Code>" in answer
         assert _send(proxy, "GET", "/b?uploads", Host="h")[0] == 200
         assert _echoed_body(proxy, b"abcde") == "ab\x9cde"
         assert _echoed_body(proxy, b"abcde") == "abcde"
         corrupted = _send(proxy, "POST", "/k", b"x", Host="h", Content_Length="1")[1]
         clean = _send(proxy, "POST", "/k", b"x", Host="h", Content_Length="1")[1]
-        assert len(corrupted) == len(clean) and corrupted == flip_middle_byte(clean) != clean
+        assert len(corrupted) == len(clean)
+        assert corrupted == flip_middle_byte(clean) != clean
         assert proxy.fired("status") == 2
         assert proxy.fired("corrupt_request") == proxy.fired("corrupt_response") == 1
 
@@ -533,4 +537,5 @@ def test_proxy_faults_fire_on_matching_requests_then_disarm(echo: str) -> None:
         assert _send(proxy, "HEAD", "/k", Host="h")[0] == 200
         assert time.monotonic() - started >= 0.3
         proxy.reset()
-        assert proxy.fired() == 0 and proxy.requests == []
+        assert proxy.fired() == 0
+        assert proxy.requests == []

@@ -557,13 +557,15 @@ class Add(Kind):
     def after_kill(self, r: repo.Repo, trial: Trial, prefix: str, events: list[Event]) -> None:
         for v in r.list(f"{prefix}/add/*", state=ALL):
             # One transaction: a version is there published and tagged, or not at all.
-            assert v.state in ("published", "expired") and "crash" in v.tags, v
+            assert v.state in ("published", "expired"), v
+            assert "crash" in v.tags, v
         r.rollback()
 
     def rerun(self, r: repo.Repo, prefix: str, seed: int, work: Path, events: list[Event]) -> None:
         super().rerun(r, prefix, seed, work, events)
         added = r.list(f"{prefix}/add/i{interrupted(events)}.*")
-        assert len(added) == 1 and added[0].read_bytes() == content(added[0].path)
+        assert len(added) == 1
+        assert added[0].read_bytes() == content(added[0].path)
 
 
 class AddTree(Kind):
@@ -618,7 +620,8 @@ class Upload(Kind):
         finish_uploads(r, prefix)
         super().rerun(r, prefix, seed, work, events)
         path = r.list(f"{prefix}/big/i{interrupted(events)}.*")
-        assert len(path) == 1 and path[0].md5 == md5(content(path[0].path))
+        assert len(path) == 1
+        assert path[0].md5 == md5(content(path[0].path))
         left = [f for f in r.list(f"{prefix}/big/*", state="unpublished") if not f.uploaded]
         assert left == []
 
@@ -705,10 +708,12 @@ class Commit(Kind):
             n += 1
         for i in range(n):
             pub = r.history(commit_paths(prefix, i)["pub"])
-            assert len(pub) == 1 and f"{commit_tag(prefix, i)}-path" in pub[0].path_tags
+            assert len(pub) == 1
+            assert f"{commit_tag(prefix, i)}-path" in pub[0].path_tags
             assert pub[0].state == ("published" if i == n - 1 else "expired"), (i, pub[0])
         later = commit_paths(prefix, n)
-        assert r.history(later["pub"]) == [] and r.history(later["kept"]) == []
+        assert r.history(later["pub"]) == []
+        assert r.history(later["kept"]) == []
         assert r.find(all=[commit_tag(prefix, n + 1)], published=False) == []
         if n:
             shared = r.current(later["shared"])
@@ -898,7 +903,8 @@ class Download(Kind):
 
     def rerun(self, r: repo.Repo, prefix: str, seed: int, work: Path, events: list[Event]) -> None:
         found = r.get_file(self.path)
-        assert found is not None and found.read_bytes() == content(self.path)
+        assert found is not None
+        assert found.read_bytes() == content(self.path)
 
 
 KINDS: dict[str, type[Kind]] = {

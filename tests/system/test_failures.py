@@ -23,7 +23,8 @@ def _free_port() -> int:
 
 
 def _one_line(err: repo.RepoError) -> None:
-    assert "\n" not in str(err) and len(str(err)) < 400
+    assert "\n" not in str(err)
+    assert len(str(err)) < 400
     assert err.hint is None or "\n" not in err.hint
 
 
@@ -95,7 +96,8 @@ def test_unreachable_postgres_is_a_catalog_error_without_the_password(tmp_path: 
     with pytest.raises(repo.CatalogError) as err:
         repo.Repo(config=cfg)
     _one_line(err.value)
-    assert SECRET not in str(err.value) and SECRET not in (err.value.hint or "")
+    assert SECRET not in str(err.value)
+    assert SECRET not in (err.value.hint or "")
     assert "database" in (err.value.hint or "")
 
 
@@ -114,7 +116,8 @@ def test_unreachable_s3_endpoint_is_a_store_error(tmp_path: Path, sqlite_url: st
             rf.upload()
         _one_line(err.value)
         assert SECRET not in str(err.value)
-        assert err.value.hint and "s3_endpoint_url" in err.value.hint
+        assert err.value.hint
+        assert "s3_endpoint_url" in err.value.hint
         assert r.file(rf.file_id).md5 is None
 
 

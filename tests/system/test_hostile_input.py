@@ -139,7 +139,9 @@ def pg_target(tmp_path: Path, pg_url: str, rclone_server: RcloneS3Server) -> Ite
 
 
 def _one_line(err: repo.RepoError) -> None:
-    assert err.message and "\n" not in err.message and "\r" not in err.message
+    assert err.message
+    assert "\n" not in err.message
+    assert "\r" not in err.message
     assert len(err.message) < 500
     assert err.hint is None or "\n" not in err.hint
 
@@ -182,7 +184,8 @@ def _path_round_trips(t: Target, path: str) -> None:
     rf.touch(content).publish()
     t.r.commit()
     current = t.r.get_file(path)  # the un-normalised spelling finds it too
-    assert current is not None and (current.file_id, current.path) == (rf.file_id, norm)
+    assert current is not None
+    assert (current.file_id, current.path) == (rf.file_id, norm)
     assert [f.path for f in t.r.list(_glob_escape(norm))] == [norm]
     assert t.r.history(norm)[0].file_id == rf.file_id
     t.r.cache.evict(rf.key)  # read back through a download, not the uploaded copy
@@ -257,7 +260,8 @@ def test_a_directory_named_like_a_version_token_is_refused(sqlite_target: Target
     token = first.key.rsplit("~", 1)[1]
     with pytest.raises(repo.InvalidPathError) as err:
         r.add_file(f"x~{token}/y")
-    assert "version token" in str(err.value) and "\n" not in str(err.value)
+    assert "version token" in str(err.value)
+    assert "\n" not in str(err.value)
     assert r.add_file(f"y~{token}").path == f"y~{token}"  # as the last segment: harmless
     assert r.current("x").read_bytes() == b"first"
 
@@ -311,7 +315,8 @@ def _tag_round_trips(t: Target, target_id: int, other_id: int, tag: str) -> None
     assert r.file(target_id).tags == []
     assert set(r.file(other_id).tags) == set(OTHER_TAGS)
     after = t.counts()
-    assert after["files"] == before["files"] and after["file_tags"] == before["file_tags"]
+    assert after["files"] == before["files"]
+    assert after["file_tags"] == before["file_tags"]
 
 
 def _tag_examples(test: Callable[..., None]) -> Callable[..., None]:
@@ -432,7 +437,8 @@ def test_cli_round_trips_injection_strings(sqlite_cli: tuple[CliRun, Target]) ->
     assert paths("find", "--all", evil) == paths("find", "--any", "_", "--any", "x") == [evil]
     got = run("cat", "--path", evil)
     assert (got.exit_code, got.stdout) == (0, "payload")
-    assert t.counts()["files"] == 1 and t.counts()["tags"] == 3
+    assert t.counts()["files"] == 1
+    assert t.counts()["tags"] == 3
 
 
 @pytest.mark.parametrize(
@@ -463,7 +469,8 @@ def test_cli_rejects_bad_names_in_one_line(
     result = run(*[str(src) if a == "SRC" else a for a in argv])
     assert result.stdout == ""
     if stderr is None:
-        assert result.exit_code == 2 and "Invalid value for '--state'" in result.stderr
+        assert result.exit_code == 2
+        assert "Invalid value for '--state'" in result.stderr
     else:
         assert (result.exit_code, result.stderr) == (1, stderr)
     assert t.counts() == before
@@ -483,9 +490,11 @@ def _cli_error(tmp_path: Path, text: str, *argv: str) -> list[str]:
     cfg.write_text(text)
     cfg.chmod(0o600)
     result = CliRun(cfg, tmp_path)(*(argv or ("list",)))
-    assert result.exit_code == 1 and result.stdout == ""
+    assert result.exit_code == 1
+    assert result.stdout == ""
     lines: list[str] = str(result.stderr).splitlines()
-    assert 1 <= len(lines) <= 2 and lines[0].startswith("Error: ")
+    assert 1 <= len(lines) <= 2
+    assert lines[0].startswith("Error: ")
     assert len(lines) == 1 or lines[1].startswith("Try: ")
     return lines
 
@@ -515,7 +524,8 @@ def test_malformed_configuration_is_one_line_naming_the_key(
     tmp_path: Path, text: str, names: str
 ) -> None:
     lines = _cli_error(tmp_path, text)
-    assert names in lines[0] and str(tmp_path / "cfg.json") in lines[0]
+    assert names in lines[0]
+    assert str(tmp_path / "cfg.json") in lines[0]
 
 
 def test_unreachable_catalog_and_store_and_wrong_credentials_name_the_fix(
@@ -530,7 +540,8 @@ def test_unreachable_catalog_and_store_and_wrong_credentials_name_the_fix(
 
     nobody = f"postgresql://no_such_user@127.0.0.1:{postgres_server.port}/postgres"
     lines = _cli_error(tmp_path, json.dumps({"store": store, "database": nobody}))
-    assert 'role "no_such_user" does not exist' in lines[0] and "'database'" in lines[1]
+    assert 'role "no_such_user" does not exist' in lines[0]
+    assert "'database'" in lines[1]
 
     # (An unreachable S3 endpoint is tests/system/test_failures.py's; it takes seconds of retries.)
     bucket = rclone_server.create_bucket("creds-" + os.urandom(4).hex())
@@ -542,4 +553,5 @@ def test_unreachable_catalog_and_store_and_wrong_credentials_name_the_fix(
         "s3_secret_key": "wrong-secret-9c1e",
     }
     lines = _cli_error(tmp_path, json.dumps(s3), "create")
-    assert "s3_secret_key" in lines[1] and "wrong-secret-9c1e" not in "\n".join(lines)
+    assert "s3_secret_key" in lines[1]
+    assert "wrong-secret-9c1e" not in "\n".join(lines)

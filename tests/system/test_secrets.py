@@ -137,7 +137,8 @@ def test_library_operations_and_failures_never_show_a_secret(
     assert [type(e).__name__ for e in errors] == [
         "CatalogError", "CatalogError", "ConfigError", "ConfigError",
     ]  # fmt: skip
-    assert logging.getLogger("repo").isEnabledFor(logging.DEBUG) and debug_log.records
+    assert logging.getLogger("repo").isEnabledFor(logging.DEBUG)
+    assert debug_log.records
 
 
 def _open_and_upload(cfg: dict[str, Any], src: Path) -> None:

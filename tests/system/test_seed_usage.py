@@ -41,7 +41,9 @@ def test_seed_typical_usage_works_as_written(repo_config: dict[str, str]) -> Non
 def test_published_file_carries_its_catalog_facts(repo: repo.Repo) -> None:
     rf = repo.add_file("reports/daily.csv")
     rf.touch(b"a,b\n1,2\n")
-    assert rf.state == "unpublished" and rf.md5 is None and rf.size is None
+    assert rf.state == "unpublished"
+    assert rf.md5 is None
+    assert rf.size is None
     rf.publish()
     assert rf.state == "published"
     import hashlib
@@ -108,9 +110,14 @@ def test_context_manager_commits_on_success_and_rolls_back_on_error(
 ) -> None:
     with repo.Repo(config=repo_config) as r:
         r.add_file("kept.txt").touch("k").publish()
-    with pytest.raises(RuntimeError), repo.Repo(config=repo_config) as r:
-        r.add_file("dropped.txt").touch("d").publish()
-        raise RuntimeError("boom")
+
+    def publish_then_fail() -> None:
+        with repo.Repo(config=repo_config) as r:
+            r.add_file("dropped.txt").touch("d").publish()
+            raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError, match="boom"):
+        publish_then_fail()
     with repo.Repo(config=repo_config) as r:
         assert r.get_file("kept.txt") is not None
         assert r.get_file("dropped.txt") is None
@@ -125,10 +132,12 @@ def test_changes_are_invisible_to_others_until_commit(local_config: dict[str, st
     b = repo.Repo(config=local_config)
     try:
         current = b.get_file("pending.txt")
-        assert current is not None and current.file_id == rf.file_id
+        assert current is not None
+        assert current.file_id == rf.file_id
         a.commit()
         current = b.get_file("pending.txt")
-        assert current is not None and current.file_id == rf2.file_id
+        assert current is not None
+        assert current.file_id == rf2.file_id
     finally:
         a.close()
         b.close()
@@ -191,7 +200,8 @@ def test_repo_without_config_uses_the_embedded_default(tmp_path: Any) -> None:
     assert any((home / "store" / "data").iterdir())
     with repo.Repo() as r:
         got = r.get_file("embedded.txt")
-        assert got is not None and got.read_text() == "e"
+        assert got is not None
+        assert got.read_text() == "e"
 
 
 @pytest.fixture(params=["rclone", "moto"])
@@ -222,7 +232,8 @@ def test_large_file_goes_up_in_parallel_parts_and_comes_back_verified(
     data = os.urandom(17 * 1024 * 1024 + 3)  # over the 16 MiB multipart threshold
     rf = r.add_file("big/blob.bin").touch(data).publish()
     r.commit()
-    assert rf.md5 == hashlib.md5(data).hexdigest() and rf.size == len(data)
+    assert rf.md5 == hashlib.md5(data).hexdigest()
+    assert rf.size == len(data)
     info = r.store.head(rf.key)
     assert info.size == len(data)
     assert info.metadata.get("repo-path") in ("big/blob.bin", None)  # rclone may drop it
