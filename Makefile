@@ -29,6 +29,7 @@ lint: venv
 	$(BIN)/ruff check src tests
 	$(BIN)/ruff format --check src tests
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 constraints: venv
 	$(BIN)/pip freeze --exclude-editable | grep -v '^repo==' > constraints.txt

@@ -80,11 +80,12 @@ class Session:
 
     @cached_property
     def catalog(self) -> Catalog:
+        """The catalog, and the open transaction on it."""
         return Catalog(self.config.database_url)
 
     @cached_property
     def store(self) -> Store:
-        """The store new versions go to (``s3_bucket`` or ``local_root``'s store)."""
+        """The store new versions go to (the configured ``store``)."""
         store = open_store(self.config.store_url, self.config)
         self._stores[store.bucket] = store
         return store
