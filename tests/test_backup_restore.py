@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import io
 import json
 import os
 import random
@@ -1196,3 +1197,30 @@ def test_retention_removes_partial_backups_only_when_older_than_a_complete_one_a
     assert report.deleted_partial_backups == [old.name]
     assert not old.exists() or not any(old.iterdir())  # its objects are gone
     assert all(d.exists() for d in (young, later, unreadable, stranger))
+
+
+# ----------------------------------------------------------- locations
+
+
+def test_backup_locations_name_the_store_prefix_once(
+    store_config: dict[str, Any], tmp_path: Path
+) -> None:
+    """With a store under a prefix (``s3://bucket/repo``), the location a backup reports,
+    records and keeps after a restore is where its manifest really is."""
+    with Repo(store_config) as r:
+        r.add("a.txt", io.BytesIO(b"a"), publish=True)
+        r.commit()
+        report = r.backup()
+        store = r.backups.store
+        manifest_key = f"{r.backups.backups_prefix}{report.name}/manifest.json"
+    expected = f"{store_config['store']}/backups/{report.name}/"
+    assert report.location == expected
+    # The key under the store's URL is the manifest's real key, prefix counted once.
+    assert f"{report.location}manifest.json".removeprefix(f"{store.url}/") == (
+        manifest_key.removeprefix(store.key_prefix)
+    )
+    destroy_catalog(store_config)
+    restore_catalog(store_config)
+    with Repo(store_config) as r:
+        recorded = r.catalog.completed_backups()
+    assert [b.location for b in recorded] == [expected]

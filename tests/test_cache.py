@@ -502,6 +502,7 @@ def test_cli_cache_prune_and_clear(
         "evicted_for_space": 0,
         "bytes": 100,
         "staging_removed": 0,
+        "partial_downloads_removed": 0,
         "keys": [old.key],
     }
 
@@ -640,6 +641,34 @@ def test_abandoned_partial_downloads_go_after_the_grace_and_held_ones_never(
         assert removed == 1
         assert (abandoned.exists(), young.exists(), held.exists()) == (False, True, True)
         assert r.cache.entries() == []
+
+
+@pytest.mark.parametrize(
+    ("command", "said"),
+    [
+        (["gc", "--dry-run"], "would remove 1 partial downloads on this host"),
+        (["gc"], "removed 1 partial downloads on this host"),
+        (["cache", "prune"], "removed 1 partial downloads on this host"),
+        (["cache", "clear"], "removed 1 partial downloads on this host"),
+    ],
+)
+def test_the_commands_say_what_leftovers_they_removed(
+    local_config: dict[str, str], tmp_path: Path, command: list[str], said: str
+) -> None:
+    config = host_config(local_config, tmp_path, "reader", orphan_grace_seconds=3600)
+    with repo.Repo(config=config) as r:
+        abandoned = _part(r, "abandoned", age_seconds=7200)
+    run = CliRun(write_config(tmp_path / "reader.json", config), tmp_path)
+    result = run(*command)
+    assert (result.exit_code, result.stderr) == (0, "")
+    assert result.stdout.splitlines()[-1] == said
+    assert abandoned.exists() == ("--dry-run" in command)
+    if command != ["cache", "clear"]:  # the others also say it in JSON
+        again = run(*command, "--json")
+        assert again.exit_code == 0, again.stderr
+        # A dry run left the file, so it is counted again; otherwise it is gone.
+        expected = 1 if "--dry-run" in command else 0
+        assert json.loads(again.stdout)["partial_downloads_removed"] == expected
 
 
 def test_a_download_after_partial_cleanup_with_no_grace_still_lands(

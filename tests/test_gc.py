@@ -455,6 +455,8 @@ def test_cli_gc_dry_run_table_then_json_report_then_nothing_left(
         "orphans": None,
         "waiting_for_backups": 0,
         "staging_removed": 0,
+        "partial_downloads_removed": 0,
+        "store_temporaries_removed": 0,
     }
 
     again = cli("gc", "--orphans")

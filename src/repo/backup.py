@@ -127,8 +127,9 @@ def make_backup(session: Session) -> BackupReport:
         raise VerificationError(
             f"backup {name}: the manifest read back differs from the one written"
         )
+    location = place.location(prefix)
     session.catalog.record_backup(
-        name, taken_at=taken_at, completed_at=completed_at, location=place.store.url + "/" + prefix
+        name, taken_at=taken_at, completed_at=completed_at, location=location
     )
     session.catalog.commit()
     report = BackupReport(
@@ -137,7 +138,7 @@ def make_backup(session: Session) -> BackupReport:
         completed_at=completed_at,
         rows={t: d["rows"] for t, d in tables.items()},
         bytes=total,
-        location=f"{place.store.url}/{prefix}",
+        location=location,
     )
     _retain(session, report)
     return report

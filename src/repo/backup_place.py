@@ -28,6 +28,12 @@ class BackupPlace:
         self.journal_prefix = f"{data_prefix}journal/"
         self._owned = owned
 
+    def location(self, key: str) -> str:
+        """`key` as a URL a person can look up: the store's URL carries its own key
+        prefix already, so that prefix is not repeated."""
+        own = self.store.key_prefix
+        return f"{self.store.url}/{key[len(own) :] if own and key.startswith(own) else key}"
+
     def close(self) -> None:
         if self._owned:
             self.store.close()

@@ -132,7 +132,7 @@ def _restore(
             )
     if not manifests:
         raise NotFoundError(
-            f"no complete backup in {place.store.url}/{place.backups_prefix}",
+            f"no complete backup in {place.location(place.backups_prefix)}",
             hint="check 'backup_s3_bucket' and the store settings",
         )
     scratch = Path(tempfile.mkdtemp(prefix="repo-restore-"))
@@ -179,7 +179,7 @@ def _restore(
                 other["name"],
                 taken_at=datetime.fromisoformat(other["taken_at"]),
                 completed_at=datetime.fromisoformat(other["completed_at"]),
-                location=f"{place.store.url}/{place.backups_prefix}{other['name']}/",
+                location=place.location(f"{place.backups_prefix}{other['name']}/"),
             )
     catalog.mark_restore_finished()
     catalog.commit()

@@ -49,6 +49,8 @@ def gc(app: App, dry_run: bool, orphans: bool, as_json: bool) -> None:
                 "orphans": _category(rep.orphans) if orphans else None,
                 "waiting_for_backups": rep.waiting_for_backups,
                 "staging_removed": rep.staging_removed,
+                "partial_downloads_removed": rep.partial_downloads_removed,
+                "store_temporaries_removed": rep.store_temporaries_removed,
             }
         )
         return
@@ -68,8 +70,22 @@ def gc(app: App, dry_run: bool, orphans: bool, as_json: bool) -> None:
             f"kept {rep.waiting_for_backups} expired files past their TTL until enough "
             "backups have been taken since they expired (backups_before_purge)"
         )
-    if rep.staging_removed:
-        click.echo(f"removed {rep.staging_removed} staging leftovers on this host")
+    _echo_leftovers(
+        "would remove" if dry_run else "removed",
+        staging=rep.staging_removed,
+        partials=rep.partial_downloads_removed,
+        store=rep.store_temporaries_removed,
+    )
+
+
+def _echo_leftovers(verb: str, *, staging: int, partials: int, store: int = 0) -> None:
+    """One line per kind of leftover that went (or would go), none when there were none."""
+    if store:
+        click.echo(f"{verb} {store} leftovers of cut-off writes in the store")
+    if staging:
+        click.echo(f"{verb} {staging} staging leftovers on this host")
+    if partials:
+        click.echo(f"{verb} {partials} partial downloads on this host")
 
 
 @click.group()
@@ -132,6 +148,7 @@ def cache_prune(app: App, as_json: bool) -> None:
                 "evicted_for_space": rep.evicted_for_space,
                 "bytes": rep.bytes,
                 "staging_removed": rep.staging_removed,
+                "partial_downloads_removed": rep.partial_downloads_removed,
                 "keys": rep.keys,
             }
         )
@@ -140,6 +157,7 @@ def cache_prune(app: App, as_json: bool) -> None:
         f"dropped {rep.dropped_expired} expired and {rep.dropped_purged} purged copies, "
         f"evicted {rep.evicted_for_space} for space ({human_size(rep.bytes)} freed)"
     )
+    _echo_leftovers("removed", staging=rep.staging_removed, partials=rep.partial_downloads_removed)
 
 
 @cache.command("clear")
@@ -154,6 +172,7 @@ def cache_clear(app: App) -> None:
     with app.repo() as r:
         rep = r.clear_cache()
     click.echo(f"removed {rep.evicted_for_space} cached copies ({human_size(rep.bytes)})")
+    _echo_leftovers("removed", staging=0, partials=rep.partial_downloads_removed)
 
 
 @click.group()
