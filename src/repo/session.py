@@ -9,9 +9,11 @@ command that needs only the store (listing backups) never connects to the catalo
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import shutil
+import weakref
 from collections.abc import Mapping
 from functools import cached_property
 from pathlib import Path
@@ -70,7 +72,15 @@ class Session:
                     hint="run `repo restore` again to finish it",
                 )
             session.repository_id = repository_id
-            session.catalog.on_commit = session._write_journal
+            # A function of plain values, not a bound method: the catalog must not keep
+            # the session alive (see `_release`).
+            session.catalog.on_commit = functools.partial(
+                _write_journal,
+                session.backups,
+                repository_id=repository_id,
+                host=session.host,
+                scratch=Path(session.config.local_root) / "tmp",
+            )
         except BaseException:
             session.close(discard=True)
             raise
@@ -81,7 +91,11 @@ class Session:
     @cached_property
     def catalog(self) -> Catalog:
         """The catalog, and the open transaction on it."""
-        return Catalog(self.config.database_url)
+        catalog = Catalog(self.config.database_url)
+        # A session dropped without `close()` (a service making one per request) gives
+        # its connection back when it is collected, rather than at the process's end.
+        weakref.finalize(self, _release, catalog)
+        return catalog
 
     @cached_property
     def store(self) -> Store:
@@ -198,10 +212,6 @@ class Session:
         finally:
             self.close()
 
-    def _write_journal(self, entry: dict[str, Any]) -> None:
-        entry.update(repository_id=self.repository_id, host=self.host)
-        safe_write(self.backups, entry, Path(self.config.local_root) / "tmp")
-
     def _restore_staging(self) -> None:
         uploaded, self._uploaded = self._uploaded, []
         if not uploaded:
@@ -229,3 +239,18 @@ class Session:
 
     def __repr__(self) -> str:
         return f"<Session store={self.config.store_url!r} host={self.host!r}>"
+
+
+def _write_journal(
+    place: BackupPlace, entry: dict[str, Any], *, repository_id: str, host: str, scratch: Path
+) -> None:
+    entry.update(repository_id=repository_id, host=host)
+    safe_write(place, entry, scratch)
+
+
+def _release(catalog: Catalog) -> None:
+    """Roll back and give back the connection of a session nobody holds any more."""
+    try:
+        catalog.close()
+    except Exception:  # a finalizer must not raise, and nothing is lost here
+        logger.debug("could not release the catalog connection", exc_info=True)

@@ -1,13 +1,19 @@
 """Engines, transactions and error translation for the catalog.
 
 One `Database` owns one connection and the user's transaction on it (``Repo.commit()``
-ends it). PostgreSQL runs at READ COMMITTED and takes row locks where a rule needs them.
+ends it). On both databases the connection runs in autocommit mode until the first
+write, which opens the transaction that commit or rollback ends: a session that only
+reads never holds one open.
+
+PostgreSQL's write transaction is ``BEGIN ISOLATION LEVEL READ COMMITTED`` and takes row
+locks where a rule needs them. A reader left "idle in transaction" would keep ``repo
+destroy``, restores and migrations waiting on its locks, and hold back VACUUM; in
+autocommit each read sees the latest committed state, as READ COMMITTED would anyway.
 
 SQLite allows one writer at a time. A deferred transaction that reads and later writes
-can fail outright when another process committed in between, so the connection runs
-in autocommit mode until the first write, which opens ``BEGIN IMMEDIATE`` and waits
-(busy timeout) for the write lock. Reading never holds a lock, so long-lived readers do
-not block writers.
+can fail outright when another process committed in between, so its write transaction
+is ``BEGIN IMMEDIATE``, which waits (busy timeout) for the write lock. Reading never
+holds a lock, so long-lived readers do not block writers.
 
 Faults (PostgreSQL). The session keeps its connection checked out, so the pool's
 pre-ping only guards new connections; before each statement of a session with no
@@ -49,6 +55,8 @@ _RETRYABLE_PG = {"40001", "40P01", "55P03"}  # serialization, deadlock, lock not
 _IN_FAILED_TRANSACTION = "25P02"
 #: libpq's PQTRANS_INERROR: the transaction is aborted and COMMIT would roll it back.
 _TRANSACTION_INERROR = 3
+#: libpq's PQTRANS_IDLE: no transaction open.
+_IDLE = 0
 _AGAIN = "roll back, then run the transaction again"
 _INSUFFICIENT_PRIVILEGE = "42501"
 _ENGINES: dict[str, Engine] = {}
@@ -80,9 +88,8 @@ def _make_engine(url: str) -> Engine:
         return engine
     return create_engine(
         url,
-        # Explicit, whatever the server's default: locking and name interning rely on
-        # each statement seeing what other transactions have committed.
-        isolation_level="READ COMMITTED",
+        # Reads autocommit; writes open READ COMMITTED themselves (`_begin`).
+        isolation_level="AUTOCOMMIT",
         pool_pre_ping=True,
         pool_size=2,
         max_overflow=4,
@@ -269,13 +276,10 @@ class Database:
         return self._writing
 
     def begin_write(self) -> Connection:
-        """Make sure the current transaction may write (SQLite: take the write lock)."""
+        """Open the write transaction if it is not open yet (SQLite: take the write lock)."""
         conn = self.conn
-        if self.is_sqlite and not self._writing:
-            raw = conn.connection.dbapi_connection
-            if raw is not None and not raw.in_transaction:
-                with translate_errors("starting a catalog write"):
-                    conn.exec_driver_sql("BEGIN IMMEDIATE")
+        if not self._writing:
+            _begin(conn, sqlite=self.is_sqlite, what="starting a catalog write")
         self._writing = True
         return conn
 
@@ -370,7 +374,19 @@ def _side(db: Database, what: str) -> Iterator[Connection]:
         yield db.conn
         return
     with db.connect(what) as conn, translate_errors(what):
-        if db.is_sqlite:
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
+        _begin(conn, sqlite=db.is_sqlite, what=what)
         yield conn
         conn.commit()
+
+
+def _begin(conn: Connection, *, sqlite: bool, what: str) -> None:
+    """Open a write transaction on `conn` (in autocommit mode) unless one is open."""
+    raw: Any = conn.connection.dbapi_connection
+    if sqlite:
+        if raw is not None and not raw.in_transaction:
+            with translate_errors(what):
+                conn.exec_driver_sql("BEGIN IMMEDIATE")
+        return
+    if getattr(getattr(raw, "info", None), "transaction_status", _IDLE) == _IDLE:
+        with translate_errors(what):
+            conn.exec_driver_sql("BEGIN ISOLATION LEVEL READ COMMITTED")

@@ -1,0 +1,189 @@
+"""Long-lived readers on PostgreSQL (issue 15): a `Repo` that only reads holds no
+transaction open, so it never keeps `destroy`, `restore` or a migration waiting, and
+holds back no VACUUM; a writer's transaction keeps its guarantees."""
+
+from __future__ import annotations
+
+import io
+import json
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import create_engine, text
+
+import repo
+
+pytestmark = pytest.mark.usefixtures("postgres_server")
+
+#: How long an admin command may take beside an idle reader before we call it stuck.
+PROMPTLY = 30.0
+
+
+@pytest.fixture
+def config(tmp_path: Path, pg_url: str) -> dict[str, Any]:
+    store = tmp_path / "store"
+    store.mkdir()
+    return {
+        "local_root": str(tmp_path / "local"),
+        "store": store.as_uri(),
+        "database": pg_url,
+        "host_name": "reader-host",
+    }
+
+
+def _state_of(url: str, pid: int) -> str:
+    engine = create_engine(url)
+    try:
+        with engine.connect() as conn:
+            query = text("SELECT state FROM pg_stat_activity WHERE pid = :pid")
+            return str(conn.execute(query, {"pid": pid}).scalar_one())
+    finally:
+        engine.dispose()
+
+
+def _backend_pid(r: repo.Repo) -> int:
+    return int(r.catalog.db.conn.execute(text("SELECT pg_backend_pid()")).scalar_one())
+
+
+def _stock(config: dict[str, Any]) -> None:
+    with repo.Repo(config) as r:
+        rf = r.add("a/b.txt", io.BytesIO(b"content"), tags=["t"], publish=True)
+        rf.tag_path("p")
+
+
+def test_reads_leave_no_transaction_open_and_writes_still_commit_whole(
+    config: dict[str, Any],
+) -> None:
+    _stock(config)
+    r = repo.Repo(config)
+    try:
+        pid = _backend_pid(r)
+        rf = r.current("a/b.txt")
+        reads = [
+            lambda: r.find(all=["t"]),
+            lambda: r.get_file("a/b.txt"),
+            lambda: r.list("a/*"),
+            lambda: r.history("a/b.txt"),
+            lambda: r.tags_of([rf]),
+            lambda: rf.tags,
+            lambda: rf.hosts,
+            lambda: rf.refresh(),
+            lambda: r.status(),
+            lambda: r.hosts(),
+            rf.read_bytes,
+        ]
+        for read in reads:
+            read()
+            assert _state_of(config["database"], pid) == "idle"
+        # A write opens the transaction, and it stays open (and uncommitted) until commit.
+        r.add_file("a/new.txt").touch("n")
+        assert _state_of(config["database"], pid) == "idle in transaction"
+        with repo.Repo(config) as other:
+            assert other.history("a/new.txt") == []
+        r.rollback()
+        assert _state_of(config["database"], pid) == "idle"
+        with repo.Repo(config) as other:
+            assert other.history("a/new.txt") == []
+    finally:
+        r.close()
+
+
+READER = """
+import json, sys
+import repo
+with repo.Repo(json.loads(sys.argv[1])) as r:
+    r.find(all=["t"])
+    r.current("a/b.txt").read_bytes()
+    print("ready", flush=True)
+    sys.stdin.read()  # hold the Repo open until the test closes our stdin
+"""
+
+
+@pytest.fixture
+def idle_reader(config: dict[str, Any]) -> Iterator[subprocess.Popen[str]]:
+    """Another process with a `Repo` open that has read, and then sits idle."""
+    _stock(config)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", READER, json.dumps(config)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        assert proc.stdout.readline().strip() == "ready"
+        yield proc
+    finally:
+        assert proc.stdin is not None
+        assert proc.stdout is not None
+        proc.stdin.close()
+        proc.wait(timeout=60)
+        proc.stdout.close()
+
+
+def _finishes_promptly(work: Any) -> Any:
+    """Run `work` in a thread; fail (rather than hang the suite) if it is stuck."""
+    out: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            out["value"] = work()
+        except BaseException as exc:  # reported below, in the test's thread
+            out["error"] = exc
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(PROMPTLY)
+    assert not thread.is_alive(), f"still waiting after {PROMPTLY} s beside an idle reader"
+    if "error" in out:
+        raise out["error"]
+    return out.get("value")
+
+
+def test_destroy_and_restore_do_not_wait_for_an_idle_reader_in_another_process(
+    config: dict[str, Any], idle_reader: subprocess.Popen[str]
+) -> None:
+    with repo.Repo(config) as r:
+        r.backup()
+    assert _finishes_promptly(lambda: repo.destroy_catalog(config)) == 1
+    report = _finishes_promptly(lambda: repo.restore_catalog(config))
+    assert report.rows["files"] == 1
+    with repo.Repo(config) as r:
+        assert r.current("a/b.txt").read_bytes() == b"content"
+    assert idle_reader.poll() is None  # the reader is still there, holding its Repo
+
+
+def _connections_to(url: str) -> int:
+    engine = create_engine(url)
+    try:
+        with engine.connect() as conn:
+            query = text(
+                "SELECT count(*) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
+            return int(conn.execute(query).scalar_one())
+    finally:
+        engine.dispose()
+
+
+def test_repos_dropped_without_close_give_their_connections_back(
+    config: dict[str, Any],
+) -> None:
+    """A service that opens a `Repo` per request and forgets `close()` must not run out of
+    connections: each is given back when its `Repo` (and its files) are dropped."""
+    _stock(config)
+    for _ in range(12):  # twice the connections one process may hold (pool of 2 + 4)
+        r = repo.Repo(config)
+        rf = r.current("a/b.txt")
+        assert rf.read_bytes() == b"content"
+        r.add_file("a/pending.txt").touch("never committed")
+        del r, rf
+    # The pool keeps at most two idle connections; none is left checked out.
+    assert _connections_to(config["database"]) <= 2
+    with repo.Repo(config) as r:
+        assert r.history("a/pending.txt") == []  # dropped sessions rolled back
