@@ -77,7 +77,7 @@ def create_repository(
             _require_postgresql(cfg)  # before anything is created
         _probe(session.store)  # first: a wrong store leaves no catalog behind
         before = session.catalog.schema_version()
-        version = session.catalog.ensure_schema()
+        version = session.exclusively("upgrading the catalog", session.catalog.ensure_schema)
     finally:
         session.close(discard=True)
     return CreateReport(
@@ -124,12 +124,19 @@ def create_roles(config: ConfigSource = None, *, name: str | None = None) -> Rol
     )
 
 
-def destroy_catalog(config: ConfigSource = None) -> int | None:
+def destroy_catalog(config: ConfigSource = None, *, terminate_others: bool = False) -> int | None:
     """Drop the catalog's tables; returns how many file versions it listed (None: there
-    was no catalog). Objects in the store are never touched."""
+    was no catalog). Objects in the store are never touched.
+
+    Waits a bounded time for sessions holding the catalog, then fails naming them; with
+    `terminate_others`, ends them instead (where the database role may)."""
     session = Session(config)
     try:
-        return session.catalog.drop_schema()
+        return session.exclusively(
+            "destroying the catalog",
+            session.catalog.drop_schema,
+            terminate_others=terminate_others,
+        )
     finally:
         session.close(discard=True)
 

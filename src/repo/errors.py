@@ -14,6 +14,7 @@ after the message as ``Try: ...``).
     │   └── ImmutableError       the content of an uploaded file cannot change
     ├── VerificationError        md5 or size did not match (upload or download)
     ├── ConflictError            another writer got there first (an object key, a publish)
+    │   └── CatalogBusyError     a lock the catalog needed was not free in time
     ├── CatalogError             the catalog database failed or is not set up
     │   └── PermissionDeniedError  the catalog refused: this database user may not do that
     ├── StoreError               the object store failed (network, permissions, bucket)
@@ -27,6 +28,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar, cast
 
 __all__ = [
+    "CatalogBusyError",
     "CatalogError",
     "ConfigError",
     "ConflictError",
@@ -95,6 +97,10 @@ class VerificationError(RepoError):
 
 class ConflictError(RepoError):
     """Another writer got there first."""
+
+
+class CatalogBusyError(ConflictError):
+    """A lock the catalog needed was not free in time: another session holds it."""
 
 
 class CatalogError(RepoError):

@@ -81,12 +81,20 @@ def restore_catalog(
     deep: bool = False,
     force: bool = False,
     purge_orphans: bool = False,
+    terminate_others: bool = False,
 ) -> RestoreReport:
     """Rebuild the catalog "blind", from the newest usable backup (or `backup`) and the
-    change journal after it, knowing only the configuration. See the module docstring."""
+    change journal after it, knowing only the configuration. See the module docstring.
+
+    Waits a bounded time for sessions holding the catalog, then fails naming them; with
+    `terminate_others`, ends them instead (where the database role may)."""
     session = Session(config)
     try:
-        report = _restore(session, backup, verify, deep, force)
+        report = session.exclusively(
+            "restoring the catalog",
+            lambda: _restore(session, backup, verify, deep, force),
+            terminate_others=terminate_others,
+        )
     finally:
         session.close(discard=True)
     if purge_orphans:

@@ -14,17 +14,18 @@ import logging
 import os
 import shutil
 import weakref
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from .backup_place import BackupPlace, open_backup_place
 from .cache import LocalCache
 from .cached_copies import CachedCopies
 from .catalog import Catalog
+from .catalog.activity import CatalogUser, lock_holders, terminate
 from .config import Config, load_config
-from .errors import CatalogError, RepoError, UsageError, local_disk_error
+from .errors import CatalogBusyError, CatalogError, RepoError, UsageError, local_disk_error
 from .journal import safe_write
 from .staging import StagingArea
 from .stores import Store, open_store
@@ -39,6 +40,11 @@ logger = logging.getLogger(__name__)
 #: What a configuration may be given as: a path to a JSON file, a mapping of settings,
 #: a loaded `Config`, or None for the environment and the default file.
 ConfigSource = str | os.PathLike[str] | Mapping[str, Any] | Config | None
+
+#: How long destroy, restore and migrations wait for a lock on the catalog.
+EXCLUSIVE_WAIT_SECONDS = 30.0
+
+_T = TypeVar("_T")
 
 
 class Session:
@@ -61,7 +67,7 @@ class Session:
         and the catalog checked to be whole (not half restored)."""
         session = cls(config)
         try:
-            session.catalog.ensure_schema()
+            session.exclusively("upgrading the catalog", session.catalog.ensure_schema)
             session.store  # noqa: B018 - opened now: a wrong store fails here, not later
             session.backups  # noqa: B018
             repository_id, unfinished = session.catalog.identity()
@@ -171,6 +177,36 @@ class Session:
                 hint="commit() or rollback() first",
             )
 
+    def exclusively(
+        self,
+        what: str,
+        work: Callable[[], _T],
+        *,
+        terminate_others: bool = False,
+        wait_seconds: float | None = None,
+    ) -> _T:
+        """Run `work`, which needs the catalog to itself (destroy, restore, a migration),
+        waiting at most `wait_seconds` for each lock it takes. If another session holds
+        one that long, fail naming it; or, with `terminate_others`, end those sessions
+        (their open transactions roll back) and try once more."""
+        if wait_seconds is None:
+            wait_seconds = EXCLUSIVE_WAIT_SECONDS
+        db = self.catalog.db
+        db.lock_wait_seconds = wait_seconds
+        try:
+            try:
+                return work()
+            except CatalogBusyError as exc:
+                self.catalog.rollback()
+                holders = lock_holders(db)
+                if not (terminate_others and holders):
+                    raise _in_use(what, holders, wait_seconds) from exc
+                logger.warning("%s: ending %s", what, "; ".join(h.describe() for h in holders))
+                terminate(db, holders)
+            return work()
+        finally:
+            db.lock_wait_seconds = None
+
     def commit(self) -> None:
         self.catalog.commit()
         self._uploaded.clear()
@@ -254,3 +290,17 @@ def _release(catalog: Catalog) -> None:
         catalog.close()
     except Exception:  # a finalizer must not raise, and nothing is lost here
         logger.debug("could not release the catalog connection", exc_info=True)
+
+
+def _in_use(what: str, holders: list[CatalogUser], waited: float) -> CatalogError:
+    if not holders:  # they let go between the time-out and the look
+        return CatalogError(
+            f"{what}: the catalog was busy for {waited:g} s", hint="run the command again"
+        )
+    named = "; ".join(h.describe() for h in holders[:5])
+    more = f" and {len(holders) - 5} more" if len(holders) > 5 else ""
+    return CatalogError(
+        f"{what}: waited {waited:g} s; the catalog is in use by {named}{more}",
+        hint="let those finish, commit or close them (a program holding a `Repo` with "
+        "uncommitted changes, a psql session), or run again with --terminate-others",
+    )

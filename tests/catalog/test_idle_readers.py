@@ -189,3 +189,73 @@ def test_repos_dropped_without_close_give_their_connections_back(
     assert _connections_to(config["database"]) <= 2
     with repo.Repo(config) as r:
         assert r.history("a/pending.txt") == []  # dropped sessions rolled back
+
+
+WRITER = """
+import json, sys
+import repo
+r = repo.Repo(json.loads(sys.argv[1]))
+r.add_file("a/uncommitted.txt").touch("x")  # a write: its transaction stays open
+print("ready", flush=True)
+sys.stdin.read()
+r.commit()
+"""
+
+
+@pytest.fixture
+def open_writer(config: dict[str, Any]) -> Iterator[subprocess.Popen[str]]:
+    """Another process whose `Repo` wrote and has not committed: it holds table locks."""
+    _stock(config)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", WRITER, json.dumps(config)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None
+    assert proc.stdout.readline().strip() == "ready"
+    try:
+        yield proc
+    finally:
+        for pipe in (proc.stdin, proc.stdout, proc.stderr):
+            assert pipe is not None
+        assert proc.stdin is not None
+        if not proc.stdin.closed:
+            proc.stdin.close()
+        proc.wait(timeout=60)
+        for pipe in (proc.stdout, proc.stderr):
+            assert pipe is not None
+            pipe.close()
+
+
+def test_destroy_beside_an_open_writer_fails_in_bounded_time_naming_it(
+    config: dict[str, Any], open_writer: subprocess.Popen[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("repo.session.EXCLUSIVE_WAIT_SECONDS", 1.0)
+    with pytest.raises(repo.CatalogError) as caught:
+        _finishes_promptly(lambda: repo.destroy_catalog(config))
+    message = caught.value.message
+    assert message.startswith("destroying the catalog: waited 1 s; the catalog is in use by ")
+    assert f"pid {open_writer.pid}" in message
+    assert "idle in transaction since " in message
+    assert "\n" not in message
+    assert caught.value.hint is not None
+    assert "--terminate-others" in caught.value.hint
+    with repo.Repo(config) as r:  # nothing was dropped
+        assert r.current("a/b.txt").read_bytes() == b"content"
+
+
+def test_destroy_may_end_the_sessions_that_hold_the_catalog(
+    config: dict[str, Any], open_writer: subprocess.Popen[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("repo.session.EXCLUSIVE_WAIT_SECONDS", 1.0)
+    forgotten = _finishes_promptly(lambda: repo.destroy_catalog(config, terminate_others=True))
+    assert forgotten == 1  # the writer's uncommitted version was rolled back, not counted
+    assert open_writer.stdin is not None
+    open_writer.stdin.close()
+    open_writer.wait(timeout=60)
+    assert open_writer.stderr is not None
+    stderr = open_writer.stderr.read()
+    assert open_writer.returncode != 0  # its commit found its session ended
+    assert "connection to the catalog was lost" in stderr

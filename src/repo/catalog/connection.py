@@ -32,7 +32,9 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import select
+import socket
 import threading
 from typing import TYPE_CHECKING, Any
 
@@ -41,7 +43,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError, SQLAlchemyError
 from sqlalchemy.pool import NullPool
 
-from ..errors import CatalogError, ConflictError, PermissionDeniedError, RepoError
+from ..errors import CatalogBusyError, CatalogError, ConflictError, PermissionDeniedError, RepoError
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -51,7 +53,8 @@ __all__ = ["Database", "translate_errors"]
 logger = logging.getLogger(__name__)
 
 SQLITE_BUSY_TIMEOUT_S = 60
-_RETRYABLE_PG = {"40001", "40P01", "55P03"}  # serialization, deadlock, lock not available
+_RETRYABLE_PG = {"40001", "40P01"}  # serialization failure, deadlock
+_LOCK_NOT_AVAILABLE = "55P03"
 _IN_FAILED_TRANSACTION = "25P02"
 #: libpq's PQTRANS_INERROR: the transaction is aborted and COMMIT would roll it back.
 _TRANSACTION_INERROR = 3
@@ -95,7 +98,8 @@ def _make_engine(url: str) -> Engine:
         max_overflow=4,
         connect_args={
             "connect_timeout": 10,
-            "application_name": "repo",
+            # Who holds the catalog, as `repo destroy` and `repo restore` name it.
+            "application_name": f"repo {socket.gethostname()} pid {os.getpid()}"[:63],
             # JIT-compiling a catalog query costs far more than running it (0.4-0.7 s
             # against milliseconds for `find` on a million files). The URL's own
             # options, if any, are kept.
@@ -127,6 +131,11 @@ def translate_errors(what: str) -> Iterator[None]:
         ) from exc
     except DBAPIError as exc:
         code = getattr(getattr(exc, "orig", None), "sqlstate", None)
+        if code == _LOCK_NOT_AVAILABLE:
+            raise CatalogBusyError(
+                f"{what}: another session holds a lock this needs ({_short(exc)})",
+                hint="roll back and try again once the other session is done",
+            ) from exc
         if code in _RETRYABLE_PG:
             raise ConflictError(
                 f"{what}: concurrent update ({_short(exc)})", hint="roll back and try again"
@@ -231,6 +240,10 @@ class Database:
         self.is_sqlite = self.dialect == "sqlite"
         self._conn: Connection | None = None
         self._writing = False
+        #: PostgreSQL: how long a write transaction waits for a lock before it fails with
+        #: `CatalogBusyError` (None: as long as it takes). Operations that need the
+        #: catalog to themselves (destroy, restore, migrations) set it.
+        self.lock_wait_seconds: float | None = None
 
     @property
     def conn(self) -> Connection:
@@ -279,7 +292,12 @@ class Database:
         """Open the write transaction if it is not open yet (SQLite: take the write lock)."""
         conn = self.conn
         if not self._writing:
-            _begin(conn, sqlite=self.is_sqlite, what="starting a catalog write")
+            _begin(
+                conn,
+                sqlite=self.is_sqlite,
+                what="starting a catalog write",
+                lock_wait_seconds=self.lock_wait_seconds,
+            )
         self._writing = True
         return conn
 
@@ -379,7 +397,9 @@ def _side(db: Database, what: str) -> Iterator[Connection]:
         conn.commit()
 
 
-def _begin(conn: Connection, *, sqlite: bool, what: str) -> None:
+def _begin(
+    conn: Connection, *, sqlite: bool, what: str, lock_wait_seconds: float | None = None
+) -> None:
     """Open a write transaction on `conn` (in autocommit mode) unless one is open."""
     raw: Any = conn.connection.dbapi_connection
     if sqlite:
@@ -390,3 +410,7 @@ def _begin(conn: Connection, *, sqlite: bool, what: str) -> None:
     if getattr(getattr(raw, "info", None), "transaction_status", _IDLE) == _IDLE:
         with translate_errors(what):
             conn.exec_driver_sql("BEGIN ISOLATION LEVEL READ COMMITTED")
+            if lock_wait_seconds is not None:
+                # For this transaction only; a lock not granted in time is SQLSTATE 55P03.
+                wait = f"{max(1, round(lock_wait_seconds * 1000))}ms"
+                conn.execute(text("SELECT set_config('lock_timeout', :wait, true)"), {"wait": wait})

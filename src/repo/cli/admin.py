@@ -9,7 +9,7 @@ from ..config import describe_config
 from ..demo import run_demo
 from ..s3cmd import write_s3cmd_config
 from .app import App, pass_app
-from .options import json_option
+from .options import json_option, terminate_option
 from .output import echo_json, table
 
 __all__ = ["config", "create", "ctl", "demo", "destroy"]
@@ -35,7 +35,7 @@ def _create(app: App, roles: bool = False, role_name: str | None = None) -> None
         )
 
 
-def _destroy(app: App, yes: bool) -> None:
+def _destroy(app: App, yes: bool, terminate_others: bool = False) -> None:
     cfg = app.config()
     if not yes:
         click.confirm(
@@ -43,7 +43,7 @@ def _destroy(app: App, yes: bool) -> None:
             f"and state is forgotten; objects in {cfg.store_url} are NOT deleted",
             abort=True,
         )
-    forgotten = destroy_catalog(cfg)
+    forgotten = destroy_catalog(cfg, terminate_others=terminate_others)
     if forgotten is None:
         click.echo(f"no catalog at {cfg.masked_database_url()}; nothing to destroy")
         return
@@ -95,15 +95,19 @@ def create(app: App, roles: bool, role_name: str | None) -> None:
 
 @click.command()
 @yes_option
+@terminate_option()
 @pass_app
-def destroy(app: App, yes: bool) -> None:
+def destroy(app: App, yes: bool, terminate_others: bool) -> None:
     """Drop the catalog. Data in the store is never deleted.
+
+    Waits up to 30 s for other sessions holding the catalog, then names them and fails
+    (or, with --terminate-others, ends them).
 
     \b
     Example:
       repo destroy --yes
     """
-    _destroy(app, yes)
+    _destroy(app, yes, terminate_others)
 
 
 @click.command()

@@ -9,7 +9,7 @@ import click
 
 from ..restore import RestoreReport, restorable_backups, restore_catalog
 from .app import App, pass_app
-from .options import json_option
+from .options import json_option, terminate_option
 from .output import echo_json, human_size, iso, table
 
 __all__ = ["backup", "restore", "run_restore"]
@@ -72,6 +72,7 @@ def run_restore(
     deep: bool = False,
     force: bool = False,
     purge_orphans: bool = False,
+    terminate_others: bool = False,
     as_json: bool = False,
 ) -> None:
     rep = restore_catalog(
@@ -81,6 +82,7 @@ def run_restore(
         deep=deep,
         force=force,
         purge_orphans=purge_orphans,
+        terminate_others=terminate_others,
     )
     if as_json:
         echo_json(_restore_doc(rep))
@@ -103,6 +105,7 @@ def run_restore(
 @click.option("--deep", is_flag=True, help="With --verify: download and hash every file.")
 @click.option("--force", is_flag=True, help="Replace a catalog that has data.")
 @click.option("--purge-orphans", is_flag=True, help="Then delete objects nothing refers to.")
+@terminate_option()
 @json_option()
 @pass_app
 def restore(
@@ -113,6 +116,7 @@ def restore(
     deep: bool,
     force: bool,
     purge_orphans: bool,
+    terminate_others: bool,
     as_json: bool,
 ) -> None:
     """Restore the catalog from the backup store, knowing only the configuration.
@@ -156,6 +160,7 @@ def restore(
         deep=deep,
         force=force,
         purge_orphans=purge_orphans,
+        terminate_others=terminate_others,
         as_json=as_json,
     )
     sys.stdout.flush()

@@ -9,7 +9,7 @@ import click
 
 from ..transfers import DEFAULT_WORKERS
 
-__all__ = ["json_option", "workers_option"]
+__all__ = ["json_option", "terminate_option", "workers_option"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -27,4 +27,14 @@ def workers_option(what: str) -> Callable[[F], F]:
         show_default=True,
         type=click.IntRange(min=1),
         help=f"Parallel {what}.",
+    )
+
+
+def terminate_option() -> Callable[[F], F]:
+    """``--terminate-others``: end the sessions that hold the catalog instead of failing."""
+    return click.option(
+        "--terminate-others",
+        is_flag=True,
+        help="End other sessions holding the catalog (their uncommitted work is rolled "
+        "back) instead of failing after waiting 30 s for them.",
     )
