@@ -201,8 +201,14 @@ def test_empty_or_unprintable_host_name_is_rejected(tmp_path: Path, name: str) -
         load_config(_minimal(tmp_path, host_name=name))
 
 
-def test_local_root_defaults_to_repo_home(tmp_path: Path) -> None:
-    assert load_config(_minimal(tmp_path)).local_root == repo_home() / "local"
+def test_local_root_defaults_to_a_folder_of_its_store_under_repo_home(tmp_path: Path) -> None:
+    one = load_config(_minimal(tmp_path, store="s3://bucket/team-a"))
+    other = load_config(_minimal(tmp_path, store="s3://bucket/team-b"))
+    assert one.local_root.parent == other.local_root.parent == repo_home() / "local"
+    assert one.local_root.name.startswith("s3-bucket-team-a-")
+    assert one.local_root != other.local_root  # two repositories never share a cache
+    assert load_config(_minimal(tmp_path, store="s3://bucket/team-a")).local_root == one.local_root
+    assert embedded_default().local_root == repo_home() / "local"  # as before
 
 
 def test_relative_local_root_resolves_against_the_config_file(tmp_path: Path) -> None:
@@ -619,7 +625,9 @@ def test_every_default_is_reported_as_a_default(tmp_path: Path) -> None:
     for s in SETTINGS:
         if s.default is not None:
             assert origins[s.attribute] == "default", s.key
-    assert origins["local_root"] == "default: $REPO_HOME/local or the user data directory"
+    assert origins["local_root"] == (
+        "default: local/<store> under $REPO_HOME or the user data directory: one per repository"
+    )
     assert origins["host_name"] == "default: this machine's host name"
     assert "cache_max_bytes" not in origins  # not set: no limit
 

@@ -9,9 +9,11 @@ Errors name the source and the key and never echo a secret value.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
+import re
 import socket
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
@@ -245,10 +247,20 @@ def _convert(setting: Setting, value: Any, base: Path) -> Any:
     return value
 
 
-#: Defaults that depend on the machine; the table's `default_text` says what they are.
-_COMPUTED_DEFAULTS: dict[str, Callable[[], Any]] = {
-    "local_root": lambda: repo_home() / "local",
-    "host_name": lambda: _default_host_name(),
+def store_key(store_url: str) -> str:
+    """A directory name for a store: readable, and distinct for distinct stores."""
+    parts = urlsplit(store_url)
+    words = re.sub(r"[^a-z0-9]+", "-", f"{parts.netloc}{parts.path}".lower()).strip("-")
+    digest = hashlib.sha256(store_url.encode()).hexdigest()[:8]
+    return f"{parts.scheme}-{words[-40:].lstrip('-')}-{digest}"
+
+
+#: Defaults that depend on the machine or on other settings; the table's `default_text`
+#: says what they are. Each repository gets a `local_root` of its own: two must never
+#: share a cache (pruning one would drop the other's copies).
+_COMPUTED_DEFAULTS: dict[str, Callable[[dict[str, Any]], Any]] = {
+    "local_root": lambda values: repo_home() / "local" / store_key(values["store_url"]),
+    "host_name": lambda values: _default_host_name(),
 }
 
 
@@ -266,7 +278,7 @@ def _complete(values: dict[str, Any], origins: dict[str, str], *, source: str) -
             values[name] = setting.default
             origins[name] = "default"
         elif name in _COMPUTED_DEFAULTS:
-            values[name] = _COMPUTED_DEFAULTS[name]()
+            values[name] = _COMPUTED_DEFAULTS[name](values)
             origins[name] = "default: " + setting.default_text.replace("`", "")
     return Config(source=source, origins=origins, **values)
 

@@ -27,6 +27,7 @@ from .catalog.activity import CatalogUser, lock_holders, terminate
 from .config import Config, load_config
 from .errors import CatalogBusyError, CatalogError, RepoError, UsageError, local_disk_error
 from .journal import safe_write
+from .local_owner import claim_local_root
 from .staging import StagingArea
 from .stores import Store, open_store
 
@@ -78,6 +79,14 @@ class Session:
                     hint="run `repo restore` again to finish it",
                 )
             session.repository_id = repository_id
+            claim_local_root(
+                Path(session.config.local_root),
+                repository_id=repository_id,
+                store_url=session.config.store_url,
+                catalog=session.catalog,
+                cache=session.cache,
+                store=session.store,
+            )
             # A function of plain values, not a bound method: the catalog must not keep
             # the session alive (see `_release`).
             session.catalog.on_commit = functools.partial(

@@ -142,7 +142,8 @@ SETTINGS: tuple[Setting, ...] = (
         key="local_root",
         types=_STR,
         env="REPO_LOCAL_ROOT",
-        default_text="`$REPO_HOME/local` or the user data directory",
+        default_text="`local/<store>` under `$REPO_HOME` or the user data directory: "
+        "one per repository",
         description="this host's staging files and verified cache (relative to the file's folder)",
     ),
     Setting(
