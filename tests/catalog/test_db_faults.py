@@ -35,8 +35,8 @@ from sqlalchemy import create_engine, select, update
 
 import repo
 from harness.postgres import PostgresServer
-from repo.catalog.connection import translate_errors
 from repo.catalog.schema import files
+from repo.catalog.translate import translate_errors
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator

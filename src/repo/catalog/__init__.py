@@ -15,6 +15,7 @@
   steps of a restore, the record of the backups taken.
 * checking the store against the catalog -> `verification` (functions).
 * PostgreSQL roles for least privilege -> `roles` (`create_roles`).
+* who else holds the catalog's locks (for destroy, restore, migrations) -> `activity`.
 
 Layers, each importing only from the layers below it, never from one above:
 
@@ -26,8 +27,9 @@ Layers, each importing only from the layers below it, never from one above:
 5. `tag_index`: ``current_tags``, the tags of the current versions, kept in step by every
    write that changes them.
 6. `records` (`FileRecord`, over `schema`), and the leaves, which import nothing of the
-   catalog: `arrays` (SQL array parameters, `IN_BATCH`), `schema` (the tables) and
-   `connection` (engines, transactions, error translation).
+   catalog: `arrays` (SQL array parameters, `IN_BATCH`), `schema` (the tables),
+   `connection` (engines, transactions: autocommit until the first write) over
+   `translate` (database errors as `RepoError`s).
 """
 
 from __future__ import annotations

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy import text
 
-from .connection import translate_errors
+from .translate import translate_errors
 
 if TYPE_CHECKING:
     from datetime import datetime

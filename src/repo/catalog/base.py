@@ -16,8 +16,9 @@ from sqlalchemy.dialects import sqlite as sqlite_dialect
 
 from . import migrations
 from .arrays import IN_BATCH
-from .connection import Database, translate_errors
+from .connection import Database
 from .schema import SCHEMA_VERSION, files, metadata, paths, repo_meta, tags
+from .translate import translate_errors
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence

@@ -23,9 +23,9 @@ from ..errors import UsageError
 from . import tag_index
 from .arrays import IN_BATCH, among, unnest_ids, unnest_texts
 from .base import CatalogBase
-from .connection import translate_errors
 from .records import FileRecord
 from .schema import file_tags, files, paths
+from .translate import translate_errors
 
 if TYPE_CHECKING:
     from collections.abc import Sequence

@@ -40,10 +40,11 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError, SQLAlchemyError
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.pool import NullPool
 
-from ..errors import CatalogBusyError, CatalogError, ConflictError, PermissionDeniedError, RepoError
+from ..errors import CatalogError
+from .translate import AGAIN, aborted, lost, short, translate_errors
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -53,15 +54,10 @@ __all__ = ["Database", "translate_errors"]
 logger = logging.getLogger(__name__)
 
 SQLITE_BUSY_TIMEOUT_S = 60
-_RETRYABLE_PG = {"40001", "40P01"}  # serialization failure, deadlock
-_LOCK_NOT_AVAILABLE = "55P03"
-_IN_FAILED_TRANSACTION = "25P02"
 #: libpq's PQTRANS_INERROR: the transaction is aborted and COMMIT would roll it back.
 _TRANSACTION_INERROR = 3
 #: libpq's PQTRANS_IDLE: no transaction open.
 _IDLE = 0
-_AGAIN = "roll back, then run the transaction again"
-_INSUFFICIENT_PRIVILEGE = "42501"
 _ENGINES: dict[str, Engine] = {}
 _ENGINES_LOCK = threading.Lock()
 
@@ -117,74 +113,6 @@ def engine_for(url: str) -> Engine:
         return engine
 
 
-@contextlib.contextmanager
-def translate_errors(what: str) -> Iterator[None]:
-    """Turn SQLAlchemy/driver errors into `RepoError`s that say what to do."""
-    try:
-        yield
-    except RepoError:
-        raise
-    except IntegrityError as exc:
-        raise ConflictError(
-            f"{what}: another writer changed the same data ({_short(exc)})",
-            hint="roll back and try again",
-        ) from exc
-    except DBAPIError as exc:
-        code = getattr(getattr(exc, "orig", None), "sqlstate", None)
-        if code == _LOCK_NOT_AVAILABLE:
-            raise CatalogBusyError(
-                f"{what}: another session holds a lock this needs ({_short(exc)})",
-                hint="roll back and try again once the other session is done",
-            ) from exc
-        if code in _RETRYABLE_PG:
-            raise ConflictError(
-                f"{what}: concurrent update ({_short(exc)})", hint="roll back and try again"
-            ) from exc
-        if exc.connection_invalidated:
-            raise CatalogError(
-                f"{what}: the connection to the catalog was lost ({_short(exc)}); "
-                "uncommitted changes of this transaction, if any, are gone",
-                hint=_AGAIN,
-            ) from exc
-        if code == _IN_FAILED_TRANSACTION:
-            raise _aborted(what) from exc
-        if code == _INSUFFICIENT_PRIVILEGE or "readonly database" in _short(exc):
-            raise PermissionDeniedError(
-                f"{what}: permission denied ({_short(exc)})",
-                hint="this database user may not do that: use one in the read-write role, or "
-                "the catalog's owner for create, upgrade and restore (docs/security.md)",
-            ) from exc
-        if isinstance(exc, OperationalError):
-            text_ = _short(exc)
-            if "locked" in text_:
-                raise CatalogError(
-                    f"{what}: the SQLite catalog is locked by another writer",
-                    hint="commit or close the other session, or use PostgreSQL for many writers",
-                ) from exc
-            raise CatalogError(
-                f"{what}: catalog database unavailable ({text_})",
-                hint="check the 'database' settings and that the server is running",
-            ) from exc
-        raise CatalogError(f"{what}: {_short(exc)}") from exc
-    except SQLAlchemyError as exc:
-        raise CatalogError(f"{what}: {_short(exc)}") from exc
-
-
-def _aborted(what: str) -> CatalogError:
-    return CatalogError(
-        f"{what}: an earlier error aborted this transaction; nothing of it was committed",
-        hint=_AGAIN,
-    )
-
-
-def _lost(what: str) -> CatalogError:
-    return CatalogError(
-        f"{what}: the connection to the catalog was lost, and with it this transaction's "
-        "uncommitted changes",
-        hint=_AGAIN,
-    )
-
-
 def _server_spoke(conn: Connection, *, settle_ms: int = 0) -> str | None:
     """Did the server send anything on this idle connection? Polls: no round trip.
 
@@ -224,12 +152,6 @@ def _transaction_failed(conn: Connection) -> bool:
     return getattr(info, "transaction_status", None) == _TRANSACTION_INERROR
 
 
-def _short(exc: BaseException) -> str:
-    orig = getattr(exc, "orig", None) or exc
-    lines = str(orig).strip().splitlines()
-    return (lines[0] if lines else type(orig).__name__)[:300]
-
-
 class Database:
     """A connection plus the user's open transaction."""
 
@@ -254,7 +176,7 @@ class Database:
             conn = self._conn = self.connect("connecting to the catalog")
         elif self._writing:
             if conn.invalidated:
-                raise _lost("using the catalog")
+                raise lost("using the catalog")
         elif conn.invalidated or (not self.is_sqlite and _server_spoke(conn)):
             # Nothing uncommitted rides on it (reads see each statement's snapshot at
             # READ COMMITTED anyway): carry on, on a new connection.
@@ -270,11 +192,11 @@ class Database:
         except DBAPIError as exc:
             where = make_url(self.url).render_as_string(hide_password=True)
             raise CatalogError(
-                f"{what}: catalog database unavailable at {where} ({_short(exc)})",
+                f"{what}: catalog database unavailable at {where} ({short(exc)})",
                 hint="check the 'database' settings and that the server is running",
             ) from exc
         except SQLAlchemyError as exc:
-            raise CatalogError(f"{what}: {_short(exc)}") from exc
+            raise CatalogError(f"{what}: {short(exc)}") from exc
 
     def _drop(self) -> None:
         if self._conn is not None:
@@ -342,7 +264,7 @@ class Database:
             return
         what = "committing the catalog"
         if conn.invalidated:
-            raise _lost(what)
+            raise lost(what)
         if self.is_sqlite:
             return
         if _server_spoke(conn, settle_ms=100) == "closed":
@@ -350,10 +272,10 @@ class Database:
             raise CatalogError(
                 f"{what}: the connection to the catalog was lost before the commit; "
                 "nothing was committed",
-                hint=_AGAIN,
+                hint=AGAIN,
             )
         if _transaction_failed(conn):
-            raise _aborted(what)
+            raise aborted(what)
 
     def rollback(self) -> None:
         if self._conn is None:

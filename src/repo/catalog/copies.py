@@ -9,8 +9,8 @@ from sqlalchemy import Connection, delete, func, literal, select
 
 from .arrays import IN_BATCH, among, unnest_ids, unnest_times
 from .base import CatalogBase
-from .connection import translate_errors
 from .schema import file_hosts, files, hosts
+from .translate import translate_errors
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Sequence

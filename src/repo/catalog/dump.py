@@ -19,7 +19,6 @@ from sqlalchemy import Table, delete, func, select, text
 
 from . import tag_index
 from .base import CatalogBase
-from .connection import translate_errors
 from .schema import (
     UTCDateTime,
     backups,
@@ -33,6 +32,7 @@ from .schema import (
     repo_meta,
     tags,
 )
+from .translate import translate_errors
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Iterator

@@ -17,9 +17,9 @@ from sqlalchemy import and_, delete, func, or_, select, text, update
 
 from .arrays import IN_BATCH, among
 from .base import CatalogBase
-from .connection import translate_errors
 from .records import FileRecord, record, select_files
 from .schema import backups, file_hosts, file_tags, files
+from .translate import translate_errors
 
 if TYPE_CHECKING:
     from collections.abc import Sequence

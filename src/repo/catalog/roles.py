@@ -31,8 +31,8 @@ from sqlalchemy import Connection, text
 
 from ..errors import CatalogError, PermissionDeniedError, UsageError
 from . import migrations
-from .connection import translate_errors
 from .schema import metadata
+from .translate import translate_errors
 
 if TYPE_CHECKING:
     from psycopg import sql

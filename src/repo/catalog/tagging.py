@@ -26,9 +26,9 @@ from sqlalchemy import (
 from . import tag_index
 from .arrays import IN_BATCH, among
 from .base import CatalogBase
-from .connection import translate_errors
 from .records import FileRecord, record, select_files
 from .schema import current_tags, file_tags, files, path_tags, paths, tags
+from .translate import translate_errors
 
 if TYPE_CHECKING:
     from collections.abc import Sequence

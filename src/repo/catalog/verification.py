@@ -7,9 +7,9 @@ from typing import TYPE_CHECKING
 from sqlalchemy import select
 
 from .arrays import IN_BATCH
-from .connection import translate_errors
 from .records import FileRecord, record, select_files
 from .schema import file_hosts, files, hosts
+from .translate import translate_errors
 
 if TYPE_CHECKING:
     from collections.abc import Sequence

@@ -16,9 +16,9 @@ from ..errors import NotFoundError, StateError
 from . import tag_index
 from .arrays import IN_BATCH, among
 from .base import CatalogBase
-from .connection import translate_errors
 from .records import FileRecord, record, select_files
 from .schema import files, paths
+from .translate import translate_errors
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
