@@ -82,8 +82,8 @@ class Cluster:
         with self.admin() as admin:
             # `condition` is SQL the tests write, not data.
             rows = admin.execute(
-                "SELECT pid FROM pg_stat_activity WHERE datname = %s AND application_name = "  # noqa: S608
-                f"'repo' AND pid <> pg_backend_pid() AND ({condition})",
+                "SELECT pid FROM pg_stat_activity WHERE datname = %s AND application_name LIKE "  # noqa: S608
+                f"'repo %%' AND pid <> pg_backend_pid() AND ({condition})",
                 (self.name,),
             ).fetchall()
         return [int(r[0]) for r in rows]
