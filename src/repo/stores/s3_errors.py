@@ -6,6 +6,8 @@ text of an exception and of its causes, so some kinds of failure are told by tha
 
 from __future__ import annotations
 
+from urllib.parse import urlsplit
+
 import obstore.exceptions as obx
 
 from ..errors import ConflictError, NotFoundError, RepoError, StoreError, VerificationError
@@ -45,6 +47,9 @@ def translate(
         return NotFoundError(f"object {where} not found")
     if isinstance(exc, obx.AlreadyExistsError | obx.PreconditionError):
         return ConflictError(f"object {where} already exists; objects are never overwritten")
+    if code in ("RequestTimeTooSkewed", *_WRONG_REGION):
+        # Answered as "forbidden" or "bad request", but not about the credentials.
+        return _from_code(code, where)
     if isinstance(exc, obx.PermissionDeniedError | obx.UnauthenticatedError):
         return StoreError(
             f"access to {where} denied: {first_line(exc)}",
@@ -53,10 +58,25 @@ def translate(
     if code is not None:
         return _from_code(code, where)
     text = first_line(exc)
+    server = endpoint_url or "the S3 endpoint"
+    if _any_in(exc, _DNS):
+        host = urlsplit(endpoint_url).hostname if endpoint_url else None
+        return StoreError(
+            f"S3 request for {where} failed: cannot resolve the server's name"
+            + (f" {host!r}" if host else "")
+            + " (DNS lookup failed)",
+            hint="check the host name in s3_endpoint_url, and this host's DNS",
+        )
+    if _any_in(exc, _TLS):
+        return StoreError(
+            f"S3 request for {where} failed: the TLS handshake with {server} failed: "
+            f"{_tls_reason(cause_text(exc))}",
+            hint="check http:// against https:// in s3_endpoint_url, and the server's "
+            "certificate (AWS_CA_BUNDLE names extra trusted certificates)",
+        )
     if _refused(exc):
         # Checked before timeouts: the client's give-up message after retrying a
         # refused connection also mentions its retry timeout.
-        server = endpoint_url or "the S3 endpoint"
         return StoreError(
             f"S3 request for {where} failed: cannot connect to {server} "
             "(connection refused, after retries)",
@@ -86,10 +106,32 @@ def _from_code(code: str, where: str) -> RepoError:
             f"access to {where} denied ({code})",
             hint="check s3_access_key / s3_secret_key and the bucket's permissions",
         )
-    if code in ("SlowDown", "InternalError", "ServiceUnavailable", "503", "500"):
+    if code in ("SlowDown", "ServiceUnavailable", "503", "RequestTimeTooSkewed"):
+        if code == "RequestTimeTooSkewed":
+            return StoreError(
+                f"S3 request for {where} failed: this host's clock is too far from the "
+                "server's (RequestTimeTooSkewed)",
+                hint="set this host's clock right (NTP)",
+            )
         return StoreError(
             f"S3 request for {where} failed: {code}, still after retries with backoff",
             hint="the server is overloaded or throttling; retry later",
+        )
+    if code in _WRONG_REGION:
+        return StoreError(
+            f"S3 request for {where} failed: the bucket is in another region ({code})",
+            hint="set s3_region to the bucket's region",
+        )
+    if code in ("NotImplemented", "501", "MethodNotAllowed", "405"):
+        return StoreError(
+            f"S3 request for {where} failed: the server does not support this request ({code})",
+            hint="this S3 server lacks a feature repo needs; see docs/reliability.md",
+        )
+    if code in ("InternalError", "500"):
+        # The same 500 on every retry is no overload: the server fails this request.
+        return StoreError(
+            f"S3 request for {where} failed: the server answered {code} on every attempt",
+            hint="the server fails this request: check its logs (it may not support it)",
         )
     return StoreError(f"S3 request for {where} failed: {code}")
 
@@ -104,6 +146,59 @@ def cause_text(exc: BaseException) -> str:
         texts.append(str(seen))
         seen = seen.__cause__ or seen.__context__
     return " | ".join(texts).lower()
+
+
+#: Words of a failed name lookup, in the texts of obstore (hyper/reqwest), botocore and
+#: the C library.
+_DNS = (
+    "dns error",
+    "failed to lookup address",
+    "name or service not known",
+    "nodename nor servname",
+    "temporary failure in name resolution",
+    "no address associated with hostname",
+    "getaddrinfo failed",
+    "failed to resolve",
+)
+#: Words of a failed TLS handshake or certificate check: Python's ssl module (botocore)
+#: and rustls as obstore's debug text spells it.
+_TLS = (
+    "invalidcontenttype",
+    "invalidcertificate",
+    "peerincompatible",
+    "alertreceived",
+    "handshakefailure",
+    "certificate verify failed",
+    "invalid certificate",
+    "unknownissuer",
+    "certificate",
+    "wrong version number",
+    "sslerror",
+    "ssl:",
+    "tls handshake",
+    "handshake failure",
+    "invalid peer certificate",
+)
+#: S3 error codes that mean the bucket lives in another region than the one asked.
+_WRONG_REGION = (
+    "AuthorizationHeaderMalformed",
+    "PermanentRedirect",
+    "IllegalLocationConstraintException",
+    "301",
+)
+
+
+def _any_in(exc: BaseException, words: tuple[str, ...]) -> bool:
+    text = cause_text(exc)
+    return any(word in text for word in words)
+
+
+def _tls_reason(text: str) -> str:
+    if "invalidcontenttype" in text or "wrong version number" in text or "wrong_version" in text:
+        return "the server does not speak TLS there (an http:// server?)"
+    if "certificate" in text or "unknownissuer" in text:
+        return "its certificate is not trusted here"
+    return "the server refused it"
 
 
 def _refused(exc: BaseException) -> bool:

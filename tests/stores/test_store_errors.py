@@ -1,0 +1,154 @@
+"""Errors name the real cause (issue 15): a TLS mismatch is not a time-out, a 500 that
+repeats is not an overload, a server without a feature or in another region says so.
+
+Real moto behind the fault proxy where the server must misbehave; everything on
+127.0.0.1. A failed DNS lookup cannot be provoked without asking a name server outside
+this host, so its translation is checked on the texts the clients give (a pure function).
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+import repo
+from harness.proxy import FaultProxy
+from repo.stores.s3 import S3Store
+from repo.stores.s3_errors import translate
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator
+    from pathlib import Path
+
+    from harness.s3servers import MotoS3Server
+
+MiB = 1024 * 1024
+KEY = "data/x.txt~01zzzzzzzzzzzzzzzzzzzzzzzz"
+
+
+def _store(server: MotoS3Server, bucket: str, endpoint_url: str) -> S3Store:
+    return S3Store(
+        f"s3://{bucket}",
+        endpoint_url=endpoint_url,
+        access_key=server.access_key,
+        secret_key=server.secret_key,
+        region=server.region,
+        multipart_threshold=5 * MiB,
+        part_size=5 * MiB,
+        timeout=2,
+    )
+
+
+@pytest.fixture
+def bucket(moto_server: MotoS3Server) -> str:
+    return moto_server.create_bucket("t-" + uuid.uuid4().hex[:16])
+
+
+@pytest.fixture
+def proxy(moto_server: MotoS3Server) -> Iterator[FaultProxy]:
+    with FaultProxy(moto_server.endpoint_url) as p:
+        yield p
+
+
+@pytest.fixture
+def big(tmp_path: Path) -> Path:
+    path = tmp_path / "big.bin"
+    path.write_bytes(b"b" * (6 * MiB))  # multipart: boto3's path
+    return path
+
+
+def _one_line(err: pytest.ExceptionInfo[repo.RepoError]) -> str:
+    message = err.value.message
+    assert "\n" not in message
+    return message
+
+
+@pytest.mark.parametrize("operation", ["small put", "multipart put", "head", "list"])
+def test_https_to_a_plain_http_server_is_a_tls_error_not_a_time_out(
+    moto_server: MotoS3Server, bucket: str, big: Path, operation: str
+) -> None:
+    store = _store(moto_server, bucket, moto_server.endpoint_url.replace("http:", "https:"))
+    run: dict[str, Callable[[], object]] = {
+        "small put": lambda: store.put_bytes(KEY, b"x"),
+        "multipart put": lambda: store.put_file(KEY, big),
+        "head": lambda: store.head(KEY),
+        "list": lambda: list(store.list("data/")),
+    }
+    try:
+        with pytest.raises(repo.StoreError) as err:
+            run[operation]()
+    finally:
+        store.close()
+    assert "the TLS handshake with https://127.0.0.1:" in _one_line(err)
+    assert "timed out" not in _one_line(err)
+    assert err.value.hint is not None
+    assert "https://" in err.value.hint
+
+
+@pytest.mark.parametrize(
+    ("status", "code", "said", "hint"),
+    [
+        (500, "InternalError", "the server answered InternalError on every attempt", "logs"),
+        (501, "NotImplemented", "the server does not support this request", "feature"),
+        (400, "AuthorizationHeaderMalformed", "the bucket is in another region", "s3_region"),
+        (403, "RequestTimeTooSkewed", "this host's clock is too far", "NTP"),
+    ],
+)
+def test_a_persistent_server_answer_names_its_cause(
+    moto_server: MotoS3Server,
+    bucket: str,
+    proxy: FaultProxy,
+    status: int,
+    code: str,
+    said: str,
+    hint: str,
+) -> None:
+    store = _store(moto_server, bucket, proxy.endpoint_url)
+    proxy.fail_requests(status, code=code, method="PUT", count=None)
+    try:
+        with pytest.raises(repo.StoreError) as err:
+            store.put_bytes(KEY, b"x")
+    finally:
+        store.close()
+    assert said in _one_line(err)
+    assert err.value.hint is not None
+    assert hint in err.value.hint
+    assert "overloaded" not in err.value.hint
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        # obstore (reqwest/hyper), botocore (urllib3) and the C library, as they say it.
+        "error sending request | dns error: failed to lookup address information: "
+        "Name or service not known",
+        "Could not connect to the endpoint URL | Failed to resolve 's3.example.invalid' "
+        "([Errno -2] Name or service not known)",
+        "[Errno -3] Temporary failure in name resolution",
+    ],
+)
+def test_a_failed_name_lookup_says_dns_not_time_out(text: str) -> None:
+    cause = OSError(text)
+    exc = RuntimeError("Generic S3 error: after 3 retries, retry_timeout: 6s")
+    exc.__cause__ = cause
+    err = translate(
+        exc,
+        KEY,
+        bucket="b",
+        endpoint_url="https://s3.example.invalid:9000",
+        timeout=60,
+    )
+    assert isinstance(err, repo.StoreError)
+    assert err.message == (
+        f"S3 request for s3://b/{KEY} failed: cannot resolve the server's name "
+        "'s3.example.invalid' (DNS lookup failed)"
+    )
+    assert err.hint == "check the host name in s3_endpoint_url, and this host's DNS"
+
+
+def test_a_time_out_is_still_a_time_out() -> None:
+    exc: Any = TimeoutError("operation timed out")
+    err = translate(exc, KEY, bucket="b", endpoint_url="http://127.0.0.1:1", timeout=5)
+    assert "timed out: no answer from the server within 5 s" in err.message
