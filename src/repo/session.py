@@ -68,7 +68,9 @@ class Session:
         and the catalog checked to be whole (not half restored)."""
         session = cls(config)
         try:
-            session.exclusively("upgrading the catalog", session.catalog.ensure_schema)
+            session.exclusively(
+                "upgrading the catalog", session.catalog.ensure_schema, announce=False
+            )
             session.store  # noqa: B018 - opened now: a wrong store fails here, not later
             session.backups  # noqa: B018
             repository_id, unfinished = session.catalog.identity()
@@ -193,14 +195,26 @@ class Session:
         *,
         terminate_others: bool = False,
         wait_seconds: float | None = None,
+        announce: bool = True,
     ) -> _T:
         """Run `work`, which needs the catalog to itself (destroy, restore, a migration),
         waiting at most `wait_seconds` for each lock it takes. If another session holds
         one that long, fail naming it; or, with `terminate_others`, end those sessions
-        (their open transactions roll back) and try once more."""
+        (their open transactions roll back) and try once more.
+
+        With `announce`, sessions holding the catalog beforehand are named at once (a
+        warning), so a wait is never silent; opening a repository, which rarely migrates,
+        skips that look."""
         if wait_seconds is None:
             wait_seconds = EXCLUSIVE_WAIT_SECONDS
         db = self.catalog.db
+        if announce and (holders := lock_holders(db)):
+            logger.warning(
+                "%s: waiting up to %g s for %s",
+                what,
+                wait_seconds,
+                "; ".join(h.describe() for h in holders[:5]),
+            )
         db.lock_wait_seconds = wait_seconds
         try:
             try:
