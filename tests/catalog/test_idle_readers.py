@@ -230,11 +230,19 @@ def open_writer(config: dict[str, Any]) -> Iterator[subprocess.Popen[str]]:
 
 
 def test_destroy_beside_an_open_writer_fails_in_bounded_time_naming_it(
-    config: dict[str, Any], open_writer: subprocess.Popen[str], monkeypatch: pytest.MonkeyPatch
+    config: dict[str, Any],
+    open_writer: subprocess.Popen[str],
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     monkeypatch.setattr("repo.session.EXCLUSIVE_WAIT_SECONDS", 1.0)
     with pytest.raises(repo.CatalogError) as caught:
         _finishes_promptly(lambda: repo.destroy_catalog(config))
+    # The wait was announced when it began, naming the writer.
+    announced = [r.getMessage() for r in caplog.records if r.name == "repo.session"]
+    assert len(announced) == 1
+    assert announced[0].startswith("destroying the catalog: waiting up to 1 s for repo ")
+    assert f"pid {open_writer.pid}" in announced[0]
     message = caught.value.message
     assert message.startswith("destroying the catalog: waited 1 s; the catalog is in use by ")
     assert f"pid {open_writer.pid}" in message
