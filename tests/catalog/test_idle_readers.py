@@ -109,23 +109,32 @@ with repo.Repo(json.loads(sys.argv[1])) as r:
 @pytest.fixture
 def idle_reader(config: dict[str, Any]) -> Iterator[subprocess.Popen[str]]:
     """Another process with a `Repo` open that has read, and then sits idle."""
+    yield from _other_process(READER, config)
+
+
+def _other_process(script: str, config: dict[str, Any]) -> Iterator[subprocess.Popen[str]]:
+    """`script` run with `config` in another process, once it says "ready"; it ends when
+    its standard input is closed (by the test, or here after it)."""
     _stock(config)
     proc = subprocess.Popen(
-        [sys.executable, "-c", READER, json.dumps(config)],
+        [sys.executable, "-c", script, json.dumps(config)],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
     )
+    assert proc.stdin is not None
+    assert proc.stdout is not None
+    assert proc.stderr is not None
     try:
-        assert proc.stdout is not None
-        assert proc.stdout.readline().strip() == "ready"
+        assert proc.stdout.readline().strip() == "ready", proc.stderr.read()
         yield proc
     finally:
-        assert proc.stdin is not None
-        assert proc.stdout is not None
-        proc.stdin.close()
+        if not proc.stdin.closed:
+            proc.stdin.close()
         proc.wait(timeout=60)
         proc.stdout.close()
+        proc.stderr.close()
 
 
 def _finishes_promptly(work: Any) -> Any:
@@ -205,28 +214,7 @@ r.commit()
 @pytest.fixture
 def open_writer(config: dict[str, Any]) -> Iterator[subprocess.Popen[str]]:
     """Another process whose `Repo` wrote and has not committed: it holds table locks."""
-    _stock(config)
-    proc = subprocess.Popen(
-        [sys.executable, "-c", WRITER, json.dumps(config)],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    assert proc.stdout is not None
-    assert proc.stdout.readline().strip() == "ready"
-    try:
-        yield proc
-    finally:
-        for pipe in (proc.stdin, proc.stdout, proc.stderr):
-            assert pipe is not None
-        assert proc.stdin is not None
-        if not proc.stdin.closed:
-            proc.stdin.close()
-        proc.wait(timeout=60)
-        for pipe in (proc.stdout, proc.stderr):
-            assert pipe is not None
-            pipe.close()
+    yield from _other_process(WRITER, config)
 
 
 def test_destroy_beside_an_open_writer_fails_in_bounded_time_naming_it(
