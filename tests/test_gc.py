@@ -457,6 +457,7 @@ def test_cli_gc_dry_run_table_then_json_report_then_nothing_left(
         "staging_removed": 0,
         "partial_downloads_removed": 0,
         "store_temporaries_removed": 0,
+        "not_done": [],
     }
 
     again = cli("gc", "--orphans")

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
+from .errors import StoreError
 from .leftovers import clean_partials, clean_staging
 from .paths import DATA_PREFIX, token_time
 
@@ -85,6 +86,8 @@ class GcReport:
     partial_downloads_removed: int = 0
     #: The store's leftovers of writes cut off: temp files, incomplete multipart uploads.
     store_temporaries_removed: int = 0
+    #: What this run could not do, and why (one line each); the rest of it stands.
+    not_done: list[str] = field(default_factory=list)
 
 
 def collect_garbage(
@@ -132,9 +135,14 @@ def collect_garbage(
             if not dry_run and report.orphans.keys:
                 session.store.delete_many(report.orphans.keys)
             grace = timedelta(seconds=cfg.orphan_grace_seconds)
-            report.store_temporaries_removed = session.store.clean_temporaries(
-                session.store.key_prefix + DATA_PREFIX, now - grace, dry_run=dry_run
-            )
+            try:
+                report.store_temporaries_removed = session.store.clean_temporaries(
+                    session.store.key_prefix + DATA_PREFIX, now - grace, dry_run=dry_run
+                )
+            except StoreError as exc:
+                # Some servers cannot list multipart uploads: the rest of GC stands.
+                report.not_done.append(f"leftovers of cut-off writes not cleaned: {exc.message}")
+                logger.warning("gc: %s", report.not_done[-1])
         going = set(report.unpublished.keys + report.expired.keys + report.resumed.keys)
         report.staging_removed = clean_staging(session, now, dry_run, going=going)
         report.partial_downloads_removed = clean_partials(session, now, dry_run)

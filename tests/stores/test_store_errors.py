@@ -8,12 +8,14 @@ this host, so its translation is checked on the texts the clients give (a pure f
 
 from __future__ import annotations
 
+import io
 import uuid
 from typing import TYPE_CHECKING, Any
 
 import pytest
 
 import repo
+from conftest import CliRun, write_config
 from harness.proxy import FaultProxy
 from repo.stores.s3 import S3Store
 from repo.stores.s3_errors import translate
@@ -152,3 +154,36 @@ def test_a_time_out_is_still_a_time_out() -> None:
     exc: Any = TimeoutError("operation timed out")
     err = translate(exc, KEY, bucket="b", endpoint_url="http://127.0.0.1:1", timeout=5)
     assert "timed out: no answer from the server within 5 s" in err.message
+
+
+def test_gc_on_a_server_that_cannot_list_multipart_uploads_says_what_it_did_not_do(
+    moto_server: MotoS3Server, bucket: str, proxy: FaultProxy, tmp_path: Path, sqlite_url: str
+) -> None:
+    config = {
+        "local_root": str(tmp_path / "local"),
+        "store": f"s3://{bucket}/p",
+        "database": sqlite_url,
+        "s3_endpoint_url": proxy.endpoint_url,
+        "s3_access_key": moto_server.access_key,
+        "s3_secret_key": moto_server.secret_key,
+        "s3_region": moto_server.region,
+        "unpublished_ttl_seconds": 0,
+        "orphan_grace_seconds": 0,
+    }
+    with repo.Repo(config) as r:
+        draft = r.add("draft.txt", io.BytesIO(b"draft"))
+        r.commit()
+        proxy.fail_requests(501, code="NotImplemented", method="GET", query="uploads", count=None)
+        report = r.gc(orphans=True)
+        assert proxy.fired() >= 1
+        assert report.unpublished.keys == [draft.key]  # the rest of GC stood
+        assert len(report.not_done) == 1
+        assert report.not_done[0].startswith("leftovers of cut-off writes not cleaned: ")
+        assert "does not support this request (NotImplemented)" in report.not_done[0]
+        assert report.store_temporaries_removed == 0
+    run = CliRun(write_config(tmp_path / "cfg.json", config), tmp_path)
+    said = run("gc", "--orphans")
+    assert (said.exit_code, said.stderr.count("\n")) == (0, 1)  # the warning, once
+    assert said.stdout.splitlines()[-1].startswith(
+        "not done: leftovers of cut-off writes not cleaned: S3 request for "
+    )

@@ -51,6 +51,7 @@ def gc(app: App, dry_run: bool, orphans: bool, as_json: bool) -> None:
                 "staging_removed": rep.staging_removed,
                 "partial_downloads_removed": rep.partial_downloads_removed,
                 "store_temporaries_removed": rep.store_temporaries_removed,
+                "not_done": rep.not_done,
             }
         )
         return
@@ -76,6 +77,8 @@ def gc(app: App, dry_run: bool, orphans: bool, as_json: bool) -> None:
         partials=rep.partial_downloads_removed,
         store=rep.store_temporaries_removed,
     )
+    for line in rep.not_done:
+        click.echo(f"not done: {line}")
 
 
 def _echo_leftovers(verb: str, *, staging: int, partials: int, store: int = 0) -> None:

@@ -206,8 +206,9 @@ class Store(Protocol):
 
         Local: temp files in the store's own temp directory (by modification time; the
         `prefix` does not apply). S3: incomplete multipart uploads of keys starting with
-        `prefix` (by their start). Never touches an object. Best effort: a listing the
-        server refuses is logged and counts as nothing found.
+        `prefix` (by their start). Never touches an object. A listing the server refuses
+        (some servers cannot list multipart uploads) raises `StoreError`; the caller says
+        what was not done.
         """
         ...
 

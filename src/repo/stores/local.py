@@ -266,8 +266,7 @@ class LocalStore:
         except FileNotFoundError:
             return 0
         except OSError as exc:
-            logger.warning("cannot list %s: %s", self.root / _TMP_DIR, exc.strerror)
-            return 0
+            raise StoreError(f"cannot list {self.root / _TMP_DIR}: {exc.strerror}") from exc
         for name in names:
             path = self.root / _TMP_DIR / name
             try:

@@ -225,9 +225,9 @@ def abort_stale_uploads(
         try:
             listed = client.list_multipart_uploads(**args)
         except Exception as exc:
-            if s3_code(exc) != "NoSuchUpload":  # rclone's answer when there are none
-                logger.warning("could not list multipart uploads under %s: %s", prefix, exc)
-            return count
+            if s3_code(exc) == "NoSuchUpload":  # rclone's answer when there are none
+                return count
+            raise conn.translate(exc, prefix) from exc
         for upload in listed.get("Uploads", []):
             key, started = upload["Key"], upload.get("Initiated")
             made = token_time(key)
