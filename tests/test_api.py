@@ -23,6 +23,7 @@ def test_public_names_are_pinned() -> None:
             "CacheReport",
             "CacheStatus",
             "CacheVerifyReport",
+            "CatalogBusyError",
             "CatalogError",
             "Config",
             "ConfigEntry",

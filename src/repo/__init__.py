@@ -26,6 +26,7 @@ from .cache_check import CacheVerifyReport
 from .catalog import HostCopy, HostSummary
 from .config import Config, ConfigEntry, describe_config, load_config
 from .errors import (
+    CatalogBusyError,
     CatalogError,
     ConfigError,
     ConflictError,
@@ -61,6 +62,7 @@ __all__ = [
     "CacheReport",
     "CacheStatus",
     "CacheVerifyReport",
+    "CatalogBusyError",
     "CatalogError",
     "Config",
     "ConfigEntry",
