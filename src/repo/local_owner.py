@@ -142,6 +142,11 @@ def _write(marker: Path, owner: dict[str, str]) -> None:
         try:
             with os.fdopen(fd, "w", encoding="utf-8") as out:
                 json.dump(doc, out)
+            # Readable like the directory's other files (mkstemp makes it private): it
+            # names a store, no secret, and every user of this cache must read it.
+            umask = os.umask(0)
+            os.umask(umask)
+            os.chmod(tmp, 0o644 & ~umask)
             # Not over another's: a concurrent first claim by another repository wins.
             os.link(tmp, marker)
         finally:
