@@ -755,3 +755,16 @@ def test_config_show_lists_every_setting_with_secrets_masked(tmp_path: Path) -> 
     assert text.stdout == table(["SETTING", "VALUE", "FROM"], expected) + "\n"
     for result in (shown, text):
         assert SECRET not in result.output
+
+
+@pytest.mark.parametrize(
+    ("value", "kind"), [(5, "a number"), ([], "a list"), (True, "true or false"), (None, "null")]
+)
+def test_a_secret_of_the_wrong_type_names_the_type_but_never_the_value(
+    tmp_path: Path, value: Any, kind: str
+) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_config(_minimal(tmp_path, database=value))
+    assert caught.value.message.endswith(
+        f"key 'database' must be a string or an object, got {kind}"
+    )

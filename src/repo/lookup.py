@@ -6,6 +6,7 @@ import fnmatch
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
+from .catalog.schema import STATES
 from .errors import NotFoundError, UsageError
 from .file import RepoFile
 from .paths import make_key, new_version_token, unique_path, validate_path
@@ -28,8 +29,6 @@ __all__ = [
     "published",
     "tags_of",
 ]
-
-STATES = ("unpublished", "published", "expired")
 
 
 def new_version(session: Session, path: str | None = None) -> RepoFile:

@@ -42,6 +42,9 @@ logger = logging.getLogger(__name__)
 #: a loaded `Config`, or None for the environment and the default file.
 ConfigSource = str | os.PathLike[str] | Mapping[str, Any] | Config | None
 
+#: This host's scratch directory under ``local_root`` (journal entries, backups).
+SCRATCH = "tmp"
+
 #: How long destroy, restore and migrations wait for a lock on the catalog.
 EXCLUSIVE_WAIT_SECONDS = 30.0
 
@@ -96,7 +99,7 @@ class Session:
                 session.backups,
                 repository_id=repository_id,
                 host=session.host,
-                scratch=Path(session.config.local_root) / "tmp",
+                scratch=Path(session.config.local_root) / SCRATCH,
             )
         except BaseException:
             session.close(discard=True)
@@ -151,7 +154,7 @@ class Session:
 
     def scratch_dir(self) -> Path:
         """A directory for this host's temporary files (journal entries, backups)."""
-        path = Path(self.config.local_root) / "tmp"
+        path = Path(self.config.local_root) / SCRATCH
         try:
             path.mkdir(parents=True, exist_ok=True)
         except OSError as exc:

@@ -280,8 +280,21 @@ def check_type(
     if isinstance(value, types) and not (isinstance(value, bool) and bool not in types):
         return
     names = " or ".join(_TYPE_PHRASES[t] for t in types)
-    shown = "a value" if secret else repr(value)
+    # A secret's value is never repeated, but its JSON type says what went wrong.
+    shown = _json_kind(value) if secret else repr(value)
     raise ConfigError(f"{where} must be {names}, got {shown}", hint=hint)
+
+
+def _json_kind(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true or false"
+    if value is None:
+        return "null"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, list):
+        return "a list"
+    return "a value of another kind"
 
 
 def check_value(setting: Setting, value: Any, where: str, *, hint: str | None = None) -> None:

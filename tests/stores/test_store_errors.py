@@ -187,3 +187,15 @@ def test_gc_on_a_server_that_cannot_list_multipart_uploads_says_what_it_did_not_
     assert said.stdout.splitlines()[-1].startswith(
         "not done: leftovers of cut-off writes not cleaned: S3 request for "
     )
+
+
+def test_obstores_retry_timeout_setting_in_a_message_is_not_a_time_out() -> None:
+    """A 404 whose body was cut off fails in a millisecond; obstore's report of it still
+    names its ``retry_timeout`` setting (seen through the proxy's truncated answers)."""
+    exc = RuntimeError(
+        "Generic S3 error: Error performing GET http://127.0.0.1:1/b/k in 1.1ms - "
+        "HTTP error: request or response body error | retry_timeout: 6s"
+    )
+    err = translate(exc, KEY, bucket="b", endpoint_url="http://127.0.0.1:1", timeout=60)
+    assert "timed out" not in err.message
+    assert err.message.endswith("HTTP error: request or response body error | retry_timeout: 6s")

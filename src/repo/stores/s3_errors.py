@@ -207,5 +207,7 @@ def _refused(exc: BaseException) -> bool:
 
 
 def _timed_out(exc: BaseException) -> bool:
-    text = cause_text(exc)
-    return "timed out" in text or "timeout" in text
+    # obstore's retry report names its setting ``retry_timeout`` whatever went wrong: that
+    # word is no time-out (a cut-off body failed in 1 ms, and was called one).
+    text = cause_text(exc).replace("retry_timeout", "")
+    return "timed out" in text or "timedout" in text or "timeout" in text
