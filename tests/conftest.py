@@ -204,7 +204,11 @@ class StoreTarget:
 @pytest.fixture(params=STORE_KINDS, ids=STORE_KINDS)
 def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> StoreTarget:
     """A fresh store: ``file://<tmp>/store`` or ``s3://<new bucket>/prefix-<hex8>``."""
-    kind: str = request.param
+    return make_store_target(request, request.param, tmp_path)
+
+
+def make_store_target(request: pytest.FixtureRequest, kind: str, tmp_path: Path) -> StoreTarget:
+    """A fresh store of `kind` (one of `STORE_KINDS`)."""
     if kind == "file":
         path = tmp_path / "store"
         path.mkdir()

@@ -96,6 +96,7 @@ class Config:
     s3_timeout_seconds: int = default_of("s3_timeout_seconds")
     s3_sse: str | None = None
     s3_sse_kms_key_id: str | None = None
+    s3_upload_check: str = "read-back"
     #: Where each field's value came from (a key of the source, or a default).
     origins: Mapping[str, str] = field(default_factory=dict)
 

@@ -92,6 +92,13 @@ class RepoFile:
         return self._rec.uploaded_at
 
     @property
+    def verified_with(self) -> str | None:
+        """What vouched for the stored object at upload: ``etag`` (the store's ETag is
+        its md5), ``read-back`` or ``server-checked``; None if not uploaded, or uploaded
+        before this was recorded."""
+        return self._rec.verified_with
+
+    @property
     def published_at(self) -> datetime | None:
         return self._rec.published_at
 

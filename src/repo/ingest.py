@@ -133,7 +133,13 @@ def _add_from_file(
         result = put_new(session, path, key, source, created, progress)
     except OSError as exc:
         raise UsageError(f"cannot read {source}: {exc.strerror or exc}") from exc
-    version = NewVersion(path=path, key=result.key, md5=result.md5, size=result.size)
+    version = NewVersion(
+        path=path,
+        key=result.key,
+        md5=result.md5,
+        size=result.size,
+        verified_with=result.verified_with,
+    )
     records, superseded = _record_uploaded(session, [version], created, names, publish)
     if superseded:
         logger.info("published %s; expired %d earlier version", path, len(superseded))
@@ -289,7 +295,13 @@ def add_tree(
         if progress is not None:
             with lock:
                 progress.file_done()
-        version = NewVersion(path=plan.path, key=result.key, md5=result.md5, size=result.size)
+        version = NewVersion(
+            path=plan.path,
+            key=result.key,
+            md5=result.md5,
+            size=result.size,
+            verified_with=result.verified_with,
+        )
         return version, data is None
 
     def collect_one() -> None:

@@ -42,7 +42,7 @@ from .errors import (
     at_boundary,
 )
 from .gc import purge_orphans_only
-from .integrity import etag_matches
+from .integrity import READ_BACK, looks_like_md5, normalize_etag
 from .journal import read_entries
 from .paths import DATA_PREFIX, TOKEN_LENGTH, validate_path
 from .session import ConfigSource, Session
@@ -242,13 +242,24 @@ def _check_published(
             raise VerificationError(f"published file {path} is missing ({key})") from None
         if info.size != size:
             raise VerificationError(f"published file {path} has {info.size} bytes, not {size}")
-        plain = info.etag is not None and "-" not in info.etag
-        if plain and not etag_matches(info.etag, md5):
+        if not deep and _wrong_etag(bucket_store, key, info.etag, md5):
             raise VerificationError(f"published file {path} has the wrong checksum")
         if deep:
             got = hash_only(bucket_store.iter_bytes(key))
             if got.md5 != md5 or got.size != size:
                 raise VerificationError(f"published file {path} has the wrong content")
+
+
+def _wrong_etag(store: Store, key: str, etag: str | None, md5: str) -> bool:
+    """Does the single-part ETag of `key` prove its content is not `md5`?
+
+    Only where the server says its ETags are md5s: with SSE-KMS one looks like an md5
+    and is not. A multipart ETag, or none, proves nothing either way.
+    """
+    tag = normalize_etag(etag)
+    if tag is None or "-" in tag or not looks_like_md5(tag) or tag == md5:
+        return False
+    return store.etag_is_md5(key)
 
 
 def _load(
@@ -304,11 +315,11 @@ def _adopt(catalog: Catalog, store: Store, report: RestoreReport) -> None:
             validate_path(path, key_prefix=store.key_prefix)
         except RepoError:
             continue
-        etag = info.etag
-        if etag is not None and "-" not in etag and len(etag) == 32:
-            md5 = etag
-        else:
-            md5 = hash_only(store.iter_bytes(info.key)).md5
+        # Hashed, never taken from the ETag: an ETag that looks like an md5 may be none
+        # (SSE-KMS), and a version recorded with a wrong md5 could never be read.
+        got = hash_only(store.iter_bytes(info.key))
+        if got.size != info.size:
+            continue  # changed under us: not adopted on a guess
         created = meta.get("repo-created")
         rec = catalog.add_file(
             path=path,
@@ -317,6 +328,12 @@ def _adopt(catalog: Catalog, store: Store, report: RestoreReport) -> None:
             origin=meta.get("repo-origin", "unknown"),
             created_at=datetime.fromisoformat(created) if created else datetime.now(UTC),
         )
-        catalog.mark_uploaded(rec.file_id, md5=md5, size=info.size, when=datetime.now(UTC))
+        catalog.mark_uploaded(
+            rec.file_id,
+            md5=got.md5,
+            size=got.size,
+            when=datetime.now(UTC),
+            verified_with=READ_BACK,
+        )
         report.adopted.append(info.key)
     catalog.commit()

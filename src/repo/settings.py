@@ -75,6 +75,11 @@ AT_LEAST_ONE = Check(lambda n: n >= 1, "at least 1")
 PRINTABLE_NAME = Check(_printable, "a non-empty printable name")
 BARE_BUCKET = Check(lambda s: bool(s.strip()) and "/" not in s, "a bare bucket name")
 HTTP_URL = Check(_http_url, "an http:// or https:// URL")
+#: How an upload is verified where the bucket's ETags are no md5s (`s3_upload_check`).
+S3_UPLOAD_CHECKS = ("read-back", "server")
+UPLOAD_CHECK = Check(
+    lambda s: s in S3_UPLOAD_CHECKS, "'read-back' (safe on every server) or 'server'", echo=True
+)
 SSE_ALGORITHM = Check(
     lambda s: s in S3_SSE_ALGORITHMS, "'AES256' (SSE-S3) or 'aws:kms' (SSE-KMS)", echo=True
 )
@@ -92,7 +97,7 @@ class Setting:
     #: The `Config` attribute it sets (and its name in `repo config --show`); "" = `key`.
     into: str = ""
     #: The value used when the key is absent, when that value is fixed.
-    default: int | None = None
+    default: int | str | None = None
     #: What happens when the key is absent, when it is not a fixed value (Markdown).
     default_text: str = ""
     #: An environment variable that, when set and not empty, wins over the document.
@@ -255,6 +260,15 @@ SETTINGS: tuple[Setting, ...] = (
         default_text="the bucket's default key",
         description="the KMS key (id, ARN or alias) for `s3_sse` `aws:kms`",
     ),
+    Setting(
+        key="s3_upload_check",
+        types=_STR,
+        check=UPLOAD_CHECK,
+        default="read-back",
+        description="where the bucket's ETags are no md5s (SSE-KMS, SSE-C, S3 Express): "
+        "`read-back` reads every upload back and hashes it; `server` trusts the server's "
+        "own check of the Content-MD5 and CRC32 sent (AWS checks them; some servers do not)",
+    ),
 )
 
 BY_KEY: Mapping[str, Setting] = {s.key: s for s in SETTINGS}
@@ -263,8 +277,8 @@ BY_KEY: Mapping[str, Setting] = {s.key: s for s in SETTINGS}
 def default_of(key: str) -> int:
     """The fixed default of an integer setting."""
     default = BY_KEY[key].default
-    if default is None:
-        raise KeyError(f"setting {key!r} has no fixed default")
+    if not isinstance(default, int):
+        raise KeyError(f"setting {key!r} has no fixed integer default")
     return default
 
 

@@ -94,7 +94,11 @@ def upload(session: Session, record: FileRecord, progress: Progress | None = Non
         record, source = _rekey(session, record, source)
         result = put_version(session, record, source, progress)
     updated = session.catalog.mark_uploaded(
-        record.file_id, md5=result.md5, size=result.size, when=datetime.now(UTC)
+        record.file_id,
+        md5=result.md5,
+        size=result.size,
+        when=datetime.now(UTC),
+        verified_with=result.verified_with,
     )
     if source != session.cache.cache_path(record.key):
         session.copies.make_room(result.size)

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Literal
 
 from .catalog.verification import versions_to_verify
 from .errors import NotFoundError, UsageError
-from .integrity import normalize_etag
+from .integrity import READ_BACK, SERVER_CHECKED, normalize_etag
 from .stores.base import DownloadResult, Store, hash_only
 from .transfers import DEFAULT_WORKERS
 
@@ -108,7 +108,7 @@ def verify_store(
     """Check that every published version, and every expired one garbage collection has
     not claimed, exists in its store with the catalog's size and checksum.
 
-    Shallow: one HEAD per object (size, and the ETag where it is a plain md5). `deep`
+    Shallow: one HEAD per object (size, and the ETag where it is the md5). `deep`
     downloads every object (not into the cache) and compares md5 and size. Store
     requests run in `workers` threads; the catalog is read in pages in this thread.
     Network and permission failures raise; nothing is changed anywhere.
@@ -196,11 +196,16 @@ def check_object(store: Store, rec: FileRecord, *, deep: bool) -> tuple[Outcome,
     etag = normalize_etag(info.etag)
     if etag is None:
         return "size_only", "the store gives no checksum; size checked only"
+    if etag == rec.md5:
+        return "ok", ""
+    if rec.verified_with in (READ_BACK, SERVER_CHECKED):
+        return "size_only", "its ETag is no md5 (verified at upload by reading it back or by "
+        "the server); size checked only"
     if _MULTIPART_ETAG.fullmatch(etag):
         return "size_only", "multipart ETag; size checked only"
-    if etag != rec.md5:
-        return "corrupt", f"ETag {etag} is not the catalog's md5 {rec.md5}"
-    return "ok", ""
+    if not store.etag_is_md5(rec.key):
+        return "size_only", "the server encrypts it so that its ETag is no md5; size checked only"
+    return "corrupt", f"ETag {etag} is not the catalog's md5 {rec.md5}"
 
 
 def hash_object(store: Store, key: str) -> DownloadResult:

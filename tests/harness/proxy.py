@@ -28,13 +28,30 @@ reset (TCP RST), or stalled for some seconds before the rest follows. ``proxy.re
 logs ``(method, target, status)`` of every exchange (status 0: no answer was given), and
 ``proxy.received`` ``(method, target, headers)`` of every request as it came in (header
 names lower-cased).
+
+Besides faults, the proxy can imitate servers that bend the protocol, for as long as it
+is told to (`imitate`; `imitate()` with no names goes back to faithful). `DEVIATIONS`:
+
+* ``opaque-etags``: every ETag (headers, listings, multipart completion) is replaced by
+  32 hex digits that are no md5 of the content, and answers say
+  ``x-amz-server-side-encryption: aws:kms``, as AWS does under SSE-KMS;
+* ``no-checksums``: ``x-amz-checksum-*`` headers are stripped from answers;
+* ``ignores-if-none-match``: ``If-None-Match`` is stripped from requests (the server
+  overwrites where it should refuse; only for servers that do not check signatures);
+* ``shuffled-listings``: the objects of each ListObjectsV2 page come in reverse order;
+* ``lossy-listings``: the last object of every page but the last is left out. With
+  either, listings are asked for in pages of `LISTING_PAGE` keys, so paging shows (this
+  breaks the signature of the query: for servers that do not check it, as moto);
+* ``no-multipart-listing``: ListMultipartUploads is answered with 500 NotImplemented.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import http.client
 import io
+import re
 import select
 import socket
 import socketserver
@@ -50,7 +67,7 @@ if TYPE_CHECKING:
     from collections.abc import Iterator
     from types import TracebackType
 
-__all__ = ["FaultProxy", "Rule"]
+__all__ = ["DEVIATIONS", "FaultProxy", "Rule"]
 
 BLOCK = 64 * 1024
 UPSTREAM_TIMEOUT = 60.0
@@ -85,6 +102,20 @@ ACTIONS = (
 )
 #: The faults that cut an answer in the middle of its body.
 _BODY_FAULTS = ("truncate_response", "reset_response", "stall_response")
+
+DEVIATIONS = (
+    "opaque-etags",
+    "no-checksums",
+    "ignores-if-none-match",
+    "shuffled-listings",
+    "lossy-listings",
+    "no-multipart-listing",
+)
+#: The deviations that show in listings; with them, pages hold `LISTING_PAGE` keys.
+_LISTING_DEVIATIONS = frozenset({"shuffled-listings", "lossy-listings"})
+LISTING_PAGE = 2
+#: The deviations that rewrite the XML of a listing or a multipart completion.
+_XML_DEVIATIONS = frozenset({"opaque-etags", "shuffled-listings", "lossy-listings"})
 
 
 @dataclass
@@ -133,6 +164,9 @@ class FaultProxy:
         self._fired: dict[str, int] = {}
         self._lock = threading.Lock()
         self._stopping = threading.Event()
+        self.deviations: frozenset[str] = frozenset()
+        #: The real ETag behind each opaque one handed out (for multipart completions).
+        self.real_etags: dict[str, str] = {}
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
 
@@ -311,6 +345,35 @@ class FaultProxy:
         the body, then nothing for `seconds` (cut short by `stop`), then the rest."""
         return self.add_rule(Rule("stall_response", method, query, path, count, seconds=seconds))
 
+    def imitate(self, *deviations: str) -> None:
+        """Behave like a server with these `DEVIATIONS` from now on (none: faithfully)."""
+        unknown = set(deviations) - set(DEVIATIONS)
+        if unknown:
+            raise ValueError(f"unknown deviations {sorted(unknown)}; expected some of {DEVIATIONS}")
+        self.deviations = frozenset(deviations)
+
+    def opaque_etag(self, etag: str) -> str:
+        """32 hex digits derived from `etag` that are no md5 of the content; quotes and a
+        multipart ``-N`` suffix are kept."""
+        core = etag.strip().replace("&quot;", '"')
+        quoted = core.startswith('"')
+        core = core.strip('"')
+        base, dash, parts = core.partition("-")
+        new = hashlib.md5(b"sse-kms:" + base.encode(), usedforsecurity=False).hexdigest()
+        with self._lock:
+            self.real_etags[new] = base
+        new += dash + parts
+        return f'"{new}"' if quoted else new
+
+    def real_etag(self, etag: str) -> str:
+        """The server's own ETag behind one that `opaque_etag` made (else `etag`)."""
+        core = etag.strip().replace("&quot;", '"')
+        quoted = core.startswith('"')
+        base, dash, parts = core.strip('"').partition("-")
+        with self._lock:
+            real = self.real_etags.get(base, base) + dash + parts
+        return f'"{real}"' if quoted else real
+
     def reset(self) -> None:
         """Disarm every fault and forget the counters and the request log."""
         with self._lock:
@@ -485,6 +548,15 @@ class _Handler(BaseHTTPRequestHandler):
             raise _Reset
         if "reset" in rules:
             raise _Reset
+        deviations = self._proxy.deviations
+        if (
+            "no-multipart-listing" in deviations
+            and method == "GET"
+            and "uploads" in {p.split("=")[0] for p in target.partition("?")[2].split("&")}
+        ):
+            rules["status"] = Rule(
+                "status", status=500, code="NotImplemented", message="not implemented"
+            )
         if "status" in rules:
             rule = rules["status"]
             self._log(method, target, rule.status)
@@ -494,6 +566,14 @@ class _Handler(BaseHTTPRequestHandler):
             else:
                 self._answer(rule.status, _s3_error(rule.status, rule.code, rule.message))
             return
+        if deviations & _LISTING_DEVIATIONS and method == "GET" and "list-type=2" in target:
+            target = _small_pages(target)  # pages of a few keys, so that paging shows
+        if "opaque-etags" in deviations and method == "POST" and body and "uploadId=" in target:
+            # A completion names its parts by the ETags the server gave them.
+            real = self._proxy.real_etag
+            body = _ETAG_XML.sub(
+                lambda m: b"<ETag>" + real(m.group(1).decode()).encode() + b"</ETag>", body
+            )
         exchange = _Exchange(method, target, body, chunked, "corrupt_request" in rules)
         response = self._forward(exchange)
         if exchange.body is None:
@@ -504,7 +584,9 @@ class _Handler(BaseHTTPRequestHandler):
                 raise _Reset
             self._log(method, target, response.status)
             cut = next((rules[a] for a in _BODY_FAULTS if a in rules), None)
-            self._relay(method, response, corrupt="corrupt_response" in rules, cut=cut)
+            self._relay(
+                method, response, corrupt="corrupt_response" in rules, cut=cut, target=target
+            )
         finally:
             response.close()
             if response.will_close or exchange.body is None:
@@ -567,8 +649,10 @@ class _Handler(BaseHTTPRequestHandler):
     ) -> http.client.HTTPResponse:
         expect = exchange.body is None
         conn.putrequest(exchange.method, exchange.target, skip_host=True, skip_accept_encoding=True)
+        strip_inm = "ignores-if-none-match" in self._proxy.deviations
         for name, value in self.headers.items():
-            if name.lower() not in _HOP_BY_HOP:
+            lower = name.lower()
+            if lower not in _HOP_BY_HOP and not (strip_inm and lower == "if-none-match"):
                 conn.putheader(name, value)
         if exchange.chunked:
             conn.putheader("Transfer-Encoding", "chunked")
@@ -604,12 +688,31 @@ class _Handler(BaseHTTPRequestHandler):
         *,
         corrupt: bool,
         cut: Rule | None = None,
+        target: str = "",
     ) -> None:
         status = response.status
         no_body = method == "HEAD" or status in (204, 304) or 100 <= status < 200
         headers = [(k, v) for k, v in response.getheaders() if k.lower() not in _HOP_BY_HOP]
         length = response.length  # None when chunked or delimited by close
-        if no_body or length is not None:
+        deviations = self._proxy.deviations
+        if deviations:
+            headers = _deviate_headers(self._proxy, headers, status)
+        query = target.partition("?")[2]
+        rewrite = (
+            status == 200
+            and deviations & _XML_DEVIATIONS
+            and (
+                (method == "GET" and "list-type=2" in query)
+                or (method == "POST" and "uploadId=" in query)
+            )
+        )
+        if rewrite:
+            data = _deviate_xml(self._proxy, response.read())
+            headers = [(k, v) for k, v in headers if k.lower() != "content-length"]
+            headers.append(("Content-Length", str(len(data))))
+            self._head(status, response.reason, headers)
+            self._stream(io.BytesIO(data), len(data), corrupt=False, cut=cut)
+        elif no_body or length is not None:
             self._head(status, response.reason, headers)
             if not no_body:
                 self._stream(response, length or 0, corrupt=corrupt, cut=cut)
@@ -688,6 +791,59 @@ class _Handler(BaseHTTPRequestHandler):
         with contextlib.suppress(OSError):
             self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
             self.connection.close()
+
+
+def _small_pages(target: str) -> str:
+    """`target` asking for pages of `LISTING_PAGE` keys (breaks a signature that covers
+    the query: for servers that do not check signatures, as moto's)."""
+    path, _, query = target.partition("?")
+    params = [p for p in query.split("&") if not p.startswith("max-keys=")]
+    return path + "?" + "&".join([*params, f"max-keys={LISTING_PAGE}"])
+
+
+def _deviate_headers(
+    proxy: FaultProxy, headers: list[tuple[str, str]], status: int
+) -> list[tuple[str, str]]:
+    deviations = proxy.deviations
+    out = []
+    for name, value in headers:
+        lower = name.lower()
+        if "no-checksums" in deviations and lower.startswith("x-amz-checksum-"):
+            continue
+        if "opaque-etags" in deviations:
+            if lower == "x-amz-server-side-encryption":
+                continue
+            if lower == "etag":
+                value = proxy.opaque_etag(value)
+        out.append((name, value))
+    if "opaque-etags" in deviations and status < 300:
+        out.append(("x-amz-server-side-encryption", "aws:kms"))
+    return out
+
+
+_ETAG_XML = re.compile(rb"<ETag>(.*?)</ETag>", re.DOTALL)
+_CONTENTS_XML = re.compile(rb"<Contents>.*?</Contents>", re.DOTALL)
+
+
+def _deviate_xml(proxy: FaultProxy, body: bytes) -> bytes:
+    """A listing or multipart completion as a deviating server would answer it."""
+    deviations = proxy.deviations
+    if "opaque-etags" in deviations:
+        body = _ETAG_XML.sub(
+            lambda m: b"<ETag>" + proxy.opaque_etag(m.group(1).decode()).encode() + b"</ETag>", body
+        )
+    entries = _CONTENTS_XML.findall(body)
+    if not entries:
+        return body
+    if "lossy-listings" in deviations and b"<IsTruncated>true</IsTruncated>" in body:
+        entries = [*entries[:-1], b""]
+    if "shuffled-listings" in deviations:
+        entries.reverse()
+    pieces = _CONTENTS_XML.split(body)
+    out = [pieces[0]]
+    for entry, piece in zip(entries, pieces[1:], strict=True):
+        out += [entry, piece]
+    return b"".join(out)
 
 
 def _await_continue(conn: http.client.HTTPConnection) -> bool:

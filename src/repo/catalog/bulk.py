@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 from sqlalchemy import Connection, literal, select, update
 
 from ..errors import UsageError
+from ..integrity import ETAG
 from . import tag_index
 from .arrays import IN_BATCH, among, unnest_ids, unnest_texts
 from .base import CatalogBase
@@ -41,6 +42,7 @@ class NewVersion:
     key: str
     md5: str
     size: int
+    verified_with: str = ETAG
 
 
 class BulkQueries(CatalogBase):
@@ -88,7 +90,13 @@ class BulkQueries(CatalogBase):
                 inserted = conn.execute(
                     files.insert().returning(files.c.file_id, files.c.key),
                     [
-                        {"path_id": path_ids[v.path], "key": v.key, "md5": v.md5, "size": v.size}
+                        {
+                            "path_id": path_ids[v.path],
+                            "key": v.key,
+                            "md5": v.md5,
+                            "size": v.size,
+                            "verified_with": v.verified_with,
+                        }
                         | same
                         for v in versions
                     ],
@@ -99,6 +107,7 @@ class BulkQueries(CatalogBase):
                     "key": unnest_texts([v.key for v in versions]),
                     "md5": unnest_texts([v.md5 for v in versions]),
                     "size": unnest_ids([v.size for v in versions]),
+                    "verified_with": unnest_texts([v.verified_with for v in versions]),
                 }
                 constant = {
                     name: literal(value, files.c[name].type) for name, value in same.items()
@@ -148,6 +157,7 @@ class BulkQueries(CatalogBase):
                     uploaded_at=uploaded_at,
                     published_at=published_at,
                     expired_at=None,
+                    verified_with=v.verified_with,
                 )
                 for v in versions
             ]

@@ -52,8 +52,17 @@ def _v3_current_tags(conn: Connection) -> None:
         conn.execute(text("ANALYZE current_tags"))
 
 
+def _v4_verified_with(conn: Connection) -> None:
+    """Version 4: each version records what vouched for its object (``verified_with``)."""
+    conn.execute(text("ALTER TABLE files ADD COLUMN verified_with VARCHAR(16)"))
+
+
 #: version -> step from version-1. Version 1 is the initial schema (create_all).
-MIGRATIONS: dict[int, Migration] = {2: _v2_garbage_collection, 3: _v3_current_tags}
+MIGRATIONS: dict[int, Migration] = {
+    2: _v2_garbage_collection,
+    3: _v3_current_tags,
+    4: _v4_verified_with,
+}
 
 
 def current_version(conn: Connection) -> int | None:

@@ -33,6 +33,9 @@ class FileRecord:
     published_at: datetime | None
     expired_at: datetime | None
     purge_started_at: datetime | None = None
+    #: One of `repo.integrity.VERIFIED_WITH`; None for versions uploaded before it was
+    #: recorded, and for versions not uploaded yet.
+    verified_with: str | None = None
 
 
 _FILE_COLUMNS = (
@@ -50,6 +53,7 @@ _FILE_COLUMNS = (
     files.c.published_at,
     files.c.expired_at,
     files.c.purge_started_at,
+    files.c.verified_with,
 )
 
 

@@ -44,6 +44,7 @@ def _row_doc(rec: FileRecord, own_tags: list[str]) -> dict[str, Any]:
         "md5": rec.md5,
         "size": rec.size,
         "origin": rec.origin,
+        "verified_with": rec.verified_with,
         "tags": own_tags,
     }
     for name in _TIME_FIELDS:
@@ -125,6 +126,8 @@ class ReplayQueries(CatalogBase):
                     "md5": doc["md5"],
                     "size": doc["size"],
                     "origin": doc["origin"],
+                    # Entries journaled before version 4 have none.
+                    "verified_with": doc.get("verified_with"),
                     **{
                         name: datetime.fromisoformat(doc[name]) if doc[name] else None
                         for name in _TIME_FIELDS

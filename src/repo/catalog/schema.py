@@ -52,7 +52,7 @@ if TYPE_CHECKING:
 __all__ = ["SCHEMA_VERSION", "metadata"]
 
 #: Bump with every migration added to `catalog.migrations`.
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 STATES = ("unpublished", "published", "expired")
 
@@ -147,6 +147,9 @@ files = Table(
     # Set (once) when garbage collection claims the version; from then on it can never be
     # published or change state, and its object may be deleted at any moment. (Version 2.)
     Column("purge_started_at", UTCDateTime, nullable=True),
+    # What vouched for the uploaded object: its ETag, reading it back, or the server's
+    # own check (`repo.integrity.VERIFIED_WITH`). NULL before version 4. (Version 4.)
+    Column("verified_with", String(16), nullable=True),
     CheckConstraint("state IN ('unpublished', 'published', 'expired')", name="files_state_ck"),
     CheckConstraint(
         "state <> 'published' OR (md5 IS NOT NULL AND size IS NOT NULL)",

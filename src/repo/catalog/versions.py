@@ -101,13 +101,15 @@ class VersionQueries(CatalogBase):
             # LIKE narrows (it may be case-insensitive on SQLite); fnmatchcase decides.
             return [record(r) for r in rows if fnmatch.fnmatchcase(r.path, pattern)]
 
-    def mark_uploaded(self, file_id: int, *, md5: str, size: int, when: datetime) -> FileRecord:
+    def mark_uploaded(
+        self, file_id: int, *, md5: str, size: int, when: datetime, verified_with: str
+    ) -> FileRecord:
         with translate_errors(f"recording the upload of file {file_id}"):
             conn = self.db.begin_write()
             result = conn.execute(
                 update(files)
                 .where(files.c.file_id == file_id, files.c.md5.is_(None))
-                .values(md5=md5, size=size, uploaded_at=when)
+                .values(md5=md5, size=size, uploaded_at=when, verified_with=verified_with)
             )
             rec = self.get(file_id)
             self._touched_files.add(file_id)

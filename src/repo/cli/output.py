@@ -72,6 +72,7 @@ def file_doc(f: RepoFile, tags: Sequence[str] | None = None) -> dict[str, Any]:
         "key": f.key,
         "created_at": iso(f.created_at),
         "uploaded_at": iso(f.uploaded_at),
+        "verified_with": f.verified_with,
         "published_at": iso(f.published_at),
         "expired_at": iso(f.expired_at),
     }

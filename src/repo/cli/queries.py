@@ -130,6 +130,7 @@ def show(app: App, path: str, as_json: bool) -> None:
             ("origin", f.origin),
             ("created", human_time(f.created_at)),
             ("uploaded", human_time(f.uploaded_at)),
+            ("verified", f.verified_with or "-"),
             ("published", human_time(f.published_at)),
             ("expired", human_time(f.expired_at)),
             ("tags", ", ".join(tags[f.file_id]) or "-"),

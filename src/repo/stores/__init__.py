@@ -35,6 +35,7 @@ def _open_s3(url: str, config: Config | None) -> Store:
         timeout=config.s3_timeout_seconds,
         sse=config.s3_sse,
         sse_kms_key_id=config.s3_sse_kms_key_id,
+        trust_server_checks=config.s3_upload_check == "server",
     )
 
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from ..errors import UsageError
+from ..integrity import ETAG
 
 if TYPE_CHECKING:
     from datetime import datetime
@@ -48,13 +49,15 @@ class ObjectInfo:
 
 @dataclass(frozen=True, slots=True)
 class PutResult:
-    """A verified upload: our md5 and size of what was sent, and the store's ETag."""
+    """A verified upload: our md5 and size of what was sent, the store's ETag, and what
+    vouched for the object (one of `repo.integrity.VERIFIED_WITH`)."""
 
     key: str
     md5: str
     size: int
     etag: str | None
     multipart: bool = False
+    verified_with: str = ETAG
 
 
 @dataclass(frozen=True, slots=True)
@@ -194,6 +197,14 @@ class Store(Protocol):
 
     def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
         """Every object whose key starts with `prefix`, paging as needed (any order)."""
+        ...
+
+    def etag_is_md5(self, key: str) -> bool:
+        """Is `head(key).etag`, where it looks like an md5, really the md5 of the content?
+
+        Asked when one differs from the md5 expected: S3 with SSE-KMS or SSE-C, or an S3
+        Express bucket, gives ETags that look like md5s and are not.
+        """
         ...
 
     def delete_many(self, keys: Iterable[str]) -> int:

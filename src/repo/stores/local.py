@@ -223,6 +223,9 @@ class LocalStore:
             metadata=dict(user) if isinstance(user, dict) else {},
         )
 
+    def etag_is_md5(self, key: str) -> bool:
+        return True  # the ETag is the md5 this store computed as it wrote the object
+
     def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
         root = str(self.root)
         for dirpath, dirnames, filenames in os.walk(root):

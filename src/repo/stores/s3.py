@@ -63,6 +63,7 @@ class S3Store:
         timeout: float = READ_TIMEOUT_SECONDS,
         sse: str | None = None,
         sse_kms_key_id: str | None = None,
+        trust_server_checks: bool = False,
     ) -> None:
         if sse is not None and sse not in SSE_ALGORITHMS:
             raise StoreError(f"unsupported server-side encryption {sse!r}; use AES256 or aws:kms")
@@ -90,6 +91,7 @@ class S3Store:
         self.timeout = timeout
         self.sse = sse
         self.sse_kms_key_id = sse_kms_key_id
+        self.trust_server_checks = trust_server_checks
         self._conn = S3Connection(
             bucket=self.bucket,
             endpoint_url=endpoint_url,
@@ -100,6 +102,7 @@ class S3Store:
             sse=sse,
             sse_kms_key_id=sse_kms_key_id,
             boto_connections=PART_CONCURRENCY * 2,
+            trust_server_checks=trust_server_checks,
         )
 
     def __repr__(self) -> str:
@@ -151,6 +154,9 @@ class S3Store:
 
     def head(self, key: str) -> ObjectInfo:
         return s3_download.head(self._conn, key)
+
+    def etag_is_md5(self, key: str) -> bool:
+        return self._conn.etag_is_md5(key)
 
     def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
         # object_store lists by whole path segments; list the enclosing "directory" and
@@ -222,6 +228,7 @@ class S3Store:
             timeout=self.timeout,
             sse=self.sse,
             sse_kms_key_id=self.sse_kms_key_id,
+            trust_server_checks=self.trust_server_checks,
         )
 
     def close(self) -> None:

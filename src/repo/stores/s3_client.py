@@ -8,6 +8,7 @@ spelled out: docs/s3-store.md.
 
 from __future__ import annotations
 
+import logging
 import threading
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
@@ -17,9 +18,25 @@ from obstore.store import S3Store as _ObStore
 from .s3_errors import translate
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
+
     from ..errors import RepoError
 
-__all__ = ["S3Connection"]
+__all__ = ["EXPRESS_SUFFIX", "S3Connection", "opaque_encryption"]
+
+logger = logging.getLogger(__name__)
+
+#: The name of every S3 Express One Zone directory bucket ends so; its ETags are no md5s.
+EXPRESS_SUFFIX = "--x-s3"
+#: ``x-amz-server-side-encryption`` values under which an ETag is no md5 of the content.
+_OPAQUE_SSE = ("aws:kms", "aws:kms:dsse")
+
+
+def opaque_encryption(answer: Mapping[str, Any]) -> bool:
+    """Does a boto3 answer (HEAD, PUT, UploadPart) say the object's ETag is no md5?"""
+    return bool(
+        answer.get("ServerSideEncryption") in _OPAQUE_SSE or answer.get("SSECustomerAlgorithm")
+    )
 
 
 class S3Connection:
@@ -37,6 +54,7 @@ class S3Connection:
         sse: str | None,
         sse_kms_key_id: str | None,
         boto_connections: int,
+        trust_server_checks: bool = False,
     ) -> None:
         self.bucket = bucket
         self.endpoint_url = endpoint_url
@@ -49,17 +67,46 @@ class S3Connection:
         self._boto_connections = boto_connections
         #: True once the server has answered a ranged GET with status 200 (rclone).
         self.ranges_by_boto = False
+        #: Are objects' ETags no md5s? Known from the configuration (SSE-KMS, an S3
+        #: Express directory bucket), or learned from the server's first such answer.
+        self.opaque_etags = sse == "aws:kms" or bucket.endswith(EXPRESS_SUFFIX)
+        #: Where ETags are no md5s: trust the server's check of what we sent instead of
+        #: reading each upload back (``s3_upload_check: server``; right for AWS only).
+        self.trust_server_checks = trust_server_checks
         self.ob = self._make_obstore()
         self._boto: Any = None
         self._boto_lock = threading.Lock()
 
-    @property
-    def etag_is_md5(self) -> bool:
-        """Does a (single-part) object's ETag equal the md5 of its content?
+    def etag_is_md5(self, key: str) -> bool:
+        """Is the ETag of the object at `key` an md5 of its content, by the server's answer?
 
-        Not for SSE-KMS on AWS: there the ETag is derived from the ciphertext.
+        Not when the server says the object is encrypted with SSE-KMS (or DSSE-KMS) or a
+        customer's key, nor in an S3 Express directory bucket: those ETags are no md5,
+        though they look like one. One boto3 HEAD (obstore's does not show encryption).
         """
-        return self.sse != "aws:kms"
+        if self.bucket.endswith(EXPRESS_SUFFIX):
+            return False
+        try:
+            answer = self.client().head_object(Bucket=self.bucket, Key=key)
+        except Exception as exc:
+            raise self.translate(exc, key) from exc
+        return not opaque_encryption(answer)
+
+    def learn_opaque_etags(self) -> None:
+        """The server has shown that its ETags are no md5s: say so once, and remember."""
+        if not self.opaque_etags:
+            self.opaque_etags = True
+            how = (
+                "trusting the server's own checks"
+                if self.trust_server_checks
+                else ("reading each upload back")
+            )
+            logger.warning(
+                "bucket %s gives ETags that are no md5s (SSE-KMS, SSE-C or the like): "
+                "uploads are verified by %s",
+                self.bucket,
+                how,
+            )
 
     def sse_arguments(self) -> dict[str, str]:
         """boto3 arguments that ask for the configured server-side encryption."""

@@ -5,7 +5,8 @@ so large files go through boto3: every part carries its Content-MD5 (servers tha
 it refuse a corrupted part), parts go up in parallel with a bounded read-ahead, and the
 upload completes with ``If-None-Match: *``. The upload asks for the store's server-side
 encryption, if any; with SSE-KMS the parts' ETags and the object's are not md5s, so the
-parts' Content-MD5 (checked by the server) is what vouches for them. The file is read
+parts' Content-MD5 (checked by servers that check it) guards each part and the completed
+object is read back (`s3_put.settle`). The file is read
 once: the reader feeds the whole-file md5, and the thread sending a part computes that
 part's md5 (in parallel: hashlib releases the GIL). The body is not hashed again for the
 signature (`S3Connection.client` turns payload signing off: the signed Content-MD5 covers
@@ -29,8 +30,9 @@ from ..errors import RepoError, VerificationError
 from ..integrity import etag_matches, normalize_etag
 from ..paths import token_time
 from .base import Progress, PutResult
+from .s3_client import opaque_encryption
 from .s3_download import head
-from .s3_put import adopt_existing, discard
+from .s3_put import adopt_existing, discard, settle
 from .s3_wire import encode_meta, s3_code
 
 if TYPE_CHECKING:
@@ -100,7 +102,9 @@ def put_multipart(
         finally:
             length = len(body)
             buffers.give_back(body)
-        if conn.etag_is_md5 and not etag_matches(resp.get("ETag"), digest.hex()):
+        if opaque_encryption(resp):
+            conn.learn_opaque_etags()
+        elif not conn.opaque_etags and not etag_matches(resp.get("ETag"), digest.hex()):
             raise VerificationError(f"part {number} of {key!r} failed verification")
         report(length)
         return {"PartNumber": number, "ETag": resp["ETag"]}
@@ -157,18 +161,24 @@ def put_multipart(
     part_md5s = [digests[n] for n in range(1, len(futures) + 1)]
     etag = done.get("ETag")
     info = head(conn, key)
-    if info.size != size or not (
-        not conn.etag_is_md5
-        or etag_matches(etag, md5, part_md5s)
-        or etag_matches(info.etag, md5, part_md5s)
-    ):
+    if info.size != size:
         fate = "was removed" if discard(conn, key) else "is left for garbage collection"
         raise VerificationError(
-            f"multipart upload of {key!r} failed verification (size {info.size} vs {size}, "
-            f"ETag {etag!r}); the object {fate}",
+            f"multipart upload of {key!r} failed verification ({info.size} bytes stored, "
+            f"{size} sent); the object {fate}",
             hint="retry; if it persists, the server or a proxy is corrupting data",
         )
-    return PutResult(key=key, md5=md5, size=size, etag=normalize_etag(etag), multipart=True)
+    # rclone's HEAD gives the whole body's md5 where the completion gave the parts' form.
+    seen = etag if etag_matches(etag, md5, part_md5s) else info.etag
+    verified_with = settle(conn, key, seen, md5, size, part_md5s)
+    return PutResult(
+        key=key,
+        md5=md5,
+        size=size,
+        etag=normalize_etag(etag),
+        multipart=True,
+        verified_with=verified_with,
+    )
 
 
 class _SerialProgress:

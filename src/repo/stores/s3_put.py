@@ -1,9 +1,13 @@
-"""Single-part puts: create-only, retried, and kept only if the answer matches our md5.
+"""Single-part puts: create-only, retried, and kept only once verified.
 
 ``If-None-Match: *`` is a second guard behind our unique keys: a server that ignores it
-still never sees a key written twice. With SSE-KMS the ETag is no md5, so the put goes
-through boto3 with a Content-MD5 the server checks. Multipart uploads share the rest:
-adopting an object an earlier attempt left, and discarding one we cannot vouch for.
+still never sees a key written twice. An object counts when the server's ETag is our md5.
+Where ETags are no md5s (SSE-KMS or SSE-C, configured or the bucket's default; S3
+Express), the put goes through boto3 with a Content-MD5 and a CRC32 the server may check,
+and the object is read back and hashed (`settle`), unless ``s3_upload_check: server``
+says the server's check is enough. Which one vouched is recorded with the version.
+Multipart uploads share the rest: settling, adopting an object an earlier attempt left,
+and discarding one we cannot vouch for.
 """
 
 from __future__ import annotations
@@ -11,14 +15,23 @@ from __future__ import annotations
 import base64
 import hashlib
 import logging
+import zlib
 from typing import TYPE_CHECKING
 
 import obstore
 import obstore.exceptions as obx
 
 from ..errors import ConflictError, NotFoundError, VerificationError
-from ..integrity import etag_matches, normalize_etag
+from ..integrity import (
+    ETAG,
+    READ_BACK,
+    SERVER_CHECKED,
+    etag_matches,
+    looks_like_md5,
+    normalize_etag,
+)
 from .base import Progress, PutResult, hash_only
+from .s3_client import opaque_encryption
 from .s3_download import head, iter_bytes
 from .s3_errors import ObjectExists
 from .s3_retry import again
@@ -29,7 +42,7 @@ if TYPE_CHECKING:
 
     from .s3_client import S3Connection
 
-__all__ = ["adopt_existing", "discard", "put_single"]
+__all__ = ["adopt_existing", "discard", "put_single", "settle"]
 
 logger = logging.getLogger(__name__)
 
@@ -44,7 +57,7 @@ def put_single(
     """Create `key` holding `body` in one request; `progress` is told once it is verified."""
     md5 = hashlib.md5(body, usedforsecurity=False).hexdigest()
     meta = {k: encode_meta(v) for k, v in (metadata or {}).items()}
-    put = _put_checked_by_server if not conn.etag_is_md5 else _put_obstore
+    put = _put_checked_by_server if conn.opaque_etags else _put_obstore
     try:
         etag = again(key, lambda: put(conn, key, body, md5, meta), timeout=conn.timeout)
     except (obx.AlreadyExistsError, obx.PreconditionError, ObjectExists):
@@ -61,16 +74,50 @@ def put_single(
         ) from None
     except Exception as exc:
         raise conn.translate(exc, key, writing=True) from exc
-    if conn.etag_is_md5 and not etag_matches(etag, md5):
+    verified_with = settle(conn, key, etag, md5, len(body))
+    if progress is not None and body:
+        progress(len(body))
+    return PutResult(
+        key=key, md5=md5, size=len(body), etag=normalize_etag(etag), verified_with=verified_with
+    )
+
+
+def settle(
+    conn: S3Connection,
+    key: str,
+    etag: str | None,
+    md5: str,
+    size: int,
+    part_md5s: Sequence[bytes] = (),
+) -> str:
+    """How the object just written at `key` is vouched for (one of `VERIFIED_WITH`).
+
+    The ETag, where it is our md5 (or our parts' multipart ETag). Where it is no md5 (the
+    server says so, or its form does), the object read back and hashed, or the server's
+    own check where configured. Otherwise the object is not ours: it is removed (or left
+    for garbage collection) and `VerificationError` raised.
+    """
+    if etag_matches(etag, md5, part_md5s):
+        return ETAG
+    if not conn.opaque_etags and looks_like_md5(etag) and conn.etag_is_md5(key):
         fate = "was removed" if discard(conn, key) else "is left for garbage collection"
         raise VerificationError(
             f"upload of {key!r} failed verification: the store's ETag {etag!r} is not "
             f"our md5 {md5}; the object {fate}",
             hint="retry; if it persists, the server or a proxy is corrupting data",
         )
-    if progress is not None and body:
-        progress(len(body))
-    return PutResult(key=key, md5=md5, size=len(body), etag=normalize_etag(etag))
+    conn.learn_opaque_etags()
+    if conn.trust_server_checks:
+        return SERVER_CHECKED
+    got = hash_only(iter_bytes(conn, key))
+    if got.size != size or got.md5 != md5:
+        fate = "was removed" if discard(conn, key) else "is left for garbage collection"
+        raise VerificationError(
+            f"upload of {key!r} failed verification: read back, it has {got.size} bytes "
+            f"with md5 {got.md5}, we sent {size} bytes with md5 {md5}; the object {fate}",
+            hint="retry; if it persists, the server or a proxy is corrupting data",
+        )
+    return READ_BACK
 
 
 def _put_obstore(
@@ -84,16 +131,20 @@ def _put_obstore(
 def _put_checked_by_server(
     conn: S3Connection, key: str, body: bytes, md5: str, meta: dict[str, str]
 ) -> str | None:
-    """A create-only put with Content-MD5, which the server checks against the body.
+    """A create-only put with a Content-MD5 and a CRC32 the server may check.
 
-    For SSE-KMS, whose ETag cannot confirm the content.
+    For buckets whose ETags cannot confirm the content (SSE-KMS and the like). AWS checks
+    both; S3 Express takes only the CRC32; some servers check neither (`settle` reads
+    the object back unless configured to trust the server). zlib computes the CRC in C.
     """
+    crc = zlib.crc32(body).to_bytes(4, "big")
     try:
         resp = conn.client().put_object(
             Bucket=conn.bucket,
             Key=key,
             Body=body,
             ContentMD5=base64.b64encode(bytes.fromhex(md5)).decode(),
+            ChecksumCRC32=base64.b64encode(crc).decode(),
             IfNoneMatch="*",
             Metadata=meta,
             **conn.sse_arguments(),
@@ -102,6 +153,8 @@ def _put_checked_by_server(
         if s3_code(exc) in ("PreconditionFailed", "412", "ConditionalRequestConflict"):
             raise ObjectExists from exc
         raise
+    if opaque_encryption(resp):
+        conn.learn_opaque_etags()
     etag: str | None = resp.get("ETag")
     return etag
 
@@ -109,22 +162,33 @@ def _put_checked_by_server(
 def adopt_existing(
     conn: S3Connection, key: str, size: int, md5: str, part_md5s: Sequence[bytes] = ()
 ) -> PutResult | None:
-    """The object at `key` if it is exactly what we meant to write, else None."""
+    """The object at `key` if it is exactly what we meant to write, else None.
+
+    Decided by the ETag where it is our md5, else by reading the object back and hashing
+    it: an ETag that differs may be no md5 at all (SSE-KMS), and nothing is adopted or
+    refused on a guess.
+    """
     try:
         info = head(conn, key)
     except NotFoundError:
         return None
-    if info.size == size and not conn.etag_is_md5:
-        # The ETag cannot tell (SSE-KMS): read the object back and hash it.
-        got = hash_only(iter_bytes(conn, key))
-        if got.size == size and got.md5 == md5:
-            logger.info("object %s was already written by an earlier attempt", key)
-            return PutResult(key=key, md5=md5, size=size, etag=info.etag, multipart=bool(part_md5s))
+    if info.size != size:
         return None
-    if info.size == size and etag_matches(info.etag, md5, part_md5s):
-        logger.info("object %s was already written by an earlier attempt; keeping it", key)
-        return PutResult(key=key, md5=md5, size=size, etag=info.etag, multipart=bool(part_md5s))
-    return None
+    verified_with = ETAG
+    if not etag_matches(info.etag, md5, part_md5s):
+        got = hash_only(iter_bytes(conn, key))
+        if got.size != size or got.md5 != md5:
+            return None
+        verified_with = READ_BACK
+    logger.info("object %s was already written by an earlier attempt; keeping it", key)
+    return PutResult(
+        key=key,
+        md5=md5,
+        size=size,
+        etag=info.etag,
+        multipart=bool(part_md5s),
+        verified_with=verified_with,
+    )
 
 
 def discard(conn: S3Connection, key: str) -> bool:
