@@ -161,9 +161,12 @@ class S3Store:
     def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
         # object_store lists by whole path segments; list the enclosing "directory" and
         # filter, so a prefix that ends mid-segment still works.
-        # A page whose answer broke off is asked for again, after the last key yielded.
+        # A page whose answer broke off is asked for again, after the last key yielded:
+        # S3 lists in key order. A server that does not cannot resume so (keys after
+        # the last one yielded may have been skipped): that listing fails instead.
         directory = prefix.rsplit("/", 1)[0] if "/" in prefix else ""
         last: str | None = None
+        in_order = True
         failures = 0
         while True:
             try:
@@ -172,6 +175,8 @@ class S3Store:
                 )
                 for batch in pages:
                     for meta in batch:
+                        if last is not None and meta["path"] <= last:
+                            in_order = False
                         last = meta["path"]
                         if meta["path"].startswith(prefix):
                             yield ObjectInfo(
@@ -186,6 +191,13 @@ class S3Store:
                 failures += 1
                 if failures == ATTEMPTS or not transient(exc):
                     raise self._conn.translate(exc, prefix) from exc
+                if not in_order:
+                    raise StoreError(
+                        f"listing {prefix!r} in bucket {self.bucket} broke off "
+                        f"({first_line(exc)}), and the server lists keys out of order, so "
+                        "it cannot resume where it stopped",
+                        hint="retry; nothing was changed",
+                    ) from exc
                 logger.info("listing %s broke off (%s); resuming", prefix, first_line(exc))
             time.sleep(FIRST_BACKOFF_SECONDS * 3 ** (failures - 1))
 
