@@ -242,7 +242,7 @@ def _check_published(
             raise VerificationError(f"published file {path} is missing ({key})") from None
         if info.size != size:
             raise VerificationError(f"published file {path} has {info.size} bytes, not {size}")
-        if not deep and _wrong_etag(bucket_store, key, info.etag, md5):
+        if _wrong_etag(bucket_store, key, info.etag, md5):
             raise VerificationError(f"published file {path} has the wrong checksum")
         if deep:
             got = hash_only(bucket_store.iter_bytes(key))

@@ -50,21 +50,24 @@ def test_a_version_1_catalog_is_upgraded_in_place_keeping_its_data(
         rf.tag("old")
         file_id = rf.file_id
     # Turn the catalog back into version 1: no purge column, no backups table, no
-    # current_tags.
+    # current_tags, no verified_with.
     engine = create_engine(catalog_url)
     with engine.begin() as conn:
         conn.execute(text("DROP TABLE current_tags"))
         conn.execute(text("DROP TABLE backups"))
         conn.execute(text("ALTER TABLE files DROP COLUMN purge_started_at"))
+        conn.execute(text("ALTER TABLE files DROP COLUMN verified_with"))
         conn.execute(
             update(repo_meta).where(repo_meta.c.name == "schema_version").values(value="1")
         )
     engine.dispose()
 
     with repo.Repo(cfg) as r:  # opening upgrades
-        assert r.catalog.schema_version() == SCHEMA_VERSION == 3
+        assert r.catalog.schema_version() == SCHEMA_VERSION == 4
         kept = r.file(file_id)
         assert (kept.state, kept.tags, kept.read_text()) == ("published", ["old"], "v1 data")
+        assert kept.verified_with is None  # not recorded before version 4
+        assert r.verify().published.corrupt == []
         assert [f.file_id for f in r.find(all=["old"])] == [file_id]
         assert r.gc().unpublished.count == 0  # the new column and table are usable
         r.catalog.record_backup("b1", taken_at=kept.created_at, completed_at=kept.created_at)

@@ -296,12 +296,13 @@ def test_a_version_2_catalog_gets_current_tags_filled_on_upgrade(
     engine = create_engine(db_url)
     with engine.begin() as conn:
         conn.execute(text("DROP TABLE current_tags"))
+        conn.execute(text("ALTER TABLE files DROP COLUMN verified_with"))
         conn.execute(
             update(repo_meta).where(repo_meta.c.name == "schema_version").values(value="2")
         )
     engine.dispose()
     with Repo(local_config) as r:  # opening upgrades
-        assert r.catalog.schema_version() == 3
+        assert r.catalog.schema_version() == 4
         assert stored(db_url) == expected
         assert_in_step(r, db_url)
 
@@ -315,11 +316,12 @@ def test_upgrade_grants_the_catalog_roles_their_rights_on_current_tags(pg_url: s
         roles = create_roles(catalog, "tagidx")
         conn = catalog.db.begin_write()
         conn.execute(text("DROP TABLE current_tags"))
+        conn.execute(text("ALTER TABLE files DROP COLUMN verified_with"))
         conn.execute(
             update(repo_meta).where(repo_meta.c.name == "schema_version").values(value="2")
         )
         catalog.db.commit()
-        assert catalog.ensure_schema() == 3
+        assert catalog.ensure_schema() == 4
 
         def may(role: str, what: str) -> bool:
             query = text("SELECT has_table_privilege(:role, 'current_tags', :what)")
