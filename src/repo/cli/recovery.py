@@ -76,8 +76,8 @@ def _echo_verify(rep: VerifyReport) -> None:
         )
     if rep.size_only:
         click.echo(
-            f"{len(rep.size_only)} objects were checked by size only (multipart uploads, whose "
-            "ETag is not an md5); `repo verify --deep` reads them"
+            f"{len(rep.size_only)} objects were checked by size only (their ETag is no md5: "
+            "multipart uploads, or encrypted by the server); `repo verify --deep` reads them"
         )
 
 

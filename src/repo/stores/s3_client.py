@@ -101,7 +101,8 @@ class S3Connection:
                 if self.trust_server_checks
                 else ("reading each upload back")
             )
-            logger.warning(
+            # Not a warning: nothing is wrong, and every process would say it again.
+            logger.info(
                 "bucket %s gives ETags that are no md5s (SSE-KMS, SSE-C or the like): "
                 "uploads are verified by %s",
                 self.bucket,
