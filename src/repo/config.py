@@ -4,7 +4,8 @@ The format is the seed's JSON document (``~/.repo_cfg``). Where it comes from, i
 an explicit path or dict, ``$REPO_CFG``, ``~/.repo_cfg``, else the embedded default (a SQLite
 catalog and a local-directory store under ``$REPO_HOME`` or the user data directory).
 
-Errors name the source and the key and never echo a secret value.
+Errors name the source and the key and never echo a secret value. Every URL is shown
+through `repo.settings.mask_url`.
 """
 
 from __future__ import annotations
@@ -34,6 +35,10 @@ from .settings import (
     check_type,
     check_value,
     default_of,
+    mask_url,
+    split_url_credentials,
+    url_has_secret,
+    url_is_ambiguous,
     value_from_env,
 )
 
@@ -105,12 +110,14 @@ class Config:
         return self.source == "embedded default"
 
     def masked_database_url(self) -> str:
-        return make_url(self.database_url).render_as_string(hide_password=True)
+        return mask_url(self.database_url)
 
     def __repr__(self) -> str:
         shown = {f.name: getattr(self, f.name) for f in fields(self) if f.repr}
         del shown["origins"]
         shown["database_url"] = self.masked_database_url()
+        if self.s3_endpoint_url is not None:
+            shown["s3_endpoint_url"] = mask_url(self.s3_endpoint_url)
         return f"Config({', '.join(f'{k}={v!r}' for k, v in shown.items())})"
 
 
@@ -181,8 +188,9 @@ def _from_file(path: Path, *, chosen_by: str = "") -> Config:
 
 def _warn_if_exposed(path: Path, config: Config) -> None:
     """Warn when a file holding a secret can be read by other users."""
-    has_secret = config.s3_secret_key is not None or (
-        make_url(config.database_url).password is not None
+    urls = (config.database_url, config.s3_endpoint_url)
+    has_secret = config.s3_secret_key is not None or any(
+        url is not None and url_has_secret(url) for url in urls
     )
     try:
         mode = path.stat().st_mode
@@ -354,16 +362,10 @@ def _database_url(data: Mapping[str, Any], source: str, base: Path) -> str:
         return url.render_as_string(hide_password=False)
     if db.startswith("postgres://"):  # the short scheme many hosting services hand out
         db = "postgresql://" + db[len("postgres://") :]
-    try:
-        url = make_url(db)
-    except (ArgumentError, ValueError):  # ValueError: a port that is not a number
-        raise ConfigError(
-            f"{source}: key 'database' is not a database URL",
-            hint="use postgresql://user:password@host:port/name or sqlite:///path/catalog.db",
-        ) from None
+    url = _parse_database_url(db, source)
     backend = url.get_backend_name()
     if backend == "postgresql":
-        url = url.set(drivername="postgresql+psycopg")
+        url = _password_out_of_query(url.set(drivername="postgresql+psycopg"))
     elif backend == "sqlite":
         if not url.database or url.database == ":memory:":
             raise ConfigError(
@@ -376,6 +378,45 @@ def _database_url(data: Mapping[str, Any], source: str, base: Path) -> str:
             hint="use postgresql:// or sqlite:///",
         )
     return url.render_as_string(hide_password=False)
+
+
+def _parse_database_url(db: str, source: str) -> URL:
+    """`db` parsed, its user info read as `split_url_credentials` reads it.
+
+    SQLAlchemy ends the user info at the first '@': a password holding '@' would send its
+    tail to the resolver as the host name, and show it wherever the URL is shown. Parsed
+    here, the URL is stored with the password percent-encoded, which every reader agrees on.
+    """
+    if url_is_ambiguous(db):
+        raise ConfigError(
+            f"{source}: key 'database' has an '@' after its user info, where the host or "
+            "the query should be",
+            hint="percent-encode '@' as %40 and '?' as %3F in the password",
+        )
+    head, user, password, rest = split_url_credentials(db)
+    try:
+        url = make_url(head + rest)
+    except (ArgumentError, ValueError):  # ValueError: a port that is not a number
+        raise ConfigError(
+            f"{source}: key 'database' is not a database URL",
+            hint="use postgresql://user:password@host:port/name or sqlite:///path/catalog.db",
+        ) from None
+    if user is None:
+        return url
+    return url.set(username=unquote(user), password=None if password is None else unquote(password))
+
+
+def _password_out_of_query(url: URL) -> URL:
+    """The query's ``password`` moved into the user info, where every renderer hides it.
+
+    psycopg lets the query's password win over the user info's, so this changes nothing
+    for the connection. Without a user name the user info cannot hold it: it stays (and
+    `mask_url` hides it).
+    """
+    password = url.query.get("password")
+    if url.username is None or not isinstance(password, str):
+        return url
+    return url.difference_update_query(["password"]).set(password=password)
 
 
 def _default_host_name() -> str:
@@ -415,5 +456,5 @@ def _masked(setting: Setting, value: object) -> str | int | None:
     if setting.mask is Mask.START:
         return f"{text[:4]}****"
     if setting.mask is Mask.PASSWORD:
-        return make_url(text).render_as_string(hide_password=True)
+        return mask_url(text)
     return text
