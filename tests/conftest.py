@@ -38,6 +38,9 @@ STORE_KINDS = ["file", "rclone", "moto"]
 CATALOG_KINDS = ["sqlite", "postgresql"]
 
 
+pytest_plugins = ("harness.roles",)
+
+
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "postgres: the test uses the PostgreSQL test server")
     config.addinivalue_line("markers", "s3: the test uses an S3 test server (rclone or moto)")

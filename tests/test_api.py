@@ -54,6 +54,7 @@ def test_public_names_are_pinned() -> None:
             "StateError",
             "StatusReport",
             "StoreError",
+            "UntrustedDataError",
             "UsageError",
             "VerificationError",
             "VerifyCategory",

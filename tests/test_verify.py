@@ -51,7 +51,7 @@ def publish(r: Repo, path: str, data: bytes) -> RepoFile:
 
 
 def object_bytes(r: Repo, f: RepoFile) -> bytes:
-    return b"".join(r.session.store_for(f.bucket).iter_bytes(f.key))
+    return b"".join(r.session.locate(f.record).iter_bytes(f.key))
 
 
 def flipped(data: bytes) -> bytes:
@@ -62,7 +62,7 @@ def flipped(data: bytes) -> bytes:
 
 def replace_object(r: Repo, f: RepoFile, tmp_path: Path) -> None:
     """Put different bytes of the same size at `f`'s key (delete, then create)."""
-    store = r.session.store_for(f.bucket)
+    store = r.session.locate(f.record)
     bad = tmp_path / f"replacement-{f.file_id}"
     bad.write_bytes(flipped(object_bytes(r, f)))
     store.delete_many([f.key])

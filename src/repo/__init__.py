@@ -39,6 +39,7 @@ from .errors import (
     RepoError,
     StateError,
     StoreError,
+    UntrustedDataError,
     UsageError,
     VerificationError,
 )
@@ -93,6 +94,7 @@ __all__ = [
     "StateError",
     "StatusReport",
     "StoreError",
+    "UntrustedDataError",
     "UsageError",
     "VerificationError",
     "VerifyCategory",

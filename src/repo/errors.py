@@ -18,7 +18,9 @@ after the message as ``Try: ...``).
     ├── CatalogError             the catalog database failed or is not set up
     │   └── PermissionDeniedError  the catalog refused: this database user may not do that
     ├── StoreError               the object store failed (network, permissions, bucket)
-    └── LocalDiskError           this host's disk refused (cache, staging, scratch files)
+    ├── LocalDiskError           this host's disk refused (cache, staging, scratch files)
+    └── UntrustedDataError       a value from the catalog, the bucket or a shared disk
+                                 breaks the repository's rules: it was not used
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ __all__ = [
     "RepoError",
     "StateError",
     "StoreError",
+    "UntrustedDataError",
     "UsageError",
     "VerificationError",
     "at_boundary",
@@ -113,6 +116,15 @@ class PermissionDeniedError(CatalogError):
 
 class StoreError(RepoError):
     """The object store failed."""
+
+
+class UntrustedDataError(RepoError):
+    """A value from the catalog, the bucket or a shared disk broke the rules: not used."""
+
+    hint = (
+        "something other than this repository wrote it: check who may write the catalog "
+        "and the bucket (docs/security.md)"
+    )
 
 
 class LocalDiskError(RepoError):

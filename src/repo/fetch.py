@@ -66,6 +66,7 @@ def fetch_many(
                 f"{rf.path} (file {rf.file_id}) has no content in the store yet",
                 hint="upload it first",
             )
+        session.locate(rf.record)  # all checked before anything is read or written
     if dest is not None and len({rf.path for rf in chosen}) != len(chosen):
         raise UsageError(
             "two versions of one path cannot be written to one directory",
@@ -100,7 +101,7 @@ def fetch_many(
                     listener.advance(nbytes)
 
         session.cache.download(
-            session.store_for(rec.bucket),
+            session.locate(rec),
             rec.key,
             md5=rec.md5,
             size=rec.size,
@@ -111,8 +112,6 @@ def fetch_many(
             with lock:
                 progress.file_done()
 
-    for bucket in {rec.bucket for rec in missing}:
-        session.store_for(bucket)  # made here: the workers only look it up
     try:
         if missing:
             session.copies.make_room(sum(r.size or 0 for r in missing))

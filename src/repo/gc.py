@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
-from .errors import StoreError
+from .errors import StoreError, UntrustedDataError
 from .leftovers import clean_partials, clean_staging
 from .paths import DATA_PREFIX, token_time
 
@@ -111,6 +111,16 @@ def collect_garbage(
         )
         waiting = catalog.count_waiting_for_backups(expired_before=ttl_cutoff)[0]
         catalog.rollback()
+        # A row that names a location outside the store is never claimed or deleted.
+        leftover, refused = _ours(session, leftover)
+        candidates, refused_too = _ours(session, candidates)
+        if refused or refused_too:
+            report.not_done.append(
+                f"{len(refused) + len(refused_too)} versions whose catalog rows name a location "
+                f"outside this repository's store were left alone, objects and rows (e.g. "
+                f"{(refused or refused_too)[0]}); `repo verify` lists them"
+            )
+            logger.error("gc: %s", report.not_done[-1])
         for rec in leftover:
             report.resumed.add(rec.key, rec.size)
         if dry_run:
@@ -172,6 +182,20 @@ def purge_orphans_only(session: Session, *, now: datetime | None = None) -> int:
     return len(keys)
 
 
+def _ours(session: Session, records: Sequence[FileRecord]) -> tuple[list[FileRecord], list[str]]:
+    """The records whose location is this repository's, and why each other one is not."""
+    kept: list[FileRecord] = []
+    refused: list[str] = []
+    for rec in records:
+        try:
+            session.locate(rec)
+        except UntrustedDataError as exc:
+            refused.append(exc.message)
+            continue
+        kept.append(rec)
+    return kept, refused
+
+
 def _batches(items: Sequence[FileRecord], size: int) -> Iterator[Sequence[FileRecord]]:
     for i in range(0, len(items), size):
         yield items[i : i + size]
@@ -229,10 +253,8 @@ class _Purger:
     def delete(self, claimed: Sequence[FileRecord]) -> None:
         """Queue the deletion of these claimed versions' objects (the claim committed)."""
         for part in _batches(claimed, DELETE_BATCH):
-            by_bucket: dict[str, list[str]] = {}
-            for rec in part:
-                by_bucket.setdefault(rec.bucket, []).append(rec.key)
-            work = [(self.session.store_for(bucket), keys) for bucket, keys in by_bucket.items()]
+            # Only records `_ours` let through reach here: all in this session's store.
+            work = [(self.session.store, [rec.key for rec in part])]
             ids = [rec.file_id for rec in part]
             # A bounded queue: claims run ahead of deletions by a few requests at most.
             while len(self.pending) >= 2 * DELETE_THREADS:

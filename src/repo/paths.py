@@ -20,9 +20,17 @@ import time
 import unicodedata
 from datetime import UTC, datetime
 
-from .errors import InvalidPathError
+from .errors import InvalidPathError, RepoError, UntrustedDataError
 
-__all__ = ["DATA_PREFIX", "MAX_KEY_BYTES", "make_key", "new_version_token", "validate_path"]
+__all__ = [
+    "DATA_PREFIX",
+    "MAX_KEY_BYTES",
+    "check_key",
+    "is_token",
+    "make_key",
+    "new_version_token",
+    "validate_path",
+]
 
 #: S3 limits keys to 1024 bytes of UTF-8.
 MAX_KEY_BYTES = 1024
@@ -136,6 +144,34 @@ def token_time(key: str) -> datetime | None:
 
 def make_key(key_prefix: str, path: str, token: str) -> str:
     return f"{key_prefix}{DATA_PREFIX}{path}~{token}"
+
+
+def is_token(text: str) -> bool:
+    """Is `text` a version token as `new_version_token` makes them (26 of its digits)?"""
+    return len(text) == TOKEN_LENGTH and all(ch in _TOKEN_ALPHABET for ch in text)
+
+
+def check_key(key: object, *, key_prefix: str, path: object) -> str:
+    """`key` if it is the object key this repository would make for a version of `path`
+    (``<key_prefix>data/<path>~<token>``, `path` a valid path), else `UntrustedDataError`.
+
+    For keys and paths read from the catalog, a journal entry or a backup: only such a
+    key may be read, written, deleted or turned into a local file name.
+    """
+    shown = repr(key)[:120]
+    try:
+        norm = validate_path(path, key_prefix=key_prefix)
+    except RepoError as exc:
+        raise UntrustedDataError(f"object key {shown} belongs to an invalid path: {exc}") from None
+    if not isinstance(key, str) or norm != path:
+        raise UntrustedDataError(f"object key {shown} does not belong to path {path!r}")
+    stem = f"{key_prefix}{DATA_PREFIX}{norm}~"
+    if not (key.startswith(stem) and is_token(key[len(stem) :])):
+        raise UntrustedDataError(
+            f"object key {shown} is not this repository's key for path {norm!r} "
+            f"(expected {stem}<version token>)"
+        )
+    return key
 
 
 def unique_path() -> str:

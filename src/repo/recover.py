@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from .catalog.verification import holders_of
-from .errors import ConflictError
+from .errors import ConflictError, UntrustedDataError
 from .transfers import DEFAULT_WORKERS, put_version
 from .verify import (
     VERIFY_BATCH,
@@ -133,7 +133,10 @@ def _recover_one(
     report: RecoverReport,
 ) -> str | None:
     """Repair one version; None when done, else why it is still lost."""
-    store = session.store_for(rec.bucket)
+    try:
+        store = session.locate(rec)
+    except UntrustedDataError as exc:
+        return exc.message
     cached = session.cache.cache_path(rec.key)
     if not cached.exists():
         return "no copy in this host's cache"

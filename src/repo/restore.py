@@ -37,6 +37,7 @@ from .errors import (
     CatalogError,
     NotFoundError,
     RepoError,
+    UntrustedDataError,
     UsageError,
     VerificationError,
     at_boundary,
@@ -44,7 +45,7 @@ from .errors import (
 from .gc import purge_orphans_only
 from .integrity import READ_BACK, looks_like_md5, normalize_etag
 from .journal import read_entries
-from .paths import DATA_PREFIX, TOKEN_LENGTH, validate_path
+from .paths import DATA_PREFIX, TOKEN_LENGTH, check_key, validate_path
 from .session import ConfigSource, Session
 from .stores.base import hash_only
 
@@ -235,7 +236,12 @@ def _check_published(
             continue
         key, size, md5 = row["key"], row["size"], row["md5"]
         path = names.get(row["path_id"], key)
-        bucket_store = store if row["bucket"] == store.bucket else store.for_bucket(row["bucket"])
+        if row["bucket"] != store.bucket:
+            raise UntrustedDataError(
+                f"published file {path} is recorded outside this repository's store"
+            )
+        check_key(key, key_prefix=store.key_prefix, path=path)
+        bucket_store = store
         try:
             info = bucket_store.head(key)
         except NotFoundError:

@@ -25,14 +25,24 @@ from .cached_copies import CachedCopies
 from .catalog import Catalog
 from .catalog.activity import CatalogUser, lock_holders, terminate
 from .config import Config, load_config
-from .errors import CatalogBusyError, CatalogError, RepoError, UsageError, local_disk_error
+from .errors import (
+    CatalogBusyError,
+    CatalogError,
+    RepoError,
+    UntrustedDataError,
+    UsageError,
+    local_disk_error,
+)
 from .journal import safe_write
 from .local_owner import claim_local_root
+from .paths import check_key
 from .staging import StagingArea
 from .stores import Store, open_store
 
 if TYPE_CHECKING:
     from types import TracebackType
+
+    from .catalog.records import FileRecord
 
 __all__ = ["ConfigSource", "Session"]
 
@@ -54,7 +64,7 @@ _T = TypeVar("_T")
 class Session:
     """The parts of one repository as seen from this host, and its open transaction.
 
-    Not thread-safe, except `store_for` for buckets already opened. Close it when done.
+    Not thread-safe, except `locate` once the store is open. Close it when done.
     """
 
     def __init__(self, config: ConfigSource = None) -> None:
@@ -170,11 +180,19 @@ class Session:
         if old is not None and old is not store:
             old.close()
 
-    def store_for(self, bucket: str) -> Store:
-        """The store of `bucket` (versions keep the bucket they were written to)."""
-        store = self._stores.get(bucket)
-        if store is None:
-            store = self._stores[bucket] = self.store.for_bucket(bucket)
+    def locate(self, rec: FileRecord) -> Store:
+        """The store holding `rec`'s object, once the catalog's word for where it is has
+        been checked: this repository's store, and the key this repository makes for the
+        version's path. Anything else raises `UntrustedDataError` and is never touched:
+        a catalog row must not choose what a host reads, writes or deletes.
+        """
+        store = self.store
+        if rec.bucket != store.bucket:
+            raise UntrustedDataError(
+                f"file {rec.file_id} ({rec.path!r}) is recorded in {rec.bucket[:120]!r}, not "
+                f"in this repository's store {store.bucket!r}; it was not touched"
+            )
+        check_key(rec.key, key_prefix=store.key_prefix, path=rec.path)
         return store
 
     # -- the transaction -----------------------------------------------------------------

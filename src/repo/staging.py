@@ -15,8 +15,8 @@ import contextlib
 import shutil
 from pathlib import Path
 
-from .errors import local_disk_error
-from .paths import TOKEN_LENGTH
+from .errors import UntrustedDataError, local_disk_error
+from .paths import TOKEN_LENGTH, is_token
 
 __all__ = ["INCOMING_PREFIX", "StagingArea"]
 
@@ -31,9 +31,17 @@ class StagingArea:
         self.directory = Path(root) / "staging"
 
     def path_of(self, key: str) -> Path:
-        """Where the staging copy of the version stored at `key` is written."""
+        """Where the staging copy of the version stored at `key` is written.
+
+        Named by the key's version token only once it is one (a key read from the
+        catalog must never name a place outside the staging directory).
+        """
         token = key[-TOKEN_LENGTH:]
         name = key.rsplit("/", 1)[-1][: -(TOKEN_LENGTH + 1)] or "file"
+        if not is_token(token) or key[-TOKEN_LENGTH - 1 : -TOKEN_LENGTH] != "~":
+            raise UntrustedDataError(f"object key {key[:120]!r} does not end in a version token")
+        if name in (".", "..") or "/" in name:
+            name = "file"
         return self.directory / token / name
 
     def incoming(self, token: str) -> Path:

@@ -50,7 +50,7 @@ def put_version(
     session: Session, record: FileRecord, source: Path, progress: Progress | None = None
 ) -> PutResult:
     """Send one version's bytes to its store (no catalog work: safe in worker threads)."""
-    store = session.store_for(record.bucket)
+    store = session.locate(record)
     metadata = _metadata(record.path, record.origin, record.created_at)
     return store.put_file(record.key, source, metadata=metadata, progress=progress)
 
@@ -138,6 +138,7 @@ def _rekey(session: Session, record: FileRecord, source: Path) -> tuple[FileReco
 
 def cached_copy(session: Session, record: FileRecord) -> Path | None:
     """This host's verified copy of `record`, if it has one (a cache hit)."""
+    session.locate(record)  # its key names the cached file: only a key of ours may
     hit, news = session.cache.use(record.key, record.size)
     if hit is None:
         return None
@@ -171,7 +172,7 @@ def fetch_into(
         # Only uploaded versions are downloaded, and those have both (for mypy).
         assert record.md5 is not None  # noqa: S101
         assert record.size is not None  # noqa: S101
-        got = session.store_for(record.bucket).get_into(record.key, out, progress=progress)
+        got = session.locate(record).get_into(record.key, out, progress=progress)
         check_download(record.key, got.md5, got.size, md5=record.md5, size=record.size)
         return None
     # The reader's output is what must be durable, not this copy.
@@ -193,7 +194,7 @@ def download(
     assert record.size is not None  # noqa: S101
     session.copies.make_room(record.size)
     path = session.cache.download(
-        session.store_for(record.bucket),
+        session.locate(record),
         record.key,
         md5=record.md5,
         size=record.size,

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
 
 from .catalog.verification import versions_to_verify
-from .errors import NotFoundError, UsageError
+from .errors import NotFoundError, UntrustedDataError, UsageError
 from .integrity import READ_BACK, SERVER_CHECKED, normalize_etag
 from .stores.base import DownloadResult, Store, hash_only
 from .transfers import DEFAULT_WORKERS
@@ -118,8 +118,7 @@ def verify_store(
     report = VerifyReport(deep=deep)
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="repo-verify") as pool:
         for batch in _versions(session):
-            stores = [session.store_for(rec.bucket) for rec in batch]
-            outcomes = pool.map(lambda s, r: check_object(s, r, deep=deep), stores, batch)
+            outcomes = pool.map(lambda r: _check_located(session, r, deep=deep), batch)
             for rec, (outcome, reason) in zip(batch, outcomes, strict=True):
                 category = report.published if rec.state == "published" else report.expired
                 category.checked += 1
@@ -177,6 +176,15 @@ def _drop_purged(session: Session, report: VerifyReport) -> None:
             category.missing = [f for f in category.missing if f.key not in gone]
             category.corrupt = [f for f in category.corrupt if f.key not in gone]
             category.checked -= len(gone)
+
+
+def _check_located(session: Session, rec: FileRecord, *, deep: bool) -> tuple[Outcome, str]:
+    """`check_object` in the store the catalog names, once that is proved to be ours."""
+    try:
+        store = session.locate(rec)
+    except UntrustedDataError as exc:
+        return "corrupt", exc.message
+    return check_object(store, rec, deep=deep)
 
 
 def check_object(store: Store, rec: FileRecord, *, deep: bool) -> tuple[Outcome, str]:

@@ -8,7 +8,6 @@ nothing changes. A user in the read-write role can do all the daily work, but no
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -20,12 +19,11 @@ from sqlalchemy.pool import NullPool
 
 import repo
 from conftest import CliRun, write_config
+from harness.roles import NewUser, superuser
 from repo.catalog.schema import metadata
 
 if TYPE_CHECKING:
-    from harness.postgres import PostgresServer
-
-NewUser = Callable[[str, str], str]
+    from collections.abc import Callable
 
 
 def _one_line(err: repo.RepoError) -> None:
@@ -44,49 +42,6 @@ def _counts(url: str) -> dict[str, int]:
             }
     finally:
         engine.dispose()
-
-
-def _superuser(url: str, statement: sql.Composed) -> list[tuple[Any, ...]]:
-    import psycopg
-
-    parsed = make_url(url)
-    with psycopg.connect(
-        host=parsed.host, port=parsed.port, user=parsed.username, dbname=parsed.database
-    ) as conn:
-        cur = conn.execute(statement)
-        return cur.fetchall() if cur.description else []
-
-
-@pytest.fixture
-def db_roles(postgres_server: PostgresServer, pg_url: str) -> Iterator[list[str]]:
-    """Role names a test creates; dropped after its database (roles are cluster-wide)."""
-    created: list[str] = []
-    yield created
-    name = make_url(pg_url).database
-    assert name
-    postgres_server.drop_database(name)  # takes every grant in it along
-    for role in reversed(created):
-        _superuser(
-            postgres_server.admin_url,
-            sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(role)),
-        )
-
-
-@pytest.fixture
-def new_user(pg_url: str, db_roles: list[str]) -> NewUser:
-    """Make a LOGIN user in a group role; returns a catalog URL connecting as it."""
-
-    def make(user: str, group: str) -> str:
-        _superuser(
-            pg_url,
-            sql.SQL("CREATE ROLE {} LOGIN IN ROLE {}").format(
-                sql.Identifier(user), sql.Identifier(group)
-            ),
-        )
-        db_roles.append(user)
-        return make_url(pg_url).set(username=user).render_as_string(hide_password=False)
-
-    return make
 
 
 @pytest.fixture
@@ -233,7 +188,7 @@ def test_roles_are_idempotent_and_any_name_is_quoted_not_interpreted(
     assert first.tables == tuple(sorted(metadata.tables))
     assert "files_file_id_seq" in " ".join(first.sequences)
     query = "SELECT rolname, rolcanlogin FROM pg_roles WHERE rolname LIKE {} ORDER BY 1"
-    found = _superuser(pg_url, sql.SQL(query).format(sql.Literal("x%")))
+    found = superuser(pg_url, sql.SQL(query).format(sql.Literal("x%")))
     assert found == [(hostile + "_ro", False), (hostile + "_rw", False)]
     assert _counts(pg_url)["files"] == 0  # the table is still there
     for bad, why in (("", "non-empty"), ("a\x00b", "control"), ("n" * 61, "too long")):

@@ -120,7 +120,7 @@ def test_library_operations_and_failures_never_show_a_secret(
             _clean(repr(report), type(report).__name__)
         _raises(lambda: r.file(99999))
         _raises(lambda: r.add_file("../x"))
-        _raises(lambda: r.session.store_for("no-such-bucket-anywhere").head("k"))
+        _raises(lambda: r.store.for_bucket("no-such-bucket-anywhere").head("k"))
     _clean(repo.status_report(secret_config), "StatusReport")
     _clean(repo.describe_config(repo.load_config(secret_config)), "describe_config")
 
