@@ -716,6 +716,7 @@ def test_config_show_lists_every_setting_with_secrets_masked(tmp_path: Path) -> 
         "s3_timeout_seconds": 6,
         "s3_sse": "aws:kms",
         "s3_sse_kms_key_id": "alias/repo",
+        "backup_key": SECRET + "-backup-key-of-32-characters-at-least",
         "s3_upload_check": "server",
     }
     # `store` is the other spelling of `default_s3_bucket`; a new setting must join `every`.
@@ -743,6 +744,7 @@ def test_config_show_lists_every_setting_with_secrets_masked(tmp_path: Path) -> 
         ("s3_timeout_seconds", 6, at + "s3_timeout_seconds"),
         ("s3_sse", "aws:kms", at + "s3_sse"),
         ("s3_sse_kms_key_id", "alias/repo", at + "s3_sse_kms_key_id"),
+        ("backup_key", "****", at + "backup_key"),
         ("s3_upload_check", "server", at + "s3_upload_check"),
     ]
     assert [e[0] for e in expected] == ["source", *dict.fromkeys(s.attribute for s in SETTINGS)]

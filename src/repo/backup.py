@@ -35,13 +35,21 @@ from .catalog import SCHEMA_VERSION
 from .catalog.dump import copy_columns
 from .errors import VerificationError
 from .paths import new_version_token
+from .seal import check_seal, seal
 
 if TYPE_CHECKING:
     from .backup_place import BackupPlace
     from .session import Session
     from .stores.base import ObjectInfo
 
-__all__ = ["MANIFEST_FORMAT", "BackupReport", "list_backups", "make_backup", "read_manifest"]
+__all__ = [
+    "MANIFEST_FORMAT",
+    "BackupReport",
+    "distrust",
+    "list_backups",
+    "make_backup",
+    "read_manifest",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -51,6 +59,10 @@ MANIFEST = "manifest.json"
 JOURNAL_MARGIN = timedelta(hours=1)
 #: What `_name` makes: snapshot time, then 8 token characters.
 _NAME = re.compile(r"\d{8}T\d{12}Z-[0-9a-z]{8}")
+#: What a manifest's seal is for (`repo.seal`).
+PURPOSE = "manifest"
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+_TABLE_FORMATS = ("jsonl", "pg-copy-text")
 
 
 @dataclass
@@ -118,6 +130,7 @@ def make_backup(session: Session) -> BackupReport:
             "host": session.host,
             "tables": tables,
         }
+        manifest = seal(manifest, place.key, PURPOSE)
         manifest_path = scratch / MANIFEST
         manifest_path.write_text(json.dumps(manifest, indent=1))
         place.store.put_file(prefix + MANIFEST, manifest_path)
@@ -145,16 +158,79 @@ def make_backup(session: Session) -> BackupReport:
 
 
 def read_manifest(place: BackupPlace, name: str) -> dict[str, Any] | None:
-    """The manifest of backup `name` if it exists and parses, else None."""
+    """The manifest of backup `name` if it exists, parses and is well formed, else None
+    (logged). Whether it is trusted is `distrust`'s business."""
     key = f"{place.backups_prefix}{name}/{MANIFEST}"
     try:
         data = b"".join(place.store.iter_bytes(key))
         doc = json.loads(data)
     except Exception:
         return None
-    if not isinstance(doc, dict) or doc.get("format") != MANIFEST_FORMAT or doc.get("name") != name:
+    problem = _malformed(place, name, doc)
+    if problem is not None:
+        logger.warning("backup %s: its manifest is malformed (%s); skipping it", name[:80], problem)
         return None
-    return doc
+    return doc  # type: ignore[no-any-return]
+
+
+def _malformed(place: BackupPlace, name: str, doc: object) -> str | None:
+    """Why `doc` is not a manifest this code writes for backup `name`, or None."""
+    if not isinstance(doc, dict):
+        return "not a JSON object"
+    if doc.get("format") != MANIFEST_FORMAT or doc.get("name") != name:
+        return "another format or another backup's name"
+    for stamp in ("taken_at", "completed_at"):
+        try:
+            if datetime.fromisoformat(doc[stamp]).tzinfo is None:
+                return f"{stamp} has no time zone"
+        except (KeyError, TypeError, ValueError):
+            return f"no valid {stamp}"
+    if not isinstance(doc.get("repository_id"), str):
+        return "no repository id"
+    tables = doc.get("tables")
+    if not isinstance(tables, dict):
+        return "no tables"
+    own = f"{place.backups_prefix}{name}/"
+    for table, spec in tables.items():
+        if not isinstance(spec, dict):
+            return f"table {str(table)[:40]!r} is not described"
+        key = spec.get("key")
+        if not isinstance(key, str) or not key.startswith(own) or "/" in key[len(own) :]:
+            return f"table {str(table)[:40]!r} is stored outside the backup"
+        rows, digest = spec.get("rows"), spec.get("sha256")
+        if type(rows) is not int or rows < 0 or not isinstance(digest, str):
+            return f"table {str(table)[:40]!r} has no row count or checksum"
+        if not _SHA256.fullmatch(digest) or spec.get("format", "jsonl") not in _TABLE_FORMATS:
+            return f"table {str(table)[:40]!r} has a malformed checksum or format"
+        columns = spec.get("columns", [])
+        if not isinstance(columns, list) or not all(isinstance(c, str) for c in columns):
+            return f"table {str(table)[:40]!r} has malformed columns"
+    return None
+
+
+def distrust(
+    place: BackupPlace, manifest: dict[str, Any], *, accept_unsigned: bool = False
+) -> str | None:
+    """Why a restore or retention may not act on `manifest`, or None.
+
+    Never one dated in the future (no backup can be). Without ``backup_key`` every other
+    well-formed manifest is taken. With it, only those it sealed, and with
+    `accept_unsigned` also those with no seal (backups taken before the key was set); a
+    wrong seal never.
+    """
+    if datetime.fromisoformat(manifest["taken_at"]) > datetime.now(UTC) + JOURNAL_MARGIN:
+        return "dated in the future"
+    if place.key is None:
+        return None
+    verdict = check_seal(manifest, place.key, PURPOSE)
+    if verdict == "ok" or (verdict == "missing" and accept_unsigned):
+        return None
+    if verdict == "missing":
+        return (
+            "not signed with the backup key (taken before backup_key was set? "
+            "see --accept-unsigned)"
+        )
+    return "its signature does not verify with the backup key: not written by this repository"
 
 
 def _listing(place: BackupPlace) -> dict[str, list[ObjectInfo]]:
@@ -189,11 +265,20 @@ def list_backups(
 def _retain(session: Session, report: BackupReport) -> None:
     """Delete backups beyond the newest `backup_keep` (never fewer than GC relies on),
     partial backups (see the module's docstring), and journal entries older than the
-    oldest backup kept."""
+    oldest backup kept.
+
+    Only this repository's manifests count, only ones `distrust` finds nothing against,
+    and none dated in the future: objects under the backup prefix are input, and forged
+    ones must not push genuine backups out. The backup just taken is never deleted.
+    """
     place = session.backups
     keep = max(session.config.backup_keep, session.config.backups_before_purge, 1)
     listing = _listing(place)
-    manifests = list_backups(place, listing)
+    manifests = [
+        m
+        for m in list_backups(place, listing)
+        if m["repository_id"] == session.repository_id and distrust(place, m) is None
+    ]
     if manifests:
         grace = timedelta(seconds=session.config.orphan_grace_seconds)
         for name in _partial_backups(listing, manifests[0]["name"], datetime.now(UTC) - grace):
@@ -201,6 +286,8 @@ def _retain(session: Session, report: BackupReport) -> None:
             report.deleted_partial_backups.append(name)
             logger.info("deleted partial backup %s (it has no manifest)", name)
     for old in manifests[keep:]:
+        if old["name"] == report.name:
+            continue
         keys = [i.key for i in listing.get(old["name"], [])]
         # The manifest first: from then on the backup no longer exists for anyone.
         keys.sort(key=lambda k: not k.endswith("/" + MANIFEST))

@@ -20,8 +20,12 @@ __all__ = ["BackupPlace", "open_backup_place"]
 class BackupPlace:
     """The backup store and the key prefixes of backups and of the journal."""
 
-    def __init__(self, store: Store, data_prefix: str, *, owned: bool) -> None:
+    def __init__(
+        self, store: Store, data_prefix: str, *, owned: bool, key: str | None = None
+    ) -> None:
         self.store = store
+        #: ``backup_key``: seals manifests and journal entries (`repo.seal`); None: none.
+        self.key = key
         #: Key prefix of the backups (one "directory" per backup, manifest last).
         self.backups_prefix = f"{data_prefix}backups/"
         #: Key prefix of the journal entries (one object per commit).
@@ -43,6 +47,7 @@ def open_backup_place(config: Config, data_store: Store) -> BackupPlace:
     """The backup place of `config`: ``backup_s3_bucket`` if set, else the data store."""
     prefix = data_store.key_prefix
     url = config.backup_store_url
+    key = config.backup_key
     if url is None or url == f"s3://{data_store.bucket}":
-        return BackupPlace(data_store, prefix, owned=False)
-    return BackupPlace(open_store(url, config), prefix, owned=True)
+        return BackupPlace(data_store, prefix, owned=False, key=key)
+    return BackupPlace(open_store(url, config), prefix, owned=True, key=key)

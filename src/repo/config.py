@@ -102,6 +102,7 @@ class Config:
     s3_sse: str | None = None
     s3_sse_kms_key_id: str | None = None
     s3_upload_check: str = "read-back"
+    backup_key: str | None = field(default=None, repr=False)
     #: Where each field's value came from (a key of the source, or a default).
     origins: Mapping[str, str] = field(default_factory=dict)
 
@@ -189,8 +190,10 @@ def _from_file(path: Path, *, chosen_by: str = "") -> Config:
 def _warn_if_exposed(path: Path, config: Config) -> None:
     """Warn when a file holding a secret can be read by other users."""
     urls = (config.database_url, config.s3_endpoint_url)
-    has_secret = config.s3_secret_key is not None or any(
-        url is not None and url_has_secret(url) for url in urls
+    has_secret = (
+        config.s3_secret_key is not None
+        or config.backup_key is not None
+        or any(url is not None and url_has_secret(url) for url in urls)
     )
     try:
         mode = path.stat().st_mode

@@ -30,7 +30,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .backup import download_table, iter_chunks, iter_rows, list_backups
+from .backup import distrust, download_table, iter_chunks, iter_rows, list_backups
 from .catalog import SCHEMA_VERSION, Catalog
 from .catalog.dump import BACKUP_TABLES, RESTORE_MARKER, parse_copy_text
 from .errors import (
@@ -44,8 +44,8 @@ from .errors import (
 )
 from .gc import purge_orphans_only
 from .integrity import READ_BACK, looks_like_md5, normalize_etag
-from .journal import read_entries
-from .paths import DATA_PREFIX, TOKEN_LENGTH, check_key, validate_path
+from .journal import committed_at, entry_problem, read_entries
+from .paths import DATA_PREFIX, check_key
 from .session import ConfigSource, Session
 from .stores.base import hash_only
 
@@ -67,6 +67,8 @@ class RestoreReport:
     backup: str | None = None
     taken_at: datetime | None = None
     rejected: list[tuple[str, str]] = field(default_factory=list)  # (backup, why)
+    #: Journal entries not replayed: (key, why), e.g. unsigned, another repository's.
+    skipped_entries: list[tuple[str, str]] = field(default_factory=list)
     rows: dict[str, int] = field(default_factory=dict)
     journal_entries: int = 0
     adopted: list[str] = field(default_factory=list)
@@ -83,17 +85,21 @@ def restore_catalog(
     force: bool = False,
     purge_orphans: bool = False,
     terminate_others: bool = False,
+    accept_unsigned: bool = False,
 ) -> RestoreReport:
     """Rebuild the catalog "blind", from the newest usable backup (or `backup`) and the
     change journal after it, knowing only the configuration. See the module docstring.
 
     Waits a bounded time for sessions holding the catalog, then fails naming them; with
-    `terminate_others`, ends them instead (where the database role may)."""
+    `terminate_others`, ends them instead (where the database role may). With
+    ``backup_key``, only backups and journal entries it sealed are used; `accept_unsigned`
+    also takes ones with no seal at all (written before the key was set), never one
+    with a wrong seal."""
     session = Session(config)
     try:
         report = session.exclusively(
             "restoring the catalog",
-            lambda: _restore(session, backup, verify, deep, force),
+            lambda: _restore(session, backup, verify, deep, force, accept_unsigned),
             terminate_others=terminate_others,
         )
     finally:
@@ -116,7 +122,12 @@ def restorable_backups(config: ConfigSource = None) -> list[dict[str, Any]]:
 
 
 def _restore(
-    session: Session, wanted: str | None, verify: bool, deep: bool, force: bool
+    session: Session,
+    wanted: str | None,
+    verify: bool,
+    deep: bool,
+    force: bool,
+    accept_unsigned: bool,
 ) -> RestoreReport:
     store, place, catalog = session.store, session.backups, session.catalog
     report = RestoreReport()
@@ -132,7 +143,15 @@ def _restore(
                 hint="restore into an empty database, or run `repo restore --force` to replace it",
             )
     found = list_backups(place)
-    manifests = found
+    trusted = []
+    for candidate in found:
+        why = distrust(place, candidate, accept_unsigned=accept_unsigned)
+        if why is None:
+            trusted.append(candidate)
+        else:
+            logger.warning("backup %s rejected: %s", candidate["name"], why)
+            report.rejected.append((candidate["name"], why))
+    manifests = trusted
     if wanted is not None:
         manifests = [m for m in manifests if m["name"] == wanted]
         if not manifests:
@@ -174,15 +193,27 @@ def _restore(
         shutil.rmtree(scratch, ignore_errors=True)
     report.backup = manifest["name"]
     report.taken_at = datetime.fromisoformat(manifest["taken_at"])
-    for _key, entry in read_entries(place, report.taken_at):
-        if entry.get("repository_id") not in (None, manifest["repository_id"]):
+    for key, entry in read_entries(place, report.taken_at):
+        why = entry_problem(
+            entry,
+            repository_id=manifest["repository_id"],
+            key=place.key,
+            accept_unsigned=accept_unsigned,
+        )
+        if why is not None:
+            logger.warning("journal entry %s skipped: %s", key, why)
+            report.skipped_entries.append((key, why))
             continue
+        assert entry is not None  # noqa: S101 - entry_problem says so (for mypy)
+        when = committed_at(entry)
+        if when is None or when <= report.taken_at:
+            continue  # in the backup already
         catalog.apply_entry(entry)
         report.journal_entries += 1
     catalog.reset_sequences()  # replayed versions have ids above the backup's
     catalog.commit()
     _adopt(catalog, store, report)
-    for other in found:  # listed once, above: each manifest is one GET
+    for other in trusted:  # listed once, above: each manifest is one GET
         if other["name"] not in _recorded_backups(catalog):
             catalog.record_backup(
                 other["name"],
@@ -314,32 +345,30 @@ def _adopt(catalog: Catalog, store: Store, report: RestoreReport) -> None:
         except RepoError:
             continue
         meta = info.metadata
-        path = meta.get("repo-path")
-        if not path or len(info.key) <= TOKEN_LENGTH:
-            continue
+        path = meta.get("repo-path") or ""
         try:
-            validate_path(path, key_prefix=store.key_prefix)
-        except RepoError:
+            check_key(info.key, key_prefix=store.key_prefix, path=path)
+        except RepoError as exc:
+            logger.warning("object %s not adopted: %s", info.key[:200], exc)
             continue
         # Hashed, never taken from the ETag: an ETag that looks like an md5 may be none
         # (SSE-KMS), and a version recorded with a wrong md5 could never be read.
         got = hash_only(store.iter_bytes(info.key))
         if got.size != info.size:
             continue  # changed under us: not adopted on a guess
-        created = meta.get("repo-created")
+        # Created "now": an adopted version waits `unpublished_ttl_seconds` from its
+        # adoption for a person to publish it, whatever its object's metadata says.
+        now = datetime.now(UTC)
+        origin = meta.get("repo-origin", "")
         rec = catalog.add_file(
             path=path,
             bucket=store.bucket,
             key=info.key,
-            origin=meta.get("repo-origin", "unknown"),
-            created_at=datetime.fromisoformat(created) if created else datetime.now(UTC),
+            origin=origin if 0 < len(origin) <= 200 and origin.isprintable() else "unknown",
+            created_at=now,
         )
         catalog.mark_uploaded(
-            rec.file_id,
-            md5=got.md5,
-            size=got.size,
-            when=datetime.now(UTC),
-            verified_with=READ_BACK,
+            rec.file_id, md5=got.md5, size=got.size, when=now, verified_with=READ_BACK
         )
         report.adopted.append(info.key)
     catalog.commit()

@@ -79,6 +79,11 @@ AT_LEAST_ONE = Check(lambda n: n >= 1, "at least 1")
 PRINTABLE_NAME = Check(_printable, "a non-empty printable name")
 BARE_BUCKET = Check(lambda s: bool(s.strip()) and "/" not in s, "a bare bucket name")
 HTTP_URL = Check(_http_url, "an http:// or https:// URL")
+#: A backup key: long enough to be a key, printable so that it fits a JSON document.
+BACKUP_KEY = Check(
+    lambda s: len(s) >= 32 and s.isprintable() and not s.isspace(),
+    "at least 32 printable characters (e.g. the output of `openssl rand -hex 32`)",
+)
 #: How an upload is verified where the bucket's ETags are no md5s (`s3_upload_check`).
 S3_UPLOAD_CHECKS = ("read-back", "server")
 UPLOAD_CHECK = Check(
@@ -264,6 +269,16 @@ SETTINGS: tuple[Setting, ...] = (
         check=KMS_KEY,
         default_text="the bucket's default key",
         description="the KMS key (id, ARN or alias) for `s3_sse` `aws:kms`",
+    ),
+    Setting(
+        key="backup_key",
+        types=_STR,
+        check=BACKUP_KEY,
+        mask=Mask.ALL,
+        default_text="none: backups and journal entries are not authenticated",
+        description="a secret (32+ characters, e.g. `openssl rand -hex 32`) that signs "
+        "backup manifests and journal entries; restore and retention then trust only what "
+        "it signed. Keep it with the configuration, never in the bucket",
     ),
     Setting(
         key="s3_upload_check",

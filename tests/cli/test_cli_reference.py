@@ -93,7 +93,7 @@ def test_json_shapes_are_stable(cli: CliRun, tmp_path: Path) -> None:
         "s3_endpoint_url", "s3_region", "s3_access_key", "s3_secret_key", "cache_max_bytes",
         "unpublished_ttl_seconds", "expired_ttl_seconds", "orphan_grace_seconds",
         "backups_before_purge", "backup_keep", "s3_timeout_seconds", "s3_sse",
-        "s3_sse_kms_key_id", "s3_upload_check",
+        "s3_sse_kms_key_id", "backup_key", "s3_upload_check",
     ]  # fmt: skip
     assert all(list(s) == ["name", "value", "origin"] for s in settings["settings"])
 
