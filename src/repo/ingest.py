@@ -10,6 +10,7 @@ that copy, so the cache never disagrees with the store whatever the source does 
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import queue
@@ -27,6 +28,7 @@ from .catalog import FileRecord, NewVersion
 from .errors import NotFoundError, StoreError, UsageError, local_disk_error
 from .file import RepoFile
 from .lookup import new_version
+from .names import check_path_characters
 from .paths import make_key, new_version_token, validate_path
 from .progress import ProgressListener
 from .staging import INCOMING_PREFIX
@@ -50,10 +52,13 @@ logger = logging.getLogger(__name__)
 
 @dataclass
 class AddReport:
-    """What `Repo.add_tree` added."""
+    """What `Repo.add_tree` added, and the symbolic links under the directory it did not
+    follow (their local paths): every one by default; with ``follow_symlinks``, those that
+    lead back to a directory above them."""
 
     files: list[RepoFile] = field(default_factory=list)
     bytes: int = 0
+    skipped: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,11 +66,15 @@ class _Plan:
     path: str
     source: str
     size: int
+    #: The file planned (st_dev, st_ino): what is read later must be this very file.
+    identity: tuple[int, int]
 
 
-def _check_source(source: str | Path) -> int:
+def _check_source(source: str | Path, *, follow: bool = True) -> os.stat_result:
+    """The status of a readable regular file `source` (of a symlink itself, unless
+    `follow`), or a `RepoError` saying why it cannot be added."""
     try:
-        st = os.stat(source)
+        st = os.stat(source) if follow else os.lstat(source)
     except FileNotFoundError:
         raise NotFoundError(f"no such file: {source}") from None
     except OSError as exc:
@@ -76,7 +85,7 @@ def _check_source(source: str | Path) -> int:
         raise UsageError(f"{source} is not a regular file")
     if not os.access(source, os.R_OK):
         raise UsageError(f"cannot read {source}: permission denied")
-    return st.st_size
+    return st
 
 
 def add_one(
@@ -92,6 +101,7 @@ def add_one(
     keep_cached: bool | None = None,
 ) -> RepoFile:
     path = validate_path(path, key_prefix=session.store.key_prefix)
+    check_path_characters(path)
     names = tags_with_dates(tags, when=when, period=period)
     if isinstance(source, str | os.PathLike) and not keep_cached:
         return _add_from_file(session, path, Path(source), names, publish, progress)
@@ -177,34 +187,70 @@ def _take_in(session: Session, source: str | os.PathLike[str] | BinaryIO) -> Pat
     return incoming
 
 
-def _walk(directory: str) -> Iterator[tuple[str, str]]:
+def _walk(directory: str, *, follow: bool, skipped: list[str]) -> Iterator[tuple[str, str]]:
     """(file, its path relative to `directory` with '/' separators) for every file under
-    `directory`, in a stable order; symlinked directories are not followed (no loops),
-    symlinked files are read through. Plain strings: a tree can hold a million files."""
-    start = len(os.path.join(directory, ""))
-    for root, dirs, names in os.walk(directory, onerror=_raise):
-        dirs.sort()
-        rel_root = root[start:].replace(os.sep, "/") + "/" if len(root) > start else ""
-        for name in sorted(names):
-            yield os.path.join(root, name), rel_root + name
+    `directory`, in a stable order. A symbolic link under it (to a file or a directory) is
+    not followed but put in `skipped`, unless `follow`: then only a link back to a
+    directory above it is (it would loop). `directory` itself is followed: the caller
+    named it. Plain strings: a tree can hold a million files."""
+    try:
+        top = os.stat(directory)
+    except OSError as exc:
+        raise UsageError(f"cannot read {directory}: {exc.strerror}") from None
+    # (directory, its relative path with a trailing '/', the directories above it)
+    stack = [(directory, "", frozenset([(top.st_dev, top.st_ino)]))]
+    while stack:
+        root, rel_root, above = stack.pop()
+        try:
+            with os.scandir(root) as it:
+                entries = sorted(it, key=lambda e: e.name)
+        except OSError as exc:
+            raise UsageError(f"cannot read {exc.filename}: {exc.strerror}") from None
+        subdirs = []
+        for entry in entries:
+            if entry.is_symlink() and not follow:
+                skipped.append(entry.path)
+            elif not entry.is_dir():  # a dangling link too: planning says what is wrong
+                yield entry.path, rel_root + entry.name
+            elif not follow:
+                subdirs.append((entry.path, f"{rel_root}{entry.name}/", above))
+            else:
+                try:
+                    st = entry.stat()
+                except OSError as exc:
+                    raise UsageError(f"cannot read {entry.path}: {exc.strerror}") from None
+                identity = (st.st_dev, st.st_ino)
+                if identity in above:
+                    skipped.append(entry.path)
+                else:
+                    subdirs.append((entry.path, f"{rel_root}{entry.name}/", above | {identity}))
+        stack.extend(reversed(subdirs))
 
 
-def _raise(exc: OSError) -> None:
-    raise UsageError(f"cannot read {exc.filename}: {exc.strerror}")
-
-
-def plan_tree(directory: Path, prefix: str, key_prefix: str) -> list[_Plan]:
+def plan_tree(
+    directory: Path, prefix: str, key_prefix: str, *, follow_symlinks: bool = False
+) -> tuple[list[_Plan], list[str]]:
+    """What to add from `directory`, and the symbolic links skipped (see `_walk`)."""
     if not directory.is_dir():
         if not directory.exists():
             raise NotFoundError(f"no such directory: {directory}")
         raise UsageError(f"{directory} is not a directory")
     base = prefix.strip("/")
     plans = []
-    for source, rel in _walk(os.path.normpath(directory)):
+    skipped: list[str] = []
+    walk = _walk(os.path.normpath(directory), follow=follow_symlinks, skipped=skipped)
+    for source, rel in walk:
         path = validate_path(f"{base}/{rel}" if base else rel, key_prefix=key_prefix)
-        plans.append(_Plan(path=path, source=source, size=_check_source(source)))
+        check_path_characters(path)
+        st = _check_source(source, follow=follow_symlinks)
+        plans.append(_Plan(path, source, st.st_size, (st.st_dev, st.st_ino)))
     if not plans:
-        raise UsageError(f"no files under {directory}")
+        raise UsageError(
+            f"no files under {directory}",
+            hint="symbolic links are not followed unless asked (--follow-symlinks)"
+            if skipped and not follow_symlinks
+            else None,
+        )
     seen: dict[str, str] = {}
     for plan in plans:
         # Names that differ only by Unicode normalisation map to one repository path.
@@ -213,7 +259,39 @@ def plan_tree(directory: Path, prefix: str, key_prefix: str) -> list[_Plan]:
                 f"{seen[plan.path]} and {plan.source} would both be added as {plan.path!r}"
             )
         seen[plan.path] = plan.source
-    return plans
+    if skipped:
+        logger.info("not following %d symbolic links under %s", len(skipped), directory)
+    return plans, skipped
+
+
+def _open_planned(plan: _Plan, follow: bool) -> int:
+    """A descriptor open on the very file `plan` was made from. Without `follow`, a
+    symbolic link put in its place since planning is not opened (O_NOFOLLOW); either way,
+    a different file found there (a link swapped in higher up the tree, a file replaced)
+    is refused rather than read. O_NONBLOCK: a FIFO swapped in does not hang the open."""
+    flags = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
+    if not follow:
+        flags |= os.O_NOFOLLOW
+    try:
+        fd = os.open(plan.source, flags)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP and not follow:
+            raise UsageError(
+                f"{plan.source} was replaced by a symbolic link while being added"
+            ) from None
+        raise UsageError(f"cannot read {plan.source}: {exc.strerror}") from exc
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode) or (st.st_dev, st.st_ino) != plan.identity:
+            raise UsageError(
+                f"{plan.source} was replaced by another file while being added",
+                hint="add the directory again once nothing changes it",
+            )
+        os.set_blocking(fd, True)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
 
 
 def add_tree(
@@ -228,13 +306,18 @@ def add_tree(
     workers: int = DEFAULT_WORKERS,
     progress: ProgressListener | None = None,
     keep_cached: bool = False,
+    follow_symlinks: bool = False,
 ) -> AddReport:
     """Upload every file under `directory` in worker threads; the catalog records them
     in batches (`Catalog.add_uploaded`), in the calling thread and the caller's
-    transaction."""
+    transaction. Symbolic links under `directory` are skipped (and reported) unless
+    `follow_symlinks`: a link planted in a shared directory must not make whoever adds it
+    upload a file from elsewhere."""
     if workers < 1:
         raise UsageError("workers must be at least 1")
-    plans = plan_tree(Path(directory), prefix, session.store.key_prefix)
+    plans, skipped = plan_tree(
+        Path(directory), prefix, session.store.key_prefix, follow_symlinks=follow_symlinks
+    )
     names = tags_with_dates(tags, when=when, period=period)
     lock = threading.Lock()
     advance: Progress | None = None
@@ -249,7 +332,7 @@ def add_tree(
     staging = session.staging
     staging.prepare()
     created = datetime.now(UTC)
-    report = AddReport()
+    report = AddReport(skipped=skipped)
     # Uploads in flight, by version token (which names the staging copy a large file is
     # sent from, discarded on failure); each finished one comes back through `finished`,
     # success or not.
@@ -277,17 +360,18 @@ def add_tree(
     def _send(plan: _Plan, token: str) -> tuple[NewVersion, bool]:
         # A small file is read once: the same bytes are hashed, sent and cached. A
         # larger one is copied into staging first and sent from there (`add_one`).
-        data = _read_small(plan.source, plan.size) if plan.size <= SMALL_OBJECT_MAX else None
-        body: bytes | Path
-        if data is None:
-            body = staging_of(token)
-            try:
-                shutil.copyfile(plan.source, body)
-            except OSError as exc:
-                raise UsageError(f"cannot read {plan.source}: {exc.strerror}") from exc
-            size = os.stat(body).st_size
-        else:
-            body, size = data, len(data)
+        fd = _open_planned(plan, follow_symlinks)
+        try:
+            data = _read_small(fd, plan) if plan.size <= SMALL_OBJECT_MAX else None
+            body: bytes | Path
+            if data is None:
+                body = staging_of(token)
+                _copy_out(fd, plan, body)
+                size = os.stat(body).st_size
+            else:
+                body, size = data, len(data)
+        finally:
+            os.close(fd)
         key = make_key(key_prefix, plan.path, token)
         result = put_new(session, plan.path, key, body, created, _capped(advance, size))
         if data is not None and keep_cached:
@@ -372,25 +456,33 @@ def _record_uploaded(
     )
 
 
-def _read_small(source: str | Path, size: int) -> bytes | None:
-    """The whole of a small file planned at `size` bytes, or None if it has grown past
-    `SMALL_OBJECT_MAX`. Plain system calls, asking for what the file holds: a buffered
-    ``read(limit)`` would allocate the whole limit (4 MiB) for every 4 KiB file."""
+def _read_small(fd: int, plan: _Plan) -> bytes | None:
+    """The whole of a small file planned at `plan.size` bytes, or None if it has grown
+    past `SMALL_OBJECT_MAX`. Plain system calls, asking for what the file holds: a
+    buffered ``read(limit)`` would allocate the whole limit (4 MiB) for every 4 KiB file."""
     try:
-        fd = os.open(source, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
-        try:
-            data = os.read(fd, size + 1)
-            if len(data) > size:  # it has grown since it was planned: read on
-                while len(data) <= SMALL_OBJECT_MAX:
-                    more = os.read(fd, SMALL_OBJECT_MAX + 1 - len(data))
-                    if not more:
-                        break
-                    data += more
-        finally:
-            os.close(fd)
+        data = os.read(fd, plan.size + 1)
+        if len(data) > plan.size:  # it has grown since it was planned: read on
+            while len(data) <= SMALL_OBJECT_MAX:
+                more = os.read(fd, SMALL_OBJECT_MAX + 1 - len(data))
+                if not more:
+                    break
+                data += more
     except OSError as exc:
-        raise UsageError(f"cannot read {source}: {exc.strerror}") from exc
-    return data if len(data) <= SMALL_OBJECT_MAX else None
+        raise UsageError(f"cannot read {plan.source}: {exc.strerror}") from exc
+    if len(data) > SMALL_OBJECT_MAX:
+        os.lseek(fd, 0, os.SEEK_SET)  # sent from a staging copy after all: from the start
+        return None
+    return data
+
+
+def _copy_out(fd: int, plan: _Plan, dest: Path) -> None:
+    """Copy the open source into the staging file `dest`."""
+    try:
+        with os.fdopen(os.dup(fd), "rb") as src, open(dest, "wb") as out:
+            shutil.copyfileobj(src, out, _CHUNK)
+    except OSError as exc:
+        raise UsageError(f"cannot read {plan.source}: {exc.strerror}") from exc
 
 
 def _capped(progress: Progress | None, size: int) -> Progress | None:

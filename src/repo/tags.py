@@ -2,7 +2,9 @@
 
 A tag is any string of 1-255 characters without control characters or surrounding
 whitespace; ``key=value`` is an ordinary tag. Tags are NFC-normalised so that tags which
-look the same are the same.
+look the same are the same. A new tag holds no format character either (bidi controls,
+zero-width characters: see `names`), which would let one tag pass for another; tags
+recorded before that rule are still found and removed by their name.
 
 Date tags are UTC (naive datetimes are taken as UTC)::
 
@@ -16,6 +18,7 @@ from datetime import UTC, date, datetime
 from typing import TYPE_CHECKING
 
 from .errors import InvalidTagError
+from .names import FORMAT_CHARACTER_HINT, describe_character, first_format_character
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -46,8 +49,9 @@ def _is_control(ch: str) -> bool:
     return unicodedata.category(ch) in ("Cc", "Cs") or ch in "\u2028\u2029"
 
 
-def validate_tag(tag: object) -> str:
-    """Return the normalised tag or raise `InvalidTagError`."""
+def validate_tag(tag: object, *, new: bool = False) -> str:
+    """Return the normalised tag or raise `InvalidTagError`. A `new` tag (one to record,
+    not one to look up or remove) must hold no format character either."""
     if not isinstance(tag, str):
         raise InvalidTagError(f"tag must be a string, got {type(tag).__name__}")
     norm = unicodedata.normalize("NFC", tag)
@@ -61,16 +65,23 @@ def validate_tag(tag: object) -> str:
         raise InvalidTagError(f"tag {shown} contains control character U+{ord(bad):04X}")
     if norm != norm.strip():
         raise InvalidTagError(f"tag {shown} has leading or trailing whitespace")
+    hidden = first_format_character(norm) if new else None
+    if hidden is not None:
+        raise InvalidTagError(
+            f"tag {shown} contains format character {describe_character(hidden)}",
+            hint=FORMAT_CHARACTER_HINT,
+        )
     return norm
 
 
-def validate_tags(tags: Iterable[object]) -> list[str]:
-    """Validate every tag first, so a bad one means nothing is written; keep order, drop repeats."""
+def validate_tags(tags: Iterable[object], *, new: bool = False) -> list[str]:
+    """Validate every tag first, so a bad one means nothing is written; keep order, drop
+    repeats. `new`: see `validate_tag`."""
     if isinstance(tags, str):
         raise InvalidTagError("expected a list of tags, got a single string")
     out: dict[str, None] = {}
     for tag in tags:
-        out[validate_tag(tag)] = None
+        out[validate_tag(tag, new=new)] = None
     return list(out)
 
 
@@ -132,10 +143,12 @@ def tags_with_dates(
     *,
     when: datetime | date | None = None,
     period: str | None = None,
+    new: bool = True,
 ) -> list[str]:
-    """`tags`, checked, then the date tags of `when` (default now) at `period` (default
-    ``day``) if either is given; each once, in that order."""
-    names = validate_tags(tags)
+    """`tags`, checked (as `new` tags unless told otherwise: they are to be recorded),
+    then the date tags of `when` (default now) at `period` (default ``day``) if either is
+    given; each once, in that order."""
+    names = validate_tags(tags, new=new)
     if when is not None or period is not None:
         names += date_tags(when if when is not None else datetime.now(UTC), period or "day")
     return list(dict.fromkeys(names))

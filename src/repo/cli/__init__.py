@@ -20,6 +20,7 @@ from .backups import backup, restore
 from .fetching import fetch
 from .files import add, cat, expire, get, publish, tag, upload
 from .housekeeping import cache, gc, host
+from .output import echo, shown
 from .queries import find, list_files, show, status
 from .recovery import recover, verify
 
@@ -62,9 +63,10 @@ class RepoGroup(click.Group):
             traceback.print_exception(exc)
         else:
             logger.debug("command failed", exc_info=exc)
-        click.echo(line, err=True)
+        # An error names what it is about (a path, a file name from disk): one line, shown.
+        echo(shown(line), err=True)
         if hint:
-            click.echo(f"Try: {hint}", err=True)
+            echo(f"Try: {shown(hint)}", err=True)
         ctx.exit(1)
 
 

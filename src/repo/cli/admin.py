@@ -10,7 +10,7 @@ from ..demo import run_demo
 from ..s3cmd import write_s3cmd_config
 from .app import App, pass_app
 from .options import json_option, terminate_option
-from .output import echo_json, table
+from .output import echo, echo_json, table
 
 __all__ = ["config", "create", "ctl", "demo", "destroy"]
 
@@ -20,16 +20,16 @@ yes_option = click.option("-y", "--yes", is_flag=True, help="Do not ask for conf
 def _create(app: App, roles: bool = False, role_name: str | None = None) -> None:
     rep = create_repository(app.config(), roles=roles, role_name=role_name)
     verb = "created" if rep.created else "already exists, schema up to date"
-    click.echo(f"catalog {rep.catalog}: {verb} (schema version {rep.schema_version})")
-    click.echo(f"store {rep.store}: reachable")
+    echo(f"catalog {rep.catalog}: {verb} (schema version {rep.schema_version})")
+    echo(f"store {rep.store}: reachable")
     if rep.roles is not None:
         for role, what in (
             (rep.roles.read_only, "read-only"),
             (rep.roles.read_write, "read-write"),
         ):
             done = "created" if role in rep.roles.created else "exists, grants renewed"
-            click.echo(f"role {role} ({what}): {done}")
-        click.echo(
+            echo(f"role {role} ({what}): {done}")
+        echo(
             "the roles cannot log in: grant one to each login user, e.g. "
             f"GRANT {rep.roles.read_only} TO some_user (docs/security.md)"
         )
@@ -45,9 +45,9 @@ def _destroy(app: App, yes: bool, terminate_others: bool = False) -> None:
         )
     forgotten = destroy_catalog(cfg, terminate_others=terminate_others)
     if forgotten is None:
-        click.echo(f"no catalog at {cfg.masked_database_url()}; nothing to destroy")
+        echo(f"no catalog at {cfg.masked_database_url()}; nothing to destroy")
         return
-    click.echo(
+    echo(
         f"catalog destroyed ({forgotten} file versions forgotten); "
         f"data in {cfg.store_url} was not touched"
     )
@@ -61,7 +61,7 @@ def _show_config(app: App, as_json: bool) -> None:
         )
         return
     rows = [(e.name, "-" if e.value is None else e.value, e.origin) for e in entries]
-    click.echo(table(["SETTING", "VALUE", "FROM"], rows))
+    echo(table(["SETTING", "VALUE", "FROM"], rows))
 
 
 @click.command()
@@ -160,7 +160,7 @@ def config(app: App, show: bool, s3cmd: bool, dest: str | None, force: bool, as_
         raise click.UsageError("--output and --force go with --s3cmd")
     if s3cmd:
         written = write_s3cmd_config(app.config(), dest, force=force)
-        click.echo(f"wrote {written} (mode 0600); try: s3cmd -c {written} ls")
+        echo(f"wrote {written} (mode 0600); try: s3cmd -c {written} ls")
         return
     _show_config(app, as_json)
 
@@ -174,4 +174,4 @@ def demo(app: App) -> None:
     Example:
       repo demo
     """
-    run_demo(click.echo, config=app.config_path)
+    run_demo(echo, config=app.config_path)

@@ -12,6 +12,7 @@ import click
 from ..config import Config, load_config
 from ..errors import UsageError
 from ..repository import Repo
+from .output import shown
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -45,10 +46,17 @@ class App:
         elif self.verbose == 1:
             level = logging.INFO
         handler = logging.StreamHandler()
-        handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+        handler.setFormatter(_ShownFormatter("%(levelname)s %(name)s: %(message)s"))
         root = logging.getLogger("repo")
         root.handlers[:] = [handler]
         root.setLevel(level)
+
+
+class _ShownFormatter(logging.Formatter):
+    """Log lines name paths and hosts too: each line `shown`, like all output."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return "\n".join(shown(line) for line in super().format(record).split("\n"))
 
 
 pass_app = click.make_pass_decorator(App, ensure=True)

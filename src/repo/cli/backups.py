@@ -10,7 +10,7 @@ import click
 from ..restore import RestoreReport, restorable_backups, restore_catalog
 from .app import App, pass_app
 from .options import json_option, terminate_option
-from .output import echo_json, human_size, iso, table
+from .output import echo, echo_json, human_size, iso, table
 
 __all__ = ["backup", "restore", "run_restore"]
 
@@ -44,12 +44,12 @@ def backup(app: App, as_json: bool) -> None:
             }
         )
         return
-    click.echo(
+    echo(
         f"backup {rep.name}: {rep.rows.get('files', 0)} file versions, "
         f"{human_size(rep.bytes)} at {rep.location}"
     )
     if rep.deleted_backups:
-        click.echo(f"deleted {len(rep.deleted_backups)} old backups (backup_keep)")
+        echo(f"deleted {len(rep.deleted_backups)} old backups (backup_keep)")
 
 
 def _restore_doc(rep: RestoreReport) -> dict[str, Any]:
@@ -88,14 +88,14 @@ def run_restore(
         echo_json(_restore_doc(rep))
         return
     for rejected, why in rep.rejected:
-        click.echo(f"rejected backup {rejected}: {why}")
-    click.echo(
+        echo(f"rejected backup {rejected}: {why}")
+    echo(
         f"restored backup {rep.backup} (taken {iso(rep.taken_at)}): "
         f"{rep.rows.get('files', 0)} file versions; replayed {rep.journal_entries} "
         f"journal entries; adopted {len(rep.adopted)} objects"
     )
     if purge_orphans:
-        click.echo(f"purged {rep.orphans_purged} orphaned objects")
+        echo(f"purged {rep.orphans_purged} orphaned objects")
 
 
 @click.command()
@@ -147,11 +147,11 @@ def restore(
                 }
             )
         elif found:
-            click.echo(table(["BACKUP", "TAKEN (UTC)", "FILES"],
+            echo(table(["BACKUP", "TAKEN (UTC)", "FILES"],
                              [[m["name"], m["taken_at"], m["tables"]["files"]["rows"]]
                               for m in found]))  # fmt: skip
         else:
-            click.echo("no backups", err=True)
+            echo("no backups", err=True)
         return
     run_restore(
         app,

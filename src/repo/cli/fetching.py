@@ -6,7 +6,7 @@ import click
 
 from .app import App, pass_app
 from .options import json_option, workers_option
-from .output import ByteBar, echo_json, human_size
+from .output import ByteBar, echo, echo_json, human_size
 
 __all__ = ["fetch"]
 
@@ -67,7 +67,7 @@ def fetch(
         )
         return
     where = f"; copied to {dest}" if dest is not None else ""
-    click.echo(
+    echo(
         f"{len(report.files)} files, {human_size(report.bytes)}: {report.downloaded} downloaded, "
         f"{report.cached} already cached{where}"
     )

@@ -11,7 +11,7 @@ from ..errors import UsageError
 from ..tags import DATE_TAG_TYPES, parse_when, tags_with_dates
 from .app import App, pass_app, resolve
 from .options import json_option, workers_option
-from .output import ByteBar, echo_json, file_doc
+from .output import ByteBar, echo, echo_json, file_doc, shown
 
 if TYPE_CHECKING:
     from datetime import datetime
@@ -38,6 +38,12 @@ def _when(date_text: str | None) -> datetime | None:
 @click.option("--publish", is_flag=True, help="Publish it as the current version.")
 @click.option("-r", "--recursive", is_flag=True, help="PATH is a local directory: add it all.")
 @click.option("--prefix", default="", help="With --recursive: repository path prefix.")
+@click.option(
+    "--follow-symlinks",
+    is_flag=True,
+    help="With --recursive: add what symbolic links under the directory point to "
+    "(default: skip them, with a warning).",
+)
 @workers_option("uploads")
 @click.option(
     "--cache/--no-cache",
@@ -58,6 +64,7 @@ def add(
     publish: bool,
     recursive: bool,
     prefix: str,
+    follow_symlinks: bool,
     workers: int,
     keep_cached: bool | None,
     as_json: bool,
@@ -66,7 +73,8 @@ def add(
 
     Without SOURCE, the local file PATH is added under the same path. With
     --recursive, PATH is a local directory and every file under it is added, paths
-    relative to it (under --prefix), uploaded in parallel; all or nothing.
+    relative to it (under --prefix), uploaded in parallel; all or nothing. Symbolic
+    links under it are skipped, each with a warning, unless --follow-symlinks.
 
     \b
     Examples:
@@ -75,6 +83,7 @@ def add(
       repo add ./out --recursive --prefix runs/42 --tag run=42 --publish
     """
     when = _when(date_text)
+    skipped: list[str] = []
     with app.repo() as r:
         if recursive:
             if source is not None:
@@ -91,13 +100,16 @@ def add(
                     workers=workers,
                     progress=bar.listener,
                     keep_cached=bool(keep_cached),
+                    follow_symlinks=follow_symlinks,
                 )
             finally:
                 bar.close()
-            added = report.files
+            added, skipped = report.files, report.skipped
         else:
             if prefix:
                 raise click.UsageError("--prefix needs --recursive")
+            if follow_symlinks:
+                raise click.UsageError("--follow-symlinks needs --recursive")
             src = path if source is None else source
             stream = src == "-"
             bar = ByteBar("uploading")
@@ -115,15 +127,24 @@ def add(
             finally:
                 bar.close()
             added = [rf]
+    why = " (it leads back to a directory above it)" if follow_symlinks else ""
+    for link in skipped:
+        echo(f"Warning: skipped symbolic link {shown(link)}{why}", err=True)
+    if skipped and not follow_symlinks:
+        echo("Try: --follow-symlinks to add what they point to", err=True)
     if as_json:
-        echo_json({"files": [file_doc(f) for f in added]})
+        doc: dict[str, object] = {"files": [file_doc(f) for f in added]}
+        if recursive:
+            doc["skipped"] = skipped
+        echo_json(doc)
         return
     for f in added[:1] if not recursive else []:
-        click.echo(f"added {f.path} (file {f.file_id}, {f.size} bytes, {f.state})")
+        echo(f"added {f.path} (file {f.file_id}, {f.size} bytes, {f.state})")
     if recursive:
         total = sum(f.size or 0 for f in added)
         state = "published" if publish else "unpublished"
-        click.echo(f"added {len(added)} files ({total} bytes, {state})")
+        links = f"; skipped {len(skipped)} symbolic links" if skipped else ""
+        echo(f"added {len(added)} files ({total} bytes, {state}){links}")
 
 
 @click.command()
@@ -144,7 +165,7 @@ def upload(app: App, ref: str, as_path: bool) -> None:
             f.upload(progress=bar.listener)
         finally:
             bar.close()
-    click.echo(f"uploaded {f.path} (file {f.file_id}, {f.size} bytes, md5 {f.md5})")
+    echo(f"uploaded {f.path} (file {f.file_id}, {f.size} bytes, md5 {f.md5})")
 
 
 @click.command()
@@ -163,7 +184,7 @@ def publish(app: App, ref: str, as_path: bool) -> None:
     with app.repo() as r:
         f = resolve(r, ref, which="newest", as_path=as_path)
         f.publish()
-    click.echo(f"published {f.path} (file {f.file_id})")
+    echo(f"published {f.path} (file {f.file_id})")
 
 
 @click.command()
@@ -182,7 +203,7 @@ def expire(app: App, ref: str, as_path: bool) -> None:
     with app.repo() as r:
         f = resolve(r, ref, which="current", as_path=as_path)
         f.expire()
-    click.echo(f"expired {f.path} (file {f.file_id})")
+    echo(f"expired {f.path} (file {f.file_id})")
 
 
 @click.command()
@@ -212,7 +233,8 @@ def tag(
       repo tag reports/daily.csv --date 2026-11-25T18:00 --period hour
       repo tag reports/daily.csv --path-tag --remove draft
     """
-    names = tags_with_dates(tags, when=_when(date_text), period=period)
+    # Tags to remove may be any recorded before today's rules (`tags.validate_tag`).
+    names = tags_with_dates(tags, when=_when(date_text), period=period, new=not remove)
     if not names:
         raise UsageError("no tags given", hint="name tags, or use --date/--period")
     with app.repo() as r:
@@ -226,7 +248,7 @@ def tag(
         action(*names)
     target = f"path {f.path}" if path_tag else f"{f.path} (file {f.file_id})"
     verb = "removed from" if remove else "added to"
-    click.echo(f"{len(names)} tag(s) {verb} {target}: {', '.join(names)}")
+    echo(f"{len(names)} tag(s) {verb} {target}: {', '.join(names)}")
 
 
 @click.command()
@@ -269,7 +291,7 @@ def get(
             )
         finally:
             bar.close()
-    click.echo(f"saved {written} ({f.size} bytes, file {f.file_id})")
+    echo(f"saved {written} ({f.size} bytes, file {f.file_id})")
 
 
 @click.command()

@@ -8,7 +8,7 @@ import click
 
 from .app import App, pass_app
 from .options import json_option
-from .output import echo_json, human_size, human_time, iso, table
+from .output import echo, echo_json, human_size, human_time, iso, table
 
 if TYPE_CHECKING:
     from ..gc import GcCategory
@@ -64,10 +64,10 @@ def gc(app: App, dry_run: bool, orphans: bool, as_json: bool) -> None:
         rows.append(["resumed", rep.resumed.count, human_size(rep.resumed.bytes)])
     if orphans:
         rows.append(["orphans", rep.orphans.count, human_size(rep.orphans.bytes)])
-    click.echo(f"{verb}:")
-    click.echo(table(["CATEGORY", "FILES", "BYTES"], rows))
+    echo(f"{verb}:")
+    echo(table(["CATEGORY", "FILES", "BYTES"], rows))
     if rep.waiting_for_backups:
-        click.echo(
+        echo(
             f"kept {rep.waiting_for_backups} expired files past their TTL until enough "
             "backups have been taken since they expired (backups_before_purge)"
         )
@@ -78,17 +78,17 @@ def gc(app: App, dry_run: bool, orphans: bool, as_json: bool) -> None:
         store=rep.store_temporaries_removed,
     )
     for line in rep.not_done:
-        click.echo(f"not done: {line}")
+        echo(f"not done: {line}")
 
 
 def _echo_leftovers(verb: str, *, staging: int, partials: int, store: int = 0) -> None:
     """One line per kind of leftover that went (or would go), none when there were none."""
     if store:
-        click.echo(f"{verb} {store} leftovers of cut-off writes in the store")
+        echo(f"{verb} {store} leftovers of cut-off writes in the store")
     if staging:
-        click.echo(f"{verb} {staging} staging leftovers on this host")
+        echo(f"{verb} {staging} staging leftovers on this host")
     if partials:
-        click.echo(f"{verb} {partials} partial downloads on this host")
+        echo(f"{verb} {partials} partial downloads on this host")
 
 
 @click.group()
@@ -125,9 +125,7 @@ def cache_status(app: App, as_json: bool) -> None:
         )
         return
     limit = "no limit" if st.limit is None else f"limit {human_size(st.limit)}"
-    click.echo(
-        f"cache on {st.host} ({st.directory}): {st.files} files, {human_size(st.bytes)} ({limit})"
-    )
+    echo(f"cache on {st.host} ({st.directory}): {st.files} files, {human_size(st.bytes)} ({limit})")
 
 
 @cache.command("prune")
@@ -156,7 +154,7 @@ def cache_prune(app: App, as_json: bool) -> None:
             }
         )
         return
-    click.echo(
+    echo(
         f"dropped {rep.dropped_expired} expired and {rep.dropped_purged} purged copies, "
         f"evicted {rep.evicted_for_space} for space ({human_size(rep.bytes)} freed)"
     )
@@ -174,7 +172,7 @@ def cache_clear(app: App) -> None:
     """
     with app.repo() as r:
         rep = r.clear_cache()
-    click.echo(f"removed {rep.evicted_for_space} cached copies ({human_size(rep.bytes)})")
+    echo(f"removed {rep.evicted_for_space} cached copies ({human_size(rep.bytes)})")
     _echo_leftovers("removed", staging=0, partials=rep.partial_downloads_removed)
 
 
@@ -218,9 +216,9 @@ def host_list(app: App, as_json: bool) -> None:
         )
         return
     if not found:
-        click.echo("no hosts", err=True)
+        echo("no hosts", err=True)
         return
-    click.echo(
+    echo(
         table(
             ["HOST", "FILES", "BYTES", "LIMIT", "LAST SEEN (UTC)"],
             [
@@ -252,4 +250,4 @@ def host_decommission(app: App, name: str, yes: bool) -> None:
         click.confirm(f"Forget host {name!r} and its cached copies in the catalog?", abort=True)
     with app.repo() as r:
         forgotten = r.decommission_host(name)
-    click.echo(f"forgot host {name} ({forgotten} cached copies)")
+    echo(f"forgot host {name} ({forgotten} cached copies)")

@@ -2,6 +2,10 @@
 
 JSON field names are part of the interface (docs/cli.md); change them only with a
 version note.
+
+Paths, tags, host names and file names come from other people: everything printed goes
+through `shown` (via `echo`, `table`, `echo_json`), so that no control or format
+character in them reaches the terminal as itself.
 """
 
 from __future__ import annotations
@@ -13,6 +17,8 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from ..names import is_hidden
+
 if TYPE_CHECKING:
     from collections.abc import Iterable, Sequence
     from datetime import datetime
@@ -22,12 +28,43 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ByteBar",
+    "echo",
     "echo_json",
     "file_doc",
     "human_size",
     "human_time",
+    "shown",
     "table",
 ]
+
+
+def shown(text: str) -> str:
+    """`text` with each control or format character (C0, DEL, C1, bidi controls,
+    zero-width characters, line separators: `names.is_hidden`) written as a visible
+    escape as Python writes it: ``\\x1b``, ``\\u202e``, ``\\U000e0001``, ``\\n``. A
+    backslash stays as it is: what is shown is for reading, JSON output for parsing."""
+    if text.isprintable():  # every hidden character is unprintable: most text ends here
+        return text
+    return "".join(_escape(ch) if is_hidden(ch) else ch for ch in text)
+
+
+_SHORT_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def _escape(ch: str) -> str:
+    code = ord(ch)
+    if ch in _SHORT_ESCAPES:
+        return _SHORT_ESCAPES[ch]
+    if code < 0x100:
+        return f"\\x{code:02x}"
+    return f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
+
+
+def echo(message: str = "", *, err: bool = False) -> None:
+    """`click.echo` for text made for people: each line `shown`, so a name in it cannot
+    act on the terminal (a newline in a name is seen as ``\\n`` only where a caller
+    passed the name through `shown` itself, as `table` does)."""
+    click.echo("\n".join(shown(line) for line in message.split("\n")), err=err)
 
 
 def human_size(size: int | None) -> str:
@@ -50,8 +87,9 @@ def iso(when: datetime | None) -> str | None:
 
 
 def table(headers: Sequence[str], rows: Iterable[Sequence[object]]) -> str:
-    """Columns padded to their widest cell; the last column is never padded."""
-    cells = [list(map(str, headers))] + [[str(c) for c in row] for row in rows]
+    """Columns padded to their widest cell; the last column is never padded. Cells are
+    `shown`: a name cannot act on the terminal nor break its row."""
+    cells = [list(map(str, headers))] + [[shown(str(c)) for c in row] for row in rows]
     widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
     lines = []
     for row in cells:
@@ -90,7 +128,21 @@ def host_doc(h: HostCopy) -> dict[str, Any]:
 
 
 def echo_json(doc: object) -> None:
-    click.echo(json.dumps(doc, indent=2, ensure_ascii=False))
+    """`doc` as JSON, non-ASCII text as itself except hidden characters (`names.is_hidden`):
+    ``json.dumps`` escapes only C0 controls, so DEL, C1 controls and bidi controls are
+    escaped here, as JSON escapes (``\\u202e``; beyond the BMP, a surrogate pair)."""
+    # Line by line: json.dumps has escaped every newline inside a string, so the
+    # newlines left are layout, and most lines are printable as they are.
+    lines = json.dumps(doc, indent=2, ensure_ascii=False).split("\n")
+    click.echo("\n".join(line if line.isprintable() else _json_shown(line) for line in lines))
+
+
+def _json_shown(line: str) -> str:
+    return "".join(_json_escape(ch) if is_hidden(ch) else ch for ch in line)
+
+
+def _json_escape(ch: str) -> str:
+    return json.dumps(ch)[1:-1] if ord(ch) > 0xFFFF else f"\\u{ord(ch):04x}"
 
 
 class ByteBar:

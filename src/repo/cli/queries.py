@@ -10,7 +10,7 @@ import click
 from ..admin import status_report
 from .app import App, pass_app
 from .options import json_option
-from .output import echo_json, file_doc, host_doc, human_size, human_time, table
+from .output import echo, echo_json, file_doc, host_doc, human_size, human_time, table
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -27,9 +27,9 @@ def _print_files(r: Repo, found: Sequence[RepoFile], as_json: bool) -> None:
         echo_json({"files": [file_doc(f, tags[f.file_id]) for f in found]})
         return
     if not found:
-        click.echo("no files", err=True)
+        echo("no files", err=True)
         return
-    click.echo(
+    echo(
         table(
             ["ID", "STATE", "SIZE", "UPDATED (UTC)", "PATH"],
             (
@@ -120,9 +120,9 @@ def show(app: App, path: str, as_json: bool) -> None:
             docs.append(doc)
         echo_json({"path": versions[0].path, "versions": docs})
         return
-    click.echo(versions[0].path)
+    echo(versions[0].path)
     for f in versions:
-        click.echo()
+        echo()
         rows = [
             ("file", f"{f.file_id} ({f.state})"),
             ("size", "-" if f.size is None else f"{f.size} bytes"),
@@ -138,7 +138,7 @@ def show(app: App, path: str, as_json: bool) -> None:
             ("key", f.key),
         ]
         for name, value in rows:
-            click.echo(f"  {name:<10} {value}")
+            echo(f"  {name:<10} {value}")
 
 
 @click.command()
@@ -191,18 +191,18 @@ def status(app: App, as_json: bool) -> None:
         catalog_state = rep.catalog_error or (
             "ok" if rep.schema_version is not None else "ok, empty (set up on first use)"
         )
-        click.echo(f"catalog  {rep.catalog}  {catalog_state}")
-        click.echo(f"store    {rep.store}  {rep.store_error or 'ok'}")
-        click.echo()
+        echo(f"catalog  {rep.catalog}  {catalog_state}")
+        echo(f"store    {rep.store}  {rep.store_error or 'ok'}")
+        echo()
         if rep.catalog_error is None:
             rows = []
             for s in states:
                 count, size = rep.counts.get(s, (0, 0))
                 rows.append([s, count, human_size(size)])
-            click.echo(table(["STATE", "FILES", "BYTES"], rows))
-            click.echo()
+            echo(table(["STATE", "FILES", "BYTES"], rows))
+            echo()
         limit = "no limit" if rep.cache_limit is None else f"limit {human_size(rep.cache_limit)}"
-        click.echo(
+        echo(
             f"cache on {rep.host}: {rep.cache_files} files, {human_size(rep.cache_bytes)} ({limit})"
         )
     if not rep.ok:

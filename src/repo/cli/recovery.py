@@ -17,7 +17,7 @@ from .. import (
 )
 from .app import App, pass_app
 from .options import json_option
-from .output import echo_json, human_size, table
+from .output import echo, echo_json, human_size, table
 
 __all__ = ["recover", "verify"]
 
@@ -55,8 +55,8 @@ def verify_doc(rep: VerifyReport) -> dict[str, object]:
 
 def _echo_verify(rep: VerifyReport) -> None:
     how = "deep: content md5 and size" if rep.deep else "shallow: size and ETag"
-    click.echo(f"checked {rep.checked} files in the store ({how})")
-    click.echo(
+    echo(f"checked {rep.checked} files in the store ({how})")
+    echo(
         table(
             ["STATE", "CHECKED", "OK", "MISSING", "CORRUPT"],
             [
@@ -67,15 +67,15 @@ def _echo_verify(rep: VerifyReport) -> None:
     )
     problems = [("missing", f) for f in rep.missing] + [("corrupt", f) for f in rep.corrupt]
     if problems:
-        click.echo()
-        click.echo(
+        echo()
+        echo(
             table(
                 ["PROBLEM", "ID", "PATH", "REASON"],
                 [[what, f.file_id, f.path, f.reason] for what, f in problems],
             )
         )
     if rep.size_only:
-        click.echo(
+        echo(
             f"{len(rep.size_only)} objects were checked by size only (their ETag is no md5: "
             "multipart uploads, or encrypted by the server); `repo verify --deep` reads them"
         )
@@ -129,11 +129,11 @@ def verify(app: App, deep: bool, cache: bool, dry_run: bool, as_json: bool) -> N
     else:
         _echo_verify(rep)
         if not rep.ok:
-            click.echo(
+            echo(
                 f"Error: {len(rep.missing)} missing and {len(rep.corrupt)} corrupt files",
                 err=True,
             )
-            click.echo(
+            echo(
                 "Try: `repo recover` on a host that has them cached (`repo show PATH` "
                 "lists the hosts)",
                 err=True,
@@ -159,29 +159,25 @@ def cache_doc(rep: CacheVerifyReport) -> dict[str, object]:
 
 
 def _echo_cache(rep: CacheVerifyReport) -> None:
-    click.echo(
+    echo(
         f"checked {rep.checked} cached files on {rep.host} ({human_size(rep.bytes)}): "
         f"{rep.intact} intact, {len(rep.damaged)} damaged"
     )
     if rep.damaged:
-        click.echo("damaged (evicted):" if rep.repair else "damaged (left in place: --dry-run):")
-        click.echo(
-            table(["ID", "PATH", "REASON"], [[f.file_id, f.path, f.reason] for f in rep.damaged])
-        )
+        echo("damaged (evicted):" if rep.repair else "damaged (left in place: --dry-run):")
+        echo(table(["ID", "PATH", "REASON"], [[f.file_id, f.path, f.reason] for f in rep.damaged]))
     if rep.redownloaded:
-        click.echo(f"downloaded {len(rep.redownloaded)} again from the store, verified")
+        echo(f"downloaded {len(rep.redownloaded)} again from the store, verified")
     if rep.unknown:
-        click.echo(f"{rep.unknown} cached files are not in the catalog; `repo cache prune` decides")
+        echo(f"{rep.unknown} cached files are not in the catalog; `repo cache prune` decides")
     if rep.failed:
-        click.echo("could not be downloaded again:")
-        click.echo(
-            table(["ID", "PATH", "REASON"], [[f.file_id, f.path, f.reason] for f in rep.failed])
-        )
-        click.echo(f"Error: {len(rep.failed)} damaged cached files could not be replaced", err=True)
-        click.echo("Try: `repo verify --deep` checks the store's copies", err=True)
+        echo("could not be downloaded again:")
+        echo(table(["ID", "PATH", "REASON"], [[f.file_id, f.path, f.reason] for f in rep.failed]))
+        echo(f"Error: {len(rep.failed)} damaged cached files could not be replaced", err=True)
+        echo("Try: `repo verify --deep` checks the store's copies", err=True)
     elif not rep.ok:
-        click.echo(f"Error: {len(rep.damaged)} damaged cached files", err=True)
-        click.echo("Try: `repo verify --cache` without --dry-run replaces them", err=True)
+        echo(f"Error: {len(rep.damaged)} damaged cached files", err=True)
+        echo("Try: `repo verify --cache` without --dry-run replaces them", err=True)
 
 
 @click.command()
@@ -226,43 +222,41 @@ def recover(app: App, deep: bool, dry_run: bool, as_json: bool) -> None:
 def _echo_recover(rep: RecoverReport) -> None:
     found = rep.verify
     how = "deep" if found.deep else "shallow"
-    click.echo(
+    echo(
         f"checked {found.checked} files in the store ({how}): {len(found.missing)} missing, "
         f"{len(found.corrupt)} corrupt"
     )
     verb = "would recover" if rep.dry_run else "recovered"
     if rep.recovered:
-        click.echo(f"{verb} from this host's cache:")
-        click.echo(
-            table(["ID", "PATH", "WAS"], [[f.file_id, f.path, f.reason] for f in rep.recovered])
-        )
+        echo(f"{verb} from this host's cache:")
+        echo(table(["ID", "PATH", "WAS"], [[f.file_id, f.path, f.reason] for f in rep.recovered]))
     if rep.intact:
-        click.echo(
+        echo(
             f"{len(rep.intact)} files flagged by their ETag have the right content; "
             "left as they are"
         )
     if rep.skipped_bad_cache:
         verb = "would evict" if rep.dry_run else "evicted"
-        click.echo(f"{verb} damaged cached copies (never uploaded):")
-        click.echo(
+        echo(f"{verb} damaged cached copies (never uploaded):")
+        echo(
             table(
                 ["ID", "PATH", "REASON"],
                 [[f.file_id, f.path, f.reason] for f in rep.skipped_bad_cache],
             )
         )
     if rep.still_lost:
-        click.echo("still lost:")
-        click.echo(
+        echo("still lost:")
+        echo(
             table(
                 ["ID", "PATH", "HOSTS", "REASON"],
                 [[f.file_id, f.path, ",".join(f.hosts) or "-", f.reason] for f in rep.still_lost],
             )
         )
-        click.echo(f"Error: {len(rep.still_lost)} files are still lost", err=True)
-        click.echo(
+        echo(f"Error: {len(rep.still_lost)} files are still lost", err=True)
+        echo(
             "Try: `repo recover` on a host listed under HOSTS; with none, restore the objects "
             "from another copy (docs/disaster-recovery.md)",
             err=True,
         )
     elif not rep.recovered and not rep.intact:
-        click.echo("nothing to recover")
+        echo("nothing to recover")
