@@ -241,11 +241,6 @@ def test_unreachable_catalog_errors_never_show_the_password(tmp_path: Path, data
         _assert_hidden(result.stdout + result.stderr)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="catalog/connection.py renders the URL itself (SQLAlchemy's hide_password, which "
-    "keeps the query): it should call repo.settings.mask_url",
-)
 def test_unreachable_catalog_error_never_shows_an_sslpassword(tmp_path: Path) -> None:
     port = _closed_port()
     database = f"postgresql://user@127.0.0.1:{port}/repo?sslpassword={SSL_PASSWORD}"
@@ -256,11 +251,6 @@ def test_unreachable_catalog_error_never_shows_an_sslpassword(tmp_path: Path) ->
         _assert_hidden(result.stdout + result.stderr)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="stores/s3_errors.py names the endpoint as configured: it should show "
-    "repo.settings.mask_url(endpoint_url)",
-)
 def test_unreachable_store_error_never_shows_endpoint_credentials(tmp_path: Path) -> None:
     port = _closed_port()
     run = _run(

@@ -44,6 +44,7 @@ from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.pool import NullPool
 
 from ..errors import CatalogError
+from ..settings import mask_url
 from .translate import AGAIN, aborted, lost, short, translate_errors
 
 if TYPE_CHECKING:
@@ -190,7 +191,7 @@ class Database:
         try:
             return self.engine.connect()
         except DBAPIError as exc:
-            where = make_url(self.url).render_as_string(hide_password=True)
+            where = mask_url(self.url)
             raise CatalogError(
                 f"{what}: catalog database unavailable at {where} ({short(exc)})",
                 hint="check the 'database' settings and that the server is running",

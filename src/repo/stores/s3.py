@@ -18,6 +18,7 @@ import obstore.exceptions as obx
 
 from ..errors import NotFoundError, StoreError
 from ..integrity import normalize_etag
+from ..settings import mask_url
 from . import s3_download
 from .base import DownloadResult, ObjectInfo, Progress, PutResult, Writable, check_small
 from .s3_client import S3Connection
@@ -106,7 +107,7 @@ class S3Store:
         )
 
     def __repr__(self) -> str:
-        where = f", endpoint={self.endpoint_url!r}" if self.endpoint_url else ""
+        where = f", endpoint={mask_url(self.endpoint_url)!r}" if self.endpoint_url else ""
         return f"S3Store({self.url!r}{where})"
 
     def client(self) -> Any:

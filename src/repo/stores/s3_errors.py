@@ -11,6 +11,7 @@ from urllib.parse import urlsplit
 import obstore.exceptions as obx
 
 from ..errors import ConflictError, NotFoundError, RepoError, StoreError, VerificationError
+from ..settings import mask_url
 from .s3_wire import first_line, s3_code
 
 __all__ = ["ObjectExists", "cause_text", "translate"]
@@ -29,7 +30,29 @@ def translate(
     timeout: float,
     writing: bool = False,
 ) -> RepoError:
-    """The `RepoError` for a failed request about `key` in `bucket`."""
+    """The `RepoError` for a failed request about `key` in `bucket`.
+
+    Credentials in `endpoint_url` never show: the endpoint is named masked, and its
+    password is taken out of whatever the client's own message repeats of the URL.
+    """
+    shown = mask_url(endpoint_url) if endpoint_url else None
+    err = _translate(exc, key, bucket=bucket, endpoint_url=shown, timeout=timeout, writing=writing)
+    secret = urlsplit(endpoint_url).password if endpoint_url else None
+    if not secret or isinstance(exc, RepoError):
+        return err
+    hint = err.hint.replace(secret, "***") if err.hint else None
+    return type(err)(err.message.replace(secret, "***"), hint=hint)
+
+
+def _translate(
+    exc: BaseException,
+    key: str,
+    *,
+    bucket: str,
+    endpoint_url: str | None,
+    timeout: float,
+    writing: bool = False,
+) -> RepoError:
     where = f"s3://{bucket}/{key}"
     if isinstance(exc, RepoError):
         return exc
