@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from .errors import ConfigError, ConflictError, UsageError
+from .settings import mask_url
 
 if TYPE_CHECKING:
     from .config import Config
@@ -102,8 +103,7 @@ def _endpoint_host(source: str, url: str) -> tuple[str, bool]:
     # s3cmd has no setting for a path, query or credentials in the endpoint.
     extra = parts.path not in ("", "/") or parts.query or parts.fragment or "@" in url
     if parts.scheme not in ("http", "https") or not parts.hostname or extra:
-        # A URL with "@" may carry credentials: do not echo it.
-        shown = "" if "@" in url else f", got {url!r}"
+        shown = f", got {mask_url(url)!r}"  # credentials and secret parameters masked
         raise ConfigError(
             f"{source}: key 's3_endpoint_url' must be http(s)://host[:port] for s3cmd{shown}",
             hint="use the server's root URL, e.g. http://127.0.0.1:9000",
@@ -112,7 +112,9 @@ def _endpoint_host(source: str, url: str) -> tuple[str, bool]:
     try:
         port = parts.port
     except ValueError:
-        raise ConfigError(f"{source}: key 's3_endpoint_url' has an invalid port: {url!r}") from None
+        raise ConfigError(
+            f"{source}: key 's3_endpoint_url' has an invalid port: {mask_url(url)!r}"
+        ) from None
     return (f"{host}:{port}" if port is not None else host), parts.scheme == "https"
 
 
