@@ -479,7 +479,8 @@ def test_objects_whose_journal_entries_were_lost_are_adopted_as_unpublished_vers
             )
             assert found.origin == lost.origin
             # Created at adoption: the unpublished TTL gives a person time to decide.
-            assert found.created_at is not None and found.created_at >= restored_at
+            assert found.created_at is not None
+            assert found.created_at >= restored_at
             assert found.tags == []  # tags lived only in the lost entries
         # The first gc after the restore keeps them (it once purged them at once).
         later = restored_at + timedelta(seconds=r.config.unpublished_ttl_seconds // 2)
@@ -994,6 +995,7 @@ def test_cli_restore_prints_one_line_and_refuses_a_catalog_with_data(
         # The fresh schema keeps its own version row rather than the backup's.
         "rows": {t: spec["rows"] - (t == "repo_meta") for t, spec in m["tables"].items()},
         "journal_entries": 1,
+        "skipped_entries": [],
         "adopted": [],
         "orphans_purged": 0,
     }

@@ -337,7 +337,7 @@ _BAD_TREES: dict[str, tuple[type[repo.RepoError], Callable[[Path], None], dict[s
     "only-empty-subdirectories": (repo.UsageError, _empty_tree, {}),
     "only-symlinked-directories": (repo.UsageError, _symlinked_dirs_only_tree, {}),
     "nfc-nfd-collision": (repo.UsageError, _nfc_nfd_tree, {}),
-    "broken-symlink": (repo.NotFoundError, _broken_symlink_tree, {}),
+    "broken-symlink": (repo.NotFoundError, _broken_symlink_tree, {"follow_symlinks": True}),
     "fifo-inside": (repo.UsageError, _fifo_tree, {}),
     "bad-prefix": (repo.InvalidPathError, _plain_tree, {"prefix": "a/../b"}),
     "bad-tag": (repo.InvalidTagError, _plain_tree, {"tags": ["ok", ""]}),
@@ -549,11 +549,9 @@ def test_add_tree_date_tags_every_file(local_repo: repo.Repo, tmp_path: Path) ->
     assert local_repo.tags_of(report.files) == {f.file_id: ["week=2026-W48"] for f in report.files}
 
 
-def test_add_tree_does_not_follow_symlinked_directories(
-    sqlite_repo: repo.Repo, tmp_path: Path
-) -> None:
-    """What `_walk` documents: symlinked directories are skipped (so a link back up the
-    tree cannot loop), symlinked files are read through and added under the link's name."""
+def test_add_tree_does_not_follow_symlinks(sqlite_repo: repo.Repo, tmp_path: Path) -> None:
+    """What `_walk` documents: links to directories and to files are skipped and reported
+    (tests/test_add_symlinks.py has the rest: following them, loops, swaps)."""
     tree = tmp_path / "tree"
     _write_tree(tree, {"real/x.txt": b"x"})
     (tree / "real" / "loop").symlink_to(tree)  # would loop forever if followed
@@ -562,8 +560,13 @@ def test_add_tree_does_not_follow_symlinked_directories(
 
     report = sqlite_repo.add_tree(tree)
 
-    assert [f.path for f in report.files] == ["real/x.txt", "x-link.txt"]
-    assert [f.read_bytes() for f in report.files] == [b"x", b"x"]
+    assert [f.path for f in report.files] == ["real/x.txt"]
+    assert [f.read_bytes() for f in report.files] == [b"x"]
+    assert report.skipped == [
+        str(tree / "alias"),
+        str(tree / "x-link.txt"),
+        str(tree / "real/loop"),
+    ]
 
 
 def test_add_tree_follows_a_symlink_given_as_the_directory(

@@ -1,6 +1,6 @@
 """Secrets in URLs never show: whatever the password holds, in the query or in the S3 endpoint.
 
-Every URL the configuration holds is shown through one function, `repo.settings.mask_url`:
+Every URL the configuration holds is shown through one function, `repo.urls.mask_url`:
 by `config --show` (text and JSON), `status`, error messages and `repr(Config)`.
 """
 
@@ -17,7 +17,7 @@ from sqlalchemy.engine import make_url
 from conftest import CliRun, write_config
 from repo.config import load_config
 from repo.errors import ConfigError
-from repo.settings import mask_url, url_has_secret
+from repo.urls import mask_url, url_has_secret
 
 if TYPE_CHECKING:
     from pathlib import Path

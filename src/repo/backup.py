@@ -188,7 +188,7 @@ def _malformed(place: BackupPlace, name: str, doc: object) -> str | None:
     if not isinstance(doc.get("repository_id"), str):
         return "no repository id"
     tables = doc.get("tables")
-    if not isinstance(tables, dict):
+    if not isinstance(tables, dict) or "files" not in tables:
         return "no tables"
     own = f"{place.backups_prefix}{name}/"
     for table, spec in tables.items():

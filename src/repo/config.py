@@ -35,12 +35,9 @@ from .settings import (
     check_type,
     check_value,
     default_of,
-    mask_url,
-    split_url_credentials,
-    url_has_secret,
-    url_is_ambiguous,
     value_from_env,
 )
+from .urls import mask_url, split_url_credentials, url_has_secret, url_is_ambiguous
 
 __all__ = ["Config", "ConfigEntry", "describe_config", "load_config"]
 

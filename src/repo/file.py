@@ -338,7 +338,7 @@ class RepoFile:
 
     def tag(self, *tags: str) -> RepoFile:
         """Add tags to this version."""
-        names = validate_tags(tags)
+        names = validate_tags(tags, new=True)
         self._session.catalog.add_tags(self.file_id, names)
         return self
 
@@ -349,7 +349,7 @@ class RepoFile:
 
     def tag_path(self, *tags: str) -> RepoFile:
         """Add tags to the path: they apply to every version of it, past and future."""
-        names = validate_tags(tags)
+        names = validate_tags(tags, new=True)
         self._session.catalog.add_path_tags(self._rec.path_id, names)
         return self
 

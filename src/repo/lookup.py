@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 from .catalog.schema import STATES
 from .errors import NotFoundError, UsageError
 from .file import RepoFile
+from .names import check_path_characters
 from .paths import make_key, new_version_token, unique_path, validate_path
 from .tags import validate_tags
 
@@ -35,6 +36,7 @@ def new_version(session: Session, path: str | None = None) -> RepoFile:
     """A new, unpublished version of `path` (a unique path is made when omitted)."""
     key_prefix = session.store.key_prefix
     clean = validate_path(path if path is not None else unique_path(), key_prefix=key_prefix)
+    check_path_characters(clean)  # a new name: no format characters (old ones stay usable)
     record = session.catalog.add_file(
         path=clean,
         bucket=session.store.bucket,

@@ -233,6 +233,7 @@ class Repo:
         workers: int = DEFAULT_WORKERS,
         progress: ProgressListener | None = None,
         keep_cached: bool = False,
+        follow_symlinks: bool = False,
     ) -> AddReport:
         """Add every file under `directory` (paths relative to it, under `prefix`).
 
@@ -242,7 +243,8 @@ class Repo:
         are on this host already, so no copy is kept in its cache (a later read here
         downloads it) unless `keep_cached` is true: a second copy of every file would
         cost a write each and, for a tree larger than the cache, evict what this host
-        reads.
+        reads. Symbolic links under `directory` are skipped and reported
+        (`AddReport.skipped`) unless `follow_symlinks`.
         """
         return ingest.add_tree(
             self.session,
@@ -255,6 +257,7 @@ class Repo:
             workers=workers,
             progress=progress,
             keep_cached=keep_cached,
+            follow_symlinks=follow_symlinks,
         )
 
     @at_boundary("fetching files")

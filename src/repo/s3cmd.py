@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from .errors import ConfigError, ConflictError, UsageError
-from .settings import mask_url
+from .urls import mask_url
 
 if TYPE_CHECKING:
     from .config import Config

@@ -44,7 +44,7 @@ from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.pool import NullPool
 
 from ..errors import CatalogError
-from ..settings import mask_url
+from ..urls import mask_url
 from .translate import AGAIN, aborted, lost, short, translate_errors
 
 if TYPE_CHECKING:

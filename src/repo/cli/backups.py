@@ -59,6 +59,7 @@ def _restore_doc(rep: RestoreReport) -> dict[str, Any]:
         "rejected": [{"backup": n, "reason": why} for n, why in rep.rejected],
         "rows": rep.rows,
         "journal_entries": rep.journal_entries,
+        "skipped_entries": [{"key": k, "reason": why} for k, why in rep.skipped_entries],
         "adopted": rep.adopted,
         "orphans_purged": rep.orphans_purged,
     }
@@ -73,6 +74,7 @@ def run_restore(
     force: bool = False,
     purge_orphans: bool = False,
     terminate_others: bool = False,
+    accept_unsigned: bool = False,
     as_json: bool = False,
 ) -> None:
     rep = restore_catalog(
@@ -83,12 +85,15 @@ def run_restore(
         force=force,
         purge_orphans=purge_orphans,
         terminate_others=terminate_others,
+        accept_unsigned=accept_unsigned,
     )
     if as_json:
         echo_json(_restore_doc(rep))
         return
     for rejected, why in rep.rejected:
         echo(f"rejected backup {rejected}: {why}")
+    for key, why in rep.skipped_entries:
+        echo(f"skipped journal entry {key}: {why}")
     echo(
         f"restored backup {rep.backup} (taken {iso(rep.taken_at)}): "
         f"{rep.rows.get('files', 0)} file versions; replayed {rep.journal_entries} "
@@ -105,6 +110,12 @@ def run_restore(
 @click.option("--deep", is_flag=True, help="With --verify: download and hash every file.")
 @click.option("--force", is_flag=True, help="Replace a catalog that has data.")
 @click.option("--purge-orphans", is_flag=True, help="Then delete objects nothing refers to.")
+@click.option(
+    "--accept-unsigned",
+    is_flag=True,
+    help="With backup_key: also take backups and journal entries with no seal (from before "
+    "the key was set); a wrong seal is never taken.",
+)
 @terminate_option()
 @json_option()
 @pass_app
@@ -116,6 +127,7 @@ def restore(
     deep: bool,
     force: bool,
     purge_orphans: bool,
+    accept_unsigned: bool,
     terminate_others: bool,
     as_json: bool,
 ) -> None:
@@ -161,6 +173,7 @@ def restore(
         force=force,
         purge_orphans=purge_orphans,
         terminate_others=terminate_others,
+        accept_unsigned=accept_unsigned,
         as_json=as_json,
     )
     sys.stdout.flush()

@@ -18,7 +18,7 @@ import obstore.exceptions as obx
 
 from ..errors import NotFoundError, StoreError
 from ..integrity import normalize_etag
-from ..settings import mask_url
+from ..urls import mask_url
 from . import s3_download
 from .base import DownloadResult, ObjectInfo, Progress, PutResult, Writable, check_small
 from .s3_client import S3Connection

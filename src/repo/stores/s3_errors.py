@@ -11,7 +11,7 @@ from urllib.parse import urlsplit
 import obstore.exceptions as obx
 
 from ..errors import ConflictError, NotFoundError, RepoError, StoreError, VerificationError
-from ..settings import mask_url
+from ..urls import mask_url
 from .s3_wire import first_line, s3_code
 
 __all__ = ["ObjectExists", "cause_text", "translate"]
