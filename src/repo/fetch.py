@@ -184,7 +184,25 @@ def _run(work: Step, records: list[FileRecord], workers: int, *, on_done: Step) 
 
 
 def _write_out(chosen: list[RepoFile], dest: Path, report: FetchReport, *, overwrite: bool) -> None:
-    """Copy each version out of the cache to ``dest/<its path>`` (`RepoFile.save_as`)."""
+    """Copy each version out of the cache to ``dest/<its path>`` (`RepoFile.save_as`).
+
+    Each to exactly that file: paths where one is a directory of another (``cfg`` and
+    ``cfg/x``) are refused before anything is written, rather than one written into the
+    other's place.
+    """
+    names = {rf.path for rf in chosen}
+    for rf in chosen:
+        parts = rf.path.split("/")
+        clash = next(
+            ("/".join(parts[:i]) for i in range(1, len(parts)) if "/".join(parts[:i]) in names),
+            None,
+        )
+        if clash is not None:
+            raise UsageError(
+                f"{clash} and {rf.path} cannot both be written under {dest}: one is a "
+                "directory of the other",
+                hint="fetch them in two runs, into different directories",
+            )
     try:
         for rf in chosen:
             target = Path(safe_join(dest, rf.path))
@@ -192,7 +210,9 @@ def _write_out(chosen: list[RepoFile], dest: Path, report: FetchReport, *, overw
                 target.parent.mkdir(parents=True, exist_ok=True)
             except OSError as exc:
                 raise UsageError(f"cannot write to {target.parent}: {exc.strerror}") from exc
-            report.written[rf.path] = rf.save_as(target, overwrite=overwrite, sync=False)
+            report.written[rf.path] = rf.save_as(
+                target, overwrite=overwrite, sync=False, exact=True
+            )
     finally:
         if report.written:
             sync_filesystem(dest)  # once for the batch, not an fsync per file

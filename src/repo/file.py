@@ -260,8 +260,10 @@ class RepoFile:
         progress: Progress | None = None,
         sync: bool = True,
         keep_cached: bool = False,
+        exact: bool = False,
     ) -> Path:
-        """Copy the verified content to a local file (into it, if `dest` is a directory).
+        """Copy the verified content to a local file (into it, if `dest` is a directory of
+        this user's or root's, unless `exact`: then `dest` is the file, never a directory).
 
         A cached copy is copied from; a version not cached is downloaded straight into
         the file, and no second copy is kept in the cache unless `keep_cached` is true.
@@ -274,7 +276,8 @@ class RepoFile:
         downloaded again once.
         """
         target = Path(dest)
-        if target.is_dir():
+        if target.is_dir() and not exact:
+            _check_own_directory(target)
             target = target / PurePosixPath(self.path).name
         if target.is_dir():
             raise UsageError(f"{target} is a directory", hint="choose another destination")
@@ -376,3 +379,14 @@ class RepoFile:
 
     def __fspath__(self) -> str:
         return os.fspath(self.local_path)
+
+
+def _check_own_directory(directory: Path) -> None:
+    """Refuse to write into a directory that belongs to another user (not root): one
+    created in a shared place under the name asked for would receive the file."""
+    owner = directory.stat().st_uid
+    if owner not in (os.geteuid(), 0):
+        raise UsageError(
+            f"{directory} is a directory of another user's (uid {owner}); not writing into it",
+            hint="name a file or a directory of your own",
+        )
