@@ -149,7 +149,7 @@ def _restore(
         if why is None:
             trusted.append(candidate)
         else:
-            logger.warning("backup %s rejected: %s", candidate["name"], why)
+            logger.info("backup %s rejected: %s", candidate["name"], why)  # in the report
             report.rejected.append((candidate["name"], why))
     manifests = trusted
     if wanted is not None:
@@ -201,7 +201,7 @@ def _restore(
             accept_unsigned=accept_unsigned,
         )
         if why is not None:
-            logger.warning("journal entry %s skipped: %s", key, why)
+            logger.info("journal entry %s skipped: %s", key, why)  # in the report
             report.skipped_entries.append((key, why))
             continue
         assert entry is not None  # noqa: S101 - entry_problem says so (for mypy)
