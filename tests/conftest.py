@@ -274,17 +274,28 @@ def repo(repo_config: dict[str, str]) -> Iterator[Any]:
         r.close()
 
 
-@pytest.fixture
-def local_config(tmp_path: Path, catalog_url: str) -> dict[str, str]:
-    """A config on a local-directory store, for tests about the catalog rather than S3."""
+def dir_store_config(tmp_path: Path, database: str) -> dict[str, str]:
+    """A config on a local-directory store in `tmp_path`, with the catalog at `database`."""
     store = tmp_path / "store"
     store.mkdir(exist_ok=True)
     return {
         "local_root": str(tmp_path / "local"),
         "store": store.as_uri(),
-        "database": catalog_url,
+        "database": database,
         "host_name": "test-host",
     }
+
+
+@pytest.fixture
+def local_config(tmp_path: Path, catalog_url: str) -> dict[str, str]:
+    """A config on a local-directory store, for tests about the catalog rather than S3."""
+    return dir_store_config(tmp_path, catalog_url)
+
+
+@pytest.fixture
+def embedded_config(tmp_path: Path, sqlite_url: str) -> dict[str, str]:
+    """SQLite and a local-directory store: for what is a matter of the local disk."""
+    return dir_store_config(tmp_path, sqlite_url)
 
 
 # -------------------------------------------------------------------- CLI

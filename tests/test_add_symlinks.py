@@ -27,16 +27,9 @@ SECRET = b"root only: never to be uploaded\n"
 
 
 @pytest.fixture
-def r(tmp_path: Path, sqlite_url: str) -> Iterator[repo.Repo]:
+def r(embedded_config: dict[str, str]) -> Iterator[repo.Repo]:
     """A `Repo` on SQLite and a directory store: links are a matter of the local disk."""
-    (tmp_path / "store").mkdir()
-    config = {
-        "local_root": str(tmp_path / "local"),
-        "store": (tmp_path / "store").as_uri(),
-        "database": sqlite_url,
-        "host_name": "test-host",
-    }
-    with repo.Repo(config=config) as opened:
+    with repo.Repo(config=embedded_config) as opened:
         yield opened
 
 

@@ -113,16 +113,10 @@ class Hostile:
 
 
 @pytest.fixture
-def hostile(tmp_path: Path, sqlite_url: str) -> Iterator[Hostile]:
+def hostile(tmp_path: Path, embedded_config: dict[str, str]) -> Iterator[Hostile]:
     """A catalog holding names no version of `repo` accepts today: as an older version,
     another tool or a damaged catalog could have left them."""
-    (tmp_path / "store").mkdir()
-    config = {
-        "local_root": str(tmp_path / "local"),
-        "store": (tmp_path / "store").as_uri(),
-        "database": sqlite_url,
-        "host_name": "test-host",
-    }
+    config = embedded_config
     with repo.Repo(config=config) as r:
         plain = r.add("plain.txt", io.BytesIO(b"plain"), publish=True)
         catalog = r.catalog
