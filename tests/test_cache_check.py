@@ -88,7 +88,7 @@ def test_a_flipped_bit_is_served_by_reads_and_replaced_by_verify_cache(
         assert [f.file_id for f in fixed.redownloaded] == [made["b.txt"].file_id]
         assert fixed.failed == []
         assert cached.read_bytes() == FILES["b.txt"]
-        assert oct(cached.stat().st_mode & 0o777) == "0o444"
+        assert oct(cached.stat().st_mode & 0o777) == "0o400"
         assert r.current("b.txt").read_bytes() == FILES["b.txt"]
 
         again = r.verify_cache()

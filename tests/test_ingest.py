@@ -836,7 +836,7 @@ def test_save_as_writes_the_content_to_a_file_path(sqlite_repo: repo.Repo, tmp_p
     assert saved == out_dir / "copy.pdf"
     assert saved.read_bytes() == data
     mode = stat.S_IMODE(saved.stat().st_mode)
-    assert mode == 0o666 & ~_umask()  # not the cache's 0444
+    assert mode == 0o666 & ~_umask()  # not the cache's 0400
     assert mode & stat.S_IWUSR
     assert os.listdir(out_dir) == ["copy.pdf"]  # no temporary file left beside it
 
@@ -890,7 +890,7 @@ def test_save_as_replaces_a_damaged_cached_copy_and_saves_correct_content(
     rf = repo.add("d/data.bin", io.BytesIO(data))
     repo.commit()
     cached = repo.cache.cache_path(rf.key)
-    assert stat.S_IMODE(cached.stat().st_mode) == 0o444
+    assert stat.S_IMODE(cached.stat().st_mode) == 0o400
     _flip_middle_byte(cached)
     out_dir = tmp_path / "out"
     out_dir.mkdir()
@@ -905,7 +905,7 @@ def test_save_as_replaces_a_damaged_cached_copy_and_saves_correct_content(
     again = rf.save_as(out_dir, overwrite=True, keep_cached=True)
     assert again.read_bytes() == data
     assert cached.read_bytes() == data
-    assert stat.S_IMODE(cached.stat().st_mode) == 0o444
+    assert stat.S_IMODE(cached.stat().st_mode) == 0o400
 
 
 def test_write_to_from_a_damaged_cached_copy_raises_and_evicts_it(repo: repo.Repo) -> None:

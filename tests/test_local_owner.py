@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import stat
 from typing import TYPE_CHECKING, Any
 
@@ -77,10 +76,8 @@ def test_a_catalog_recreated_over_the_same_store_takes_its_cache_over(
         r.add("b.txt", io.BytesIO(b"b"), publish=True)
     marker = json.loads((tmp_path / "local" / MARKER).read_text())
     assert (marker["repository_id"], marker["store"]) == (identity, a["store"])
-    umask = os.umask(0)
-    os.umask(umask)
     mode = stat.S_IMODE((tmp_path / "local" / MARKER).stat().st_mode)
-    assert mode == 0o644 & ~umask  # every user of the cache must be able to read it
+    assert mode == 0o600  # the cache is its user's alone, and so is its marker
 
 
 @pytest.mark.parametrize(

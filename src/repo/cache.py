@@ -10,6 +10,13 @@ its size is checked as a cheap guard against truncation.
 Eviction is least recently used first, by modification time (bumped on every hit), and
 only ever removes a name: a reader that has the file open keeps reading it (POSIX).
 
+Everything here is this user's alone (directories 0700, copies 0400, whatever the umask),
+and nothing here is taken on trust: every directory from ``local_root`` down to a copy
+must be a real directory of ours that nobody else may write (checked with ``lstat``, once
+per directory and process: nobody else can change it afterwards), and a hit must be a
+regular file of ours. A symbolic link or another user's file is refused
+(`UntrustedDataError`), never followed, served or written through.
+
 Temporary files (``.part-*``) hold an exclusive ``flock`` for as long as their writer
 needs them, so a process killed mid-download leaves one that nobody holds.
 `remove_partials` removes such leftovers once they are also older than a grace period
@@ -24,6 +31,7 @@ import errno
 import fcntl
 import logging
 import os
+import stat
 import tempfile
 import threading
 import time
@@ -31,16 +39,22 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .errors import local_disk_error
+from .errors import LocalDiskError, UntrustedDataError, local_disk_error
 from .integrity import check_download
 from .paths import TOKEN_LENGTH, safe_join, token_time
+from .stores.local import (
+    READ_ONLY_FILE,
+    directory_problem,
+    file_problem,
+    make_directories,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
     from .stores.base import Progress, Store, Writable
 
-__all__ = ["CachedFile", "LocalCache"]
+__all__ = ["CachedFile", "LocalCache", "own_directory"]
 
 logger = logging.getLogger(__name__)
 
@@ -54,6 +68,16 @@ SMALL_DOWNLOAD_MAX = 1024 * 1024
 #: How fresh a cached copy's "last used" time (its mtime) must be for a read not to
 #: refresh it: eviction is least recently used first, to within this.
 USED_RESOLUTION_SECONDS = 60.0
+#: What a refusal of ``local_root`` or one of its own directories tells the user.
+OWN_HINT = (
+    "this host's copies must be in directories of yours that no one else may write: "
+    "`chmod go-w` it if it is yours, or use another 'local_root' (docs/security.md)"
+)
+#: What a refusal of something found in the cache tells the user.
+PLANTED_HINT = (
+    "something other than you put it in this host's cache: remove it, and check who may "
+    "write to 'local_root' (docs/security.md)"
+)
 
 
 def _load_syncfs() -> Callable[[int], int] | None:
@@ -104,7 +128,10 @@ class LocalCache:
         self.cache_dir = self.root / "cache"
         self._tally: int | None = None  # bytes in the cache, as last counted plus since
         self._tally_at = 0.0
-        self._cache_root = os.path.abspath(self.cache_dir) + os.sep
+        self._cache_top = os.path.abspath(self.cache_dir)
+        self._cache_root = self._cache_top + os.sep
+        #: Directories found to be ours alone (see the module's docstring).
+        self._trusted: set[str] = set()
 
     def cache_path(self, key: str) -> Path:
         return Path(self.cache_file(key))
@@ -125,9 +152,13 @@ class LocalCache:
         catalog's bookkeeping."""
         path = self.cache_file(key)
         try:
-            st = os.stat(path)
+            if not self.trusted(os.path.dirname(path), create=False):
+                return None, False
+            st = os.lstat(path)
         except FileNotFoundError:
             return None, False
+        if problem := file_problem(st):
+            raise UntrustedDataError(f"cached copy {path} {problem}: not used", hint=PLANTED_HINT)
         if size is not None and st.st_size != size:
             # Truncated or damaged: never serve it; the next download replaces it.
             with contextlib.suppress(OSError):
@@ -142,26 +173,76 @@ class LocalCache:
             os.utime(path)
         return path, True
 
+    def trusted(self, directory: str, *, create: bool) -> bool:
+        """Is `directory` (the cache directory or one below it) there, with every
+        directory from ``local_root`` down to it ours alone? Missing ones are made if
+        `create`, else the answer is False. Anything else raises `UntrustedDataError`
+        (`LocalDiskError` for ``local_root`` itself)."""
+        if directory in self._trusted:
+            return True
+        if directory == self._cache_top:
+            above = own_directory(
+                os.path.abspath(self.root), "local_root", create=create, follow=True
+            )
+        elif directory.startswith(self._cache_root):
+            above = self.trusted(os.path.dirname(directory), create=create)
+        else:
+            raise UntrustedDataError(f"{directory} is outside the cache {self._cache_top}")
+        if not above:
+            return False
+        try:
+            st = os.lstat(directory)
+        except FileNotFoundError:
+            if not create:
+                return False
+            make_directories(directory)
+            st = os.lstat(directory)
+        if problem := directory_problem(st):
+            raise UntrustedDataError(
+                f"cache directory {directory} {problem}: not used", hint=PLANTED_HINT
+            )
+        self._trusted.add(directory)
+        return True
+
+    def _directory_for(self, final: str, *, again: bool = False) -> str:
+        """The trusted directory of the cached copy `final`, made if missing; with
+        `again`, checked afresh (it was removed since it was checked)."""
+        if again:
+            self._trusted.clear()
+        directory = os.path.dirname(final)
+        self.trusted(directory, create=True)
+        return directory
+
     def evict(self, key: str) -> bool:
         """Remove the cached copy of `key` (open readers keep theirs); True if it was there."""
+        path = self.cache_file(key)
         try:
-            os.unlink(self.cache_path(key))
+            if not self.trusted(os.path.dirname(path), create=False):
+                return False
+            os.unlink(path)  # a name only: a link is removed, not followed
         except FileNotFoundError:
             return False
         return True
 
     def entries(self) -> list[CachedFile]:
-        """Every verified copy in the cache (downloads in progress are not listed)."""
-        out = []
-        base = str(self.cache_dir)
-        for root, _dirs, names in os.walk(self.cache_dir):
+        """Every verified copy in the cache (downloads in progress are not listed, nor
+        anything that is not a file of ours: see `use`)."""
+        out: list[CachedFile] = []
+        base = self._cache_top
+        if not self.trusted(base, create=False):
+            return out
+        # os.walk never descends into a linked directory; a linked file is left out below.
+        for root, _dirs, names in os.walk(base):
             for name in names:
                 if token_time(name) is None:
                     continue  # a download in progress (".part-...") or a stranger
                 path = os.path.join(root, name)
                 try:
-                    st = os.stat(path)
+                    st = os.lstat(path)
                 except FileNotFoundError:
+                    continue
+                if problem := file_problem(st):
+                    logger.warning("left alone in the cache: %s %s", path, problem)
                     continue
                 key = os.path.relpath(path, base).replace(os.sep, "/")
                 out.append(CachedFile(key, st.st_size, st.st_mtime, Path(path)))
@@ -218,7 +299,9 @@ class LocalCache:
         """Remove temporary files last written before `older_than` (a timestamp) that no
         live process holds; returns how many were (or, in a dry run, would be) removed."""
         removed = 0
-        for root, _dirs, names in os.walk(self.cache_dir):
+        if not self.trusted(self._cache_top, create=False):
+            return 0
+        for root, _dirs, names in os.walk(self._cache_top):
             for name in names:
                 if not name.startswith(PARTIAL_PREFIX):
                     continue
@@ -260,10 +343,12 @@ class LocalCache:
             return Path(
                 self._download_small(store, key, md5=md5, size=size, progress=progress, sync=sync)
             )
-        final = self.cache_path(key)
+        final = self.cache_file(key)
         try:
-            final.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = _held_temp(final.parent)
+            try:
+                fd, tmp = _held_temp(self._directory_for(final))
+            except FileNotFoundError:
+                fd, tmp = _held_temp(self._directory_for(final, again=True))
         except OSError as exc:
             raise local_disk_error(exc, f"writing to the local cache at {self.cache_dir}") from exc
         # The lock lives on the open file description; a duplicate keeps it until the
@@ -276,15 +361,15 @@ class LocalCache:
                 out.flush()
                 if sync:
                     os.fsync(out.fileno())
-            os.chmod(tmp, 0o444)
-            os.replace(tmp, final)
+                os.fchmod(out.fileno(), READ_ONLY_FILE)
+            os.replace(tmp, final)  # over a planted link at `final`, never through it
         except BaseException:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(tmp)
             raise
         finally:
             os.close(hold)
-        return final
+        return Path(final)
 
     def store_bytes(self, key: str, data: bytes) -> str:
         """Put a just-uploaded (and so verified) small version's bytes in the cache
@@ -306,25 +391,26 @@ class LocalCache:
     def _write_new(self, final: str, data: bytes, *, sync: bool) -> str:
         """Write verified `data` as the cached copy `final`: under a temporary name,
         created read-only and held under ``flock`` until it is renamed into place."""
-        parent, name = os.path.split(final)
+        name = os.path.basename(final)
+        parent = self._directory_for(final)
         # The temporary name is derived, not drawn at random: this process and thread
         # are the only writers of this key's copy here until it is renamed.
         tmp = os.path.join(
             parent,
             f"{PARTIAL_PREFIX}{name[-TOKEN_LENGTH:]}-{_pid}-{threading.get_ident()}",
         )
-        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
         try:
-            fd = os.open(tmp, flags, 0o444)
+            fd = os.open(tmp, flags, READ_ONLY_FILE)
         except FileNotFoundError:
-            os.makedirs(parent, exist_ok=True)
-            fd = os.open(tmp, flags, 0o444)
+            self._directory_for(final, again=True)  # removed since it was checked
+            fd = os.open(tmp, flags, READ_ONLY_FILE)
         except FileExistsError:
             # Left by a process that died mid-write and had our pid (a container's,
             # after a restart) or by a namesake in another pid namespace: not ours to
             # remove (`remove_partials` does, once no process holds it).
-            fd, tmp = _held_temp(Path(parent))
-            os.fchmod(fd, 0o444)
+            fd, tmp = _held_temp(parent)
+            os.fchmod(fd, READ_ONLY_FILE)
         try:
             try:
                 # Held until renamed, so `remove_partials` leaves it alone (the file is
@@ -351,11 +437,34 @@ class LocalCache:
     def adopt(self, source: Path, key: str) -> Path:
         """Move a just-uploaded (and so verified) staging copy into the cache (the
         caller releases its staging directory)."""
-        final = self.cache_path(key)
-        final.parent.mkdir(parents=True, exist_ok=True)
-        os.chmod(source, 0o444)
+        final = self.cache_file(key)
+        self._directory_for(final)
+        os.chmod(source, READ_ONLY_FILE)
         os.replace(source, final)
-        return final
+        return Path(final)
+
+
+def own_directory(path: str, what: str, *, create: bool, follow: bool = False) -> bool:
+    """Is `path` a directory only we may change? Made (private) if missing and `create`;
+    False if missing otherwise; a one-line `LocalDiskError` naming `what` if it is not
+    ours alone. A symbolic link is refused, except with `follow` (``local_root`` itself, a
+    path the user chose): then the link must be ours or the system's, and its target is
+    judged."""
+    try:
+        st = os.lstat(path)
+        if follow and stat.S_ISLNK(st.st_mode) and st.st_uid in (os.geteuid(), 0):
+            st = os.stat(path)
+    except FileNotFoundError:
+        if not create:
+            return False
+        try:
+            make_directories(path)
+            st = os.lstat(path)
+        except OSError as exc:
+            raise local_disk_error(exc, f"making {what} {path}") from exc
+    if problem := directory_problem(st):
+        raise LocalDiskError(f"{what} {path} {problem}: not used", hint=OWN_HINT)
+    return True
 
 
 def _plain(key: str) -> bool:
@@ -406,7 +515,7 @@ class _Bounded:
         return self.pieces[0] if len(self.pieces) == 1 else b"".join(self.pieces)
 
 
-def _held_temp(directory: Path) -> tuple[int, str]:
+def _held_temp(directory: str) -> tuple[int, str]:
     """A new ``.part-`` file in `directory`, open and under an exclusive ``flock``.
 
     `remove_partials` may have removed the name between its creation and the lock (with

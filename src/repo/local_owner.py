@@ -8,25 +8,34 @@ any other store is refused. A catalog recreated over the same store (destroy, th
 create) takes the marker over: cached copies are named by object key, and objects are
 never overwritten, so a copy is right for whichever catalog of that store reads it.
 
-The marker sits on a disk other users may write, so it is read as untrusted input: what
-does not parse as ours is refused, never taken for ours. A directory that has no marker
-yet (made by an older version) is claimed only if its cached copies are this
-repository's, judged on a sample.
+The marker is read as untrusted input: what does not parse as ours is refused, never
+taken for ours. A directory that has no marker yet (made by an older version) is claimed
+only if its cached copies are this repository's, judged on a sample.
+
+Before any of that, `local_root` and its directories (cache, staging area, scratch) must
+be this user's alone: owned by them, writable by nobody else, no symbolic links (another
+user's directory is refused in one line, never used). They are made private (0700) if
+missing, and made so if an older version left them readable by others.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import logging
 import os
+import stat
 import tempfile
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from .errors import ConfigError, RepoError
+from .cache import PLANTED_HINT, own_directory
+from .errors import ConfigError, RepoError, UntrustedDataError
+from .stores.local import PRIVATE_DIRECTORY, file_problem, make_directories
 
 if TYPE_CHECKING:
+    from collections.abc import Iterable
     from pathlib import Path
 
     from .cache import LocalCache
@@ -53,9 +62,12 @@ def claim_local_root(
     catalog: Catalog,
     cache: LocalCache,
     store: Store,
+    directories: Iterable[Path] = (),
 ) -> None:
-    """Make sure `root` is this repository's, marking it so if it is nobody's yet;
+    """Make sure `root`, and its `directories`, are this user's alone (`LocalDiskError`
+    if not) and `root` is this repository's, marking it so if it is nobody's yet;
     `ConfigError` (saying whose it is) if it belongs to another."""
+    secure_local_root(root, directories)
     if not repository_id:
         return  # no identity to claim with (a catalog mid-restore is refused elsewhere)
     marker = root / MARKER
@@ -82,18 +94,43 @@ def claim_local_root(
     _write(marker, {"repository_id": repository_id, "store": store_url})
 
 
+def secure_local_root(root: Path, directories: Iterable[Path] = ()) -> None:
+    """Refuse `root` or one of its `directories` unless it is ours alone; make missing
+    ones (private), and take from an old one what an older version gave others."""
+    own_directory(str(root), "local_root", create=True, follow=True)
+    for directory in directories:
+        try:
+            if not own_directory(str(directory), "local_root's directory", create=False):
+                make_directories(directory)
+            elif (mode := stat.S_IMODE(os.stat(directory).st_mode)) & 0o077:
+                os.chmod(directory, PRIVATE_DIRECTORY)
+                logger.info("%s: made private (it was %o)", directory, mode)
+        except OSError as exc:
+            # A read-only or full local_root: reads may still work; writes will say why.
+            logger.warning("could not make %s private: %s", directory, exc)
+
+
 def _read(marker: Path) -> dict[str, Any] | None:
     """The marker's content; None if there is none; `ConfigError` if it is not one."""
+    flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
     try:
-        with open(marker, "rb") as fp:
-            data = fp.read(_MAX_MARKER_BYTES + 1)
+        fd = os.open(marker, flags)  # never through a link, never hanging on a FIFO
     except FileNotFoundError:
         return None
     except OSError as exc:
-        raise ConfigError(
-            f"cannot read {marker}: {exc.strerror}",
-            hint="check the permissions of 'local_root'",
-        ) from exc
+        if exc.errno == errno.ELOOP:
+            problem: str | None = "is a symbolic link"
+        else:
+            raise ConfigError(
+                f"cannot read {marker}: {exc.strerror}",
+                hint="check the permissions of 'local_root'",
+            ) from exc
+    else:
+        with os.fdopen(fd, "rb") as fp:
+            problem = file_problem(os.fstat(fd))
+            data = b"" if problem else fp.read(_MAX_MARKER_BYTES + 1)
+    if problem:
+        raise UntrustedDataError(f"{marker} {problem}: not used", hint=PLANTED_HINT)
     try:
         doc = json.loads(data) if len(data) <= _MAX_MARKER_BYTES else None
     except ValueError:
@@ -140,13 +177,8 @@ def _write(marker: Path, owner: dict[str, str]) -> None:
         marker.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=marker.parent, prefix=".repository-")
         try:
-            with os.fdopen(fd, "w", encoding="utf-8") as out:
+            with os.fdopen(fd, "w", encoding="utf-8") as out:  # 0600, as mkstemp makes it
                 json.dump(doc, out)
-            # Readable like the directory's other files (mkstemp makes it private): it
-            # names a store, no secret, and every user of this cache must read it.
-            umask = os.umask(0)
-            os.umask(umask)
-            os.chmod(tmp, 0o644 & ~umask)
             # Not over another's: a concurrent first claim by another repository wins.
             os.link(tmp, marker)
         finally:

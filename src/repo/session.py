@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from .backup_place import BackupPlace, open_backup_place
-from .cache import LocalCache
+from .cache import LocalCache, own_directory
 from .cached_copies import CachedCopies
 from .catalog import Catalog
 from .catalog.activity import CatalogUser, lock_holders, terminate
@@ -31,13 +31,13 @@ from .errors import (
     RepoError,
     UntrustedDataError,
     UsageError,
-    local_disk_error,
 )
 from .journal import safe_write
-from .local_owner import claim_local_root
+from .local_owner import claim_local_root, secure_local_root
 from .paths import check_key
 from .staging import StagingArea
 from .stores import Store, open_store
+from .stores.local import PRIVATE_FILE, make_directories
 
 if TYPE_CHECKING:
     from types import TracebackType
@@ -101,6 +101,11 @@ class Session:
                 catalog=session.catalog,
                 cache=session.cache,
                 store=session.store,
+                directories=(
+                    session.cache.cache_dir,
+                    session.staging.directory,
+                    Path(session.config.local_root) / SCRATCH,
+                ),
             )
             # A function of plain values, not a bound method: the catalog must not keep
             # the session alive (see `_release`).
@@ -163,12 +168,11 @@ class Session:
         return repository_id
 
     def scratch_dir(self) -> Path:
-        """A directory for this host's temporary files (journal entries, backups)."""
+        """A directory for this host's temporary files (journal entries, backups): ours
+        alone (see `repo.local_owner`), made private if missing."""
         path = Path(self.config.local_root) / SCRATCH
-        try:
-            path.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise local_disk_error(exc, "making the scratch directory") from exc
+        secure_local_root(path.parent, [path])
+        own_directory(str(path), "local_root's directory", create=True)  # or say why not
         return path
 
     def use_store(self, store: Store) -> None:
@@ -312,8 +316,9 @@ class Session:
             if staging.exists() or not cached.exists():
                 continue
             try:
-                staging.parent.mkdir(parents=True, exist_ok=True)
+                make_directories(staging.parent)
                 shutil.copyfile(cached, staging)  # a copy: the staging one stays writable
+                os.chmod(staging, PRIVATE_FILE)
             except OSError as exc:
                 logger.warning("could not restore the staging copy of %s: %s", key, exc)
 

@@ -6,17 +6,20 @@ Layout under ``local_root``::
     staging/.incoming-<token>             content being taken in (a stream, a tree's file)
 
 A staging copy is the only copy of its bytes until its upload is verified; then it moves
-into the verified cache (`LocalCache.adopt`) or is discarded.
+into the verified cache (`LocalCache.adopt`) or is discarded. The staging directory is
+this user's alone (0700, whatever the umask), like the rest of ``local_root``.
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
 import shutil
 from pathlib import Path
 
-from .errors import UntrustedDataError, local_disk_error
+from .errors import LocalDiskError, UntrustedDataError, local_disk_error
 from .paths import TOKEN_LENGTH, is_token
+from .stores.local import directory_problem, make_directories
 
 __all__ = ["INCOMING_PREFIX", "StagingArea"]
 
@@ -49,11 +52,18 @@ class StagingArea:
         return self.directory / f"{INCOMING_PREFIX}{token}"
 
     def prepare(self) -> Path:
-        """Create the staging directory; a `LocalDiskError` if it cannot be."""
+        """Create the staging directory (private); a `LocalDiskError` if it cannot be,
+        or if it is not ours alone (a link, another user's, writable by others)."""
         try:
-            self.directory.mkdir(parents=True, exist_ok=True)
+            make_directories(self.directory)
+            problem = directory_problem(os.lstat(self.directory))
         except OSError as exc:
             raise local_disk_error(exc, f"writing to the staging area at {self.directory}") from exc
+        if problem:
+            raise LocalDiskError(
+                f"staging directory {self.directory} {problem}: not used",
+                hint="use a 'local_root' of your own that no one else may write",
+            )
         return self.directory
 
     def entries(self) -> list[tuple[str, Path, float]]:

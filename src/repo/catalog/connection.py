@@ -35,6 +35,7 @@ import logging
 import os
 import select
 import socket
+import stat
 import threading
 from typing import TYPE_CHECKING, Any
 
@@ -44,6 +45,7 @@ from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.pool import NullPool
 
 from ..errors import CatalogError
+from ..stores.local import make_directories
 from ..urls import mask_url
 from .translate import AGAIN, aborted, lost, short, translate_errors
 
@@ -66,15 +68,17 @@ _ENGINES_LOCK = threading.Lock()
 def _make_engine(url: str) -> Engine:
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
-        from pathlib import Path
-
-        if parsed.database:
-            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
         engine = create_engine(
             url,
             poolclass=NullPool,
             connect_args={"timeout": SQLITE_BUSY_TIMEOUT_S, "check_same_thread": False},
         )
+        database = parsed.database
+        if database and database != ":memory:" and not database.startswith("file:"):
+
+            @event.listens_for(engine, "do_connect")
+            def _sqlite_file(*_args: Any) -> None:
+                _create_sqlite_file(database)  # before SQLite would, with the umask's mode
 
         @event.listens_for(engine, "connect")
         def _sqlite_connect(dbapi_conn: Any, _record: Any) -> None:
@@ -103,6 +107,27 @@ def _make_engine(url: str) -> Engine:
             "options": f"{parsed.query.get('options', '')} -c jit=off".strip(),
         },
     )
+
+
+def _create_sqlite_file(path: str) -> None:
+    """Create the catalog file `path` (and its directory) if missing: its owner's alone,
+    whatever the umask, or, in a set-group-ID directory, also what that directory gives
+    its group (a catalog shared by a group). SQLite gives ``-wal`` and ``-shm`` the mode
+    of the database file."""
+    if os.path.exists(path):
+        return
+    directory = os.path.dirname(os.path.abspath(path))
+    make_directories(directory)
+    mode = os.stat(directory).st_mode
+    mode = 0o600 | (mode & 0o060 if mode & stat.S_ISGID else 0)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, mode)
+    except FileExistsError:
+        return  # made meanwhile
+    try:
+        os.fchmod(fd, mode)  # exactly: the umask may have taken bits off
+    finally:
+        os.close(fd)
 
 
 def engine_for(url: str) -> Engine:

@@ -8,6 +8,10 @@ to a temporary file on the same filesystem, fsynced, and then hard-linked into p
 ``<root>/.repo-meta/``, the store's stand-in for an ETag and ``x-amz-meta-*`` headers.
 A put killed midway leaves its temp file in ``<root>/.repo-tmp/``; `clean_temporaries`
 (garbage collection's orphan pass) removes those older than the grace period.
+
+What the store makes is its user's alone, whatever the umask (directories 0700, objects
+0400), unless its root is set-group-ID (``chmod 2770``): then its group shares what the
+root gives it. The cache, staging area and scratch files follow the same rules (below).
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ import logging
 import os
 import stat
 import tempfile
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
@@ -39,13 +44,27 @@ from .base import (
 if TYPE_CHECKING:
     from collections.abc import Iterable, Iterator, Mapping
 
-__all__ = ["LocalStore"]
+__all__ = [
+    "PRIVATE_DIRECTORY",
+    "PRIVATE_FILE",
+    "READ_ONLY_FILE",
+    "LocalStore",
+    "directory_problem",
+    "file_problem",
+    "make_directories",
+]
 
 logger = logging.getLogger(__name__)
 
 CHUNK = 1024 * 1024
 _META_DIR = ".repo-meta"
 _TMP_DIR = ".repo-tmp"
+
+#: Directories and files this library makes on a local disk: only their user's, whatever
+#: the umask (a second user of the host must not read another's copies).
+PRIVATE_DIRECTORY = 0o700
+PRIVATE_FILE = 0o600
+READ_ONLY_FILE = 0o400
 
 
 class LocalStore:
@@ -58,6 +77,7 @@ class LocalStore:
         self.url = self.root.as_uri()
         self.bucket = str(self.root)
         self.key_prefix = ""
+        self._modes: _Modes | None = None
 
     def __repr__(self) -> str:
         return f"LocalStore({self.url!r})"
@@ -72,14 +92,19 @@ class LocalStore:
     def _meta_path(self, key: str) -> str:
         return safe_join(self.root / _META_DIR, key + ".json")
 
-    def _ensure_root(self) -> None:
+    def _ensure_root(self) -> _Modes:
+        """Make the store's directories where missing; the modes of what goes in it."""
         try:
-            (self.root / _TMP_DIR).mkdir(parents=True, exist_ok=True)
+            if self._modes is None:
+                make_directories(self.root)  # a root made here is private
+                self._modes = _Modes.under(os.stat(self.root).st_mode)
+            make_directories(self.root / _TMP_DIR, self._modes.directory)
         except OSError as exc:
             raise StoreError(
                 f"cannot create local store at {self.root}: {exc.strerror}",
                 hint="check the 'store' path and its permissions",
             ) from exc
+        return self._modes
 
     # -- Store ---------------------------------------------------------------------------
 
@@ -118,7 +143,7 @@ class LocalStore:
         progress: Progress | None,
     ) -> PutResult:
         final = self._path(key)
-        self._ensure_root()
+        modes = self._ensure_root()
         fd, tmp = tempfile.mkstemp(dir=self.root / _TMP_DIR, prefix="put-")
         try:
             with os.fdopen(fd, "wb") as out:
@@ -126,11 +151,11 @@ class LocalStore:
                 written = copy_hashing(chunks, out, progress)
                 out.flush()
                 os.fsync(out.fileno())
-            os.chmod(tmp, 0o444)
+                os.fchmod(out.fileno(), modes.read_only)
             digest, size = written.md5, written.size
             meta = {"md5": digest, "size": size, "metadata": dict(metadata or {})}
             try:
-                self._link_into_place(tmp, final, key)
+                self._link_into_place(tmp, final, key, modes)
             except ConflictError:
                 # Ours from an attempt that crashed before it was recorded? Keep it.
                 info = self.head(key)
@@ -138,10 +163,10 @@ class LocalStore:
                 if existing is None and info.size == size:  # crashed before its sidecar
                     existing = hash_only(self.iter_bytes(key)).md5
                 if info.size == size and existing == digest:
-                    self._write_meta(key, meta)
+                    self._write_meta(key, meta, modes)
                     return PutResult(key=key, md5=digest, size=size, etag=digest)
                 raise
-            self._write_meta(key, meta)
+            self._write_meta(key, meta, modes)
         except OSError as exc:
             raise StoreError(f"local store write of {key!r} failed: {exc.strerror}") from exc
         finally:
@@ -149,9 +174,9 @@ class LocalStore:
                 os.unlink(tmp)
         return PutResult(key=key, md5=digest, size=size, etag=digest)
 
-    def _link_into_place(self, tmp: str, final: str, key: str) -> None:
+    def _link_into_place(self, tmp: str, final: str, key: str, modes: _Modes) -> None:
         for _attempt in range(3):
-            os.makedirs(os.path.dirname(final), exist_ok=True)
+            make_directories(os.path.dirname(final), modes.directory)
             try:
                 os.link(tmp, final)
             except FileExistsError:
@@ -164,21 +189,23 @@ class LocalStore:
                 if exc.errno not in (errno.EPERM, errno.EOPNOTSUPP, errno.EXDEV):
                     raise
                 # Filesystems without hard links: exclusive create, then copy-free rename.
-                fd = os.open(final, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o444)
+                fd = os.open(final, os.O_CREAT | os.O_EXCL | os.O_WRONLY, modes.read_only)
                 os.close(fd)
                 os.replace(tmp, final)
             _fsync_dir(os.path.dirname(final))
             return
         raise StoreError(f"could not create directories for {key!r}")
 
-    def _write_meta(self, key: str, doc: dict[str, object]) -> None:
+    def _write_meta(self, key: str, doc: dict[str, object], modes: _Modes) -> None:
         path = self._meta_path(key)
-        os.makedirs(os.path.dirname(path), exist_ok=True)
+        make_directories(os.path.dirname(path), modes.directory)
         fd, tmp = tempfile.mkstemp(dir=self.root / _TMP_DIR, prefix="meta-")
         with os.fdopen(fd, "w", encoding="utf-8") as fp:
             json.dump(doc, fp)
             fp.flush()
             os.fsync(fp.fileno())
+            if modes.writable != PRIVATE_FILE:  # mkstemp's already
+                os.fchmod(fp.fileno(), modes.writable)
         os.replace(tmp, path)
 
     def _read_meta(self, key: str) -> dict[str, object]:
@@ -305,3 +332,65 @@ def _fsync_dir(path: str) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+# -- this host's disk: the modes of what this library makes, and whom it trusts ----------
+
+
+@dataclass(frozen=True, slots=True)
+class _Modes:
+    """The modes of a directory store's directories, objects and sidecars: the owner's
+    alone, but under a set-group-ID root also what the root gives its group."""
+
+    directory: int = PRIVATE_DIRECTORY
+    read_only: int = READ_ONLY_FILE
+    writable: int = PRIVATE_FILE
+
+    @classmethod
+    def under(cls, root_mode: int) -> _Modes:
+        group = root_mode & 0o070 if root_mode & stat.S_ISGID else 0
+        if not group:
+            return cls()
+        read = group & 0o040
+        return cls(PRIVATE_DIRECTORY | stat.S_ISGID | group, 0o400 | read, 0o600 | read)
+
+
+def make_directories(path: str | os.PathLike[str], mode: int = PRIVATE_DIRECTORY) -> None:
+    """Make the directory `path`, and any missing parents, with exactly `mode` (not what
+    the umask leaves of it); directories already there are left as they are."""
+    path = os.fspath(path)
+    try:
+        os.mkdir(path, PRIVATE_DIRECTORY)  # never wider than `mode`, even for a moment
+    except FileNotFoundError:
+        parent = os.path.dirname(path)
+        if not parent or parent == path:
+            raise
+        make_directories(parent, mode)
+        make_directories(path, mode)
+        return
+    except FileExistsError:
+        if os.path.isdir(path):
+            return  # there already, or made meanwhile by another thread or process
+        raise
+    os.chmod(path, mode)  # exactly: the umask may have taken bits off
+
+
+def directory_problem(st: os.stat_result) -> str | None:
+    """What is wrong with a directory (its ``lstat``) that only we should be able to
+    change; None if nothing."""
+    if not stat.S_ISDIR(st.st_mode):
+        return "is a symbolic link" if stat.S_ISLNK(st.st_mode) else "is not a directory"
+    if st.st_uid != os.geteuid():
+        return f"belongs to another user (uid {st.st_uid})"
+    if st.st_mode & 0o022:
+        return f"may be written by other users (mode {stat.S_IMODE(st.st_mode):o})"
+    return None
+
+
+def file_problem(st: os.stat_result) -> str | None:
+    """What is wrong with a file (its ``lstat``) that only we should have made."""
+    if not stat.S_ISREG(st.st_mode):
+        return "is a symbolic link" if stat.S_ISLNK(st.st_mode) else "is not a regular file"
+    if st.st_uid != os.geteuid():
+        return f"belongs to another user (uid {st.st_uid})"
+    return None
