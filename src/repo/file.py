@@ -20,6 +20,7 @@ from .errors import (
     at_boundary,
 )
 from .stores.base import Progress, copy_hashing
+from .stores.local import PRIVATE_FILE, make_directories
 from .tags import date_tags, validate_tags
 from .transfers import fetch, fetch_into, upload
 
@@ -155,7 +156,10 @@ class RepoFile:
         if self.state != "unpublished":
             raise StateError(f"{self.path} (file {self.file_id}) is {self.state}")
         path = self.staging_path
-        path.parent.mkdir(parents=True, exist_ok=True)
+        make_directories(path.parent)
+        # Created private here: what is written next keeps the mode of the file it opens.
+        flags = os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
+        os.close(os.open(path, flags, PRIVATE_FILE))
         return path
 
     @at_boundary("writing a version")

@@ -33,6 +33,7 @@ from .paths import make_key, new_version_token, validate_path
 from .progress import ProgressListener
 from .staging import INCOMING_PREFIX
 from .stores.base import SMALL_OBJECT_MAX, Progress
+from .stores.local import PRIVATE_FILE
 from .tags import tags_with_dates
 from .transfers import DEFAULT_WORKERS, put_new
 
@@ -479,7 +480,9 @@ def _read_small(fd: int, plan: _Plan) -> bytes | None:
 def _copy_out(fd: int, plan: _Plan, dest: Path) -> None:
     """Copy the open source into the staging file `dest`."""
     try:
-        with os.fdopen(os.dup(fd), "rb") as src, open(dest, "wb") as out:
+        flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC
+        out_fd = os.open(dest, flags, PRIVATE_FILE)  # staged content is nobody else's
+        with os.fdopen(os.dup(fd), "rb") as src, os.fdopen(out_fd, "wb") as out:
             shutil.copyfileobj(src, out, _CHUNK)
     except OSError as exc:
         raise UsageError(f"cannot read {plan.source}: {exc.strerror}") from exc

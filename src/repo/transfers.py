@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, BinaryIO
 from .errors import ConflictError, NotFoundError
 from .integrity import check_download
 from .paths import TOKEN_LENGTH, make_key, new_version_token
+from .stores.local import make_directories
 
 if TYPE_CHECKING:
     from .catalog import FileRecord
@@ -130,7 +131,7 @@ def _rekey(session: Session, record: FileRecord, source: Path) -> tuple[FileReco
     logger.warning("object %s is taken by a leftover; uploading to %s", record.key, new_key)
     updated = session.catalog.rekey(record.file_id, old_key=record.key, new_key=new_key)
     staging = session.staging.path_of(new_key)
-    staging.parent.mkdir(parents=True, exist_ok=True)
+    make_directories(staging.parent)
     # A link, not a move: a rollback restores the old key, whose staging copy stays.
     os.link(source, staging)
     return updated, staging

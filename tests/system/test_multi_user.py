@@ -215,6 +215,18 @@ def test_everything_under_local_root_is_private_whatever_the_umask(home: Path, u
     assert found[MARKER] == 0o600
 
 
+def test_versions_being_written_are_private_whatever_the_umask(home: Path, umask: int) -> None:
+    with repo.Repo(config(home)) as r:
+        draft = r.add_file("drafts/one.txt").touch(b"being written")
+        second = r.add_file("drafts/two.txt")
+        with second.open("w") as out:
+            out.write("also")
+        for path in (draft.staging_path, second.staging_path):
+            assert path.stat().st_mode & 0o777 == 0o600, path
+            assert path.parent.stat().st_mode & 0o777 == 0o700, path.parent
+        r.rollback()
+
+
 def test_a_directory_store_and_a_sqlite_catalog_are_private_whatever_the_umask(
     home: Path, umask: int
 ) -> None:
