@@ -252,8 +252,14 @@ class _Purger:
 
     def delete(self, claimed: Sequence[FileRecord]) -> None:
         """Queue the deletion of these claimed versions' objects (the claim committed)."""
-        for part in _batches(claimed, DELETE_BATCH):
-            # Only records `_ours` let through reach here: all in this session's store.
+        for batch in _batches(claimed, DELETE_BATCH):
+            # Checked again as claimed (a row may have changed since it was chosen): a
+            # refused one stays claimed, and the next run names it.
+            part, refused = _ours(self.session, batch)
+            for why in refused:
+                logger.error("gc: not deleted: %s", why)
+            if not part:
+                continue
             work = [(self.session.store, [rec.key for rec in part])]
             ids = [rec.file_id for rec in part]
             # A bounded queue: claims run ahead of deletions by a few requests at most.

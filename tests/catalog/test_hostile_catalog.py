@@ -13,7 +13,9 @@ from __future__ import annotations
 import hashlib
 import os
 import uuid
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -22,12 +24,11 @@ from sqlalchemy.pool import NullPool
 
 import repo
 from conftest import CliRun, write_config
+from repo import gc
 from repo.catalog.schema import files, paths
 from repo.paths import new_version_token
 
 if TYPE_CHECKING:
-    from pathlib import Path
-
     from conftest import StoreTarget
     from harness.roles import NewUser
 
@@ -273,3 +274,27 @@ def test_gc_on_s3_deletes_nothing_in_other_buckets_or_outside_the_prefix(
     for b, k in ((other, "payroll.csv"), (bucket, "outside-prefix.csv")):
         assert client.get_object(Bucket=b, Key=k)["Body"].read() == SECRET
     client.close()
+
+
+@pytest.mark.parametrize("store_url", ["file"], indirect=True)
+@pytest.mark.parametrize("catalog_url", ["sqlite"], indirect=True)
+def test_a_row_changed_between_choosing_and_claiming_is_still_not_deleted(
+    victim_config: dict[str, Any], victim_dir: Path
+) -> None:
+    # The row a gc claims is read again at the claim: a writer may have changed it since
+    # it was chosen. What is deleted is checked as claimed.
+    with repo.Repo(victim_config) as r:
+        own = r.add_file("gc/own").touch(b"ours").upload()
+        r.commit()
+        store = r.store
+        changed = replace(own.record, key=f"{store.key_prefix}backups/important.txt")
+        (Path(store.bucket) / "backups").mkdir(parents=True, exist_ok=True)
+        (Path(store.bucket) / "backups" / "important.txt").write_bytes(SECRET)
+        purger = gc._Purger(r.session)
+        try:
+            purger.delete([changed])
+            purger.finish()
+        finally:
+            purger.close()
+        assert (Path(store.bucket) / "backups" / "important.txt").read_bytes() == SECRET
+        assert r.file(own.file_id).uploaded  # its row stays, for the next run to name
