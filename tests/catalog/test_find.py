@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 import repo
 from repo.catalog import tagging
+from soak import trials
 
 TAGS = ["a", "b", "c", "d", "k=v"]
 PATHS = ["p0", "p1", "p2", "dir/p3"]
@@ -205,7 +206,9 @@ def test_path_tags_and_file_tags_mix_in_all_any_and_exclude(local_config: dict[s
 
 @pytest.mark.parametrize("cap", [2, tagging.USES_CAP])
 @settings(
-    max_examples=4,
+    # Each example builds a few hundred files on both catalogs: 2 in the normal suite
+    # (which has ten minutes), 25 with REPO_SOAK=1.
+    max_examples=trials(2, 25),
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
