@@ -88,9 +88,17 @@ def test_bad_tag_bad_date_bad_path_write_nothing(cli: CliRun, source: Path) -> N
     assert bad_path.stderr.startswith("Error: ")
     assert "'..'" in bad_path.stderr
     assert "Traceback" not in bad_path.stderr
+    # Neither is a local file: both are named, and the order of the arguments too.
     fails(
         cli("add", "x.csv", str(source.parent / "missing.csv")),
-        f"Error: no such file: {source.parent / 'missing.csv'}",
+        f"Error: local files not found: x.csv, {source.parent / 'missing.csv'}",
+        "Try: repo add takes local files first: repo add FILE... [--as NAME | --prefix P]",
+    )
+    # The seed's spelling, with its source missing: the same line.
+    fails(
+        cli("add", "x.csv", "-", "--as", "y.csv"),
+        "Error: --as names one file, and 2 were given",
+        "Try: drop --as to store each under its own name, or use --prefix",
     )
     assert counts(cli) == before
 
@@ -138,9 +146,11 @@ def test_bad_usage_exits_2_with_clicks_message(embedded_cli: CliRun) -> None:
         assert result.exit_code == 2, argv
         assert result.stderr.splitlines()[-1].startswith("Error: "), argv
         assert "Traceback" not in result.stderr
-    result = embedded_cli("add", "d", "x", "--recursive")
+    result = embedded_cli("add", "d", "--recursive", "--as", "x")
     assert result.exit_code == 2
-    assert result.stderr.splitlines()[-1] == "Error: with --recursive, give only the directory"
+    assert result.stderr.splitlines()[-1] == (
+        "Error: --as names one file; with --recursive, use --prefix"
+    )
 
 
 def test_missing_and_malformed_configuration(tmp_path: Path) -> None:

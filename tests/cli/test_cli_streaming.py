@@ -269,10 +269,10 @@ def test_add_without_arguments_is_a_usage_error(repo_cmd: RepoCommand) -> None:
     out = repo_cmd("add")
     assert (out.returncode, out.stdout) == (2, b"")
     assert out.stderr == (
-        "Usage: repo add [OPTIONS] PATH [SOURCE]\n"
+        "Usage: repo add [OPTIONS] FILE...\n"
         "Try 'repo add --help' for help.\n"
         "\n"
-        "Error: Missing argument 'PATH'.\n"
+        "Error: Missing argument 'FILE...'.\n"
     )
 
 

@@ -88,7 +88,7 @@ def cli(ctx: click.Context, config_path: str | None, verbose: int, debug: bool) 
 
     \b
     Example:
-      repo add reports/daily.csv ./daily.csv --tag sales --publish
+      repo add daily.csv --as reports/daily.csv --tag sales --publish
       repo find --all sales
       repo get reports/daily.csv -o -
 

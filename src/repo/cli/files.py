@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 import click
 
 from ..errors import UsageError
+from ..sources import STDIN, pair_sources
 from ..tags import DATE_TAG_TYPES, parse_when, tags_with_dates
 from .app import App, pass_app, resolve
 from .options import json_option, workers_option
@@ -30,14 +31,14 @@ def _when(date_text: str | None) -> datetime | None:
 
 
 @click.command()
-@click.argument("path")
-@click.argument("source", required=False)
-@click.option("-t", "--tag", "tags", multiple=True, metavar="TAG", help="Tag the new version.")
-@click.option("--date", "date_text", metavar="DATETIME", help="Date-tag it (ISO 8601, UTC).")
+@click.argument("sources", nargs=-1, required=True, metavar="FILE...")
+@click.option("--as", "as_name", metavar="NAME", help="Store the one FILE (or -) as NAME.")
+@click.option("-t", "--tag", "tags", multiple=True, metavar="TAG", help="Tag the new versions.")
+@click.option("--date", "date_text", metavar="DATETIME", help="Date-tag them (ISO 8601, UTC).")
 @click.option("--period", type=PERIODS, help="Date-tag granularity (default day).")
-@click.option("--publish", is_flag=True, help="Publish it as the current version.")
-@click.option("-r", "--recursive", is_flag=True, help="PATH is a local directory: add it all.")
-@click.option("--prefix", default="", help="With --recursive: repository path prefix.")
+@click.option("--publish", is_flag=True, help="Publish them as the current versions.")
+@click.option("-r", "--recursive", is_flag=True, help="Each FILE is a directory: add it all.")
+@click.option("--prefix", default="", help="Repository path prefix of the names derived.")
 @click.option(
     "--follow-symlinks",
     is_flag=True,
@@ -56,8 +57,8 @@ def _when(date_text: str | None) -> datetime | None:
 @pass_app
 def add(
     app: App,
-    path: str,
-    source: str | None,
+    sources: tuple[str, ...],
+    as_name: str | None,
     tags: tuple[str, ...],
     date_text: str | None,
     period: str | None,
@@ -69,64 +70,78 @@ def add(
     keep_cached: bool | None,
     as_json: bool,
 ) -> None:
-    """Add a new version of PATH from SOURCE (a local file, or - for standard input).
+    """Add local files as new versions, each under a name derived from it.
 
-    Without SOURCE, the local file PATH is added under the same path. With
-    --recursive, PATH is a local directory and every file under it is added, paths
-    relative to it (under --prefix), uploaded in parallel; all or nothing. Symbolic
-    links under it are skipped, each with a warning, unless --follow-symlinks.
+    A FILE is stored under its path as given, cleaned (./daily.csv as daily.csv), or
+    its base name if that path is absolute or leads out of this directory; under
+    --prefix if given; or as NAME with --as (one FILE). - reads standard input and
+    needs --as. With --recursive each FILE is a directory and every file under it is
+    added, paths relative to it (under --prefix), uploaded in parallel. Symbolic links
+    under it are skipped, each with a warning, unless --follow-symlinks. All or nothing.
+    The seed's `repo add PATH SOURCE` (repository path first) still works when PATH is
+    no local file.
 
     \b
     Examples:
-      repo add reports/daily.csv ./daily.csv --tag sales --date 2026-11-25 --publish
-      some-job | repo add logs/job.log - --publish
+      repo add daily.csv --tag sales --date 2026-11-25 --publish
+      repo add *.csv --prefix reports/2026-11-25 --publish
+      some-job | repo add - --as logs/job.log --publish
       repo add ./out --recursive --prefix runs/42 --tag run=42 --publish
     """
     when = _when(date_text)
     skipped: list[str] = []
+    added = []
+    pairs: list[tuple[str, str]] = []
+    if recursive:
+        if as_name is not None:
+            raise click.UsageError("--as names one file; with --recursive, use --prefix")
+        if not sources:
+            raise click.UsageError("name the directory to add: repo add --recursive DIR")
+    else:
+        if follow_symlinks:
+            raise click.UsageError("--follow-symlinks needs --recursive")
+        pairs = pair_sources(sources, as_name=as_name, prefix=prefix)
     with app.repo() as r:
         if recursive:
-            if source is not None:
-                raise click.UsageError("with --recursive, give only the directory")
             bar = ByteBar("adding")
             try:
-                report = r.add_tree(
-                    path,
-                    prefix=prefix,
-                    tags=tags,
-                    when=when,
-                    period=period,
-                    publish=publish,
-                    workers=workers,
-                    progress=bar.listener,
-                    keep_cached=bool(keep_cached),
-                    follow_symlinks=follow_symlinks,
-                )
+                for directory in sources:
+                    report = r.add_tree(
+                        directory,
+                        prefix=prefix,
+                        tags=tags,
+                        when=when,
+                        period=period,
+                        publish=publish,
+                        workers=workers,
+                        progress=bar.listener,
+                        keep_cached=bool(keep_cached),
+                        follow_symlinks=follow_symlinks,
+                    )
+                    added += report.files
+                    skipped += report.skipped
             finally:
                 bar.close()
-            added, skipped = report.files, report.skipped
         else:
-            if prefix:
-                raise click.UsageError("--prefix needs --recursive")
-            if follow_symlinks:
-                raise click.UsageError("--follow-symlinks needs --recursive")
-            src = path if source is None else source
-            stream = src == "-"
-            bar = ByteBar("uploading")
-            try:
-                rf = r.add(
-                    path,
-                    sys.stdin.buffer if stream else src,
-                    tags=tags,
-                    when=when,
-                    period=period,
-                    publish=publish,
-                    progress=bar.listener,
-                    keep_cached=keep_cached,
-                )
-            finally:
-                bar.close()
-            added = [rf]
+            for path, src in pairs:
+                stream = src == STDIN
+                if stream and sys.stdin.isatty():
+                    echo("reading standard input (end it with Ctrl-D)", err=True)
+                bar = ByteBar("uploading")
+                try:
+                    rf = r.add(
+                        path,
+                        sys.stdin.buffer if stream else src,
+                        tags=tags,
+                        when=when,
+                        period=period,
+                        publish=publish,
+                        progress=bar.listener,
+                        keep_cached=keep_cached,
+                    )
+                finally:
+                    bar.close()
+                added.append(rf)
     why = " (it leads back to a directory above it)" if follow_symlinks else ""
     for link in skipped:
         echo(f"Warning: skipped symbolic link {shown(link)}{why}", err=True)
@@ -138,13 +153,17 @@ def add(
             doc["skipped"] = skipped
         echo_json(doc)
         return
-    for f in added[:1] if not recursive else []:
-        echo(f"added {f.path} (file {f.file_id}, {f.size} bytes, {f.state})")
-    if recursive:
-        total = sum(f.size or 0 for f in added)
-        state = "published" if publish else "unpublished"
-        links = f"; skipped {len(skipped)} symbolic links" if skipped else ""
-        echo(f"added {len(added)} files ({total} bytes, {state}){links}")
+    if not recursive:
+        # Where a name was derived from the file, say which file it came from.
+        named = as_name is not None or pairs == [tuple(sources)]
+        for f, (_, src) in zip(added, pairs, strict=True):
+            origin = "" if named or src == f.path else f" from {shown(src)}"
+            echo(f"added {shown(f.path)}{origin} (file {f.file_id}, {f.size} bytes, {f.state})")
+        return
+    total = sum(f.size or 0 for f in added)
+    state = "published" if publish else "unpublished"
+    links = f"; skipped {len(skipped)} symbolic links" if skipped else ""
+    echo(f"added {len(added)} files ({total} bytes, {state}){links}")
 
 
 @click.command()
