@@ -446,7 +446,14 @@ def test_cli_round_trips_injection_strings(sqlite_cli: tuple[CliRun, Target]) ->
     [
         (["add", "../escape", "SRC"], "Error: path '../escape' has a '..' segment\n"),
         (
-            ["add", "/etc/passwd", "SRC"],
+            # No local file: the seed's spelling, repository path first, which is absolute.
+            # (`repo add /etc/passwd SRC` adds two local files, as `cp` would read them.)
+            ["add", "/no/such/abs/path", "SRC"],
+            "Error: path '/no/such/abs/path' is absolute\n"
+            "Try: repository paths are relative: drop the leading '/'\n",
+        ),
+        (
+            ["add", "SRC", "--as", "/etc/passwd"],
             "Error: path '/etc/passwd' is absolute\n"
             "Try: repository paths are relative: drop the leading '/'\n",
         ),
