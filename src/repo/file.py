@@ -280,6 +280,15 @@ class RepoFile:
         downloaded again once.
         """
         target = Path(dest)
+        if not exact and str(dest).endswith(("/", os.sep)) and not target.exists():
+            # A trailing "/" means "into this directory", as with cp: made if missing.
+            try:
+                target.mkdir(parents=True)
+            except OSError as exc:
+                raise UsageError(
+                    f"cannot make the directory {target}: {exc.strerror}",
+                    hint="check the path, or name a file to write",
+                ) from exc
         if target.is_dir() and not exact:
             _check_own_directory(target)
             target = target / PurePosixPath(self.path).name
@@ -290,7 +299,10 @@ class RepoFile:
         try:
             fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
         except OSError as exc:
-            raise UsageError(f"cannot write to {target.parent}: {exc.strerror}") from exc
+            raise UsageError(
+                f"cannot write {target}: {exc.strerror}",
+                hint="check that its directory exists and is writable (a trailing / makes one)",
+            ) from exc
         try:
             with os.fdopen(fd, "wb") as out:
                 try:

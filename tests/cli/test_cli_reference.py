@@ -31,8 +31,8 @@ def test_every_command_has_help_with_an_example(embedded_cli: CliRun) -> None:
     assert sorted(repo_cli.commands) == sorted(
         [
             "add", "backup", "cache", "cat", "config", "create", "ctl", "demo", "destroy",
-            "expire", "fetch", "find", "gc", "get", "host", "list", "publish", "recover", "restore",
-            "show", "status", "tag", "upload", "verify",
+            "expire", "fetch", "find", "gc", "get", "history", "host", "list", "publish",
+            "recover", "restore", "show", "status", "tag", "upload", "verify",
         ]
     )  # fmt: skip
     argvs: list[list[str]] = []

@@ -21,7 +21,7 @@ from .fetching import fetch
 from .files import add, cat, expire, get, publish, tag, upload
 from .housekeeping import cache, gc, host
 from .output import echo, shown
-from .queries import find, list_files, show, status
+from .queries import find, history, list_files, show, status
 from .recovery import recover, verify
 
 __all__ = ["cli", "main"]
@@ -121,6 +121,7 @@ for _command in (
     get,
     cat,
     show,
+    history,
     status,
     gc,
     cache,

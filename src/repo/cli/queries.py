@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 import click
 
 from ..admin import status_report
-from .app import App, pass_app
+from .app import App, pass_app, resolve
 from .options import json_option
 from .output import echo, echo_json, file_doc, host_doc, human_size, human_time, table
 
@@ -96,20 +96,44 @@ def find(
 
 
 @click.command()
-@click.argument("path")
+@click.argument("ref", metavar="PATH|ID")
+@click.option(
+    "--path", "as_path", is_flag=True, help="Read the argument as a path even if all digits."
+)
 @json_option()
 @pass_app
-def show(app: App, path: str, as_json: bool) -> None:
-    """Every version of PATH: state, size, md5, times, tags and hosts with a copy.
+def history(app: App, ref: str, as_path: bool, as_json: bool) -> None:
+    """The versions of PATH (or of the path of file ID), newest first, one line each.
 
     \b
-    Example:
-      repo show reports/daily.csv
+    Examples:
+      repo history reports/daily.csv
+      repo history 16 --json
     """
     with app.repo() as r:
+        path = resolve(r, ref, which="newest", as_path=as_path).path
+        _print_files(r, r.history(path), as_json)
+
+
+@click.command()
+@click.argument("ref", metavar="PATH|ID")
+@click.option(
+    "--path", "as_path", is_flag=True, help="Read the argument as a path even if all digits."
+)
+@json_option()
+@pass_app
+def show(app: App, ref: str, as_path: bool, as_json: bool) -> None:
+    """Every version of PATH (or of the path of file ID): state, size, md5, times, tags
+    and hosts with a copy.
+
+    \b
+    Examples:
+      repo show reports/daily.csv
+      repo show 16
+    """
+    with app.repo() as r:
+        path = resolve(r, ref, which="newest", as_path=as_path).path
         versions = r.history(path)
-        if not versions:
-            r.newest(path)  # raises the not-found error with its hint
         tags = r.tags_of(versions)
         hosts = {f.file_id: f.hosts for f in versions}
     if as_json:

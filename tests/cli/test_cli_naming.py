@@ -1,0 +1,68 @@
+"""One way to name a version everywhere (PATH|ID), `repo history`, and `get -o` writing
+where a user expects: a trailing / or an existing directory means "into it"."""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING
+
+import pytest
+
+from conftest import CliRun, write_config
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+
+@pytest.fixture
+def run(tmp_path: Path, embedded_config: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> CliRun:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "daily.csv").write_bytes(b"v1\n")
+    cli = CliRun(write_config(tmp_path / "cfg.json", embedded_config), tmp_path)
+    assert cli("add", "daily.csv", "--as", "reports/daily.csv", "--publish").exit_code == 0
+    (tmp_path / "daily.csv").write_bytes(b"v2, longer\n")
+    assert cli("add", "daily.csv", "--as", "reports/daily.csv", "--publish").exit_code == 0
+    return cli
+
+
+def test_show_and_history_take_a_path_or_an_id(run: CliRun) -> None:
+    by_path = run("show", "reports/daily.csv")
+    by_id = run("show", "1")
+    assert by_path.exit_code == by_id.exit_code == 0
+    assert by_path.stdout == by_id.stdout
+    assert by_path.stdout.startswith("reports/daily.csv\n\n  file       2 (published)\n")
+    history = run("history", "2")
+    assert history.exit_code == 0
+    lines = history.stdout.splitlines()
+    assert lines[0].split() == ["ID", "STATE", "SIZE", "UPDATED", "(UTC)", "PATH"]
+    assert [line.split()[:3] for line in lines[1:]] == [  # newest first, as `show`
+        ["2", "published", "11"],
+        ["1", "expired", "3"],
+    ]
+    docs = json.loads(run("history", "reports/daily.csv", "--json").stdout)["files"]
+    assert [(d["id"], d["state"]) for d in docs] == [(2, "published"), (1, "expired")]
+    missing = run("history", "reports/nope.csv")
+    assert missing.exit_code == 1
+    assert missing.stderr.startswith("Error: ")
+
+
+def test_get_into_a_directory_named_with_a_trailing_slash(run: CliRun, tmp_path: Path) -> None:
+    result = run("get", "reports/daily.csv", "-o", "newdir/")
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout == "saved newdir/daily.csv (11 bytes, file 2)\n"
+    assert (tmp_path / "newdir" / "daily.csv").read_bytes() == b"v2, longer\n"
+    again = run("get", "reports/daily.csv", "-o", "newdir")  # an existing directory: into it
+    assert again.exit_code == 1
+    assert again.stderr.splitlines() == [
+        "Error: newdir/daily.csv already exists",
+        "Try: use --force to overwrite it",
+    ]
+
+
+def test_get_into_a_missing_directory_names_the_whole_path(run: CliRun) -> None:
+    result = run("get", "reports/daily.csv", "-o", "nodir/sub/file.csv")
+    assert result.exit_code == 1
+    assert result.stderr.splitlines() == [
+        "Error: cannot write nodir/sub/file.csv: No such file or directory",
+        "Try: check that its directory exists and is writable (a trailing / makes one)",
+    ]
