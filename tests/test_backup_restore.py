@@ -615,7 +615,10 @@ def test_restore_fails_when_no_backup_is_usable(file_config: dict[str, Any]) -> 
     with Repo(file_config) as r:
         with pytest.raises(NotFoundError) as missing:
             restore_catalog(file_config)
-        assert missing.value.hint == "check 'backup_s3_bucket' and the store settings"
+        assert missing.value.hint == (
+            "take one with `repo backup` while the catalog is there; if there should be "
+            "some, check 'backup_s3_bucket' and the store settings"
+        )
         publish(r, "f", b"x")
         only = r.backup().name
         r.backups.store.delete_many([f"{r.backups.backups_prefix}{only}/files.jsonl.gz"])
@@ -1022,7 +1025,8 @@ def test_cli_restore_errors_say_what_to_try(run: CliRun, file_config: dict[str, 
     assert (none.exit_code, none.stdout) == (1, "")
     assert none.stderr == (
         f"Error: no complete backup in {file_config['store']}/backups/\n"
-        "Try: check 'backup_s3_bucket' and the store settings\n"
+        "Try: take one with `repo backup` while the catalog is there; if there should be "
+        "some, check 'backup_s3_bucket' and the store settings\n"
     )
     assert run("backup").exit_code == 0
     unknown = run("restore", "--backup", "nope", "--force")

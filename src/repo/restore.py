@@ -161,7 +161,8 @@ def _restore(
     if not manifests:
         raise NotFoundError(
             f"no complete backup in {place.location(place.backups_prefix)}",
-            hint="check 'backup_s3_bucket' and the store settings",
+            hint="take one with `repo backup` while the catalog is there; if there should be "
+            "some, check 'backup_s3_bucket' and the store settings",
         )
     scratch = Path(tempfile.mkdtemp(prefix="repo-restore-"))
     try:

@@ -74,7 +74,10 @@ def test_ctl_is_the_seed_spelling(embedded_cli: CliRun) -> None:
     assert restore.exit_code == 1
     lines = restore.stderr.splitlines()
     assert lines[0].startswith("Error: no complete backup in file://")
-    assert lines[1] == "Try: check 'backup_s3_bucket' and the store settings"
+    assert lines[1] == (
+        "Try: take one with `repo backup` while the catalog is there; if there should be "
+        "some, check 'backup_s3_bucket' and the store settings"
+    )
     nothing = embedded_cli("ctl")
     assert nothing.exit_code == 2
 

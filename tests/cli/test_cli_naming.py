@@ -66,3 +66,34 @@ def test_get_into_a_missing_directory_names_the_whole_path(run: CliRun) -> None:
         "Error: cannot write nodir/sub/file.csv: No such file or directory",
         "Try: check that its directory exists and is writable (a trailing / makes one)",
     ]
+
+
+def test_removing_a_tag_the_file_lacks_says_so(run: CliRun) -> None:
+    assert run("tag", "reports/daily.csv", "sales").exit_code == 0
+    partly = run("tag", "reports/daily.csv", "sales", "region=eu", "--remove")
+    assert partly.exit_code == 0
+    assert partly.stdout == "1 tag(s) removed from reports/daily.csv (file 2): sales\n"
+    assert partly.stderr == "Note: reports/daily.csv (file 2) had no tag region=eu\n"
+    none = run("tag", "reports/daily.csv", "sales", "--remove")
+    assert none.exit_code == 1
+    assert none.stderr.splitlines() == [
+        "Error: reports/daily.csv (file 2) has no tag sales",
+        "Try: see its tags with: repo show 2",
+    ]
+
+
+def test_cache_clear_asks_first_unless_yes(run: CliRun) -> None:
+    assert run("get", "reports/daily.csv", "-o", "-").exit_code == 0  # cached now
+    asked = run("cache", "clear", input="n\n")
+    assert asked.exit_code == 1
+    assert asked.stderr.startswith("Remove every cached copy on this host? [y/N]: ")
+    assert run("cache", "clear", "--yes").stdout.startswith("removed 1 cached copies")
+
+
+def test_restore_with_no_backup_yet_says_to_take_one(run: CliRun) -> None:
+    result = run("restore", "--force")
+    assert result.exit_code == 1
+    assert result.stderr.splitlines()[1] == (
+        "Try: take one with `repo backup` while the catalog is there; if there should be "
+        "some, check 'backup_s3_bucket' and the store settings"
+    )

@@ -167,3 +167,16 @@ def test_human_sizes_and_tables() -> None:
         "-", "0 B", "1023 B", "1.0 KiB", "1.5 KiB", "5.0 GiB",
     ]  # fmt: skip
     assert table(["A", "LONG"], [["xx", "y"], ["z", ""]]) == "A   LONG\nxx  y\nz"
+
+
+def test_the_command_listing_cuts_no_summary_off_and_hides_ctl(embedded_cli: CliRun) -> None:
+    result = embedded_cli("--help")
+    assert result.exit_code == 0
+    listing = result.stdout.split("Commands:\n", 1)[1].splitlines()
+    names = [line.split()[0] for line in listing if line.strip()]
+    assert "ctl" not in names  # the seed's spelling still works, out of the listing
+    assert embedded_cli("ctl", "--help").exit_code == 0
+    for line in listing:
+        assert len(line) <= 80, line
+        assert not line.endswith("..."), line
+        assert line.rstrip().endswith("."), line

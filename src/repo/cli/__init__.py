@@ -104,6 +104,34 @@ def _late_config(ctx: click.Context, _param: click.Parameter, value: str | None)
         ctx.ensure_object(App).config_path = value
 
 
+#: One line per command for `repo --help`, short enough never to be cut off at 80 columns.
+SUMMARIES = {
+    "add": "Add local files as new versions.",
+    "backup": "Back the catalog up into the backup store.",
+    "cache": "This host's cache of verified copies.",
+    "cat": "Write a file's current version to standard output.",
+    "config": "Show the configuration in effect (secrets masked).",
+    "create": "Create the catalog (or upgrade it) and check the store.",
+    "demo": "Add, tag, publish, find and read back a few files.",
+    "destroy": "Drop the catalog.",
+    "expire": "Expire a version.",
+    "fetch": "Bring many files into this host's cache (and out).",
+    "find": "Find files by tags.",
+    "gc": "Purge what is no longer needed.",
+    "get": "Copy a file's current version out, verified.",
+    "history": "The versions of a path, one line each.",
+    "host": "Hosts known to the catalog.",
+    "list": "List files by path pattern.",
+    "publish": "Publish a version.",
+    "recover": "Repair lost or damaged files from this host's cache.",
+    "restore": "Restore the catalog from its backups.",
+    "show": "Every version of a path, in full.",
+    "status": "Whether the catalog and store answer; counts.",
+    "tag": "Add or remove tags.",
+    "upload": "Upload and verify a version.",
+    "verify": "Check the store against the catalog.",
+}
+
 for _command in (
     create,
     destroy,
@@ -134,8 +162,10 @@ for _command in (
     # `--config` is also accepted after the command name (`repo list --config FILE`);
     # not on `ctl`, whose `--config` is the seed's "show the configuration".
     if _command is ctl:
+        _command.hidden = True  # the seed's spelling: kept, out of the listing
         cli.add_command(_command)
         continue
+    _command.short_help = SUMMARIES[str(_command.name)]
     _command.params.append(
         click.Option(
             ["--config", "command_config"],

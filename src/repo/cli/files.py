@@ -258,6 +258,18 @@ def tag(
         raise UsageError("no tags given", hint="name tags, or use --date/--period")
     with app.repo() as r:
         f = resolve(r, ref, which="newest", as_path=as_path)
+        if remove:
+            had = set(f.path_tags if path_tag else f.file_tags)
+            lacking = [n for n in names if n not in had]
+            where = f"path {f.path}" if path_tag else f"{f.path} (file {f.file_id})"
+            if len(lacking) == len(names):
+                raise UsageError(
+                    f"{shown(where)} has no tag {', '.join(shown(n) for n in lacking)}",
+                    hint=f"see its tags with: repo show {f.file_id}",
+                )
+            for name in lacking:
+                echo(f"Note: {shown(where)} had no tag {shown(name)}", err=True)
+            names = [n for n in names if n not in lacking]
         action = {
             (False, False): f.tag,
             (True, False): f.untag,

@@ -162,14 +162,17 @@ def cache_prune(app: App, as_json: bool) -> None:
 
 
 @cache.command("clear")
+@click.option("-y", "--yes", is_flag=True, help="Do not ask for confirmation.")
 @pass_app
-def cache_clear(app: App) -> None:
+def cache_clear(app: App, yes: bool) -> None:
     """Remove every cached copy on this host (files are downloaded again when read).
 
     \b
     Example:
-      repo cache clear
+      repo cache clear --yes
     """
+    if not yes:
+        click.confirm("Remove every cached copy on this host?", abort=True, err=True)
     with app.repo() as r:
         rep = r.clear_cache()
     echo(f"removed {rep.evicted_for_space} cached copies ({human_size(rep.bytes)})")
