@@ -4,11 +4,18 @@ where a user expects: a trailing / or an existing directory means "into it"."""
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 from typing import TYPE_CHECKING
 
 import pytest
 
+import repo
 from conftest import CliRun, write_config
+from repo.cli import INTERRUPTED
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -97,3 +104,34 @@ def test_restore_with_no_backup_yet_says_to_take_one(run: CliRun) -> None:
         "Try: take one with `repo backup` while the catalog is there; if there should be "
         "some, check 'backup_s3_bucket' and the store settings"
     )
+
+
+def test_ctrl_c_exits_130_and_says_what_it_left(
+    tmp_path: Path, embedded_config: dict[str, str]
+) -> None:
+    cfg = write_config(tmp_path / "ctrl-c.json", embedded_config)
+    env = {**os.environ, "HOME": str(tmp_path), "REPO_HOME": str(tmp_path / "home")}
+    env.pop("REPO_CFG", None)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "repo", "--config", str(cfg), "add", "-", "--as", "big.bin"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+    )
+    try:
+        assert proc.stdin is not None
+        proc.stdin.write(b"x" * 65536)  # the command is reading standard input
+        proc.stdin.flush()
+        time.sleep(2)  # started, and waiting for more input
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, err
+    assert out == b""
+    assert err.decode().splitlines()[-1] == f"Interrupted: {INTERRUPTED}"
+    assert "Traceback" not in err.decode()
+    with repo.Repo(embedded_config) as r:
+        assert r.list("*", state="all") == []  # nothing recorded

@@ -24,9 +24,16 @@ from .output import echo, shown
 from .queries import find, history, list_files, show, status
 from .recovery import recover, verify
 
-__all__ = ["cli", "main"]
+__all__ = ["INTERRUPTED", "cli", "main"]
 
 logger = logging.getLogger(__name__)
+
+
+#: What Ctrl-C leaves behind, said when it happens.
+INTERRUPTED = (
+    "nothing was recorded. Objects already uploaded, if any, are removed by "
+    "`repo gc --orphans` once older than orphan_grace_seconds."
+)
 
 
 class RepoGroup(click.Group):
@@ -41,6 +48,11 @@ class RepoGroup(click.Group):
             return super().invoke(ctx)
         except (click.ClickException, click.exceptions.Exit, click.exceptions.Abort):
             raise
+        except KeyboardInterrupt:
+            # The command's transaction was rolled back on the way out (`App.repo`).
+            echo("", err=True)
+            echo(f"Interrupted: {INTERRUPTED}", err=True)
+            ctx.exit(130)  # what a shell reports for a command ended by SIGINT
         except RepoError as exc:
             self._report(ctx, exc, f"Error: {exc.message}", exc.hint)
         except OSError as exc:
