@@ -454,6 +454,8 @@ def test_cli_gc_dry_run_table_then_json_report_then_nothing_left(
         "resumed": {"count": 0, "bytes": 0, "keys": []},
         "orphans": None,
         "waiting_for_backups": 0,
+        "unpublished_within_ttl": 0,
+        "expired_within_ttl": 0,
         "staging_removed": 0,
         "partial_downloads_removed": 0,
         "store_temporaries_removed": 0,
@@ -509,8 +511,8 @@ def test_cli_gc_shows_resumed_purges_orphans_and_versions_waiting_for_backups(
         "expired      0      0 B\n"
         "resumed      1      8 B\n"
         "orphans      1      6 B\n"
-        "kept 1 expired files past their TTL until enough backups have been taken since "
-        "they expired (backups_before_purge)\n"
+        "kept 1 expired versions past their TTL until 2 backups have been taken since they "
+        "expired (backups_before_purge; repo backup takes one)\n"
         "removed 1 staging leftovers on this host\n"
     )
     assert not staged.staging_path.exists()
@@ -1083,3 +1085,24 @@ def test_the_orphan_pass_removes_store_temp_files_older_than_the_grace(
     assert [p.name for p in tmp.iterdir()] == ["put-in-flight"]
     assert r.current("kept.txt").read_bytes() == b"kept"
     assert current.uploaded
+
+
+@pytest.mark.parametrize("catalog_url", ["sqlite"], indirect=True)
+def test_gc_dry_run_says_what_it_keeps_and_why(
+    gc_cli: tuple[CliRun, dict[str, Any]], tmp_path: Path
+) -> None:
+    cli, config = gc_cli
+    config = {**config, "unpublished_ttl_seconds": 86400, "expired_ttl_seconds": 7 * 86400}
+    cli.config_path = write_config(tmp_path / "repo_cfg.json", config)
+    with Repo(config) as r:
+        supersede(r, "p.bin", b"12345", b"xy")  # one expired just now
+        r.add_file("draft.txt").touch(b"draft").upload()
+        r.commit()
+    result = cli("gc", "--dry-run")
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout.splitlines()[-2:] == [
+        "kept 1 unpublished versions younger than 1 day (unpublished_ttl_seconds)",
+        "kept 1 expired versions for 7 days after they expired (expired_ttl_seconds)",
+    ]
+    doc = json.loads(cli("gc", "--dry-run", "--json").stdout)
+    assert (doc["unpublished_within_ttl"], doc["expired_within_ttl"]) == (1, 1)

@@ -80,6 +80,10 @@ class GcReport:
     orphans: GcCategory = field(default_factory=GcCategory)
     #: Expired versions past their TTL kept only because too few backups were taken since.
     waiting_for_backups: int = 0
+    #: Unpublished versions kept because they are younger than ``unpublished_ttl_seconds``.
+    unpublished_within_ttl: int = 0
+    #: Expired versions kept because they expired less than ``expired_ttl_seconds`` ago.
+    expired_within_ttl: int = 0
     #: This host's staging copies of versions that were purged (or never recorded).
     staging_removed: int = 0
     #: Temporary files of downloads cut off on this host (see `clean_partials`).
@@ -110,6 +114,9 @@ def collect_garbage(
             unpublished_before=unpublished_before, expired_before=expired_before
         )
         waiting = catalog.count_waiting_for_backups(expired_before=ttl_cutoff)[0]
+        report.unpublished_within_ttl, report.expired_within_ttl = catalog.count_waiting_for_ttl(
+            unpublished_before=unpublished_before, expired_before=ttl_cutoff
+        )
         catalog.rollback()
         # A row that names a location outside the store is never claimed or deleted.
         leftover, refused = _ours(session, leftover)

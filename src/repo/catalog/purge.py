@@ -77,6 +77,29 @@ class PurgeQueries(CatalogBase):
             ).one()
             return int(row[0]), int(row[1])
 
+    def count_waiting_for_ttl(
+        self, *, unpublished_before: datetime, expired_before: datetime
+    ) -> tuple[int, int]:
+        """Versions gc keeps for their TTL: (unpublished ones younger than theirs,
+        expired ones expired more recently than theirs)."""
+        with translate_errors("counting files within their TTL"):
+            unclaimed = files.c.purge_started_at.is_(None)
+            young = self.db.conn.execute(
+                select(func.count()).where(
+                    files.c.state == "unpublished",
+                    unclaimed,
+                    files.c.created_at >= unpublished_before,
+                )
+            ).scalar_one()
+            recent = self.db.conn.execute(
+                select(func.count()).where(
+                    files.c.state == "expired",
+                    unclaimed,
+                    files.c.expired_at >= expired_before,
+                )
+            ).scalar_one()
+            return int(young), int(recent)
+
     def claim_for_purge(
         self,
         file_ids: Sequence[int],

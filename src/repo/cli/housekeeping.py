@@ -8,7 +8,7 @@ import click
 
 from .app import App, pass_app
 from .options import json_option
-from .output import echo, echo_json, human_size, human_time, iso, table
+from .output import echo, echo_json, human_seconds, human_size, human_time, iso, table
 
 if TYPE_CHECKING:
     from ..gc import GcCategory
@@ -48,6 +48,8 @@ def gc(app: App, dry_run: bool, orphans: bool, as_json: bool) -> None:
                 "resumed": _category(rep.resumed),
                 "orphans": _category(rep.orphans) if orphans else None,
                 "waiting_for_backups": rep.waiting_for_backups,
+                "unpublished_within_ttl": rep.unpublished_within_ttl,
+                "expired_within_ttl": rep.expired_within_ttl,
                 "staging_removed": rep.staging_removed,
                 "partial_downloads_removed": rep.partial_downloads_removed,
                 "store_temporaries_removed": rep.store_temporaries_removed,
@@ -66,10 +68,23 @@ def gc(app: App, dry_run: bool, orphans: bool, as_json: bool) -> None:
         rows.append(["orphans", rep.orphans.count, human_size(rep.orphans.bytes)])
     echo(f"{verb}:")
     echo(table(["CATEGORY", "FILES", "BYTES"], rows))
+    # What gc keeps, and why: the question a dry run is asked.
+    cfg = app.config()
+    if rep.unpublished_within_ttl:
+        echo(
+            f"kept {rep.unpublished_within_ttl} unpublished versions younger than "
+            f"{human_seconds(cfg.unpublished_ttl_seconds)} (unpublished_ttl_seconds)"
+        )
+    if rep.expired_within_ttl:
+        echo(
+            f"kept {rep.expired_within_ttl} expired versions for "
+            f"{human_seconds(cfg.expired_ttl_seconds)} after they expired (expired_ttl_seconds)"
+        )
     if rep.waiting_for_backups:
         echo(
-            f"kept {rep.waiting_for_backups} expired files past their TTL until enough "
-            "backups have been taken since they expired (backups_before_purge)"
+            f"kept {rep.waiting_for_backups} expired versions past their TTL until "
+            f"{cfg.backups_before_purge} backups have been taken since they expired "
+            "(backups_before_purge; repo backup takes one)"
         )
     _echo_leftovers(
         "would remove" if dry_run else "removed",

@@ -31,6 +31,7 @@ __all__ = [
     "echo",
     "echo_json",
     "file_doc",
+    "human_seconds",
     "human_size",
     "human_time",
     "shown",
@@ -76,6 +77,15 @@ def human_size(size: int | None) -> str:
             return f"{size} B" if unit == "B" else f"{value:.1f} {unit}"
         value /= 1024
     raise AssertionError("unreachable")
+
+
+def human_seconds(seconds: int) -> str:
+    """A duration as people say it: ``7 days``, ``1 day``, ``3 hours``, ``90 seconds``."""
+    for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60)):
+        if seconds >= size and seconds % size == 0:
+            count = seconds // size
+            return f"{count} {unit}{'s' if count != 1 else ''}"
+    return f"{seconds} second{'s' if seconds != 1 else ''}"
 
 
 def human_time(when: datetime | None) -> str:
