@@ -10,6 +10,7 @@ from datetime import UTC, date, datetime
 from pathlib import Path, PurePosixPath
 from typing import IO, TYPE_CHECKING, Any, BinaryIO
 
+from .destinations import output_file
 from .errors import (
     ConflictError,
     ImmutableError,
@@ -266,8 +267,8 @@ class RepoFile:
         keep_cached: bool = False,
         exact: bool = False,
     ) -> Path:
-        """Copy the verified content to a local file (into it, if `dest` is a directory of
-        this user's or root's, unless `exact`: then `dest` is the file, never a directory).
+        """Copy the verified content to a local file (`destinations.output_file`: into a
+        directory if `dest` is one or ends in "/", unless `exact`).
 
         A cached copy is copied from; a version not cached is downloaded straight into
         the file, and no second copy is kept in the cache unless `keep_cached` is true.
@@ -279,21 +280,7 @@ class RepoFile:
         `dest` is either untouched or complete. A damaged cached copy is evicted and
         downloaded again once.
         """
-        target = Path(dest)
-        if not exact and str(dest).endswith(("/", os.sep)) and not target.exists():
-            # A trailing "/" means "into this directory", as with cp: made if missing.
-            try:
-                target.mkdir(parents=True)
-            except OSError as exc:
-                raise UsageError(
-                    f"cannot make the directory {target}: {exc.strerror}",
-                    hint="check the path, or name a file to write",
-                ) from exc
-        if target.is_dir() and not exact:
-            _check_own_directory(target)
-            target = target / PurePosixPath(self.path).name
-        if target.is_dir():
-            raise UsageError(f"{target} is a directory", hint="choose another destination")
+        target = output_file(dest, PurePosixPath(self.path).name, exact=exact)
         if target.exists() and not overwrite:
             raise ConflictError(f"{target} already exists", hint="use --force to overwrite it")
         try:
@@ -395,14 +382,3 @@ class RepoFile:
 
     def __fspath__(self) -> str:
         return os.fspath(self.local_path)
-
-
-def _check_own_directory(directory: Path) -> None:
-    """Refuse to write into a directory that belongs to another user (not root): one
-    created in a shared place under the name asked for would receive the file."""
-    owner = directory.stat().st_uid
-    if owner not in (os.geteuid(), 0):
-        raise UsageError(
-            f"{directory} is a directory of another user's (uid {owner}); not writing into it",
-            hint="name a file or a directory of your own",
-        )

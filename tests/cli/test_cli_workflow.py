@@ -155,12 +155,13 @@ def test_housekeeping_on_the_embedded_default(embedded_cli: CliRun, tmp_path: Pa
     out(embedded_cli("add", "v.txt", str(src), "--publish", "--cache"))
     src.write_text("two")
     out(embedded_cli("add", "v.txt", str(src), "--publish", "--cache"))  # file 1 expired
-    # Defaults: expired files wait 7 days and two backups, so nothing goes yet.
+    # Defaults: expired files wait 7 days and two backups, so nothing goes yet: said.
     assert out(embedded_cli("gc", "--dry-run")) == (
         "would purge:\n"
         "CATEGORY     FILES  BYTES\n"
         "unpublished  0      0 B\n"
         "expired      0      0 B\n"
+        "kept 1 expired versions for 7 days after they expired (expired_ttl_seconds)\n"
     )
     status = json.loads(out(embedded_cli("cache", "status", "--json")))
     assert (status["files"], status["bytes"], status["limit"]) == (2, 6, None)

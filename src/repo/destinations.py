@@ -1,0 +1,40 @@
+"""Where a version copied out of the repository is written (`RepoFile.save_as`).
+
+As with `cp`: an existing directory, or a name ending in "/", means "into that
+directory" (made if missing), under the version's file name; anything else names the
+file. A directory of another user's (not root's) is never written into: one created in
+a shared place under the name asked for would receive the file.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from .errors import UsageError
+
+__all__ = ["output_file"]
+
+
+def output_file(dest: str | os.PathLike[str], name: str, *, exact: bool = False) -> Path:
+    """The file to write for `dest`; with `exact`, `dest` itself (never a directory)."""
+    target = Path(dest)
+    if not exact and str(dest).endswith(("/", os.sep)) and not target.exists():
+        try:
+            target.mkdir(parents=True)
+        except OSError as exc:
+            raise UsageError(
+                f"cannot make the directory {target}: {exc.strerror}",
+                hint="check the path, or name a file to write",
+            ) from exc
+    if target.is_dir() and not exact:
+        owner = target.stat().st_uid
+        if owner not in (os.geteuid(), 0):
+            raise UsageError(
+                f"{target} is a directory of another user's (uid {owner}); not writing into it",
+                hint="name a file or a directory of your own",
+            )
+        target = target / name
+    if target.is_dir():
+        raise UsageError(f"{target} is a directory", hint="choose another destination")
+    return target
