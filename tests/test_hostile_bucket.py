@@ -132,30 +132,29 @@ def _manifest(r: Repo, name: str) -> dict[str, Any]:
     return doc
 
 
-def _forge_newer_backup(r: Repo, genuine: str, data: bytes) -> str:
-    """A copy of backup `genuine` dated later, whose files table points p.txt at `data`,
-    with every checksum recomputed (what anyone who may write the prefix can do)."""
+def _copy_backup(r: Repo, genuine: str, when: datetime, tag: str, data: bytes = b"") -> str:
+    """A copy of backup `genuine` dated `when`, with no seal, every checksum recomputed
+    (what anyone who may write the prefix can do); with `data`, its files table points
+    every version at a new object holding `data`. Returns its name."""
     place = r.backups
-    manifest = json.loads(
-        b"".join(place.store.iter_bytes(f"{place.backups_prefix}{genuine}/manifest.json"))
-    )
-    later = datetime.now(UTC) + timedelta(seconds=1)
-    name = f"{later:%Y%m%dT%H%M%S%fZ}-forgedxx"
-    new_tables = {}
+    manifest = _manifest(r, genuine)
+    name = f"{when:%Y%m%dT%H%M%S%fZ}-{tag}"
     forged_key = f"{r.store.key_prefix}data/p.txt~{new_version_token()}"
-    r.store.put_bytes(forged_key, data)
+    if data:
+        r.store.put_bytes(forged_key, data)
+    tables = {}
     for table, spec in manifest["tables"].items():
         raw = gzip.decompress(b"".join(place.store.iter_bytes(spec["key"])))
-        if table == "files" and spec["format"] == "jsonl":
+        if data and table == "files" and spec["format"] == "jsonl":
             rows = [json.loads(line) for line in raw.splitlines()]
             for row in rows:
                 row |= {"key": forged_key, "md5": hashlib.md5(data).hexdigest(), "size": len(data)}
             raw = b"".join(json.dumps(row).encode() + b"\n" for row in rows)
         key = f"{place.backups_prefix}{name}/{spec['key'].rsplit('/', 1)[1]}"
         place.store.put_bytes(key, gzip.compress(raw))
-        new_tables[table] = {**spec, "key": key, "sha256": hashlib.sha256(raw).hexdigest()}
-    forged = {**manifest, "name": name, "tables": new_tables}
-    forged["taken_at"] = forged["completed_at"] = later.isoformat()
+        tables[table] = {**spec, "key": key, "sha256": hashlib.sha256(raw).hexdigest()}
+    forged = {**manifest, "name": name, "tables": tables}
+    forged["taken_at"] = forged["completed_at"] = when.isoformat()
     forged.pop("mac", None)
     _put(r, f"{place.backups_prefix}{name}/manifest.json", forged)
     return name
@@ -166,7 +165,8 @@ def test_a_forged_newer_backup_is_refused_even_by_a_deep_verify(config: dict[str
     with Repo(config) as r:
         publish(r, "p.txt", b"genuine")
         genuine = r.backup().name
-        forged = _forge_newer_backup(r, genuine, b"forged!")
+        later = datetime.now(UTC) + timedelta(seconds=1)
+        forged = _copy_backup(r, genuine, later, "forgedxx", b"forged!")
     lose_catalog(config)
     report = restore_catalog(config, verify=True, deep=True)
     assert report.backup == genuine
@@ -213,26 +213,6 @@ def test_malformed_objects_never_block_a_restore(config: dict[str, Any], tmp_pat
         assert q.read_bytes() == b"stray"
 
 
-def _future_manifest(r: Repo, genuine: str, years: int) -> str:
-    place = r.backups
-    manifest = json.loads(
-        b"".join(place.store.iter_bytes(f"{place.backups_prefix}{genuine}/manifest.json"))
-    )
-    when = datetime.now(UTC) + timedelta(days=365 * years)
-    name = f"{when:%Y%m%dT%H%M%S%fZ}-future{years:02d}"
-    tables = {
-        t: {**spec, "key": f"{place.backups_prefix}{name}/{spec['key'].rsplit('/', 1)[1]}"}
-        for t, spec in manifest["tables"].items()
-    }
-    for spec in manifest["tables"].values():
-        copy = b"".join(place.store.iter_bytes(spec["key"]))
-        place.store.put_bytes(f"{place.backups_prefix}{name}/{spec['key'].rsplit('/', 1)[1]}", copy)
-    forged = {**manifest, "name": name, "tables": tables}
-    forged["taken_at"] = forged["completed_at"] = when.isoformat()
-    _put(r, f"{place.backups_prefix}{name}/manifest.json", forged)
-    return name
-
-
 @pytest.mark.parametrize("key", [None, KEY], ids=["no-key", "backup-key"])
 def test_forged_manifests_never_make_retention_delete_genuine_backups(
     config: dict[str, Any], key: str | None
@@ -244,7 +224,9 @@ def test_forged_manifests_never_make_retention_delete_genuine_backups(
         publish(r, "p.txt", b"one")
         first = r.backup().name
         for years in (5, 6):  # far-future manifests copying the genuine one (its id too)
-            _future_manifest(r, first, years)
+            _copy_backup(
+                r, first, datetime.now(UTC) + timedelta(days=365 * years), f"future{years:02d}"
+            )
         publish(r, "p.txt", b"two")
         journal_before = len(list(r.backups.store.list(r.backups.journal_prefix)))
         taken = r.backup()

@@ -91,7 +91,7 @@ def pair_sources(
         )
     pairs = []
     for source in args:
-        _check_local(source, exists)
+        _refuse_directory(source)
         pairs.append((derived_path(source, prefix), source))
     seen: dict[str, str] = {}
     for name, source in pairs:
@@ -104,14 +104,18 @@ def pair_sources(
     return pairs
 
 
-def _check_local(source: str, exists: Callable[[str], bool] = os.path.lexists) -> None:
+def _check_local(source: str) -> None:
     if source == STDIN:
         return
-    if not exists(source):
+    if not os.path.lexists(source):
         raise NotFoundError(
             f"local file not found: {source}",
             hint="repo add takes local files first: repo add FILE... [--as NAME | --prefix P]",
         )
+    _refuse_directory(source)
+
+
+def _refuse_directory(source: str) -> None:
     if os.path.isdir(source):
         hint = f"add what it holds with: repo add --recursive {source}"
         raise UsageError(f"{source} is a directory", hint=hint)

@@ -13,15 +13,15 @@ from __future__ import annotations
 import hashlib
 import uuid
 from contextlib import closing
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import pytest
+from test_store_faults import _store
 
 import repo
 from harness.proxy import FaultProxy
 from repo.errors import VerificationError
 from repo.integrity import ETAG, READ_BACK, SERVER_CHECKED
-from repo.stores.s3 import S3Store
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -46,19 +46,6 @@ def proxy(s3_server: S3Server) -> Iterator[FaultProxy]:
 @pytest.fixture
 def bucket(s3_server: S3Server) -> str:
     return s3_server.create_bucket("t-" + uuid.uuid4().hex[:16])
-
-
-def _store(server: S3Server, bucket: str, proxy: FaultProxy, **kwargs: Any) -> S3Store:
-    return S3Store(
-        f"s3://{bucket}",
-        endpoint_url=proxy.endpoint_url,
-        access_key=server.access_key,
-        secret_key=server.secret_key,
-        region=server.region,
-        multipart_threshold=5 * MiB,
-        part_size=5 * MiB,
-        **kwargs,
-    )
 
 
 def _object_bytes(server: S3Server, bucket: str, key: str) -> bytes | None:

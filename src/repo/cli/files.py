@@ -11,7 +11,7 @@ from ..errors import UsageError
 from ..sources import STDIN, pair_sources
 from ..tags import DATE_TAG_TYPES, parse_when, tags_with_dates
 from .app import App, pass_app, resolve
-from .options import json_option, workers_option
+from .options import as_path_option, json_option, workers_option
 from .output import ByteBar, echo, echo_json, file_doc, shown
 
 if TYPE_CHECKING:
@@ -20,10 +20,6 @@ if TYPE_CHECKING:
 __all__ = ["add", "cat", "expire", "get", "publish", "tag", "upload"]
 
 PERIODS = click.Choice(list(DATE_TAG_TYPES))
-
-as_path_option = click.option(
-    "--path", "as_path", is_flag=True, help="Read the argument as a path even if all digits."
-)
 
 
 def _when(date_text: str | None) -> datetime | None:

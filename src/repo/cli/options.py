@@ -14,6 +14,12 @@ __all__ = ["json_option", "terminate_option", "workers_option"]
 F = TypeVar("F", bound=Callable[..., Any])
 
 
+#: For commands taking PATH|ID: read an all-digit argument as a path.
+as_path_option = click.option(
+    "--path", "as_path", is_flag=True, help="Read the argument as a path even if all digits."
+)
+
+
 def json_option(help: str = "One JSON document.") -> Callable[[F], F]:
     """``--json``: print one JSON document instead of text (the command's ``as_json``)."""
     return click.option("--json", "as_json", is_flag=True, help=help)

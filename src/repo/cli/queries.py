@@ -9,7 +9,7 @@ import click
 
 from ..admin import status_report
 from .app import App, pass_app, resolve
-from .options import json_option
+from .options import as_path_option, json_option
 from .output import echo, echo_json, file_doc, host_doc, human_size, human_time, table
 
 if TYPE_CHECKING:
@@ -97,9 +97,7 @@ def find(
 
 @click.command()
 @click.argument("ref", metavar="PATH|ID")
-@click.option(
-    "--path", "as_path", is_flag=True, help="Read the argument as a path even if all digits."
-)
+@as_path_option
 @json_option()
 @pass_app
 def history(app: App, ref: str, as_path: bool, as_json: bool) -> None:
@@ -117,9 +115,7 @@ def history(app: App, ref: str, as_path: bool, as_json: bool) -> None:
 
 @click.command()
 @click.argument("ref", metavar="PATH|ID")
-@click.option(
-    "--path", "as_path", is_flag=True, help="Read the argument as a path even if all digits."
-)
+@as_path_option
 @json_option()
 @pass_app
 def show(app: App, ref: str, as_path: bool, as_json: bool) -> None:
