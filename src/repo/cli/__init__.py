@@ -30,10 +30,7 @@ logger = logging.getLogger(__name__)
 
 
 #: What Ctrl-C leaves behind, said when it happens.
-INTERRUPTED = (
-    "nothing was recorded. Objects already uploaded, if any, are removed by "
-    "`repo gc --orphans` once older than orphan_grace_seconds."
-)
+INTERRUPTED = "nothing recorded; objects uploaded go with `repo gc --orphans`."
 
 
 class RepoGroup(click.Group):
