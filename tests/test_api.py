@@ -166,33 +166,6 @@ def test_repo_find_and_friends_have_the_seed_signatures() -> None:
     assert list(inspect.signature(repo.RepoFile.tag_date).parameters) == ["self", "when", "type"]
 
 
-def test_demo_runs_on_the_embedded_default(tmp_path: Path) -> None:
-    env = dict(os.environ, REPO_HOME=str(tmp_path / "home"), HOME=str(tmp_path))
-    env.pop("REPO_CFG", None)
-    out = subprocess.run(
-        [sys.executable, "-m", "repo", "demo"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert out.returncode == 0, out.stderr
-    assert "published a new version of demo/reports/daily.csv" in out.stdout
-    assert "read back demo/reports/daily.csv: 'day,visits\\n" in out.stdout
-    assert (tmp_path / "home" / "catalog.db").exists()
-    # A second run works on the same catalog (new versions supersede the old ones).
-    again = subprocess.run(
-        [sys.executable, "-m", "repo", "demo"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert again.returncode == 0, again.stderr
-
-
 def test_cli_reports_errors_in_one_line_without_traceback(tmp_path: Path) -> None:
     cfg = tmp_path / "bad.json"
     cfg.write_text('{"store": "file:///tmp/x", "database": "sqlite:///x.db", "colour": 1}')

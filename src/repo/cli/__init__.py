@@ -90,7 +90,7 @@ class RepoGroup(click.Group):
 )
 @click.option("-v", "--verbose", count=True, help="Log what happens (-vv: more).")
 @click.option("--debug", is_flag=True, help="Show tracebacks and debug logs.")
-@click.version_option(package_name="repo")
+@click.version_option(package_name="s3-file-repo")
 @click.pass_context
 def cli(ctx: click.Context, config_path: str | None, verbose: int, debug: bool) -> None:
     """Distributed, verified file repository on S3 (or a local directory).
