@@ -35,7 +35,7 @@ if TYPE_CHECKING:
     from .session import Session
     from .stores.base import ObjectInfo, Store
 
-__all__ = ["GcCategory", "GcReport", "collect_garbage"]
+__all__ = ["GcCategory", "GcReport", "collect_garbage", "finish_claims"]
 
 logger = logging.getLogger(__name__)
 
@@ -237,6 +237,18 @@ def _purge(
     finally:
         purger.close()
     return chosen
+
+
+def finish_claims(session: Session, claimed: Sequence[FileRecord]) -> None:
+    """Delete the objects of these claimed versions (their claim committed), then their
+    rows: GC's last two steps, for a purge that claimed its versions itself (`repo.erase`).
+    A failure leaves the rows it did not reach claimed, for the next run to finish."""
+    purger = _Purger(session)
+    try:
+        purger.delete(claimed)
+        purger.finish()
+    finally:
+        purger.close()
 
 
 class _Purger:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, BinaryIO
 
-from . import cache_admin, cache_check, ingest, lookup, recover, verify
+from . import cache_admin, cache_check, erase, ingest, lookup, recover, verify
 from .backup import BackupReport, list_backups, make_backup
 from .errors import at_boundary
 from .fetch import FetchReport, fetch_many
@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from .cache_check import CacheVerifyReport
     from .catalog import Catalog, HostSummary
     from .config import Config
+    from .erase import PurgeReport
     from .file import RepoFile
     from .ingest import AddReport
     from .progress import ProgressListener
@@ -287,6 +288,16 @@ class Repo:
         `orphans` unreferenced objects past ``orphan_grace_seconds``. Never a published
         version. Commits as it goes; needs a session without uncommitted changes."""
         return collect_garbage(self.session, dry_run=dry_run, orphans=orphans, now=now)
+
+    @at_boundary("purging")
+    def purge(
+        self, target: int | str, *, all_versions: bool = False, dry_run: bool = False
+    ) -> PurgeReport:
+        """Delete a version now, whatever its state: `target` is a file id, or a path with
+        one version (every version with `all_versions`). Its object, catalog rows and this
+        host's copies go, and the journal records it; backups taken before keep it
+        (docs/deleting.md). Commits; needs a session without uncommitted changes."""
+        return erase.purge(self.session, target, all_versions=all_versions, dry_run=dry_run)
 
     @at_boundary("backing up the catalog")
     def backup(self) -> BackupReport:

@@ -6,6 +6,9 @@ conditional update that re-checks every rule in its WHERE clause, and `publish` 
 version that is being published is never purged, and a claimed version is never
 published. Objects are deleted only after the claim is committed; rows only after their
 objects are gone. A claim left behind by an interrupted run is finished by the next.
+
+`claim_regardless` is the same claim without the rules, for `repo purge` (`repo.erase`):
+a person chose the versions, whatever their state.
 """
 
 from __future__ import annotations
@@ -15,10 +18,11 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import and_, delete, func, or_, select, text, update
 
+from . import tag_index
 from .arrays import IN_BATCH, among
 from .base import CatalogBase
 from .records import FileRecord, record, select_files
-from .schema import backups, file_hosts, file_tags, files
+from .schema import backups, file_hosts, file_tags, files, paths
 from .translate import translate_errors
 
 if TYPE_CHECKING:
@@ -143,6 +147,47 @@ class PurgeQueries(CatalogBase):
                     .returning(files.c.file_id)
                 ).scalars()
                 claimed += self._records(list(ids))
+        self._touched_files.update(r.file_id for r in claimed)
+        return claimed
+
+    def claim_regardless(self, file_ids: Sequence[int], *, now: datetime) -> list[FileRecord]:
+        """Claim these versions for purging whatever their state; returns every one of
+        them that exists, claimed now or by an earlier, interrupted purge.
+
+        A published version is expired by the claim, so its path has no current version
+        from the commit on. The paths' rows are locked first and then the versions' (the
+        order `publish` and `expire` take them in): a publisher of the path commits
+        before the claim, and its version is claimed as it left it, or finds the claim
+        and refuses. The caller commits before deleting any object.
+        """
+        ids = sorted(set(file_ids))
+        claimed: list[FileRecord] = []
+        with translate_errors("claiming files to purge"):
+            conn = self.db.begin_write()
+            pg = not self.db.is_sqlite
+            step = self._id_step(ids)
+            for i in range(0, len(ids), step):
+                chunk = ids[i : i + step]
+                which = among(files.c.file_id, chunk, postgres=pg)
+                of_versions = select(files.c.path_id).where(which)
+                conn.execute(
+                    select(paths.c.path_id)
+                    .where(paths.c.path_id.in_(of_versions))
+                    .order_by(paths.c.path_id)
+                    .with_for_update(key_share=True)
+                ).all()
+                conn.execute(
+                    select(files.c.file_id).where(which).order_by(files.c.file_id).with_for_update()
+                ).all()
+                unclaimed = and_(which, files.c.purge_started_at.is_(None))
+                conn.execute(
+                    update(files)
+                    .where(unclaimed, files.c.state == "published")
+                    .values(state="expired", expired_at=now)
+                )
+                conn.execute(update(files).where(unclaimed).values(purge_started_at=now))
+                tag_index.forget_versions(conn, chunk, pg)
+                claimed += self._records(chunk)
         self._touched_files.update(r.file_id for r in claimed)
         return claimed
 
