@@ -32,7 +32,7 @@ def test_every_command_has_help_with_an_example(embedded_cli: CliRun) -> None:
         [
             "add", "backup", "cache", "cat", "config", "create", "ctl", "demo", "destroy",
             "expire", "fetch", "find", "gc", "get", "history", "host", "list", "publish",
-            "recover", "restore", "show", "status", "tag", "upload", "verify",
+            "purge", "recover", "restore", "show", "status", "tag", "upload", "verify",
         ]
     )  # fmt: skip
     argvs: list[list[str]] = []

@@ -17,6 +17,7 @@ from ..errors import RepoError
 from .admin import config, create, ctl, demo, destroy
 from .app import App
 from .backups import backup, restore
+from .erase import purge
 from .fetching import fetch
 from .files import add, cat, expire, get, publish, tag, upload
 from .housekeeping import cache, gc, host
@@ -132,6 +133,7 @@ SUMMARIES = {
     "host": "Hosts known to the catalog.",
     "list": "List files by path pattern.",
     "publish": "Publish a version.",
+    "purge": "Delete a version now, whatever its state.",
     "recover": "Repair lost or damaged files from this host's cache.",
     "restore": "Restore the catalog from its backups.",
     "show": "Every version of a path, in full.",
@@ -161,6 +163,7 @@ for _command in (
     history,
     status,
     gc,
+    purge,
     cache,
     host,
     backup,
