@@ -346,6 +346,9 @@ def test_a_restore_from_an_earlier_backup_without_the_journal_is_reported_lost(
         ]
         with pytest.raises(NotFoundError):
             back.read_bytes()
+        # What docs/deleting.md says to do then: purge it again (its object is gone).
+        assert [p.file_id for p in r.purge(f.file_id).purged] == [f.file_id]
+        assert r.verify().ok
 
 
 def test_another_hosts_cached_copy_is_dropped_by_its_cache_prune(
