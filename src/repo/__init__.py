@@ -25,6 +25,7 @@ from .cache_admin import CacheReport, CacheStatus
 from .cache_check import CacheVerifyReport
 from .catalog import HostCopy, HostSummary
 from .config import Config, ConfigEntry, describe_config, load_config
+from .erase import PurgeReport
 from .errors import (
     CatalogBusyError,
     CatalogError,
@@ -84,6 +85,7 @@ __all__ = [
     "NotFoundError",
     "PermissionDeniedError",
     "ProgressListener",
+    "PurgeReport",
     "RecoverReport",
     "Repo",
     "RepoError",
