@@ -7,6 +7,7 @@ with plain SQLAlchemy; the store is asked for the object itself.
 
 from __future__ import annotations
 
+import threading
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
@@ -17,7 +18,16 @@ from sqlalchemy import create_engine, func, select
 from sqlalchemy.engine import make_url
 
 from harness.proxy import FaultProxy
-from repo import NotFoundError, Repo, RepoFile, StateError, UsageError, destroy_catalog, load_config
+from repo import (
+    NotFoundError,
+    PurgeReport,
+    Repo,
+    RepoFile,
+    StateError,
+    UsageError,
+    destroy_catalog,
+    load_config,
+)
 from repo.catalog.schema import current_tags, file_hosts, file_tags, files
 from repo.errors import StoreError
 from repo.journal import read_entries
@@ -265,6 +275,35 @@ def test_a_claimed_version_can_no_longer_be_published_by_another_session(
     other = {**embedded, "host_name": "b", "local_root": str(tmp_path / "b")}
     with Repo(other) as b, pytest.raises(StateError):
         b.file(f.file_id).publish()
+
+
+def test_a_purge_waits_for_a_publish_in_flight_on_postgresql_and_then_takes_it(
+    pg_url: str, tmp_path: Path
+) -> None:
+    store = tmp_path / "store"
+    store.mkdir()
+    base = {"store": store.as_uri(), "database": pg_url}
+    a_config = {**base, "host_name": "a", "local_root": str(tmp_path / "a")}
+    b_config = {**base, "host_name": "b", "local_root": str(tmp_path / "b")}
+    with Repo(a_config) as a, Repo(b_config) as b:
+        f = a.add_file("p").touch(SECRET).upload()
+        a.commit()
+        a.file(f.file_id).publish()  # holds the path's lock until it commits
+        outcome: list[object] = []
+        purging = threading.Thread(target=lambda: outcome.append(b.purge(f.file_id)))
+        purging.start()
+        purging.join(0.5)
+        assert purging.is_alive()  # waiting on the publisher's locks
+        a.commit()
+        purging.join(30)
+        assert not purging.is_alive()
+        (report,) = outcome
+        assert isinstance(report, PurgeReport)
+        # Chosen before the wait, so reported as it was then; claimed as the publish left it.
+        assert [(p.file_id, p.state) for p in report.purged] == [(f.file_id, "unpublished")]
+        assert not in_store(a, f.key)
+        with pytest.raises(NotFoundError):
+            a.current("p")
 
 
 @pytest.mark.s3
