@@ -15,13 +15,21 @@ venv: $(VENV)/.installed-test
 # also counts as the first). constraints.txt pins what the suite was last run with, so a
 # new release upstream cannot turn CI red (warnings are errors); refresh it with
 # `make constraints`.
+#
+# The distribution was called `repo` before it became s3-file-repo; a .venv made then
+# would hold both (and uninstalling the old one later would take the command along),
+# and the old editable build's metadata in src/ would still answer to the old name.
+UNINSTALL_OLD_NAME = $(BIN)/pip uninstall -q -y repo 2>/dev/null || true; rm -rf src/repo.egg-info
+
 $(VENV)/.installed-run: pyproject.toml constraints.txt
 	test -x $(BIN)/pip || $(PYTHON) -m venv $(VENV)
+	$(UNINSTALL_OLD_NAME)
 	$(BIN)/pip install -q -c constraints.txt -e .
 	touch $@
 
 $(VENV)/.installed-test: pyproject.toml constraints.txt
 	test -x $(BIN)/pip || $(PYTHON) -m venv $(VENV)
+	$(UNINSTALL_OLD_NAME)
 	$(BIN)/pip install -q -c constraints.txt -e '.[test]'
 	touch $(VENV)/.installed-run $@
 
