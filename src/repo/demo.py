@@ -175,6 +175,8 @@ def _how_to_run() -> str:
     on_path = shutil.which("repo")
     if on_path is not None and Path(on_path).resolve() == script.resolve():
         return "repo --help (it is on your PATH)."
+    if not script.exists():  # installed with its scripts elsewhere: name the interpreter
+        return f"{shlex.quote(sys.executable)} -m repo --help"
     shown = script
     if script.is_relative_to(Path.cwd()):
         shown = script.relative_to(Path.cwd())
