@@ -194,3 +194,20 @@ def test_demo_with_an_explicit_config_writes_into_that_repository(tmp_path: Path
 def test_demo_says_plain_repo_when_it_is_on_path(tmp_path: Path) -> None:
     out = _run_demo(tmp_path, path=f"{BIN}:/usr/bin:/bin")
     assert "To run repo yourself: repo --help (it is on your PATH)." in out.stdout.splitlines()
+
+
+def test_a_demo_that_fails_leaves_no_directory_behind(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"store": "file:///tmp/x", "database": "sqlite:///x.db", "colour": 1}')
+    (tmp_path / "tmp").mkdir()
+    out = subprocess.run(
+        [str(BIN / "repo"), "--config", str(bad), "demo"],
+        env=dict(os.environ, TMPDIR=str(tmp_path / "tmp")),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert out.returncode == 1
+    assert out.stderr.startswith("Error: ")
+    assert os.listdir(tmp_path / "tmp") == []

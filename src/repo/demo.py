@@ -45,6 +45,17 @@ class DemoPlace:
 def run_demo(echo: Callable[[str], None], *, config: str | None = None) -> DemoPlace:
     """Add, tag, publish, find and read back files, printing each step and its command."""
     place = _make_place(config)
+    try:
+        _tour(echo, place)
+    except BaseException:
+        # Nothing was said about the directory yet, so nobody would remove it: a bad
+        # --config or an interrupted demo must not leave one behind in /tmp each time.
+        shutil.rmtree(place.directory, ignore_errors=True)
+        raise
+    return place
+
+
+def _tour(echo: Callable[[str], None], place: DemoPlace) -> None:
     d = place.directory
     q = shlex.quote
     if place.throwaway:
@@ -148,7 +159,6 @@ def run_demo(echo: Callable[[str], None], *, config: str | None = None) -> DemoP
         echo(f"The demo repository stays in {d}; remove it with: rm -rf {q(str(d))}")
     else:
         echo(f"The demo's input files are in {d}; remove them with: rm -rf {q(str(d))}")
-    return place
 
 
 def _make_place(config: str | None) -> DemoPlace:
