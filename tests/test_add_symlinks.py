@@ -230,7 +230,7 @@ def test_cli_add_recursive_skips_links_with_one_warning_each(
     result = embedded_cli("add", str(tree), "--recursive")
 
     assert result.exit_code == 0, result.stderr
-    assert result.stdout == "added 1 files (3 bytes, unpublished); skipped 2 symbolic links\n"
+    assert result.stdout == "added 1 files (3 B, unpublished); skipped 2 symbolic links\n"
     assert result.stderr.splitlines() == [
         f"Warning: skipped symbolic link {tree}/leak.txt",
         f"Warning: skipped symbolic link {tree}/linked-dir",
@@ -247,7 +247,7 @@ def test_cli_add_recursive_with_follow_symlinks_adds_what_they_point_to(
 
     assert result.exit_code == 0, result.stderr
     total = 2 * len(SECRET) + 3
-    assert result.stdout == f"added 3 files ({total} bytes, unpublished)\n"
+    assert result.stdout == f"added 3 files ({total} B, unpublished)\n"
     assert result.stderr == ""
 
 

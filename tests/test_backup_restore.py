@@ -27,6 +27,7 @@ from sqlalchemy.engine import make_url
 from conftest import CliRun, write_config
 from repo import Repo, RepoFile, destroy_catalog, load_config
 from repo.catalog.schema import file_tags, files, metadata, path_tags, paths, tags
+from repo.cli.output import human_time
 from repo.errors import (
     CatalogError,
     NotFoundError,
@@ -952,14 +953,14 @@ def test_cli_restore_lists_backups_newest_first(run: CliRun, file_config: dict[s
     assert listed.exit_code == 0
     width = len(newer["name"])
     assert listed.stdout == (
-        f"{'BACKUP':<{width}}  {'TAKEN (UTC)':<32}  FILES\n"
-        f"{newer['name']}  {newer['taken_at']}  1\n"
-        f"{older['name']}  {older['taken_at']}  0\n"
+        f"{'BACKUP':<{width}}  {'TAKEN (UTC)':<19}  FILES\n"
+        f"{newer['name']}  {human_time(newer['taken_at'])}  1\n"
+        f"{older['name']}  {human_time(older['taken_at'])}  0\n"
     )
     as_json = run("restore", "--list", "--json")
     assert json.loads(as_json.stdout) == {
         "backups": [
-            {"name": m["name"], "taken_at": m["taken_at"], "files": files}
+            {"name": m["name"], "taken_at": m["taken_at"], "file_count": files}
             for m, files in ((newer, 1), (older, 0))
         ]
     }
@@ -983,7 +984,7 @@ def test_cli_restore_prints_one_line_and_refuses_a_catalog_with_data(
     forced = run("restore", "--force")
     assert (forced.exit_code, forced.stderr) == (0, "")
     assert forced.stdout == (
-        f"restored backup {m['name']} (taken {m['taken_at']}): 1 file versions; "
+        f"restored backup {m['name']} (taken {human_time(m['taken_at'])} UTC): 1 file versions; "
         "replayed 1 journal entries; adopted 0 objects\n"
     )
     assert run("cat", "b.txt").stdout == "b"
@@ -1014,7 +1015,7 @@ def test_cli_ctl_restore_is_restore(run: CliRun, file_config: dict[str, Any]) ->
 
     assert (restored.exit_code, restored.stderr) == (0, "")
     assert restored.stdout == (
-        f"restored backup {m['name']} (taken {m['taken_at']}): 1 file versions; "
+        f"restored backup {m['name']} (taken {human_time(m['taken_at'])} UTC): 1 file versions; "
         "replayed 0 journal entries; adopted 0 objects\n"
     )
     assert run("cat", "a.txt").stdout == "a"

@@ -469,9 +469,9 @@ def test_cli_cache_status(local_cli: CliRun, local_config: dict[str, str], tmp_p
     assert json.loads(result.stdout) == {
         "host": WRITER,
         "directory": directory,
-        "files": 2,
+        "file_count": 2,
         "bytes": 2100,
-        "limit": None,
+        "cache_max_bytes": None,
     }
 
     result = local_cli("cache", "status")
@@ -479,7 +479,7 @@ def test_cli_cache_status(local_cli: CliRun, local_config: dict[str, str], tmp_p
     assert result.stdout == f"cache on {WRITER} ({directory}): 2 files, 2.1 KiB (no limit)\n"
 
     write_config(local_cli.config_path, {**local_config, "cache_max_bytes": 4096})
-    assert json.loads(local_cli("cache", "status", "--json").stdout)["limit"] == 4096
+    assert json.loads(local_cli("cache", "status", "--json").stdout)["cache_max_bytes"] == 4096
     assert local_cli("cache", "status").stdout.endswith(": 2 files, 2.1 KiB (limit 4.0 KiB)\n")
 
 
@@ -523,7 +523,7 @@ def test_cli_cache_prune_and_clear(
     assert (result.exit_code, result.stderr) == (0, "")
     assert result.stdout == "removed 1 cached copies (300 B)\n"
     assert local_cli("cache", "clear", "--yes").stdout == "removed 0 cached copies (0 B)\n"
-    assert json.loads(local_cli("cache", "status", "--json").stdout)["files"] == 0
+    assert json.loads(local_cli("cache", "status", "--json").stdout)["file_count"] == 0
 
 
 def test_cli_host_list(local_cli: CliRun, local_config: dict[str, str], tmp_path: Path) -> None:
@@ -550,7 +550,7 @@ def test_cli_host_list(local_cli: CliRun, local_config: dict[str, str], tmp_path
             {
                 "name": "reader",
                 "cache_max_bytes": 4096,
-                "files": 1,
+                "file_count": 1,
                 "bytes": 100,
                 "first_seen": seen["reader"].first_seen.isoformat(),
                 "last_seen": seen["reader"].last_seen.isoformat(),
@@ -558,7 +558,7 @@ def test_cli_host_list(local_cli: CliRun, local_config: dict[str, str], tmp_path
             {
                 "name": WRITER,
                 "cache_max_bytes": None,
-                "files": 2,
+                "file_count": 2,
                 "bytes": 2100,
                 "first_seen": seen[WRITER].first_seen.isoformat(),
                 "last_seen": seen[WRITER].last_seen.isoformat(),
@@ -583,7 +583,7 @@ def test_cli_host_decommission(
 
     def listed() -> dict[str, int]:
         doc = json.loads(local_cli("host", "list", "--json").stdout)
-        return {h["name"]: h["files"] for h in doc["hosts"]}
+        return {h["name"]: h["file_count"] for h in doc["hosts"]}
 
     result = local_cli("host", "decommission", "reader", input="n\n")
     assert result.exit_code == 1

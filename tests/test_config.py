@@ -752,7 +752,7 @@ def test_config_show_lists_every_setting_with_secrets_masked(tmp_path: Path) -> 
     shown = run("config", "--show", "--json")
     assert shown.exit_code == 0, shown.output
     assert json.loads(shown.stdout) == {
-        "settings": [{"name": n, "value": v, "origin": o} for n, v, o in expected]
+        "settings": {n: {"value": v, "origin": o} for n, v, o in expected}
     }
     text = run("config", "--show")
     assert text.exit_code == 0, text.output

@@ -187,8 +187,13 @@ def test_cli_fetch_by_tag_and_pattern(
 
     second = cli("fetch", "set/0[02].txt", "--json")
     assert second.exit_code == 0, second.output
-    assert json.loads(second.stdout) == {
-        "files": 2,
+    doc = json.loads(second.stdout)
+    assert [(f["path"], f["state"]) for f in doc.pop("files")] == [
+        ("set/00.txt", "published"),
+        ("set/02.txt", "published"),
+    ]
+    assert doc == {
+        "file_count": 2,
         "downloaded": 0,
         "cached": 2,
         "bytes": len(data["set/00.txt"]) + len(data["set/02.txt"]),

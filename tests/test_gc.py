@@ -449,9 +449,9 @@ def test_cli_gc_dry_run_table_then_json_report_then_nothing_left(
     assert real.exit_code == 0, real.stderr
     assert json.loads(real.stdout) == {
         "dry_run": False,
-        "unpublished": {"count": 1, "bytes": 3, "keys": [draft.key]},
-        "expired": {"count": 1, "bytes": 5, "keys": [old.key]},
-        "resumed": {"count": 0, "bytes": 0, "keys": []},
+        "unpublished": {"file_count": 1, "bytes": 3, "keys": [draft.key]},
+        "expired": {"file_count": 1, "bytes": 5, "keys": [old.key]},
+        "resumed": {"file_count": 0, "bytes": 0, "keys": []},
         "orphans": None,
         "waiting_for_backups": 0,
         "unpublished_within_ttl": 0,
@@ -499,7 +499,7 @@ def test_cli_gc_shows_resumed_purges_orphans_and_versions_waiting_for_backups(
     time.sleep(0.01)  # the orphan must be strictly older than now - 0 s of grace
 
     doc = json.loads(cli("gc", "--dry-run", "--orphans", "--json").stdout)
-    assert doc["orphans"] == {"count": 1, "bytes": 6, "keys": [orphan]}
+    assert doc["orphans"] == {"object_count": 1, "bytes": 6, "keys": [orphan]}
     assert doc["waiting_for_backups"] == 1
 
     result = cli("gc", "--orphans")

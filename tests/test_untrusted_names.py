@@ -222,7 +222,7 @@ def source(tmp_path: Path) -> Path:
 
 def _nothing_recorded(cli: CliRun) -> bool:
     result = cli("status", "--json")
-    return all(s["count"] == 0 for s in json.loads(result.stdout)["files"].values())
+    return all(s["file_count"] == 0 for s in json.loads(result.stdout)["states"].values())
 
 
 def test_a_new_tag_with_a_format_character_is_refused(embedded_cli: CliRun, source: Path) -> None:

@@ -153,6 +153,7 @@ def make_backup(session: Session) -> BackupReport:
         bytes=total,
         location=location,
     )
+    logger.info("backup %s: %d bytes of %d tables at %s", name, total, len(tables), location)
     _retain(session, report)
     return report
 

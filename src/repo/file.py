@@ -328,16 +328,17 @@ class RepoFile:
         """Upload if needed, then make this the current version of its path."""
         self.upload()
         updated, superseded = self._session.catalog.publish(self.file_id, when=datetime.now(UTC))
-        if superseded:
-            logger.info(
-                "published %s (file %s); expired %s", updated.path, updated.file_id, superseded
-            )
+        logger.info(
+            "published %s (file %s); expired %s",
+            updated.path, updated.file_id, superseded or "none",
+        )  # fmt: skip
         self._rec = updated
         return self
 
     def expire(self) -> RepoFile:
         """Take this version out of use; garbage collection purges it later."""
         self._rec = self._session.catalog.expire(self.file_id, when=datetime.now(UTC))
+        logger.info("expired %s (file %s)", self.path, self.file_id)
         return self
 
     # -- tags ----------------------------------------------------------------------------

@@ -152,8 +152,13 @@ def _add_from_file(
         verified_with=result.verified_with,
     )
     records, superseded = _record_uploaded(session, [version], created, names, publish)
-    if superseded:
-        logger.info("published %s; expired %d earlier version", path, len(superseded))
+    logger.info(
+        "uploaded %s (file %s) from %s to %s: %d bytes, md5 %s, verified by %s",
+        path, records[0].file_id, source, result.key, result.size, result.md5,
+        result.verified_with,
+    )  # fmt: skip
+    if publish:
+        logger.info("published %s; expired %d earlier versions", path, len(superseded))
     return RepoFile(session, records[0])
 
 

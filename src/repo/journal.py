@@ -181,10 +181,12 @@ def _check_file_doc(doc: object) -> None:
 def safe_write(place: BackupPlace, entry: dict[str, Any], scratch: Path) -> None:
     """`write_entry`, logging instead of raising: the commit has happened already."""
     try:
-        write_entry(place, entry, scratch)
+        key = write_entry(place, entry, scratch)
     except (RepoError, OSError) as exc:
         logger.error(
             "committed, but could not write the change journal (%s); this commit is only "
             "recoverable from the next backup",
             exc,
         )
+    else:
+        logger.info("change journal entry %s", key)

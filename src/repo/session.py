@@ -38,6 +38,7 @@ from .paths import check_key
 from .staging import StagingArea
 from .stores import Store, open_store
 from .stores.local import PRIVATE_FILE, make_directories
+from .urls import mask_url
 
 if TYPE_CHECKING:
     from types import TracebackType
@@ -127,6 +128,7 @@ class Session:
     def catalog(self) -> Catalog:
         """The catalog, and the open transaction on it."""
         catalog = Catalog(self.config.database_url)
+        logger.info("catalog %s", self.config.masked_database_url())
         # A session dropped without `close()` (a service making one per request) gives
         # its connection back when it is collected, rather than at the process's end.
         weakref.finalize(self, _release, catalog)
@@ -137,6 +139,7 @@ class Session:
         """The store new versions go to (the configured ``store``)."""
         store = open_store(self.config.store_url, self.config)
         self._stores[store.bucket] = store
+        logger.info("store %s; this host is %s", mask_url(store.url), self.host)
         return store
 
     @cached_property

@@ -108,6 +108,10 @@ def upload(session: Session, record: FileRecord, progress: Progress | None = Non
         session.uploaded_in_transaction(record.key)
     # Recorded after commit: until then other sessions cannot see the file's row.
     session.copies.noted(record.file_id, fresh=True, flush=False, key=record.key)
+    logger.info(
+        "uploaded %s (file %s) to %s: %d bytes, md5 %s, verified by %s",
+        record.path, record.file_id, record.key, result.size, result.md5, result.verified_with,
+    )  # fmt: skip
     return updated
 
 
@@ -143,6 +147,7 @@ def cached_copy(session: Session, record: FileRecord) -> Path | None:
     hit, news = session.cache.use(record.key, record.size)
     if hit is None:
         return None
+    logger.info("%s (file %s): this host's cached copy", record.path, record.file_id)
     if news:  # else the catalog's last access is less than a minute old too
         session.copies.noted(record.file_id, fresh=False, key=record.key)
     return Path(hit)
@@ -175,6 +180,9 @@ def fetch_into(
         assert record.size is not None  # noqa: S101
         got = session.locate(record).get_into(record.key, out, progress=progress)
         check_download(record.key, got.md5, got.size, md5=record.md5, size=record.size)
+        logger.info(
+            "downloaded %s (file %s): %d bytes, md5 verified", record.path, record.file_id, got.size
+        )
         return None
     # The reader's output is what must be durable, not this copy.
     download(session, record, progress, sync=False, tee=out)
@@ -204,4 +212,8 @@ def download(
         tee=tee,
     )
     session.copies.noted(record.file_id, fresh=True, key=record.key)
+    logger.info(
+        "downloaded %s (file %s) into this host's cache: %d bytes, md5 verified",
+        record.path, record.file_id, record.size,
+    )  # fmt: skip
     return path

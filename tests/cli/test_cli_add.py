@@ -67,7 +67,7 @@ def test_several_files_are_each_stored_under_their_own_name(
 ) -> None:
     run, _ = here
     assert _out(run("add", "a.txt", "b.txt")) == (
-        "added a.txt (file 1, 13 bytes, unpublished)\nadded b.txt (file 2, 13 bytes, unpublished)\n"
+        "added a.txt (file 1, 13 B, unpublished)\nadded b.txt (file 2, 13 B, unpublished)\n"
     )
     assert _contents(embedded_config) == {"a.txt": b"content of a\n", "b.txt": b"content of b\n"}
 
@@ -77,17 +77,17 @@ def test_dot_slash_and_prefix_and_as(
 ) -> None:
     run, _ = here
     assert _out(run("add", "./daily.csv")) == (
-        "added daily.csv from ./daily.csv (file 1, 6 bytes, unpublished)\n"
+        "added daily.csv from ./daily.csv (file 1, 6 B, unpublished)\n"
     )
     assert _out(run("add", "a.txt", "b.txt", "--prefix", "docs/")) == (
-        "added docs/a.txt from a.txt (file 2, 13 bytes, unpublished)\n"
-        "added docs/b.txt from b.txt (file 3, 13 bytes, unpublished)\n"
+        "added docs/a.txt from a.txt (file 2, 13 B, unpublished)\n"
+        "added docs/b.txt from b.txt (file 3, 13 B, unpublished)\n"
     )
     assert _out(run("add", "a.txt", "--as", "notes/first.txt")) == (
-        "added notes/first.txt (file 4, 13 bytes, unpublished)\n"
+        "added notes/first.txt (file 4, 13 B, unpublished)\n"
     )
     assert _out(run("add", "-", "--as", "logs/job.log", input=b"from stdin\n")) == (
-        "added logs/job.log (file 5, 11 bytes, unpublished)\n"
+        "added logs/job.log (file 5, 11 B, unpublished)\n"
     )
     got = _contents(embedded_config)
     assert got["daily.csv"] == b"day,1\n"
@@ -102,10 +102,10 @@ def test_the_seeds_spelling_still_works_where_it_is_unambiguous(
     run, _ = here
     # reports/daily.csv is no local file: the repository path comes first, as in the seed.
     assert _out(run("add", "reports/daily.csv", "daily.csv")) == (
-        "added reports/daily.csv (file 1, 6 bytes, unpublished)\n"
+        "added reports/daily.csv (file 1, 6 B, unpublished)\n"
     )
     assert _out(run("add", "logs/x.log", "-", input=b"x")) == (
-        "added logs/x.log (file 2, 1 bytes, unpublished)\n"
+        "added logs/x.log (file 2, 1 B, unpublished)\n"
     )
     assert _contents(embedded_config)["reports/daily.csv"] == b"day,1\n"
 

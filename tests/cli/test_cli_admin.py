@@ -100,9 +100,9 @@ def test_config_show_masks_secrets_and_says_where_values_came_from(
     assert result.exit_code == 0
     assert "very-secret-value" not in result.stdout
     assert "db-password" not in result.stdout
-    settings = {s["name"]: s for s in json.loads(result.stdout)["settings"]}
+    settings = json.loads(result.stdout)["settings"]
     assert settings["store_url"] == {
-        "name": "store_url", "value": "s3://my-bucket",
+        "value": "s3://my-bucket",
         "origin": f"{cfg} ($REPO_CFG): default_s3_bucket",
     }  # fmt: skip
     assert settings["s3_secret_key"]["value"] == "****"
@@ -110,7 +110,7 @@ def test_config_show_masks_secrets_and_says_where_values_came_from(
     assert settings["database_url"]["value"] == "postgresql+psycopg://u:***@db.example/repo"
     assert settings["host_name"]["origin"] == "default: this machine's host name"
     assert settings["s3_endpoint_url"] == {
-        "name": "s3_endpoint_url", "value": None, "origin": "not set"
+        "value": None, "origin": "not set"
     }  # fmt: skip
     table = CliRun(None, tmp_path)("config")
     assert table.exit_code == 0

@@ -27,7 +27,7 @@ def fails(result: Any, *lines: str) -> None:
 def counts(cli: CliRun) -> dict[str, Any]:
     result = cli("status", "--json")
     assert result.exit_code == 0, result.stderr
-    return dict(json.loads(result.stdout)["files"])
+    return dict(json.loads(result.stdout)["states"])
 
 
 def closed_port() -> int:

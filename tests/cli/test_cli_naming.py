@@ -56,7 +56,7 @@ def test_show_and_history_take_a_path_or_an_id(run: CliRun) -> None:
 def test_get_into_a_directory_named_with_a_trailing_slash(run: CliRun, tmp_path: Path) -> None:
     result = run("get", "reports/daily.csv", "-o", "newdir/")
     assert result.exit_code == 0, result.stderr
-    assert result.stdout == "saved newdir/daily.csv (11 bytes, file 2)\n"
+    assert result.stdout == "saved newdir/daily.csv (11 B, file 2)\n"
     assert (tmp_path / "newdir" / "daily.csv").read_bytes() == b"v2, longer\n"
     again = run("get", "reports/daily.csv", "-o", "newdir")  # an existing directory: into it
     assert again.exit_code == 1

@@ -13,7 +13,9 @@ from typing import TYPE_CHECKING
 import click
 
 from repo.cli import cli as repo_cli
-from repo.cli.output import ByteBar, human_size, table
+from repo.cli.bar_line import fitted
+from repo.cli.bars import DELAY_VARIABLE, ByteBar
+from repo.cli.output import human_size, table
 
 if TYPE_CHECKING:
     import pytest
@@ -74,28 +76,28 @@ def test_json_shapes_are_stable(cli: CliRun, tmp_path: Path) -> None:
     assert list(shown["versions"][0]["hosts"][0]) == ["host", "downloaded_at", "last_access"]
 
     status = json.loads(cli("status", "--json").stdout)
-    assert list(status) == ["ok", "catalog", "store", "files", "cache"]
+    assert list(status) == ["ok", "catalog", "store", "states", "cache"]
     assert list(status["catalog"]) == ["url", "reachable", "error", "schema_version"]
     assert list(status["store"]) == ["url", "reachable", "error"]
-    assert status["files"] == {
-        "unpublished": {"count": 0, "bytes": 0},
-        "published": {"count": 1, "bytes": 10},
-        "expired": {"count": 0, "bytes": 0},
+    assert status["states"] == {
+        "unpublished": {"file_count": 0, "bytes": 0},
+        "published": {"file_count": 1, "bytes": 10},
+        "expired": {"file_count": 0, "bytes": 0},
     }
-    assert list(status["cache"]) == ["host", "files", "bytes", "limit"]
-    assert status["cache"]["files"] == 1
+    assert list(status["cache"]) == ["host", "file_count", "bytes", "cache_max_bytes"]
+    assert status["cache"]["file_count"] == 1
     assert status["cache"]["bytes"] == 10
 
     settings = json.loads(cli("config", "--show", "--json").stdout)
     assert list(settings) == ["settings"]
-    assert [s["name"] for s in settings["settings"]] == [
+    assert list(settings["settings"]) == [
         "source", "store_url", "database_url", "local_root", "host_name", "backup_store_url",
         "s3_endpoint_url", "s3_region", "s3_access_key", "s3_secret_key", "cache_max_bytes",
         "unpublished_ttl_seconds", "expired_ttl_seconds", "orphan_grace_seconds",
         "backups_before_purge", "backup_keep", "s3_timeout_seconds", "s3_sse",
         "s3_sse_kms_key_id", "backup_key", "s3_upload_check",
     ]  # fmt: skip
-    assert all(list(s) == ["name", "value", "origin"] for s in settings["settings"])
+    assert all(list(s) == ["value", "origin"] for s in settings["settings"].values())
 
 
 def test_empty_results_are_an_empty_document_or_a_note_on_stderr(embedded_cli: CliRun) -> None:
@@ -137,29 +139,44 @@ def test_progress_bar_draws_on_a_terminal_only_after_a_moment(
 ) -> None:
     drawn = io.StringIO()
     monkeypatch.setattr(sys, "stderr", drawn)
+    monkeypatch.delenv(DELAY_VARIABLE, raising=False)
     quiet = ByteBar("uploading", total=100, enabled=False)
     assert quiet.listener is None  # the library is not asked to report at all
     quiet(50)
+    assert not quiet.drawn
     quiet.close()
-    assert drawn.getvalue() == ""
 
     fast = ByteBar("uploading", total=100, enabled=True)
+    assert fast.listener is fast
     fast(100)  # finished within the delay: never drawn
+    assert not fast.drawn
     fast.close()
     assert drawn.getvalue() == ""
 
+    monkeypatch.setenv(DELAY_VARIABLE, "0")
     slow = ByteBar("uploading", total=100, enabled=True)
-    assert slow.listener is slow
-    monkeypatch.setattr(slow, "DELAY", 0.0)
     monkeypatch.setattr(slow, "INTERVAL", 0.0)
     slow.begin(100, 2)
     slow(50)
-    slow.file_done()
-    last = drawn.getvalue().split("\r")[-1]
-    assert last.startswith("uploading [###############               ]  50% 50 B 1/2 files ")
-    assert last.endswith("/s\x1b[K")
+    assert slow.drawn
     slow.close()
-    assert drawn.getvalue().endswith("\r\x1b[K")
+    assert not slow.drawn
+    slow.file_done()  # a worker still reporting after close draws nothing again
+    assert not slow.drawn
+    # What the drawn line looks like on a terminal: tests/cli/test_cli_progress.py.
+
+
+def test_progress_line_gives_up_words_before_the_bar_gets_too_narrow() -> None:
+    words = [" 45%", "90.0/200.0 MiB", "ETA 0:02", "3/10 files", "104.4 MiB/s"]
+    # "fetching", the bar and the words, one space before each but the first: 8 + 1 + 52.
+    assert fitted(119, "fetching", words) == (words, 58)
+    assert fitted(79, "fetching", words) == (words, 18)
+    assert fitted(69, "fetching", words) == (words[:4], 20)  # the rate goes first
+    assert fitted(59, "fetching", words) == (words[:4], 10)
+    assert fitted(58, "fetching", words) == (words[:3], 20)
+    assert fitted(30, "fetching", words) == (words[:1], 16)
+    assert fitted(12, "fetching", words) == (words[:1], 0)  # rich crops what is left
+    assert fitted(59, "uploading", []) == ([], 49)
 
 
 def test_human_sizes_and_tables() -> None:

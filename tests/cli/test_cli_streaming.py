@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from conftest import write_config
+from repo.cli.output import human_size
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Iterator
@@ -222,7 +223,7 @@ def test_a_200_mib_stream_goes_through_add_cat_and_get_in_bounded_memory(
 
     added = repo_cmd("add", "big.bin", "-", "--publish", stdin=blocks(BIG_SIZE, seed=1))
     assert (added.returncode, added.stderr) == (0, "")
-    assert added.stdout == f"added big.bin (file 1, {BIG_SIZE} bytes, published)\n".encode()
+    assert added.stdout == f"added big.bin (file 1, {human_size(BIG_SIZE)}, published)\n".encode()
     peaks["add -"] = added.peak_rss
 
     for name, command, args in [
@@ -239,7 +240,7 @@ def test_a_200_mib_stream_goes_through_add_cat_and_get_in_bounded_memory(
     dest = tmp_path / "copy.bin"
     saved = repo_cmd("get", "big.bin", "-o", str(dest))
     assert (saved.returncode, saved.stderr) == (0, "")
-    assert saved.stdout == f"saved {dest} ({BIG_SIZE} bytes, file 1)\n".encode()
+    assert saved.stdout == f"saved {dest} ({human_size(BIG_SIZE)}, file 1)\n".encode()
     assert md5_of(file_chunks(dest)) == sent_md5
     peaks["get -o FILE"] = saved.peak_rss
 

@@ -30,7 +30,7 @@ def test_seed_workflow_from_the_shell(cli: CliRun, tmp_path: Path) -> None:
 
     assert out(cli("create")).endswith(": reachable\n")
     assert out(cli("add", "reports/daily.csv", str(day1), "--tag", "sales")) == (
-        "added reports/daily.csv (file 1, 25 bytes, unpublished)\n"
+        "added reports/daily.csv (file 1, 25 B, unpublished)\n"
     )
     assert out(cli("tag", "reports/daily.csv", "--date", "2026-11-24")) == (
         "3 tag(s) added to reports/daily.csv (file 1): "
@@ -58,7 +58,7 @@ def test_seed_workflow_from_the_shell(cli: CliRun, tmp_path: Path) -> None:
                 "--publish",
             )
         )
-        == "added reports/daily.csv (file 2, 25 bytes, published)\n"
+        == "added reports/daily.csv (file 2, 25 B, published)\n"
     )
     assert out(cli("find", "--any", "hour=2026-11-25T09", "--exclude", "draft")) == (
         "ID  STATE      SIZE  UPDATED (UTC)        PATH\n"
@@ -73,7 +73,7 @@ def test_seed_workflow_from_the_shell(cli: CliRun, tmp_path: Path) -> None:
     )
 
     got = cli("get", "reports/daily.csv", "-o", str(tmp_path / "copy.csv"))
-    assert out(got) == f"saved {tmp_path / 'copy.csv'} (25 bytes, file 2)\n"
+    assert out(got) == f"saved {tmp_path / 'copy.csv'} (25 B, file 2)\n"
     assert (tmp_path / "copy.csv").read_text() == day2.read_text()
     assert cli("cat", "reports/daily.csv").stdout == day2.read_text()
     assert cli("get", "reports/daily.csv", "-o", "-").stdout == day2.read_text()
@@ -94,10 +94,10 @@ def test_seed_workflow_from_the_shell(cli: CliRun, tmp_path: Path) -> None:
 
 def test_add_from_stdin_then_upload_and_publish_by_id(cli: CliRun) -> None:
     assert out(cli("add", "logs/job.log", "-", input=b"line 1\nline 2\n")) == (
-        "added logs/job.log (file 1, 14 bytes, unpublished)\n"
+        "added logs/job.log (file 1, 14 B, unpublished)\n"
     )
     md5 = hashlib.md5(b"line 1\nline 2\n").hexdigest()
-    assert out(cli("upload", "1")) == f"uploaded logs/job.log (file 1, 14 bytes, md5 {md5})\n"
+    assert out(cli("upload", "1")) == f"uploaded logs/job.log (file 1, 14 B, md5 {md5})\n"
     assert out(cli("publish", "1")) == "published logs/job.log (file 1)\n"
     assert cli("cat", "logs/job.log").stdout == "line 1\nline 2\n"
 
@@ -110,7 +110,7 @@ def test_recursive_add_uploads_a_tree_under_a_prefix(cli: CliRun, tmp_path: Path
     result = cli(
         "add", str(tree), "--recursive", "--prefix", "runs/42", "-t", "run=42", "--publish"
     )
-    assert out(result) == "added 3 files (19 bytes, published)\n"
+    assert out(result) == "added 3 files (19 B, published)\n"
     found = json.loads(out(cli("find", "--all", "run=42", "--json")))
     assert [(f["path"], f["size"], f["tags"]) for f in found["files"]] == [
         ("runs/42/a.txt", 5, ["run=42"]),
@@ -139,12 +139,12 @@ def test_embedded_default_needs_no_configuration(embedded_cli: CliRun, tmp_path:
     src = tmp_path / "hello.txt"
     src.write_text("hello\n")
     assert out(embedded_cli("add", "hello.txt", str(src), "--publish")) == (
-        "added hello.txt (file 1, 6 bytes, published)\n"
+        "added hello.txt (file 1, 6 B, published)\n"
     )
     assert embedded_cli("cat", "hello.txt").stdout == "hello\n"
     status = json.loads(out(embedded_cli("status", "--json")))
     assert status["ok"] is True
-    assert status["files"]["published"] == {"count": 1, "bytes": 6}
+    assert status["states"]["published"] == {"file_count": 1, "bytes": 6}
     assert status["catalog"]["url"].startswith("sqlite:///")
 
 
@@ -164,12 +164,12 @@ def test_housekeeping_on_the_embedded_default(embedded_cli: CliRun, tmp_path: Pa
         "kept 1 expired versions for 7 days after they expired (expired_ttl_seconds)\n"
     )
     status = json.loads(out(embedded_cli("cache", "status", "--json")))
-    assert (status["files"], status["bytes"], status["limit"]) == (2, 6, None)
+    assert (status["file_count"], status["bytes"], status["cache_max_bytes"]) == (2, 6, None)
     assert out(embedded_cli("cache", "prune")) == (
         "dropped 1 expired and 0 purged copies, evicted 0 for space (3 B freed)\n"
     )
     hosts = json.loads(out(embedded_cli("host", "list", "--json")))["hosts"]
-    assert [(h["files"], h["bytes"]) for h in hosts] == [(1, 3)]
+    assert [(h["file_count"], h["bytes"]) for h in hosts] == [(1, 3)]
     assert embedded_cli("cat", "v.txt").stdout == "two"
 
 
@@ -177,7 +177,7 @@ def test_which_commands_leave_a_copy_in_this_hosts_cache(
     embedded_cli: CliRun, tmp_path: Path
 ) -> None:
     def cached() -> int:
-        return int(json.loads(out(embedded_cli("cache", "status", "--json")))["files"])
+        return int(json.loads(out(embedded_cli("cache", "status", "--json")))["file_count"])
 
     src = tmp_path / "f.txt"
     src.write_text("content")

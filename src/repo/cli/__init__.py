@@ -1,13 +1,18 @@
 """The ``repo`` command: a thin click shell over the library (parsing and formatting only).
 
 Exit codes: 0 success, 1 an error the user can act on (``Error: ...`` and, where it
-helps, ``Try: ...`` on stderr; also an interruption), 2 bad usage (click's message).
+helps, ``Try: ...`` on stderr), 2 bad usage (click's message), 130 Ctrl-C. With
+``--json``, an error is one JSON object on stderr instead: ``{"error": ..., "hint": ...}``.
 """
 
 from __future__ import annotations
 
 import errno
+import json
 import logging
+import os
+import signal
+import sys
 import traceback
 from typing import Any, NoReturn
 
@@ -41,21 +46,44 @@ class RepoGroup(click.Group):
     user sees.
     """
 
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        # Seen before the command parses its own options, so that even click's usage
+        # errors come out as JSON for a caller who asked for JSON.
+        given = args[: args.index("--")] if "--" in args else args
+        ctx.meta[_WANTS_JSON] = "--json" in given
+        return super().parse_args(ctx, args)
+
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
-        except (click.ClickException, click.exceptions.Exit, click.exceptions.Abort):
+        except click.ClickException as exc:
+            if not _wants_json(ctx):
+                raise
+            where = exc.ctx if isinstance(exc, click.UsageError) else None
+            hint = f"see `{where.command_path} --help`" if where is not None else None
+            _echo_error_json(exc.format_message(), hint)
+            ctx.exit(exc.exit_code)
+        except click.exceptions.Abort:
+            if not _wants_json(ctx):
+                raise
+            _echo_error_json("aborted: nothing was changed", None)
+            ctx.exit(1)
+        except click.exceptions.Exit:
             raise
         except KeyboardInterrupt:
             # The command's transaction was rolled back on the way out (`App.repo`).
-            echo("", err=True)
-            echo(f"Interrupted: {INTERRUPTED}", err=True)
+            if _wants_json(ctx):
+                _echo_error_json(f"interrupted: {INTERRUPTED}", None)
+            else:
+                echo("", err=True)
+                echo(f"Interrupted: {INTERRUPTED}", err=True)
             ctx.exit(130)  # what a shell reports for a command ended by SIGINT
         except RepoError as exc:
             self._report(ctx, exc, f"Error: {exc.message}", exc.hint)
         except OSError as exc:
             if exc.errno == errno.EPIPE:
-                raise  # click's main stops quietly when the reader went away
+                _reader_gone()
+                ctx.exit(READER_GONE)
             self._report(ctx, exc, f"Error: {exc}", None)
         except Exception as exc:
             self._report(
@@ -73,11 +101,45 @@ class RepoGroup(click.Group):
             traceback.print_exception(exc)
         else:
             logger.debug("command failed", exc_info=exc)
+        if _wants_json(ctx):
+            _echo_error_json(line.removeprefix("Error: "), hint)
+            ctx.exit(1)
         # An error names what it is about (a path, a file name from disk): one line, shown.
         echo(shown(line), err=True)
         if hint:
             echo(f"Try: {shown(hint)}", err=True)
         ctx.exit(1)
+
+
+_WANTS_JSON = "repo.json"
+
+#: The exit status when whoever read the output stopped reading (`repo cat big | head`):
+#: the status a shell reports for `cat` there, ended by SIGPIPE (128 + 13).
+READER_GONE = 128 + signal.SIGPIPE
+
+
+def _reader_gone() -> None:
+    """Quietly: point standard output at /dev/null, so that flushing what is left on the
+    way out raises nothing more (no "Broken pipe" message)."""
+    try:
+        fd = sys.stdout.fileno()
+    except (AttributeError, OSError, ValueError):
+        return  # not a real file (a test's capture): nothing to flush into a pipe
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, fd)
+    finally:
+        os.close(devnull)
+
+
+def _wants_json(ctx: click.Context) -> bool:
+    app = ctx.find_object(App)
+    return bool(ctx.meta.get(_WANTS_JSON)) or (app is not None and app.json)
+
+
+def _echo_error_json(message: str, hint: str | None) -> None:
+    """The error as one line of JSON on stderr (the text as it is: JSON escapes it)."""
+    click.echo(json.dumps({"error": message, "hint": hint}, ensure_ascii=True), err=True)
 
 
 @click.group(cls=RepoGroup, context_settings={"help_option_names": ["-h", "--help"]})

@@ -17,8 +17,29 @@ __all__ = ["config", "create", "ctl", "demo", "destroy"]
 yes_option = click.option("-y", "--yes", is_flag=True, help="Do not ask for confirmation.")
 
 
-def _create(app: App, roles: bool = False, role_name: str | None = None) -> None:
+def _create(
+    app: App, roles: bool = False, role_name: str | None = None, *, as_json: bool = False
+) -> None:
     rep = create_repository(app.config(), roles=roles, role_name=role_name)
+    if as_json:
+        echo_json(
+            {
+                "catalog": {
+                    "url": rep.catalog,
+                    "created": rep.created,
+                    "schema_version": rep.schema_version,
+                },
+                "store": {"url": rep.store, "reachable": True},
+                "roles": None
+                if rep.roles is None
+                else {
+                    "read_only": rep.roles.read_only,
+                    "read_write": rep.roles.read_write,
+                    "created": list(rep.roles.created),
+                },
+            }
+        )
+        return
     verb = "created" if rep.created else "already exists, schema up to date"
     echo(f"catalog {rep.catalog}: {verb} (schema version {rep.schema_version})")
     echo(f"store {rep.store}: reachable")
@@ -35,7 +56,9 @@ def _create(app: App, roles: bool = False, role_name: str | None = None) -> None
         )
 
 
-def _destroy(app: App, yes: bool, terminate_others: bool = False) -> None:
+def _destroy(
+    app: App, yes: bool, terminate_others: bool = False, *, as_json: bool = False
+) -> None:
     cfg = app.config()
     if not yes:
         click.confirm(
@@ -44,6 +67,16 @@ def _destroy(app: App, yes: bool, terminate_others: bool = False) -> None:
             abort=True,
         )
     forgotten = destroy_catalog(cfg, terminate_others=terminate_others)
+    if as_json:
+        echo_json(
+            {
+                "catalog": cfg.masked_database_url(),
+                "destroyed": forgotten is not None,
+                "file_count": forgotten or 0,
+                "store": {"url": cfg.store_url, "touched": False},
+            }
+        )
+        return
     if forgotten is None:
         echo(f"no catalog at {cfg.masked_database_url()}; nothing to destroy")
         return
@@ -56,9 +89,7 @@ def _destroy(app: App, yes: bool, terminate_others: bool = False) -> None:
 def _show_config(app: App, as_json: bool) -> None:
     entries = describe_config(app.config())
     if as_json:
-        echo_json(
-            {"settings": [{"name": e.name, "value": e.value, "origin": e.origin} for e in entries]}
-        )
+        echo_json({"settings": {e.name: {"value": e.value, "origin": e.origin} for e in entries}})
         return
     rows = [(e.name, "-" if e.value is None else e.value, e.origin) for e in entries]
     echo(table(["SETTING", "VALUE", "FROM"], rows))
@@ -75,8 +106,9 @@ def _show_config(app: App, as_json: bool) -> None:
     metavar="NAME",
     help="With --roles: the roles' common name (default: the database's name).",
 )
+@json_option()
 @pass_app
-def create(app: App, roles: bool, role_name: str | None) -> None:
+def create(app: App, roles: bool, role_name: str | None, as_json: bool) -> None:
     """Create the catalog (or bring it up to date) and check the store answers.
 
     Safe to run again. Buckets must exist already. With --roles (PostgreSQL only, run as
@@ -90,14 +122,15 @@ def create(app: App, roles: bool, role_name: str | None) -> None:
     """
     if role_name is not None and not roles:
         raise click.UsageError("--role-name goes with --roles")
-    _create(app, roles, role_name)
+    _create(app, roles, role_name, as_json=as_json)
 
 
 @click.command()
 @yes_option
 @terminate_option()
+@json_option()
 @pass_app
-def destroy(app: App, yes: bool, terminate_others: bool) -> None:
+def destroy(app: App, yes: bool, terminate_others: bool, as_json: bool) -> None:
     """Drop the catalog. Data in the store is never deleted.
 
     Waits up to 30 s for other sessions holding the catalog, then names them and fails
@@ -107,7 +140,7 @@ def destroy(app: App, yes: bool, terminate_others: bool) -> None:
     Example:
       repo destroy --yes
     """
-    _destroy(app, yes, terminate_others)
+    _destroy(app, yes, terminate_others, as_json=as_json)
 
 
 @click.command()
@@ -143,7 +176,7 @@ def ctl(app: App, action: str | None, yes: bool) -> None:
 @click.option("--s3cmd", is_flag=True, help="Write an s3cmd configuration for the store.")
 @click.option("-o", "--output", "dest", metavar="FILE", help="With --s3cmd (default ~/.s3cfg).")
 @click.option("-f", "--force", is_flag=True, help="With --s3cmd: overwrite FILE.")
-@json_option("With --show: one JSON document.")
+@json_option()
 @pass_app
 def config(app: App, show: bool, s3cmd: bool, dest: str | None, force: bool, as_json: bool) -> None:
     """Show the effective configuration (secrets masked, and where each value came from),
@@ -160,6 +193,9 @@ def config(app: App, show: bool, s3cmd: bool, dest: str | None, force: bool, as_
         raise click.UsageError("--output and --force go with --s3cmd")
     if s3cmd:
         written = write_s3cmd_config(app.config(), dest, force=force)
+        if as_json:
+            echo_json({"written": str(written), "mode": "0600"})
+            return
         echo(f"wrote {written} (mode 0600); try: s3cmd -c {written} ls")
         return
     _show_config(app, as_json)

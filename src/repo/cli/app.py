@@ -29,6 +29,8 @@ class App:
     config_path: str | None = None
     verbose: int = 0
     debug: bool = False
+    #: The command was given ``--json``: its errors are JSON too.
+    json: bool = False
 
     def config(self) -> Config:
         return load_config(self.config_path)

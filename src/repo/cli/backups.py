@@ -10,7 +10,7 @@ import click
 from ..restore import RestoreReport, restorable_backups, restore_catalog
 from .app import App, pass_app
 from .options import json_option, terminate_option
-from .output import echo, echo_json, human_size, iso, table
+from .output import echo, echo_json, human_size, human_time, iso, table
 
 __all__ = ["backup", "restore", "run_restore"]
 
@@ -95,7 +95,7 @@ def run_restore(
     for key, why in rep.skipped_entries:
         echo(f"skipped journal entry {key}: {why}")
     echo(
-        f"restored backup {rep.backup} (taken {iso(rep.taken_at)}): "
+        f"restored backup {rep.backup} (taken {human_time(rep.taken_at)} UTC): "
         f"{rep.rows.get('files', 0)} file versions; replayed {rep.journal_entries} "
         f"journal entries; adopted {len(rep.adopted)} objects"
     )
@@ -152,7 +152,7 @@ def restore(
                         {
                             "name": m["name"],
                             "taken_at": m["taken_at"],
-                            "files": m["tables"]["files"]["rows"],
+                            "file_count": m["tables"]["files"]["rows"],
                         }
                         for m in found
                     ]
@@ -160,7 +160,7 @@ def restore(
             )
         elif found:
             echo(table(["BACKUP", "TAKEN (UTC)", "FILES"],
-                             [[m["name"], m["taken_at"], m["tables"]["files"]["rows"]]
+                             [[m["name"], human_time(m["taken_at"]), m["tables"]["files"]["rows"]]
                               for m in found]))  # fmt: skip
         else:
             echo("no backups", err=True)

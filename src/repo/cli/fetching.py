@@ -5,8 +5,9 @@ from __future__ import annotations
 import click
 
 from .app import App, pass_app
+from .bars import ByteBar
 from .options import json_option, workers_option
-from .output import ByteBar, echo, echo_json, human_size
+from .output import echo, echo_json, file_doc, human_size
 
 __all__ = ["fetch"]
 
@@ -58,7 +59,8 @@ def fetch(
     if as_json:
         echo_json(
             {
-                "files": len(report.files),
+                "files": [file_doc(f) for f in report.files],
+                "file_count": len(report.files),
                 "downloaded": report.downloaded,
                 "cached": report.cached,
                 "bytes": report.bytes,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from typing import TYPE_CHECKING
 
@@ -11,8 +12,9 @@ from ..errors import UsageError
 from ..sources import STDIN, pair_sources
 from ..tags import DATE_TAG_TYPES, parse_when, tags_with_dates
 from .app import App, pass_app, resolve
+from .bars import ByteBar
 from .options import as_path_option, json_option, workers_option
-from .output import ByteBar, echo, echo_json, file_doc, shown
+from .output import echo, echo_json, file_doc, human_size, shown
 
 if TYPE_CHECKING:
     from datetime import datetime
@@ -123,7 +125,7 @@ def add(
                 stream = src == STDIN
                 if stream and sys.stdin.isatty():
                     echo("reading standard input (end it with Ctrl-D)", err=True)
-                bar = ByteBar("uploading")
+                bar = ByteBar("uploading", total=None if stream else os.path.getsize(src))
                 try:
                     rf = r.add(
                         path,
@@ -154,19 +156,21 @@ def add(
         named = as_name is not None or pairs == [tuple(sources)]
         for f, (_, src) in zip(added, pairs, strict=True):
             origin = "" if named or src == f.path else f" from {shown(src)}"
-            echo(f"added {shown(f.path)}{origin} (file {f.file_id}, {f.size} bytes, {f.state})")
+            size = human_size(f.size)
+            echo(f"added {shown(f.path)}{origin} (file {f.file_id}, {size}, {f.state})")
         return
     total = sum(f.size or 0 for f in added)
     state = "published" if publish else "unpublished"
     links = f"; skipped {len(skipped)} symbolic links" if skipped else ""
-    echo(f"added {len(added)} files ({total} bytes, {state}){links}")
+    echo(f"added {len(added)} files ({human_size(total)}, {state}){links}")
 
 
 @click.command()
 @click.argument("ref", metavar="ID|PATH")
 @as_path_option
+@json_option()
 @pass_app
-def upload(app: App, ref: str, as_path: bool) -> None:
+def upload(app: App, ref: str, as_path: bool, as_json: bool) -> None:
     """Upload and verify a version (PATH: its newest version).
 
     \b
@@ -175,19 +179,23 @@ def upload(app: App, ref: str, as_path: bool) -> None:
     """
     with app.repo() as r:
         f = resolve(r, ref, which="newest", as_path=as_path)
-        bar = ByteBar("uploading")
+        bar = ByteBar("uploading", total=f.size)
         try:
             f.upload(progress=bar.listener)
         finally:
             bar.close()
-    echo(f"uploaded {f.path} (file {f.file_id}, {f.size} bytes, md5 {f.md5})")
+    if as_json:
+        echo_json({"file": file_doc(f)})
+        return
+    echo(f"uploaded {shown(f.path)} (file {f.file_id}, {human_size(f.size)}, md5 {f.md5})")
 
 
 @click.command()
 @click.argument("ref", metavar="ID|PATH")
 @as_path_option
+@json_option()
 @pass_app
-def publish(app: App, ref: str, as_path: bool) -> None:
+def publish(app: App, ref: str, as_path: bool, as_json: bool) -> None:
     """Publish a version (PATH: its newest), uploading it first if needed.
 
     The path's previous current version is expired.
@@ -199,14 +207,18 @@ def publish(app: App, ref: str, as_path: bool) -> None:
     with app.repo() as r:
         f = resolve(r, ref, which="newest", as_path=as_path)
         f.publish()
-    echo(f"published {f.path} (file {f.file_id})")
+    if as_json:
+        echo_json({"file": file_doc(f)})
+        return
+    echo(f"published {shown(f.path)} (file {f.file_id})")
 
 
 @click.command()
 @click.argument("ref", metavar="ID|PATH")
 @as_path_option
+@json_option()
 @pass_app
-def expire(app: App, ref: str, as_path: bool) -> None:
+def expire(app: App, ref: str, as_path: bool, as_json: bool) -> None:
     """Expire a version (PATH: its current, published version).
 
     Expired files are purged by garbage collection later.
@@ -218,7 +230,10 @@ def expire(app: App, ref: str, as_path: bool) -> None:
     with app.repo() as r:
         f = resolve(r, ref, which="current", as_path=as_path)
         f.expire()
-    echo(f"expired {f.path} (file {f.file_id})")
+    if as_json:
+        echo_json({"file": file_doc(f)})
+        return
+    echo(f"expired {shown(f.path)} (file {f.file_id})")
 
 
 @click.command()
@@ -229,6 +244,7 @@ def expire(app: App, ref: str, as_path: bool) -> None:
 @click.option("--date", "date_text", metavar="DATETIME", help="Add date tags (ISO 8601, UTC).")
 @click.option("--period", type=PERIODS, help="Date-tag granularity (default day).")
 @as_path_option
+@json_option()
 @pass_app
 def tag(
     app: App,
@@ -239,6 +255,7 @@ def tag(
     date_text: str | None,
     period: str | None,
     as_path: bool,
+    as_json: bool,
 ) -> None:
     """Add (or --remove) TAGs on a version (PATH: its newest version).
 
@@ -273,6 +290,15 @@ def tag(
             (True, True): f.untag_path,
         }[(remove, path_tag)]
         action(*names)
+        if as_json:
+            echo_json(
+                {
+                    "file": file_doc(f, tags=r.tags_of([f])[f.file_id]),
+                    "path_tag": path_tag,
+                    "removed" if remove else "added": names,
+                }
+            )
+            return
     target = f"path {f.path}" if path_tag else f"{f.path} (file {f.file_id})"
     verb = "removed from" if remove else "added to"
     echo(f"{len(names)} tag(s) {verb} {target}: {', '.join(names)}")
@@ -289,9 +315,16 @@ def tag(
     help="Also keep a copy in this host's cache (default: only when writing to stdout).",
 )
 @as_path_option
+@json_option()
 @pass_app
 def get(
-    app: App, ref: str, dest: str | None, force: bool, keep_cached: bool | None, as_path: bool
+    app: App,
+    ref: str,
+    dest: str | None,
+    force: bool,
+    keep_cached: bool | None,
+    as_path: bool,
+    as_json: bool,
 ) -> None:
     """Copy the current version of PATH out of the repository, verified.
 
@@ -304,9 +337,11 @@ def get(
       repo get reports/daily.csv -o /tmp/daily.csv
       repo get reports/daily.csv -o - | wc -l
     """
+    if as_json and dest == "-":
+        raise click.UsageError("--json prints to stdout, where -o - writes the file: choose one")
     with app.repo() as r:
         f = resolve(r, ref, which="current", as_path=as_path)
-        bar = ByteBar("downloading")
+        bar = ByteBar("downloading", total=f.size)
         try:
             if dest == "-":
                 cache = keep_cached is not False
@@ -318,7 +353,10 @@ def get(
             )
         finally:
             bar.close()
-    echo(f"saved {written} ({f.size} bytes, file {f.file_id})")
+    if as_json:
+        echo_json({"file": file_doc(f), "written_to": str(written)})
+        return
+    echo(f"saved {shown(str(written))} ({human_size(f.size)}, file {f.file_id})")
 
 
 @click.command()
@@ -334,7 +372,7 @@ def cat(app: App, ref: str, as_path: bool) -> None:
     """
     with app.repo() as r:
         f = resolve(r, ref, which="current", as_path=as_path)
-        bar = ByteBar("downloading")
+        bar = ByteBar("downloading", total=f.size)
         try:
             f.write_to(sys.stdout.buffer, progress=bar.listener)
         finally:

@@ -11,13 +11,14 @@ from .options import json_option
 from .output import echo, echo_json, human_seconds, human_size, human_time, iso, table
 
 if TYPE_CHECKING:
+    from ..cache_admin import CacheReport
     from ..gc import GcCategory
 
 __all__ = ["cache", "gc", "host"]
 
 
-def _category(c: GcCategory) -> dict[str, object]:
-    return {"count": c.count, "bytes": c.bytes, "keys": c.keys}
+def _category(c: GcCategory, counted: str = "file_count") -> dict[str, object]:
+    return {counted: c.count, "bytes": c.bytes, "keys": c.keys}
 
 
 @click.command()
@@ -46,7 +47,7 @@ def gc(app: App, dry_run: bool, orphans: bool, as_json: bool) -> None:
                 "unpublished": _category(rep.unpublished),
                 "expired": _category(rep.expired),
                 "resumed": _category(rep.resumed),
-                "orphans": _category(rep.orphans) if orphans else None,
+                "orphans": _category(rep.orphans, "object_count") if orphans else None,
                 "waiting_for_backups": rep.waiting_for_backups,
                 "unpublished_within_ttl": rep.unpublished_within_ttl,
                 "expired_within_ttl": rep.expired_within_ttl,
@@ -133,9 +134,9 @@ def cache_status(app: App, as_json: bool) -> None:
             {
                 "host": st.host,
                 "directory": st.directory,
-                "files": st.files,
+                "file_count": st.files,
                 "bytes": st.bytes,
-                "limit": st.limit,
+                "cache_max_bytes": st.limit,
             }
         )
         return
@@ -157,17 +158,7 @@ def cache_prune(app: App, as_json: bool) -> None:
     with app.repo() as r:
         rep = r.prune_cache()
     if as_json:
-        echo_json(
-            {
-                "dropped_expired": rep.dropped_expired,
-                "dropped_purged": rep.dropped_purged,
-                "evicted_for_space": rep.evicted_for_space,
-                "bytes": rep.bytes,
-                "staging_removed": rep.staging_removed,
-                "partial_downloads_removed": rep.partial_downloads_removed,
-                "keys": rep.keys,
-            }
-        )
+        echo_json(_cache_report_doc(rep))
         return
     echo(
         f"dropped {rep.dropped_expired} expired and {rep.dropped_purged} purged copies, "
@@ -176,10 +167,23 @@ def cache_prune(app: App, as_json: bool) -> None:
     _echo_leftovers("removed", staging=rep.staging_removed, partials=rep.partial_downloads_removed)
 
 
+def _cache_report_doc(rep: CacheReport) -> dict[str, object]:
+    return {
+        "dropped_expired": rep.dropped_expired,
+        "dropped_purged": rep.dropped_purged,
+        "evicted_for_space": rep.evicted_for_space,
+        "bytes": rep.bytes,
+        "staging_removed": rep.staging_removed,
+        "partial_downloads_removed": rep.partial_downloads_removed,
+        "keys": rep.keys,
+    }
+
+
 @cache.command("clear")
 @click.option("-y", "--yes", is_flag=True, help="Do not ask for confirmation.")
+@json_option()
 @pass_app
-def cache_clear(app: App, yes: bool) -> None:
+def cache_clear(app: App, yes: bool, as_json: bool) -> None:
     """Remove every cached copy on this host (files are downloaded again when read).
 
     \b
@@ -190,6 +194,9 @@ def cache_clear(app: App, yes: bool) -> None:
         click.confirm("Remove every cached copy on this host?", abort=True, err=True)
     with app.repo() as r:
         rep = r.clear_cache()
+    if as_json:
+        echo_json(_cache_report_doc(rep))
+        return
     echo(f"removed {rep.evicted_for_space} cached copies ({human_size(rep.bytes)})")
     _echo_leftovers("removed", staging=0, partials=rep.partial_downloads_removed)
 
@@ -223,7 +230,7 @@ def host_list(app: App, as_json: bool) -> None:
                     {
                         "name": h.name,
                         "cache_max_bytes": h.cache_max_bytes,
-                        "files": h.files,
+                        "file_count": h.files,
                         "bytes": h.bytes,
                         "first_seen": iso(h.first_seen),
                         "last_seen": iso(h.last_seen),
@@ -256,8 +263,9 @@ def host_list(app: App, as_json: bool) -> None:
 @host.command("decommission")
 @click.argument("name")
 @click.option("-y", "--yes", is_flag=True, help="Do not ask for confirmation.")
+@json_option()
 @pass_app
-def host_decommission(app: App, name: str, yes: bool) -> None:
+def host_decommission(app: App, name: str, yes: bool, as_json: bool) -> None:
     """Forget host NAME and the cached copies it held (nothing is deleted anywhere).
 
     \b
@@ -268,4 +276,7 @@ def host_decommission(app: App, name: str, yes: bool) -> None:
         click.confirm(f"Forget host {name!r} and its cached copies in the catalog?", abort=True)
     with app.repo() as r:
         forgotten = r.decommission_host(name)
+    if as_json:
+        echo_json({"host": name, "forgotten_copies": forgotten})
+        return
     echo(f"forgot host {name} ({forgotten} cached copies)")

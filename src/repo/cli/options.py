@@ -8,6 +8,7 @@ from typing import Any, TypeVar
 import click
 
 from ..transfers import DEFAULT_WORKERS
+from .app import App
 
 __all__ = ["json_option", "terminate_option", "workers_option"]
 
@@ -20,9 +21,21 @@ as_path_option = click.option(
 )
 
 
-def json_option(help: str = "One JSON document.") -> Callable[[F], F]:
-    """``--json``: print one JSON document instead of text (the command's ``as_json``)."""
-    return click.option("--json", "as_json", is_flag=True, help=help)
+def json_option(
+    help: str = "One JSON object on stdout; errors as JSON on stderr.",
+) -> Callable[[F], F]:
+    """``--json``: print one JSON object instead of text (the command's ``as_json``).
+
+    The flag also turns the command's errors into JSON (`cli.RepoGroup`): it is
+    remembered on the `App` as soon as click parses it.
+    """
+    return click.option("--json", "as_json", is_flag=True, help=help, callback=_remember_json)
+
+
+def _remember_json(ctx: click.Context, _param: click.Parameter, value: bool) -> bool:
+    if value:
+        ctx.ensure_object(App).json = True
+    return value
 
 
 def workers_option(what: str) -> Callable[[F], F]:

@@ -1,4 +1,4 @@
-"""Rendering for the `repo` command: tables, JSON documents, sizes, times, progress.
+"""Rendering for the `repo` command: tables, JSON documents, sizes, times.
 
 JSON field names are part of the interface (docs/cli.md); change them only with a
 version note.
@@ -11,8 +11,7 @@ character in them reaches the terminal as itself.
 from __future__ import annotations
 
 import json
-import sys
-import time
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -21,13 +20,11 @@ from ..names import is_hidden
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Sequence
-    from datetime import datetime
 
     from ..catalog import HostCopy
     from ..file import RepoFile
 
 __all__ = [
-    "ByteBar",
     "echo",
     "echo_json",
     "file_doc",
@@ -88,8 +85,16 @@ def human_seconds(seconds: int) -> str:
     return f"{seconds} second{'s' if seconds != 1 else ''}"
 
 
-def human_time(when: datetime | None) -> str:
-    return "-" if when is None else when.strftime("%Y-%m-%d %H:%M:%S")
+def human_time(when: datetime | str | None) -> str:
+    """The one way a time is shown to people: ``2026-11-25 18:00:00``, in UTC (the
+    headers and lines that show one say so). Accepts an ISO 8601 string too (manifests)."""
+    if when is None:
+        return "-"
+    if isinstance(when, str):
+        when = datetime.fromisoformat(when)
+    if when.tzinfo is not None:
+        when = when.astimezone(UTC)
+    return when.strftime("%Y-%m-%d %H:%M:%S")
 
 
 def iso(when: datetime | None) -> str | None:
@@ -153,77 +158,3 @@ def _json_shown(line: str) -> str:
 
 def _json_escape(ch: str) -> str:
     return json.dumps(ch)[1:-1] if ord(ch) > 0xFFFF else f"\\u{ord(ch):04x}"
-
-
-class ByteBar:
-    """A progress bar on stderr, drawn only on a terminal and only once an operation
-    has taken more than a moment; nothing at all when stderr is piped.
-
-    Usable as a plain bytes callback (``bar(n)``) and as a `ProgressListener`.
-    """
-
-    DELAY = 0.5
-    INTERVAL = 0.1
-
-    def __init__(self, label: str, total: int | None = None, *, enabled: bool | None = None):
-        self.label = label
-        self.total = total
-        self.files_total: int | None = None
-        self.files_done = 0
-        self.done = 0
-        self.enabled = sys.stderr.isatty() if enabled is None else enabled
-        self._start = time.monotonic()
-        self._last = 0.0
-        self._drawn = False
-
-    @property
-    def listener(self) -> ByteBar | None:
-        """What to hand the library: None when nothing will be drawn, so that thousands
-        of files moved by a pool of threads are not each reported under a lock."""
-        return self if self.enabled else None
-
-    def begin(self, total_bytes: int, total_files: int) -> None:
-        self.total = total_bytes
-        self.files_total = total_files
-
-    def advance(self, nbytes: int) -> None:
-        self.done += nbytes
-        self._maybe_draw()
-
-    def __call__(self, nbytes: int) -> None:
-        self.advance(nbytes)
-
-    def file_done(self) -> None:
-        self.files_done += 1
-        self._maybe_draw()
-
-    def _maybe_draw(self) -> None:
-        if not self.enabled:
-            return
-        now = time.monotonic()
-        if now - self._start < self.DELAY or now - self._last < self.INTERVAL:
-            return
-        self._last = now
-        rate = self.done / max(now - self._start, 1e-9)
-        if self.total:
-            frac = min(self.done / self.total, 1.0)
-            bar = "#" * int(frac * 30)
-            text = f"{self.label} [{bar:<30}] {frac:4.0%} {human_size(self.done)}"
-        else:
-            text = f"{self.label} {human_size(self.done)}"
-        if self.files_total is not None:
-            text += f" {self.files_done}/{self.files_total} files"
-        text += f" {human_size(int(rate))}/s"
-        self._write("\r" + text + "\x1b[K")
-        self._drawn = True
-
-    @staticmethod
-    def _write(text: str) -> None:
-        # Not click.echo: it strips the erase-line code when it thinks output is no tty.
-        sys.stderr.write(text)
-        sys.stderr.flush()
-
-    def close(self) -> None:
-        if self._drawn:
-            self._write("\r\x1b[K")
-            self._drawn = False

@@ -145,7 +145,7 @@ def show(app: App, ref: str, as_path: bool, as_json: bool) -> None:
         echo()
         rows = [
             ("file", f"{f.file_id} ({f.state})"),
-            ("size", "-" if f.size is None else f"{f.size} bytes"),
+            ("size", human_size(f.size)),
             ("md5", f.md5 or "-"),
             ("origin", f.origin),
             ("created", human_time(f.created_at)),
@@ -190,9 +190,9 @@ def status(app: App, as_json: bool) -> None:
                     "reachable": rep.store_error is None,
                     "error": rep.store_error,
                 },
-                "files": {
+                "states": {
                     s: {
-                        "count": rep.counts.get(s, (0, 0))[0],
+                        "file_count": rep.counts.get(s, (0, 0))[0],
                         "bytes": rep.counts.get(s, (0, 0))[1],
                     }
                     for s in states
@@ -201,9 +201,9 @@ def status(app: App, as_json: bool) -> None:
                 else None,
                 "cache": {
                     "host": rep.host,
-                    "files": rep.cache_files,
+                    "file_count": rep.cache_files,
                     "bytes": rep.cache_bytes,
-                    "limit": rep.cache_limit,
+                    "cache_max_bytes": rep.cache_limit,
                 },
             }
         )
