@@ -53,6 +53,28 @@ def test_show_and_history_take_a_path_or_an_id(run: CliRun) -> None:
     assert missing.stderr.startswith("Error: ")
 
 
+def test_list_and_find_spell_the_state_filter_the_same_way(run: CliRun) -> None:
+    assert run("tag", "1", "t").exit_code == 0
+    assert run("tag", "2", "t").exit_code == 0
+    assert run("add", "-", "--as", "reports/daily.csv", "-t", "t", input=b"v3").exit_code == 0
+
+    def ids(*argv: str) -> list[int]:
+        result = run(*argv, "--json")
+        assert result.exit_code == 0, (argv, result.stderr)
+        return sorted(f["id"] for f in json.loads(result.stdout)["files"])
+
+    for state, expected in (
+        ("published", [2]),
+        ("expired", [1]),
+        ("unpublished", [3]),
+        ("all", [1, 2, 3]),
+    ):
+        assert ids("list", "--state", state) == expected, state
+        assert ids("find", "--all", "t", "--state", state) == expected, state
+    assert ids("find", "--all", "t") == [2]  # the current versions by default, as list
+    assert ids("find", "--all", "t", "--all-states") == [1, 2, 3]  # the first spelling
+
+
 def test_get_into_a_directory_named_with_a_trailing_slash(run: CliRun, tmp_path: Path) -> None:
     result = run("get", "reports/daily.csv", "-o", "newdir/")
     assert result.exit_code == 0, result.stderr

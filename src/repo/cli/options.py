@@ -15,6 +15,15 @@ __all__ = ["json_option", "terminate_option", "workers_option"]
 F = TypeVar("F", bound=Callable[..., Any])
 
 
+#: Which versions `list` and `find` look at: one spelling for both.
+state_option = click.option(
+    "--state",
+    type=click.Choice(["unpublished", "published", "expired", "all"]),
+    default="published",
+    show_default=True,
+    help="Which versions (published: the current ones).",
+)
+
 #: For commands taking PATH|ID: read an all-digit argument as a path.
 as_path_option = click.option(
     "--path", "as_path", is_flag=True, help="Read the argument as a path even if all digits."

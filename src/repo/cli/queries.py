@@ -9,7 +9,7 @@ import click
 
 from ..admin import status_report
 from .app import App, pass_app, resolve
-from .options import as_path_option, json_option
+from .options import as_path_option, json_option, state_option
 from .output import echo, echo_json, file_doc, host_doc, human_size, human_time, table
 
 if TYPE_CHECKING:
@@ -48,13 +48,7 @@ def _print_files(r: Repo, found: Sequence[RepoFile], as_json: bool) -> None:
 
 @click.command("list")
 @click.argument("pattern", default="*")
-@click.option(
-    "--state",
-    type=click.Choice(["unpublished", "published", "expired", "all"]),
-    default="published",
-    show_default=True,
-    help="Which versions to list (published: the current ones).",
-)
+@state_option
 @json_option()
 @pass_app
 def list_files(app: App, pattern: str, state: str, as_json: bool) -> None:
@@ -73,7 +67,9 @@ def list_files(app: App, pattern: str, state: str, as_json: bool) -> None:
 @click.option("--any", "any_", multiple=True, metavar="TAG", help="At least one of these.")
 @click.option("--all", "all_", multiple=True, metavar="TAG", help="Every one of these.")
 @click.option("--exclude", multiple=True, metavar="TAG", help="None of these.")
-@click.option("--all-states", is_flag=True, help="Search versions in every state.")
+@state_option
+# The first spelling, kept for scripts that use it: --state all.
+@click.option("--all-states", is_flag=True, hidden=True)
 @json_option()
 @pass_app
 def find(
@@ -81,6 +77,7 @@ def find(
     any_: tuple[str, ...],
     all_: tuple[str, ...],
     exclude: tuple[str, ...],
+    state: str,
     all_states: bool,
     as_json: bool,
 ) -> None:
@@ -90,8 +87,12 @@ def find(
     Example:
       repo find --all sales --any day=2026-11-24 --any day=2026-11-25 --exclude draft
     """
+    if all_states:
+        state = "all"
     with app.repo() as r:
-        found = r.find(any=any_, all=all_, exclude=exclude, published=not all_states)
+        found = r.find(any=any_, all=all_, exclude=exclude, published=state == "published")
+        if state not in ("published", "all"):
+            found = [f for f in found if f.state == state]
         _print_files(r, found, as_json)
 
 
