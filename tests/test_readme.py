@@ -129,9 +129,9 @@ def test_the_readme_examples_run_as_written(workdir: Path) -> None:
     # They ran on the embedded default under the test's $REPO_HOME, nowhere else.
     with repo.Repo() as r:
         assert r.config.is_embedded
-        assert {"reports/daily.csv", "logs/date.txt", "runs/42/a.txt"} <= {
-            f.path for f in r.list("*", state="all")
-        }
+        stored = {f.path for f in r.list("*", state="all")}
+        assert {"reports/daily.csv", "runs/42/a.txt"} <= stored
+        assert "logs/date.txt" not in stored  # `repo purge` took it
 
 
 def test_every_block_that_is_not_run_says_why() -> None:
