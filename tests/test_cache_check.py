@@ -1,6 +1,6 @@
 """`repo verify --cache`: a bit flipped in a cached copy on disk is found and replaced.
 
-Reads from the cache check only the copy's size (documented in the README), so the
+Reads from the cache check only the copy's size (documented in docs/how-it-works.md), so the
 damage is served until this check runs; these tests pin both halves of that.
 """
 

@@ -1,6 +1,6 @@
 """The catalog's tables, as SQLAlchemy Core metadata shared by PostgreSQL and SQLite.
 
-Design notes (the README's "How it works" has the longer story):
+Design notes (docs/how-it-works.md has the longer story):
 
 * ``files`` holds one row per version; ``paths`` one row per path. Publishing locks the
   path's row, so concurrent publishers of one path queue up instead of racing, and a
