@@ -166,17 +166,18 @@ def test_progress_bar_draws_on_a_terminal_only_after_a_moment(
     # What the drawn line looks like on a terminal: tests/cli/test_cli_progress.py.
 
 
-def test_progress_line_gives_up_words_before_the_bar_gets_too_narrow() -> None:
-    words = [" 45%", "90.0/200.0 MiB", "ETA 0:02", "3/10 files", "104.4 MiB/s"]
-    # "fetching", the bar and the words, one space before each but the first: 8 + 1 + 52.
-    assert fitted(119, "fetching", words) == (words, 58)
-    assert fitted(79, "fetching", words) == (words, 18)
-    assert fitted(69, "fetching", words) == (words[:4], 20)  # the rate goes first
-    assert fitted(59, "fetching", words) == (words[:4], 10)
-    assert fitted(58, "fetching", words) == (words[:3], 20)
-    assert fitted(30, "fetching", words) == (words[:1], 16)
-    assert fitted(12, "fetching", words) == (words[:1], 0)  # rich crops what is left
-    assert fitted(59, "uploading", []) == ([], 49)
+def test_progress_line_gives_up_the_rate_then_the_bar_then_words() -> None:
+    words, rate = [" 45%", "90.0/200.0 MiB", "ETA 0:02", "3/10 files"], ["104.4 MiB/s"]
+    # "fetching", the bar, the words and the rate, one space before each but the first:
+    # 8 + 1 + 40 + 12 columns and the bar's.
+    assert fitted(119, "fetching", words, rate) == ([*words, *rate], 58)
+    assert fitted(79, "fetching", words, rate) == ([*words, *rate], 18)
+    assert fitted(70, "fetching", words, rate) == (words, 21)  # a bar of 9 is too narrow
+    assert fitted(59, "fetching", words, rate) == (words, 10)
+    assert fitted(58, "fetching", words, rate) == (words, 0)
+    assert fitted(40, "fetching", words, rate) == (words[:3], 0)
+    assert fitted(12, "fetching", words, rate) == ([], 0)  # rich crops a longer label
+    assert fitted(59, "uploading", [], []) == ([], 49)
 
 
 def test_human_sizes_and_tables() -> None:

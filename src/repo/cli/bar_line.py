@@ -123,11 +123,8 @@ class _Line:
 
     def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
         task, counts = self._task, self._counts
-        fields, bar_width = fitted(
-            options.max_width - SPARE,
-            counts.label,
-            _fields(task, counts.files_done, counts.files_total),
-        )
+        words, extras = _words(task, counts.files_done, counts.files_total)
+        shown, bar_width = fitted(options.max_width - SPARE, counts.label, words, extras)
         grid = Table.grid(padding=(0, 1))
         cells: list[RenderableType] = [counts.label]
         if bar_width:
@@ -140,47 +137,52 @@ class _Line:
                 animation_time=task.get_time() if pulse else None,
             )
             cells.append(bar)
-        cells.extend(fields)
+        cells.extend(shown)
         for _ in cells:
             grid.add_column(no_wrap=True)
         grid.add_row(*cells)
         yield grid
 
 
-def fitted(width: int, label: str, fields: list[str]) -> tuple[list[str], int]:
-    """The `fields` that fit in `width` beside `label` and a bar, and the bar's width.
+def fitted(width: int, label: str, words: list[str], extras: list[str]) -> tuple[list[str], int]:
+    """What fits in `width` after `label`: the words shown, and the bar's width (0: none).
 
-    `fields` come most important first; the last ones go before the bar gets narrower
-    than `MIN_BAR`. Once only the first is left, the bar takes what remains (maybe 0).
+    Each list comes most important first. `extras` go, last first, before the bar gets
+    narrower than `MIN_BAR`; then the bar goes before any of `words`; then `words` go,
+    last first, until they fit. (rich crops a label wider than the terminal.)
     """
-    fields = list(fields)
+    shown = [*words, *extras]
     while True:
-        used = len(label) + sum(len(f) + 1 for f in fields)
+        used = len(label) + sum(len(word) + 1 for word in shown)
         room = width - used - 1  # the bar and its space
-        if room >= MIN_BAR or len(fields) <= 1:
-            return fields, max(room, 0)
-        fields.pop()
+        if room >= MIN_BAR:
+            return shown, room
+        if len(shown) > len(words):
+            shown.pop()
+            continue
+        while shown and used > width:
+            used -= len(shown.pop()) + 1
+        return shown, 0
 
 
-def _fields(task: Task, files_done: int, files_total: int | None) -> list[str]:
-    """The words beside the bar, most important first: percentage, bytes (of the total),
-    time left, file counts, rate. In the line they read in that order too."""
+def _words(task: Task, files_done: int, files_total: int | None) -> tuple[list[str], list[str]]:
+    """The words beside the bar, most important first: the percentage, bytes (of the
+    total), time left and file counts; and as an extra, the rate. In the line they read
+    in that order too."""
     done = int(task.completed)
-    fields: list[str] = []
+    words: list[str] = []
     if task.total:
-        fields.append(f"{min(done / task.total, 1.0):.0%}".rjust(4))
-        fields.append(_of(done, int(task.total)))
+        words.append(f"{min(done / task.total, 1.0):.0%}".rjust(4))
+        words.append(_of(done, int(task.total)))
         left = task.time_remaining
         if left is not None:
-            fields.append(f"ETA {_clock(int(left))}")
+            words.append(f"ETA {_clock(int(left))}")
     else:
-        fields.append(human_size(done))
+        words.append(human_size(done))
     if files_total is not None:
-        fields.append(f"{files_done}/{files_total} files")
+        words.append(f"{files_done}/{files_total} files")
     speed = task.speed
-    if speed:
-        fields.append(f"{human_size(int(speed))}/s")
-    return fields
+    return words, [f"{human_size(int(speed))}/s"] if speed else []
 
 
 def _of(done: int, total: int) -> str:
