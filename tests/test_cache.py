@@ -574,7 +574,10 @@ def test_cli_host_list_with_no_hosts(local_cli: CliRun) -> None:
 
 
 def test_cli_host_decommission(
-    local_cli: CliRun, local_config: dict[str, str], tmp_path: Path
+    local_cli: CliRun,
+    local_config: dict[str, str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     publish(local_config, {"a.txt": b"a" * 100, "b.txt": b"b" * 200})
     with repo.Repo(config=host_config(local_config, tmp_path, "reader")) as r:
@@ -585,12 +588,12 @@ def test_cli_host_decommission(
         doc = json.loads(local_cli("host", "list", "--json").stdout)
         return {h["name"]: h["file_count"] for h in doc["hosts"]}
 
+    monkeypatch.setattr("repo.cli.prompts.on_terminal", lambda: True)
     result = local_cli("host", "decommission", "reader", input="n\n")
-    assert result.exit_code == 1
-    assert result.stdout == (
-        "Forget host 'reader' and its cached copies in the catalog? [y/N]: n\n"
+    assert (result.exit_code, result.stdout) == (1, "")
+    assert result.stderr == (
+        "Forget host 'reader' and its cached copies in the catalog? [y/N]: n\nAborted!\n"
     )
-    assert result.stderr == "Aborted!\n"
     assert listed() == {"reader": 2, WRITER: 2}
 
     result = local_cli("host", "decommission", "reader", "--yes")

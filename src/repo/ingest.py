@@ -177,7 +177,11 @@ def _take_in(session: Session, source: str | os.PathLike[str] | BinaryIO) -> Pat
                 with open(source, "rb") as src:
                     shutil.copyfileobj(src, out, _CHUNK)
             else:
-                for chunk in iter(lambda: source.read(_CHUNK), b""):
+                # read1: what is there now, one read of the source at most. A terminal
+                # ends input with one Ctrl-D, which a read(n) would take as a short read
+                # and ask again, waiting for a second Ctrl-D.
+                read = getattr(source, "read1", None) or source.read
+                for chunk in iter(lambda: read(_CHUNK), b""):
                     if not isinstance(chunk, bytes | bytearray | memoryview):
                         raise UsageError(
                             "the stream gives text, not bytes",

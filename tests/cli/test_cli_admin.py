@@ -34,7 +34,7 @@ def test_create_is_safe_to_run_twice(cli: CliRun, repo_config: dict[str, str]) -
 
 
 def test_destroy_asks_first_and_never_touches_the_store(
-    cli: CliRun, repo_config: dict[str, str], tmp_path: Path
+    cli: CliRun, repo_config: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     src = tmp_path / "f"
     src.write_text("keep me")
@@ -43,10 +43,17 @@ def test_destroy_asks_first_and_never_touches_the_store(
         objects_before = sorted(o.key for o in r.store.list(r.store.key_prefix))
     assert objects_before
 
+    unasked = cli("destroy", input="y\n")  # no terminal: an answer in a pipe is no answer
+    assert (unasked.exit_code, unasked.stdout) == (1, "")
+    assert unasked.stderr == (
+        "Error: not on a terminal, so nothing can confirm destroying the catalog: pass --yes\n"
+    )
+    monkeypatch.setattr("repo.cli.prompts.on_terminal", lambda: True)
     declined = cli("destroy", input="n\n")
     assert declined.exit_code == 1
-    assert "objects in " in declined.stdout
-    assert "are NOT deleted" in declined.stdout
+    assert "objects in " in declined.stderr
+    assert "are NOT deleted" in declined.stderr
+    assert declined.stderr.endswith("[y/N]: n\nAborted!\n")
     assert cli("cat", "keep/f").stdout == "keep me"  # still there
 
     done = cli("destroy", "--yes")

@@ -109,7 +109,7 @@ def test_off_a_terminal_purge_needs_yes_and_changes_nothing(
 def test_on_a_terminal_purge_lists_what_goes_and_asks(
     run: CliRun, config: dict[str, Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("repo.cli.erase._on_terminal", lambda: True)
+    monkeypatch.setattr("repo.cli.prompts.on_terminal", lambda: True)
     old, new = two_versions(config)
     listed = f"will purge leaked/secret.txt (file {old.file_id}, expired, 17 B)"
     question = "Purge 1 version for good? Backups taken before keep their catalog rows [y/N]: "

@@ -111,8 +111,14 @@ def test_removing_a_tag_the_file_lacks_says_so(run: CliRun) -> None:
     ]
 
 
-def test_cache_clear_asks_first_unless_yes(run: CliRun) -> None:
+def test_cache_clear_asks_first_unless_yes(run: CliRun, monkeypatch: pytest.MonkeyPatch) -> None:
     assert run("get", "reports/daily.csv", "-o", "-").exit_code == 0  # cached now
+    unasked = run("cache", "clear", input="y\n")
+    assert (unasked.exit_code, unasked.stderr) == (
+        1,
+        "Error: not on a terminal, so nothing can confirm clearing the cache: pass --yes\n",
+    )
+    monkeypatch.setattr("repo.cli.prompts.on_terminal", lambda: True)
     asked = run("cache", "clear", input="n\n")
     assert asked.exit_code == 1
     assert asked.stderr.startswith("Remove every cached copy on this host? [y/N]: ")

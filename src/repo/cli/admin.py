@@ -11,6 +11,7 @@ from ..s3cmd import write_s3cmd_config
 from .app import App, pass_app
 from .options import json_option, terminate_option
 from .output import echo, echo_json, table
+from .prompts import confirm
 
 __all__ = ["config", "create", "ctl", "demo", "destroy"]
 
@@ -56,15 +57,13 @@ def _create(
         )
 
 
-def _destroy(
-    app: App, yes: bool, terminate_others: bool = False, *, as_json: bool = False
-) -> None:
+def _destroy(app: App, yes: bool, terminate_others: bool = False, *, as_json: bool = False) -> None:
     cfg = app.config()
     if not yes:
-        click.confirm(
+        confirm(
             f"Destroy the catalog at {cfg.masked_database_url()}? Every file's record, tag "
             f"and state is forgotten; objects in {cfg.store_url} are NOT deleted",
-            abort=True,
+            what="destroying the catalog",
         )
     forgotten = destroy_catalog(cfg, terminate_others=terminate_others)
     if as_json:

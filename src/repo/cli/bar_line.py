@@ -174,9 +174,8 @@ def _words(task: Task, files_done: int, files_total: int | None) -> tuple[list[s
     if task.total:
         words.append(f"{min(done / task.total, 1.0):.0%}".rjust(4))
         words.append(_of(done, int(task.total)))
-        left = task.time_remaining
-        if left is not None:
-            words.append(f"ETA {_clock(int(left))}")
+        left = task.time_remaining  # unknown until two samples: keep its place
+        words.append("ETA -:--" if left is None else f"ETA {_clock(int(left))}")
     else:
         words.append(human_size(done))
     if files_total is not None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from typing import TYPE_CHECKING
 
 import click
@@ -11,17 +10,13 @@ from ..errors import UsageError
 from .app import App, pass_app
 from .options import as_path_option, json_option
 from .output import echo, echo_json, file_doc, human_size
+from .prompts import confirm, refuse_off_terminal
 
 if TYPE_CHECKING:
     from ..file import RepoFile
     from ..repository import Repo
 
 __all__ = ["purge"]
-
-
-def _on_terminal() -> bool:
-    """Whether a person can answer the confirmation (tests stand in for one here)."""
-    return sys.stdin.isatty()
 
 
 def _line(verb: str, f: RepoFile) -> str:
@@ -71,8 +66,8 @@ def purge(
             f"--all-versions goes with a path, and {ref} reads as a file id",
             hint=f"repo purge {ref} --path --all-versions",
         )
-    if not (dry_run or yes or _on_terminal()):
-        raise UsageError("not on a terminal, so nothing can confirm the purge: pass --yes")
+    if not (dry_run or yes):
+        refuse_off_terminal("the purge")
     with app.repo() as r:
         if not (dry_run or yes):
             _confirm(r, target, all_versions)
@@ -99,8 +94,7 @@ def _confirm(r: Repo, target: int | str, all_versions: bool) -> None:
     going = r.purge(target, all_versions=all_versions, dry_run=True).purged
     for f in going:
         echo(_line("will purge", f), err=True)
-    click.confirm(
+    confirm(
         f"Purge {_versions(len(going))} for good? Backups taken before keep their catalog rows",
-        abort=True,
-        err=True,
+        what="the purge",
     )

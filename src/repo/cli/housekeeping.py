@@ -9,6 +9,7 @@ import click
 from .app import App, pass_app
 from .options import json_option
 from .output import echo, echo_json, human_seconds, human_size, human_time, iso, table
+from .prompts import confirm
 
 if TYPE_CHECKING:
     from ..cache_admin import CacheReport
@@ -191,7 +192,7 @@ def cache_clear(app: App, yes: bool, as_json: bool) -> None:
       repo cache clear --yes
     """
     if not yes:
-        click.confirm("Remove every cached copy on this host?", abort=True, err=True)
+        confirm("Remove every cached copy on this host?", what="clearing the cache")
     with app.repo() as r:
         rep = r.clear_cache()
     if as_json:
@@ -273,7 +274,10 @@ def host_decommission(app: App, name: str, yes: bool, as_json: bool) -> None:
       repo host decommission old-worker-3 --yes
     """
     if not yes:
-        click.confirm(f"Forget host {name!r} and its cached copies in the catalog?", abort=True)
+        confirm(
+            f"Forget host {name!r} and its cached copies in the catalog?",
+            what="forgetting a host",
+        )
     with app.repo() as r:
         forgotten = r.decommission_host(name)
     if as_json:
