@@ -5,8 +5,10 @@ Imported only once a bar is about to be drawn (`bars.ByteBar`): rich costs tens 
 milliseconds to import, which a command that finishes quickly should not pay.
 
 rich does the terminal work: it asks the terminal for its size at every redraw, moves
-the cursor back over what it drew last and erases it (also when a resize has changed
-what the last line looked like), and hides nothing it cannot restore on `stop`.
+the cursor back over what it drew last and erases it, and shows the cursor again on
+`stop`. One thing no drawing can know: a terminal that re-wraps old lines when it is
+narrowed (tmux does; xterm does not) turns a line wider than its new width into two
+rows, and the upper one stays on the screen above the redrawn bar.
 """
 
 from __future__ import annotations
