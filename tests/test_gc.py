@@ -38,7 +38,7 @@ from repo import (
 from repo.cache import USED_RESOLUTION_SECONDS
 from repo.config import GC_DEFAULTS
 from repo.gc import GcCategory, GcReport
-from repo.paths import new_version_token
+from repo.paths import make_key, new_version_token
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
@@ -93,15 +93,12 @@ def supersede(r: Repo, path: str, old: bytes, new: bytes) -> tuple[RepoFile, Rep
 
 
 def make_orphan(config: dict[str, Any], path: str, data: bytes) -> str:
-    """Upload a version on another host, then roll back: its object stays in the store,
-    unreferenced (as when a process dies before its commit)."""
-    crashed = Path(config["local_root"]).parent / "crashed-host"
-    r = Repo({**config, "host_name": "crashed-host", "local_root": str(crashed)})
-    try:
-        key = r.add_file(path).touch(data).upload().key
-        r.rollback()
-    finally:
-        r.close()
+    """What a process killed between its upload and its commit leaves: an object at a
+    version's key that no row names. (A rollback deletes its own uploads on the way out:
+    tests/test_interrupted_add.py.)"""
+    with Repo(config) as r:
+        key = make_key(r.store.key_prefix, path, new_version_token())
+        r.store.put_bytes(key, data)
     return key
 
 

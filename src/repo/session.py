@@ -74,6 +74,7 @@ class Session:
         # Uploads in the open transaction whose verified copy moved from staging into the
         # cache: a rollback puts a staging copy back, so the version stays uploadable.
         self._uploaded: list[str] = []
+        self._created: list[str] = []
         self._stores: dict[str, Store] = {}
 
     @classmethod
@@ -208,6 +209,13 @@ class Session:
         """Note an upload whose staging copy moved into the cache (see `rollback`)."""
         self._uploaded.append(key)
 
+    def created_object(self, key: str) -> None:
+        """Note an object this transaction wrote to the store. If the transaction rolls
+        back (an error, Ctrl-C), the ones no uploaded version refers to any more are
+        deleted on the way out rather than left for ``gc --orphans``. Safe in worker
+        threads (a list's append is atomic)."""
+        self._created.append(key)
+
     def require_clean(self, what: str) -> None:
         """Refuse `what` while this session has uncommitted catalog changes."""
         if "catalog" in self.__dict__ and self.catalog.db.in_write:
@@ -261,11 +269,13 @@ class Session:
     def commit(self) -> None:
         self.catalog.commit()
         self._uploaded.clear()
+        self._created.clear()
         self.copies.flush()
 
     def rollback(self) -> None:
         self.catalog.rollback()
         self._restore_staging()
+        self._remove_unrecorded()
         self.copies.flush()  # after the rollback, so the bookkeeping is kept
 
     def close(self, *, discard: bool = False) -> None:
@@ -324,6 +334,27 @@ class Session:
                 os.chmod(staging, PRIVATE_FILE)
             except OSError as exc:
                 logger.warning("could not restore the staging copy of %s: %s", key, exc)
+
+    def _remove_unrecorded(self) -> None:
+        """Delete the objects the rolled-back transaction wrote that no uploaded version
+        names now: a version recorded as uploaded (by a commit before) keeps its object."""
+        created, self._created = self._created, []
+        if not created:
+            return
+        try:
+            still = self.catalog.files_by_key(created)
+            self.catalog.end_read()
+            unrecorded = [k for k in created if k not in still or still[k].md5 is None]
+            removed = self.store.delete_many(unrecorded)
+        except RepoError as exc:
+            logger.warning(
+                "could not delete the %d objects the rolled-back work uploaded (%s); "
+                "`repo gc --orphans` deletes them once orphan_grace_seconds have passed",
+                len(created),
+                exc,
+            )
+            return
+        logger.info("deleted %d objects the rolled-back work had uploaded", removed)
 
     def __repr__(self) -> str:
         return f"<Session store={self.config.store_url!r} host={self.host!r}>"

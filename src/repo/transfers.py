@@ -75,11 +75,13 @@ def put_new(
         return store.put_file(at, body, metadata=metadata, progress=report)
 
     try:
-        return put(key, progress)
+        result = put(key, progress)
     except ConflictError:
         # A leftover holds the key (no row names it yet): take a fresh one. What the
         # failed attempt reported stays reported.
-        return put(make_key(store.key_prefix, path, new_version_token()), None)
+        result = put(make_key(store.key_prefix, path, new_version_token()), None)
+    session.created_object(result.key)
+    return result
 
 
 def upload(session: Session, record: FileRecord, progress: Progress | None = None) -> FileRecord:
@@ -94,6 +96,7 @@ def upload(session: Session, record: FileRecord, progress: Progress | None = Non
         # to a fresh key (the leftover is an orphan for garbage collection), once.
         record, source = _rekey(session, record, source)
         result = put_version(session, record, source, progress)
+    session.created_object(record.key)
     updated = session.catalog.mark_uploaded(
         record.file_id,
         md5=result.md5,

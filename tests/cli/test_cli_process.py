@@ -13,7 +13,6 @@ import pytest
 if TYPE_CHECKING:
     from pathlib import Path
 
-MiB = 1024 * 1024
 
 
 @pytest.fixture

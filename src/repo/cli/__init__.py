@@ -35,8 +35,10 @@ __all__ = ["INTERRUPTED", "cli", "main"]
 logger = logging.getLogger(__name__)
 
 
-#: What Ctrl-C leaves behind, said when it happens.
-INTERRUPTED = "nothing recorded; objects uploaded go with `repo gc --orphans`."
+#: What Ctrl-C leaves behind, said when it happens: the transaction is rolled back and
+#: the objects it wrote are deleted on the way out (`Session.rollback`); where that
+#: fails, a warning just above says so and names `repo gc --orphans`.
+INTERRUPTED = "nothing recorded; objects it uploaded were deleted (or see above)."
 
 
 class RepoGroup(click.Group):
