@@ -380,13 +380,9 @@ def nothing_committed_is_lost(
     assert report.backup == history.backup_name
     assert report.journal_entries > 0
     restored = committed_truth(config)
-    # Uploads whose transaction was rolled back look exactly like commits whose journal
-    # entry was lost, so they come back as unpublished versions: nothing else does.
-    assert set(report.adopted) == history.rolled_back_uploads
-    for file_id, version in list(restored["versions"].items()):
-        if version["key"] in history.rolled_back_uploads:
-            assert (version["state"], version["tags"]) == ("unpublished", [])
-            del restored["versions"][file_id]
+    # Uploads whose transaction was rolled back went with the rollback (else they would
+    # look exactly like commits whose journal entry was lost, and come back unpublished).
+    assert report.adopted == []
     assert restored == truth
     with Repo(config) as r:
         r.clear_cache()  # every published file is read back from the store
@@ -419,12 +415,14 @@ def test_nothing_committed_is_lost_on_the_embedded_default(seed: int) -> None:
 # user afterwards) collides with one of them.
 
 
-def test_rolled_back_uploads_come_back_unpublished_and_nothing_else_changes(
+def test_rolled_back_uploads_are_gone_and_nothing_else_changes(
     request: pytest.FixtureRequest, local_config: dict[str, Any]
 ) -> None:
     history, report = nothing_committed_is_lost(local_config, SEEDS[1], rollbacks=True)
     assert history.rolled_back_uploads
-    assert report.adopted
+    with Repo(local_config) as r:
+        stored = {o.key for o in r.store.list(r.store.key_prefix)}
+    assert not history.rolled_back_uploads & stored
 
 
 def test_after_a_restore_that_replayed_new_versions_a_new_version_gets_a_fresh_id(

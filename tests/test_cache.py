@@ -281,12 +281,13 @@ def test_prune_drops_expired_and_purged_copies_and_keeps_the_rest(
         keep, old, gone = (r.current(p) for p in content)
         for f in (keep, old, gone):
             f.read_bytes()
-        # An upload whose transaction rolled back: its object stays in the store (an
+        # An upload whose process died before its commit (the catalog's transaction
+        # ends, the session's own rollback never runs): its object stays in the store (an
         # orphan for GC) and its copy in this cache, under a key the catalog does not
         # know. Such a copy may be the last one (a catalog restored from an older backup
         # forgets keys too), so prune keeps it while the store still has the object.
         lost = r.add_file("lost.txt").touch(b"l" * 100).upload()
-        r.rollback()
+        r.catalog.rollback()
         assert is_cached(r, lost)
         r.store.head(lost.key)  # still in the store
 

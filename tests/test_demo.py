@@ -86,15 +86,15 @@ def test_demo_output_whole(tmp_path: Path) -> None:
         "  $ cd DIR && export REPO_CFG=DIR/config.json",
         "",
         "1. Added daily.csv as demo/reports/daily.csv, tagged, date-tagged, published:",
-        "   file 1, 26 bytes, published, md5 MD5",
+        "   file 1, 26 B, published, md5 MD5",
         "   $ repo add daily.csv --as demo/reports/daily.csv --tag demo --tag report"
         " --date DAY --publish",
         "2. Added notes.txt as demo/notes.txt and tagged its path (every version):",
-        "   file 2, 21 bytes, published, md5 MD5, path tags team=ops",
+        "   file 2, 21 B, published, md5 MD5, path tags team=ops",
         "   $ repo add notes.txt --as demo/notes.txt --tag demo --publish",
         "   $ repo tag demo/notes.txt --path-tag team=ops",
         "3. Published a new version of demo/reports/daily.csv:",
-        "   file 3, 26 bytes, published, md5 MD5; file 1 is now expired",
+        "   file 3, 26 B, published, md5 MD5; file 1 is now expired",
         "   $ repo add daily.csv --as demo/reports/daily.csv --tag demo --tag report"
         " --tag revised --date DAY --publish",
         "4. Found by tags: all of demo and report, but not draft:",
@@ -113,7 +113,7 @@ def test_demo_output_whole(tmp_path: Path) -> None:
         "   demo/notes.txt (file 2), demo/reports/daily.csv (file 3)",
         "   $ repo list 'demo/*'",
         "8. What the catalog holds:",
-        "   expired 1 file (26 bytes), published 2 files (47 bytes)",
+        "   expired 1 file (26 B), published 2 files (47 B)",
         "   $ repo status",
         "",
         f"To run repo yourself: {BIN}/repo --help, or first `source {BIN}/activate`"

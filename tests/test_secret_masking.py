@@ -67,7 +67,7 @@ def _shown_value(run: CliRun, name: str) -> Any:
     shown = run("config", "--show", "--json")
     assert shown.exit_code == 0, shown.output
     _assert_hidden(shown.output)
-    values = {e["name"]: e["value"] for e in json.loads(shown.stdout)["settings"]}
+    values = {n: e["value"] for n, e in json.loads(shown.stdout)["settings"].items()}
     row = next(line for line in text.stdout.splitlines() if line.startswith(f"{name} "))
     assert row.split()[1] == values[name]
     return values[name]

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .repository import Repo
+from .units import human_size
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -146,7 +147,7 @@ def _tour(echo: Callable[[str], None], place: DemoPlace) -> None:
         echo(
             "   "
             + ", ".join(
-                f"{state} {n} file{'' if n == 1 else 's'} ({size} bytes)"
+                f"{state} {n} file{'' if n == 1 else 's'} ({human_size(size)})"
                 for state, (n, size) in counts.items()
             )
         )
@@ -208,7 +209,7 @@ def _command(echo: Callable[[str], None], command: str) -> None:
 
 
 def _described(f: RepoFile) -> str:
-    return f"file {f.file_id}, {f.size} bytes, {f.state}, md5 {f.md5}"
+    return f"file {f.file_id}, {human_size(f.size)}, {f.state}, md5 {f.md5}"
 
 
 def _listed(files: list[RepoFile]) -> str:

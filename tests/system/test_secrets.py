@@ -183,7 +183,7 @@ def test_cli_output_and_debug_logs_never_show_a_secret(
         _clean(result.stderr, f"stderr of repo {' '.join(argv)}")
     codes = [result.exit_code for _, result in outputs]
     assert codes == [0] * 12 + [1, 1, 1], [(a, r.output) for a, r in outputs if r.exit_code]
-    settings = {s["name"]: s["value"] for s in json.loads(outputs[9][1].stdout)["settings"]}
+    settings = {n: s["value"] for n, s in json.loads(outputs[9][1].stdout)["settings"].items()}
     assert settings["s3_secret_key"] == "****"
     assert settings["database_url"].startswith("postgresql+psycopg://postgres:***@")
     assert "DEBUG repo.cli: command failed" in outputs[12][1].stderr  # -vv did log

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from ..names import is_hidden
+from ..units import human_seconds, human_size
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Sequence
@@ -63,26 +64,6 @@ def echo(message: str = "", *, err: bool = False) -> None:
     act on the terminal (a newline in a name is seen as ``\\n`` only where a caller
     passed the name through `shown` itself, as `table` does)."""
     click.echo("\n".join(shown(line) for line in message.split("\n")), err=err)
-
-
-def human_size(size: int | None) -> str:
-    if size is None:
-        return "-"
-    value = float(size)
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if value < 1024 or unit == "TiB":
-            return f"{size} B" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    raise AssertionError("unreachable")
-
-
-def human_seconds(seconds: int) -> str:
-    """A duration as people say it: ``7 days``, ``1 day``, ``3 hours``, ``90 seconds``."""
-    for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60)):
-        if seconds >= size and seconds % size == 0:
-            count = seconds // size
-            return f"{count} {unit}{'s' if count != 1 else ''}"
-    return f"{seconds} second{'s' if seconds != 1 else ''}"
 
 
 def human_time(when: datetime | str | None) -> str:
