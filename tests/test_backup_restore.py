@@ -418,7 +418,7 @@ def test_nothing_committed_is_lost_on_the_embedded_default(seed: int) -> None:
 def test_rolled_back_uploads_are_gone_and_nothing_else_changes(
     request: pytest.FixtureRequest, local_config: dict[str, Any]
 ) -> None:
-    history, report = nothing_committed_is_lost(local_config, SEEDS[1], rollbacks=True)
+    history, _ = nothing_committed_is_lost(local_config, SEEDS[1], rollbacks=True)
     assert history.rolled_back_uploads
     with Repo(local_config) as r:
         stored = {o.key for o in r.store.list(r.store.key_prefix)}

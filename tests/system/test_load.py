@@ -42,7 +42,7 @@ if TYPE_CHECKING:
 TESTS = Path(__file__).resolve().parent
 WORKERS = trials(8, 16)
 COLLECTORS = 2
-LOAD_SECONDS = trials(20, 120)
+LOAD_SECONDS = trials(8, 120)
 PATHS = [f"load/{i}.txt" for i in range(trials(6, 10))]
 #: Beyond the load time: start-up on a busy 2-core machine, and the last operation.
 START_TIMEOUT_S = 90.0
