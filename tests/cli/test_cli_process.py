@@ -14,7 +14,6 @@ if TYPE_CHECKING:
     from pathlib import Path
 
 
-
 @pytest.fixture
 def env(tmp_path: Path) -> dict[str, str]:
     """An embedded-default repository of its own, whatever the machine has configured."""
