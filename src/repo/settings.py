@@ -153,7 +153,7 @@ SETTINGS: tuple[Setting, ...] = (
         types=_STR,
         env="REPO_LOCAL_ROOT",
         default_text="`local/<store>` under `$REPO_HOME` or the user data directory: "
-        "one per repository (the embedded default's: `local` there)",
+        "one per repository",
         description="this host's staging files and verified cache (relative to the file's folder)",
     ),
     Setting(
