@@ -11,21 +11,9 @@ with repo.Repo() as r:
 
 from __future__ import annotations
 
-from .admin import (
-    CreateReport,
-    RolesReport,
-    StatusReport,
-    create_repository,
-    create_roles,
-    destroy_catalog,
-    status_report,
-)
-from .backup import BackupReport
-from .cache_admin import CacheReport, CacheStatus
-from .cache_check import CacheVerifyReport
-from .catalog import HostCopy, HostSummary
-from .config import Config, ConfigEntry, describe_config, load_config
-from .erase import PurgeReport
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from .errors import (
     CatalogBusyError,
     CatalogError,
@@ -44,17 +32,75 @@ from .errors import (
     UsageError,
     VerificationError,
 )
-from .fetch import FetchReport
-from .file import RepoFile
-from .gc import GcCategory, GcReport
-from .ingest import AddReport
-from .progress import ProgressListener
-from .recover import LostFile, RecoverReport
-from .repository import Repo
-from .restore import RestoreReport, restorable_backups, restore_catalog
-from .session import Session
-from .tags import date_tags
-from .verify import Finding, VerifyCategory, VerifyReport
+
+if TYPE_CHECKING:
+    from .admin import (
+        CreateReport,
+        RolesReport,
+        StatusReport,
+        create_repository,
+        create_roles,
+        destroy_catalog,
+        status_report,
+    )
+    from .backup import BackupReport
+    from .cache_admin import CacheReport, CacheStatus
+    from .cache_check import CacheVerifyReport
+    from .catalog import HostCopy, HostSummary
+    from .config import Config, ConfigEntry, describe_config, load_config
+    from .erase import PurgeReport
+    from .fetch import FetchReport
+    from .file import RepoFile
+    from .gc import GcCategory, GcReport
+    from .ingest import AddReport
+    from .progress import ProgressListener
+    from .recover import LostFile, RecoverReport
+    from .repository import Repo
+    from .restore import RestoreReport, restorable_backups, restore_catalog
+    from .session import Session
+    from .tags import date_tags
+    from .verify import Finding, VerifyCategory, VerifyReport
+
+#: Where each public name lives: imported on first use (PEP 562), so that `import repo`
+#: (and every command, through it) loads SQLAlchemy and the S3 clients only when it
+#: uses something that needs them.
+_LAZY = {
+    "AddReport": "ingest",
+    "BackupReport": "backup",
+    "CacheReport": "cache_admin",
+    "CacheStatus": "cache_admin",
+    "CacheVerifyReport": "cache_check",
+    "Config": "config",
+    "ConfigEntry": "config",
+    "CreateReport": "admin",
+    "FetchReport": "fetch",
+    "Finding": "verify",
+    "GcCategory": "gc",
+    "GcReport": "gc",
+    "HostCopy": "catalog",
+    "HostSummary": "catalog",
+    "LostFile": "recover",
+    "ProgressListener": "progress",
+    "PurgeReport": "erase",
+    "RecoverReport": "recover",
+    "Repo": "repository",
+    "RepoFile": "file",
+    "RestoreReport": "restore",
+    "RolesReport": "admin",
+    "Session": "session",
+    "StatusReport": "admin",
+    "VerifyCategory": "verify",
+    "VerifyReport": "verify",
+    "create_repository": "admin",
+    "create_roles": "admin",
+    "date_tags": "tags",
+    "describe_config": "config",
+    "destroy_catalog": "admin",
+    "load_config": "config",
+    "restorable_backups": "restore",
+    "restore_catalog": "restore",
+    "status_report": "admin",
+}
 
 __version__ = "0.1.0"
 
@@ -112,3 +158,16 @@ __all__ = [
     "restore_catalog",
     "status_report",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value  # once found, an ordinary attribute
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_LAZY})

@@ -19,12 +19,10 @@ import socket
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit
 
 import platformdirs
-from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import ArgumentError
 
 from .errors import ConfigError
 from .settings import (
@@ -38,6 +36,9 @@ from .settings import (
     value_from_env,
 )
 from .urls import mask_url, split_url_credentials, url_has_secret, url_is_ambiguous
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import URL
 
 __all__ = ["Config", "ConfigEntry", "describe_config", "load_config"]
 
@@ -351,6 +352,8 @@ def _database_url(data: Mapping[str, Any], source: str, base: Path) -> str:
             )
         if "database" not in db:
             raise ConfigError(f"{source}: key 'database.database' (the database name) is missing")
+        from sqlalchemy.engine import URL  # loaded by a configured database only
+
         url = URL.create(
             "postgresql+psycopg",
             username=db.get("user"),
@@ -393,6 +396,11 @@ def _parse_database_url(db: str, source: str) -> URL:
             "the query should be",
             hint="percent-encode '@' as %40 and '?' as %3F in the password",
         )
+    # SQLAlchemy's URL parser, loaded here: the embedded default builds its URL, and a
+    # command that opens no catalog (`repo config --show` on it) should not pay for it.
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
     head, user, password, rest = split_url_credentials(db)
     try:
         url = make_url(head + rest)

@@ -1,14 +1,15 @@
-"""Repo: the facade. Each method makes one call into the module that owns the work."""
+"""Repo: the facade. Each method makes one call into the module that owns the work.
+
+The method imports that module when it is called: a command that reads one file loads
+neither garbage collection nor backup nor ingest (start-up time, bench/startup.py).
+"""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, BinaryIO
 
-from . import cache_admin, cache_check, erase, ingest, lookup, recover, verify
-from .backup import BackupReport, list_backups, make_backup
+from . import lookup
 from .errors import at_boundary
-from .fetch import FetchReport, fetch_many
-from .gc import GcReport, collect_garbage
 from .session import ConfigSource, Session
 from .transfers import DEFAULT_WORKERS
 
@@ -19,6 +20,7 @@ if TYPE_CHECKING:
     from datetime import date, datetime
     from types import TracebackType
 
+    from .backup import BackupReport
     from .backup_place import BackupPlace
     from .cache import LocalCache
     from .cache_admin import CacheReport, CacheStatus
@@ -26,7 +28,9 @@ if TYPE_CHECKING:
     from .catalog import Catalog, HostSummary
     from .config import Config
     from .erase import PurgeReport
+    from .fetch import FetchReport
     from .file import RepoFile
+    from .gc import GcReport
     from .ingest import AddReport
     from .progress import ProgressListener
     from .recover import RecoverReport
@@ -209,6 +213,8 @@ class Repo:
         stream is taken into a private file first, and that copy is kept in the cache
         unless `keep_cached` is false.
         """
+        from . import ingest
+
         return ingest.add_one(
             self.session,
             path,
@@ -247,6 +253,8 @@ class Repo:
         reads. Symbolic links under `directory` are skipped and reported
         (`AddReport.skipped`) unless `follow_symlinks`.
         """
+        from . import ingest
+
         return ingest.add_tree(
             self.session,
             directory,
@@ -273,6 +281,8 @@ class Repo:
     ) -> FetchReport:
         """Bring `files` into this host's cache, verified, downloading in parallel what
         is not there yet; with `dest`, also copy each to ``dest/<path>``."""
+        from .fetch import fetch_many
+
         return fetch_many(
             self.session, files, dest=dest, overwrite=overwrite, workers=workers, progress=progress
         )
@@ -287,6 +297,8 @@ class Repo:
         ``expired_ttl_seconds`` that ``backups_before_purge`` backups have seen, and with
         `orphans` unreferenced objects past ``orphan_grace_seconds``. Never a published
         version. Commits as it goes; needs a session without uncommitted changes."""
+        from .gc import collect_garbage
+
         return collect_garbage(self.session, dry_run=dry_run, orphans=orphans, now=now)
 
     @at_boundary("purging")
@@ -297,55 +309,77 @@ class Repo:
         one version (every version with `all_versions`). Its object, catalog rows and this
         host's copies go, and the journal records it; backups taken before keep it
         (docs/deleting.md). Commits; needs a session without uncommitted changes."""
+        from . import erase
+
         return erase.purge(self.session, target, all_versions=all_versions, dry_run=dry_run)
 
     @at_boundary("backing up the catalog")
     def backup(self) -> BackupReport:
         """Back the catalog up into the backup store (one snapshot, manifest last), then
         apply retention (``backup_keep``). Needs a session without uncommitted changes."""
+        from .backup import make_backup
+
         return make_backup(self.session)
 
     def list_backups(self) -> builtins.list[dict[str, Any]]:
         """Manifests of the complete backups in the backup store, newest first."""
+        from .backup import list_backups
+
         return list_backups(self.session.backups)
 
     @at_boundary("verifying the store")
     def verify(self, *, deep: bool = False) -> VerifyReport:
         """Check that every published (and unpurged expired) version's object is in the
         store with the catalog's size and checksum; `deep` downloads and re-hashes."""
+        from . import verify
+
         return verify.verify_store(self.session, deep=deep)
 
     @at_boundary("verifying the cache")
     def verify_cache(self, *, repair: bool = True) -> CacheVerifyReport:
         """Re-hash this host's cached copies against the catalog; with `repair`, evict
         damaged ones and download them again (verified). Reads every cached byte."""
+        from . import cache_check
+
         return cache_check.verify_cache(self.session, repair=repair)
 
     @at_boundary("recovering from the cache")
     def recover(self, *, deep: bool = False, dry_run: bool = False) -> RecoverReport:
         """Re-upload, from this host's verified cache, published versions whose objects
         are missing or corrupt in the store."""
+        from . import recover
+
         return recover.recover_from_cache(self.session, deep=deep, dry_run=dry_run)
 
     @at_boundary("reading the cache")
     def cache_status(self) -> CacheStatus:
         """This host's cache use and limit."""
+        from . import cache_admin
+
         return cache_admin.cache_status(self.session)
 
     @at_boundary("pruning the cache")
     def prune_cache(self) -> CacheReport:
         """Drop cached copies of expired or purged versions, then evict down to the limit."""
+        from . import cache_admin
+
         return cache_admin.prune_cache(self.session)
 
     @at_boundary("clearing the cache")
     def clear_cache(self) -> CacheReport:
         """Evict every cached copy on this host."""
+        from . import cache_admin
+
         return cache_admin.clear_cache(self.session)
 
     def hosts(self) -> builtins.list[HostSummary]:
         """Hosts known to the catalog, with what their caches hold."""
+        from . import cache_admin
+
         return cache_admin.list_hosts(self.session)
 
     def decommission_host(self, name: str) -> int:
         """Forget a host and its cached copies in the catalog (its files are not touched)."""
+        from . import cache_admin
+
         return cache_admin.decommission_host(self.session, name)

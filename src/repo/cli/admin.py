@@ -1,13 +1,13 @@
-"""Commands that manage the repository itself: create, destroy, ctl, config, demo."""
+"""Commands that manage the repository itself: create, destroy, ctl, config, demo.
+
+Each imports the library inside its body: `repo --help` and `repo config --show` start
+without loading the catalog's database layer or the S3 clients (bench/startup.py).
+"""
 
 from __future__ import annotations
 
 import click
 
-from ..admin import create_repository, destroy_catalog
-from ..config import describe_config
-from ..demo import run_demo
-from ..s3cmd import write_s3cmd_config
 from .app import App, pass_app
 from .options import json_option, terminate_option
 from .output import echo, echo_json, table
@@ -21,6 +21,8 @@ yes_option = click.option("-y", "--yes", is_flag=True, help="Do not ask for conf
 def _create(
     app: App, roles: bool = False, role_name: str | None = None, *, as_json: bool = False
 ) -> None:
+    from ..admin import create_repository
+
     rep = create_repository(app.config(), roles=roles, role_name=role_name)
     if as_json:
         echo_json(
@@ -58,6 +60,8 @@ def _create(
 
 
 def _destroy(app: App, yes: bool, terminate_others: bool = False, *, as_json: bool = False) -> None:
+    from ..admin import destroy_catalog
+
     cfg = app.config()
     if not yes:
         confirm(
@@ -86,6 +90,8 @@ def _destroy(app: App, yes: bool, terminate_others: bool = False, *, as_json: bo
 
 
 def _show_config(app: App, as_json: bool) -> None:
+    from ..config import describe_config
+
     entries = describe_config(app.config())
     if as_json:
         echo_json({"settings": {e.name: {"value": e.value, "origin": e.origin} for e in entries}})
@@ -191,6 +197,8 @@ def config(app: App, show: bool, s3cmd: bool, dest: str | None, force: bool, as_
     if not s3cmd and (dest or force):
         raise click.UsageError("--output and --force go with --s3cmd")
     if s3cmd:
+        from ..s3cmd import write_s3cmd_config
+
         written = write_s3cmd_config(app.config(), dest, force=force)
         if as_json:
             echo_json({"written": str(written), "mode": "0600"})
@@ -209,4 +217,6 @@ def demo(app: App) -> None:
     Example:
       repo demo
     """
+    from ..demo import run_demo
+
     run_demo(echo, config=app.config_path)

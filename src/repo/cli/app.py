@@ -9,15 +9,16 @@ from typing import TYPE_CHECKING
 
 import click
 
-from ..config import Config, load_config
+from ..config import load_config
 from ..errors import UsageError
-from ..repository import Repo
 from .output import shown
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
+    from ..config import Config
     from ..file import RepoFile
+    from ..repository import Repo
 
 __all__ = ["App", "pass_app", "resolve"]
 
@@ -38,6 +39,10 @@ class App:
     @contextmanager
     def repo(self) -> Iterator[Repo]:
         """The repository; commits when the command succeeds, rolls back otherwise."""
+        # Imported here, not above: a command that opens no repository (`--help`,
+        # `config --show`) then loads neither the catalog's database layer nor a store.
+        from ..repository import Repo
+
         with Repo(self.config()) as r:
             yield r
 

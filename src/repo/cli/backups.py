@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from ..restore import RestoreReport, restorable_backups, restore_catalog
 from .app import App, pass_app
 from .options import json_option, terminate_option
 from .output import echo, echo_json, human_size, human_time, iso, table
+
+if TYPE_CHECKING:
+    from ..restore import RestoreReport
 
 __all__ = ["backup", "restore", "run_restore"]
 
@@ -77,6 +79,8 @@ def run_restore(
     accept_unsigned: bool = False,
     as_json: bool = False,
 ) -> None:
+    from ..restore import restore_catalog  # loaded by a restore only
+
     rep = restore_catalog(
         app.config(),
         backup=name,
@@ -144,6 +148,8 @@ def restore(
     if deep and not verify:
         raise click.UsageError("--deep goes with --verify")
     if list_only:
+        from ..restore import restorable_backups
+
         found = restorable_backups(app.config())
         if as_json:
             echo_json(

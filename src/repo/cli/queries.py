@@ -7,7 +7,6 @@ from typing import TYPE_CHECKING
 
 import click
 
-from ..admin import status_report
 from .app import App, pass_app, resolve
 from .options import as_path_option, json_option, state_option
 from .output import echo, echo_json, file_doc, host_doc, human_size, human_time, table
@@ -174,6 +173,8 @@ def status(app: App, as_json: bool) -> None:
     Example:
       repo status
     """
+    from ..admin import status_report
+
     rep = status_report(app.config())
     states = ("unpublished", "published", "expired")
     if as_json:

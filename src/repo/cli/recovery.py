@@ -4,20 +4,23 @@ verify, recover."""
 from __future__ import annotations
 
 import sys
+from typing import TYPE_CHECKING
 
 import click
 
-from .. import (
-    CacheVerifyReport,
-    Finding,
-    LostFile,
-    RecoverReport,
-    VerifyCategory,
-    VerifyReport,
-)
 from .app import App, pass_app
 from .options import json_option
 from .output import echo, echo_json, human_size, table
+
+if TYPE_CHECKING:
+    from .. import (
+        CacheVerifyReport,
+        Finding,
+        LostFile,
+        RecoverReport,
+        VerifyCategory,
+        VerifyReport,
+    )
 
 __all__ = ["recover", "verify"]
 
@@ -31,6 +34,8 @@ def _finding(f: Finding) -> dict[str, object]:
 
 
 def _lost(f: LostFile) -> dict[str, object]:
+    from ..verify import Finding
+
     return {**_finding(Finding(f.file_id, f.path, f.key, f.reason)), "hosts": list(f.hosts)}
 
 
