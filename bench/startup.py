@@ -2,9 +2,9 @@
 
 Runs, as separate processes with the project's venv python, ``repo --version``,
 ``repo --help``, ``repo config --show`` and a warm ``repo cat`` of a cached 4 KiB file
-on the embedded default (SQLite catalog, directory store), once with this tree's
-``src/`` and once with the ``--before`` commit's, checked out into a temporary
-``git worktree`` and put first on ``PYTHONPATH``. Both run over one repository, made
+on the embedded default (SQLite catalog, directory store), once with the ``--after``
+commit's ``src/`` (default HEAD) and once with the ``--before`` commit's, each checked
+out into a temporary ``git worktree`` and put first on ``PYTHONPATH``. Both run over one repository, made
 and warmed before timing.
 
 The two trees take turns command by command, in interleaved rounds (before, after then
@@ -119,14 +119,18 @@ def import_costs(tree: Tree, argv: list[str], env: dict[str, str], cwd: Path) ->
 
 
 def bench(args: argparse.Namespace, tmp: Path) -> tuple[Tree, Tree, dict[str, dict[str, int]]]:
-    worktree = tmp / "before"
-    subprocess.run(
-        ["git", "-C", str(ROOT), "worktree", "add", "--detach", str(worktree), args.before],
-        check=True,
-        capture_output=True,
-    )
+    # Both trees from commits, in worktrees: not the shared working tree, where others'
+    # uncommitted changes would be measured too.
+    worktrees = {"before": tmp / "before", "after": tmp / "after"}
+    for name, rev in (("before", args.before), ("after", args.after)):
+        subprocess.run(
+            ["git", "-C", str(ROOT), "worktree", "add", "--detach", str(worktrees[name]), rev],
+            check=True,
+            capture_output=True,
+        )
     try:
-        before, after = Tree("before", worktree / "src"), Tree("after", ROOT / "src")
+        before = Tree("before", worktrees["before"] / "src")
+        after = Tree("after", worktrees["after"] / "src")
         env = {k: v for k, v in os.environ.items() if not k.startswith(("REPO_", "PYTHON"))}
         env.update(
             HOME=str(tmp),
@@ -152,18 +156,29 @@ def bench(args: argparse.Namespace, tmp: Path) -> tuple[Tree, Tree, dict[str, di
         costs = {t.name: import_costs(t, cat, env, tmp) for t in (before, after)}
         return before, after, costs
     finally:
-        subprocess.run(
-            ["git", "-C", str(ROOT), "worktree", "remove", "--force", str(worktree)],
-            check=False,
-            capture_output=True,
-        )
+        for worktree in worktrees.values():
+            subprocess.run(
+                ["git", "-C", str(ROOT), "worktree", "remove", "--force", str(worktree)],
+                check=False,
+                capture_output=True,
+            )
 
 
 # -- report ------------------------------------------------------------------------------
 
 
+def commit_of(rev: str) -> str:
+    done = subprocess.run(
+        ["git", "-C", str(ROOT), "rev-parse", "--short", rev],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    return done.stdout.strip() or rev
+
+
 def code_version() -> str:
-    """The commit, plus what differs from it under src/: the code these numbers are for."""
+    """The commit, plus what differs from it under src/: the checkout running this."""
 
     def git(*args: str) -> str:
         try:
@@ -192,7 +207,8 @@ def machine_info(args: argparse.Namespace, argv: list[str]) -> list[str]:
         pass
     command = shlex.join([".venv/bin/python", "bench/startup.py", *argv])
     return [
-        f"- code: after = {code_version()}; before = commit {args.before} (a git worktree)",
+        f"- code: after = commit {commit_of(args.after)}, before = commit "
+        f"{commit_of(args.before)} (each a git worktree); the script from {code_version()}",
         f"- date: {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC",
         f"- command: `{command}`",
         f"- machine: {os.cpu_count()} CPUs (nproc {len(os.sched_getaffinity(0))}){cpu_model}, "
@@ -289,6 +305,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     )
     parser.add_argument("--rounds", type=int, default=15, help="rounds (default 15)")
     parser.add_argument("--before", default=BEFORE, help=f"the baseline (default {BEFORE})")
+    parser.add_argument("--after", default="HEAD", help="the code measured (default HEAD)")
     parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT, help="results file")
     parser.add_argument("--no-write", action="store_true", help="print only; keep the file")
     args = parser.parse_args(argv)
