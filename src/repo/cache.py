@@ -42,6 +42,7 @@ from typing import TYPE_CHECKING
 from .errors import LocalDiskError, UntrustedDataError, local_disk_error
 from .integrity import check_download
 from .paths import TOKEN_LENGTH, safe_join, token_time
+from .stores.base import Tee
 from .stores.local import (
     READ_ONLY_FILE,
     directory_problem,
@@ -356,7 +357,7 @@ class LocalCache:
         hold = os.dup(fd)
         try:
             with os.fdopen(fd, "wb") as out:
-                got = store.get_into(key, out if tee is None else _Tee(out, tee), progress=progress)
+                got = store.get_into(key, out if tee is None else Tee(out, tee), progress=progress)
                 check_download(key, got.md5, got.size, md5=md5, size=size)
                 out.flush()
                 if sync:
@@ -560,16 +561,3 @@ def _remove_unheld(path: str, dry_run: bool) -> bool:
         return True
     finally:
         os.close(fd)
-
-
-class _Tee:
-    """Writes to two files: the cache's temp file and a reader's output."""
-
-    def __init__(self, first: Writable, second: Writable) -> None:
-        self.first = first
-        self.second = second
-
-    def write(self, data: bytes | memoryview, /) -> int:
-        self.first.write(data)
-        self.second.write(data)
-        return len(data)

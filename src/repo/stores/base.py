@@ -26,6 +26,7 @@ __all__ = [
     "Progress",
     "PutResult",
     "Store",
+    "Tee",
     "Writable",
     "check_small",
     "copy_hashing",
@@ -70,6 +71,26 @@ class DownloadResult:
 
 class Writable(Protocol):
     def write(self, data: bytes | memoryview, /) -> object: ...
+
+
+class Tee:
+    """Writes to two files: `first`, a local file a store may fill at offsets (ranges as
+    they arrive, out of order, from several threads), and `second`, a reader's output,
+    which gets every byte once, in order.
+
+    A download into the cache for a reader who wants the bytes now (`repo get -o -`):
+    stores that fetch ranges in parallel write them straight into `first` and hand only
+    `second` the ordered pass; any other store just calls `write`.
+    """
+
+    def __init__(self, first: Writable, second: Writable) -> None:
+        self.first = first
+        self.second = second
+
+    def write(self, data: bytes | memoryview, /) -> int:
+        self.first.write(data)
+        self.second.write(data)
+        return len(data)
 
 
 def copy_hashing(

@@ -1,8 +1,11 @@
 """Reading objects: head, whole or streamed GETs, and large objects as parallel ranges.
 
 One TCP stream rarely fills a fast link, so objects above `RANGE_THRESHOLD` come as
-ranged GETs in parallel, handed on in order to the caller's single hashing pass.
-Progress is reported per chunk as it is written out.
+ranged GETs in parallel, handed on in order to the caller's single hashing pass. Into a
+file (or a cache file teed to a reader, `Tee`), each range is written at its offset by
+the thread that fetched it, so the ordered pass only hashes (and feeds the reader). A
+range that breaks off is asked for again. Progress is reported per chunk as it is
+written out.
 """
 
 from __future__ import annotations
@@ -11,8 +14,10 @@ import contextlib
 import fcntl
 import io
 import itertools
+import logging
 import os
 import stat
+import time
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
@@ -21,9 +26,18 @@ import obstore
 
 from ..errors import RepoError, StoreError
 from ..integrity import normalize_etag
-from .base import DownloadResult, ObjectInfo, Progress, Writable, copy_hashing, hash_only
+from .base import (
+    DownloadResult,
+    ObjectInfo,
+    Progress,
+    Tee,
+    Writable,
+    copy_hashing,
+    hash_only,
+)
 from .s3_errors import cause_text
-from .s3_wire import decode_meta
+from .s3_retry import ATTEMPTS, FIRST_BACKOFF_SECONDS, transient
+from .s3_wire import decode_meta, first_line
 
 if TYPE_CHECKING:
     from collections.abc import Generator, Iterator
@@ -32,12 +46,15 @@ if TYPE_CHECKING:
 
 __all__ = ["get_into", "head", "iter_bytes"]
 
+logger = logging.getLogger(__name__)
+
 STREAM_CHUNK = 4 * 1024 * 1024
 #: Objects above this size download as parallel ranged GETs (`_ranges`).
 RANGE_THRESHOLD = 32 * 1024 * 1024
 RANGE_PART = 4 * 1024 * 1024
 #: Ranges into a file are larger: fewer requests (each costs boto3 milliseconds of CPU),
-#: at 32 MiB of buffers; a stream keeps to `RANGE_PART` (its reader's memory is bounded).
+#: at 32 MiB of buffers (a download into the cache for a reader too); a stream into no
+#: file keeps to `RANGE_PART`.
 FILE_RANGE_PART = 8 * 1024 * 1024
 BOTO_READ_PIECE = 1024 * 1024
 RANGE_CONCURRENCY = 4
@@ -93,17 +110,19 @@ def get_into(
         return copy_hashing((memoryview(body),), out, progress)
     if size <= RANGE_THRESHOLD:
         return copy_hashing(_stream(conn, result, key), out, progress)
-    fd = _plain_file(out)
+    file, reader = (out.first, out.second) if isinstance(out, Tee) else (out, None)
+    fd = _plain_file(file)
     if fd is None:
         return copy_hashing(_ranges(conn, result, key, size), out, progress)
     # A file: each range is written at its place by the thread that fetched it, in
-    # parallel with the one md5 pass here (which only reads). `_plain_file` checked the
-    # type of `out`; mypy needs telling.
-    assert isinstance(out, io.BufferedWriter | io.FileIO)  # noqa: S101
-    out.flush()
-    base = out.tell()
-    got = hash_only(_ranges(conn, result, key, size, into=(fd, base)), progress)
-    out.seek(base + got.size)
+    # parallel with the one md5 pass here (which only reads, and writes a tee's reader
+    # its bytes in order). `_plain_file` checked the type of `file`; mypy needs telling.
+    assert isinstance(file, io.BufferedWriter | io.FileIO)  # noqa: S101
+    file.flush()
+    base = file.tell()
+    pieces = _ranges(conn, result, key, size, into=(fd, base))
+    got = hash_only(pieces, progress) if reader is None else copy_hashing(pieces, reader, progress)
+    file.seek(base + got.size)
     return got
 
 
@@ -139,7 +158,7 @@ def _ranges(
     starts = iter(range(part, size, part))
 
     def fetch(start: int, buf: bytearray) -> int:
-        got = _range_into(conn, key, start, size, buf)
+        got = _range_again(conn, key, start, size, buf)
         if into is not None:
             _write_at(into[0], memoryview(buf)[:got], into[1] + start)
         return got
@@ -172,6 +191,36 @@ def _ranges(
         pool.shutdown(wait=True, cancel_futures=True)
 
 
+class _BrokeOff(StoreError):
+    """A range came back shorter or longer than asked."""
+
+
+def _range_again(conn: S3Connection, key: str, start: int, size: int, buf: bytearray) -> int:
+    """`_range_into`, asked again (with backoff) if it broke off or failed on the way: a
+    range is idempotent, and objects are never overwritten, so a second answer holds the
+    same bytes. What is written to `buf` (and the file) is only kept once whole."""
+    delay = FIRST_BACKOFF_SECONDS
+    for attempt in range(1, ATTEMPTS + 1):
+        try:
+            return _range_into(conn, key, start, size, buf)
+        except RepoError as exc:
+            if attempt == ATTEMPTS or not _worth_again(exc):
+                raise
+            logger.info("range %d of %s failed (%s); retrying", start, key, first_line(exc))
+        time.sleep(delay)
+        delay *= 3
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _worth_again(exc: RepoError) -> bool:
+    """Did the range break off or fail on the way (not a definite answer such as a
+    missing object)? botocore's IncompleteReadError is a body that ended early."""
+    cause = exc.__cause__
+    if isinstance(exc, _BrokeOff):
+        return True
+    return cause is not None and (transient(cause) or type(cause).__name__ == "IncompleteReadError")
+
+
 def _range_into(conn: S3Connection, key: str, start: int, size: int, buf: bytearray) -> int:
     """Fetch bytes [start, start + len(buf)) of `key` into `buf`; their length."""
     end = min(start + len(buf), size)
@@ -197,7 +246,7 @@ def _range_into(conn: S3Connection, key: str, start: int, size: int, buf: bytear
     except Exception as exc:
         raise conn.translate(exc, key) from exc
     if got != end - start:
-        raise StoreError(
+        raise _BrokeOff(
             f"S3 download of {key!r} broke off: bytes {start}-{end} came back as {got} bytes",
             hint="retry; if it persists, the server or a proxy is cutting answers short",
         )

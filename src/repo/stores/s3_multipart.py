@@ -7,8 +7,11 @@ upload completes with ``If-None-Match: *``. The upload asks for the store's serv
 encryption, if any; with SSE-KMS the parts' ETags and the object's are not md5s, so the
 parts' Content-MD5 (checked by servers that check it) guards each part and the completed
 object is read back (`s3_put.settle`). The file is read
-once: the reader feeds the whole-file md5, and the thread sending a part computes that
-part's md5 (in parallel: hashlib releases the GIL). The body is not hashed again for the
+once, and each part is hashed twice in parallel with the reading and the sending: a
+thread of its own takes the parts in order into the whole-file md5 (the content identity),
+and the thread sending a part computes that part's md5 for its Content-MD5 (hashlib
+releases the GIL). So a verified upload costs the slowest of reading, hashing and sending,
+not their sum. The body is not hashed again for the
 signature (`S3Connection.client` turns payload signing off: the signed Content-MD5 covers
 it). At 8 MiB a part, boto3's per-request CPU does not matter.
 
@@ -86,7 +89,7 @@ def put_multipart(
     # (which glibc would keep around, growing the process with the file).
     buffers = _BufferPool(PART_CONCURRENCY, part_size)
 
-    def send(number: int, body: bytearray) -> dict[str, Any]:
+    def send(number: int, body: bytearray, hashed: Future[None]) -> dict[str, Any]:
         try:
             # Hashed here, in parallel with the other parts and with the reader's
             # whole-file md5 (hashlib lets go of the GIL).
@@ -101,6 +104,7 @@ def put_multipart(
             )
         finally:
             length = len(body)
+            hashed.result()  # the whole-file md5 has read it too: the buffer is free
             buffers.give_back(body)
         if opaque_encryption(resp):
             conn.learn_opaque_etags()
@@ -110,7 +114,11 @@ def put_multipart(
         return {"PartNumber": number, "ETag": resp["ETag"]}
 
     try:
-        with ThreadPoolExecutor(PART_CONCURRENCY, thread_name_prefix="repo-part") as pool:
+        # The hasher outlives the senders (which wait for it before freeing a buffer).
+        with (
+            ThreadPoolExecutor(1, thread_name_prefix="repo-md5") as hasher,
+            ThreadPoolExecutor(PART_CONCURRENCY, thread_name_prefix="repo-part") as pool,
+        ):
             with open(source, "rb") as fp:
                 number = 0
                 while True:
@@ -123,9 +131,9 @@ def put_multipart(
                     # The last part is an exact-size copy, which takes over the slot.
                     body = buf[:got] if got < len(buf) else buf
                     number += 1
-                    whole.update(body)
                     size += got
-                    futures.append(pool.submit(send, number, body))
+                    hashed = hasher.submit(whole.update, body)  # in order: one thread
+                    futures.append(pool.submit(send, number, body, hashed))
                     if any(f.done() and f.exception() for f in futures):
                         break
             parts = [f.result() for f in futures]
