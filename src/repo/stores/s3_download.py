@@ -53,8 +53,7 @@ STREAM_CHUNK = 4 * 1024 * 1024
 RANGE_THRESHOLD = 32 * 1024 * 1024
 RANGE_PART = 4 * 1024 * 1024
 #: Ranges into a file are larger: fewer requests (each costs boto3 milliseconds of CPU),
-#: at 32 MiB of buffers (a download into the cache for a reader too); a stream into no
-#: file keeps to `RANGE_PART`.
+#: at 32 MiB of buffers; a stream to a reader keeps to `RANGE_PART` (bounded memory).
 FILE_RANGE_PART = 8 * 1024 * 1024
 BOTO_READ_PIECE = 1024 * 1024
 RANGE_CONCURRENCY = 4
@@ -120,7 +119,9 @@ def get_into(
     assert isinstance(file, io.BufferedWriter | io.FileIO)  # noqa: S101
     file.flush()
     base = file.tell()
-    pieces = _ranges(conn, result, key, size, into=(fd, base))
+    # A reader's stream keeps to `RANGE_PART` buffers (`get -o -` stays small).
+    part = FILE_RANGE_PART if reader is None else RANGE_PART
+    pieces = _ranges(conn, result, key, size, into=(fd, base), part=part)
     got = hash_only(pieces, progress) if reader is None else copy_hashing(pieces, reader, progress)
     file.seek(base + got.size)
     return got
@@ -135,7 +136,12 @@ def _stream(conn: S3Connection, result: Any, key: str) -> Generator[bytes, None,
 
 
 def _ranges(
-    conn: S3Connection, result: Any, key: str, size: int, into: tuple[int, int] | None = None
+    conn: S3Connection,
+    result: Any,
+    key: str,
+    size: int,
+    into: tuple[int, int] | None = None,
+    part: int | None = None,
 ) -> Iterator[bytes | memoryview]:
     """A large object in order, fetched as parallel ranged GETs. The first part
     (`RANGE_PART` bytes, or `FILE_RANGE_PART` into a file) comes from the response
@@ -152,7 +158,7 @@ def _ranges(
     """
     stream = _stream(conn, result, key)
     pool = ThreadPoolExecutor(RANGE_CONCURRENCY, thread_name_prefix="repo-range")
-    part = RANGE_PART if into is None else FILE_RANGE_PART
+    part = part or (RANGE_PART if into is None else FILE_RANGE_PART)
     free = [bytearray(part) for _ in range(RANGE_CONCURRENCY)]
     pending: deque[tuple[bytearray, Future[int]]] = deque()
     starts = iter(range(part, size, part))
