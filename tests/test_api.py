@@ -156,7 +156,8 @@ def test_errors_carry_an_optional_hint() -> None:
 
 def test_repo_find_and_friends_have_the_seed_signatures() -> None:
     params = inspect.signature(repo.Repo.find).parameters
-    assert list(params) == ["self", "any", "all", "exclude", "published", "pattern"]
+    # The seed's, then `limit` (issue 17).
+    assert list(params) == ["self", "any", "all", "exclude", "published", "pattern", "limit"]
     assert params["published"].default is True
     # Options are keyword-only: `find(any=[...])`, as the seed spells it.
     assert all(p.kind is p.KEYWORD_ONLY for name, p in params.items() if name != "self")

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import fnmatch
+import itertools
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from .catalog.schema import STATES
 from .errors import NotFoundError, UsageError
@@ -14,16 +15,18 @@ from .paths import make_key, new_version_token, unique_path, validate_path
 from .tags import validate_tags
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable
+    from collections.abc import Iterable, Iterator
 
     from .session import Session
 
 __all__ = [
     "STATES",
     "by_id",
+    "count",
     "current",
     "find",
     "history",
+    "iter_find",
     "matching",
     "new_version",
     "newest",
@@ -68,19 +71,100 @@ def find(
     exclude: Iterable[str] = (),
     pattern: str | None = None,
     published: bool = True,
+    limit: int | None = None,
 ) -> list[RepoFile]:
     """Versions with every tag in `all`, one in `any`, none in `exclude`, and (given a
-    `pattern`) a path matching it; with no tags, every current version."""
+    `pattern`) a path matching it, by path; with no tags, every current version. Only
+    the first `limit`, if given, are read."""
+    _check_limit(limit)
+    if pattern is not None:
+        found = iter_find(session, any=any, all=all, exclude=exclude, pattern=pattern,
+                          published=published)  # fmt: skip
+        return list(itertools.islice(found, limit))
     records = session.catalog.find(
         any_tags=validate_tags(any),
         all_tags=validate_tags(all),
         exclude=validate_tags(exclude),
         published=published,
+        limit=limit,
     )
+    return [RepoFile(session, r) for r in records]
+
+
+#: `iter_find` reads pages of this many versions first, then ten times more each time
+#: up to `LAST_PAGE`: a reader that stops early reads little, one that reads all pays
+#: a few queries more than `find`.
+FIRST_PAGE = 100
+LAST_PAGE = 10_000
+
+
+def iter_find(
+    session: Session,
+    *,
+    any: Iterable[str] = (),
+    all: Iterable[str] = (),
+    exclude: Iterable[str] = (),
+    pattern: str | None = None,
+    published: bool = True,
+) -> Iterator[RepoFile]:
+    """`find`'s answer in its order, read a page at a time as the iteration goes on.
+
+    Each page is a read of its own that starts after the last version of the one
+    before: a version published or tagged meanwhile shows up if its path comes later.
+    """
+    query = {
+        "any_tags": validate_tags(any),
+        "all_tags": validate_tags(all),
+        "exclude": validate_tags(exclude),
+        "published": published,
+    }
     if pattern is not None:
         _check_pattern(pattern)
-        records = [r for r in records if fnmatch.fnmatchcase(r.path, pattern)]
-    return [RepoFile(session, r) for r in records]
+    return _pages(session, query, pattern)
+
+
+def _pages(session: Session, query: dict[str, Any], pattern: str | None) -> Iterator[RepoFile]:
+    after: tuple[str, int] | None = None
+    size = FIRST_PAGE
+    while True:
+        records = session.catalog.find(**query, limit=size, after=after)
+        for r in records:
+            if pattern is None or fnmatch.fnmatchcase(r.path, pattern):
+                yield RepoFile(session, r)
+        if len(records) < size:
+            return
+        after = (records[-1].path, records[-1].file_id)
+        size = min(size * 10, LAST_PAGE)
+
+
+def count(
+    session: Session,
+    *,
+    any: Iterable[str] = (),
+    all: Iterable[str] = (),
+    exclude: Iterable[str] = (),
+    pattern: str | None = None,
+    published: bool = True,
+) -> int:
+    """How many versions `find` would return; counted in the catalog, without reading
+    them, unless a `pattern` needs their paths."""
+    if pattern is not None:
+        found = iter_find(session, any=any, all=all, exclude=exclude, pattern=pattern,
+                          published=published)  # fmt: skip
+        return sum(1 for _ in found)
+    return session.catalog.count_found(
+        any_tags=validate_tags(any),
+        all_tags=validate_tags(all),
+        exclude=validate_tags(exclude),
+        published=published,
+    )
+
+
+def _check_limit(limit: object) -> None:
+    if limit is None:
+        return
+    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 0:
+        raise UsageError(f"limit must be a whole number of files (0 or more), got {limit!r}")
 
 
 def matching(session: Session, pattern: str = "*", state: str = "published") -> list[RepoFile]:

@@ -16,7 +16,7 @@ from .transfers import DEFAULT_WORKERS
 if TYPE_CHECKING:
     import builtins
     import os
-    from collections.abc import Iterable
+    from collections.abc import Iterable, Iterator
     from datetime import date, datetime
     from types import TracebackType
 
@@ -143,14 +143,62 @@ class Repo:
         exclude: Iterable[str] | None = None,
         published: bool = True,
         pattern: str | None = None,
+        limit: int | None = None,
     ) -> builtins.list[RepoFile]:
         """Files with every tag in `all`, at least one in `any` and none in `exclude`
-        (and, given a glob `pattern`, a path matching it).
+        (and, given a glob `pattern`, a path matching it), ordered by path.
 
         Tags on a file's path count as the file's own. With no tags, every current
-        file. ``published=False`` searches versions in every state.
+        file. ``published=False`` searches versions in every state. ``limit=N``: only
+        the first N files (the catalog stops there). For an answer to read as it
+        goes, see `iter_find`; for how many, `count`.
         """
         return lookup.find(
+            self.session,
+            any=any or (),
+            all=all or (),
+            exclude=exclude or (),
+            pattern=pattern,
+            published=published,
+            limit=limit,
+        )
+
+    def iter_find(
+        self,
+        *,
+        any: Iterable[str] | None = None,
+        all: Iterable[str] | None = None,
+        exclude: Iterable[str] | None = None,
+        published: bool = True,
+        pattern: str | None = None,
+    ) -> Iterator[RepoFile]:
+        """`find`'s files in the same order, read from the catalog a page at a time as
+        the loop goes on: a loop that stops early reads little.
+
+        Each page is a read of its own, so a file published meanwhile may show up
+        (if its path sorts after the page being read) where `find` would not have it.
+        """
+        return lookup.iter_find(
+            self.session,
+            any=any or (),
+            all=all or (),
+            exclude=exclude or (),
+            pattern=pattern,
+            published=published,
+        )
+
+    def count(
+        self,
+        *,
+        any: Iterable[str] | None = None,
+        all: Iterable[str] | None = None,
+        exclude: Iterable[str] | None = None,
+        published: bool = True,
+        pattern: str | None = None,
+    ) -> int:
+        """How many files `find` would return, counted in the catalog without reading
+        them (a `pattern` needs their paths, so it reads them)."""
+        return lookup.count(
             self.session,
             any=any or (),
             all=all or (),

@@ -11,7 +11,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import repo
-from repo.catalog import tagging
+from repo import lookup
+from repo.catalog import finding
 from soak import trials
 
 TAGS = ["a", "b", "c", "d", "k=v"]
@@ -204,7 +205,7 @@ def test_path_tags_and_file_tags_mix_in_all_any_and_exclude(local_config: dict[s
         assert ids(any=["team", "x"]) == [a.file_id, b.file_id, c.file_id]
 
 
-@pytest.mark.parametrize("cap", [2, tagging.USES_CAP])
+@pytest.mark.parametrize("cap", [2, finding.USES_CAP])
 @settings(
     # Each example builds a few hundred files on both catalogs: 2 in the normal suite
     # (which has ten minutes), 25 with REPO_SOAK=1.
@@ -218,7 +219,15 @@ def test_find_on_a_few_hundred_files_matches_the_model_in_order(
 ) -> None:
     # Skewed tag use, tags on files only, on paths only and on both, and the rarest-tag
     # estimate capped low (so that it ties) or not: the answer, in order, never changes.
-    monkeypatch.setattr(tagging, "USES_CAP", cap)
+    monkeypatch.setattr(finding, "USES_CAP", cap)
+    if cap == 2:
+        # Limited queries walk paths in small windows, and often fall back to the tags.
+        monkeypatch.setattr(finding, "DRIVE_CAP", 2)
+        monkeypatch.setattr(finding, "WINDOW_MIN", 4)
+        monkeypatch.setattr(finding, "WINDOW_PER_FILE", 1)
+    # Pages of 3, then 30, then 50: iterating reads several.
+    monkeypatch.setattr(lookup, "FIRST_PAGE", 3)
+    monkeypatch.setattr(lookup, "LAST_PAGE", 50)
     rnd = random.Random(seed)
     ns = f"big{next(_namespaces)}"
     r = find_repo
@@ -263,12 +272,23 @@ def test_find_on_a_few_hundred_files_matches_the_model_in_order(
         all_ = set(rnd.sample(names, rnd.choice([0, 1, 1, 2, 3])))
         excl = set(rnd.sample(names, rnd.choice([0, 1, 2])))
         published = rnd.random() < 0.7
-        got = r.find(
-            any=[f"{ns}-{t}" for t in sorted(any_)],
-            all=[f"{ns}-{t}" for t in sorted(all_)],
-            exclude=[f"{ns}-{t}" for t in sorted(excl)],
-            published=published,
-        )
+        query = {
+            "any": [f"{ns}-{t}" for t in sorted(any_)],
+            "all": [f"{ns}-{t}" for t in sorted(all_)],
+            "exclude": [f"{ns}-{t}" for t in sorted(excl)],
+            "published": published,
+        }
+        got = r.find(**query)  # type: ignore[arg-type]
         got_ids = [f.file_id for f in got if f.file_id in order]
         want = sorted(model.find(any_, all_, excl, published), key=order.__getitem__)
         assert got_ids == want, (any_, all_, excl, published)
+        # Without tags the answer holds other examples' files too: all of it is compared.
+        every = [f.file_id for f in got]
+        assert [f.file_id for f in r.iter_find(**query)] == every  # type: ignore[arg-type]
+        assert r.count(**query) == len(every)  # type: ignore[arg-type]
+        limit = rnd.choice([0, 1, 2, 5, 20])
+        assert [f.file_id for f in r.find(**query, limit=limit)] == every[:limit]  # type: ignore[arg-type]
+        mine = r.find(**query, pattern=f"{ns}/d1/*", limit=2)  # type: ignore[arg-type]
+        assert [f.file_id for f in mine] == [
+            i for i in want if order[i][0].startswith(f"{ns}/d1/")
+        ][:2]

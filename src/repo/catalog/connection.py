@@ -103,8 +103,13 @@ def _make_engine(url: str) -> Engine:
             "application_name": f"repo {socket.gethostname()} pid {os.getpid()}"[:63],
             # JIT-compiling a catalog query costs far more than running it (0.4-0.7 s
             # against milliseconds for `find` on a million files). The URL's own
-            # options, if any, are kept.
-            "options": f"{parsed.query.get('options', '')} -c jit=off".strip(),
+            # options, if any, are kept. Parallel workers likewise: starting them costs
+            # more than the millisecond queries they would share. Times are read in UTC
+            # (what the catalog stores), so `records` can let PostgreSQL make them aware.
+            "options": (
+                f"{parsed.query.get('options', '')} -c jit=off"
+                " -c max_parallel_workers_per_gather=0 -c TimeZone=UTC"
+            ).strip(),
         },
     )
 
