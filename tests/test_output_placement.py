@@ -9,16 +9,21 @@ directory of the other (``cfg`` and ``cfg/cfg``) once landed on top of each othe
 from __future__ import annotations
 
 import os
+import socket
+import stat
+import threading
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
 
 import repo
 from conftest import CliRun, write_config
+from repo.destinations import is_stream
+from repo.errors import UsageError
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
-    from pathlib import Path
 
 STRANGER = 54321  # a uid that is neither ours nor root's
 
@@ -76,3 +81,38 @@ def test_fetch_never_writes_a_file_into_a_directory_in_its_place(
     with pytest.raises(repo.UsageError, match="is a directory"):
         r.fetch([r.current("cfg")], dest=out, overwrite=True)
     assert list((out / "cfg").iterdir()) == []
+
+
+# ------------------------------------------- destinations that are no regular file
+
+
+def test_get_writes_into_a_fifo_as_cp_does_and_leaves_it_a_fifo(
+    r: repo.Repo, tmp_path: Path
+) -> None:
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    got: list[bytes] = []
+    reader = threading.Thread(target=lambda: got.append(fifo.read_bytes()))
+    reader.start()
+    assert r.current("cfg").save_as(fifo) == fifo  # no overwrite needed: nothing replaced
+    reader.join(timeout=30)
+    assert got == [b"top"]
+    assert stat.S_ISFIFO(fifo.stat().st_mode)
+
+
+def test_dev_null_is_written_into_never_replaced() -> None:
+    # What `repo get x -o /dev/null -f` used to do as root: rename a file over it.
+    assert is_stream(Path("/dev/null")) is True
+    with pytest.raises(UsageError, match="is not a regular file"):
+        is_stream(Path("/dev/null"), exact=True)  # fetch -o fills places with files only
+    assert is_stream(Path("/nonexistent-dir/x")) is False
+
+
+def test_a_socket_in_the_way_is_refused_and_kept(r: repo.Repo, tmp_path: Path) -> None:
+    path = tmp_path / "sock"
+    with socket.socket(socket.AF_UNIX) as s:
+        s.bind(str(path))
+        with pytest.raises(UsageError) as err:
+            r.current("cfg").save_as(path, overwrite=True)
+        assert err.value.message == f"{path} exists and is not a regular file; not replacing it"
+        assert stat.S_ISSOCK(path.stat().st_mode)

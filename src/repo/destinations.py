@@ -9,11 +9,12 @@ a shared place under the name asked for would receive the file.
 from __future__ import annotations
 
 import os
+import stat
 from pathlib import Path
 
 from .errors import UsageError
 
-__all__ = ["output_file"]
+__all__ = ["is_stream", "output_file"]
 
 
 def output_file(dest: str | os.PathLike[str], name: str, *, exact: bool = False) -> Path:
@@ -38,3 +39,25 @@ def output_file(dest: str | os.PathLike[str], name: str, *, exact: bool = False)
     if target.is_dir():
         raise UsageError(f"{target} is a directory", hint="choose another destination")
     return target
+
+
+def is_stream(target: Path, *, exact: bool = False) -> bool:
+    """Whether `target` exists and is no regular file but something to write into, as
+    `cp` does: a character device (``/dev/null``, a terminal) or a FIFO. A file is never
+    renamed over one (as root, that would replace ``/dev/null`` itself). With `exact` (a
+    place inside a directory `fetch -o` fills) nothing but a regular file is taken; a
+    block device or a socket never is."""
+    try:
+        mode = target.stat().st_mode
+    except FileNotFoundError:
+        return False
+    except OSError as exc:
+        raise UsageError(f"cannot write {target}: {exc.strerror}") from exc
+    if stat.S_ISREG(mode):
+        return False
+    if not exact and (stat.S_ISCHR(mode) or stat.S_ISFIFO(mode)):
+        return True
+    raise UsageError(
+        f"{target} exists and is not a regular file; not replacing it",
+        hint="choose another destination",
+    )

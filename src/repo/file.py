@@ -10,7 +10,7 @@ from datetime import UTC, date, datetime
 from pathlib import Path, PurePosixPath
 from typing import IO, TYPE_CHECKING, Any, BinaryIO
 
-from .destinations import output_file
+from .destinations import is_stream, output_file
 from .errors import (
     ConflictError,
     ImmutableError,
@@ -281,6 +281,10 @@ class RepoFile:
         downloaded again once.
         """
         target = output_file(dest, PurePosixPath(self.path).name, exact=exact)
+        if is_stream(target, exact=exact):  # /dev/null, a FIFO: written into, as cp does
+            with open(target, "wb") as out:
+                self.write_to(out, progress, keep_cached=keep_cached)
+            return target
         if target.exists() and not overwrite:
             raise ConflictError(f"{target} already exists", hint="use --force to overwrite it")
         try:
