@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import sys
 from typing import TYPE_CHECKING
 
@@ -69,6 +70,8 @@ def list_files(app: App, pattern: str, state: str, as_json: bool) -> None:
 @state_option
 # The first spelling, kept for scripts that use it: --state all.
 @click.option("--all-states", is_flag=True, hidden=True)
+@click.option("--limit", type=click.IntRange(min=0), metavar="N", help="Only the first N files.")
+@click.option("--count", "count_only", is_flag=True, help="Print only how many files match.")
 @json_option()
 @pass_app
 def find(
@@ -78,21 +81,46 @@ def find(
     exclude: tuple[str, ...],
     state: str,
     all_states: bool,
+    limit: int | None,
+    count_only: bool,
     as_json: bool,
 ) -> None:
-    """Find files by tags (a path's tags count for each of its versions).
+    """Find files by tags (a path's tags count for each of its versions), by path.
 
     \b
-    Example:
+    Examples:
       repo find --all sales --any day=2026-11-24 --any day=2026-11-25 --exclude draft
+      repo find --all sales --limit 20
+      repo find --all sales --count
     """
     if all_states:
         state = "all"
+    if count_only and limit is not None:
+        raise click.UsageError("use --count or --limit, not both")
+    published = state == "published"
     with app.repo() as r:
-        found = r.find(any=any_, all=all_, exclude=exclude, published=state == "published")
-        if state not in ("published", "all"):
-            found = [f for f in found if f.state == state]
+        if state in ("published", "all"):
+            if count_only:
+                n = r.count(any=any_, all=all_, exclude=exclude, published=published)
+                _print_count(n, as_json)
+                return
+            found = r.find(any=any_, all=all_, exclude=exclude, published=published, limit=limit)
+        else:
+            # One state of many: the catalog reads every state, the rest are left out.
+            every = r.iter_find(any=any_, all=all_, exclude=exclude, published=False)
+            matching = (f for f in every if f.state == state)
+            if count_only:
+                _print_count(sum(1 for _ in matching), as_json)
+                return
+            found = list(itertools.islice(matching, limit))
         _print_files(r, found, as_json)
+
+
+def _print_count(n: int, as_json: bool) -> None:
+    if as_json:
+        echo_json({"file_count": n})
+    else:
+        echo(str(n))
 
 
 @click.command()
