@@ -225,6 +225,8 @@ def test_find_on_a_few_hundred_files_matches_the_model_in_order(
         monkeypatch.setattr(finding, "DRIVE_CAP", 2)
         monkeypatch.setattr(finding, "WINDOW_MIN", 4)
         monkeypatch.setattr(finding, "WINDOW_PER_FILE", 1)
+        monkeypatch.setattr(finding, "STEP_MIN", 2)
+        monkeypatch.setattr(finding, "STEP_PER_FILE", 1)
     # Pages of 3, then 30, then 50: iterating reads several.
     monkeypatch.setattr(lookup, "FIRST_PAGE", 3)
     monkeypatch.setattr(lookup, "LAST_PAGE", 50)

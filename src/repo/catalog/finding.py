@@ -9,8 +9,8 @@ Two plans for current files. By tags: the ids come from the rarest `all` tag (or
 only the answer's rows are read: its cost follows the rarest tag. By path: walk the
 published versions in path order, probing each for the tags, until a page is full:
 its cost follows the page size over the share of files that match. A limited query
-whose rarest tag is common (more than `DRIVE_CAP` files) tries a window of paths first
-and falls back to the tags plan if the window does not fill the page.
+whose rarest tag is common (more than `DRIVE_CAP` files) walks paths first, in short
+windows, and falls back to the tags plan if a budget of paths does not fill the page.
 """
 
 from __future__ import annotations
@@ -50,9 +50,14 @@ __all__ = ["DRIVE_CAP", "USES_CAP", "count", "find"]
 USES_CAP = 1000
 #: A limited query whose rarest tag has more files than this walks paths first.
 DRIVE_CAP = 5000
-#: Paths a window of the path walk covers, per file asked for (at least `WINDOW_MIN`).
+#: Paths the path walk covers before it gives up, per file asked for (at least
+#: `WINDOW_MIN`), in windows of `STEP_PER_FILE` paths per file asked for (at least
+#: `STEP_MIN`): each window is one short query, and the walk stops at the window that
+#: fills the page.
 WINDOW_PER_FILE = 20
 WINDOW_MIN = 2000
+STEP_PER_FILE = 5
+STEP_MIN = 250
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,11 +85,14 @@ def _resolve(
     pg: bool,
     limited: bool,
 ) -> _Query:
-    # Only a choice between `all` tags, or between plans, needs counts.
-    cap = max(USES_CAP, DRIVE_CAP) if published else USES_CAP
-    counted: Sequence[str] = all_tags if len(set(all_tags)) > 1 else ()
     if published:
-        counted = all_tags or (any_tags if limited else ())
+        # The rarest `all` tag's count picks the plan, and how its candidates are probed.
+        counted: Sequence[str] = all_tags or (any_tags if limited else ())
+        cap = max(USES_CAP, DRIVE_CAP)
+    else:
+        # Only a choice between `all` tags needs counts.
+        counted = all_tags if len(set(all_tags)) > 1 else ()
+        cap = USES_CAP
     known = _tag_stats(conn, [*any_tags, *all_tags, *exclude], counted, pg, published, cap)
     any_ids = sorted({known[t].tag_id for t in any_tags if t in known})
     all_stats = sorted({known[t] for t in all_tags if t in known}, key=lambda s: (s.uses, s.tag_id))
@@ -118,13 +126,9 @@ def find(
     if q.empty or limit == 0:
         return []
     if limit is not None and published and (q.driving < 0 or q.driving >= DRIVE_CAP):
-        if not q.all_ids and not q.any_ids:
-            return _page(conn, _walk(q, None), limit, after)  # every file matches often
-        window = max(WINDOW_MIN, WINDOW_PER_FILE * limit)
-        last = _window_end(conn, after, window)
-        found = _page(conn, _walk(q, last), limit, after)
-        if len(found) == limit or last is None:
-            return found
+        walked = _walk_pages(conn, q, limit, after)
+        if walked is not None:
+            return walked
     query = _current_files(q) if published else _any_files(q)
     return _page(conn, query, limit, after)
 
@@ -170,26 +174,48 @@ def _page(
     return records(conn.execute(query).all())
 
 
-def _window_end(conn: Connection, after: tuple[str, int] | None, window: int) -> str | None:
-    """The path `window` paths after `after`'s (None if there are fewer)."""
+def _walk_pages(
+    conn: Connection, q: _Query, limit: int, after: tuple[str, int] | None
+) -> list[FileRecord] | None:
+    """Up to `limit` published versions after `after`, walking paths in order a window
+    at a time; None if the walk gave up (too few of the paths it covered match)."""
+    budget = max(WINDOW_MIN, WINDOW_PER_FILE * limit)
+    step = max(STEP_MIN, STEP_PER_FILE * limit)
+    # A path has one published version: the walk goes on after `after`'s path.
+    since = after[0] if after is not None else None
+    found: list[FileRecord] = []
+    for _ in range(0, budget, step):
+        until = _window_end(conn, since, step)
+        query = _walk(q, since, until).order_by(paths.c.path, files.c.file_id)
+        found += records(conn.execute(query.limit(limit - len(found))).all())
+        if len(found) == limit or until is None:
+            return found
+        since = until
+    return None
+
+
+def _window_end(conn: Connection, since: str | None, window: int) -> str | None:
+    """The path `window` paths after the path `since` (None if there are fewer)."""
     query = select(paths.c.path)
-    if after is not None:
-        query = query.where(paths.c.path > after[0])
+    if since is not None:
+        query = query.where(paths.c.path > since)
     query = query.order_by(paths.c.path).offset(window - 1).limit(1)
     end: str | None = conn.execute(query).scalar_one_or_none()
     return end
 
 
-def _walk(q: _Query, until: str | None) -> Select[Any]:
-    """Published versions in path order (up to the path `until`), each probed for the
-    tags: for a page when many files match."""
+def _walk(q: _Query, since: str | None, until: str | None) -> Select[Any]:
+    """Published versions with the tags and a path after `since` up to `until`, each
+    probed for the tags (never a join with a tag's whole range: a window is short)."""
     query = select_files(pg=q.pg).where(files.c.state == "published")
     for tag_id in q.all_ids:
-        query = query.where(_carried(files.c.file_id, [tag_id], q.pg))
+        query = query.where(_carried(files.c.file_id, [tag_id], q.pg, each=True))
     if q.any_ids:
-        query = query.where(_carried(files.c.file_id, q.any_ids, q.pg))
+        query = query.where(_carried(files.c.file_id, q.any_ids, q.pg, each=True))
     if q.excl_ids:
-        query = query.where(not_(_carried(files.c.file_id, q.excl_ids, q.pg)))
+        query = query.where(not_(_carried(files.c.file_id, q.excl_ids, q.pg, each=True)))
+    if since is not None:
+        query = query.where(paths.c.path > since)
     if until is not None:
         query = query.where(paths.c.path <= until)
     return query
@@ -240,6 +266,7 @@ def _carried(file_id: Any, tag_ids: list[int], pg: bool, each: bool = False) -> 
     """The published version `file_id` carries one of `tag_ids`; `each`: PostgreSQL
     probes for every row (``OFFSET 0`` keeps it from turning the test into a join)."""
     probe = current_tags.alias()
+    each = each and pg
     found = select(literal(1)).where(
         probe.c.file_id == file_id, _among(probe.c.tag_id, tag_ids, pg)
     )
