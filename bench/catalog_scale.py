@@ -166,10 +166,12 @@ class StatementCounter:
         self.on = False
         self.kinds: Counter[str] = Counter()
         self.last: tuple[str, Any] | None = None
+        self.recent: list[tuple[str, Any]] = []
         event.listen(engine, "before_cursor_execute", self._seen)
 
     def _seen(self, conn: Any, cursor: Any, statement: str, params: Any, *_: Any) -> None:
         self.last = (statement, params)
+        self.recent = [*self.recent[-9:], self.last]
         if self.on:
             self.kinds[statement.lstrip().split(None, 1)[0].upper()] += 1
 
@@ -235,6 +237,7 @@ class TagQuery:
     found: int = 0
     plan: str = ""
     base_plan: str = ""
+    first_plans: list[str] = field(default_factory=list)
 
     def describe(self) -> str:
         parts = []
@@ -366,6 +369,12 @@ def measure_tags(rp: repo.Repo, queries: list[TagQuery], repeats: int, budget: f
             assert counter.last is not None
             q.plan = explain(db.conn, *counter.last)
             q.base_plan = explain(db.conn, statement, params)
+            rp.catalog.end_read()
+            counter.recent = []
+            first()
+            rp.catalog.end_read()
+            pages = [(sql, p) for sql, p in counter.recent if "ORDER BY" in sql]
+            q.first_plans = [explain(db.conn, sql, p) for sql, p in pages]
             rp.catalog.end_read()
             log(f"  tags: {q.label}: {q.found} files, ours p50 {1000 * q.ours.p50:.1f} ms, "
                 f"first {FIRST} {1000 * q.first.p50:.1f} ms, count {1000 * q.count.p50:.1f} ms, "
@@ -749,6 +758,13 @@ def tag_section(queries: list[TagQuery], repeats: int, at: str) -> tuple[list[st
             q.base_plan,
             "```",
             "",
+            "</details>",
+            "",
+            f"<details><summary>EXPLAIN (ANALYZE, BUFFERS): {q.label}, the first {FIRST} "
+            f"(the {len(q.first_plans)} statement(s) reading files that limit={FIRST} sends)"
+            "</summary>",
+            "",
+            *(line for plan in q.first_plans for line in ("```", plan, "```", "")),
             "</details>",
             "",
         ]
