@@ -269,7 +269,7 @@ def test_find_on_a_few_hundred_files_matches_the_model_in_order(
 
     order = {f.file_id: (f"{ns}/{f.path}", f.file_id) for f in model.files}
     names = [*tag_pool, "unknown"]
-    for _ in range(25):
+    for _ in range(trials(10, 25)):  # queries per example
         any_ = set(rnd.sample(names, rnd.choice([0, 0, 1, 2, 3])))
         all_ = set(rnd.sample(names, rnd.choice([0, 1, 1, 2, 3])))
         excl = set(rnd.sample(names, rnd.choice([0, 1, 2])))

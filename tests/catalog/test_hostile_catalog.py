@@ -13,7 +13,6 @@ from __future__ import annotations
 import hashlib
 import os
 import uuid
-from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -287,7 +286,7 @@ def test_a_row_changed_between_choosing_and_claiming_is_still_not_deleted(
         own = r.add_file("gc/own").touch(b"ours").upload()
         r.commit()
         store = r.store
-        changed = replace(own.record, key=f"{store.key_prefix}backups/important.txt")
+        changed = own.record._replace(key=f"{store.key_prefix}backups/important.txt")
         (Path(store.bucket) / "backups").mkdir(parents=True, exist_ok=True)
         (Path(store.bucket) / "backups" / "important.txt").write_bytes(SECRET)
         purger = gc._Purger(r.session)
