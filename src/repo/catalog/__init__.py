@@ -4,7 +4,9 @@
 
 * versions and their states -> `versions` (`VersionQueries`): add, get, current, history,
   list, upload, rekey, publish, expire, counts; versions by object key.
-* tags -> `tagging` (`TagQueries`): the tags of versions and of paths, and `find`.
+* tags -> `tagging` (`TagQueries`): the tags of versions and of paths, and `find`,
+  whose plans (by tags or by path, limited, paged, counted) are in `finding`, a
+  module of functions `tagging` calls.
 * hosts and their cached copies -> `copies` (`CopyQueries`): which host holds which
   verified copy; the hosts and what their caches hold.
 * adding many versions at once (`Repo.add_tree`) -> `bulk` (`BulkQueries`).
