@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from ..file import RepoFile
     from ..repository import Repo
 
-__all__ = ["App", "pass_app", "resolve"]
+__all__ = ["App", "parse_ref", "pass_app", "resolve"]
 
 
 @dataclass
@@ -69,13 +69,22 @@ class _ShownFormatter(logging.Formatter):
 pass_app = click.make_pass_decorator(App, ensure=True)
 
 
-def resolve(r: Repo, ref: str, *, which: str, as_path: bool = False) -> RepoFile:
-    """A command's ID|PATH argument: all digits is a file id (unless `as_path`), anything
-    else a path. For a path, `which` picks ``newest`` (any state) or ``current``."""
+def parse_ref(ref: str, *, as_path: bool = False) -> int | str:
+    """A command's PATH|ID argument: all digits is a file id (unless `as_path`), anything
+    else a path."""
     if not ref:
         raise UsageError("expected a file id or a path, got an empty string")
     if ref.isascii() and ref.isdigit() and not as_path:
-        return r.file(int(ref))
+        return int(ref)
+    return ref
+
+
+def resolve(r: Repo, ref: str, *, which: str, as_path: bool = False) -> RepoFile:
+    """The version a PATH|ID argument names (`parse_ref`). For a path, `which` picks
+    ``newest`` (any state) or ``current``."""
+    target = parse_ref(ref, as_path=as_path)
+    if isinstance(target, int):
+        return r.file(target)
     if which == "current":
-        return r.current(ref)
-    return r.newest(ref)
+        return r.current(target)
+    return r.newest(target)

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 import click
 
 from ..errors import UsageError
-from .app import App, pass_app
+from .app import App, parse_ref, pass_app
 from .options import as_path_option, json_option
 from .output import echo, echo_json, file_doc, human_size
 from .prompts import confirm, refuse_off_terminal
@@ -25,15 +25,6 @@ def _line(verb: str, f: RepoFile) -> str:
 
 def _versions(count: int) -> str:
     return f"{count} version{'s' if count != 1 else ''}"
-
-
-def _target(ref: str, as_path: bool) -> int | str:
-    """PATH|ID as the other commands read it: all digits is an id unless --path."""
-    if not ref:
-        raise UsageError("expected a file id or a path, got an empty string")
-    if ref.isascii() and ref.isdigit() and not as_path:
-        return int(ref)
-    return ref
 
 
 @click.command()
@@ -60,7 +51,7 @@ def purge(
       repo purge reports/leaked.csv --all-versions --dry-run
       repo purge 42 --yes
     """
-    target = _target(ref, as_path)
+    target = parse_ref(ref, as_path=as_path)
     if all_versions and isinstance(target, int):
         raise UsageError(
             f"--all-versions goes with a path, and {ref} reads as a file id",
