@@ -63,7 +63,7 @@ def test_a_version_1_catalog_is_upgraded_in_place_keeping_its_data(
     engine.dispose()
 
     with repo.Repo(cfg) as r:  # opening upgrades
-        assert r.catalog.schema_version() == SCHEMA_VERSION == 4
+        assert r.catalog.schema_version() == SCHEMA_VERSION == 5
         kept = r.file(file_id)
         assert (kept.state, kept.tags, kept.read_text()) == ("published", ["old"], "v1 data")
         assert kept.verified_with is None  # not recorded before version 4

@@ -221,12 +221,10 @@ def test_find_on_a_few_hundred_files_matches_the_model_in_order(
     # estimate capped low (so that it ties) or not: the answer, in order, never changes.
     monkeypatch.setattr(finding, "USES_CAP", cap)
     if cap == 2:
-        # Limited queries walk paths in small windows, and often fall back to the tags.
+        # Rare starting tags probed or not, and `any` tags read together, then sorted,
+        # rather than merged one range at a time.
         monkeypatch.setattr(finding, "DRIVE_CAP", 2)
-        monkeypatch.setattr(finding, "WINDOW_MIN", 4)
-        monkeypatch.setattr(finding, "WINDOW_PER_FILE", 1)
-        monkeypatch.setattr(finding, "STEP_MIN", 2)
-        monkeypatch.setattr(finding, "STEP_PER_FILE", 1)
+        monkeypatch.setattr(finding, "ANY_BRANCHES", 1)
     # Pages of 3, then 30, then 50: iterating reads several.
     monkeypatch.setattr(lookup, "FIRST_PAGE", 3)
     monkeypatch.setattr(lookup, "LAST_PAGE", 50)

@@ -2,7 +2,7 @@
 from the truth it derives from: ``files``, ``file_tags`` and ``path_tags``.
 
 After every kind of write (publish, expire, supersede, tag and untag a file or a path,
-add a tree, purge, restore with journal replay, migration from version 2) the table is
+add a tree, purge, restore with journal replay, migration from versions 2 and 4) the table is
 compared row for row with a brute-force derivation, and `find` with a brute-force
 filter of every current file's tags read through the API.
 """
@@ -21,7 +21,16 @@ from sqlalchemy import create_engine, select, text, update
 import repo
 from repo import Repo
 from repo.catalog import Catalog
-from repo.catalog.schema import current_tags, file_tags, files, path_tags, repo_meta, tags
+from repo.catalog.schema import (
+    SCHEMA_VERSION,
+    current_tags,
+    file_tags,
+    files,
+    path_tags,
+    paths,
+    repo_meta,
+    tags,
+)
 from repo.restore import restore_catalog
 
 if TYPE_CHECKING:
@@ -68,6 +77,15 @@ def stored(url: str) -> set[tuple[str, int]]:
                 )
             ).all()
             assert len(rows) == len(set(rows))
+            # Each row's path is its version's (the key find walks in order).
+            astray = select(current_tags.c.file_id).where(
+                current_tags.c.path
+                != select(paths.c.path)
+                .join(files, files.c.path_id == paths.c.path_id)
+                .where(files.c.file_id == current_tags.c.file_id)
+                .scalar_subquery()
+            )
+            assert conn.execute(astray).all() == []
             return {(name, file_id) for name, file_id in rows}
     finally:
         engine.dispose()
@@ -302,26 +320,91 @@ def test_a_version_2_catalog_gets_current_tags_filled_on_upgrade(
         )
     engine.dispose()
     with Repo(local_config) as r:  # opening upgrades
-        assert r.catalog.schema_version() == 4
+        assert r.catalog.schema_version() == SCHEMA_VERSION
         assert stored(db_url) == expected
         assert_in_step(r, db_url)
 
 
-def test_upgrade_grants_the_catalog_roles_their_rights_on_current_tags(pg_url: str) -> None:
+#: ``current_tags`` as versions 3 and 4 made it: no path.
+OLD_CURRENT_TAGS = (
+    "CREATE TABLE current_tags (tag_id BIGINT NOT NULL, file_id BIGINT NOT NULL,"
+    " PRIMARY KEY (tag_id, file_id))",
+    "CREATE INDEX current_tags_file_ix ON current_tags (file_id)",
+    "INSERT INTO current_tags (tag_id, file_id)"
+    " SELECT ft.tag_id, ft.file_id FROM file_tags ft JOIN files f ON f.file_id = ft.file_id"
+    " WHERE f.state = 'published' UNION SELECT pt.tag_id, f.file_id FROM path_tags pt"
+    " JOIN files f ON f.path_id = pt.path_id WHERE f.state = 'published'",
+)
+
+
+def make_version_4(url: str) -> None:
+    """Turn the catalog at `url` back into version 4: ``current_tags`` without paths."""
+    engine = create_engine(url)
+    with engine.begin() as conn:
+        conn.execute(text("DROP TABLE current_tags"))
+        for statement in OLD_CURRENT_TAGS:
+            conn.execute(text(statement))
+        conn.execute(
+            update(repo_meta).where(repo_meta.c.name == "schema_version").values(value="4")
+        )
+    engine.dispose()
+
+
+def test_a_version_4_catalog_finds_the_same_files_after_the_upgrade(
+    local_config: dict[str, str], db_url: str
+) -> None:
+    queries: list[dict[str, Any]] = [
+        {"all": ["x"]},
+        {"all": ["x", "path-tag"], "exclude": ["old"]},
+        {"any": ["old", "path-tag", "y"]},
+        {"any": ["x", "y"], "exclude": ["path-tag"]},
+        {"exclude": ["y"]},
+    ]
+    with Repo(local_config) as r:
+        r.add_file("m/a").touch("1").publish().tag("x", "old")
+        a = r.add_file("m/a").touch("2").publish().tag("x")
+        a.tag_path("path-tag")
+        r.add_file("m/b").touch("3").publish().tag("x", "y")
+        r.add_file("m/c").touch("4").tag("x")  # unpublished
+        r.add_file("l/d").touch("5").publish().tag("y", "old")
+        r.commit()
+        expected = derived_from_truth(db_url)
+        before = [[f.file_id for f in r.find(**q)] for q in queries]
+    assert len(expected) == 6
+    assert [len(b) for b in before] == [2, 1, 3, 2, 1]
+    make_version_4(db_url)
+    with Repo(local_config) as r:  # opening upgrades
+        assert r.catalog.schema_version() == SCHEMA_VERSION == 5
+        assert stored(db_url) == expected
+        assert [[f.file_id for f in r.find(**q)] for q in queries] == before
+        assert [[f.file_id for f in r.find(**q, limit=1)] for q in queries] == [
+            b[:1] for b in before
+        ]
+        assert_in_step(r, db_url)
+
+
+@pytest.mark.parametrize("version", [2, 4])
+def test_upgrade_grants_the_catalog_roles_their_rights_on_current_tags(
+    pg_url: str, version: int
+) -> None:
     from repo.catalog.roles import create_roles
 
     catalog = Catalog(pg_url)
     try:
         catalog.ensure_schema()
-        roles = create_roles(catalog, "tagidx")
+        roles = create_roles(catalog, f"tagidx{version}")
         conn = catalog.db.begin_write()
         conn.execute(text("DROP TABLE current_tags"))
-        conn.execute(text("ALTER TABLE files DROP COLUMN verified_with"))
+        if version == 2:
+            conn.execute(text("ALTER TABLE files DROP COLUMN verified_with"))
+        else:
+            for statement in OLD_CURRENT_TAGS:
+                conn.execute(text(statement))
         conn.execute(
-            update(repo_meta).where(repo_meta.c.name == "schema_version").values(value="2")
+            update(repo_meta).where(repo_meta.c.name == "schema_version").values(value=str(version))
         )
         catalog.db.commit()
-        assert catalog.ensure_schema() == 4
+        assert catalog.ensure_schema() == SCHEMA_VERSION
 
         def may(role: str, what: str) -> bool:
             query = text("SELECT has_table_privilege(:role, 'current_tags', :what)")

@@ -4,13 +4,12 @@ The answer is ordered by path, then version id, so a page ends at a (path, id) k
 the next starts after it (``after``): pages never overlap or skip a version that did
 not change meanwhile, and each is a short read of its own.
 
-Two plans for current files. By tags: the ids come from the rarest `all` tag (or the
-`any` tags together) through ``current_tags``, the others probed per candidate, and
-only the answer's rows are read: its cost follows the rarest tag. By path: walk the
-published versions in path order, probing each for the tags, until a page is full:
-its cost follows the page size over the share of files that match. A limited query
-whose rarest tag is common (more than `DRIVE_CAP` files) walks paths first, in short
-windows, and falls back to the tags plan if a budget of paths does not fill the page.
+Current files come from ``current_tags``, whose key is (tag, path, version): a tag's
+versions are listed in the answer's order. The ids come from the rarest `all` tag's
+range (or each `any` tag's, minus the versions an earlier one already gave), the other
+tags probed per candidate or merged with their own ranges, all in path order: no sort,
+the paths from the index rather than from ``paths``, and a limited query stops once it
+has its files. Only the answer's rows are read from ``files``.
 """
 
 from __future__ import annotations
@@ -43,21 +42,17 @@ from .schema import current_tags, file_tags, files, path_tags, paths, tags
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-__all__ = ["DRIVE_CAP", "USES_CAP", "count", "find"]
+__all__ = ["ANY_BRANCHES", "DRIVE_CAP", "USES_CAP", "count", "find"]
 
 #: Files counted per tag when choosing the rarest of the `all` tags: enough to tell rare
 #: from common, and cheap for a tag that half the catalog carries.
 USES_CAP = 1000
-#: A limited query whose rarest tag has more files than this walks paths first.
+#: A rarest `all` tag with fewer current files than this has each candidate probed for
+#: the other tags (PostgreSQL would rather read their whole ranges).
 DRIVE_CAP = 5000
-#: Paths the path walk covers before it gives up, per file asked for (at least
-#: `WINDOW_MIN`), in windows of `STEP_PER_FILE` paths per file asked for (at least
-#: `STEP_MIN`): each window is one short query, and the walk stops at the window that
-#: fills the page.
-WINDOW_PER_FILE = 20
-WINDOW_MIN = 2000
-STEP_PER_FILE = 5
-STEP_MIN = 250
+#: Up to this many `any` tags are read as one range each, merged in path order (a
+#: limited query stops early); more are read together and sorted.
+ANY_BRANCHES = 8
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,8 +62,8 @@ class _Query:
     all_ids: list[int]
     any_ids: list[int]
     excl_ids: list[int]
-    #: Files carrying the driving tags (the rarest `all` tag, or the `any` tags
-    #: together), counted up to the cap; -1 when not counted.
+    #: Current files carrying the rarest `all` tag, counted up to the cap; -1 when not
+    #: counted.
     driving: int
     known: dict[str, _TagStats]
     published: bool
@@ -83,11 +78,10 @@ def _resolve(
     exclude: Sequence[str],
     published: bool,
     pg: bool,
-    limited: bool,
 ) -> _Query:
     if published:
-        # The rarest `all` tag's count picks the plan, and how its candidates are probed.
-        counted: Sequence[str] = all_tags or (any_tags if limited else ())
+        # The rarest `all` tag drives, and its count says how its candidates are probed.
+        counted: Sequence[str] = all_tags
         cap = max(USES_CAP, DRIVE_CAP)
     else:
         # Only a choice between `all` tags needs counts.
@@ -98,14 +92,7 @@ def _resolve(
     all_stats = sorted({known[t] for t in all_tags if t in known}, key=lambda s: (s.uses, s.tag_id))
     excl_ids = sorted({known[t].tag_id for t in exclude if t in known})
     empty = any(t not in known for t in all_tags) or bool(any_tags and not any_ids)
-    if not counted:
-        driving = -1
-    elif all_stats:
-        driving = all_stats[0].uses
-    elif any_ids:
-        driving = sum(known[t].uses for t in set(any_tags) if t in known)
-    else:
-        driving = -1
+    driving = all_stats[0].uses if counted and all_stats else -1
     return _Query([s.tag_id for s in all_stats], any_ids, excl_ids, driving, known,
                   published, pg, empty)  # fmt: skip
 
@@ -122,14 +109,12 @@ def find(
     after: tuple[str, int] | None = None,
 ) -> list[FileRecord]:
     """The versions with the tags, by path then id: up to `limit`, after the key `after`."""
-    q = _resolve(conn, any_tags, all_tags, exclude, published, pg, limit is not None)
+    q = _resolve(conn, any_tags, all_tags, exclude, published, pg)
     if q.empty or limit == 0:
         return []
-    if limit is not None and published and (q.driving < 0 or q.driving >= DRIVE_CAP):
-        walked = _walk_pages(conn, q, limit, after)
-        if walked is not None:
-            return walked
-    query = _current_files(q) if published else _any_files(q)
+    if published and (q.all_ids or q.any_ids):
+        return records(conn.execute(_current_files(q, limit, after)).all())
+    query = _every_current_file(q) if published else _any_files(q)
     return _page(conn, query, limit, after)
 
 
@@ -143,17 +128,18 @@ def count(
     pg: bool,
 ) -> int:
     """How many versions `find` would return, without reading them."""
-    q = _resolve(conn, any_tags, all_tags, exclude, published, pg, False)
+    q = _resolve(conn, any_tags, all_tags, exclude, published, pg)
     if q.empty:
         return 0
     if published:
-        ids = _current_ids(q)
-        if ids is None:
+        if q.all_ids or q.any_ids:
+            which = _current_ids(q, ordered=False)
+            if len(q.any_ids) > 1 and not q.all_ids:
+                which = which.distinct()  # a file with two of the tags counts once
+        else:
             which = select(files.c.file_id).where(files.c.state == "published")
             if q.excl_ids:
                 which = which.where(not_(_carried(files.c.file_id, q.excl_ids, pg)))
-        else:
-            which = ids.distinct() if len(q.any_ids) > 1 and not q.all_ids else ids
     else:
         which = select(files.c.file_id).where(and_(true(), *_any_conditions(q)))
     total = select(func.count()).select_from(which.subquery())
@@ -174,102 +160,105 @@ def _page(
     return records(conn.execute(query).all())
 
 
-def _walk_pages(
-    conn: Connection, q: _Query, limit: int, after: tuple[str, int] | None
-) -> list[FileRecord] | None:
-    """Up to `limit` published versions after `after`, walking paths in order a window
-    at a time; None if the walk gave up (too few of the paths it covered match)."""
-    budget = max(WINDOW_MIN, WINDOW_PER_FILE * limit)
-    step = max(STEP_MIN, STEP_PER_FILE * limit)
-    # A path has one published version: the walk goes on after `after`'s path.
-    since = after[0] if after is not None else None
-    found: list[FileRecord] = []
-    for _ in range(0, budget, step):
-        until = _window_end(conn, since, step)
-        query = _walk(q, since, until).order_by(paths.c.path, files.c.file_id)
-        found += records(conn.execute(query.limit(limit - len(found))).all())
-        if len(found) == limit or until is None:
-            return found
-        since = until
-    return None
+def _current_ids(q: _Query, *, ordered: bool = True) -> Select[Any]:
+    """(path, id) of the published files with every tag of `all_ids` (rarest first), one
+    of `any_ids` and none of `excl_ids`, from ``current_tags`` alone; `ordered`: each
+    file once, the parts of a union each in path order (else a file may come once per
+    `any` tag it carries, for a count of distinct ids).
 
-
-def _window_end(conn: Connection, since: str | None, window: int) -> str | None:
-    """The path `window` paths after the path `since` (None if there are fewer)."""
-    query = select(paths.c.path)
-    if since is not None:
-        query = query.where(paths.c.path > since)
-    query = query.order_by(paths.c.path).offset(window - 1).limit(1)
-    end: str | None = conn.execute(query).scalar_one_or_none()
-    return end
-
-
-def _walk(q: _Query, since: str | None, until: str | None) -> Select[Any]:
-    """Published versions with the tags and a path after `since` up to `until`, each
-    probed for the tags (never a join with a tag's whole range: a window is short)."""
-    query = select_files(pg=q.pg).where(files.c.state == "published")
-    for tag_id in q.all_ids:
-        query = query.where(_carried(files.c.file_id, [tag_id], q.pg, each=True))
-    if q.any_ids:
-        query = query.where(_carried(files.c.file_id, q.any_ids, q.pg, each=True))
-    if q.excl_ids:
-        query = query.where(not_(_carried(files.c.file_id, q.excl_ids, q.pg, each=True)))
-    if since is not None:
-        query = query.where(paths.c.path > since)
-    if until is not None:
-        query = query.where(paths.c.path <= until)
-    return query
-
-
-def _current_ids(q: _Query) -> Select[Any] | None:
-    """Ids of the published files with every tag of `all_ids` (rarest first), one of
-    `any_ids` and none of `excl_ids`, from ``current_tags`` alone (None without tags to
-    start from).
-
-    Every probe is keyed by the starting row's file id, so PostgreSQL may join the
-    tags' index ranges (each sorted by file id) before it reads a single version row.
+    Every probe is keyed by the starting row's (tag, path, id), so PostgreSQL may merge
+    the tags' index ranges (each in path order) before it reads a single version row.
     When the starting tag is known to be rare, it is made to probe each candidate
     instead: its cost model, made for disks, prefers reading a common tag's whole range
     to a few thousand probes of cached pages, which cost half as much.
     """
     all_ids, any_ids, excl_ids, pg = q.all_ids, q.any_ids, q.excl_ids, q.pg
-    if not all_ids and not any_ids:
-        return None
     each = pg and 0 <= q.driving < DRIVE_CAP
     start = current_tags.alias("start")
+
+    def having(query: Select[Any], ids: list[int]) -> Select[Any]:
+        return query.where(_carried(start.c.file_id, ids, pg, each, path=start.c.path))
+
+    def lacking(query: Select[Any], ids: list[int]) -> Select[Any]:
+        return query.where(not_(_carried(start.c.file_id, ids, pg, each, path=start.c.path)))
+
+    ids: Select[Any] = select(start.c.path, start.c.file_id)
     if all_ids:
-        ids = select(start.c.file_id).where(start.c.tag_id == all_ids[0])
+        ids = ids.where(start.c.tag_id == all_ids[0])
         for tag_id in all_ids[1:]:
-            ids = ids.where(_carried(start.c.file_id, [tag_id], pg, each))
+            ids = having(ids, [tag_id])
         if any_ids:
-            ids = ids.where(_carried(start.c.file_id, any_ids, pg, each))
+            ids = having(ids, any_ids)
+    elif not ordered or len(any_ids) == 1:
+        ids = ids.where(_among(start.c.tag_id, any_ids, pg))
+    elif len(any_ids) > ANY_BRANCHES:
+        ids = ids.where(_among(start.c.tag_id, any_ids, pg)).distinct()
     else:
-        ids = select(start.c.file_id).where(_among(start.c.tag_id, any_ids, pg))
-    if excl_ids:
-        ids = ids.where(not_(_carried(start.c.file_id, excl_ids, pg, each)))
-    return ids
+        # One range per tag, without the files an earlier tag gave: no file twice, and
+        # each part in path order.
+        parts = []
+        for i, tag_id in enumerate(any_ids):
+            part = ids.where(start.c.tag_id == tag_id)
+            parts.append(lacking(part, [*any_ids[:i], *excl_ids]) if i or excl_ids else part)
+        return union_all(*parts)  # type: ignore[return-value]
+    return lacking(ids, excl_ids) if excl_ids else ids
 
 
-def _current_files(q: _Query) -> Select[Any]:
-    """Published files with the tags: only the answer's rows are read from ``files``
-    and ``paths``."""
+def _current_files(q: _Query, limit: int | None, after: tuple[str, int] | None) -> Select[Any]:
+    """Up to `limit` published files with the tags, after the key `after`, in order:
+    their ids first (from ``current_tags`` only), then only their rows of ``files``."""
     ids = _current_ids(q)
-    if ids is None:
-        query = select_files(pg=q.pg).where(files.c.state == "published")
-        if q.excl_ids:
-            query = query.where(not_(_carried(files.c.file_id, q.excl_ids, q.pg)))
-        return query
-    return select_files(pg=q.pg).where(files.c.file_id.in_(ids))
+    if after is not None:
+        # The first condition lets the index start at the key.
+        ids = _after(ids, after)
+    key = ids.selected_columns
+    ids = ids.order_by(key.path, key.file_id)
+    if limit is not None:
+        ids = ids.limit(limit)
+    elif q.pg:
+        # A fence: PostgreSQL would otherwise read versions before the last probes.
+        ids = ids.offset(0)
+    found = ids.subquery("found")
+    columns = [
+        found.c.path if c.name == "path" else c for c in select_files(pg=q.pg).selected_columns
+    ]
+    return (
+        select(*columns)
+        .select_from(found.join(files, files.c.file_id == found.c.file_id))
+        .order_by(found.c.path, found.c.file_id)
+    )
 
 
-def _carried(file_id: Any, tag_ids: list[int], pg: bool, each: bool = False) -> ColumnElement[bool]:
-    """The published version `file_id` carries one of `tag_ids`; `each`: PostgreSQL
-    probes for every row (``OFFSET 0`` keeps it from turning the test into a join)."""
+def _after(ids: Any, after: tuple[str, int]) -> Any:
+    """`ids` (a select or a union of them, of current_tags's path and file_id) after
+    the key `after`, each part with the key's conditions."""
+    if not isinstance(ids, Select):
+        return union_all(*(_after(part, after) for part in ids.selects))
+    path, file_id = ids.selected_columns.path, ids.selected_columns.file_id
+    return ids.where(path >= after[0], tuple_(path, file_id) > tuple_(*after))
+
+
+def _every_current_file(q: _Query) -> Select[Any]:
+    """Every published file, but those with a tag of `excl_ids`."""
+    query = select_files(pg=q.pg).where(files.c.state == "published")
+    if q.excl_ids:
+        query = query.where(not_(_carried(files.c.file_id, q.excl_ids, q.pg)))
+    return query
+
+
+def _carried(
+    file_id: Any, tag_ids: list[int], pg: bool, each: bool = False, path: Any = None
+) -> ColumnElement[bool]:
+    """The published version `file_id` (at `path`, if known: the probe then walks the
+    key) carries one of `tag_ids`; `each`: PostgreSQL probes for every row (``OFFSET
+    0`` keeps it from turning the test into a join)."""
     probe = current_tags.alias()
     each = each and pg
     found = select(literal(1)).where(
         probe.c.file_id == file_id, _among(probe.c.tag_id, tag_ids, pg)
     )
+    if path is not None:
+        found = found.where(probe.c.path == path)
     return found.offset(0).exists() if each else found.exists()
 
 

@@ -31,6 +31,12 @@ def _v2_garbage_collection(conn: Connection) -> None:
 
 def _v3_current_tags(conn: Connection) -> None:
     """Version 3: ``current_tags``, the tags of published versions, for `find`."""
+    _create_current_tags(conn)
+
+
+def _create_current_tags(conn: Connection) -> None:
+    """Create ``current_tags`` as this code defines it, fill it, and grant on it what
+    is granted on ``file_tags``."""
     current_tags.create(conn)  # with its index
     tag_index.rebuild(conn)
     if conn.dialect.name == "postgresql":
@@ -57,11 +63,22 @@ def _v4_verified_with(conn: Connection) -> None:
     conn.execute(text("ALTER TABLE files ADD COLUMN verified_with VARCHAR(16)"))
 
 
+def _v5_current_tags_by_path(conn: Connection) -> None:
+    """Version 5: ``current_tags`` rows carry their version's path, and its key lists a
+    tag's versions in path order (`find` stops at its first page, reads no path row)."""
+    if "path" in {c["name"] for c in inspect(conn).get_columns("current_tags")}:
+        return  # made by version 3's step just now, in this shape already
+    # Derived data: made again rather than altered (SQLite cannot change a key).
+    conn.execute(text("DROP TABLE current_tags"))
+    _create_current_tags(conn)
+
+
 #: version -> step from version-1. Version 1 is the initial schema (create_all).
 MIGRATIONS: dict[int, Migration] = {
     2: _v2_garbage_collection,
     3: _v3_current_tags,
     4: _v4_verified_with,
+    5: _v5_current_tags_by_path,
 }
 
 

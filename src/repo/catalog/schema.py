@@ -14,8 +14,9 @@ Design notes (docs/how-it-works.md has the longer story):
   (and rebuilt from the three tables above by migrations and restores). `find` reads
   only it: ``file_tags`` also holds the tags of every expired version, most of the rows
   in a catalog with history, which a query for current files would otherwise walk and
-  check one by one. It has no foreign keys: only published versions have rows, and
-  garbage collection never deletes one, so its deletes need not look here.
+  check one by one. Its rows carry the version's path, so that a tag's versions are
+  listed in `find`'s order. It has no foreign keys: only published versions have rows,
+  and garbage collection never deletes one, so its deletes need not look here.
 * ``hosts`` and ``file_hosts`` record which host holds which verified copy and when it
   was last read, for cache management and recovery from host caches.
 * ``backups`` records completed catalog backups; garbage collection keeps expired files
@@ -52,7 +53,7 @@ if TYPE_CHECKING:
 __all__ = ["SCHEMA_VERSION", "metadata"]
 
 #: Bump with every migration added to `catalog.migrations`.
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 STATES = ("unpublished", "published", "expired")
 
@@ -192,14 +193,16 @@ path_tags = Table(
 )
 Index("path_tags_tag_ix", path_tags.c.tag_id, path_tags.c.path_id)
 
-# (Version 3.) The primary key, led by `tag_id`, is the index `find` walks.
+# (Version 3; `path` since version 5.) The primary key, a tag's versions in path order,
+# is the index `find` walks; the other, a version's tags, the one it probes.
 current_tags = Table(
     "current_tags",
     metadata,
     Column("tag_id", Id, primary_key=True),
+    Column("path", Name, primary_key=True),
     Column("file_id", Id, primary_key=True),
 )
-Index("current_tags_file_ix", current_tags.c.file_id)
+Index("current_tags_file_ix", current_tags.c.file_id, current_tags.c.tag_id, unique=True)
 
 file_hosts = Table(
     "file_hosts",

@@ -5,7 +5,9 @@ with history most of them are expired: a query for current files that walked it 
 read the rows of every old version of a tag and check each version's state. This table
 holds a row per (tag, published version), the version's own tags and its path's
 together, so `find` walks only what it can return, and a tag on a file and on its path
-is one row.
+is one row. Each row carries the version's path (version 5), and the table's key is
+(tag, path, version): a tag's rows come in `find`'s order, so a query for the first
+files stops after them, and the answer's paths are read from here, not from ``paths``.
 
 It is derived data. Every write that changes what it derives from keeps it in step in
 the same transaction:
@@ -64,6 +66,12 @@ __all__ = [
 ]
 
 
+#: A row: the tag, the version's path (so that a tag's rows are in `find`'s order), the
+#: version.
+_COLUMNS = ["tag_id", "path", "file_id"]
+_its_path = files.c.path_id == paths.c.path_id
+
+
 def _step(pg: bool, n: int) -> int:
     # PostgreSQL takes the ids as one array parameter; SQLite as an IN list.
     return max(n, 1) if pg else IN_BATCH
@@ -89,11 +97,11 @@ def add_rows(
         return
     named = among(tags.c.tag_id, sorted(set(tag_ids)), postgres=pg)
     rows = (
-        select(tags.c.tag_id, files.c.file_id)
-        .select_from(files.join(tags, named))  # each version with each tag
+        select(tags.c.tag_id, paths.c.path, files.c.file_id)
+        .select_from(files.join(paths, _its_path).join(tags, named))  # each version, each tag
         .where(which, files.c.state == "published")
     )
-    conn.execute(_insert(pg).from_select(["tag_id", "file_id"], rows).on_conflict_do_nothing())
+    conn.execute(_insert(pg).from_select(_COLUMNS, rows).on_conflict_do_nothing())
 
 
 def drop_rows(
@@ -145,7 +153,7 @@ def derive(conn: Connection, file_ids: Sequence[int], pg: bool) -> None:
         chunk = ids[i : i + step]
         conn.execute(
             _insert(pg)
-            .from_select(["tag_id", "file_id"], _truth(among(files.c.file_id, chunk, postgres=pg)))
+            .from_select(_COLUMNS, _truth(among(files.c.file_id, chunk, postgres=pg)))
             .on_conflict_do_nothing()
         )
 
@@ -160,7 +168,7 @@ def rederive_paths(conn: Connection, path_ids: Sequence[int], pg: bool) -> None:
         conn.execute(delete(current_tags).where(current_tags.c.file_id.in_(versions)))
         conn.execute(
             _insert(pg)
-            .from_select(["tag_id", "file_id"], _truth(among(files.c.path_id, chunk, postgres=pg)))
+            .from_select(_COLUMNS, _truth(among(files.c.path_id, chunk, postgres=pg)))
             .on_conflict_do_nothing()
         )
 
@@ -168,22 +176,24 @@ def rederive_paths(conn: Connection, path_ids: Sequence[int], pg: bool) -> None:
 def rebuild(conn: Connection) -> int:
     """Empty the table and derive it from scratch; returns its row count."""
     conn.execute(delete(current_tags))
-    conn.execute(insert(current_tags).from_select(["tag_id", "file_id"], _truth(literal(True))))
+    conn.execute(insert(current_tags).from_select(_COLUMNS, _truth(literal(True))))
     return int(conn.execute(select(func.count()).select_from(current_tags)).scalar_one())
 
 
 def _truth(which: Any) -> Any:
-    """(tag_id, file_id) of the published versions `which` selects: own tags and path
-    tags, each pair once."""
+    """(tag_id, path, file_id) of the published versions `which` selects: own tags and
+    path tags, each pair once."""
     published = files.c.state == "published"
     own = (
-        select(file_tags.c.tag_id, file_tags.c.file_id)
+        select(file_tags.c.tag_id, paths.c.path, file_tags.c.file_id)
         .join(files, files.c.file_id == file_tags.c.file_id)
+        .join(paths, _its_path)
         .where(published, which)
     )
     via_path = (
-        select(path_tags.c.tag_id, files.c.file_id)
+        select(path_tags.c.tag_id, paths.c.path, files.c.file_id)
         .join(files, files.c.path_id == path_tags.c.path_id)
+        .join(paths, _its_path)
         .where(published, which)
     )
     return union(own, via_path)
