@@ -16,14 +16,14 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from harness.proxy import FaultProxy
+from harness.proxy import FaultProxy, Rule
 from repo.cache import LocalCache
 from repo.errors import RepoError
-from repo.stores import s3_download
+from repo.stores import s3_download, s3_http_ranges
 from repo.stores.s3 import S3Store
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Callable, Iterator
     from pathlib import Path
 
     from harness.s3servers import S3Server
@@ -107,7 +107,7 @@ def test_a_range_that_breaks_off_once_is_fetched_again(
     monkeypatch.setattr(s3_download, "RANGE_CONCURRENCY", 1)  # requests in a known order
     # The first GET is the whole object (only its first part is used); then the first
     # range: on rclone, obstore's attempt (refused: rclone answers with status 200) and
-    # boto3's. The fault hits that first range once, half-way through its answer.
+    # the plain-HTTP one. The fault hits that first range once, half-way through its answer.
     first_range = 3 if s3_server.name == "rclone" else 2
     arm = proxy.truncate_responses if fault == "truncate" else proxy.reset_responses
     rule = arm(method="GET", path=key, count=first_range)
@@ -116,6 +116,88 @@ def test_a_range_that_breaks_off_once_is_fetched_again(
     assert rule.fired == first_range
     assert path.read_bytes() == DATA
     assert reader.getvalue() == DATA
+
+
+def _arm_after_first_part(arm: Callable[[], Rule]) -> Callable[[int], None]:
+    """A progress callback that arms `arm`'s rule when the first bytes arrive: after the
+    whole-object GET whose first part starts the download, so only ranges meet it."""
+    armed: list[Rule] = []
+
+    def progress(_n: int) -> None:
+        if not armed:
+            armed.append(arm())
+
+    return progress
+
+
+@pytest.mark.parametrize("status", [500, 503])
+def test_a_range_refused_with_a_passing_error_is_asked_again(
+    stored: tuple[S3Store, str],
+    proxy: FaultProxy,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    status: int,
+) -> None:
+    store, key = stored
+    monkeypatch.setattr(s3_download, "RANGE_CONCURRENCY", 1)
+    cache = LocalCache(tmp_path / "local")
+    rules: list[Rule] = []
+
+    def arm() -> Rule:
+        rules.append(proxy.fail_requests(status, method="GET", path=key, count=1))
+        return rules[-1]
+
+    md5 = hashlib.md5(DATA).hexdigest()
+    path = cache.download(store, key, md5=md5, size=len(DATA), progress=_arm_after_first_part(arm))
+    assert rules[0].fired == 1
+    assert path.read_bytes() == DATA
+
+
+def test_a_range_refused_for_good_fails_at_once_and_says_why(
+    stored: tuple[S3Store, str],
+    s3_server: S3Server,
+    proxy: FaultProxy,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    store, key = stored
+    monkeypatch.setattr(s3_download, "RANGE_CONCURRENCY", 1)
+    store.get_into(key, io.BytesIO())  # rclone's ranges are known to come with status 200
+    cache = LocalCache(tmp_path / "local")
+    rules: list[Rule] = []
+
+    def arm() -> Rule:
+        rules.append(proxy.fail_requests(403, method="GET", path=key, count=None))
+        return rules[-1]
+
+    md5 = hashlib.md5(DATA).hexdigest()
+    with pytest.raises(RepoError) as caught:
+        cache.download(store, key, md5=md5, size=len(DATA), progress=_arm_after_first_part(arm))
+    assert rules[0].fired == 1  # not asked again: a refusal is an answer
+    if s3_server.name == "rclone":  # the plain-HTTP ranges' own message
+        assert "answered 403 (AccessDenied)" in caught.value.message
+    assert _leftovers(cache) == []
+
+
+@pytest.mark.parametrize(
+    ("env", "plain"),
+    [
+        ({}, True),
+        ({"HTTP_PROXY": "http://proxy.invalid:3128"}, False),
+        ({"http_proxy": "http://proxy.invalid:3128", "no_proxy": "127.0.0.1"}, True),
+        ({"HTTPS_PROXY": "http://proxy.invalid:3128"}, True),  # the endpoint is http://
+    ],
+)
+def test_plain_http_ranges_step_aside_for_a_proxy_in_the_environment(
+    stored: tuple[S3Store, str], monkeypatch: pytest.MonkeyPatch, env: dict[str, str], plain: bool
+) -> None:
+    store, _key = stored
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "ALL_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.lower(), raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    assert s3_http_ranges.usable(store._conn) is plain
 
 
 def test_a_range_that_keeps_failing_fails_and_leaves_nothing_in_the_cache(

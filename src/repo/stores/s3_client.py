@@ -1,8 +1,9 @@
 """One bucket on one server: its settings and the two clients that reach it.
 
 obstore carries the data path (far less CPU per request than boto3); boto3 does what
-obstore cannot: a part's Content-MD5, conditional multipart completion, and ranges from
-servers that answer them with status 200. Why, with the retry and timeout settings
+obstore cannot: a part's Content-MD5, conditional multipart completion, and, behind a
+proxy, ranges from servers that answer them with status 200 (`s3_http_ranges` takes
+them otherwise). Why, with the retry and timeout settings
 spelled out: docs/s3-store.md.
 """
 
@@ -66,7 +67,7 @@ class S3Connection:
         self._secret_key = secret_key
         self._boto_connections = boto_connections
         #: True once the server has answered a ranged GET with status 200 (rclone).
-        self.ranges_by_boto = False
+        self.ranges_answered_200 = False
         #: Are objects' ETags no md5s? Known from the configuration (SSE-KMS, an S3
         #: Express directory bucket), or learned from the server's first such answer.
         self.opaque_etags = sse == "aws:kms" or bucket.endswith(EXPRESS_SUFFIX)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import http.client
 import io
 import itertools
 import logging
@@ -36,6 +37,7 @@ from .base import (
     hash_only,
 )
 from .s3_errors import cause_text
+from .s3_http_ranges import HttpRanges, RangeRefused, usable
 from .s3_retry import ATTEMPTS, FIRST_BACKOFF_SECONDS, transient
 from .s3_wire import decode_meta, first_line
 
@@ -158,13 +160,14 @@ def _ranges(
     """
     stream = _stream(conn, result, key)
     pool = ThreadPoolExecutor(RANGE_CONCURRENCY, thread_name_prefix="repo-range")
+    plain = HttpRanges(conn, key) if usable(conn) else None
     part = part or (RANGE_PART if into is None else FILE_RANGE_PART)
     free = [bytearray(part) for _ in range(RANGE_CONCURRENCY)]
     pending: deque[tuple[bytearray, Future[int]]] = deque()
     starts = iter(range(part, size, part))
 
     def fetch(start: int, buf: bytearray) -> int:
-        got = _range_again(conn, key, start, size, buf)
+        got = _range_again(conn, key, start, size, buf, plain)
         if into is not None:
             _write_at(into[0], memoryview(buf)[:got], into[1] + start)
         return got
@@ -195,20 +198,24 @@ def _ranges(
                 submit(following)
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
+        if plain is not None:
+            plain.close()
 
 
 class _BrokeOff(StoreError):
     """A range came back shorter or longer than asked."""
 
 
-def _range_again(conn: S3Connection, key: str, start: int, size: int, buf: bytearray) -> int:
+def _range_again(
+    conn: S3Connection, key: str, start: int, size: int, buf: bytearray, plain: HttpRanges | None
+) -> int:
     """`_range_into`, asked again (with backoff) if it broke off or failed on the way: a
     range is idempotent, and objects are never overwritten, so a second answer holds the
     same bytes. What is written to `buf` (and the file) is only kept once whole."""
     delay = FIRST_BACKOFF_SECONDS
     for attempt in range(1, ATTEMPTS + 1):
         try:
-            return _range_into(conn, key, start, size, buf)
+            return _range_into(conn, key, start, size, buf, plain)
         except RepoError as exc:
             if attempt == ATTEMPTS or not _worth_again(exc):
                 raise
@@ -224,15 +231,21 @@ def _worth_again(exc: RepoError) -> bool:
     cause = exc.__cause__
     if isinstance(exc, _BrokeOff):
         return True
+    if isinstance(exc, RangeRefused):
+        return exc.transient
+    if isinstance(cause, OSError | http.client.HTTPException):
+        return True  # a plain-HTTP range whose connection broke (`HttpRanges`)
     return cause is not None and (transient(cause) or type(cause).__name__ == "IncompleteReadError")
 
 
-def _range_into(conn: S3Connection, key: str, start: int, size: int, buf: bytearray) -> int:
+def _range_into(
+    conn: S3Connection, key: str, start: int, size: int, buf: bytearray, plain: HttpRanges | None
+) -> int:
     """Fetch bytes [start, start + len(buf)) of `key` into `buf`; their length."""
     end = min(start + len(buf), size)
     try:
-        if conn.ranges_by_boto:
-            got = _boto_range_into(conn, key, start, end, buf)
+        if conn.ranges_answered_200:
+            got = _range_answered_200(conn, key, start, end, buf, plain)
         else:
             try:
                 data = obstore.get_range(conn.ob, key, start=start, end=end)
@@ -240,9 +253,9 @@ def _range_into(conn: S3Connection, key: str, start: int, size: int, buf: bytear
                 if "non-partial" not in cause_text(exc):
                     raise
                 # rclone answers a range with status 200 (and the right bytes), which
-                # object_store refuses: boto3 takes the answer as it is.
-                conn.ranges_by_boto = True
-                got = _boto_range_into(conn, key, start, end, buf)
+                # object_store refuses: `HttpRanges` (or boto3) take the answer as it is.
+                conn.ranges_answered_200 = True
+                got = _range_answered_200(conn, key, start, end, buf, plain)
             else:
                 got = len(data)
                 if got <= len(buf):
@@ -257,6 +270,16 @@ def _range_into(conn: S3Connection, key: str, start: int, size: int, buf: bytear
             hint="retry; if it persists, the server or a proxy is cutting answers short",
         )
     return got
+
+
+def _range_answered_200(
+    conn: S3Connection, key: str, start: int, end: int, buf: bytearray, plain: HttpRanges | None
+) -> int:
+    """A range from a server obstore cannot take ranges from: over plain HTTP where no
+    proxy is in the way (a fraction of boto3's CPU), else through boto3."""
+    if plain is not None:
+        return plain.into(start, end, buf)
+    return _boto_range_into(conn, key, start, end, buf)
 
 
 def _boto_range_into(conn: S3Connection, key: str, start: int, end: int, buf: bytearray) -> int:
