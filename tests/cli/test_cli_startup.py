@@ -117,3 +117,43 @@ def test_a_command_that_reads_the_catalog_loads_sqlalchemy(tmp_path: Path) -> No
     (report,) = run(tmp_path, ["list"])
     assert report["status"] == 0
     assert report["loaded"] == ["sqlalchemy"]
+
+
+_FREEZE_REPORT = """
+import gc, runpy, sys
+sys.argv = ["repo", *sys.argv[1:]]
+try:
+    runpy.run_module("repo", run_name="__main__", alter_sys=True)
+except SystemExit:
+    pass
+print("frozen", gc.get_freeze_count())
+"""
+
+
+def test_the_repo_process_freezes_its_heap_but_a_host_process_keeps_its_own(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`repo` puts what its imports made out of the collector's reach (its full
+    collections, at exit above all, walked it in vain); a program that runs the CLI in
+    its own process, as this test runner does, keeps a heap the collector can clear."""
+    import gc
+
+    from click.testing import CliRunner
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("REPO_")}
+    env.update(REPO_HOME=str(tmp_path / "home"), HOME=str(tmp_path))
+    own = subprocess.run(
+        [sys.executable, "-c", _FREEZE_REPORT, "list"],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
+    )
+    assert int(own.stdout.split("frozen ")[-1]) > 10_000
+    monkeypatch.setenv("REPO_HOME", str(tmp_path / "home"))
+    before = gc.get_freeze_count()
+    result = CliRunner().invoke(cli, ["list"])
+    assert result.exit_code == 0, result.output
+    assert gc.get_freeze_count() == before

@@ -19,8 +19,9 @@ from typing import Any, NoReturn
 import click
 
 from ..errors import RepoError
+from . import app as app_module
 from .admin import config, create, ctl, demo, destroy
-from .app import App
+from .app import App, freeze_heap
 from .backups import backup, restore
 from .erase import purge
 from .fetching import fetch
@@ -256,4 +257,10 @@ for _command in (
 
 
 def main() -> None:
-    cli.main(prog_name="repo")
+    app_module.OWN_PROCESS = True
+    try:
+        cli.main(prog_name="repo")
+    finally:
+        # The process ends here: the interpreter's last collections need not walk what
+        # is left (files and connections were closed by the command).
+        freeze_heap()
