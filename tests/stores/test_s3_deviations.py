@@ -92,6 +92,23 @@ def test_a_bucket_whose_etags_are_no_md5s_takes_uploads_verified_by_reading_back
     assert _object_bytes(s3_server, bucket, r3.key) == big.read_bytes()
 
 
+@on("moto", "rclone")
+def test_a_multipart_etag_made_of_our_parts_md5s_verifies_the_upload_without_a_head(
+    s3_server: S3Server, proxy: FaultProxy, bucket: str, tmp_path: Path
+) -> None:
+    # Each part's md5 is in the completed upload's ETag: the object is exactly the parts
+    # sent. A HEAD would add nothing (and rclone hashes the whole object to answer one).
+    big = tmp_path / "big.bin"
+    big.write_bytes(bytes(range(251)) * (11 * MiB // 251))
+    with closing(_store(s3_server, bucket, proxy)) as s:
+        result = s.put_file(_key("big"), big)
+    assert result.multipart
+    assert result.verified_with == ETAG
+    methods = [m for m, _, _ in proxy.requests]
+    assert methods == ["POST", *["PUT"] * (len(methods) - 2), "POST"]
+    assert _object_bytes(s3_server, bucket, result.key) == big.read_bytes()
+
+
 @on("moto")
 @pytest.mark.parametrize("size", ["single", "multipart"])
 def test_a_body_corrupted_in_transit_is_caught_where_the_server_checks_nothing(

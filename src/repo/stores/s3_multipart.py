@@ -168,6 +168,17 @@ def put_multipart(
     md5 = whole.hexdigest()
     part_md5s = [digests[n] for n in range(1, len(futures) + 1)]
     etag = done.get("ETag")
+    if etag_matches(etag, md5, part_md5s):
+        # Every part's md5 is in the multipart ETag: the object is exactly the parts we
+        # sent, its size included. No HEAD: rclone hashes the whole object to answer one.
+        return PutResult(
+            key=key,
+            md5=md5,
+            size=size,
+            etag=normalize_etag(etag),
+            multipart=True,
+            verified_with=settle(conn, key, etag, md5, size, part_md5s),
+        )
     info = head(conn, key)
     if info.size != size:
         fate = "was removed" if discard(conn, key) else "is left for garbage collection"
@@ -176,9 +187,7 @@ def put_multipart(
             f"{size} sent); the object {fate}",
             hint="retry; if it persists, the server or a proxy is corrupting data",
         )
-    # rclone's HEAD gives the whole body's md5 where the completion gave the parts' form.
-    seen = etag if etag_matches(etag, md5, part_md5s) else info.etag
-    verified_with = settle(conn, key, seen, md5, size, part_md5s)
+    verified_with = settle(conn, key, info.etag, md5, size, part_md5s)
     return PutResult(
         key=key,
         md5=md5,
