@@ -221,9 +221,8 @@ def test_find_on_a_few_hundred_files_matches_the_model_in_order(
     # estimate capped low (so that it ties) or not: the answer, in order, never changes.
     monkeypatch.setattr(finding, "USES_CAP", cap)
     if cap == 2:
-        # Rare starting tags probed or not, and `any` tags read together, then sorted,
-        # rather than merged one range at a time.
-        monkeypatch.setattr(finding, "DRIVE_CAP", 2)
+        # Few starting tags count as rare (and have each candidate probed), and `any`
+        # tags are read together, then sorted, rather than merged a range at a time.
         monkeypatch.setattr(finding, "ANY_BRANCHES", 1)
     # Pages of 3, then 30, then 50: iterating reads several.
     monkeypatch.setattr(lookup, "FIRST_PAGE", 3)

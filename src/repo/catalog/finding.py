@@ -42,14 +42,13 @@ from .schema import current_tags, file_tags, files, path_tags, paths, tags
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-__all__ = ["ANY_BRANCHES", "DRIVE_CAP", "USES_CAP", "count", "find"]
+__all__ = ["ANY_BRANCHES", "USES_CAP", "count", "find"]
 
 #: Files counted per tag when choosing the rarest of the `all` tags: enough to tell rare
-#: from common, and cheap for a tag that half the catalog carries.
+#: from common, and cheap for a tag that half the catalog carries. A rarest tag with
+#: fewer has each candidate probed for the other tags (PostgreSQL would rather read
+#: their whole ranges); with more, the ranges are merged as PostgreSQL sees fit.
 USES_CAP = 1000
-#: A rarest `all` tag with fewer current files than this has each candidate probed for
-#: the other tags (PostgreSQL would rather read their whole ranges).
-DRIVE_CAP = 5000
 #: Up to this many `any` tags are read as one range each, merged in path order (a
 #: limited query stops early); more are read together and sorted.
 ANY_BRANCHES = 8
@@ -82,12 +81,10 @@ def _resolve(
     if published:
         # The rarest `all` tag drives, and its count says how its candidates are probed.
         counted: Sequence[str] = all_tags
-        cap = max(USES_CAP, DRIVE_CAP)
     else:
         # Only a choice between `all` tags needs counts.
         counted = all_tags if len(set(all_tags)) > 1 else ()
-        cap = USES_CAP
-    known = _tag_stats(conn, [*any_tags, *all_tags, *exclude], counted, pg, published, cap)
+    known = _tag_stats(conn, [*any_tags, *all_tags, *exclude], counted, pg, published, USES_CAP)
     any_ids = sorted({known[t].tag_id for t in any_tags if t in known})
     all_stats = sorted({known[t] for t in all_tags if t in known}, key=lambda s: (s.uses, s.tag_id))
     excl_ids = sorted({known[t].tag_id for t in exclude if t in known})
@@ -166,14 +163,14 @@ def _current_ids(q: _Query, *, ordered: bool = True) -> Select[Any]:
     file once, the parts of a union each in path order (else a file may come once per
     `any` tag it carries, for a count of distinct ids).
 
-    Every probe is keyed by the starting row's (tag, path, id), so PostgreSQL may merge
-    the tags' index ranges (each in path order) before it reads a single version row.
+    Every probe is keyed by the starting row's (tag, path), so PostgreSQL may merge the
+    tags' index ranges (each in path order) before it reads a single version row.
     When the starting tag is known to be rare, it is made to probe each candidate
     instead: its cost model, made for disks, prefers reading a common tag's whole range
     to a few thousand probes of cached pages, which cost half as much.
     """
     all_ids, any_ids, excl_ids, pg = q.all_ids, q.any_ids, q.excl_ids, q.pg
-    each = pg and 0 <= q.driving < DRIVE_CAP
+    each = pg and 0 <= q.driving < USES_CAP
     start = current_tags.alias("start")
 
     def having(query: Select[Any], ids: list[int]) -> Select[Any]:
@@ -249,16 +246,19 @@ def _every_current_file(q: _Query) -> Select[Any]:
 def _carried(
     file_id: Any, tag_ids: list[int], pg: bool, each: bool = False, path: Any = None
 ) -> ColumnElement[bool]:
-    """The published version `file_id` (at `path`, if known: the probe then walks the
-    key) carries one of `tag_ids`; `each`: PostgreSQL probes for every row (``OFFSET
-    0`` keeps it from turning the test into a join)."""
+    """The published version `file_id` carries one of `tag_ids`; `each`: PostgreSQL
+    probes for every row (``OFFSET 0`` keeps it from turning the test into a join).
+
+    Given the version's `path` (a row of ``current_tags``), the test is on the path
+    alone: a path has one published version, and only those have rows, so the rows of
+    a path are its current version's. Keyed by (tag, path), the tags' ranges can be
+    merged in path order, and PostgreSQL estimates the join right (it takes a test on
+    both path and id for one far more selective than it is).
+    """
     probe = current_tags.alias()
     each = each and pg
-    found = select(literal(1)).where(
-        probe.c.file_id == file_id, _among(probe.c.tag_id, tag_ids, pg)
-    )
-    if path is not None:
-        found = found.where(probe.c.path == path)
+    key = probe.c.file_id == file_id if path is None else probe.c.path == path
+    found = select(literal(1)).where(key, _among(probe.c.tag_id, tag_ids, pg))
     return found.offset(0).exists() if each else found.exists()
 
 
