@@ -110,6 +110,54 @@ def test_fetch_to_a_directory_writes_each_path_below_it(
     other_host.fetch(other_host.find(all=["set"]), dest=out, overwrite=True)
 
 
+def test_fetch_to_a_directory_checks_every_place_before_downloading_anything(
+    repo: repo.Repo, other_host: repo.Repo, tmp_path: Path
+) -> None:
+    _publish_set(repo, 6)
+    out = tmp_path / "out"
+    (out / "set").mkdir(parents=True)
+    (out / "set" / "04.txt").write_bytes(b"mine")
+    with pytest.raises(ConflictError, match="04.txt already exists"):
+        other_host.fetch(other_host.find(all=["set"]), dest=out)
+    assert _cached_files(tmp_path / "other") == {}
+    assert sorted(p.name for p in (out / "set").iterdir()) == ["04.txt"]
+    assert (out / "set" / "04.txt").read_bytes() == b"mine"
+
+
+def test_fetch_to_a_directory_writes_files_as_any_new_file_and_leaves_no_temporaries(
+    repo: repo.Repo, other_host: repo.Repo, tmp_path: Path
+) -> None:
+    data = _publish_set(repo, 4)
+    out = tmp_path / "out"
+    old = os.umask(0o027)
+    try:
+        report = other_host.fetch(other_host.find(all=["set"]), dest=out)
+    finally:
+        os.umask(old)
+    assert list(report.written) == sorted(data)
+    for path, target in report.written.items():
+        assert target == out / path
+        assert target.read_bytes() == data[path]
+        assert target.stat().st_mode & 0o777 == 0o640
+    assert sorted(p.name for p in (out / "set").iterdir()) == [f"{i:02d}.txt" for i in range(4)]
+
+
+def test_fetch_to_a_directory_never_copies_out_a_damaged_cached_copy(
+    repo: repo.Repo, other_host: repo.Repo, tmp_path: Path
+) -> None:
+    data = _publish_set(repo, 3)
+    found = other_host.find(all=["set"])
+    assert other_host.fetch(found).downloaded == 3
+    damaged = next(f for f in found if f.path == "set/02.txt")
+    copy = tmp_path / "other" / "cache" / damaged.key
+    copy.chmod(0o600)
+    copy.write_bytes(b"X" * len(data["set/02.txt"]))  # same size: only the md5 tells
+    report = other_host.fetch(found, dest=tmp_path / "out")
+    assert report.cached == 3
+    assert {p: t.read_bytes() for p, t in report.written.items()} == data
+    assert copy.read_bytes() == data["set/02.txt"]  # downloaded again, verified
+
+
 def test_fetch_refuses_versions_without_content_and_two_versions_of_a_path_to_one_dir(
     local_repo_pair: tuple[repo.Repo, Path],
 ) -> None:

@@ -341,9 +341,8 @@ class LocalCache:
         reader that wants the bytes now): `tee` has seen bad bytes if this raises.
         """
         if tee is None and size <= SMALL_DOWNLOAD_MAX:
-            return Path(
-                self._download_small(store, key, md5=md5, size=size, progress=progress, sync=sync)
-            )
+            self._download_small(store, key, md5=md5, size=size, progress=progress, sync=sync)
+            return Path(self.cache_file(key))
         final = self.cache_file(key)
         try:
             try:
@@ -378,16 +377,35 @@ class LocalCache:
         file of a tree being added."""
         return self._write_new(self.cache_file(key), data, sync=False)
 
+    def download_small(
+        self,
+        store: Store,
+        key: str,
+        *,
+        md5: str,
+        size: int,
+        progress: Progress | None = None,
+        sync: bool = True,
+    ) -> bytes:
+        """`download` of a version of at most `SMALL_DOWNLOAD_MAX` bytes, returning its
+        verified bytes as well: a caller that also writes them elsewhere (`fetch -o`)
+        need not read the copy back."""
+        if size > SMALL_DOWNLOAD_MAX:
+            raise ValueError(f"{size} bytes is no small download")
+        return self._download_small(store, key, md5=md5, size=size, progress=progress, sync=sync)
+
     def _download_small(
         self, store: Store, key: str, *, md5: str, size: int, progress: Progress | None, sync: bool
-    ) -> str:
+    ) -> bytes:
         """`download` of a small version: taken into memory, verified there, then
         written in one go (`_write_new`): a third of the system calls of a download
         through a temporary file, which counts when a fetch brings thousands."""
         buffer = _Bounded(size)
         got = store.get_into(key, buffer, progress=progress)
         check_download(key, got.md5, got.size, md5=md5, size=size)
-        return self._write_new(self.cache_file(key), buffer.value(), sync=sync)
+        data = buffer.value()
+        self._write_new(self.cache_file(key), data, sync=sync)
+        return data
 
     def _write_new(self, final: str, data: bytes, *, sync: bool) -> str:
         """Write verified `data` as the cached copy `final`: under a temporary name,

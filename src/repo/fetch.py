@@ -6,28 +6,37 @@ are downloaded by worker threads, each verified (size and md5) before it takes i
 name, exactly as a single `get_file(...).local_path` would; the file system is flushed
 once for the batch rather than once per file. The catalog's list of copies is written
 once at the end, not once per file.
+
+With a destination directory, each worker also writes its file there as soon as the
+version is verified: a small download from the bytes it verified in memory, anything
+else from the cached copy, hashed again on the way out. Files land beside their final
+name and are renamed into place, so each is either absent, as it was, or complete.
 """
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import os
 import queue
+import stat
+import tempfile
 import threading
-from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
-from .cache import sync_filesystem
-from .catalog import FileRecord
-from .errors import StateError, UsageError
+from .cache import SMALL_DOWNLOAD_MAX, sync_filesystem
+from .errors import ConflictError, StateError, UsageError, VerificationError
 from .paths import safe_join
 from .transfers import DEFAULT_WORKERS
 
 if TYPE_CHECKING:
-    import os
+    from collections.abc import Callable, Iterable
 
+    from .catalog import FileRecord
     from .file import RepoFile
     from .progress import ProgressListener
     from .session import Session
@@ -72,14 +81,19 @@ def fetch_many(
             "two versions of one path cannot be written to one directory",
             hint="fetch current versions only, or fetch without a destination",
         )
+    out: _Output | None = None
+    if dest is not None:
+        out = _Output(Path(dest), chosen, overwrite=overwrite)
     report = FetchReport(files=chosen)
     missing: list[FileRecord] = []
+    hits: list[FileRecord] = []
     now = datetime.now(UTC)
     for rf in chosen:
         rec = rf.record
         hit, news = session.cache.use(rec.key, rec.size)
         if hit is not None:
             report.cached += 1
+            hits.append(rec)
             if news:  # else the catalog's last access is less than a minute old too
                 session.copies.noted(rec.file_id, fresh=False, key=rec.key, flush=False, when=now)
         else:
@@ -100,14 +114,18 @@ def fetch_many(
                 with lock:
                     listener.advance(nbytes)
 
-        session.cache.download(
-            session.locate(rec),
-            rec.key,
-            md5=rec.md5,
-            size=rec.size,
-            progress=advance,
-            sync=False,
-        )
+        store = session.locate(rec)
+        if out is not None and rec.size <= SMALL_DOWNLOAD_MAX:
+            data = session.cache.download_small(
+                store, rec.key, md5=rec.md5, size=rec.size, progress=advance, sync=False
+            )
+            out.write(rec, data)  # the bytes just verified: no second read or hash
+        else:
+            session.cache.download(
+                store, rec.key, md5=rec.md5, size=rec.size, progress=advance, sync=False
+            )
+            if out is not None:
+                out.copy(session, rec)
         if progress is not None:
             with lock:
                 progress.file_done()
@@ -115,14 +133,21 @@ def fetch_many(
     try:
         if missing:
             session.copies.make_room(sum(r.size or 0 for r in missing))
-            try:
+        try:
+            # Hits first: they only copy out (and only with a destination).
+            if out is not None and hits:
+                _run(lambda rec: out.copy(session, rec), hits, workers, on_done=_nothing)
+            if missing:
                 _run(download, missing, workers, on_done=lambda rec: _done(session, report, rec))
-            finally:
-                # Once for the batch (see `LocalCache.download`), before the copies are
-                # recorded in the catalog.
+        finally:
+            # Once for the batch (see `LocalCache.download`), before the copies are
+            # recorded in the catalog; the destination too, once, if it is elsewhere.
+            if missing:
                 session.cache.sync_to_disk()
-        if dest is not None:
-            _write_out(chosen, Path(dest), report, overwrite=overwrite)
+            if out is not None and out.wrote:
+                out.sync(already=session.cache.cache_dir if missing else None)
+        if out is not None:
+            report.written = {rf.path: out.targets[rf.path] for rf in chosen}
     finally:
         # New copies are recorded now; hits only bump their access time, which waits
         # for the next periodic flush (a warm fetch writes nothing to the catalog).
@@ -137,40 +162,46 @@ def _done(session: Session, report: FetchReport, rec: FileRecord) -> None:
     session.copies.noted(rec.file_id, fresh=True, key=rec.key, flush=False)
 
 
-Step = Callable[[FileRecord], None]
+def _nothing(rec: FileRecord) -> None:
+    pass
 
 
-def _run(work: Step, records: list[FileRecord], workers: int, *, on_done: Step) -> None:
-    """Run `work(rec)` for every record in a pool, calling `on_done(rec)` in this thread
+_T = TypeVar("_T")
+
+
+def _run(
+    work: Callable[[_T], None], items: list[_T], workers: int, *, on_done: Callable[[_T], None]
+) -> None:
+    """Run `work(item)` for every item in a pool, calling `on_done(item)` in this thread
     as each succeeds; the first failure cancels what has not started and is raised.
 
     Finished work comes back through one queue: waiting on the pending futures instead
     (`concurrent.futures.wait`) registers a waiter with every one of them for every
     file, and the threads spend their time waking each other."""
-    finished: queue.SimpleQueue[tuple[int, FileRecord, BaseException | None]]
+    finished: queue.SimpleQueue[tuple[int, _T, BaseException | None]]
     finished = queue.SimpleQueue()
 
-    def one(index: int, rec: FileRecord) -> None:
+    def one(index: int, item: _T) -> None:
         try:
-            work(rec)
+            work(item)
         except BaseException as exc:
-            finished.put((index, rec, exc))
+            finished.put((index, item, exc))
         else:
-            finished.put((index, rec, None))
+            finished.put((index, item, None))
 
     def collect() -> None:
-        index, rec, exc = finished.get()
+        index, item, exc = finished.get()
         del pending[index]
         if exc is not None:
             raise exc
-        on_done(rec)
+        on_done(item)
 
     pending: dict[int, Future[None]] = {}
     window = workers * 4
     pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="repo-fetch")
     try:
-        for index, rec in enumerate(records):
-            pending[index] = pool.submit(one, index, rec)
+        for index, item in enumerate(items):
+            pending[index] = pool.submit(one, index, item)
             if len(pending) >= window:
                 collect()
         while pending:
@@ -183,36 +214,163 @@ def _run(work: Step, records: list[FileRecord], workers: int, *, on_done: Step) 
         pool.shutdown(wait=True)
 
 
-def _write_out(chosen: list[RepoFile], dest: Path, report: FetchReport, *, overwrite: bool) -> None:
-    """Copy each version out of the cache to ``dest/<its path>`` (`RepoFile.save_as`).
+class _Output:
+    """The destination directory of a fetch: where each version goes, checked before
+    anything is downloaded, and the writing of each file (safe in worker threads)."""
 
-    Each to exactly that file: paths where one is a directory of another (``cfg`` and
-    ``cfg/x``) are refused before anything is written, rather than one written into the
-    other's place.
-    """
-    names = {rf.path for rf in chosen}
-    for rf in chosen:
-        parts = rf.path.split("/")
-        clash = next(
-            ("/".join(parts[:i]) for i in range(1, len(parts)) if "/".join(parts[:i]) in names),
-            None,
-        )
-        if clash is not None:
-            raise UsageError(
-                f"{clash} and {rf.path} cannot both be written under {dest}: one is a "
-                "directory of the other",
-                hint="fetch them in two runs, into different directories",
-            )
-    try:
+    def __init__(self, dest: Path, chosen: list[RepoFile], *, overwrite: bool) -> None:
+        self.dest = dest
+        self.overwrite = overwrite
+        names = {rf.path for rf in chosen}
         for rf in chosen:
-            target = Path(safe_join(dest, rf.path))
-            try:
-                target.parent.mkdir(parents=True, exist_ok=True)
-            except OSError as exc:
-                raise UsageError(f"cannot write to {target.parent}: {exc.strerror}") from exc
-            report.written[rf.path] = rf.save_as(
-                target, overwrite=overwrite, sync=False, exact=True
+            parts = rf.path.split("/")
+            clash = next(
+                ("/".join(parts[:i]) for i in range(1, len(parts)) if "/".join(parts[:i]) in names),
+                None,
             )
-    finally:
-        if report.written:
-            sync_filesystem(dest)  # once for the batch, not an fsync per file
+            if clash is not None:
+                raise UsageError(
+                    f"{clash} and {rf.path} cannot both be written under {dest}: one is a "
+                    "directory of the other",
+                    hint="fetch them in two runs, into different directories",
+                )
+        #: Each version's file, by path (`RepoFile.save_as` with ``exact``).
+        self.targets = {rf.path: Path(safe_join(dest, rf.path)) for rf in chosen}
+        for target in self.targets.values():
+            self._check(target)  # before anything is downloaded; again before each write
+        umask = os.umask(0)
+        os.umask(umask)
+        self._mode = 0o666 & ~umask
+        self._made: set[str] = set()
+        self._lock = threading.Lock()
+        self.wrote = False
+
+    def _check(self, target: Path) -> None:
+        """Refuse a place taken by something that is no regular file (nothing but a
+        regular file is ever written inside the directory), or by any file unless
+        overwriting (`destinations.is_stream`, `RepoFile.save_as`)."""
+        try:
+            mode = os.stat(target).st_mode
+        except (FileNotFoundError, NotADirectoryError):
+            return  # a file in the way of its directory is found when that is made
+        except OSError as exc:
+            raise UsageError(f"cannot write {target}: {exc.strerror}") from exc
+        if stat.S_ISDIR(mode):
+            raise UsageError(f"{target} is a directory", hint="choose another destination")
+        if not stat.S_ISREG(mode):
+            raise UsageError(
+                f"{target} exists and is not a regular file; not replacing it",
+                hint="choose another destination",
+            )
+        if not self.overwrite:
+            raise ConflictError(f"{target} already exists", hint="use --force to overwrite it")
+
+    def write(self, rec: FileRecord, data: bytes) -> None:
+        """Write verified `data` as `rec`'s file."""
+        fd, tmp, target = self._open(rec)
+        try:
+            try:
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(fd, view) :]
+            finally:
+                os.close(fd)
+            os.replace(tmp, target)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+            raise
+
+    def copy(self, session: Session, rec: FileRecord) -> None:
+        """Copy `rec`'s cached copy out, hashing it on the way: a copy damaged on disk
+        since it was verified is evicted and downloaded again, once (as is one evicted
+        meanwhile)."""
+        # Only uploaded versions are fetched, and those have both (for mypy).
+        assert rec.md5 is not None  # noqa: S101
+        assert rec.size is not None  # noqa: S101
+        for attempt in (1, 2):
+            fd, tmp, target = self._open(rec)
+            try:
+                try:
+                    got = _copy_hashing(session.cache.cache_file(rec.key), fd)
+                finally:
+                    os.close(fd)
+                if got == (rec.md5, rec.size):
+                    os.replace(tmp, target)
+                    return
+            except BaseException:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(tmp)
+                raise
+            os.unlink(tmp)
+            if got is not None:
+                session.cache.evict(rec.key)
+                if attempt == 2:
+                    raise VerificationError(
+                        f"the local copy of {rec.path} (file {rec.file_id}) is damaged: md5 "
+                        f"{got[0]}, expected {rec.md5}; it was removed from the cache",
+                        hint="run the command again to download it afresh",
+                    )
+            session.cache.download(
+                session.locate(rec), rec.key, md5=rec.md5, size=rec.size, sync=False
+            )
+        raise UsageError(
+            f"the cached copy of {rec.path} (file {rec.file_id}) keeps disappearing",
+            hint="check what removes files from this host's cache, then run again",
+        )
+
+    def _open(self, rec: FileRecord) -> tuple[int, str, Path]:
+        """A new temporary file beside `rec`'s target (its directory made if missing),
+        open for writing with the permissions a new file gets here."""
+        target = self.targets[rec.path]
+        self._check(target)
+        parent = str(target.parent)
+        if parent not in self._made:
+            try:
+                os.makedirs(parent, exist_ok=True)
+            except OSError as exc:
+                raise UsageError(f"cannot write to {parent}: {exc.strerror}") from exc
+            with self._lock:
+                self._made.add(parent)
+        # Derived, not drawn at random: until the rename only this thread writes it.
+        tmp = os.path.join(parent, f".{target.name}.{os.getpid()}-{threading.get_ident()}")
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+        try:
+            fd = os.open(tmp, flags, 0o666)  # less the umask, as any new file
+        except FileExistsError:  # left by a process that died and had our pid
+            fd, tmp = tempfile.mkstemp(dir=parent, prefix=f".{target.name}.")
+            os.fchmod(fd, self._mode)
+        except OSError as exc:
+            raise UsageError(f"cannot write {target}: {exc.strerror}") from exc
+        self.wrote = True
+        return fd, tmp, target
+
+    def sync(self, *, already: Path | None) -> None:
+        """Flush the destination's file system to disk, unless it is the one `already`
+        flushed (one ``syncfs`` covers every file on it)."""
+        if already is not None:
+            with contextlib.suppress(OSError):
+                if os.stat(self.dest).st_dev == os.stat(already).st_dev:
+                    return
+        sync_filesystem(self.dest)
+
+
+def _copy_hashing(source: str, fd: int) -> tuple[str, int] | None:
+    """Copy the file `source` into `fd`; its md5 and size (None: there is no `source`)."""
+    md5 = hashlib.md5(usedforsecurity=False)
+    size = 0
+    try:
+        src = open(source, "rb", buffering=0)  # noqa: SIM115 - closed below
+    except FileNotFoundError:
+        return None
+    with src:
+        while chunk := src.read(_CHUNK):
+            md5.update(chunk)
+            size += len(chunk)
+            view = memoryview(chunk)
+            while view:
+                view = view[os.write(fd, view) :]
+    return md5.hexdigest(), size
+
+
+_CHUNK = 1024 * 1024
