@@ -117,7 +117,7 @@ def test_fetch_to_a_directory_checks_every_place_before_downloading_anything(
     out = tmp_path / "out"
     (out / "set").mkdir(parents=True)
     (out / "set" / "04.txt").write_bytes(b"mine")
-    with pytest.raises(ConflictError, match="04.txt already exists"):
+    with pytest.raises(ConflictError, match=r"04\.txt already exists"):
         other_host.fetch(other_host.find(all=["set"]), dest=out)
     assert _cached_files(tmp_path / "other") == {}
     assert sorted(p.name for p in (out / "set").iterdir()) == ["04.txt"]
