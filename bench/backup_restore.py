@@ -224,12 +224,15 @@ def populate(conninfo: str, n: int, bucket: str) -> dict[str, int]:
         )
         # The derived tags of current versions, as `catalog.tag_index.rebuild` makes them.
         conn.execute(
-            "INSERT INTO current_tags (tag_id, path, file_id)"
-            " SELECT ft.tag_id, p.path, ft.file_id FROM file_tags ft JOIN files f USING (file_id)"
-            "  JOIN paths p USING (path_id) WHERE f.state = 'published'"
+            "INSERT INTO current_tags (tag_id, path, file_id, tag_set)"
+            " SELECT tag_id, path, file_id,"
+            "  ',' || string_agg(tag_id::text, ',') OVER (PARTITION BY file_id) || ','"
+            " FROM (SELECT ft.tag_id, p.path, ft.file_id FROM file_tags ft"
+            "  JOIN files f USING (file_id) JOIN paths p USING (path_id)"
+            "  WHERE f.state = 'published'"
             " UNION SELECT pt.tag_id, p.path, f.file_id FROM path_tags pt"
             "  JOIN files f USING (path_id) JOIN paths p USING (path_id)"
-            "  WHERE f.state = 'published'"
+            "  WHERE f.state = 'published') pairs"
         )
         # A verified copy of one version in seven, on one of the hosts.
         conn.execute(

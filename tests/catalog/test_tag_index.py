@@ -86,6 +86,18 @@ def stored(url: str) -> set[tuple[str, int]]:
                 .scalar_subquery()
             )
             assert conn.execute(astray).all() == []
+            # Each row's tag set is its version's every tag, each once.
+            sets = conn.execute(
+                select(current_tags.c.file_id, current_tags.c.tag_id, current_tags.c.tag_set)
+            ).all()
+            carried: dict[int, set[int]] = {}
+            for file_id, tag_id, _ in sets:
+                carried.setdefault(file_id, set()).add(tag_id)
+            for file_id, _, tag_set in sets:
+                assert (tag_set[0], tag_set[-1]) == (",", ","), tag_set
+                listed = [int(t) for t in tag_set.strip(",").split(",")]
+                assert len(listed) == len(set(listed)), tag_set
+                assert set(listed) == carried[file_id], (file_id, tag_set)
             return {(name, file_id) for name, file_id in rows}
     finally:
         engine.dispose()
@@ -375,7 +387,7 @@ def test_a_version_4_catalog_finds_the_same_files_after_the_upgrade(
     make_version_4(db_url)
     with Repo(local_config) as r:  # opening upgrades
         assert r.catalog.schema_version() == SCHEMA_VERSION == 5
-        assert stored(db_url) == expected
+        assert stored(db_url) == expected  # with paths and tag sets
         assert [[f.file_id for f in r.find(**q)] for q in queries] == before
         assert [[f.file_id for f in r.find(**q, limit=1)] for q in queries] == [
             b[:1] for b in before

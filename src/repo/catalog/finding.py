@@ -6,10 +6,11 @@ not change meanwhile, and each is a short read of its own.
 
 Current files come from ``current_tags``, whose key is (tag, path, version): a tag's
 versions are listed in the answer's order. The ids come from the rarest `all` tag's
-range (or each `any` tag's, minus the versions an earlier one already gave), the other
-tags probed per candidate or merged with their own ranges, all in path order: no sort,
-the paths from the index rather than from ``paths``, and a limited query stops once it
-has its files. Only the answer's rows are read from ``files``.
+range (or each `any` tag's, minus the versions an earlier one already gave), each row
+tested for the other tags against its version's tag set, which it carries: one index
+range read in path order, no sort, the paths from the index rather than from
+``paths``, and a limited query stops once it has its files. Only the answer's rows are
+read from ``files``.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from sqlalchemy import (
     not_,
     or_,
     select,
+    text,
     true,
     tuple_,
     union_all,
@@ -37,18 +39,17 @@ from sqlalchemy import (
 
 from .arrays import IN_BATCH, among
 from .records import FileRecord, records, select_files
-from .schema import current_tags, file_tags, files, path_tags, paths, tags
+from .schema import current_tags, file_tags, files, path_tags, paths, tag_set_item, tags
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
 __all__ = ["ANY_BRANCHES", "USES_CAP", "count", "find"]
 
-#: Files counted per tag when choosing the rarest of the `all` tags: enough to tell rare
-#: from common, and cheap for a tag that half the catalog carries. A rarest tag with
-#: fewer has each candidate probed for the other tags (PostgreSQL would rather read
-#: their whole ranges); with more, the ranges are merged as PostgreSQL sees fit.
-USES_CAP = 1000
+#: Files counted per tag when choosing the rarest of the `all` tags, whose range is
+#: read: enough to tell rare from common (reading a range costs a few times counting
+#: it), and cheap for a tag that half the catalog carries.
+USES_CAP = 10_000
 #: Up to this many `any` tags are read as one range each, merged in path order (a
 #: limited query stops early); more are read together and sorted.
 ANY_BRANCHES = 8
@@ -61,9 +62,6 @@ class _Query:
     all_ids: list[int]
     any_ids: list[int]
     excl_ids: list[int]
-    #: Current files carrying the rarest `all` tag, counted up to the cap; -1 when not
-    #: counted.
-    driving: int
     known: dict[str, _TagStats]
     published: bool
     pg: bool
@@ -78,20 +76,35 @@ def _resolve(
     published: bool,
     pg: bool,
 ) -> _Query:
-    if published:
-        # The rarest `all` tag drives, and its count says how its candidates are probed.
-        counted: Sequence[str] = all_tags
-    else:
-        # Only a choice between `all` tags needs counts.
-        counted = all_tags if len(set(all_tags)) > 1 else ()
+    # Only a choice between `all` tags needs counts.
+    counted = all_tags if len(set(all_tags)) > 1 else ()
     known = _tag_stats(conn, [*any_tags, *all_tags, *exclude], counted, pg, published, USES_CAP)
     any_ids = sorted({known[t].tag_id for t in any_tags if t in known})
     all_stats = sorted({known[t] for t in all_tags if t in known}, key=lambda s: (s.uses, s.tag_id))
+    capped = [s.tag_id for s in all_stats if s.uses >= USES_CAP]
+    if pg and published and len(capped) > 1 and len(capped) == len(all_stats):
+        # Every `all` tag is common: PostgreSQL's statistics tell which is least so.
+        shares = _common_shares(conn)
+        all_stats.sort(key=lambda s: (shares.get(s.tag_id, 0.0), s.tag_id))
     excl_ids = sorted({known[t].tag_id for t in exclude if t in known})
     empty = any(t not in known for t in all_tags) or bool(any_tags and not any_ids)
-    driving = all_stats[0].uses if counted and all_stats else -1
-    return _Query([s.tag_id for s in all_stats], any_ids, excl_ids, driving, known,
-                  published, pg, empty)  # fmt: skip
+    return _Query([s.tag_id for s in all_stats], any_ids, excl_ids, known, published, pg, empty)
+
+
+def _common_shares(conn: Connection) -> dict[int, float]:
+    """The share of ``current_tags`` rows of each of its commonest tags, as PostgreSQL's
+    statistics estimate it (ANALYZE; none before it ran)."""
+    row = conn.execute(
+        text(
+            "SELECT most_common_vals::text, most_common_freqs FROM pg_stats"
+            " WHERE schemaname = current_schema() AND tablename = 'current_tags'"
+            " AND attname = 'tag_id'"
+        )
+    ).first()
+    if row is None or row[0] is None:
+        return {}
+    ids = [int(v) for v in str(row[0]).strip("{}").split(",") if v]
+    return dict(zip(ids, map(float, row[1]), strict=False))
 
 
 def find(
@@ -163,29 +176,21 @@ def _current_ids(q: _Query, *, ordered: bool = True) -> Select[Any]:
     file once, the parts of a union each in path order (else a file may come once per
     `any` tag it carries, for a count of distinct ids).
 
-    Every probe is keyed by the starting row's (tag, path), so PostgreSQL may merge the
-    tags' index ranges (each in path order) before it reads a single version row.
-    When the starting tag is known to be rare, it is made to probe each candidate
-    instead: its cost model, made for disks, prefers reading a common tag's whole range
-    to a few thousand probes of cached pages, which cost half as much.
+    One index range is read, the starting tag's (or one per `any` tag), and each row
+    tested against its version's ``tag_set``, which the index holds too: no other
+    tag's rows are read.
     """
     all_ids, any_ids, excl_ids, pg = q.all_ids, q.any_ids, q.excl_ids, q.pg
-    each = pg and 0 <= q.driving < USES_CAP
     start = current_tags.alias("start")
 
-    def having(query: Select[Any], ids: list[int]) -> Select[Any]:
-        return query.where(_carried(start.c.file_id, ids, pg, each, path=start.c.path))
-
-    def lacking(query: Select[Any], ids: list[int]) -> Select[Any]:
-        return query.where(not_(_carried(start.c.file_id, ids, pg, each, path=start.c.path)))
+    def having(ids: list[int]) -> ColumnElement[bool]:
+        return or_(*(start.c.tag_set.contains(tag_set_item(t)) for t in ids))
 
     ids: Select[Any] = select(start.c.path, start.c.file_id)
     if all_ids:
-        ids = ids.where(start.c.tag_id == all_ids[0])
-        for tag_id in all_ids[1:]:
-            ids = having(ids, [tag_id])
+        ids = ids.where(start.c.tag_id == all_ids[0], *(having([t]) for t in all_ids[1:]))
         if any_ids:
-            ids = having(ids, any_ids)
+            ids = ids.where(having(any_ids))
     elif not ordered or len(any_ids) == 1:
         ids = ids.where(_among(start.c.tag_id, any_ids, pg))
     elif len(any_ids) > ANY_BRANCHES:
@@ -196,9 +201,11 @@ def _current_ids(q: _Query, *, ordered: bool = True) -> Select[Any]:
         parts = []
         for i, tag_id in enumerate(any_ids):
             part = ids.where(start.c.tag_id == tag_id)
-            parts.append(lacking(part, [*any_ids[:i], *excl_ids]) if i or excl_ids else part)
+            if i:
+                part = part.where(not_(having(any_ids[:i])))
+            parts.append(part.where(not_(having(excl_ids))) if excl_ids else part)
         return union_all(*parts)  # type: ignore[return-value]
-    return lacking(ids, excl_ids) if excl_ids else ids
+    return ids.where(not_(having(excl_ids))) if excl_ids else ids
 
 
 def _current_files(q: _Query, limit: int | None, after: tuple[str, int] | None) -> Select[Any]:
@@ -213,7 +220,7 @@ def _current_files(q: _Query, limit: int | None, after: tuple[str, int] | None) 
     if limit is not None:
         ids = ids.limit(limit)
     elif q.pg:
-        # A fence: PostgreSQL would otherwise read versions before the last probes.
+        # A fence: PostgreSQL would otherwise read versions before it has the ids.
         ids = ids.offset(0)
     found = ids.subquery("found")
     columns = [
@@ -243,23 +250,13 @@ def _every_current_file(q: _Query) -> Select[Any]:
     return query
 
 
-def _carried(
-    file_id: Any, tag_ids: list[int], pg: bool, each: bool = False, path: Any = None
-) -> ColumnElement[bool]:
-    """The published version `file_id` carries one of `tag_ids`; `each`: PostgreSQL
-    probes for every row (``OFFSET 0`` keeps it from turning the test into a join).
-
-    Given the version's `path` (a row of ``current_tags``), the test is on the path
-    alone: a path has one published version, and only those have rows, so the rows of
-    a path are its current version's. Keyed by (tag, path), the tags' ranges can be
-    merged in path order, and PostgreSQL estimates the join right (it takes a test on
-    both path and id for one far more selective than it is).
-    """
+def _carried(file_id: Any, tag_ids: list[int], pg: bool) -> ColumnElement[bool]:
+    """The published version `file_id` carries one of `tag_ids`."""
     probe = current_tags.alias()
-    each = each and pg
-    key = probe.c.file_id == file_id if path is None else probe.c.path == path
-    found = select(literal(1)).where(key, _among(probe.c.tag_id, tag_ids, pg))
-    return found.offset(0).exists() if each else found.exists()
+    found = select(literal(1)).where(
+        probe.c.file_id == file_id, _among(probe.c.tag_id, tag_ids, pg)
+    )
+    return found.exists()
 
 
 def _among(column: Any, ids: list[int], pg: bool) -> ColumnElement[bool]:

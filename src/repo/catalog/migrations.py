@@ -64,9 +64,10 @@ def _v4_verified_with(conn: Connection) -> None:
 
 
 def _v5_current_tags_by_path(conn: Connection) -> None:
-    """Version 5: ``current_tags`` rows carry their version's path, and its key lists a
-    tag's versions in path order (`find` stops at its first page, reads no path row)."""
-    if "path" in {c["name"] for c in inspect(conn).get_columns("current_tags")}:
+    """Version 5: ``current_tags`` rows carry their version's path and tag set, and its
+    key lists a tag's versions in path order (`find` reads one tag's rows, stops at its
+    first page, reads no path row)."""
+    if "tag_set" in {c["name"] for c in inspect(conn).get_columns("current_tags")}:
         return  # made by version 3's step just now, in this shape already
     # Derived data: made again rather than altered (SQLite cannot change a key).
     conn.execute(text("DROP TABLE current_tags"))

@@ -15,8 +15,10 @@ Design notes (docs/how-it-works.md has the longer story):
   only it: ``file_tags`` also holds the tags of every expired version, most of the rows
   in a catalog with history, which a query for current files would otherwise walk and
   check one by one. Its rows carry the version's path, so that a tag's versions are
-  listed in `find`'s order. It has no foreign keys: only published versions have rows,
-  and garbage collection never deletes one, so its deletes need not look here.
+  listed in `find`'s order, and all the version's tags, so that a row tells whether
+  its version carries the query's other tags. It has no foreign keys: only published
+  versions have rows, and garbage collection never deletes one, so its deletes need not
+  look here.
 * ``hosts`` and ``file_hosts`` record which host holds which verified copy and when it
   was last read, for cache management and recovery from host caches.
 * ``backups`` records completed catalog backups; garbage collection keeps expired files
@@ -38,6 +40,7 @@ from sqlalchemy import (
     Index,
     Integer,
     MetaData,
+    PrimaryKeyConstraint,
     String,
     Table,
     Text,
@@ -50,7 +53,7 @@ if TYPE_CHECKING:
 
     from sqlalchemy.engine import Dialect
 
-__all__ = ["SCHEMA_VERSION", "metadata"]
+__all__ = ["SCHEMA_VERSION", "metadata", "tag_set_item"]
 
 #: Bump with every migration added to `catalog.migrations`.
 SCHEMA_VERSION = 5
@@ -193,16 +196,27 @@ path_tags = Table(
 )
 Index("path_tags_tag_ix", path_tags.c.tag_id, path_tags.c.path_id)
 
-# (Version 3; `path` since version 5.) The primary key, a tag's versions in path order,
-# is the index `find` walks; the other, a version's tags, the one it probes.
+# (Version 3; `path` and `tag_set` since version 5.) The primary key, a tag's versions in
+# path order with each one's tag set, is the index `find` walks (on PostgreSQL the set
+# is in the index: it tests a version's other tags without reading the table).
 current_tags = Table(
     "current_tags",
     metadata,
-    Column("tag_id", Id, primary_key=True),
-    Column("path", Name, primary_key=True),
-    Column("file_id", Id, primary_key=True),
+    Column("tag_id", Id, nullable=False),
+    Column("path", Name, nullable=False),
+    Column("file_id", Id, nullable=False),
+    # Every tag id of the version, own and its path's, each between commas in no set
+    # order (",4,1,9,"): `tag_set_item` is what a test for a tag looks for.
+    Column("tag_set", Text, nullable=False),
+    PrimaryKeyConstraint("tag_id", "path", "file_id", postgresql_include=["tag_set"]),
 )
-Index("current_tags_file_ix", current_tags.c.file_id, current_tags.c.tag_id, unique=True)
+Index("current_tags_file_ix", current_tags.c.file_id)
+
+
+def tag_set_item(tag_id: int) -> str:
+    """What ``current_tags.tag_set`` holds when the version carries `tag_id`."""
+    return f",{int(tag_id)},"
+
 
 file_hosts = Table(
     "file_hosts",

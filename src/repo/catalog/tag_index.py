@@ -5,9 +5,12 @@ with history most of them are expired: a query for current files that walked it 
 read the rows of every old version of a tag and check each version's state. This table
 holds a row per (tag, published version), the version's own tags and its path's
 together, so `find` walks only what it can return, and a tag on a file and on its path
-is one row. Each row carries the version's path (version 5), and the table's key is
-(tag, path, version): a tag's rows come in `find`'s order, so a query for the first
-files stops after them, and the answer's paths are read from here, not from ``paths``.
+is one row. Since version 5 each row also carries the version's path and its whole tag
+set (``tag_set``), and the table's key is (tag, path, version): a tag's rows come in
+`find`'s order, so a query for the first files stops after them, the answer's paths
+are read from here, not from ``paths``, and a query reads one tag's rows only, testing
+each against its set for the other tags. A change of a version's tags therefore
+rewrites all its rows (a dozen, typically).
 
 It is derived data. Every write that changes what it derives from keeps it in step in
 the same transaction:
@@ -37,20 +40,21 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import (
     ColumnElement,
     Connection,
+    Text,
+    cast,
     delete,
-    exists,
     func,
     insert,
     literal,
-    not_,
     select,
+    true,
     union,
 )
 from sqlalchemy.dialects import postgresql as pg_dialect
 from sqlalchemy.dialects import sqlite as sqlite_dialect
 
 from .arrays import IN_BATCH, among
-from .schema import current_tags, file_tags, files, path_tags, paths, tags
+from .schema import current_tags, file_tags, files, path_tags, paths
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -67,8 +71,8 @@ __all__ = [
 
 
 #: A row: the tag, the version's path (so that a tag's rows are in `find`'s order), the
-#: version.
-_COLUMNS = ["tag_id", "path", "file_id"]
+#: version, and the version's every tag (`schema.tag_set_item`).
+_COLUMNS = ["tag_id", "path", "file_id", "tag_set"]
 _its_path = files.c.path_id == paths.c.path_id
 
 
@@ -92,44 +96,26 @@ def add_rows(
     conn: Connection, which: ColumnElement[bool], tag_ids: Sequence[int], pg: bool
 ) -> None:
     """The published versions among those `which` selects (in ``files``) now carry
-    `tag_ids`."""
-    if not tag_ids:
-        return
-    named = among(tags.c.tag_id, sorted(set(tag_ids)), postgres=pg)
-    rows = (
-        select(tags.c.tag_id, paths.c.path, files.c.file_id)
-        .select_from(files.join(paths, _its_path).join(tags, named))  # each version, each tag
-        .where(which, files.c.state == "published")
-    )
-    conn.execute(_insert(pg).from_select(_COLUMNS, rows).on_conflict_do_nothing())
+    `tag_ids` (already written to their truth)."""
+    if tag_ids:
+        _rederive(conn, which, pg)
 
 
 def drop_rows(
     conn: Connection, which: ColumnElement[bool], tag_ids: Sequence[int], pg: bool
 ) -> None:
-    """The versions `which` selects lost `tag_ids` (on themselves or on their path): drop
-    the rows of those they still carry neither way."""
-    if not tag_ids:
-        return
-    own = exists().where(
-        file_tags.c.file_id == current_tags.c.file_id, file_tags.c.tag_id == current_tags.c.tag_id
-    )
-    on_path = (
-        select(path_tags.c.tag_id)
-        .join(files, files.c.path_id == path_tags.c.path_id)
-        .where(
-            files.c.file_id == current_tags.c.file_id, path_tags.c.tag_id == current_tags.c.tag_id
-        )
-        .exists()
-    )
-    conn.execute(
-        delete(current_tags).where(
-            among(current_tags.c.tag_id, sorted(set(tag_ids)), postgres=pg),
-            current_tags.c.file_id.in_(select(files.c.file_id).where(which)),
-            not_(own),
-            not_(on_path),
-        )
-    )
+    """The versions `which` selects lost `tag_ids` (on themselves or on their path;
+    already written to their truth)."""
+    if tag_ids:
+        _rederive(conn, which, pg)
+
+
+def _rederive(conn: Connection, which: ColumnElement[bool], pg: bool) -> None:
+    """Replace the rows of the versions `which` selects with what the truth says: every
+    row of a version holds its whole tag set, so a change of one tag rewrites them."""
+    versions = select(files.c.file_id).where(which)
+    conn.execute(delete(current_tags).where(current_tags.c.file_id.in_(versions)))
+    conn.execute(_insert(pg).from_select(_COLUMNS, _truth(which, pg)).on_conflict_do_nothing())
 
 
 def forget_versions(conn: Connection, file_ids: Sequence[int], pg: bool) -> None:
@@ -153,7 +139,7 @@ def derive(conn: Connection, file_ids: Sequence[int], pg: bool) -> None:
         chunk = ids[i : i + step]
         conn.execute(
             _insert(pg)
-            .from_select(_COLUMNS, _truth(among(files.c.file_id, chunk, postgres=pg)))
+            .from_select(_COLUMNS, _truth(among(files.c.file_id, chunk, postgres=pg), pg))
             .on_conflict_do_nothing()
         )
 
@@ -168,7 +154,7 @@ def rederive_paths(conn: Connection, path_ids: Sequence[int], pg: bool) -> None:
         conn.execute(delete(current_tags).where(current_tags.c.file_id.in_(versions)))
         conn.execute(
             _insert(pg)
-            .from_select(_COLUMNS, _truth(among(files.c.path_id, chunk, postgres=pg)))
+            .from_select(_COLUMNS, _truth(among(files.c.path_id, chunk, postgres=pg), pg))
             .on_conflict_do_nothing()
         )
 
@@ -176,13 +162,14 @@ def rederive_paths(conn: Connection, path_ids: Sequence[int], pg: bool) -> None:
 def rebuild(conn: Connection) -> int:
     """Empty the table and derive it from scratch; returns its row count."""
     conn.execute(delete(current_tags))
-    conn.execute(insert(current_tags).from_select(_COLUMNS, _truth(literal(True))))
+    pg = conn.dialect.name == "postgresql"
+    conn.execute(insert(current_tags).from_select(_COLUMNS, _truth(literal(True), pg)))
     return int(conn.execute(select(func.count()).select_from(current_tags)).scalar_one())
 
 
-def _truth(which: Any) -> Any:
-    """(tag_id, path, file_id) of the published versions `which` selects: own tags and
-    path tags, each pair once."""
+def _truth(which: Any, pg: bool) -> Any:
+    """(tag_id, path, file_id, tag_set) of the published versions `which` selects: own
+    tags and path tags, each pair once, each with the version's whole set."""
     published = files.c.state == "published"
     own = (
         select(file_tags.c.tag_id, paths.c.path, file_tags.c.file_id)
@@ -196,7 +183,12 @@ def _truth(which: Any) -> Any:
         .join(paths, _its_path)
         .where(published, which)
     )
-    return union(own, via_path)
+    pairs = union(own, via_path).subquery("pairs")
+    tag = cast(pairs.c.tag_id, Text)
+    joined = func.string_agg(tag, ",") if pg else func.group_concat(tag, ",")
+    tag_set = literal(",", Text) + joined.over(partition_by=pairs.c.file_id) + literal(",", Text)
+    # The WHERE: SQLite would read an upsert's ON CONFLICT as a join's ON without it.
+    return select(pairs.c.tag_id, pairs.c.path, pairs.c.file_id, tag_set).where(true())
 
 
 def _insert(pg: bool) -> Any:
