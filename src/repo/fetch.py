@@ -130,6 +130,7 @@ def fetch_many(
             with lock:
                 progress.file_done()
 
+    syncing: threading.Thread | None = None
     try:
         if missing:
             session.copies.make_room(sum(r.size or 0 for r in missing))
@@ -140,21 +141,40 @@ def fetch_many(
             if missing:
                 _run(download, missing, workers, on_done=lambda rec: _done(session, report, rec))
         finally:
-            # Once for the batch (see `LocalCache.download`), before the copies are
-            # recorded in the catalog; the destination too, once, if it is elsewhere.
-            if missing:
-                session.cache.sync_to_disk()
-            if out is not None and out.wrote:
-                out.sync(already=session.cache.cache_dir if missing else None)
+            # The disk is flushed once for the batch (see `LocalCache.download`), the
+            # destination too if it is elsewhere; in a thread, while the catalog's list
+            # of copies is written (advisory: a copy lost to a power cut before the flush
+            # ends is found short or empty on disk and never served). This returns only
+            # once the flush is done.
+            if missing or (out is not None and out.wrote):
+                syncing = threading.Thread(
+                    target=_flush_disks,
+                    args=(session.cache.cache_dir if missing else None, out),
+                    name="repo-fetch-sync",
+                )
+                syncing.start()
         if out is not None:
             report.written = {rf.path: out.targets[rf.path] for rf in chosen}
     finally:
-        # New copies are recorded now; hits only bump their access time, which waits
-        # for the next periodic flush (a warm fetch writes nothing to the catalog).
-        if report.downloaded:
-            session.copies.flush()
+        try:
+            # New copies are recorded now; hits only bump their access time, which waits
+            # for the next periodic flush (a warm fetch writes nothing to the catalog).
+            if report.downloaded:
+                session.copies.flush()
+        finally:
+            if syncing is not None:
+                syncing.join()
     report.bytes = sum(rf.size or 0 for rf in chosen)
     return report
+
+
+def _flush_disks(cache_dir: Path | None, out: _Output | None) -> None:
+    """Flush the file system of the cache (if downloads went there) and that of the
+    destination (if files were written there and it is another one)."""
+    if cache_dir is not None:
+        sync_filesystem(cache_dir)
+    if out is not None and out.wrote:
+        out.sync(already=cache_dir)
 
 
 def _done(session: Session, report: FetchReport, rec: FileRecord) -> None:

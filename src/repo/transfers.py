@@ -9,6 +9,7 @@ through this host's cache. Objects are never overwritten: every put is create-on
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 from datetime import UTC, datetime
@@ -44,7 +45,11 @@ DEFAULT_WORKERS = 16
 
 def _metadata(path: str, origin: str, created_at: datetime) -> dict[str, str]:
     """What an object carries about its version: a blind restore adopts it by this."""
-    return {"repo-path": path, "repo-origin": origin, "repo-created": created_at.isoformat()}
+    return {"repo-path": path, "repo-origin": origin, "repo-created": _iso(created_at)}
+
+
+#: A tree's files share one creation time: written out once, not once per file.
+_iso = functools.lru_cache(maxsize=4)(datetime.isoformat)
 
 
 def put_version(
