@@ -21,6 +21,7 @@ as it was sent, so it reports it too, though it encrypts nothing.
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 import shutil
 import time
@@ -326,6 +327,21 @@ def test_transient_fault_on_head_list_delete_is_retried(
         TRANSIENT[fault](proxy, method="POST", query="delete")
         assert store.delete_many(keys) == 3
         assert [k for k in keys if _exists(direct, bucket, k)] == []
+    assert proxy.fired() == 1
+
+
+@on(*BOTH)
+@pytest.mark.parametrize("fault", ["truncated-body", "reset-mid-body"])
+def test_a_not_found_answer_cut_short_is_asked_again_and_still_not_found(
+    store: S3Store, proxy: FaultProxy, fault: str
+) -> None:
+    # The 404's error document breaks off: the client cannot tell what the answer was,
+    # so the GET is asked again (it is safe to repeat), and the second, whole answer
+    # says the object is missing.
+    missing = _key("missing")
+    TRANSIENT[fault](proxy, method="GET", path=missing)
+    with pytest.raises(repo.NotFoundError):
+        store.get_into(missing, io.BytesIO())
     assert proxy.fired() == 1
 
 

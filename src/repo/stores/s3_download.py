@@ -38,7 +38,7 @@ from .base import (
 )
 from .s3_errors import cause_text
 from .s3_http_ranges import HttpRanges, RangeRefused, usable
-from .s3_retry import ATTEMPTS, FIRST_BACKOFF_SECONDS, transient
+from .s3_retry import ATTEMPTS, FIRST_BACKOFF_SECONDS, again, transient
 from .s3_wire import decode_meta, first_line
 
 if TYPE_CHECKING:
@@ -69,7 +69,7 @@ _STANDARD_HEADERS = frozenset(
 def head(conn: S3Connection, key: str) -> ObjectInfo:
     """Size, ETag and user metadata of `key`; `NotFoundError` if it does not exist."""
     try:
-        result = obstore.get(conn.ob, key, options={"head": True})
+        result = _open(conn, key, head=True)
     except Exception as exc:
         raise conn.translate(exc, key) from exc
     meta = result.meta
@@ -86,7 +86,7 @@ def head(conn: S3Connection, key: str) -> ObjectInfo:
 def iter_bytes(conn: S3Connection, key: str) -> Iterator[bytes]:
     """Object `key` in chunks, unverified (the caller hashes)."""
     try:
-        result = obstore.get(conn.ob, key)
+        result = _open(conn, key)
     except Exception as exc:
         raise conn.translate(exc, key) from exc
     return _stream(conn, result, key)
@@ -97,7 +97,7 @@ def get_into(
 ) -> DownloadResult:
     """Object `key` written to `out`, with the md5 and size of what was written."""
     try:
-        result = obstore.get(conn.ob, key)
+        result = _open(conn, key)
     except Exception as exc:
         raise conn.translate(exc, key) from exc
     size = int(result.meta["size"])
@@ -127,6 +127,14 @@ def get_into(
     got = hash_only(pieces, progress) if reader is None else copy_hashing(pieces, reader, progress)
     file.seek(base + got.size)
     return got
+
+
+def _open(conn: S3Connection, key: str, *, head: bool = False) -> Any:
+    """The answer to a GET (or HEAD) of `key`, asked again if it broke off on the way:
+    obstore does not repeat a request whose answer (an error's included) was cut short,
+    and a GET is safe to repeat. A clean 404 is an answer, never repeated."""
+    options: Any = {"head": True} if head else None
+    return again(key, lambda: obstore.get(conn.ob, key, options=options), timeout=conn.timeout)
 
 
 def _stream(conn: S3Connection, result: Any, key: str) -> Generator[bytes, None, None]:
