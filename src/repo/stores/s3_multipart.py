@@ -168,17 +168,24 @@ def put_multipart(
     md5 = whole.hexdigest()
     part_md5s = [digests[n] for n in range(1, len(futures) + 1)]
     etag = done.get("ETag")
+    return PutResult(
+        key=key,
+        md5=md5,
+        size=size,
+        etag=normalize_etag(etag),
+        multipart=True,
+        verified_with=_verify_completed(conn, key, etag, md5, size, part_md5s),
+    )
+
+
+def _verify_completed(
+    conn: S3Connection, key: str, etag: str | None, md5: str, size: int, part_md5s: list[bytes]
+) -> str:
+    """How the completed upload is vouched for (`s3_put.settle`). Where its ETag holds
+    every part's md5, the object is exactly the parts sent, its size included: no HEAD
+    (rclone hashes the whole object to answer one). Otherwise its size is checked first."""
     if etag_matches(etag, md5, part_md5s):
-        # Every part's md5 is in the multipart ETag: the object is exactly the parts we
-        # sent, its size included. No HEAD: rclone hashes the whole object to answer one.
-        return PutResult(
-            key=key,
-            md5=md5,
-            size=size,
-            etag=normalize_etag(etag),
-            multipart=True,
-            verified_with=settle(conn, key, etag, md5, size, part_md5s),
-        )
+        return settle(conn, key, etag, md5, size, part_md5s)
     info = head(conn, key)
     if info.size != size:
         fate = "was removed" if discard(conn, key) else "is left for garbage collection"
@@ -187,15 +194,7 @@ def put_multipart(
             f"{size} sent); the object {fate}",
             hint="retry; if it persists, the server or a proxy is corrupting data",
         )
-    verified_with = settle(conn, key, info.etag, md5, size, part_md5s)
-    return PutResult(
-        key=key,
-        md5=md5,
-        size=size,
-        etag=normalize_etag(etag),
-        multipart=True,
-        verified_with=verified_with,
-    )
+    return settle(conn, key, info.etag, md5, size, part_md5s)
 
 
 class _SerialProgress:
