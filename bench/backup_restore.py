@@ -226,7 +226,8 @@ def populate(conninfo: str, n: int, bucket: str) -> dict[str, int]:
         conn.execute(
             "INSERT INTO current_tags (tag_id, path, file_id, tag_set)"
             " SELECT tag_id, path, file_id,"
-            "  ',' || string_agg(tag_id::text, ',') OVER (PARTITION BY file_id) || ','"
+            "  ',' || string_agg(tag_id::text, ',') OVER (PARTITION BY file_id ORDER BY tag_id"
+            "  ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING) || ','"
             " FROM (SELECT ft.tag_id, p.path, ft.file_id FROM file_tags ft"
             "  JOIN files f USING (file_id) JOIN paths p USING (path_id)"
             "  WHERE f.state = 'published'"

@@ -205,8 +205,8 @@ current_tags = Table(
     Column("tag_id", Id, nullable=False),
     Column("path", Name, nullable=False),
     Column("file_id", Id, nullable=False),
-    # Every tag id of the version, own and its path's, each between commas in no set
-    # order (",4,1,9,"): `tag_set_item` is what a test for a tag looks for.
+    # Every tag id of the version, own and its path's, each between commas, in id order
+    # (",1,4,9,"): `tag_set_item` is what a test for a tag looks for.
     Column("tag_set", Text, nullable=False),
     PrimaryKeyConstraint("tag_id", "path", "file_id", postgresql_include=["tag_set"]),
 )

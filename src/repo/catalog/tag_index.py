@@ -186,7 +186,10 @@ def _truth(which: Any, pg: bool) -> Any:
     pairs = union(own, via_path).subquery("pairs")
     tag = cast(pairs.c.tag_id, Text)
     joined = func.string_agg(tag, ",") if pg else func.group_concat(tag, ",")
-    tag_set = literal(",", Text) + joined.over(partition_by=pairs.c.file_id) + literal(",", Text)
+    # In tag id order (the window's, over the whole partition): the same tags, the same
+    # text, however the rows were derived.
+    whole = joined.over(partition_by=pairs.c.file_id, order_by=pairs.c.tag_id, rows=(None, None))
+    tag_set = literal(",", Text) + whole + literal(",", Text)
     # The WHERE: SQLite would read an upsert's ON CONFLICT as a join's ON without it.
     return select(pairs.c.tag_id, pairs.c.path, pairs.c.file_id, tag_set).where(true())
 
