@@ -13,6 +13,7 @@ under another file's name.
 from __future__ import annotations
 
 import os
+import shlex
 from typing import TYPE_CHECKING
 
 from .errors import NotFoundError, UsageError
@@ -85,9 +86,14 @@ def pair_sources(
         )
     missing = [source for source in args if not exists(source)]
     if missing:
+        hint = "repo add takes local files first: repo add FILE... [--as NAME | --prefix P]"
+        if len(args) == 2 and missing == [args[1]] and not prefix:
+            # `cp` order, a file then the name to store it under: say how that is spelt.
+            file, name = (shlex.quote(arg) for arg in args)
+            hint = f"to store {file} as {name}: repo add {file} --as {name}"
         raise NotFoundError(
             f"local file{'s' if len(missing) > 1 else ''} not found: {', '.join(missing)}",
-            hint="repo add takes local files first: repo add FILE... [--as NAME | --prefix P]",
+            hint=hint,
         )
     pairs = []
     for source in args:

@@ -139,7 +139,14 @@ def test_the_seeds_spelling_still_works_where_it_is_unambiguous(
             ["Error: sub is a directory", "Try: add what it holds with: repo add --recursive sub"],
         ),
         (
-            ["a.txt", "nope.txt"],
+            ["a.txt", "reports/nope.txt"],
+            [
+                "Error: local file not found: reports/nope.txt",
+                "Try: to store a.txt as reports/nope.txt: repo add a.txt --as reports/nope.txt",
+            ],
+        ),
+        (
+            ["a.txt", "b.txt", "nope.txt"],
             [
                 "Error: local file not found: nope.txt",
                 "Try: repo add takes local files first: repo add FILE... [--as NAME | --prefix P]",
