@@ -25,14 +25,16 @@ from __future__ import annotations
 import logging
 import shutil
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .backup import distrust, download_table, iter_chunks, iter_rows, list_backups
+from .backup import distrust, download_table, iter_chunks, list_backups
 from .catalog import SCHEMA_VERSION, Catalog
-from .catalog.dump import BACKUP_TABLES, RESTORE_MARKER, parse_copy_text
+from .catalog.content import TableContent, content_rows
+from .catalog.dump import BACKUP_TABLES
 from .errors import (
     CatalogError,
     NotFoundError,
@@ -58,6 +60,9 @@ if TYPE_CHECKING:
 __all__ = ["RestoreReport", "restorable_backups", "restore_catalog"]
 
 logger = logging.getLogger(__name__)
+
+#: Tables downloaded and checked at once.
+FETCH_THREADS = 2
 
 
 @dataclass
@@ -242,17 +247,18 @@ def _fetch_checked(place: BackupPlace, manifest: dict[str, Any], into: Path) -> 
     missing = [t.name for t in BACKUP_TABLES if t.name not in tables and t.name != "backups"]
     if missing:
         raise VerificationError(f"manifest lacks table(s) {', '.join(missing)}")
-    return {name: download_table(place, spec, into) for name, spec in tables.items()}
+    # Checking a table is decompressing and hashing it, which release the GIL: the
+    # largest tables side by side, one per core the load will use.
+    names = sorted(tables, key=lambda n: -int(tables[n].get("object_size") or 0))
+    with ThreadPoolExecutor(FETCH_THREADS, thread_name_prefix="repo-restore") as pool:
+        paths = pool.map(lambda name: download_table(place, tables[name], into), names)
+        return dict(zip(names, paths, strict=True))
 
 
 def _table_rows(
     manifest: dict[str, Any], files: dict[str, Path], name: str
 ) -> Iterator[dict[str, Any]]:
-    spec = manifest["tables"][name]
-    if spec.get("format", "jsonl") == "pg-copy-text":
-        table = next(t for t in BACKUP_TABLES if t.name == name)
-        return parse_copy_text(table, spec["columns"], iter_chunks(files[name]))
-    return iter(iter_rows(files[name]))
+    return content_rows(_content(manifest, files, name))
 
 
 def _check_published(
@@ -303,34 +309,22 @@ def _wrong_etag(store: Store, key: str, etag: str | None, md5: str) -> bool:
 def _load(
     catalog: Catalog, manifest: dict[str, Any], files: dict[str, Path], report: RestoreReport
 ) -> None:
-    if catalog.schema_version() is not None:
-        catalog.drop_schema()
-    catalog.ensure_schema()
-    # The fresh schema's own repo_meta rows stay, except the identity, which is restored.
-    catalog.clear_identity()
-    catalog.mark_restore_started(manifest["name"])  # committed with the tables
-    specs = manifest["tables"]
-    indexes = catalog.drop_secondary_indexes()
-    for table in BACKUP_TABLES:
-        path = files.get(table.name)
-        if path is None:
-            continue
-        spec = specs[table.name]
-        if spec.get("format", "jsonl") == "pg-copy-text":
-            if table.name != "repo_meta":
-                catalog.load_copy_text(table, spec["columns"], iter_chunks(path))
-                report.rows[table.name] = spec["rows"]
-                continue
-            rows = parse_copy_text(table, spec["columns"], iter_chunks(path))
-        else:
-            rows = iter_rows(path)
-        if table.name == "repo_meta":
-            rows = (r for r in rows if r["name"] not in ("schema_version", RESTORE_MARKER))
-        report.rows[table.name] = catalog.load_table(table, rows)
-    catalog.create_indexes(indexes)
-    catalog.rebuild_derived()  # not backed up: derived from the tables just loaded
+    contents = [_content(manifest, files, t.name) for t in BACKUP_TABLES if t.name in files]
+    report.rows = catalog.load_backup(manifest["name"], contents)
     catalog.reset_sequences()
     catalog.commit()
+
+
+def _content(manifest: dict[str, Any], files: dict[str, Path], name: str) -> TableContent:
+    spec, path = manifest["tables"][name], files[name]
+    table = next(t for t in BACKUP_TABLES if t.name == name)
+    return TableContent(
+        table=table,
+        format=spec.get("format", "jsonl"),
+        columns=list(spec.get("columns", [])),
+        size=path.stat().st_size,
+        chunks=lambda: iter_chunks(path),
+    )
 
 
 def _adopt(catalog: Catalog, store: Store, report: RestoreReport) -> None:

@@ -10,18 +10,24 @@ same for both databases, so a backup of one restores into the other.
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass
-from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Table, delete, func, select, text
 
-from . import tag_index
+from . import loading, migrations, tag_index
 from .base import CatalogBase
+from .content import (
+    COPY_TEXT,
+    TableContent,
+    content_rows,
+    copy_into,
+    insert_rows,
+    time_columns,
+)
 from .schema import (
-    UTCDateTime,
     backups,
+    current_tags,
     file_hosts,
     file_tags,
     files,
@@ -35,7 +41,10 @@ from .schema import (
 from .translate import translate_errors
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Iterator
+    from collections.abc import Callable, Iterable, Iterator, Sequence
+    from datetime import datetime
+
+    from sqlalchemy import Connection
 
 __all__ = [
     "BACKUP_TABLES",
@@ -43,7 +52,6 @@ __all__ = [
     "BackupRecord",
     "DumpQueries",
     "copy_columns",
-    "parse_copy_text",
 ]
 
 #: In the order they can be loaded (parents before children). ``current_tags`` is not
@@ -51,10 +59,11 @@ __all__ = [
 BACKUP_TABLES: tuple[Table, ...] = (
     repo_meta, hosts, paths, tags, files, file_tags, path_tags, file_hosts, backups,
 )  # fmt: skip
-LOAD_BATCH = 2000
 #: The ``repo_meta`` row of a restore that loaded its tables but has not finished (its
 #: value: the backup's name). Committed with the load, deleted by the restore's last commit.
 RESTORE_MARKER = "restore_incomplete"
+#: ``repo_meta`` rows a restore keeps from the fresh schema rather than the backup.
+_OWN_META = ("schema_version", RESTORE_MARKER)
 #: Tables whose integer primary key is generated (PostgreSQL sequences to move on).
 _SERIAL = {"hosts": "host_id", "paths": "path_id", "tags": "tag_id", "files": "file_id",
            "backups": "backup_id"}  # fmt: skip
@@ -68,10 +77,6 @@ class BackupRecord:
     taken_at: datetime
     completed_at: datetime | None
     location: str
-
-
-def _time_columns(table: Table) -> set[str]:
-    return {c.name for c in table.columns if isinstance(c.type, UTCDateTime)}
 
 
 class DumpQueries(CatalogBase):
@@ -126,11 +131,11 @@ class DumpQueries(CatalogBase):
                 conn.execute(text("SET TRANSACTION READ ONLY"))
                 raw = conn.connection.driver_connection
                 for table in BACKUP_TABLES:
-                    yield table, "pg-copy-text", _copy_out(raw, table)
+                    yield table, COPY_TEXT, _copy_out(raw, table)
             conn.rollback()
 
     def _rows(self, conn: Any, table: Table) -> Iterator[dict[str, Any]]:
-        times = _time_columns(table)
+        times = time_columns(table)
         key = list(table.primary_key.columns)
         result = conn.execution_options(stream_results=True, yield_per=5000).execute(
             select(table).order_by(*key)
@@ -142,89 +147,50 @@ class DumpQueries(CatalogBase):
                     doc[name] = doc[name].isoformat()
             yield doc
 
-    def load_copy_text(self, table: Table, columns: list[str], chunks: Iterable[bytes]) -> None:
-        """Load ``pg-copy-text`` content: PostgreSQL's COPY FROM, else parsed rows."""
-        if self.db.is_sqlite:
-            self.load_table(table, parse_copy_text(table, columns, chunks))
-            return
-        conn = self.db.begin_write()
-        raw = conn.connection.driver_connection
-        assert raw is not None  # noqa: S101 - an open connection has one (for mypy)
-        cursor = raw.cursor()
-        statement = f"COPY {_quoted(table, columns)} FROM STDIN"
-        with translate_errors(f"restoring table {table.name}"), cursor.copy(statement) as copy:
-            for chunk in chunks:
-                copy.write(chunk)
-
     def load_table(self, table: Table, rows: Iterable[dict[str, Any]]) -> int:
         """Insert rows (as `dump_tables` gives them) into `table`; returns the count."""
-        times = _time_columns(table)
-        known = {c.name for c in table.columns}
-        conn = self.db.begin_write()
-        count = 0
-        batch: list[dict[str, Any]] = []
-        with translate_errors(f"restoring table {table.name}"):
-            for doc in rows:
-                unknown = set(doc) - known
-                if unknown:
-                    raise ValueError(f"table {table.name} has no column(s) {sorted(unknown)}")
-                for name in times & set(doc):
-                    if doc[name] is not None:
-                        doc[name] = datetime.fromisoformat(doc[name])
-                batch.append(doc)
-                if len(batch) >= LOAD_BATCH:
-                    conn.execute(table.insert(), batch)
-                    count += len(batch)
-                    batch = []
-            if batch:
-                conn.execute(table.insert(), batch)
-                count += len(batch)
-        return count
+        return insert_rows(self.db.begin_write(), table, rows)
 
     # -- restoring -----------------------------------------------------------------------
 
-    def drop_secondary_indexes(self) -> list[Any]:
-        """PostgreSQL: drop the non-unique-constraint indexes before a bulk load (they are
-        built once afterwards, much faster than row by row); returns them for
-        `create_indexes`. SQLite: nothing."""
-        if self.db.is_sqlite:
-            return []
-        conn = self.db.begin_write()
-        dropped: list[Any] = []
-        with translate_errors("preparing the catalog for a restore"):
-            # Foreign keys too: checked row by row during the load, but in one pass when
-            # added back afterwards (as pg_restore does).
-            names = [t.name for t in BACKUP_TABLES]
-            for table_name, name, definition in conn.execute(
-                text(
-                    "SELECT c.conrelid::regclass::text, c.conname, pg_get_constraintdef(c.oid) "
-                    "FROM pg_constraint c WHERE c.contype = 'f' "
-                    "AND c.conrelid::regclass::text = ANY(:tables) ORDER BY 1, 2"
-                ),
-                {"tables": names},
-            ):
-                conn.execute(text(f'ALTER TABLE "{table_name}" DROP CONSTRAINT "{name}"'))
-                dropped.append((table_name, name, definition))
-            for table in BACKUP_TABLES:
-                for index in sorted(table.indexes, key=lambda i: str(i.name)):
-                    index.drop(conn)
-                    dropped.append(index)
-        return dropped
+    def load_backup(self, backup: str, contents: Sequence[TableContent]) -> dict[str, int]:
+        """Replace the catalog with a backup's tables; returns the rows loaded per table.
 
-    def create_indexes(self, dropped: list[Any]) -> None:
-        """Put back what `drop_secondary_indexes` dropped (indexes, then foreign keys)."""
+        The old catalog, if any, stays until the new tables are committed, and they are
+        committed with the marker of an unfinished restore (`RESTORE_MARKER`, whose
+        value is `backup`), which only the restore's last commit removes. SQLite loads
+        everything in that one transaction. PostgreSQL commits the tables empty and
+        bare in it, then fills and builds them on several connections (`loading`);
+        the caller still commits the sequences (`reset_sequences`).
+        """
         conn = self.db.begin_write()
-        with translate_errors("building the catalog's indexes"):
-            for item in dropped:
-                if not isinstance(item, tuple):
-                    item.create(conn)
-            for item in dropped:
-                if isinstance(item, tuple):
-                    table_name, name, definition = item
-                    # The definition comes from PostgreSQL's own catalog, not from input.
-                    conn.execute(
-                        text(f'ALTER TABLE "{table_name}" ADD CONSTRAINT "{name}" {definition}')
-                    )
+        with translate_errors("preparing the catalog for a restore"):
+            self.db.lock_schema(conn)
+            if migrations.current_version(conn) is not None:
+                metadata.drop_all(conn)
+            migrations.upgrade(conn)
+        # The fresh schema's own repo_meta rows stay, except the identity, restored here.
+        self.clear_identity()
+        self.mark_restore_started(backup)
+        rows: dict[str, int] = {}
+        for content in contents:
+            if content.table is repo_meta:
+                kept = (r for r in content_rows(content) if r["name"] not in _OWN_META)
+                rows[repo_meta.name] = self.load_table(repo_meta, kept)
+        rest = [c for c in contents if c.table is not repo_meta]
+        if self.db.is_sqlite:
+            for content in rest:
+                rows[content.table.name] = insert_rows(conn, content.table, content_rows(content))
+            self.rebuild_derived()
+            return rows
+        with translate_errors("preparing the catalog for a restore"):
+            built = loading.deferrable(conn, [t.name for t in metadata.sorted_tables])
+            loading.strip(conn, built)
+        self.db.commit()
+        loads = {c.table.name: (_filler(c, rows), c.size) for c in rest}
+        derived = {current_tags.name: (_derive, list(loads))}
+        loading.run_tasks(self.db.url, loading.plan(loads, built, derived))
+        return rows
 
     def rebuild_derived(self) -> int:
         """Derive ``current_tags`` from the loaded tables (backups leave it out); returns
@@ -299,12 +265,22 @@ class DumpQueries(CatalogBase):
             return found
 
 
-def _quoted(table: Table, columns: list[str]) -> str:
-    known = {c.name for c in table.columns}
-    unknown = [c for c in columns if c not in known]
-    if unknown:
-        raise ValueError(f"table {table.name} has no column(s) {unknown}")
-    return f'"{table.name}" (' + ", ".join(f'"{c}"' for c in columns) + ")"
+def _filler(content: TableContent, counts: dict[str, int]) -> Callable[[Connection], None]:
+    """A load task's work: COPY FROM for ``pg-copy-text``, batched inserts otherwise."""
+    table = content.table
+
+    def fill(conn: Connection) -> None:
+        if content.format == COPY_TEXT:
+            counts[table.name] = copy_into(conn, content)
+        else:
+            counts[table.name] = insert_rows(conn, table, content_rows(content))
+
+    return fill
+
+
+def _derive(conn: Connection) -> None:
+    tag_index.rebuild(conn)
+    conn.execute(text("ANALYZE current_tags"))
 
 
 def copy_columns(table: Table) -> list[str]:
@@ -343,33 +319,3 @@ def _json_lines(rows: Iterator[dict[str, Any]]) -> Iterator[bytes]:
             pending, size = [], 0
     if pending:
         yield b"".join(pending)
-
-
-_UNESCAPE = re.compile(r"\\(.)")
-_ESCAPES = {"b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t", "v": "\v"}
-
-
-def parse_copy_text(
-    table: Table, columns: list[str], chunks: Iterable[bytes]
-) -> Iterator[dict[str, Any]]:
-    """Rows of PostgreSQL COPY text as dicts, values typed for `load_table`."""
-    times = _time_columns(table)
-    integers = {c.name for c in table.columns if c.type.python_type is int}
-    pending = b""
-    for chunk in chunks:
-        pending += chunk
-        *lines, pending = pending.split(b"\n")
-        for line in lines:
-            doc: dict[str, Any] = {}
-            for name, field in zip(columns, line.decode("utf-8").split("\t"), strict=True):
-                if field == "\\N":
-                    doc[name] = None
-                    continue
-                value = _UNESCAPE.sub(lambda m: _ESCAPES.get(m.group(1), m.group(1)), field)
-                if name in integers:
-                    doc[name] = int(value)
-                elif name in times:
-                    doc[name] = value.replace(" ", "T")  # load_table parses ISO text
-                else:
-                    doc[name] = value
-            yield doc
