@@ -131,16 +131,18 @@ def bench(args: argparse.Namespace, tmp: Path) -> tuple[Tree, Tree, dict[str, di
     try:
         before = Tree("before", worktrees["before"] / "src")
         after = Tree("after", worktrees["after"] / "src")
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("REPO_", "PYTHON"))}
-        env.update(
-            HOME=str(tmp),
-            REPO_HOME=str(tmp / "home"),
-            PYTHONPYCACHEPREFIX=str(tmp / "pycache"),
-        )
+        common = {k: v for k, v in os.environ.items() if not k.startswith(("REPO_", "PYTHON"))}
+        common.update(HOME=str(tmp), PYTHONPYCACHEPREFIX=str(tmp / "pycache"))
+        # A repository per tree: a newer tree upgrades the catalog's schema, which the
+        # older one then refuses to open.
+        envs = {
+            t.name: {**common, "REPO_HOME": str(tmp / f"home-{t.name}")} for t in (before, after)
+        }
         content = os.urandom(CAT_SIZE)
         (tmp / "four.bin").write_bytes(content)
-        output_of(after, ["add", "four.bin", "--as", CAT_PATH, "--publish"], env, tmp)
         for tree in (before, after):  # the warm-up: bytecode written, the copy cached
+            env = envs[tree.name]
+            output_of(tree, ["add", "four.bin", "--as", CAT_PATH, "--publish"], env, tmp)
             for argv in COMMANDS.values():
                 run_once(tree, argv, env, tmp)
             if output_of(tree, ["cat", CAT_PATH], env, tmp) != content:
@@ -149,11 +151,11 @@ def bench(args: argparse.Namespace, tmp: Path) -> tuple[Tree, Tree, dict[str, di
             for label, argv in COMMANDS.items():
                 order = (before, after) if r % 2 == 0 else (after, before)
                 for tree in order:
-                    wall, cpu = run_once(tree, argv, env, tmp)
+                    wall, cpu = run_once(tree, argv, envs[tree.name], tmp)
                     tree.wall.setdefault(label, []).append(wall)
                     tree.cpu.setdefault(label, []).append(cpu)
         cat = COMMANDS["repo cat (warm, 4 KiB)"]
-        costs = {t.name: import_costs(t, cat, env, tmp) for t in (before, after)}
+        costs = {t.name: import_costs(t, cat, envs[t.name], tmp) for t in (before, after)}
         return before, after, costs
     finally:
         for worktree in worktrees.values():
