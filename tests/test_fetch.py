@@ -142,6 +142,23 @@ def test_fetch_to_a_directory_writes_files_as_any_new_file_and_leaves_no_tempora
     assert sorted(p.name for p in (out / "set").iterdir()) == [f"{i:02d}.txt" for i in range(4)]
 
 
+def test_fetch_to_a_directory_writes_large_versions_from_their_cached_copy(
+    repo: repo.Repo, other_host: repo.Repo, tmp_path: Path
+) -> None:
+    from repo.cache import SMALL_DOWNLOAD_MAX
+
+    big = os.urandom(SMALL_DOWNLOAD_MAX + 12345)
+    repo.add("big/one.bin", io.BytesIO(big), tags=["big"], publish=True)
+    repo.add("big/two.txt", io.BytesIO(b"small"), tags=["big"], publish=True)
+    repo.commit()
+    report = other_host.fetch(other_host.find(all=["big"]), dest=tmp_path / "out")
+    assert report.downloaded == 2
+    assert (tmp_path / "out" / "big" / "one.bin").read_bytes() == big
+    assert (tmp_path / "out" / "big" / "two.txt").read_bytes() == b"small"
+    cached = _cached_files(tmp_path / "other")
+    assert sorted(cached.values(), key=len) == [b"small", big]
+
+
 def test_fetch_to_a_directory_never_copies_out_a_damaged_cached_copy(
     repo: repo.Repo, other_host: repo.Repo, tmp_path: Path
 ) -> None:
