@@ -616,7 +616,8 @@ def header(cats: Catalogs, n: int, argv: Sequence[str], code: str) -> list[str]:
     memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
     with psycopg.connect(cats.server.conninfo(cats.db(n)), autocommit=True) as conn:
         row = conn.execute(
-            "SELECT current_setting('server_version'), pg_database_size(current_database())"
+            "SELECT current_setting('server_version'), pg_database_size(current_database()),"
+            " pg_total_relation_size('current_tags')"
         ).fetchone()
     assert row is not None
     counts = cats.counts[n]
@@ -634,7 +635,8 @@ def header(cats: Catalogs, n: int, argv: Sequence[str], code: str) -> list[str]:
         "shared_buffers 64MB); rclone serve s3 for gc",
         f"- largest catalog: {n:,} files, {counts['paths']:,} paths, "
         f"{counts['file_tags']:,} file tags, {counts['path_tags']:,} path tags; database "
-        f"{row[1] / 2**20:.0f} MiB",
+        f"{row[1] / 2**20:.0f} MiB, of which {row[2] / 2**20:.0f} MiB `current_tags` (the "
+        "current versions' tags, with their paths and tag sets, that find reads)",
         f"- tags: {cats.skew}",
         f"- filling (not measured): {fills}",
     ]
