@@ -95,13 +95,22 @@ def insert_rows(conn: Connection, table: Table, rows: Iterable[dict[str, Any]]) 
     return count
 
 
-def copy_into(conn: Connection, content: TableContent) -> int:
-    """PostgreSQL: load ``COPY_TEXT`` content with COPY FROM; returns the rows copied."""
+def copy_into(conn: Connection, content: TableContent, *, freeze: bool = False) -> int:
+    """PostgreSQL: load ``COPY_TEXT`` content with COPY FROM; returns the rows copied.
+
+    With `freeze`, the rows are written frozen and their pages marked all-visible, as a
+    vacuum would leave them (no reader has to set hint bits later, index-only scans work
+    at once). PostgreSQL allows that only into a table created or emptied in the same
+    transaction, and every other transaction sees the rows at once: for loading a table
+    nothing reads yet.
+    """
     raw = conn.connection.driver_connection
     assert raw is not None  # noqa: S101 - an open connection has one (for mypy)
     table = content.table
+    options = " WITH (FREEZE)" if freeze else ""
+    statement = f"COPY {quoted(table, content.columns)} FROM STDIN{options}"
     with translate_errors(f"restoring table {table.name}"), raw.cursor() as cursor:
-        with cursor.copy(f"COPY {quoted(table, content.columns)} FROM STDIN") as copy:
+        with cursor.copy(statement) as copy:
             for chunk in content.chunks():
                 copy.write(chunk)
         return int(cursor.rowcount)

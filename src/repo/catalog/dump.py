@@ -271,7 +271,9 @@ def _filler(content: TableContent, counts: dict[str, int]) -> Callable[[Connecti
 
     def fill(conn: Connection) -> None:
         if content.format == COPY_TEXT:
-            counts[table.name] = copy_into(conn, content)
+            # Emptied (it is empty already) in this transaction, so COPY may freeze.
+            conn.execute(text(f'TRUNCATE "{table.name}"'))
+            counts[table.name] = copy_into(conn, content, freeze=True)
         else:
             counts[table.name] = insert_rows(conn, table, content_rows(content))
 
