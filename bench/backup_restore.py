@@ -8,7 +8,8 @@ drawn with skew, date tags, host copies), and measures in one run:
 * backup: ``Repo.backup()`` into a local-directory store (``file://`` in a temp dir)
   against ``pg_dump -Fc -Z1`` of the same database (gzip level 1, as the backup uses);
 * restore: ``repo.restore.restore_catalog`` into a fresh empty database on the same
-  server against ``pg_restore`` of that dump into another fresh database.
+  server against ``pg_restore`` of that dump into another fresh database (and, for
+  reference, ``pg_restore --jobs 2``, as many connections as ours uses).
 
 The two of each pair take turns in ``--rounds`` interleaved rounds (A,B then B,A ...), so
 drift lands on both alike. Every restored database is checked against the source (row
@@ -18,6 +19,7 @@ the absolute times are reported next to the ratios. ``--profile`` adds one backu
 one restore under cProfile after the rounds (not timed) and reports their top functions.
 
 Usage: .venv/bin/python bench/backup_restore.py [--files N] [--rounds R] [--profile]
+       [--only backup|restore]
 """
 
 from __future__ import annotations
@@ -63,6 +65,9 @@ TARGET_SECONDS = 60.0
 #: legitimately differ: a restore keeps its own schema row and records the backups found).
 CHECKED_TABLES = ("hosts", "paths", "tags", "files", "file_tags", "path_tags", "file_hosts")
 SUBPROCESS_TIMEOUT = 3600
+#: Connections of the reference `pg_restore --jobs` run: as many as `restore_catalog`
+#: loads and builds on (`repo.catalog.loading.WORKERS`).
+JOBS = 2
 PROFILE_LINES = 18
 
 # -- the catalog ---------------------------------------------------------------------------
@@ -539,9 +544,10 @@ class Bench:
         report = restore_catalog(self.config(target[1], "local-restore"))
         return Outcome(rows=sum(report.rows.values()))
 
-    def pg_restore(self, target: tuple[str, str]) -> Outcome:
+    def pg_restore(self, target: tuple[str, str], jobs: int = 1) -> Outcome:
         command = [str(self.bindir / "pg_restore"), "--exit-on-error", "--no-owner",
-                   "-d", self.server.conninfo(target[0]), str(self.dump)]  # fmt: skip
+                   f"--jobs={jobs}", "-d", self.server.conninfo(target[0]),
+                   str(self.dump)]  # fmt: skip
         subprocess.run(
             command,
             check=True,
@@ -550,8 +556,15 @@ class Bench:
         )
         return Outcome(rows=sum(self.counts.values()))
 
+    def pg_restore_jobs(self, target: tuple[str, str]) -> Outcome:
+        return self.pg_restore(target, JOBS)
 
-def run_rounds(bench: Bench, rounds: int, server_cpu: ServerCpu) -> tuple[list[Step], list[Step]]:
+
+def run_rounds(
+    bench: Bench, rounds: int, server_cpu: ServerCpu, only: str | None = None
+) -> list[list[Step]]:
+    """The interleaved rounds; with `only` ("backup" or "restore"), that group alone (a
+    restore-only run takes one backup and one dump first, untimed)."""
     backups = [
         Step("backup", "`Repo.backup()` (ours)", bench.repo_backup,
              setup=bench.open_repo, finish=lambda r: r.close()),
@@ -564,13 +577,27 @@ def run_rounds(bench: Bench, rounds: int, server_cpu: ServerCpu) -> tuple[list[S
         Step("restore", "`pg_restore` of that dump", bench.pg_restore,
              setup=bench.fresh_database, finish=lambda t: bench.check_and_drop(t, "pg_restore"),
              baseline=True, external=True),
+        # Not the baseline: what pg_restore does with as many connections as ours uses.
+        Step("restore", f"`pg_restore --jobs {JOBS}` (for reference)", bench.pg_restore_jobs,
+             setup=bench.fresh_database,
+             finish=lambda t: bench.check_and_drop(t, "pg_restore --jobs"), external=True),
     ]  # fmt: skip
+    groups = {"backup": backups, "restore": restores}
+    chosen = [groups[only]] if only else [backups, restores]
+    if only == "restore":
+        log("one backup and one dump to restore from (not measured) ...")
+        r = bench.open_repo()
+        try:
+            bench.repo_backup(r)
+        finally:
+            r.close()
+        bench.pg_dump(None)
     for r in range(rounds):
         log(f"round {r + 1} of {rounds}")
-        for steps in (backups, restores):
+        for steps in chosen:
             for step in steps if r % 2 == 0 else reversed(steps):
                 measure(step, server_cpu)
-    return backups, restores
+    return chosen
 
 
 def profile(bench: Bench) -> dict[str, str]:
@@ -689,7 +716,7 @@ def table(bench: Bench, groups: Sequence[Sequence[Step]]) -> list[str]:
             size = f"{s.outcome.bytes / 2**20:.1f}" if s.outcome.bytes else ""
             spread = " / ".join(f"{w:.1f}" for w in s.walls)
             ratio = "1 (baseline)" if s.baseline else f"{s.wall / base.wall:.2f}x"
-            if s.baseline:
+            if s.baseline or s.external:  # pg's tools: the targets are ours
                 target = ""
             elif bench.n != TARGET_FILES:
                 scaled = s.wall * TARGET_FILES / bench.n
@@ -711,9 +738,9 @@ def section(
     groups: Sequence[Sequence[Step]],
     profiles: dict[str, str],
 ) -> str:
-    backups, _ = groups
-    ours, base = backups[0], backups[1]
-    size_ratio = ours.outcome.bytes / base.outcome.bytes if base.outcome.bytes else 0.0
+    backups = next((g for g in groups if g[0].group == "backup"), None)
+    sizes = [s.outcome.bytes for s in backups or []]
+    size_ratio = sizes[0] / sizes[1] if len(sizes) > 1 and sizes[1] else 0.0
     check = (
         f"all {bench.restored} restored databases equal the source (rows and a hash of "
         "every row, per table)"
@@ -727,7 +754,7 @@ def section(
         "",
         *table(bench, groups),
         "",
-        f"- backup size: ours / pg_dump = {size_ratio:.2f}x",
+        *([f"- backup size: ours / pg_dump = {size_ratio:.2f}x"] if backups else []),
         f"- check: {check}",
         f"- peak RSS of the benchmark process (all steps, ours included): {peak_rss_mib():.0f} MiB",
     ]
@@ -759,10 +786,13 @@ What is measured, on a catalog filled straight in SQL on a throwaway PostgreSQL 
   `pg_dump -Fc -Z1` of the same database (the same gzip level). Opening the `Repo` is
   not timed.
 - **restore**: `restore_catalog()` into a fresh empty database on the same server
-  (list the backups, download and verify every table, create the schema, load the rows,
+  (list the backups, download and verify every table, two at a time; create the bare
+  tables and commit them with the restore's marker; load the rows with COPY and then
+  build every key, index and foreign key, on two connections; derive `current_tags`;
   reset the sequences, replay the journal, adopt unknown objects) against `pg_restore`
   of the dump into another fresh database (one connection: tables, data, then indexes
-  and constraints). Creating the empty database is not timed.
+  and constraints), the baseline. `pg_restore --jobs 2` (two connections, as ours) is
+  shown for reference. Creating the empty database is not timed.
 - The two of each pair take turns in interleaved rounds. *time vs baseline* is ours /
   pg's mean wall time: above 1 is slower. *client CPU* is this process for ours and the
   pg_dump / pg_restore process for the baseline; *server CPU* is every PostgreSQL
@@ -799,6 +829,11 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     )
     parser.add_argument("--rounds", type=int, default=2, help="interleaved rounds (default 2)")
     parser.add_argument("--profile", action="store_true", help="also cProfile a backup/restore")
+    parser.add_argument(
+        "--only",
+        choices=("backup", "restore"),
+        help="measure one of the two (a restore-only run backs up and dumps once, untimed)",
+    )
     parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT, help="results file")
     parser.add_argument("--no-write", action="store_true", help="print only; keep the file")
     args = parser.parse_args(argv)
@@ -821,7 +856,7 @@ def main(argv: Sequence[str]) -> int:
             log(f"filling a catalog of {args.files:,} files ...")
             bench.prepare()
             log(f"  {bench.fill_s:.0f} s; {bench.skew}")
-            groups = run_rounds(bench, args.rounds, server_cpu)
+            groups = run_rounds(bench, args.rounds, server_cpu, args.only)
             profiles = profile(bench) if args.profile else {}
             if code_version() != bench.code:
                 bench.code += (
