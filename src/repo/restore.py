@@ -322,7 +322,7 @@ def _content(manifest: dict[str, Any], files: dict[str, Path], name: str) -> Tab
         table=table,
         format=spec.get("format", "jsonl"),
         columns=list(spec.get("columns", [])),
-        size=path.stat().st_size,
+        rows=int(spec.get("rows") or 0),
         chunks=lambda: iter_chunks(path),
     )
 

@@ -43,7 +43,7 @@ class TableContent:
     table: Table
     format: str  #: `COPY_TEXT` (from PostgreSQL) or "jsonl" (from SQLite)
     columns: list[str]  #: `COPY_TEXT`: the columns, in order
-    size: int  #: bytes, uncompressed or not: the largest tables start loading first
+    rows: int  #: as its backup says: the largest tables start loading first
     chunks: Callable[[], Iterator[bytes]]  #: its content, uncompressed, in blocks
 
 

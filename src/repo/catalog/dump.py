@@ -187,7 +187,7 @@ class DumpQueries(CatalogBase):
             built = loading.deferrable(conn, [t.name for t in metadata.sorted_tables])
             loading.strip(conn, built)
         self.db.commit()
-        loads = {c.table.name: (_filler(c, rows), c.size) for c in rest}
+        loads = {c.table.name: (_filler(c, rows), c.rows) for c in rest}
         derived = {current_tags.name: (_derive, list(loads))}
         loading.run_tasks(self.db.url, loading.plan(loads, built, derived))
         return rows

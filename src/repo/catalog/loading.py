@@ -125,7 +125,7 @@ class Task:
     name: str
     run: Callable[[Connection], None]
     needs: frozenset[str] = frozenset()
-    #: Rough work (bytes, rows): of the tasks ready, the largest starts first.
+    #: Rough work (rows): of the tasks ready, the largest starts first.
     size: int = 0
     what: str = ""  #: for errors: "restoring table files", ...
     seconds: float = field(default=0.0, compare=False)
@@ -210,7 +210,7 @@ def plan(
     built: Sequence[Built],
     derived: Mapping[str, tuple[Callable[[Connection], None], Sequence[str]]],
 ) -> list[Task]:
-    """The tasks of a load: `loads` (table -> (fill it, its size)), `derived` (table ->
+    """The tasks of a load: `loads` (table -> (fill it, its rows)), `derived` (table ->
     (fill it from others, the tables it reads)), then every item of `built`.
 
     Ordering, and the locks behind it: a table's indexes (keys' included) are built
@@ -226,8 +226,9 @@ def plan(
         tasks.append(Task(f"load {name}", fill, size=size, what=f"restoring table {name}"))
     for name, (fill, reads) in derived.items():
         needs = frozenset(f"load {r}" for r in reads if r in loads)
-        size = sum(sizes.get(r, 0) for r in reads)
-        sizes[name] = size // 4
+        # About half the work of indexing its largest source, which comes first.
+        size = max((sizes.get(r, 0) for r in reads), default=0) // 2
+        sizes[name] = size
         tasks.append(Task(f"derive {name}", fill, needs, size, f"deriving table {name}"))
     filled = {name: f"load {name}" for name in loads} | {n: f"derive {n}" for n in derived}
     by_table: dict[str, list[Built]] = {}
@@ -244,7 +245,9 @@ def plan(
                     f"index {item.name}",
                     _statements(statements),
                     ready,
-                    size,
+                    # A backup lists rows in primary key order: sorting for a key is
+                    # often sorting sorted rows, the cheapest kind.
+                    size // 2 if item.kind == "key" else size,
                     f"building index {item.name} of table {table}",
                 )
             )
