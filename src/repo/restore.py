@@ -6,7 +6,10 @@
    store with its size and checksum. A candidate that fails is reported and the next
    older one is tried.
 3. Load it into an empty catalog (a catalog with data is refused unless ``force``).
-   The load commits a ``restore_incomplete`` row in ``repo_meta`` with the tables.
+   The old tables are dropped and the new ones created in one commit, with a
+   ``restore_incomplete`` row in ``repo_meta``; on PostgreSQL the rows are then copied
+   in and every key, index and foreign key built afterwards, on two connections
+   (`repo.catalog.loading`).
 4. Replay the change journal from the backup's snapshot on, so commits made after the
    backup are back too.
 5. Adopt objects still unknown to the catalog that carry our metadata (a commit whose
@@ -15,9 +18,10 @@
 6. Record the backups found, for garbage collection's rule, and delete the
    ``restore_incomplete`` row in the same commit; optionally purge orphans.
 
-A restore killed between its load and its last commit leaves the marker: opening a
-`Repo` on that catalog fails (it lacks every commit since the backup), and running the
-restore again, without ``force``, starts over.
+A restore killed or failing anywhere between that first commit and its last leaves the
+marker: opening a `Repo` on that catalog fails (it lacks every commit since the backup,
+or more), and running the restore again, without ``force``, starts over. Before the
+first commit, the catalog is what it was.
 """
 
 from __future__ import annotations

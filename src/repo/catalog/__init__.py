@@ -14,7 +14,9 @@
 * journal entries -> `replay` (`ReplayQueries`): each commit's entry, and replaying
   entries on restore.
 * backups and restores -> `dump` (`DumpQueries`): dumping and loading whole tables, the
-  steps of a restore, the record of the backups taken.
+  steps of a restore, the record of the backups taken; over `content` (a backed-up
+  table's formats, read as rows or copied in) and `loading` (PostgreSQL: bare tables
+  filled, then their keys, indexes and foreign keys built, on several connections).
 * checking the store against the catalog -> `verification` (functions).
 * PostgreSQL roles for least privilege -> `roles` (`create_roles`).
 * who else holds the catalog's locks (for destroy, restore, migrations) -> `activity`.

@@ -33,7 +33,7 @@ if TYPE_CHECKING:
 
     from sqlalchemy import Connection
 
-__all__ = ["WORKERS", "Built", "Task", "deferrable", "run_tasks", "strip"]
+__all__ = ["WORKERS", "Built", "Task", "deferrable", "plan", "run_tasks", "strip"]
 
 logger = logging.getLogger(__name__)
 
@@ -158,7 +158,8 @@ def run_tasks(url: str, tasks: Sequence[Task], workers: int = WORKERS) -> None:
                         running.add(task.name)
                         return task
                 if not running:  # nothing can ever become ready: a cycle
-                    failure.append(ValueError(f"tasks wait on each other: {pending}"))
+                    stuck = ", ".join(t.name for t in pending)
+                    failure.append(ValueError(f"tasks wait on each other: {stuck}"))
                     cond.notify_all()
                     return None
                 cond.wait()
