@@ -248,3 +248,26 @@ def test_cli_create_roles_output_and_a_read_only_user_on_the_cli(
         "Try: this database user may not do that: use one in the read-write role, or the "
         "catalog's owner for create, upgrade and restore (docs/security.md)\n"
     )
+
+
+def test_the_roles_keep_their_rights_through_a_restore(
+    owner_config: dict[str, str], db_roles: list[str], new_user: NewUser, tmp_path: Path
+) -> None:
+    # A restore drops the tables and makes them anew; the rights granted on them would
+    # go with them, and every reader and writer would be locked out after a recovery.
+    roles = _create_roles(owner_config, db_roles)
+    ids = _populate(owner_config)
+    with repo.Repo(owner_config) as r:
+        r.backup()
+    report = repo.restore_catalog(owner_config, force=True)
+    assert report.rows["files"] == 3
+    reader = _as(owner_config, new_user("reader_after", roles.read_only), tmp_path, "ro-host")
+    with repo.Repo(reader) as r:
+        assert r.current("reports/a.csv").file_id == ids["current"]
+    writer = _as(owner_config, new_user("writer_after", roles.read_write), tmp_path, "rw-host")
+    with repo.Repo(writer) as r:
+        added = r.add("reports/d.csv", _src(writer, b"d"), publish=True)
+        r.commit()
+    assert added.file_id > ids["draft"]  # the id sequence is granted again too
+    with pytest.raises(repo.PermissionDeniedError):
+        repo.create_roles(writer, name="writer_made")

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Table, delete, func, select, text
 
-from . import loading, migrations, tag_index
+from . import loading, migrations, roles, tag_index
 from .base import CatalogBase
 from .content import (
     COPY_TEXT,
@@ -166,9 +166,15 @@ class DumpQueries(CatalogBase):
         conn = self.db.begin_write()
         with translate_errors("preparing the catalog for a restore"):
             self.db.lock_schema(conn)
+            # Grants live on the tables: the roles `repo create --roles` made keep their
+            # rights through the restore only if they are given them again.
+            granted: list[str] = []
             if migrations.current_version(conn) is not None:
+                granted = [] if self.db.is_sqlite else roles.granted_bases(conn)
                 metadata.drop_all(conn)
             migrations.upgrade(conn)
+            for base in granted:
+                roles.regrant(conn, base)
         # The fresh schema's own repo_meta rows stay, except the identity, restored here.
         self.clear_identity()
         self.mark_restore_started(backup)

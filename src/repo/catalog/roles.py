@@ -39,7 +39,7 @@ if TYPE_CHECKING:
 
     from .base import CatalogBase
 
-__all__ = ["CatalogRoles", "create_roles"]
+__all__ = ["CatalogRoles", "create_roles", "granted_bases", "regrant"]
 
 #: PostgreSQL silently truncates identifiers longer than this (bytes).
 MAX_IDENTIFIER_BYTES = 63
@@ -112,6 +112,34 @@ def create_roles(catalog: CatalogBase, base: str | None = None) -> CatalogRoles:
     except BaseException:
         catalog.db.rollback()
         raise
+
+
+def granted_bases(conn: Connection) -> list[str]:
+    """The bases of the role pairs granted their rights on this catalog (``<base>_ro``
+    may read ``files``, ``<base>_rw`` may write it), read from PostgreSQL's own record
+    of the grants, before a restore drops the tables that hold them."""
+    rows = conn.execute(
+        text(
+            "SELECT a.privilege_type, r.rolname FROM pg_class c "
+            "CROSS JOIN LATERAL aclexplode(c.relacl) a "
+            "JOIN pg_roles r ON r.oid = a.grantee "
+            "WHERE c.oid = to_regclass('files') AND a.privilege_type IN ('SELECT', 'INSERT')"
+        )
+    ).all()
+    readers = {str(name) for kind, name in rows if kind == "SELECT"}
+    writers = {str(name) for kind, name in rows if kind == "INSERT"}
+    return sorted(
+        name[: -len(READ_ONLY_SUFFIX)]
+        for name in readers
+        if name.endswith(READ_ONLY_SUFFIX)
+        and name[: -len(READ_ONLY_SUFFIX)] + READ_WRITE_SUFFIX in writers
+    )
+
+
+def regrant(conn: Connection, base: str) -> None:
+    """Grant ``<base>_ro`` and ``<base>_rw`` their rights again, on tables a restore
+    has just made (in its transaction)."""
+    _grant(conn, base)
 
 
 def _grant(conn: Connection, base: str) -> CatalogRoles:
