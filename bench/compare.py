@@ -451,8 +451,9 @@ about a seventh of that (`bench/store_data_path.py`, in the same run against the
 server: [docs/bench/store_data_path.md](bench/store_data_path.md)). So every single-part
 put, get, head, list and delete goes through obstore, behind the `Store` protocol
 (`src/repo/stores/`); boto3 remains for what obstore cannot do: multipart uploads with a
-`Content-MD5` per part and a conditional complete, SSE-KMS puts with `Content-MD5`, and
-ranged GETs from servers that answer them with status 200 (rclone).
+`Content-MD5` per part and a conditional complete, and SSE-KMS puts with `Content-MD5`.
+Ranged GETs from servers that answer them with status 200 (rclone), which obstore
+refuses, are plain `http.client` requests on URLs obstore presigns.
 
 ## Method
 
