@@ -27,7 +27,6 @@ import obstore
 
 from ..errors import RepoError, StoreError
 from ..integrity import normalize_etag
-from ..writeback import start_writeback
 from .base import (
     DownloadResult,
     ObjectInfo,
@@ -179,8 +178,6 @@ def _ranges(
         got = _range_again(conn, key, start, size, buf, plain)
         if into is not None:
             _write_at(into[0], memoryview(buf)[:got], into[1] + start)
-            # On its way to the disk now, not all at the caller's fsync at the end.
-            start_writeback(into[0], into[1] + start, got)
         return got
 
     def submit(start: int) -> None:
