@@ -331,6 +331,17 @@ def test_transient_fault_on_head_list_delete_is_retried(
 
 
 @on(*BOTH)
+def test_a_missing_object_is_an_answer_asked_for_once(store: S3Store, proxy: FaultProxy) -> None:
+    # A 404 is final: not repeated with backoff (obstore's text names its retry_timeout
+    # setting, which once read as "a timeout" and had every 404 asked four times).
+    with pytest.raises(repo.NotFoundError):
+        store.head(_key("missing"))
+    with pytest.raises(repo.NotFoundError):
+        store.get_into(_key("missing"), io.BytesIO())
+    assert [method for method, _, _ in proxy.requests] == ["HEAD", "GET"]
+
+
+@on(*BOTH)
 @pytest.mark.parametrize("fault", ["truncated-body", "reset-mid-body"])
 def test_a_not_found_answer_cut_short_is_asked_again_and_still_not_found(
     store: S3Store, proxy: FaultProxy, fault: str

@@ -51,7 +51,8 @@ def again(key: str, attempt: Callable[[], _T], *, timeout: float) -> _T:
 def transient(exc: BaseException) -> bool:
     """Did the request fail on the way (connection, broken or stalled answer), in a way
     the client gave up on without retrying, so that one more attempt may do?"""
-    if isinstance(exc, RepoError | obx.NotFoundError | obx.AlreadyExistsError):
+    # obstore raises the built-in FileNotFoundError for a 404 (a HEAD's has no body).
+    if isinstance(exc, RepoError | obx.NotFoundError | FileNotFoundError | obx.AlreadyExistsError):
         return False
     if isinstance(exc, obx.PreconditionError | obx.PermissionDeniedError):
         return False
@@ -60,7 +61,15 @@ def transient(exc: BaseException) -> bool:
     text = cause_text(exc)
     if "after" in text and "retries" in text:
         return False  # the client retried already, to the end of its budget
+    # Not a bare "timeout": every obstore error's text names its `retry_timeout` setting.
     return any(
         sign in text
-        for sign in ("error sending request", "body error", "connection", "timed out", "timeout")
+        for sign in (
+            "error sending request",
+            "body error",
+            "connection",
+            "timed out",
+            "read timeout",
+            "connect timeout",
+        )
     )
