@@ -199,3 +199,33 @@ def test_obstores_retry_timeout_setting_in_a_message_is_not_a_time_out() -> None
     err = translate(exc, KEY, bucket="b", endpoint_url="http://127.0.0.1:1", timeout=60)
     assert "timed out" not in err.message
     assert err.message.endswith("HTTP error: request or response body error | retry_timeout: 6s")
+
+
+@pytest.mark.parametrize(
+    ("env", "proxy"),
+    [
+        ({}, None),
+        ({"HTTP_PROXY": "http://me:secret@127.0.0.1:9"}, "http://me:***@127.0.0.1:9"),
+        ({"http_proxy": "http://127.0.0.1:9", "NO_PROXY": "127.0.0.1"}, None),
+    ],
+)
+def test_a_refused_connection_through_a_proxy_names_the_proxy_masked(
+    monkeypatch: pytest.MonkeyPatch, env: dict[str, str], proxy: str | None
+) -> None:
+    # The clients connect to the proxy, which may be what refused: the hint names it,
+    # without its password.
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "ALL_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.lower(), raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    exc = ConnectionRefusedError("Connection refused (os error 111)")
+    err = translate(exc, KEY, bucket="b", endpoint_url="http://127.0.0.1:1", timeout=60)
+    assert err.message.endswith(
+        "cannot connect to http://127.0.0.1:1 (connection refused, after retries)"
+    )
+    expected = "check that the S3 server at http://127.0.0.1:1 is running (s3_endpoint_url)"
+    if proxy is not None:
+        expected += f", and the proxy {proxy} the environment names (NO_PROXY skips it)"
+    assert err.hint == expected
+    assert "secret" not in (err.hint or "")

@@ -6,6 +6,7 @@ text of an exception and of its causes, so some kinds of failure are told by tha
 
 from __future__ import annotations
 
+import urllib.request
 from urllib.parse import urlsplit
 
 import obstore.exceptions as obx
@@ -14,7 +15,7 @@ from ..errors import ConflictError, NotFoundError, RepoError, StoreError, Verifi
 from ..urls import mask_url
 from .s3_wire import first_line, s3_code
 
-__all__ = ["ObjectExists", "cause_text", "translate"]
+__all__ = ["ObjectExists", "cause_text", "proxy_for", "translate"]
 
 
 class ObjectExists(Exception):
@@ -100,10 +101,14 @@ def _translate(
     if _refused(exc):
         # Checked before timeouts: the client's give-up message after retrying a
         # refused connection also mentions its retry timeout.
+        check = f"check that the S3 server at {server} is running (s3_endpoint_url)"
+        if (proxy := proxy_for(endpoint_url)) is not None:
+            # The clients go through it: it may be the one refusing.
+            check += f", and the proxy {proxy} the environment names (NO_PROXY skips it)"
         return StoreError(
             f"S3 request for {where} failed: cannot connect to {server} "
             "(connection refused, after retries)",
-            hint=f"check that the S3 server at {server} is running (s3_endpoint_url)",
+            hint=check,
         )
     if _timed_out(exc):
         return StoreError(
@@ -157,6 +162,17 @@ def _from_code(code: str, where: str) -> RepoError:
             hint="the server fails this request: check its logs (it may not support it)",
         )
     return StoreError(f"S3 request for {where} failed: {code}")
+
+
+def proxy_for(endpoint_url: str | None) -> str | None:
+    """The HTTP proxy the environment sets for `endpoint_url` (AWS's if None), masked;
+    None if there is none or NO_PROXY skips it. obstore and boto3 go through it."""
+    parts = urlsplit(endpoint_url or "https://s3.amazonaws.com")
+    proxy = urllib.request.getproxies_environment().get(parts.scheme)
+    # `proxy_bypass` reads NO_PROXY from the environment on Linux.
+    if proxy is None or urllib.request.proxy_bypass(parts.hostname or ""):
+        return None
+    return mask_url(proxy)
 
 
 def cause_text(exc: BaseException) -> str:

@@ -22,7 +22,6 @@ import http.client
 import re
 import ssl
 import threading
-import urllib.request
 from datetime import timedelta
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
@@ -30,6 +29,7 @@ from urllib.parse import urlsplit
 import obstore
 
 from ..errors import NotFoundError, RepoError, StoreError
+from .s3_errors import proxy_for
 
 if TYPE_CHECKING:
     from .s3_client import S3Connection
@@ -58,12 +58,7 @@ def usable(conn: S3Connection) -> bool:
     """Can ranges of `conn`'s objects go over plain `http.client` (no proxy in effect for
     the endpoint, and obstore able to presign)?"""
     endpoint = conn.endpoint_url or f"https://s3.{conn.region or 'us-east-1'}.amazonaws.com"
-    parts = urlsplit(endpoint)
-    proxies = urllib.request.getproxies_environment()
-    # `proxy_bypass` reads NO_PROXY from the environment on Linux.
-    if parts.scheme in proxies and not urllib.request.proxy_bypass(parts.hostname or ""):
-        return False
-    return parts.scheme in ("http", "https")
+    return proxy_for(endpoint) is None and urlsplit(endpoint).scheme in ("http", "https")
 
 
 class HttpRanges:
