@@ -35,8 +35,10 @@ import logging
 import os
 import select
 import socket
+import sqlite3
 import stat
 import threading
+import time
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, Engine, create_engine, event, text
@@ -65,6 +67,22 @@ _ENGINES: dict[str, Engine] = {}
 _ENGINES_LOCK = threading.Lock()
 
 
+def _wal_mode(cur: Any) -> None:
+    """``PRAGMA journal_mode=WAL``, asked again while the database is locked (within the
+    busy timeout). SQLite answers it "locked" at once, without waiting as other
+    statements do, while another process's last connection is checkpointing and removing
+    the write-ahead log: seen when two processes opened one catalog together."""
+    deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT_S
+    while True:
+        try:
+            cur.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+        time.sleep(0.01)
+
+
 def _make_engine(url: str) -> Engine:
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
@@ -84,7 +102,7 @@ def _make_engine(url: str) -> Engine:
         def _sqlite_connect(dbapi_conn: Any, _record: Any) -> None:
             dbapi_conn.isolation_level = None  # we issue BEGIN ourselves
             cur = dbapi_conn.cursor()
-            cur.execute("PRAGMA journal_mode=WAL")
+            _wal_mode(cur)
             cur.execute("PRAGMA synchronous=NORMAL")
             cur.execute("PRAGMA foreign_keys=ON")
             cur.close()
