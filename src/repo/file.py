@@ -101,6 +101,22 @@ class RepoFile:
         return self._rec.verified_with
 
     @property
+    def mode(self) -> int | None:
+        """The permission bits recorded when the file was added (``0o640``), applied to
+        copies written out; None for versions added before they were recorded."""
+        return self._rec.mode
+
+    @property
+    def storage_class(self) -> str | None:
+        """The archival storage class the object was moved to (``GLACIER``...), or None
+        while it is in the class it was uploaded in."""
+        return self._rec.storage_class
+
+    @property
+    def archived_at(self) -> datetime | None:
+        return self._rec.archived_at
+
+    @property
     def published_at(self) -> datetime | None:
         return self._rec.published_at
 

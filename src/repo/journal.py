@@ -20,7 +20,9 @@ from typing import TYPE_CHECKING, Any
 from .errors import RepoError
 from .integrity import VERIFIED_WITH
 from .paths import new_version_token, validate_path
+from .permissions import MODE_BITS
 from .seal import check_seal, seal
+from .storage_classes import ARCHIVE_CLASSES
 from .tags import validate_tags
 
 if TYPE_CHECKING:
@@ -34,6 +36,8 @@ __all__ = ["entry_problem", "read_entries", "safe_write", "write_entry"]
 PURPOSE = "journal"
 _STATES = ("unpublished", "published", "expired")
 _TIMES = ("created_at", "uploaded_at", "published_at", "expired_at", "purge_started_at")
+#: Fields entries journaled before schema version 6 lack.
+_LATER_TIMES = ("archived_at",)
 
 logger = logging.getLogger(__name__)
 
@@ -166,9 +170,14 @@ def _check_file_doc(doc: object) -> None:
         raise ValueError("a file has a size that is no count of bytes")
     if doc.get("verified_with") not in (None, *VERIFIED_WITH):
         raise ValueError("a file has an unknown verified_with")
+    mode = doc.get("mode")
+    if mode is not None and not (type(mode) is int and 0 <= mode <= MODE_BITS):
+        raise ValueError("a file has a mode that is not permission bits (0o000 to 0o777)")
+    if doc.get("storage_class") not in (None, *ARCHIVE_CLASSES):
+        raise ValueError("a file has an unknown storage_class")
     if not isinstance(doc.get("origin"), str):
         raise ValueError("a file has no origin")
-    for name in _TIMES:
+    for name in (*_TIMES, *_LATER_TIMES):
         value = doc.get(name)
         if value is not None and (
             not isinstance(value, str) or datetime.fromisoformat(value).tzinfo is None

@@ -57,13 +57,15 @@ def test_a_version_1_catalog_is_upgraded_in_place_keeping_its_data(
         conn.execute(text("DROP TABLE backups"))
         conn.execute(text("ALTER TABLE files DROP COLUMN purge_started_at"))
         conn.execute(text("ALTER TABLE files DROP COLUMN verified_with"))
+        for column in ("mode", "storage_class", "archived_at"):
+            conn.execute(text(f"ALTER TABLE files DROP COLUMN {column}"))
         conn.execute(
             update(repo_meta).where(repo_meta.c.name == "schema_version").values(value="1")
         )
     engine.dispose()
 
     with repo.Repo(cfg) as r:  # opening upgrades
-        assert r.catalog.schema_version() == SCHEMA_VERSION == 5
+        assert r.catalog.schema_version() == SCHEMA_VERSION == 6
         kept = r.file(file_id)
         assert (kept.state, kept.tags, kept.read_text()) == ("published", ["old"], "v1 data")
         assert kept.verified_with is None  # not recorded before version 4

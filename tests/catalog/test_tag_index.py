@@ -326,6 +326,7 @@ def test_a_version_2_catalog_gets_current_tags_filled_on_upgrade(
     with engine.begin() as conn:
         conn.execute(text("DROP TABLE current_tags"))
         conn.execute(text("ALTER TABLE files DROP COLUMN verified_with"))
+        drop_version_6_columns(conn)
         conn.execute(
             update(repo_meta).where(repo_meta.c.name == "schema_version").values(value="2")
         )
@@ -348,6 +349,12 @@ OLD_CURRENT_TAGS = (
 )
 
 
+def drop_version_6_columns(conn: Any) -> None:
+    """What schema version 6 added to ``files``, taken away."""
+    for column in ("mode", "storage_class", "archived_at"):
+        conn.execute(text(f"ALTER TABLE files DROP COLUMN {column}"))
+
+
 def make_version_4(url: str) -> None:
     """Turn the catalog at `url` back into version 4: ``current_tags`` without paths."""
     engine = create_engine(url)
@@ -355,6 +362,7 @@ def make_version_4(url: str) -> None:
         conn.execute(text("DROP TABLE current_tags"))
         for statement in OLD_CURRENT_TAGS:
             conn.execute(text(statement))
+        drop_version_6_columns(conn)
         conn.execute(
             update(repo_meta).where(repo_meta.c.name == "schema_version").values(value="4")
         )
@@ -385,7 +393,7 @@ def test_a_version_4_catalog_finds_the_same_files_after_the_upgrade(
     assert [len(b) for b in before] == [2, 1, 3, 2, 1]
     make_version_4(db_url)
     with Repo(local_config) as r:  # opening upgrades
-        assert r.catalog.schema_version() == SCHEMA_VERSION == 5
+        assert r.catalog.schema_version() == SCHEMA_VERSION == 6
         assert stored(db_url) == expected  # with paths and tag sets
         assert [[f.file_id for f in r.find(**q)] for q in queries] == before
         assert [[f.file_id for f in r.find(**q, limit=1)] for q in queries] == [
@@ -411,6 +419,7 @@ def test_upgrade_grants_the_catalog_roles_their_rights_on_current_tags(
         else:
             for statement in OLD_CURRENT_TAGS:
                 conn.execute(text(statement))
+        drop_version_6_columns(conn)
         conn.execute(
             update(repo_meta).where(repo_meta.c.name == "schema_version").values(value=str(version))
         )

@@ -74,12 +74,25 @@ def _v5_current_tags_by_path(conn: Connection) -> None:
     _create_current_tags(conn)
 
 
+def _v6_mode_and_archival(conn: Connection) -> None:
+    """Version 6: each version records its permission bits (``mode``) and, once archived,
+    its storage class and when it was moved (``storage_class``, ``archived_at``)."""
+    for column in (
+        "mode INTEGER CONSTRAINT files_mode_ck CHECK (mode IS NULL OR (mode >= 0 AND mode <= 511))",
+        "storage_class VARCHAR(16) CONSTRAINT files_storage_class_ck CHECK (storage_class IS NULL "
+        "OR storage_class IN ('GLACIER_IR', 'GLACIER', 'DEEP_ARCHIVE'))",
+        "archived_at TIMESTAMP",
+    ):
+        conn.execute(text(f"ALTER TABLE files ADD COLUMN {column}"))
+
+
 #: version -> step from version-1. Version 1 is the initial schema (create_all).
 MIGRATIONS: dict[int, Migration] = {
     2: _v2_garbage_collection,
     3: _v3_current_tags,
     4: _v4_verified_with,
     5: _v5_current_tags_by_path,
+    6: _v6_mode_and_archival,
 }
 
 

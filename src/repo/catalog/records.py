@@ -39,6 +39,11 @@ class FileRecord(NamedTuple):
     #: One of `repo.integrity.VERIFIED_WITH`; None for versions uploaded before it was
     #: recorded, and for versions not uploaded yet.
     verified_with: str | None = None
+    #: Permission bits recorded when added (`permissions.MODE_BITS` at most); None: unknown.
+    mode: int | None = None
+    #: One of `storage_classes.ARCHIVE_CLASSES` once archived, else None; and when moved.
+    storage_class: str | None = None
+    archived_at: datetime | None = None
 
 
 _FILE_COLUMNS = (
@@ -57,6 +62,9 @@ _FILE_COLUMNS = (
     files.c.expired_at,
     files.c.purge_started_at,
     files.c.verified_with,
+    files.c.mode,
+    files.c.storage_class,
+    files.c.archived_at,
 )
 
 

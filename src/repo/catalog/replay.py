@@ -32,6 +32,8 @@ __all__ = ["ReplayQueries"]
 ENTRY_FORMAT = 1
 
 _TIME_FIELDS = ("created_at", "uploaded_at", "published_at", "expired_at", "purge_started_at")
+#: Times that entries journaled before schema version 6 do not have.
+_LATER_TIME_FIELDS = ("archived_at",)
 
 
 def _row_doc(rec: FileRecord, own_tags: list[str]) -> dict[str, Any]:
@@ -45,9 +47,11 @@ def _row_doc(rec: FileRecord, own_tags: list[str]) -> dict[str, Any]:
         "size": rec.size,
         "origin": rec.origin,
         "verified_with": rec.verified_with,
+        "mode": rec.mode,
+        "storage_class": rec.storage_class,
         "tags": own_tags,
     }
-    for name in _TIME_FIELDS:
+    for name in (*_TIME_FIELDS, *_LATER_TIME_FIELDS):
         value = getattr(rec, name)
         doc[name] = value.isoformat() if value is not None else None
     return doc
@@ -128,9 +132,12 @@ class ReplayQueries(CatalogBase):
                     "origin": doc["origin"],
                     # Entries journaled before version 4 have none.
                     "verified_with": doc.get("verified_with"),
+                    # And before version 6, these.
+                    "mode": doc.get("mode"),
+                    "storage_class": doc.get("storage_class"),
                     **{
-                        name: datetime.fromisoformat(doc[name]) if doc[name] else None
-                        for name in _TIME_FIELDS
+                        name: datetime.fromisoformat(doc[name]) if doc.get(name) else None
+                        for name in (*_TIME_FIELDS, *_LATER_TIME_FIELDS)
                     },
                 }
                 self._settle_state(conn, doc["file_id"], path_id, values)

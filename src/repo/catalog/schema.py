@@ -56,7 +56,7 @@ if TYPE_CHECKING:
 __all__ = ["SCHEMA_VERSION", "metadata", "tag_set_item"]
 
 #: Bump with every migration added to `catalog.migrations`.
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 
 STATES = ("unpublished", "published", "expired")
 
@@ -154,6 +154,28 @@ files = Table(
     # What vouched for the uploaded object: its ETag, reading it back, or the server's
     # own check (`repo.integrity.VERIFIED_WITH`). NULL before version 4. (Version 4.)
     Column("verified_with", String(16), nullable=True),
+    # The POSIX permission bits the file had when added (or that `--mode` gave it), applied
+    # to copies written out; NULL when unknown (versions older than version 6). (Version 6.)
+    Column(
+        "mode",
+        Integer,
+        # permissions.MODE_BITS. On the column, not the table: SQLite drops a column
+        # only when no table-wide check names it.
+        CheckConstraint("mode IS NULL OR (mode >= 0 AND mode <= 511)", name="files_mode_ck"),
+        nullable=True,
+    ),
+    # The archival class the object was moved to, and when; NULL while it is in the class
+    # it was uploaded in. (Version 6.)
+    Column(
+        "storage_class",
+        String(16),
+        CheckConstraint(  # storage_classes.ARCHIVE_CLASSES
+            "storage_class IS NULL OR storage_class IN ('GLACIER_IR', 'GLACIER', 'DEEP_ARCHIVE')",
+            name="files_storage_class_ck",
+        ),
+        nullable=True,
+    ),
+    Column("archived_at", UTCDateTime, nullable=True),
     CheckConstraint("state IN ('unpublished', 'published', 'expired')", name="files_state_ck"),
     CheckConstraint(
         "state <> 'published' OR (md5 IS NOT NULL AND size IS NOT NULL)",

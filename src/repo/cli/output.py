@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from ..names import is_hidden
+from ..permissions import show_mode
 from ..units import human_seconds, human_size
 
 if TYPE_CHECKING:
@@ -107,6 +108,9 @@ def file_doc(f: RepoFile, tags: Sequence[str] | None = None) -> dict[str, Any]:
         "created_at": iso(f.created_at),
         "uploaded_at": iso(f.uploaded_at),
         "verified_with": f.verified_with,
+        "mode": show_mode(f.mode) if f.mode is not None else None,
+        "storage_class": f.storage_class,
+        "archived_at": iso(f.archived_at),
         "published_at": iso(f.published_at),
         "expired_at": iso(f.expired_at),
     }

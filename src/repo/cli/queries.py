@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 import click
 
+from ..permissions import show_mode
 from .app import App, pass_app, resolve
 from .options import as_path_option, json_option, state_option
 from .output import echo, echo_json, file_doc, host_doc, human_size, human_time, table
@@ -179,6 +180,9 @@ def show(app: App, ref: str, as_path: bool, as_json: bool) -> None:
             ("created", human_time(f.created_at)),
             ("uploaded", human_time(f.uploaded_at)),
             ("verified", f.verified_with or "-"),
+            ("mode", show_mode(f.mode)),
+            ("class", f.storage_class or "-"),
+            ("archived", human_time(f.archived_at)),
             ("published", human_time(f.published_at)),
             ("expired", human_time(f.expired_at)),
             ("tags", ", ".join(tags[f.file_id]) or "-"),
