@@ -8,13 +8,19 @@ a shared place under the name asked for would receive the file.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import stat
+import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING, BinaryIO
 
 from .errors import UsageError
 
-__all__ = ["is_stream", "output_file"]
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+__all__ = ["is_stream", "output_file", "write_in_place"]
 
 
 def output_file(dest: str | os.PathLike[str], name: str, *, exact: bool = False) -> Path:
@@ -61,3 +67,30 @@ def is_stream(target: Path, *, exact: bool = False) -> bool:
         f"{target} exists and is not a regular file; not replacing it",
         hint="choose another destination",
     )
+
+
+def write_in_place(
+    target: Path, fill: Callable[[BinaryIO], object], *, mode: int, sync: bool = True
+) -> None:
+    """Write `target` through a temporary file beside it that `fill` writes, made `mode`
+    (exactly) and fsynced unless not `sync`, then renamed over `target`: `target` is
+    either untouched or complete."""
+    try:
+        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
+    except OSError as exc:
+        raise UsageError(
+            f"cannot write {target}: {exc.strerror}",
+            hint="check that its directory exists and is writable (a trailing / makes one)",
+        ) from exc
+    try:
+        with os.fdopen(fd, "wb") as out:
+            fill(out)
+            out.flush()
+            if sync:
+                os.fsync(out.fileno())
+        os.chmod(tmp, mode)
+        os.replace(tmp, target)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise

@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, TypeVar
 from .cache import SMALL_DOWNLOAD_MAX, sync_filesystem
 from .errors import ConflictError, StateError, UsageError, VerificationError
 from .paths import safe_join
+from .permissions import current_umask, written_mode
 from .transfers import DEFAULT_WORKERS
 
 if TYPE_CHECKING:
@@ -258,9 +259,7 @@ class _Output:
         self.targets = {rf.path: Path(safe_join(dest, rf.path)) for rf in chosen}
         for target in self.targets.values():
             self._check(target)  # before anything is downloaded; again before each write
-        umask = os.umask(0)
-        os.umask(umask)
-        self._mode = 0o666 & ~umask
+        self._umask = current_umask()
         self._made: set[str] = set()
         self._lock = threading.Lock()
         self.wrote = False
@@ -341,7 +340,7 @@ class _Output:
 
     def _open(self, rec: FileRecord) -> tuple[int, str, Path]:
         """A new temporary file beside `rec`'s target (its directory made if missing),
-        open for writing with the permissions a new file gets here."""
+        open for writing, with the permission bits recorded for `rec` less the umask."""
         target = self.targets[rec.path]
         self._check(target)
         parent = str(target.parent)
@@ -355,11 +354,12 @@ class _Output:
         # Derived, not drawn at random: until the rename only this thread writes it.
         tmp = os.path.join(parent, f".{target.name}.{os.getpid()}-{threading.get_ident()}")
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+        mode = written_mode(rec.mode, self._umask)
         try:
-            fd = os.open(tmp, flags, 0o666)  # less the umask, as any new file
+            fd = os.open(tmp, flags, mode)  # already less the umask
         except FileExistsError:  # left by a process that died and had our pid
             fd, tmp = tempfile.mkstemp(dir=parent, prefix=f".{target.name}.")
-            os.fchmod(fd, self._mode)
+            os.fchmod(fd, mode)
         except OSError as exc:
             raise UsageError(f"cannot write {target}: {exc.strerror}") from exc
         self.wrote = True

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
-import tempfile
 from datetime import UTC, date, datetime
 from pathlib import Path, PurePosixPath
 from typing import IO, TYPE_CHECKING, Any, BinaryIO
 
-from .destinations import is_stream, output_file
+from .destinations import is_stream, output_file, write_in_place
 from .errors import (
     ConflictError,
     ImmutableError,
@@ -20,6 +18,7 @@ from .errors import (
     VerificationError,
     at_boundary,
 )
+from .permissions import check_mode, current_umask, written_mode
 from .stores.base import Progress, copy_hashing
 from .stores.local import PRIVATE_FILE, make_directories
 from .tags import date_tags, validate_tags
@@ -102,14 +101,12 @@ class RepoFile:
 
     @property
     def mode(self) -> int | None:
-        """The permission bits recorded when the file was added (``0o640``), applied to
-        copies written out; None for versions added before they were recorded."""
+        """Permission bits recorded when added (``0o640``; None: unknown)."""
         return self._rec.mode
 
     @property
     def storage_class(self) -> str | None:
-        """The archival storage class the object was moved to (``GLACIER``...), or None
-        while it is in the class it was uploaded in."""
+        """The archival class the object was moved to (``GLACIER``...), else None."""
         return self._rec.storage_class
 
     @property
@@ -303,44 +300,33 @@ class RepoFile:
             return target
         if target.exists() and not overwrite:
             raise ConflictError(f"{target} already exists", hint="use --force to overwrite it")
-        try:
-            fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
-        except OSError as exc:
-            raise UsageError(
-                f"cannot write {target}: {exc.strerror}",
-                hint="check that its directory exists and is writable (a trailing / makes one)",
-            ) from exc
-        try:
-            with os.fdopen(fd, "wb") as out:
-                try:
-                    self.write_to(out, progress, keep_cached=keep_cached)
-                except VerificationError:
-                    out.seek(0)
-                    out.truncate()
-                    self.write_to(out, progress, keep_cached=keep_cached)
-                out.flush()
-                if sync:
-                    os.fsync(out.fileno())
-            umask = os.umask(0)
-            os.umask(umask)
-            os.chmod(tmp, 0o666 & ~umask)
-            os.replace(tmp, target)
-        except BaseException:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)
-            raise
+
+        def fill(out: BinaryIO) -> None:
+            try:
+                self.write_to(out, progress, keep_cached=keep_cached)
+            except VerificationError:
+                out.seek(0)
+                out.truncate()
+                self.write_to(out, progress, keep_cached=keep_cached)
+
+        # The bits recorded when the file was added, less this reader's umask.
+        mode = written_mode(self._rec.mode, current_umask())
+        write_in_place(target, fill, mode=mode, sync=sync)
         return target
 
     # -- state ---------------------------------------------------------------------------
 
     @at_boundary("uploading a version")
-    def upload(self, progress: Progress | None = None) -> RepoFile:
+    def upload(self, progress: Progress | None = None, *, mode: int | None = None) -> RepoFile:
         """Upload and verify the local copy; a no-op if already uploaded.
 
-        `progress`, if given, is called with the number of bytes sent as they go.
+        `progress`, if given, is called with the number of bytes sent as they go. `mode`
+        (``0o640``), if given, is recorded as the version's permission bits, applied to
+        the copies `save_as` and `Repo.fetch` write out.
         """
         if not self.uploaded:
-            self._rec = upload(self._session, self._rec, progress)
+            recorded = None if mode is None else check_mode(mode)
+            self._rec = upload(self._session, self._rec, progress, mode=recorded)
         return self
 
     @at_boundary("publishing a version")

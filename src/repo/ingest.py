@@ -30,6 +30,7 @@ from .file import RepoFile
 from .lookup import new_version
 from .names import check_path_characters
 from .paths import make_key, new_version_token, validate_path
+from .permissions import check_mode, mode_of
 from .progress import ProgressListener
 from .staging import INCOMING_PREFIX
 from .stores.base import SMALL_OBJECT_MAX, Progress
@@ -69,6 +70,8 @@ class _Plan:
     size: int
     #: The file planned (st_dev, st_ino): what is read later must be this very file.
     identity: tuple[int, int]
+    #: Its permission bits, as planned.
+    mode: int
 
 
 def _check_source(source: str | Path, *, follow: bool = True) -> os.stat_result:
@@ -100,12 +103,19 @@ def add_one(
     publish: bool = False,
     progress: Progress | None = None,
     keep_cached: bool | None = None,
+    mode: int | None = None,
 ) -> RepoFile:
+    """A new version of `path` from a local file or a stream (`Repo.add`). It records
+    `mode`, or else a local file's own permission bits (a stream has none)."""
     path = validate_path(path, key_prefix=session.store.key_prefix)
     check_path_characters(path)
     names = tags_with_dates(tags, when=when, period=period)
+    if mode is not None:
+        check_mode(mode)
     if isinstance(source, str | os.PathLike) and not keep_cached:
-        return _add_from_file(session, path, Path(source), names, publish, progress)
+        return _add_from_file(session, path, Path(source), names, publish, progress, mode)
+    if isinstance(source, str | os.PathLike) and mode is None:
+        mode = mode_of(_check_source(Path(source)))
     # The content is taken in first, into a private file, so that a source that cannot
     # be read (or a stream that breaks off) records nothing at all.
     incoming = _take_in(session, source)
@@ -115,7 +125,7 @@ def add_one(
     except BaseException:
         session.staging.discard(incoming)
         raise
-    rf.upload(progress=progress)
+    rf.upload(progress=progress, mode=mode)
     if keep_cached is False:
         session.cache.evict(rf.key)  # asked for no copy: the private one goes
     if names:
@@ -132,12 +142,14 @@ def _add_from_file(
     names: list[str],
     publish: bool,
     progress: Progress | None,
+    mode: int | None,
 ) -> RepoFile:
     """Send a local file straight from where it is (no copy: it is on this host already):
     the store reads it once, hashing the bytes it sends, so the recorded md5 is that of
-    the object even if the file changes meanwhile. Recorded only once stored and verified.
+    the object even if the file changes meanwhile. Recorded only once stored and verified,
+    with `mode` or else the file's own permission bits.
     """
-    _check_source(source)
+    st = _check_source(source)
     created = datetime.now(UTC)
     key = make_key(session.store.key_prefix, path, new_version_token())
     try:
@@ -150,6 +162,7 @@ def _add_from_file(
         md5=result.md5,
         size=result.size,
         verified_with=result.verified_with,
+        mode=mode_of(st) if mode is None else mode,
     )
     records, superseded = _record_uploaded(session, [version], created, names, publish)
     logger.info(
@@ -253,7 +266,7 @@ def plan_tree(
         path = validate_path(f"{base}/{rel}" if base else rel, key_prefix=key_prefix)
         check_path_characters(path)
         st = _check_source(source, follow=follow_symlinks)
-        plans.append(_Plan(path, source, st.st_size, (st.st_dev, st.st_ino)))
+        plans.append(_Plan(path, source, st.st_size, (st.st_dev, st.st_ino), mode_of(st)))
     if not plans:
         raise UsageError(
             f"no files under {directory}",
@@ -317,6 +330,7 @@ def add_tree(
     progress: ProgressListener | None = None,
     keep_cached: bool = False,
     follow_symlinks: bool = False,
+    mode: int | None = None,
 ) -> AddReport:
     """Upload every file under `directory` in worker threads; the catalog records them
     in batches (`Catalog.add_uploaded`), in the calling thread and the caller's
@@ -325,6 +339,8 @@ def add_tree(
     upload a file from elsewhere."""
     if workers < 1:
         raise UsageError("workers must be at least 1")
+    if mode is not None:
+        check_mode(mode)
     plans, skipped = plan_tree(
         Path(directory), prefix, session.store.key_prefix, follow_symlinks=follow_symlinks
     )
@@ -395,6 +411,7 @@ def add_tree(
             md5=result.md5,
             size=result.size,
             verified_with=result.verified_with,
+            mode=plan.mode if mode is None else mode,
         )
         return version, data is None
 

@@ -13,11 +13,18 @@ from __future__ import annotations
 
 import os
 import stat
-import threading
 
 from .errors import UsageError
 
-__all__ = ["MODE_BITS", "applied_mode", "check_mode", "mode_of", "parse_mode", "show_mode"]
+__all__ = [
+    "MODE_BITS",
+    "check_mode",
+    "current_umask",
+    "mode_of",
+    "parse_mode",
+    "show_mode",
+    "written_mode",
+]
 
 #: The bits a version may record: rwx for user, group and others.
 MODE_BITS = 0o777
@@ -58,25 +65,21 @@ def mode_of(st: os.stat_result) -> int:
     return stat.S_IMODE(st.st_mode) & MODE_BITS
 
 
-_umask_lock = threading.Lock()
+def current_umask() -> int:
+    """This process's umask. Reading it means setting it, so it is set straight back;
+    callers read it once per operation, not per file."""
+    umask = os.umask(0o022)
+    os.umask(umask)
+    return umask
 
 
-def _umask() -> int:
-    # The only portable way to read the umask is to set it; done once, under a lock, and
-    # set straight back (threads creating files meanwhile would see the same value).
-    with _umask_lock:
-        current = os.umask(0o022)
-        os.umask(current)
-    return current
-
-
-def applied_mode(recorded: int | None, *, umask: int | None = None) -> int | None:
-    """The bits a copy written out gets for a `recorded` mode (None: leave the copy as
-    created). A value outside `MODE_BITS` is refused, not masked."""
+def written_mode(recorded: int | None, umask: int) -> int:
+    """The bits a copy written out for a reader gets: the `recorded` bits less the
+    reader's `umask`; a new file's usual ``0666`` less the umask when nothing is recorded.
+    A recorded value outside `MODE_BITS` is refused, not masked."""
     if recorded is None:
-        return None
-    check_mode(recorded)
-    return recorded & ~(_umask() if umask is None else umask) & MODE_BITS
+        return 0o666 & ~umask
+    return check_mode(recorded) & ~umask & MODE_BITS
 
 
 def show_mode(value: int | None) -> str:

@@ -250,6 +250,7 @@ class Repo:
         publish: bool = False,
         progress: Progress | None = None,
         keep_cached: bool | None = None,
+        mode: int | None = None,
     ) -> RepoFile:
         """A new version of `path` with the content of a local file or a binary stream.
 
@@ -260,6 +261,10 @@ class Repo:
         this host's cache (it is on this host already) unless `keep_cached` is true. A
         stream is taken into a private file first, and that copy is kept in the cache
         unless `keep_cached` is false.
+
+        The version records `mode` (permission bits such as ``0o640``), or else a local
+        file's own; copies written out (`RepoFile.save_as`, `fetch`) get them, less the
+        reader's umask.
         """
         from . import ingest
 
@@ -273,6 +278,7 @@ class Repo:
             publish=publish,
             progress=progress,
             keep_cached=keep_cached,
+            mode=mode,
         )
 
     @at_boundary("adding a tree")
@@ -289,6 +295,7 @@ class Repo:
         progress: ProgressListener | None = None,
         keep_cached: bool = False,
         follow_symlinks: bool = False,
+        mode: int | None = None,
     ) -> AddReport:
         """Add every file under `directory` (paths relative to it, under `prefix`).
 
@@ -299,7 +306,8 @@ class Repo:
         downloads it) unless `keep_cached` is true: a second copy of every file would
         cost a write each and, for a tree larger than the cache, evict what this host
         reads. Symbolic links under `directory` are skipped and reported
-        (`AddReport.skipped`) unless `follow_symlinks`.
+        (`AddReport.skipped`) unless `follow_symlinks`. Each version records its file's
+        permission bits, or `mode` for all of them.
         """
         from . import ingest
 
@@ -315,6 +323,7 @@ class Repo:
             progress=progress,
             keep_cached=keep_cached,
             follow_symlinks=follow_symlinks,
+            mode=mode,
         )
 
     @at_boundary("fetching files")

@@ -89,9 +89,15 @@ def put_new(
     return result
 
 
-def upload(session: Session, record: FileRecord, progress: Progress | None = None) -> FileRecord:
-    """Upload and verify the staging copy of `record`, record it, and keep the copy in
-    the cache; returns the updated record."""
+def upload(
+    session: Session,
+    record: FileRecord,
+    progress: Progress | None = None,
+    *,
+    mode: int | None = None,
+) -> FileRecord:
+    """Upload and verify the staging copy of `record`, record it (with the permission
+    bits `mode`, if known), and keep the copy in the cache; returns the updated record."""
     source = _upload_source(session, record)
     try:
         result = put_version(session, record, source, progress)
@@ -108,6 +114,7 @@ def upload(session: Session, record: FileRecord, progress: Progress | None = Non
         size=result.size,
         when=datetime.now(UTC),
         verified_with=result.verified_with,
+        mode=mode,
     )
     if source != session.cache.cache_path(record.key):
         session.copies.make_room(result.size)

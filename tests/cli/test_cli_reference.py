@@ -24,7 +24,8 @@ if TYPE_CHECKING:
 
 FILE_FIELDS = [
     "id", "path", "state", "size", "md5", "origin", "bucket", "key",
-    "created_at", "uploaded_at", "verified_with", "published_at", "expired_at", "tags",
+    "created_at", "uploaded_at", "verified_with", "published_at", "expired_at",
+    "mode", "storage_class", "archived_at", "tags",
 ]  # fmt: skip
 
 

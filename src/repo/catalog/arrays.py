@@ -20,7 +20,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import BigInteger, ColumnElement, DateTime, Text, any_, func, literal
+from sqlalchemy import BigInteger, ColumnElement, DateTime, Integer, Text, any_, func, literal
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.types import TypeDecorator
 
@@ -29,7 +29,14 @@ if TYPE_CHECKING:
 
     from sqlalchemy.engine import Dialect
 
-__all__ = ["IN_BATCH", "among", "unnest_ids", "unnest_texts", "unnest_times"]
+__all__ = [
+    "IN_BATCH",
+    "among",
+    "unnest_ids",
+    "unnest_optional_ints",
+    "unnest_texts",
+    "unnest_times",
+]
 
 #: Bound parameters per IN (...) list.
 IN_BATCH = 500
@@ -47,6 +54,12 @@ def among(column: Any, values: Sequence[Any], *, postgres: bool) -> ColumnElemen
 def unnest_ids(values: Sequence[int]) -> ColumnElement[Any]:
     """One row per value (PostgreSQL), for ``INSERT ... SELECT unnest(...)``."""
     return func.unnest(_array(_ints(values), BigInteger()), type_=BigInteger())
+
+
+def unnest_optional_ints(values: Sequence[int | None]) -> ColumnElement[Any]:
+    """Like `unnest_ids`, for an INTEGER column that may be NULL."""
+    text = "{" + ",".join("NULL" if v is None else str(int(v)) for v in values) + "}"
+    return func.unnest(_array(text, Integer()), type_=Integer())
 
 
 def unnest_texts(values: Sequence[str | None]) -> ColumnElement[Any]:

@@ -22,7 +22,7 @@ from sqlalchemy import Connection, literal, select, update
 from ..errors import UsageError
 from ..integrity import ETAG
 from . import tag_index
-from .arrays import IN_BATCH, among, unnest_ids, unnest_texts
+from .arrays import IN_BATCH, among, unnest_ids, unnest_optional_ints, unnest_texts
 from .base import CatalogBase
 from .records import FileRecord
 from .schema import file_tags, files, paths
@@ -43,6 +43,8 @@ class NewVersion:
     md5: str
     size: int
     verified_with: str = ETAG
+    #: Permission bits to record (`repo.permissions`), None when unknown.
+    mode: int | None = None
 
 
 class BulkQueries(CatalogBase):
@@ -96,6 +98,7 @@ class BulkQueries(CatalogBase):
                             "md5": v.md5,
                             "size": v.size,
                             "verified_with": v.verified_with,
+                            "mode": v.mode,
                         }
                         | same
                         for v in versions
@@ -108,6 +111,7 @@ class BulkQueries(CatalogBase):
                     "md5": unnest_texts([v.md5 for v in versions]),
                     "size": unnest_ids([v.size for v in versions]),
                     "verified_with": unnest_texts([v.verified_with for v in versions]),
+                    "mode": unnest_optional_ints([v.mode for v in versions]),
                 }
                 constant = {
                     name: literal(value, files.c[name].type) for name, value in same.items()
@@ -158,6 +162,7 @@ class BulkQueries(CatalogBase):
                     published_at=published_at,
                     expired_at=None,
                     verified_with=v.verified_with,
+                    mode=v.mode,
                 )
                 for v in versions
             ]

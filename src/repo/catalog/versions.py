@@ -102,14 +102,23 @@ class VersionQueries(CatalogBase):
             return [record(r) for r in rows if fnmatch.fnmatchcase(r.path, pattern)]
 
     def mark_uploaded(
-        self, file_id: int, *, md5: str, size: int, when: datetime, verified_with: str
+        self,
+        file_id: int,
+        *,
+        md5: str,
+        size: int,
+        when: datetime,
+        verified_with: str,
+        mode: int | None = None,
     ) -> FileRecord:
         with translate_errors(f"recording the upload of file {file_id}"):
             conn = self.db.begin_write()
             result = conn.execute(
                 update(files)
                 .where(files.c.file_id == file_id, files.c.md5.is_(None))
-                .values(md5=md5, size=size, uploaded_at=when, verified_with=verified_with)
+                .values(
+                    md5=md5, size=size, uploaded_at=when, verified_with=verified_with, mode=mode
+                )
             )
             rec = self.get(file_id)
             self._touched_files.add(file_id)

@@ -13,7 +13,7 @@ from ..sources import STDIN, pair_sources
 from ..tags import DATE_TAG_TYPES, parse_when, tags_with_dates
 from .app import App, pass_app, resolve
 from .bars import ByteBar
-from .options import as_path_option, json_option, workers_option
+from .options import MODE, as_path_option, json_option, workers_option
 from .output import echo, echo_json, file_doc, human_size, shown
 
 if TYPE_CHECKING:
@@ -43,6 +43,12 @@ def _when(date_text: str | None) -> datetime | None:
     help="With --recursive: add what symbolic links under the directory point to "
     "(default: skip them, with a warning).",
 )
+@click.option(
+    "--mode",
+    type=MODE,
+    help="Permission bits to record, e.g. 0640 (default: each file's own; none for -). "
+    "get and fetch -o apply them, less the reader's umask.",
+)
 @workers_option("uploads")
 @click.option(
     "--cache/--no-cache",
@@ -64,6 +70,7 @@ def add(
     recursive: bool,
     prefix: str,
     follow_symlinks: bool,
+    mode: int | None,
     workers: int,
     keep_cached: bool | None,
     as_json: bool,
@@ -115,6 +122,7 @@ def add(
                         progress=bar.listener,
                         keep_cached=bool(keep_cached),
                         follow_symlinks=follow_symlinks,
+                        mode=mode,
                     )
                     added += report.files
                     skipped += report.skipped
@@ -136,6 +144,7 @@ def add(
                         publish=publish,
                         progress=bar.listener,
                         keep_cached=keep_cached,
+                        mode=mode,
                     )
                 finally:
                     bar.close()

@@ -7,10 +7,12 @@ from typing import Any, TypeVar
 
 import click
 
+from ..errors import UsageError
+from ..permissions import parse_mode
 from ..transfers import DEFAULT_WORKERS
 from .app import App
 
-__all__ = ["json_option", "terminate_option", "workers_option"]
+__all__ = ["MODE", "json_option", "terminate_option", "workers_option"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -28,6 +30,23 @@ state_option = click.option(
 as_path_option = click.option(
     "--path", "as_path", is_flag=True, help="Read the argument as a path even if all digits."
 )
+
+
+class _Mode(click.ParamType):  # type: ignore[type-arg]
+    """Octal permission bits (``0640``), read by `repo.permissions.parse_mode`."""
+
+    name = "mode"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int:
+        if isinstance(value, int):
+            return value
+        try:
+            return parse_mode(str(value))
+        except UsageError as exc:
+            self.fail(f"{exc.message}; {exc.hint}" if exc.hint else exc.message, param, ctx)
+
+
+MODE = _Mode()
 
 
 def json_option(

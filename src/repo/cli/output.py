@@ -108,11 +108,11 @@ def file_doc(f: RepoFile, tags: Sequence[str] | None = None) -> dict[str, Any]:
         "created_at": iso(f.created_at),
         "uploaded_at": iso(f.uploaded_at),
         "verified_with": f.verified_with,
+        "published_at": iso(f.published_at),
+        "expired_at": iso(f.expired_at),
         "mode": show_mode(f.mode) if f.mode is not None else None,
         "storage_class": f.storage_class,
         "archived_at": iso(f.archived_at),
-        "published_at": iso(f.published_at),
-        "expired_at": iso(f.expired_at),
     }
     if tags is not None:
         doc["tags"] = list(tags)
