@@ -19,6 +19,8 @@ def test_public_names_are_pinned() -> None:
     assert sorted(repo.__all__) == sorted(
         [
             "AddReport",
+            "ArchiveReport",
+            "ArchivedError",
             "BackupReport",
             "CacheReport",
             "CacheStatus",
@@ -55,6 +57,8 @@ def test_public_names_are_pinned() -> None:
             "StateError",
             "StatusReport",
             "StoreError",
+            "ThawReport",
+            "ThawStatus",
             "UntrustedDataError",
             "UsageError",
             "VerificationError",
