@@ -32,9 +32,10 @@ def test_every_command_has_help_with_an_example(embedded_cli: CliRun) -> None:
     assert isinstance(repo_cli, click.Group)
     assert sorted(repo_cli.commands) == sorted(
         [
-            "add", "backup", "cache", "cat", "config", "create", "ctl", "demo", "destroy",
-            "expire", "fetch", "find", "gc", "get", "history", "host", "list", "publish",
-            "purge", "recover", "restore", "show", "status", "tag", "upload", "verify",
+            "add", "archive", "backup", "cache", "cat", "config", "create", "ctl", "demo",
+            "destroy", "expire", "fetch", "find", "gc", "get", "history", "host", "list",
+            "publish", "purge", "recover", "restore", "show", "status", "tag", "thaw",
+            "upload", "verify",
         ]
     )  # fmt: skip
     argvs: list[list[str]] = []
