@@ -14,11 +14,9 @@ import io
 import json
 import urllib.request
 import uuid
-from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -26,6 +24,10 @@ from repo import ArchivedError, Repo, StateError, StoreError, UsageError
 from repo.storage_classes import early_deletion_days, needs_restore
 from repo.stores.s3_archive import parse_restore
 from repo.units import parse_age
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+    from pathlib import Path
 
 pytestmark = pytest.mark.s3
 
@@ -135,8 +137,7 @@ def test_archive_refuses_reads_until_thawed_then_reads(
         with pytest.raises(ArchivedError) as refused:
             archived.read_bytes()
         assert str(refused.value) == (
-            f"cold/a.bin (file {f.file_id}) is archived in GLACIER and has no restored copy "
-            "to read"
+            f"cold/a.bin (file {f.file_id}) is archived in GLACIER and has no restored copy to read"
         )
         assert refused.value.hint == "repo thaw cold/a.bin"
         assert [s.status for s in r.thaw_status([archived])] == ["archived"]
@@ -280,8 +281,10 @@ def test_early_deletion_days_count_what_is_left_of_the_minimum() -> None:
     assert early_deletion_days("DEEP_ARCHIVE", at, at + timedelta(days=10, hours=1)) == 170
     assert early_deletion_days("GLACIER_IR", at, at + timedelta(days=90)) == 0
     assert early_deletion_days(None, at, at) == 0
-    assert needs_restore("GLACIER") and needs_restore("DEEP_ARCHIVE")
-    assert not needs_restore("GLACIER_IR") and not needs_restore(None)
+    assert needs_restore("GLACIER")
+    assert needs_restore("DEEP_ARCHIVE")
+    assert not needs_restore("GLACIER_IR")
+    assert not needs_restore(None)
 
 
 def test_the_restore_header_is_read_strictly() -> None:

@@ -17,10 +17,8 @@ if TYPE_CHECKING:
     import builtins
     import os
     from collections.abc import Iterable, Iterator
-    from datetime import date, datetime
+    from datetime import date, datetime, timedelta
     from types import TracebackType
-
-    from datetime import timedelta
 
     from .archive import ArchiveReport
     from .backup import BackupReport

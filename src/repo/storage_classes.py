@@ -53,7 +53,9 @@ def needs_restore(storage_class: str | None) -> bool:
     return storage_class in ("GLACIER", "DEEP_ARCHIVE")
 
 
-def early_deletion_days(storage_class: str | None, archived_at: datetime | None, now: datetime) -> int:
+def early_deletion_days(
+    storage_class: str | None, archived_at: datetime | None, now: datetime
+) -> int:
     """Days of storage still billed if the object went at `now` (0 when none are).
 
     An object archived at `archived_at` into `storage_class` is billed `MINIMUM_DAYS`

@@ -88,7 +88,9 @@ def thaw(
     if isinstance(days, bool) or not isinstance(days, int) or not 1 <= days <= MAX_DAYS:
         raise UsageError(f"days must be a whole number from 1 to {MAX_DAYS}, got {days!r}")
     if tier not in RESTORE_TIERS:
-        raise UsageError(f"unknown restore tier {str(tier)[:40]!r}", hint="use " + ", ".join(RESTORE_TIERS))
+        raise UsageError(
+            f"unknown restore tier {str(tier)[:40]!r}", hint="use " + ", ".join(RESTORE_TIERS)
+        )
     chosen = list(files)
     store = archivable(session.store)
     report = ThawReport(days=days, tier=tier)

@@ -21,8 +21,8 @@ import click
 from ..errors import RepoError
 from . import app as app_module
 from .admin import config, create, ctl, demo, destroy
-from .archival import archive, thaw
 from .app import App, freeze_heap
+from .archival import archive, thaw
 from .backups import backup, restore
 from .erase import purge
 from .fetching import fetch

@@ -125,7 +125,11 @@ def _echo_archive(report: ArchiveReport) -> None:
     for f in report.archived:
         echo(f"{verb} {f.path} (file {f.file_id}, {human_size(f.size)})")
     if report.skipped:
-        echo(table(["SKIPPED", "PATH", "WHY"], [[f.file_id, f.path, why] for f, why in report.skipped]))
+        echo(
+            table(
+                ["SKIPPED", "PATH", "WHY"], [[f.file_id, f.path, why] for f, why in report.skipped]
+            )
+        )
     for warning in report.warnings:
         echo(f"Warning: {warning}", err=True)
     echo(
