@@ -242,6 +242,71 @@ def test_leaving_glacier_ir_early_warns_or_refuses(
         assert "bills 90 more days of GLACIER_IR storage" in warning
 
 
+def test_deep_verify_reads_archived_versions_only_when_asked(
+    moto_config: dict[str, Any],
+) -> None:
+    with Repo(moto_config) as r:
+        cold = add(r, "v/cold.txt", b"cold")
+        warm = add(r, "v/warm.txt", b"warm!")
+        r.archive([cold])
+        shallow = r.verify()
+        assert (shallow.ok, shallow.checked, shallow.archived) == (True, 2, [])
+        deep = r.verify(deep=True)
+        assert (deep.ok, deep.published.ok, deep.archived_bytes) == (True, 2, 4)
+        assert [(f.file_id, f.reason) for f in deep.archived] == [
+            (
+                cold.file_id,
+                "in GLACIER: reading it is a billed retrieval after a `repo thaw`; "
+                "checked by HEAD only",
+            )
+        ]
+        asked = r.verify(deep=True, include_archived=True)
+        assert [(f.file_id, f.reason) for f in asked.archived] == [
+            (
+                cold.file_id,
+                f"in GLACIER with no restored copy: `repo thaw {cold.file_id}` first; "
+                "checked by HEAD only",
+            )
+        ]
+        # No check asked for a restore, nor read the archived object.
+        assert [s.status for s in r.thaw_status([r.file(cold.file_id)])] == ["archived"]
+        r.archive([warm], storage_class="GLACIER_IR")
+        read = r.verify(deep=True, include_archived=True)
+        assert [f.file_id for f in read.archived] == [cold.file_id]  # warm was read
+
+
+@pytest.mark.parametrize("policy", ["warn", "refuse"])
+def test_gc_never_purges_an_archived_version_early_without_saying_what_it_costs(
+    moto_server: Any, sqlite_url: str, tmp_path: Path, policy: str
+) -> None:
+    config = s3_config(
+        moto_server,
+        sqlite_url,
+        tmp_path,
+        archive_early_deletion=policy,
+        expired_ttl_seconds=0,
+        backups_before_purge=0,
+    )
+    with Repo(config) as r:
+        old = add(r, "g/x.txt", b"old")
+        add(r, "g/x.txt", b"new")  # expires the old one
+        r.archive([r.file(old.file_id)], storage_class="DEEP_ARCHIVE")
+        soon = datetime.now(UTC) + timedelta(days=10)
+        report = r.gc(now=soon)
+        if policy == "refuse":
+            assert (report.expired.count, report.kept_for_minimum_duration) == (0, 1)
+            assert report.early_deletion == []
+            assert r.file(old.file_id).storage_class == "DEEP_ARCHIVE"
+            later = r.gc(now=datetime.now(UTC) + timedelta(days=181))
+            assert (later.expired.count, later.kept_for_minimum_duration) == (1, 0)
+            return
+        assert (report.expired.count, report.kept_for_minimum_duration) == (1, 0)
+        assert report.early_deletion == [
+            f"g/x.txt (file {old.file_id}, 3 B in DEEP_ARCHIVE): an early-deletion charge "
+            "of 170 more days of DEEP_ARCHIVE storage"
+        ]
+
+
 def test_a_server_that_ignores_the_class_is_never_recorded_as_archived(
     rclone_server: Any, sqlite_url: str, tmp_path: Path
 ) -> None:

@@ -427,12 +427,13 @@ class Repo:
         return list_backups(self.session.backups)
 
     @at_boundary("verifying the store")
-    def verify(self, *, deep: bool = False) -> VerifyReport:
+    def verify(self, *, deep: bool = False, include_archived: bool = False) -> VerifyReport:
         """Check that every published (and unpurged expired) version's object is in the
-        store with the catalog's size and checksum; `deep` downloads and re-hashes."""
+        store with the catalog's size and checksum; `deep` downloads and re-hashes,
+        archived versions only with `include_archived` (a billed retrieval)."""
         from . import verify
 
-        return verify.verify_store(self.session, deep=deep)
+        return verify.verify_store(self.session, deep=deep, include_archived=include_archived)
 
     @at_boundary("verifying the cache")
     def verify_cache(self, *, repair: bool = True) -> CacheVerifyReport:
