@@ -307,6 +307,24 @@ def test_gc_never_purges_an_archived_version_early_without_saying_what_it_costs(
         ]
 
 
+def test_recover_puts_a_lost_archived_version_back_in_its_class(
+    moto_server: Any, moto_config: dict[str, Any]
+) -> None:
+    with Repo(moto_config) as r:
+        f = r.add("rec/y.txt", io.BytesIO(b"cached copy"), publish=True)  # kept in the cache
+        r.commit()
+        r.archive([f])
+        client = moto_server.client()
+        try:
+            client.delete_object(Bucket=r.store.bucket, Key=f.key)
+        finally:
+            client.close()
+        report = r.recover()
+        assert [x.file_id for x in report.recovered] == [f.file_id]
+        assert head(moto_server, moto_config, f.key)["StorageClass"] == "GLACIER"
+        assert r.verify().ok
+
+
 def test_a_server_that_ignores_the_class_is_never_recorded_as_archived(
     rclone_server: Any, sqlite_url: str, tmp_path: Path
 ) -> None:

@@ -219,7 +219,9 @@ def _check_located(
     return check_object(store, rec, deep=deep)
 
 
-def _check_archived(store: Store, rec: FileRecord, *, include_archived: bool) -> tuple[Outcome, str]:
+def _check_archived(
+    store: Store, rec: FileRecord, *, include_archived: bool
+) -> tuple[Outcome, str]:
     """A deep check of an archived version: a HEAD, and a read only when asked for and
     possible without a restore request (never one made here)."""
     if include_archived:

@@ -136,7 +136,9 @@ def verify(
     if dry_run and not cache:
         raise click.UsageError("--dry-run goes with --cache (`repo verify` changes nothing)")
     if include_archived and not deep:
-        raise click.UsageError("--include-archived goes with --deep (a shallow check reads nothing)")
+        raise click.UsageError(
+            "--include-archived goes with --deep (a shallow check reads nothing)"
+        )
     if cache:
         with app.repo() as r:
             cached = r.verify_cache(repair=not dry_run)
