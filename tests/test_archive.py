@@ -4,8 +4,9 @@ moto models storage classes, CopyObject into a class, ``InvalidObjectState`` on 
 an archived object, RestoreObject (202 new, 200 restored already) and ``x-amz-restore``;
 its state manager holds a restore "in progress" (progression ``manual``). It does not
 model restore tiers (any tier restores alike), ``409 RestoreAlreadyInProgress`` (it
-answers 200), ``503`` for Expedited capacity, or billing (minimum storage durations):
-those paths are covered by the unit tests at the end, not faked against a server.
+answers 200), ``503`` for Expedited capacity, or billing: those answers are handled as
+AWS documents them (stores/s3_archive.py) and are not faked here. Minimum storage
+durations are the catalog's own arithmetic (archived_at), tested through gc and archive.
 """
 
 from __future__ import annotations

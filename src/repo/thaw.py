@@ -93,18 +93,20 @@ def thaw(
         )
     chosen = list(files)
     store = archivable(session.store)
+    deep = [rf for rf in chosen if rf.storage_class == "DEEP_ARCHIVE"]
+    if tier == "Expedited" and deep:
+        # Refused before any request: no restore starts for some and fails for others.
+        raise UsageError(
+            f"{deep[0].path} (file {deep[0].file_id}) is in DEEP_ARCHIVE, which has no "
+            "Expedited restores; nothing was asked for",
+            hint="use --tier Standard (within 12 hours) or Bulk (within 48 hours)",
+        )
     report = ThawReport(days=days, tier=tier)
     for rf in chosen:
         rec = rf.record
         if not needs_restore(rec.storage_class):
             report.not_needed.append(rf)
             continue
-        if tier == "Expedited" and rec.storage_class == "DEEP_ARCHIVE":
-            raise UsageError(
-                f"{rec.path} (file {rec.file_id}) is in DEEP_ARCHIVE, which has no "
-                "Expedited restores",
-                hint="use --tier Standard (within 12 hours) or Bulk (within 48 hours)",
-            )
         session.locate(rec)
         try:
             started = store.request_restore(rec.key, days=days, tier=tier)
