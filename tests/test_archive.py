@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from repo import ArchivedError, Repo, StateError, StoreError, UsageError
+from repo import ArchivedError, Repo, StateError, StoreError, UsageError, restore_catalog
 from repo.storage_classes import early_deletion_days, needs_restore
 from repo.stores.s3_archive import parse_restore
 from repo.units import parse_age
@@ -324,6 +324,21 @@ def test_recover_puts_a_lost_archived_version_back_in_its_class(
         assert [x.file_id for x in report.recovered] == [f.file_id]
         assert head(moto_server, moto_config, f.key)["StorageClass"] == "GLACIER"
         assert r.verify().ok
+
+
+def test_a_deep_restore_check_does_not_read_archived_versions_and_keeps_their_class(
+    moto_config: dict[str, Any],
+) -> None:
+    with Repo(moto_config) as r:
+        f = add(r, "b/z.txt", b"zzz")
+        r.archive([f])
+        archived_at = r.file(f.file_id).archived_at
+        name = r.backup().name
+    report = restore_catalog(moto_config, verify=True, deep=True, force=True)
+    assert (report.backup, report.rejected) == (name, [])
+    with Repo(moto_config) as r:
+        restored = r.file(f.file_id)
+        assert (restored.storage_class, restored.archived_at) == ("GLACIER", archived_at)
 
 
 def test_a_server_that_ignores_the_class_is_never_recorded_as_archived(
