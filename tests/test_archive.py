@@ -12,22 +12,19 @@ durations are the catalog's own arithmetic (archived_at), tested through gc and 
 from __future__ import annotations
 
 import io
-import json
-import urllib.request
 import uuid
-from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from harness.moto_restores import restores_held
 from repo import ArchivedError, Repo, StateError, StoreError, UsageError, restore_catalog
 from repo.storage_classes import early_deletion_days, needs_restore
 from repo.stores.s3_archive import parse_restore
 from repo.units import parse_age
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
     from pathlib import Path
 
 pytestmark = pytest.mark.s3
@@ -51,51 +48,6 @@ def s3_config(server: Any, database: str, tmp_path: Path, **extra: Any) -> dict[
 @pytest.fixture
 def moto_config(moto_server: Any, sqlite_url: str, tmp_path: Path) -> dict[str, Any]:
     return s3_config(moto_server, sqlite_url, tmp_path)
-
-
-def _moto_api(server: Any, action: str, body: dict[str, Any]) -> None:
-    request = urllib.request.Request(  # noqa: S310 - our own moto server on 127.0.0.1
-        f"{server.endpoint_url}/moto-api/state-manager/{action}",
-        data=json.dumps(body).encode(),
-        method="POST",
-    )
-    with urllib.request.urlopen(request, timeout=10) as answer:  # noqa: S310
-        assert answer.status == 201
-
-
-@contextmanager
-def restores_held(server: Any) -> Iterator[Any]:
-    """moto's restores held "in progress" until the block calls `finish()`.
-
-    With progression ``manual``, moto moves a restore one step (none -> in progress ->
-    restored) when its status is read after `times` requests for the object. `begin()`
-    (times 1) lets the next HEAD after the restore request move it to "in progress";
-    `hold()` (a huge count) keeps it there; unsetting the transition finishes it.
-    (Before the first step moto reports a restore as done, so `begin()` comes first.)
-    """
-
-    class Control:
-        def begin(self) -> None:
-            _moto_api(server, "set-transition", _manual(1))
-
-        def hold(self) -> None:
-            _moto_api(server, "set-transition", _manual(10**9))
-
-        def finish(self) -> None:
-            _moto_api(server, "unset-transition", {"model_name": "s3::keyrestore"})
-
-    control = Control()
-    try:
-        yield control
-    finally:
-        control.finish()
-
-
-def _manual(times: int) -> dict[str, Any]:
-    return {
-        "model_name": "s3::keyrestore",
-        "transition": {"progression": "manual", "times": times},
-    }
 
 
 def add(r: Repo, path: str, data: bytes) -> Any:

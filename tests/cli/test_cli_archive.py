@@ -9,8 +9,9 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from conftest import CliRun, write_config
+from harness.moto_restores import restores_held
 from repo import Repo
-from test_archive import restores_held, s3_config
+from test_archive import s3_config
 
 if TYPE_CHECKING:
     from pathlib import Path
