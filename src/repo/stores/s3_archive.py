@@ -23,6 +23,7 @@ from .s3_wire import s3_code
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
+    from datetime import datetime
 
     from .s3_client import S3Connection
 
@@ -51,19 +52,23 @@ def archive_state(conn: S3Connection, key: str) -> ArchiveState:
     return _state(key, _head(conn, key))
 
 
-def parse_restore(header: str | None) -> tuple[bool | None, Any]:
+def parse_restore(header: object) -> tuple[bool | None, datetime | None]:
     """``(restoring, restored_until)`` from an ``x-amz-restore`` header; ``(None, None)``
     when there is none. A header of another shape is `StoreError`: it is input."""
     if header is None:
         return None, None
-    found = _RESTORE_FORM.fullmatch(header)
+    found = _RESTORE_FORM.fullmatch(header) if isinstance(header, str) else None
     if found is None:
-        raise StoreError(f"the server's x-amz-restore header is not understood: {header[:100]!r}")
+        raise StoreError(
+            f"the server's x-amz-restore header is not understood: {str(header)[:100]!r}"
+        )
     ongoing, expiry = found.group(1) == "true", found.group(2)
     if ongoing:
         return True, None
     if expiry is None:
-        raise StoreError(f"the server's x-amz-restore header has no expiry date: {header[:100]!r}")
+        raise StoreError(
+            f"the server's x-amz-restore header has no expiry date: {str(header)[:100]!r}"
+        )
     try:
         until = parsedate_to_datetime(expiry)
     except (TypeError, ValueError):
