@@ -293,6 +293,20 @@ def test_a_deep_restore_check_does_not_read_archived_versions_and_keeps_their_cl
         assert (restored.storage_class, restored.archived_at) == ("GLACIER", archived_at)
 
 
+def test_purging_an_archived_version_early_says_what_it_pays(
+    moto_config: dict[str, Any],
+) -> None:
+    with Repo(moto_config) as r:
+        f = add(r, "p/leak.txt", b"secret")
+        r.archive([f], storage_class="GLACIER_IR")
+        report = r.purge(f.file_id)
+        assert [p.file_id for p in report.purged] == [f.file_id]
+        assert report.early_deletion == [
+            f"p/leak.txt (file {f.file_id}, in GLACIER_IR): an early-deletion charge of "
+            "90 more days of GLACIER_IR storage"
+        ]
+
+
 def test_a_server_that_ignores_the_class_is_never_recorded_as_archived(
     rclone_server: Any, sqlite_url: str, tmp_path: Path
 ) -> None:
