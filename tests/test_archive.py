@@ -134,6 +134,8 @@ def test_a_cached_copy_reads_without_touching_the_archived_object(
         r.clear_cache()
         with pytest.raises(ArchivedError, match="archived in DEEP_ARCHIVE"):
             r.file(f.file_id).read_bytes()
+        with pytest.raises(ArchivedError, match=r"^hot/b.txt \(file \d+\) is archived"):
+            r.fetch([r.file(f.file_id)])
         with pytest.raises(UsageError, match="no Expedited"):
             r.thaw([archived], tier="Expedited")
 

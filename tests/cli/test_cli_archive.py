@@ -56,6 +56,15 @@ def test_archive_then_cat_says_how_to_thaw_then_thaw_makes_it_readable(
         "archived 1 version(s) (4 B) to GLACIER; 0 there already, 0 skipped\n"
     )
 
+    deep = run("verify", "--deep")
+    assert (deep.exit_code, deep.stdout.splitlines()[-1]) == (
+        0,
+        "1 archived objects (4 B) were checked by HEAD only: reading them is a billed "
+        "retrieval (GLACIER and DEEP_ARCHIVE ones after `repo thaw`); `--include-archived` "
+        "reads those readable",
+    )
+    assert run("verify", "--include-archived").exit_code == 2
+
     refused = run("cat", "logs/a.log")
     assert refused.exit_code == 1
     assert refused.stderr == (
