@@ -24,7 +24,8 @@ if TYPE_CHECKING:
 
 FILE_FIELDS = [
     "id", "path", "state", "size", "md5", "origin", "bucket", "key",
-    "created_at", "uploaded_at", "verified_with", "published_at", "expired_at", "tags",
+    "created_at", "uploaded_at", "verified_with", "mode", "storage_class", "archived_at",
+    "published_at", "expired_at", "tags",
 ]  # fmt: skip
 
 
@@ -96,7 +97,8 @@ def test_json_shapes_are_stable(cli: CliRun, tmp_path: Path) -> None:
         "s3_endpoint_url", "s3_region", "s3_access_key", "s3_secret_key", "cache_max_bytes",
         "unpublished_ttl_seconds", "expired_ttl_seconds", "orphan_grace_seconds",
         "backups_before_purge", "backup_keep", "s3_timeout_seconds", "s3_sse",
-        "s3_sse_kms_key_id", "backup_key", "s3_upload_check",
+        "s3_sse_kms_key_id", "backup_key", "s3_upload_check", "archive_class",
+        "archive_early_deletion",
     ]  # fmt: skip
     assert all(list(s) == ["value", "origin"] for s in settings["settings"].values())
 
