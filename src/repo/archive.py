@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 from .errors import StateError, UsageError
 from .file import RepoFile
-from .storage_classes import ARCHIVE_CLASSES, early_deletion_days, needs_restore
+from .storage_classes import ARCHIVE_CLASSES, OVERHEAD_BYTES, early_deletion_days, needs_restore
 from .stores.base import archivable
 from .units import human_size
 
@@ -47,6 +47,9 @@ class ArchiveReport:
     skipped: list[tuple[RepoFile, str]] = field(default_factory=list)
     #: Early-deletion charges the moves pay (``archive_early_deletion: warn``).
     warnings: list[str] = field(default_factory=list)
+    #: Archived versions smaller than the class's per-object overhead (40 KiB in GLACIER
+    #: and DEEP_ARCHIVE), which each cost more to keep than their content.
+    smaller_than_overhead: int = 0
 
     @property
     def bytes(self) -> int:
@@ -78,6 +81,7 @@ def archive(
     report = ArchiveReport(storage_class=target, dry_run=dry_run)
     chosen = _choose(files, report, target=target, older_than=older_than, now=now)
     _check_early_deletion(session, chosen, report, target=target, now=now)
+    report.smaller_than_overhead = sum((rf.size or 0) < OVERHEAD_BYTES[target] for rf in chosen)
     if dry_run:
         report.archived.extend(chosen)
         return report

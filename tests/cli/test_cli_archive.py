@@ -43,14 +43,20 @@ def test_archive_then_cat_says_how_to_thaw_then_thaw_makes_it_readable(
     b = published(config, "logs/b.log", b"bb")
 
     dry = run("archive", "logs/*", "--dry-run")
-    assert (dry.exit_code, dry.stderr) == (0, "")
+    assert (dry.exit_code, dry.stderr) == (
+        0,
+        "Note: 2 of them are smaller than the 40 KiB GLACIER bills for each object on top "
+        "of its content\n",
+    )
     assert dry.stdout == (
         f"would archive logs/a.log (file {a}, 4 B)\n"
         f"would archive logs/b.log (file {b}, 2 B)\n"
         "would archive 2 version(s) (6 B) to GLACIER; 0 there already, 0 skipped\n"
     )
+    done = run("archive", "logs/a.log", "--class", "GLACIER_IR", "--dry-run")
+    assert (done.exit_code, done.stderr) == (0, "")  # GLACIER_IR bills no overhead
     done = run("archive", "logs/a.log")
-    assert (done.exit_code, done.stderr) == (0, "")
+    assert done.exit_code == 0
     assert done.stdout == (
         f"archived logs/a.log (file {a}, 4 B)\n"
         "archived 1 version(s) (4 B) to GLACIER; 0 there already, 0 skipped\n"

@@ -117,6 +117,7 @@ def _archive_doc(report: ArchiveReport) -> dict[str, object]:
         "skipped": [{"id": f.file_id, "path": f.path, "reason": why} for f, why in report.skipped],
         "bytes": report.bytes,
         "warnings": report.warnings,
+        "smaller_than_overhead": report.smaller_than_overhead,
     }
 
 
@@ -132,6 +133,12 @@ def _echo_archive(report: ArchiveReport) -> None:
         )
     for warning in report.warnings:
         echo(f"Warning: {warning}", err=True)
+    if report.smaller_than_overhead:
+        echo(
+            f"Note: {report.smaller_than_overhead} of them are smaller than the 40 KiB "
+            f"{report.storage_class} bills for each object on top of its content",
+            err=True,
+        )
     echo(
         f"{verb} {len(report.archived)} version(s) ({human_size(report.bytes)}) to "
         f"{report.storage_class}; {len(report.already)} there already, "
