@@ -457,6 +457,8 @@ def test_cli_gc_dry_run_table_then_json_report_then_nothing_left(
         "partial_downloads_removed": 0,
         "store_temporaries_removed": 0,
         "not_done": [],
+        "early_deletion": [],
+        "kept_for_minimum_duration": 0,
     }
 
     again = cli("gc", "--orphans")

@@ -418,10 +418,16 @@ def test_cli_verify_on_a_healthy_repository(
     doc = json.loads(run(verify, config_file, "--deep", "--json").stdout)
     assert doc == {
         "deep": True,
+        "include_archived": False,
+        "archived_bytes": 0,
         "ok": True,
-        "published": {"checked": 1, "ok": 1, "missing": [], "corrupt": [], "size_only": []},
-        "expired": {"checked": 1, "ok": 1, "missing": [], "corrupt": [], "size_only": []},
-    }
+        "published": {
+            "checked": 1, "ok": 1, "missing": [], "corrupt": [], "size_only": [], "archived": []
+        },
+        "expired": {
+            "checked": 1, "ok": 1, "missing": [], "corrupt": [], "size_only": [], "archived": []
+        },
+    }  # fmt: skip
 
 
 def test_cli_verify_reports_damage_and_exits_1(
@@ -462,6 +468,7 @@ def test_cli_verify_reports_damage_and_exits_1(
         ],
         "corrupt": [{"id": bad.file_id, "path": "bad.txt", "key": bad.key, "reason": reason}],
         "size_only": [],
+        "archived": [],
     }
 
 

@@ -15,6 +15,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 from .errors import (
+    ArchivedError,
     CatalogBusyError,
     CatalogError,
     ConfigError,
@@ -43,6 +44,7 @@ if TYPE_CHECKING:
         destroy_catalog,
         status_report,
     )
+    from .archive import ArchiveReport
     from .backup import BackupReport
     from .cache_admin import CacheReport, CacheStatus
     from .cache_check import CacheVerifyReport
@@ -59,6 +61,7 @@ if TYPE_CHECKING:
     from .restore import RestoreReport, restorable_backups, restore_catalog
     from .session import Session
     from .tags import date_tags
+    from .thaw import ThawReport, ThawStatus
     from .verify import Finding, VerifyCategory, VerifyReport
 
 #: Where each public name lives: imported on first use (PEP 562), so that `import repo`
@@ -66,6 +69,7 @@ if TYPE_CHECKING:
 #: uses something that needs them.
 _LAZY = {
     "AddReport": "ingest",
+    "ArchiveReport": "archive",
     "BackupReport": "backup",
     "CacheReport": "cache_admin",
     "CacheStatus": "cache_admin",
@@ -89,6 +93,8 @@ _LAZY = {
     "RolesReport": "admin",
     "Session": "session",
     "StatusReport": "admin",
+    "ThawReport": "thaw",
+    "ThawStatus": "thaw",
     "VerifyCategory": "verify",
     "VerifyReport": "verify",
     "create_repository": "admin",
@@ -106,6 +112,8 @@ __version__ = "0.1.0"
 
 __all__ = [
     "AddReport",
+    "ArchiveReport",
+    "ArchivedError",
     "BackupReport",
     "CacheReport",
     "CacheStatus",
@@ -142,6 +150,8 @@ __all__ = [
     "StateError",
     "StatusReport",
     "StoreError",
+    "ThawReport",
+    "ThawStatus",
     "UntrustedDataError",
     "UsageError",
     "VerificationError",

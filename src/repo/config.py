@@ -35,6 +35,7 @@ from .settings import (
     default_of,
     value_from_env,
 )
+from .storage_classes import DEFAULT_ARCHIVE_CLASS
 from .urls import mask_url, split_url_credentials, url_has_secret, url_is_ambiguous
 
 if TYPE_CHECKING:
@@ -100,6 +101,8 @@ class Config:
     s3_sse: str | None = None
     s3_sse_kms_key_id: str | None = None
     s3_upload_check: str = "read-back"
+    archive_class: str = DEFAULT_ARCHIVE_CLASS
+    archive_early_deletion: str = "warn"
     backup_key: str | None = field(default=None, repr=False)
     #: Where each field's value came from (a key of the source, or a default).
     origins: Mapping[str, str] = field(default_factory=dict)

@@ -24,6 +24,7 @@ from .errors import NotFoundError, UsageError
 from .file import RepoFile
 from .gc import finish_claims
 from .paths import TOKEN_LENGTH, validate_path
+from .storage_classes import early_deletion_days
 
 if TYPE_CHECKING:
     from .catalog import FileRecord
@@ -43,6 +44,10 @@ class PurgeReport:
     purged: list[RepoFile] = field(default_factory=list)
     #: This host's staging copies of them removed (unpublished versions not uploaded).
     staging_removed: int = 0
+    #: Archived versions among them still within their class's minimum storage duration:
+    #: the early-deletion charge each pays, one line each. A purge is deliberate (a
+    #: secret added by mistake), so it goes ahead whatever ``archive_early_deletion`` says.
+    early_deletion: list[str] = field(default_factory=list)
 
     @property
     def bytes(self) -> int:
@@ -65,6 +70,14 @@ def purge(
     finally:
         catalog.rollback()
     report = PurgeReport(dry_run=dry_run, purged=[RepoFile(session, r) for r in chosen])
+    now = datetime.now(UTC)
+    for rec in chosen:
+        days = early_deletion_days(rec.storage_class, rec.archived_at, now)
+        if days:
+            report.early_deletion.append(
+                f"{rec.path} (file {rec.file_id}, in {rec.storage_class}): an early-deletion "
+                f"charge of {days} more days of {rec.storage_class} storage"
+            )
     if dry_run:
         return report
     try:

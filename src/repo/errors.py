@@ -11,7 +11,8 @@ after the message as ``Try: ...``).
     ├── InvalidTagError          a tag or date tag breaks the tag rules
     ├── NotFoundError            no such file, version or object
     ├── StateError               the operation does not fit the file's state
-    │   └── ImmutableError       the content of an uploaded file cannot change
+    │   ├── ImmutableError       the content of an uploaded file cannot change
+    │   └── ArchivedError        the object is archived and must be thawed to be read
     ├── VerificationError        md5 or size did not match (upload or download)
     ├── ConflictError            another writer got there first (an object key, a publish)
     │   └── CatalogBusyError     a lock the catalog needed was not free in time
@@ -30,6 +31,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar, cast
 
 __all__ = [
+    "ArchivedError",
     "CatalogBusyError",
     "CatalogError",
     "ConfigError",
@@ -92,6 +94,10 @@ class StateError(RepoError):
 
 class ImmutableError(StateError):
     """The content of an uploaded file can never change."""
+
+
+class ArchivedError(StateError):
+    """The object is in an archival storage class: it must be restored (thawed) to be read."""
 
 
 class VerificationError(RepoError):

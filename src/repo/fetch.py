@@ -32,7 +32,7 @@ from .cache import SMALL_DOWNLOAD_MAX, sync_filesystem
 from .errors import ConflictError, StateError, UsageError, VerificationError
 from .paths import safe_join
 from .permissions import current_umask, written_mode
-from .transfers import DEFAULT_WORKERS
+from .transfers import DEFAULT_WORKERS, archived_reads
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable
@@ -117,14 +117,16 @@ def fetch_many(
 
         store = session.locate(rec)
         if out is not None and rec.size <= SMALL_DOWNLOAD_MAX:
-            data = session.cache.download_small(
-                store, rec.key, md5=rec.md5, size=rec.size, progress=advance, sync=False
-            )
+            with archived_reads(rec):
+                data = session.cache.download_small(
+                    store, rec.key, md5=rec.md5, size=rec.size, progress=advance, sync=False
+                )
             out.write(rec, data)  # the bytes just verified: no second read or hash
         else:
-            session.cache.download(
-                store, rec.key, md5=rec.md5, size=rec.size, progress=advance, sync=False
-            )
+            with archived_reads(rec):
+                session.cache.download(
+                    store, rec.key, md5=rec.md5, size=rec.size, progress=advance, sync=False
+                )
             if out is not None:
                 out.copy(session, rec)
         if progress is not None:

@@ -27,6 +27,8 @@ from typing import TYPE_CHECKING
 from .errors import StoreError, UntrustedDataError
 from .leftovers import clean_partials, clean_staging
 from .paths import DATA_PREFIX, token_time
+from .storage_classes import early_deletion_days
+from .units import human_size
 
 if TYPE_CHECKING:
     from collections.abc import Iterator, Sequence
@@ -92,6 +94,13 @@ class GcReport:
     store_temporaries_removed: int = 0
     #: What this run could not do, and why (one line each); the rest of it stands.
     not_done: list[str] = field(default_factory=list)
+    #: Archived versions purged (or, in a dry run, to be) before their class's minimum
+    #: storage duration: the early-deletion charge each pays (``archive_early_deletion:
+    #: warn``), one line each.
+    early_deletion: list[str] = field(default_factory=list)
+    #: Archived versions kept because purging them now would pay an early-deletion
+    #: charge (``archive_early_deletion: refuse``); a later run purges them.
+    kept_for_minimum_duration: int = 0
 
 
 def collect_garbage(
@@ -130,6 +139,7 @@ def collect_garbage(
             logger.error("gc: %s", report.not_done[-1])
         for rec in leftover:
             report.resumed.add(rec.key, rec.size)
+        candidates = _minimum_durations(session, candidates, report, now)
         if dry_run:
             chosen: Sequence[FileRecord] = candidates
         else:
@@ -187,6 +197,35 @@ def purge_orphans_only(session: Session, *, now: datetime | None = None) -> int:
     if keys:
         session.store.delete_many(keys)
     return len(keys)
+
+
+def _minimum_durations(
+    session: Session, candidates: list[FileRecord], report: GcReport, now: datetime
+) -> list[FileRecord]:
+    """Archived candidates still within their class's minimum storage duration: with
+    ``archive_early_deletion: refuse`` kept (counted), else purged and their charge said."""
+    kept: list[FileRecord] = []
+    refuse = session.config.archive_early_deletion == "refuse"
+    for rec in candidates:
+        days = early_deletion_days(rec.storage_class, rec.archived_at, now)
+        if not days:
+            kept.append(rec)
+        elif refuse:
+            report.kept_for_minimum_duration += 1
+        else:
+            kept.append(rec)
+            report.early_deletion.append(
+                f"{rec.path} (file {rec.file_id}, {human_size(rec.size)} in "
+                f"{rec.storage_class}): an early-deletion charge of {days} more days of "
+                f"{rec.storage_class} storage"
+            )
+    if report.early_deletion:
+        logger.warning(
+            "gc: %d archived versions go before their minimum storage duration, each "
+            "billed for the rest of it",
+            len(report.early_deletion),
+        )
+    return kept
 
 
 def _ours(session: Session, records: Sequence[FileRecord]) -> tuple[list[FileRecord], list[str]]:

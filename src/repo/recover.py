@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 from .catalog.verification import holders_of
 from .errors import ConflictError, UntrustedDataError
+from .stores.base import archivable
 from .transfers import DEFAULT_WORKERS, put_version
 from .verify import (
     VERIFY_BATCH,
@@ -147,6 +148,13 @@ def _recover_one(
             session.cache.evict(rec.key)
             session.copies.forgotten([rec.key])
         return "this host's cached copy is damaged too"
+    if corrupt and rec.storage_class is not None:
+        # Confirming the damage means reading it (a retrieval, after a thaw), and
+        # replacing it deletes an archived object: for a person to decide.
+        return (
+            f"archived in {rec.storage_class}: its damage is not confirmed by reading it; "
+            f"`repo thaw {rec.file_id}`, then `repo verify --deep --include-archived`"
+        )
     if corrupt and not deep:
         # The shallow verdict came from the store's answer, not the content: confirm it
         # on the content before deleting anything.
@@ -175,6 +183,11 @@ def _recover_one(
         # The cached file changed between its re-hash and the upload.
         store.delete_many([rec.key])
         return "this host's cached copy changed during the upload; run recover again"
+    if rec.storage_class is not None:
+        # Back where the catalog says it is: the same archival class, verified.
+        archivable(store).move_to_class(
+            rec.key, rec.storage_class, md5=result.md5, size=result.size
+        )
     logger.info("recovered %s (file %s) from this host's cache", rec.path, rec.file_id)
     report.recovered.append(finding)
     return None

@@ -17,9 +17,10 @@ if TYPE_CHECKING:
     import builtins
     import os
     from collections.abc import Iterable, Iterator
-    from datetime import date, datetime
+    from datetime import date, datetime, timedelta
     from types import TracebackType
 
+    from .archive import ArchiveReport
     from .backup import BackupReport
     from .backup_place import BackupPlace
     from .cache import LocalCache
@@ -36,6 +37,7 @@ if TYPE_CHECKING:
     from .recover import RecoverReport
     from .stores import Store
     from .stores.base import Progress
+    from .thaw import ThawReport, ThawStatus
     from .verify import VerifyReport
 
 __all__ = ["Repo"]
@@ -344,6 +346,55 @@ class Repo:
             self.session, files, dest=dest, overwrite=overwrite, workers=workers, progress=progress
         )
 
+    # -- archival ------------------------------------------------------------------------
+
+    @at_boundary("archiving")
+    def archive(
+        self,
+        files: Iterable[RepoFile],
+        *,
+        storage_class: str | None = None,
+        older_than: timedelta | None = None,
+        dry_run: bool = False,
+        now: datetime | None = None,
+    ) -> ArchiveReport:
+        """Move the objects of `files` (published or expired; uploaded more than
+        `older_than` ago) to an archival `storage_class` (``archive_class`` by default):
+        same key and content, verified, then recorded. Commits each version; needs a
+        session without uncommitted changes. S3 stores only (docs/archiving.md)."""
+        from . import archive
+
+        return archive.archive(
+            self.session,
+            files,
+            storage_class=storage_class,
+            older_than=older_than,
+            dry_run=dry_run,
+            now=now,
+        )
+
+    @at_boundary("thawing")
+    def thaw(
+        self,
+        files: Iterable[RepoFile],
+        *,
+        days: int = 7,
+        tier: str = "Standard",
+        wait: float | None = None,
+    ) -> ThawReport:
+        """Ask S3 to restore a readable copy of each archived version in `files` for
+        `days` days (`tier`: Expedited, Standard or Bulk); with `wait` seconds, poll
+        with backoff until all are readable."""
+        from . import thaw
+
+        return thaw.thaw(self.session, files, days=days, tier=tier, wait=wait)
+
+    def thaw_status(self, files: Iterable[RepoFile]) -> builtins.list[ThawStatus]:
+        """Where each version's restore stands (a HEAD each: never a retrieval)."""
+        from . import thaw
+
+        return thaw.thaw_status(self.session, files)
+
     # -- housekeeping --------------------------------------------------------------------
 
     @at_boundary("garbage collection")
@@ -385,12 +436,13 @@ class Repo:
         return list_backups(self.session.backups)
 
     @at_boundary("verifying the store")
-    def verify(self, *, deep: bool = False) -> VerifyReport:
+    def verify(self, *, deep: bool = False, include_archived: bool = False) -> VerifyReport:
         """Check that every published (and unpurged expired) version's object is in the
-        store with the catalog's size and checksum; `deep` downloads and re-hashes."""
+        store with the catalog's size and checksum; `deep` downloads and re-hashes,
+        archived versions only with `include_archived` (a billed retrieval)."""
         from . import verify
 
-        return verify.verify_store(self.session, deep=deep)
+        return verify.verify_store(self.session, deep=deep, include_archived=include_archived)
 
     @at_boundary("verifying the cache")
     def verify_cache(self, *, repair: bool = True) -> CacheVerifyReport:

@@ -6,7 +6,8 @@ environment override, one-line description, validation rule and masking. The loa
 by it, so a new setting is added here and as a `Config` attribute, nowhere else (a test
 checks the two agree, and another that the README shows this table).
 
-This module sits below everything: it imports only the standard library and `repo.errors`.
+This module sits below everything: it imports only the standard library, `repo.errors` and
+the plain facts of `repo.storage_classes`.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from .errors import ConfigError
+from .storage_classes import ARCHIVE_CLASSES, DEFAULT_ARCHIVE_CLASS, EARLY_DELETION_POLICIES
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
@@ -89,6 +91,10 @@ SSE_ALGORITHM = Check(
     lambda s: s in S3_SSE_ALGORITHMS, "'AES256' (SSE-S3) or 'aws:kms' (SSE-KMS)", echo=True
 )
 KMS_KEY = Check(_printable, "a non-empty key id or ARN")
+ARCHIVE_CLASS = Check(
+    lambda s: s in ARCHIVE_CLASSES, "'GLACIER_IR', 'GLACIER' or 'DEEP_ARCHIVE'", echo=True
+)
+EARLY_DELETION = Check(lambda s: s in EARLY_DELETION_POLICIES, "'warn' or 'refuse'", echo=True)
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -284,6 +290,24 @@ SETTINGS: tuple[Setting, ...] = (
         description="where the bucket's ETags are no md5s (SSE-KMS, SSE-C, S3 Express): "
         "`read-back` reads every upload back and hashes it; `server` trusts the server's "
         "own check of the Content-MD5 and CRC32 sent (AWS checks them; some servers do not)",
+    ),
+    Setting(
+        key="archive_class",
+        types=_STR,
+        check=ARCHIVE_CLASS,
+        default=DEFAULT_ARCHIVE_CLASS,
+        description="the class `repo archive` moves versions to without `--class`: "
+        "`GLACIER_IR` (read without a restore), `GLACIER` or `DEEP_ARCHIVE` "
+        "(docs/archiving.md)",
+    ),
+    Setting(
+        key="archive_early_deletion",
+        types=_STR,
+        check=EARLY_DELETION,
+        default="warn",
+        description="when `repo archive` or `repo gc` would delete or move an archived object "
+        "before its class's minimum storage duration (90 or 180 days, billed anyway): "
+        "`warn` and go on, or `refuse`",
     ),
 )
 

@@ -9,25 +9,30 @@ through this host's cache. Objects are never overwritten: every put is create-on
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import os
+import shlex
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 
-from .errors import ConflictError, NotFoundError
+from .errors import ArchivedError, ConflictError, NotFoundError
 from .integrity import check_download
 from .paths import TOKEN_LENGTH, make_key, new_version_token
 from .stores.local import make_directories
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
+
     from .catalog import FileRecord
     from .session import Session
     from .stores.base import Progress, PutResult
 
 __all__ = [
     "DEFAULT_WORKERS",
+    "archived_reads",
     "cached_copy",
     "download",
     "fetch",
@@ -193,7 +198,8 @@ def fetch_into(
         # Only uploaded versions are downloaded, and those have both (for mypy).
         assert record.md5 is not None  # noqa: S101
         assert record.size is not None  # noqa: S101
-        got = session.locate(record).get_into(record.key, out, progress=progress)
+        with archived_reads(record):
+            got = session.locate(record).get_into(record.key, out, progress=progress)
         check_download(record.key, got.md5, got.size, md5=record.md5, size=record.size)
         logger.info(
             "downloaded %s (file %s): %d bytes, md5 verified", record.path, record.file_id, got.size
@@ -217,18 +223,35 @@ def download(
     assert record.md5 is not None  # noqa: S101
     assert record.size is not None  # noqa: S101
     session.copies.make_room(record.size)
-    path = session.cache.download(
-        session.locate(record),
-        record.key,
-        md5=record.md5,
-        size=record.size,
-        progress=progress,
-        sync=sync,
-        tee=tee,
-    )
+    with archived_reads(record):
+        path = session.cache.download(
+            session.locate(record),
+            record.key,
+            md5=record.md5,
+            size=record.size,
+            progress=progress,
+            sync=sync,
+            tee=tee,
+        )
     session.copies.noted(record.file_id, fresh=True, key=record.key)
     logger.info(
         "downloaded %s (file %s) into this host's cache: %d bytes, md5 verified",
         record.path, record.file_id, record.size,
     )  # fmt: skip
     return path
+
+
+@contextlib.contextmanager
+def archived_reads(record: FileRecord) -> Iterator[None]:
+    """A store's refusal to read an archived object, said about `record`'s version, with
+    the command that thaws it (by path for the current version, else by id)."""
+    try:
+        yield
+    except ArchivedError as exc:
+        where = record.storage_class or "an archival class"
+        target = shlex.quote(record.path) if record.state == "published" else str(record.file_id)
+        raise ArchivedError(
+            f"{record.path} (file {record.file_id}) is archived in {where} and has no "
+            "restored copy to read",
+            hint=f"repo thaw {target}",
+        ) from exc

@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
-__all__ = ["human_seconds", "human_size"]
+import re
+from datetime import timedelta
+
+from .errors import UsageError
+
+__all__ = ["human_seconds", "human_size", "parse_age"]
+
+_AGE = re.compile(r"([0-9]{1,6})([smhdw])")
+_AGE_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 
 
 def human_size(size: int | None) -> str:
@@ -24,3 +32,14 @@ def human_seconds(seconds: int) -> str:
             count = seconds // size
             return f"{count} {unit}{'s' if count != 1 else ''}"
     return f"{seconds} second{'s' if seconds != 1 else ''}"
+
+
+def parse_age(text: str) -> timedelta:
+    """``90d``, ``12h``, ``2w``, ``30m``, ``45s`` as a duration (`--older-than`)."""
+    found = _AGE.fullmatch(text.strip()) if isinstance(text, str) else None
+    if found is None:
+        raise UsageError(
+            f"not an age: {str(text)[:40]!r}",
+            hint="a number and a unit: s, m, h, d or w (e.g. 90d)",
+        )
+    return timedelta(seconds=int(found.group(1)) * _AGE_UNITS[found.group(2)])

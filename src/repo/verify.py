@@ -10,8 +10,9 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
 
 from .catalog.verification import versions_to_verify
-from .errors import NotFoundError, UntrustedDataError, UsageError
+from .errors import ArchivedError, NotFoundError, UntrustedDataError, UsageError
 from .integrity import READ_BACK, SERVER_CHECKED, normalize_etag
+from .storage_classes import needs_restore
 from .stores.base import DownloadResult, Store, hash_only
 from .transfers import DEFAULT_WORKERS
 
@@ -41,7 +42,7 @@ VERIFY_BATCH = 1000
 _CHUNK = 1024 * 1024
 _MULTIPART_ETAG = re.compile(r"[0-9a-f]{32}-[0-9]+")
 
-Outcome = Literal["ok", "size_only", "missing", "corrupt"]
+Outcome = Literal["ok", "size_only", "archived", "missing", "corrupt"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +70,9 @@ class VerifyCategory:
     #: Right size, but the checksum could not be compared without reading the object
     #: (a multipart ETag, or no ETag): only a deep check says more.
     size_only: list[Finding] = field(default_factory=list)
+    #: In a deep check, archived versions checked by a HEAD only (counted in `ok`):
+    #: reading them costs a retrieval, and GLACIER or DEEP_ARCHIVE ones need a thaw.
+    archived: list[Finding] = field(default_factory=list)
 
 
 @dataclass
@@ -76,6 +80,10 @@ class VerifyReport:
     """The outcome of one `verify_store` run."""
 
     deep: bool
+    #: A deep check read archived versions too (``include_archived``).
+    include_archived: bool = False
+    #: Bytes of the archived versions a deep check did not read (`VerifyCategory.archived`).
+    archived_bytes: int = 0
     published: VerifyCategory = field(default_factory=VerifyCategory)
     #: Expired versions not yet claimed by garbage collection (kept for backups).
     expired: VerifyCategory = field(default_factory=VerifyCategory)
@@ -101,9 +109,17 @@ class VerifyReport:
     def checked(self) -> int:
         return self.published.checked + self.expired.checked
 
+    @property
+    def archived(self) -> list[Finding]:
+        return self.published.archived + self.expired.archived
+
 
 def verify_store(
-    session: Session, *, deep: bool = False, workers: int = DEFAULT_WORKERS
+    session: Session,
+    *,
+    deep: bool = False,
+    include_archived: bool = False,
+    workers: int = DEFAULT_WORKERS,
 ) -> VerifyReport:
     """Check that every published version, and every expired one garbage collection has
     not claimed, exists in its store with the catalog's size and checksum.
@@ -112,13 +128,22 @@ def verify_store(
     downloads every object (not into the cache) and compares md5 and size. Store
     requests run in `workers` threads; the catalog is read in pages in this thread.
     Network and permission failures raise; nothing is changed anywhere.
+
+    A HEAD costs no retrieval, so a shallow check treats archived versions like any
+    other. A deep one checks them by a HEAD only and lists them (reading them is billed
+    per byte, and GLACIER or DEEP_ARCHIVE ones need a restore), unless
+    `include_archived`: then it reads those that are readable (restored, or GLACIER_IR).
     """
     if workers < 1:
         raise UsageError(f"workers must be at least 1, got {workers}")
-    report = VerifyReport(deep=deep)
+    report = VerifyReport(deep=deep, include_archived=include_archived)
+
+    def check(rec: FileRecord) -> tuple[Outcome, str]:
+        return _check_located(session, rec, deep=deep, include_archived=include_archived)
+
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="repo-verify") as pool:
         for batch in _versions(session):
-            outcomes = pool.map(lambda r: _check_located(session, r, deep=deep), batch)
+            outcomes = pool.map(check, batch)
             for rec, (outcome, reason) in zip(batch, outcomes, strict=True):
                 category = report.published if rec.state == "published" else report.expired
                 category.checked += 1
@@ -131,6 +156,9 @@ def verify_store(
                     category.ok += 1
                     if outcome == "size_only":
                         category.size_only.append(finding)
+                    elif outcome == "archived":
+                        category.archived.append(finding)
+                        report.archived_bytes += rec.size or 0
     _drop_purged(session, report)
     logger.info(
         "verify%s: %d checked, %d missing, %d corrupt, %d by size only",
@@ -178,13 +206,39 @@ def _drop_purged(session: Session, report: VerifyReport) -> None:
             category.checked -= len(gone)
 
 
-def _check_located(session: Session, rec: FileRecord, *, deep: bool) -> tuple[Outcome, str]:
+def _check_located(
+    session: Session, rec: FileRecord, *, deep: bool, include_archived: bool
+) -> tuple[Outcome, str]:
     """`check_object` in the store the catalog names, once that is proved to be ours."""
     try:
         store = session.locate(rec)
     except UntrustedDataError as exc:
         return "corrupt", exc.message
+    if deep and rec.storage_class is not None:
+        return _check_archived(store, rec, include_archived=include_archived)
     return check_object(store, rec, deep=deep)
+
+
+def _check_archived(
+    store: Store, rec: FileRecord, *, include_archived: bool
+) -> tuple[Outcome, str]:
+    """A deep check of an archived version: a HEAD, and a read only when asked for and
+    possible without a restore request (never one made here)."""
+    if include_archived:
+        try:
+            return check_object(store, rec, deep=True)
+        except ArchivedError:
+            why = f"in {rec.storage_class} with no restored copy: `repo thaw {rec.file_id}` first"
+        else:
+            why = ""
+    else:
+        why = f"in {rec.storage_class}: reading it is a billed retrieval" + (
+            " after a `repo thaw`" if needs_restore(rec.storage_class) else ""
+        )
+    outcome, reason = check_object(store, rec, deep=False)
+    if outcome in ("missing", "corrupt"):
+        return outcome, reason
+    return "archived", f"{why}; checked by HEAD only"
 
 
 def check_object(store: Store, rec: FileRecord, *, deep: bool) -> tuple[Outcome, str]:

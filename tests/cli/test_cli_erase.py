@@ -87,7 +87,7 @@ def test_json_is_one_object_with_each_version_as_it_was(
 
     assert (done.exit_code, done.stderr) == (0, "")
     doc = json.loads(done.stdout)
-    assert doc == {"dry_run": False, "purged": [file_doc(new)], "bytes": 6}
+    assert doc == {"dry_run": False, "purged": [file_doc(new)], "bytes": 6, "early_deletion": []}
     assert doc["purged"][0]["state"] == "published"
 
 

@@ -33,9 +33,10 @@ def test_every_command_has_help_with_an_example(embedded_cli: CliRun) -> None:
     assert isinstance(repo_cli, click.Group)
     assert sorted(repo_cli.commands) == sorted(
         [
-            "add", "backup", "cache", "cat", "config", "create", "ctl", "demo", "destroy",
-            "expire", "fetch", "find", "gc", "get", "history", "host", "list", "publish",
-            "purge", "recover", "restore", "show", "status", "tag", "upload", "verify",
+            "add", "archive", "backup", "cache", "cat", "config", "create", "ctl", "demo",
+            "destroy", "expire", "fetch", "find", "gc", "get", "history", "host", "list",
+            "publish", "purge", "recover", "restore", "show", "status", "tag", "thaw",
+            "upload", "verify",
         ]
     )  # fmt: skip
     argvs: list[list[str]] = []
@@ -96,7 +97,8 @@ def test_json_shapes_are_stable(cli: CliRun, tmp_path: Path) -> None:
         "s3_endpoint_url", "s3_region", "s3_access_key", "s3_secret_key", "cache_max_bytes",
         "unpublished_ttl_seconds", "expired_ttl_seconds", "orphan_grace_seconds",
         "backups_before_purge", "backup_keep", "s3_timeout_seconds", "s3_sse",
-        "s3_sse_kms_key_id", "backup_key", "s3_upload_check",
+        "s3_sse_kms_key_id", "backup_key", "s3_upload_check", "archive_class",
+        "archive_early_deletion",
     ]  # fmt: skip
     assert all(list(s) == ["value", "origin"] for s in settings["settings"].values())
 

@@ -11,6 +11,7 @@
   verified copy; the hosts and what their caches hold.
 * adding many versions at once (`Repo.add_tree`) -> `bulk` (`BulkQueries`).
 * garbage collection -> `purge` (`PurgeQueries`): what may go, claims, forgetting rows.
+* archival storage classes -> `archiving` (`ArchiveQueries`): recording a move.
 * journal entries -> `replay` (`ReplayQueries`): each commit's entry, and replaying
   entries on restore.
 * backups and restores -> `dump` (`DumpQueries`): dumping and loading whole tables, the

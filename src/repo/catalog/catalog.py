@@ -6,6 +6,7 @@ connection, transactions and schema set-up come from `base`.
 
 from __future__ import annotations
 
+from .archiving import ArchiveQueries
 from .bulk import BulkQueries, NewVersion
 from .copies import CopyQueries, HostCopy, HostSummary
 from .dump import BackupRecord, DumpQueries
@@ -26,5 +27,6 @@ class Catalog(
     PurgeQueries,
     ReplayQueries,
     DumpQueries,
+    ArchiveQueries,
 ):
     """The catalog of one repository: files, paths, tags and hosts."""

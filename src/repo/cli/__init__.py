@@ -22,6 +22,7 @@ from ..errors import RepoError
 from . import app as app_module
 from .admin import config, create, ctl, demo, destroy
 from .app import App, freeze_heap
+from .archival import archive, thaw
 from .backups import backup, restore
 from .erase import purge
 from .fetching import fetch
@@ -182,6 +183,7 @@ def _late_config(ctx: click.Context, _param: click.Parameter, value: str | None)
 #: One line per command for `repo --help`, short enough never to be cut off at 80 columns.
 SUMMARIES = {
     "add": "Add local files as new versions.",
+    "archive": "Move versions to an archival storage class (Glacier).",
     "backup": "Back the catalog up into the backup store.",
     "cache": "This host's cache of verified copies.",
     "cat": "Write a file's current version to standard output.",
@@ -204,6 +206,7 @@ SUMMARIES = {
     "show": "Every version of a path, in full.",
     "status": "Whether the catalog and store answer; counts.",
     "tag": "Add or remove tags.",
+    "thaw": "Restore archived versions so they can be read.",
     "upload": "Upload and verify a version.",
     "verify": "Check the store against the catalog.",
 }
@@ -235,6 +238,8 @@ for _command in (
     restore,
     verify,
     recover,
+    archive,
+    thaw,
 ):
     # `--config` is also accepted after the command name (`repo list --config FILE`);
     # not on `ctl`, whose `--config` is the seed's "show the configuration".

@@ -69,6 +69,7 @@ def purge(
                 "dry_run": rep.dry_run,
                 "purged": [file_doc(f) for f in rep.purged],
                 "bytes": rep.bytes,
+                "early_deletion": rep.early_deletion,
             }
         )
         return
@@ -76,6 +77,8 @@ def purge(
     for f in rep.purged:
         echo(_line(verb, f))
     echo(f"{verb} {_versions(len(rep.purged))} ({human_size(rep.bytes)})")
+    for line in rep.early_deletion:
+        echo(f"{'would pay' if dry_run else 'paid'}: {line}")
     if rep.staging_removed:
         echo(f"removed {rep.staging_removed} staging copies on this host")
 

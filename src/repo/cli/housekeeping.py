@@ -56,6 +56,8 @@ def gc(app: App, dry_run: bool, orphans: bool, as_json: bool) -> None:
                 "partial_downloads_removed": rep.partial_downloads_removed,
                 "store_temporaries_removed": rep.store_temporaries_removed,
                 "not_done": rep.not_done,
+                "early_deletion": rep.early_deletion,
+                "kept_for_minimum_duration": rep.kept_for_minimum_duration,
             }
         )
         return
@@ -94,6 +96,13 @@ def gc(app: App, dry_run: bool, orphans: bool, as_json: bool) -> None:
         partials=rep.partial_downloads_removed,
         store=rep.store_temporaries_removed,
     )
+    if rep.kept_for_minimum_duration:
+        echo(
+            f"kept {rep.kept_for_minimum_duration} archived versions until their storage "
+            "class's minimum duration has passed (archive_early_deletion: refuse)"
+        )
+    for line in rep.early_deletion:
+        echo(f"{'would pay' if dry_run else 'paid'}: {line}")
     for line in rep.not_done:
         echo(f"not done: {line}")
 

@@ -46,12 +46,15 @@ def _category(c: VerifyCategory) -> dict[str, object]:
         "missing": [_finding(f) for f in c.missing],
         "corrupt": [_finding(f) for f in c.corrupt],
         "size_only": [_finding(f) for f in c.size_only],
+        "archived": [_finding(f) for f in c.archived],
     }
 
 
 def verify_doc(rep: VerifyReport) -> dict[str, object]:
     return {
         "deep": rep.deep,
+        "include_archived": rep.include_archived,
+        "archived_bytes": rep.archived_bytes,
         "ok": rep.ok,
         "published": _category(rep.published),
         "expired": _category(rep.expired),
@@ -84,6 +87,12 @@ def _echo_verify(rep: VerifyReport) -> None:
             f"{len(rep.size_only)} objects were checked by size only (their ETag is no md5: "
             "multipart uploads, or encrypted by the server); `repo verify --deep` reads them"
         )
+    if rep.archived:
+        echo(
+            f"{len(rep.archived)} archived objects ({human_size(rep.archived_bytes)}) were "
+            "checked by HEAD only: reading them is a billed retrieval (GLACIER and "
+            "DEEP_ARCHIVE ones after `repo thaw`); `--include-archived` reads those readable"
+        )
 
 
 @click.command()
@@ -92,15 +101,24 @@ def _echo_verify(rep: VerifyReport) -> None:
     "--cache", is_flag=True, help="Re-hash this host's cached copies instead of the store."
 )
 @click.option("--dry-run", is_flag=True, help="With --cache: report damage; change nothing.")
+@click.option(
+    "--include-archived",
+    is_flag=True,
+    help="With --deep: read archived versions too (billed retrievals; unrestored ones "
+    "are checked by HEAD).",
+)
 @json_option()
 @pass_app
-def verify(app: App, deep: bool, cache: bool, dry_run: bool, as_json: bool) -> None:
+def verify(
+    app: App, deep: bool, cache: bool, dry_run: bool, include_archived: bool, as_json: bool
+) -> None:
     """Check that every published file, and every expired one not yet purged, is in the
     store with the catalog's size and checksum. Without --cache, changes nothing.
 
     Without --deep, one request per object: the size, and the ETag where it is the md5
     (single-part uploads). Bit rot under an unchanged ETag, and damage to multipart
-    objects, need --deep. Exit status 1 if anything is missing or corrupt.
+    objects, need --deep; archived versions are read only with --include-archived
+    (billed retrievals). Exit status 1 if anything is missing or corrupt.
 
     With --cache, re-hash every copy in this host's cache instead (reads each cached
     byte; reads from the cache check only the size): damaged copies are evicted and
@@ -117,6 +135,10 @@ def verify(app: App, deep: bool, cache: bool, dry_run: bool, as_json: bool) -> N
         raise click.UsageError("--deep checks the store; --cache checks this host's cache")
     if dry_run and not cache:
         raise click.UsageError("--dry-run goes with --cache (`repo verify` changes nothing)")
+    if include_archived and not deep:
+        raise click.UsageError(
+            "--include-archived goes with --deep (a shallow check reads nothing)"
+        )
     if cache:
         with app.repo() as r:
             cached = r.verify_cache(repair=not dry_run)
@@ -128,7 +150,7 @@ def verify(app: App, deep: bool, cache: bool, dry_run: bool, as_json: bool) -> N
             sys.exit(1)
         return
     with app.repo() as r:
-        rep = r.verify(deep=deep)
+        rep = r.verify(deep=deep, include_archived=include_archived)
     if as_json:
         echo_json(verify_doc(rep))
     else:

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from ..errors import UsageError
 from ..integrity import ETAG
+from ..storage_classes import needs_restore
 
 if TYPE_CHECKING:
     from datetime import datetime
@@ -21,6 +22,8 @@ if TYPE_CHECKING:
 
 __all__ = [
     "SMALL_OBJECT_MAX",
+    "Archivable",
+    "ArchiveState",
     "DownloadResult",
     "ObjectInfo",
     "Progress",
@@ -28,6 +31,7 @@ __all__ = [
     "Store",
     "Tee",
     "Writable",
+    "archivable",
     "check_small",
     "copy_hashing",
     "hash_only",
@@ -46,6 +50,27 @@ class ObjectInfo:
     etag: str | None = None
     last_modified: datetime | None = None
     metadata: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class ArchiveState:
+    """Where an object stands as to archival, from a HEAD (free of retrieval charges).
+
+    `storage_class` is None for the class objects are uploaded in (S3 names no class for
+    STANDARD). `restoring` is True while a restore runs, False once a restored copy is
+    readable (until `restored_until`), None when no restore was asked for.
+    """
+
+    key: str
+    size: int
+    storage_class: str | None
+    restoring: bool | None = None
+    restored_until: datetime | None = None
+
+    @property
+    def readable(self) -> bool:
+        """Whether a GET of the object works now, without (another) restore."""
+        return not needs_restore(self.storage_class) or self.restoring is False
 
 
 @dataclass(frozen=True, slots=True)
@@ -251,3 +276,47 @@ class Store(Protocol):
     def close(self) -> None:
         """Release connections and threads."""
         ...
+
+
+@runtime_checkable
+class Archivable(Protocol):
+    """A store with archival storage classes (S3): an optional part of the interface.
+
+    Asked with ``isinstance(store, Archivable)``; a store without archival classes (a
+    local directory) simply does not have these methods. Errors as for `Store`.
+    """
+
+    def move_to_class(self, key: str, storage_class: str, *, md5: str, size: int) -> str:
+        """Move object `key` to `storage_class` in place: same key, same content, same
+        metadata. Verified before it returns: a HEAD shows the class, `size` and the
+        metadata, and the content is still `md5` where the ETag can tell (``"etag"`` is
+        returned); where it cannot (a multipart or SSE-KMS object), the copy's source was
+        pinned by its ETag, checked against `md5` and `size` first (``"source"``). Raises
+        `StoreError` when the server did not apply the class, after putting back what it
+        changed where it can; nothing is then to be recorded.
+        """
+        ...
+
+    def archive_state(self, key: str) -> ArchiveState:
+        """The object's storage class and restore status, from one HEAD."""
+        ...
+
+    def request_restore(self, key: str, *, days: int, tier: str) -> bool:
+        """Ask for a readable copy of archived object `key` for `days` days, at `tier`.
+
+        Returns True when a restore started, False when a restored copy was there
+        already (its expiry is moved to `days` from now). A restore already running is
+        `ConflictError`; a tier without capacity now (Expedited) is `StoreError`.
+        """
+        ...
+
+
+def archivable(store: Store) -> Archivable:
+    """`store` as an `Archivable`, or a `UsageError` saying it has no archival classes
+    (a local directory, or any backend without them)."""
+    if not isinstance(store, Archivable):
+        raise UsageError(
+            f"the store {store.url} has no archival storage classes",
+            hint="archival needs an S3 store (s3://...)",
+        )
+    return store

@@ -19,8 +19,16 @@ import obstore.exceptions as obx
 from ..errors import NotFoundError, StoreError
 from ..integrity import normalize_etag
 from ..urls import mask_url
-from . import s3_download
-from .base import DownloadResult, ObjectInfo, Progress, PutResult, Writable, check_small
+from . import s3_archive, s3_download
+from .base import (
+    ArchiveState,
+    DownloadResult,
+    ObjectInfo,
+    Progress,
+    PutResult,
+    Writable,
+    check_small,
+)
 from .s3_client import S3Connection
 from .s3_multipart import PART_CONCURRENCY, abort_stale_uploads, put_multipart
 from .s3_put import put_single
@@ -48,7 +56,8 @@ class S3Store:
     """A bucket (and optional prefix) on S3 or an S3-compatible server.
 
     It wires the pieces: clients in `s3_client`, puts in `s3_put` and `s3_multipart`,
-    reads in `s3_download`, retries in `s3_retry`, errors in `s3_errors`.
+    reads in `s3_download`, retries in `s3_retry`, errors in `s3_errors`, archival
+    classes in `s3_archive` (it is also a `base.Archivable`).
     """
 
     def __init__(
@@ -246,3 +255,14 @@ class S3Store:
 
     def close(self) -> None:
         self._conn.close()
+
+    # -- Archivable ----------------------------------------------------------------------
+
+    def move_to_class(self, key: str, storage_class: str, *, md5: str, size: int) -> str:
+        return s3_archive.move_to_class(self._conn, key, storage_class, md5=md5, size=size)
+
+    def archive_state(self, key: str) -> ArchiveState:
+        return s3_archive.archive_state(self._conn, key)
+
+    def request_restore(self, key: str, *, days: int, tier: str) -> bool:
+        return s3_archive.request_restore(self._conn, key, days=days, tier=tier)

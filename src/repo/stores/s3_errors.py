@@ -11,7 +11,14 @@ from urllib.parse import urlsplit
 
 import obstore.exceptions as obx
 
-from ..errors import ConflictError, NotFoundError, RepoError, StoreError, VerificationError
+from ..errors import (
+    ArchivedError,
+    ConflictError,
+    NotFoundError,
+    RepoError,
+    StoreError,
+    VerificationError,
+)
 from ..urls import mask_url
 from .s3_wire import first_line, s3_code
 
@@ -71,6 +78,12 @@ def _translate(
         return NotFoundError(f"object {where} not found")
     if isinstance(exc, obx.AlreadyExistsError | obx.PreconditionError):
         return ConflictError(f"object {where} already exists; objects are never overwritten")
+    if code == "InvalidObjectState":
+        # A 403, but about the object's storage class, not the credentials.
+        return ArchivedError(
+            f"object {where} is archived and has no restored copy to read (InvalidObjectState)",
+            hint="restore it first with `repo thaw`",
+        )
     if code in ("RequestTimeTooSkewed", *_WRONG_REGION):
         # Answered as "forbidden" or "bad request", but not about the credentials.
         return _from_code(code, where)
