@@ -51,7 +51,7 @@ def test_archive_then_cat_says_how_to_thaw_then_thaw_makes_it_readable(
     assert dry.stdout == (
         f"would archive logs/a.log (file {a}, 4 B)\n"
         f"would archive logs/b.log (file {b}, 2 B)\n"
-        "would archive 2 version(s) (6 B) to GLACIER; 0 there already, 0 skipped\n"
+        "would archive 2 versions (6 B) to GLACIER; 0 there already, 0 skipped\n"
     )
     done = run("archive", "logs/a.log", "--class", "GLACIER_IR", "--dry-run")
     assert (done.exit_code, done.stderr) == (0, "")  # GLACIER_IR bills no overhead
@@ -59,7 +59,7 @@ def test_archive_then_cat_says_how_to_thaw_then_thaw_makes_it_readable(
     assert done.exit_code == 0
     assert done.stdout == (
         f"archived logs/a.log (file {a}, 4 B)\n"
-        "archived 1 version(s) (4 B) to GLACIER; 0 there already, 0 skipped\n"
+        "archived 1 version (4 B) to GLACIER; 0 there already, 0 skipped\n"
     )
 
     deep = run("verify", "--deep")

@@ -140,7 +140,8 @@ def _echo_archive(report: ArchiveReport) -> None:
             err=True,
         )
     echo(
-        f"{verb} {len(report.archived)} version(s) ({human_size(report.bytes)}) to "
+        f"{verb} {len(report.archived)} "
+        f"{'version' if len(report.archived) == 1 else 'versions'} ({human_size(report.bytes)}) to "
         f"{report.storage_class}; {len(report.already)} there already, "
         f"{len(report.skipped)} skipped"
     )
