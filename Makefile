@@ -4,6 +4,9 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
+# Test processes (pytest-xdist): each starts its own servers. 0 runs the suite in this
+# process, as a debugger wants.
+TEST_WORKERS ?= 2
 
 .PHONY: venv test demo lint constraints bench
 
@@ -36,7 +39,7 @@ $(VENV)/.installed-test: pyproject.toml constraints.txt
 test: venv
 	scripts/ensure-postgres
 	scripts/ensure-tools
-	$(BIN)/python -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -q -p no:cacheprovider -n $(TEST_WORKERS) $(PYTEST_ARGS)
 
 # The tour of README.md's quick start, in a throwaway repository (see src/repo/demo.py).
 demo: $(VENV)/.installed-run
