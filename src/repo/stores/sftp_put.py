@@ -1,0 +1,211 @@
+"""One upload to the ``sftp://`` store: send to a temporary name, check, rename into place.
+
+The bytes go out pipelined (each chunk as parallel SFTP writes, the next chunk read and
+hashed meanwhile) into ``.tmp-<token>`` beside the object's final name, opened with
+``O_EXCL``. Then the file is flushed to the server's disk, checked (size, then md5 by
+``md5sum`` on the server or by reading it back), and renamed with plain SFTP rename,
+which refuses an existing name: an object someone else created is never replaced. The
+sidecar with the md5 and user metadata is written last. A temporary file is removed on
+any failure that leaves the connection up; one a broken connection strands is for
+`SftpStore.clean_temporaries`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import posixpath
+from collections import deque
+from typing import TYPE_CHECKING, Any
+
+import asyncssh
+
+from ..errors import ConflictError, StoreError, VerificationError
+from ..integrity import ETAG, READ_BACK
+from .base import Progress, PutResult, hash_only
+from .sftp_session import is_transient, translate
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+    from concurrent.futures import Future
+
+    from .sftp import SftpStore
+
+__all__ = ["Upload"]
+
+_CREATE_ONLY = asyncssh.FXF_WRITE | asyncssh.FXF_CREAT | asyncssh.FXF_EXCL
+
+
+class Upload:
+    """A put of one object; `run` may be called again after a broken connection, and
+    progress already reported is not reported twice."""
+
+    def __init__(
+        self,
+        store: SftpStore,
+        key: str,
+        path: str,
+        metadata: dict[str, str],
+        progress: Progress | None,
+    ) -> None:
+        self.store = store
+        self.session = store._session
+        self.key = key
+        self.path = path
+        self.metadata = metadata
+        self.progress = progress
+        self.reported = 0
+
+    def run(self, chunks: Iterator[bytes]) -> PutResult:
+        from .sftp import new_temp_name
+
+        session = self.session
+        sftp: asyncssh.SFTPClient = session.run(session.checkout())
+        broken = True
+        tmp: str | None = None
+        try:
+            directory = posixpath.dirname(self.path)
+            session.run(sftp.makedirs(directory, exist_ok=True))
+            tmp = new_temp_name(directory)
+            md5, size = self._send(sftp, tmp, chunks)
+            verified_with = self._check(sftp, tmp, md5, size)
+            result = self._rename(sftp, tmp, md5, size, verified_with)
+            tmp = None
+            broken = False
+            return result
+        except BaseException as exc:
+            broken = is_transient(exc)
+            raise
+        finally:
+            if tmp is not None and not broken:
+                with contextlib.suppress(Exception):
+                    session.run(sftp.remove(tmp))
+            session.loop_call(session.checkin, sftp, broken=broken)
+
+    # -- sending -------------------------------------------------------------------------
+
+    def _send(
+        self, sftp: asyncssh.SFTPClient, tmp: str, chunks: Iterator[bytes]
+    ) -> tuple[str, int]:
+        from .sftp import IN_FLIGHT, OBJECT_MODE
+
+        session = self.session
+        attrs = asyncssh.SFTPAttrs(permissions=OBJECT_MODE)
+        f = session.run(sftp.open(tmp, _CREATE_ONLY, attrs, encoding=None))
+        md5 = hashlib.md5(usedforsecurity=False)
+        offset = 0
+        pending: deque[tuple[Future[Any], int]] = deque()
+        try:
+            for chunk in chunks:
+                md5.update(chunk)
+                pending.append((session.submit(f.write(chunk, offset)), offset + len(chunk)))
+                offset += len(chunk)
+                while len(pending) > IN_FLIGHT:
+                    self._settle(sftp, *pending.popleft())
+            while pending:
+                self._settle(sftp, *pending.popleft())
+            session.run(f.fsync())
+        finally:
+            for fut, _end in pending:
+                with contextlib.suppress(Exception):
+                    fut.result()
+            with contextlib.suppress(Exception):
+                session.run(f.close())
+        return md5.hexdigest(), offset
+
+    def _settle(self, sftp: asyncssh.SFTPClient, fut: Future[Any], end: int) -> None:
+        try:
+            fut.result()
+        except asyncssh.SFTPError as exc:
+            if exc.code == asyncssh.FX_FAILURE and self._disk_full(sftp):
+                raise StoreError(
+                    f"write of {self.key!r} failed: no space left on the server's disk "
+                    f"({self.store.target.where}:{self.store.root})",
+                    hint="free space on the server, or move the store to a larger disk",
+                ) from exc
+            raise
+        if end > self.reported:
+            if self.progress is not None:
+                self.progress(end - self.reported)
+            self.reported = end
+
+    def _disk_full(self, sftp: asyncssh.SFTPClient) -> bool:
+        """Is the store's filesystem out of space (OpenSSH says only "Failure")?"""
+        try:
+            vfs = self.session.run(sftp.statvfs(self.store.root))
+        except Exception:
+            return False
+        return bool(vfs.bavail * vfs.frsize < 1024 * 1024)
+
+    # -- checking ------------------------------------------------------------------------
+
+    def _check(self, sftp: asyncssh.SFTPClient, tmp: str, md5: str, size: int) -> str:
+        """Is what the server holds what we sent? Returns what vouched for it."""
+        from .sftp import md5sum_timeout
+
+        stored = self.session.run(sftp.stat(tmp)).size
+        got = self.session.run(self.session.server_md5(tmp, md5sum_timeout(size)))
+        verified_with = ETAG
+        if got is None:
+            got = hash_only(self.store._chunks_from(tmp, 0)).md5
+            verified_with = READ_BACK
+        if stored != size or got != md5:
+            raise VerificationError(
+                f"upload of {self.key!r} failed verification: the server holds {stored} "
+                f"bytes with md5 {got}, {size} bytes with md5 {md5} were sent",
+                hint="the network or the server's disk damaged the bytes; retry",
+            )
+        return verified_with
+
+    # -- into place ----------------------------------------------------------------------
+
+    def _rename(
+        self, sftp: asyncssh.SFTPClient, tmp: str, md5: str, size: int, verified_with: str
+    ) -> PutResult:
+        session = self.session
+        try:
+            session.run(sftp.rename(tmp, self.path))  # SSH_FXP_RENAME: fails if it exists
+        except asyncssh.SFTPError as exc:
+            if is_transient(exc) or not session.run(sftp.exists(self.path)):
+                raise
+            # Ours from an attempt whose answer was lost, or a crash before it was
+            # recorded? Keep it. Anything else is someone else's: never replaced.
+            info = self.store.head(self.key)
+            existing = info.etag
+            if existing is None and info.size == size:
+                existing = self.store.server_md5_of(self.key)
+            if info.size != size or existing != md5:
+                raise ConflictError(
+                    f"object {self.key!r} already exists; objects are never overwritten"
+                ) from None
+            session.run(sftp.remove(tmp))
+        self._write_meta(sftp, md5, size)
+        return PutResult(key=self.key, md5=md5, size=size, etag=md5, verified_with=verified_with)
+
+    def _write_meta(self, sftp: asyncssh.SFTPClient, md5: str, size: int) -> None:
+        from .sftp import new_temp_name
+
+        session = self.session
+        meta = self.store._meta_path(self.key)
+        doc = json.dumps({"md5": md5, "size": size, "metadata": self.metadata}).encode()
+        session.run(sftp.makedirs(posixpath.dirname(meta), exist_ok=True))
+        tmp = new_temp_name(posixpath.dirname(meta))
+        try:
+            f = session.run(sftp.open(tmp, _CREATE_ONLY, encoding=None))
+            try:
+                session.run(f.write(doc, 0))
+                session.run(f.fsync())
+            finally:
+                session.run(f.close())
+            # A sidecar is ours to replace (a retry's); an object never is.
+            session.run(sftp.posix_rename(tmp, meta))
+            tmp = ""
+        except asyncssh.SFTPError as exc:
+            if is_transient(exc):
+                raise
+            raise translate(exc, f"write of {self.key!r}'s metadata", self.store.target) from exc
+        finally:
+            if tmp:
+                with contextlib.suppress(Exception):
+                    session.run(sftp.remove(tmp))
