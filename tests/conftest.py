@@ -27,6 +27,7 @@ from sqlalchemy import event
 
 from harness.postgres import PostgresServer
 from harness.s3servers import MotoS3Server, RcloneS3Server, S3Server
+from harness.sshd import SshServer, sshd_missing
 from repo.settings import SETTINGS
 
 if TYPE_CHECKING:
@@ -35,6 +36,9 @@ if TYPE_CHECKING:
 
 S3_SERVER_NAMES = ["rclone", "moto"]
 STORE_KINDS = ["file", "rclone", "moto"]
+#: Not in STORE_KINDS (every Repo test would run on it): the store contract suite and
+#: tests/stores/test_sftp_*.py ask for it by name.
+SFTP = "sftp"
 CATALOG_KINDS = ["sqlite", "postgresql"]
 
 
@@ -128,6 +132,21 @@ def moto_server() -> Iterator[MotoS3Server]:
         server.stop()
 
 
+@pytest.fixture(scope="session")
+def sshd_server() -> Iterator[SshServer]:
+    """A throwaway OpenSSH server (tests/harness/sshd.py), for ``sftp://`` stores."""
+    why = sshd_missing()
+    if why is not None:
+        if os.environ.get("REPO_TEST_ALLOW_MISSING_TOOLS"):
+            pytest.skip(why)
+        pytest.fail(why)
+    server = SshServer().start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
 def _s3_server(request: pytest.FixtureRequest, name: str) -> S3Server:
     server: S3Server = request.getfixturevalue(f"{name}_server")
     return server
@@ -190,6 +209,8 @@ class StoreTarget:
     region: str | None
     server_name: str
     server: S3Server | None = None
+    #: For ``sftp://``: the client key and known_hosts file.
+    ssh_options: dict[str, str] | None = None
 
     @property
     def is_s3(self) -> bool:
@@ -211,7 +232,18 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> StoreTarget:
 
 
 def make_store_target(request: pytest.FixtureRequest, kind: str, tmp_path: Path) -> StoreTarget:
-    """A fresh store of `kind` (one of `STORE_KINDS`)."""
+    """A fresh store of `kind` (one of `STORE_KINDS`, or `SFTP`)."""
+    if kind == SFTP:
+        sshd: SshServer = request.getfixturevalue("sshd_server")
+        return StoreTarget(
+            url=sshd.url(sshd.new_root()),
+            endpoint_url=None,
+            access_key=None,
+            secret_key=None,
+            region=None,
+            server_name=SFTP,
+            ssh_options=sshd.client_options(),
+        )
     if kind == "file":
         path = tmp_path / "store"
         path.mkdir()
@@ -245,6 +277,8 @@ def repo_config(tmp_path: Path, catalog_url: str, store_url: StoreTarget) -> dic
         "database": catalog_url,
         "host_name": "test-host",
     }
+    if store_url.ssh_options:
+        config.update(store_url.ssh_options)
     if store_url.is_s3:
         assert store_url.endpoint_url
         assert store_url.access_key

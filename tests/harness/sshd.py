@@ -87,8 +87,7 @@ class SshServer:
         authorized = self.dir / "authorized_keys"
         authorized.write_text((self.dir / "client_key.pub").read_text())
         authorized.chmod(0o644)
-        host_pub = (self.dir / "host_key.pub").read_text().split()
-        self.known_hosts.write_text(f"[{self.host}]:{self.port} {host_pub[0]} {host_pub[1]}\n")
+        self.known_hosts_for(self.port, self.known_hosts)
         self.make_dir(self.data)
         config = self.dir / "sshd_config"
         lines = [
@@ -114,17 +113,21 @@ class SshServer:
         config.write_text("\n".join(lines) + "\n")
         if os.geteuid() == 0:
             Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)
-        self._proc = subprocess.Popen(
-            [SSHD, "-D", "-e", "-f", str(config)],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=open(self.dir / "sshd.log", "wb"),  # noqa: SIM115 - the child keeps it
-        )
+        with open(self.dir / "sshd.log", "wb") as log:
+            self._proc = subprocess.Popen(
+                [SSHD, "-D", "-e", "-f", str(config)],
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=log,
+            )
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
             if self._proc.poll() is not None:
                 raise RuntimeError(f"sshd exited: {(self.dir / 'sshd.log').read_text()}")
-            with contextlib.suppress(OSError), socket.create_connection((self.host, self.port), 0.2):
+            with (
+                contextlib.suppress(OSError),
+                socket.create_connection((self.host, self.port), 0.2),
+            ):
                 return self
             time.sleep(0.05)
         self.stop()
@@ -144,6 +147,12 @@ class SshServer:
 
     def url(self, root: Path | str, port: int | None = None) -> str:
         return f"sftp://{self.user}@{self.host}:{port or self.port}{root}"
+
+    def known_hosts_for(self, port: int, path: Path) -> Path:
+        """A known_hosts file naming this server's key at `port` (a relay's, say)."""
+        host_pub = (self.dir / "host_key.pub").read_text().split()
+        path.write_text(f"[{self.host}]:{port} {host_pub[0]} {host_pub[1]}\n")
+        return path
 
     def client_options(self) -> dict[str, str]:
         return {"ssh_key_file": str(self.key_file), "ssh_known_hosts": str(self.known_hosts)}

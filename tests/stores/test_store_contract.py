@@ -1,4 +1,5 @@
-"""One contract, every store backend: a local directory, rclone and moto over HTTP.
+"""One contract, every store backend: a local directory, rclone and moto over HTTP, and
+a directory on a throwaway OpenSSH server over SFTP.
 
 The S3 store also runs it through the fault proxy imitating servers that bend the
 protocol (`harness.proxy.DEVIATIONS`: opaque ETags, no checksums, If-None-Match ignored,
@@ -20,7 +21,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from conftest import STORE_KINDS, StoreTarget, make_store_target
+from conftest import SFTP, STORE_KINDS, StoreTarget, make_store_target
 from harness.proxy import DEVIATIONS, FaultProxy
 from repo.errors import ConflictError, NotFoundError, StoreError, UsageError
 from repo.integrity import ETAG, READ_BACK
@@ -69,7 +70,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "deviation" not in metafunc.fixturenames:
         return
     name = metafunc.function.__name__
-    cases = [(kind, FAITHFUL) for kind in STORE_KINDS] + [
+    cases = [(kind, FAITHFUL) for kind in [*STORE_KINDS, SFTP]] + [
         ("moto", d) for d, tests in DEVIATION_TESTS.items() if tests is None or name in tests
     ]
     metafunc.parametrize(
@@ -111,13 +112,25 @@ def store(store_url: object, deviation: str) -> Iterator[Store]:
             part_size=5 * 1024 * 1024,
         )
     else:
-        s = open_store(target.url)  # type: ignore[attr-defined]
+        s = _open_sftp(target) if target.ssh_options else open_store(target.url)  # type: ignore[attr-defined]
     try:
         yield s
     finally:
         s.close()
         if proxy is not None:
             proxy.stop()
+
+
+def _open_sftp(target: StoreTarget) -> Store:
+    """An ``sftp://`` store logging in with the test server's key and known_hosts."""
+    from repo.stores.sftp import SftpStore
+
+    assert target.ssh_options
+    return SftpStore(
+        target.url,
+        key_file=target.ssh_options["ssh_key_file"],
+        known_hosts=target.ssh_options["ssh_known_hosts"],
+    )
 
 
 def _refuses_overwrites(store_url: object, deviation: str) -> bool:
@@ -305,6 +318,8 @@ def test_list_pages_past_one_thousand_objects(
 ) -> None:
     if getattr(store_url, "server_name", "") == "moto":
         pytest.skip("1,000+ puts to moto take too long for the normal suite")
+    if getattr(store_url, "server_name", "") == SFTP:
+        pytest.skip("1,000+ puts over SSH take too long: test_sftp_store lists 1,005 files")
     src = _file(tmp_path, b"p")
     keys = [f"{store.key_prefix}data/many/{i:05d}~t" for i in range(1005)]
     for key in keys:
@@ -488,6 +503,12 @@ def _interrupted_write(store: Store, key: str) -> Callable[[], bool | None]:
             return any(u["Key"] == key for u in found.get("Uploads", []))
 
         return pending
+    if store.url.startswith("sftp://"):
+        # The server is this machine: leave a temp file beside where the object would be.
+        killed = Path(store.bucket) / key.rsplit("/", 1)[0] / ".tmp-killed"
+        killed.parent.mkdir(parents=True, exist_ok=True)
+        killed.write_bytes(b"half")
+        return killed.exists
     root = Path(store.bucket) / ".repo-tmp"
     root.mkdir(exist_ok=True)
     (root / "put-killed").write_bytes(b"half")

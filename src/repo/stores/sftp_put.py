@@ -66,7 +66,6 @@ class Upload:
         tmp: str | None = None
         try:
             directory = posixpath.dirname(self.path)
-            session.run(sftp.makedirs(directory, exist_ok=True))
             tmp = new_temp_name(directory)
             md5, size = self._send(sftp, tmp, chunks)
             verified_with = self._check(sftp, tmp, md5, size)
@@ -92,7 +91,7 @@ class Upload:
 
         session = self.session
         attrs = asyncssh.SFTPAttrs(permissions=OBJECT_MODE)
-        f = session.run(sftp.open(tmp, _CREATE_ONLY, attrs, encoding=None))
+        f = session.run(create(sftp, tmp, attrs))
         md5 = hashlib.md5(usedforsecurity=False)
         offset = 0
         pending: deque[tuple[Future[Any], int]] = deque()
@@ -189,13 +188,13 @@ class Upload:
         session = self.session
         meta = self.store._meta_path(self.key)
         doc = json.dumps({"md5": md5, "size": size, "metadata": self.metadata}).encode()
-        session.run(sftp.makedirs(posixpath.dirname(meta), exist_ok=True))
         tmp = new_temp_name(posixpath.dirname(meta))
         try:
-            f = session.run(sftp.open(tmp, _CREATE_ONLY, encoding=None))
+            # Not flushed to disk: a sidecar lost in a crash of the server only costs
+            # hashing the object again (`head` gives no md5 without it).
+            f = session.run(create(sftp, tmp, asyncssh.SFTPAttrs()))
             try:
                 session.run(f.write(doc, 0))
-                session.run(f.fsync())
             finally:
                 session.run(f.close())
             # A sidecar is ours to replace (a retry's); an object never is.
@@ -209,3 +208,36 @@ class Upload:
             if tmp:
                 with contextlib.suppress(Exception):
                     session.run(sftp.remove(tmp))
+
+
+async def create(
+    sftp: asyncssh.SFTPClient, path: str, attrs: asyncssh.SFTPAttrs
+) -> asyncssh.SFTPClientFile:
+    """Open a new file for writing (``O_EXCL``), making its directory where missing."""
+    try:
+        return await sftp.open(path, _CREATE_ONLY, attrs, encoding=None)
+    except asyncssh.SFTPError as exc:
+        if exc.code != asyncssh.FX_NO_SUCH_FILE:
+            raise
+    await make_directories(sftp, posixpath.dirname(path))
+    return await sftp.open(path, _CREATE_ONLY, attrs, encoding=None)
+
+
+async def make_directories(sftp: asyncssh.SFTPClient, path: str) -> None:
+    """``mkdir -p``, asking only about the directories that are missing (asyncssh's
+    makedirs asks about every one from the root down)."""
+    try:
+        await sftp.mkdir(path)
+        return
+    except asyncssh.SFTPError as exc:
+        if exc.code == asyncssh.FX_NO_SUCH_FILE and path.count("/") > 1:
+            await make_directories(sftp, posixpath.dirname(path))
+        elif exc.code != asyncssh.FX_FAILURE or not await sftp.isdir(path):
+            raise  # FAILURE is OpenSSH's answer for "exists"; made meanwhile is fine
+        else:
+            return
+    try:
+        await sftp.mkdir(path)
+    except asyncssh.SFTPError as exc:
+        if exc.code != asyncssh.FX_FAILURE or not await sftp.isdir(path):
+            raise
