@@ -26,15 +26,16 @@ import time
 import uuid
 from pathlib import Path
 
-__all__ = ["SSHD", "TEST_USER", "SshServer", "sshd_missing"]
+__all__ = ["SSHD", "SSH_KEYGEN", "TEST_USER", "SshServer", "keygen", "sshd_missing"]
 
 SSHD = "/usr/sbin/sshd"
+SSH_KEYGEN = shutil.which("ssh-keygen") or "/usr/bin/ssh-keygen"
 TEST_USER = "repo-sftp-test"
 
 
 def sshd_missing() -> str | None:
     """Why the sftp tests cannot run here; None if they can."""
-    if not os.access(SSHD, os.X_OK) or shutil.which("ssh-keygen") is None:
+    if not os.access(SSHD, os.X_OK) or not os.access(SSH_KEYGEN, os.X_OK):
         return f"{SSHD} or ssh-keygen is missing: run scripts/ensure-sshd"
     if os.geteuid() == 0:
         try:
@@ -51,9 +52,10 @@ def _free_port() -> int:
         return port
 
 
-def _keygen(path: Path) -> None:
+def keygen(path: Path) -> None:
+    """A new ed25519 key pair without a passphrase at `path` and `path`.pub."""
     subprocess.run(
-        ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "repo-test", "-f", str(path)],
+        [SSH_KEYGEN, "-q", "-t", "ed25519", "-N", "", "-C", "repo-test", "-f", str(path)],
         check=True,
     )
 
@@ -82,8 +84,8 @@ class SshServer:
     def start(self) -> SshServer:
         self.dir.chmod(0o711)  # the login user reaches data/, and nothing else in here
         host_key = self.dir / "host_key"
-        _keygen(host_key)
-        _keygen(self.key_file)
+        keygen(host_key)
+        keygen(self.key_file)
         authorized = self.dir / "authorized_keys"
         authorized.write_text((self.dir / "client_key.pub").read_text())
         authorized.chmod(0o644)

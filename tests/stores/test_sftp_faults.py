@@ -11,6 +11,7 @@ import contextlib
 import hashlib
 import io
 import os
+import shutil
 import subprocess
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
@@ -28,6 +29,8 @@ if TYPE_CHECKING:
     from harness.sshd import SshServer
 
 MiB = 1024 * 1024
+MOUNT = shutil.which("mount") or "/bin/mount"
+UMOUNT = shutil.which("umount") or "/bin/umount"
 
 
 @pytest.fixture
@@ -101,7 +104,7 @@ def test_a_connection_that_keeps_dropping_fails_in_one_line_and_leaves_no_object
     src, _ = _source(tmp_path, 8 * MiB)
     relay.cut_after(2 * MiB, connections=None)
     try:
-        with pytest.raises(StoreError, match="connection to .* was lost") as err:
+        with pytest.raises(StoreError, match=r"connection to .* was lost") as err:
             store.put_file("data/big~1", src)
         assert relay.cuts == 3  # tried a bounded number of times
         assert "\n" not in str(err.value)
@@ -140,7 +143,7 @@ def _tiny_disk(server: SshServer, mount_point: Path, size: str) -> Iterator[Path
         pytest.skip("mounting a tiny tmpfs needs root (CI runs as root)")
     mount_point.mkdir()
     done = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(mount_point)],
+        [MOUNT, "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(mount_point)],
         capture_output=True,
         check=False,
     )
@@ -150,7 +153,7 @@ def _tiny_disk(server: SshServer, mount_point: Path, size: str) -> Iterator[Path
         os.chown(mount_point, server.uid, server.gid)
         yield mount_point
     finally:
-        subprocess.run(["umount", "-l", str(mount_point)], check=False)
+        subprocess.run([UMOUNT, "-l", str(mount_point)], check=False)
         mount_point.rmdir()
 
 

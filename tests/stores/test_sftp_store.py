@@ -10,16 +10,14 @@ from __future__ import annotations
 import hashlib
 import io
 import os
-import subprocess
 from typing import TYPE_CHECKING
 
 import asyncssh
 import pytest
 
-from harness.sshd import SshServer, sshd_missing
+from harness.sshd import SshServer, keygen, sshd_missing
 from repo.config import load_config
-from repo.errors import ConfigError, InvalidPathError, NotFoundError, StoreError
-from repo.errors import VerificationError
+from repo.errors import ConfigError, InvalidPathError, NotFoundError, StoreError, VerificationError
 from repo.integrity import ETAG, READ_BACK
 from repo.stores import open_store
 from repo.stores.sftp import SftpStore
@@ -175,7 +173,7 @@ def test_an_unknown_host_key_is_refused_with_the_command_that_adds_it(
     assert "\n" not in str(err.value)
     # A different key for the same host and port: refused just the same.
     other = tmp_path / "other_host_key"
-    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(other)], check=True)
+    keygen(other)
     kind, key = (tmp_path / "other_host_key.pub").read_text().split()[:2]
     empty.write_text(f"[127.0.0.1]:{sshd_server.port} {kind} {key}\n")
     s = _store(sshd_server, known_hosts=empty)
@@ -194,9 +192,9 @@ def test_a_missing_known_hosts_file_is_refused(sshd_server: SshServer, tmp_path:
 
 def test_a_key_the_server_does_not_know_fails_login(sshd_server: SshServer, tmp_path: Path) -> None:
     stranger = tmp_path / "stranger"
-    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(stranger)], check=True)
+    keygen(stranger)
     s = _store(sshd_server, key_file=stranger)
-    with pytest.raises(StoreError, match="SSH login to .* failed") as err:
+    with pytest.raises(StoreError, match=r"SSH login to .* failed") as err:
         s.head("x~1")
     s.close()
     assert "authorized_keys" in str(err.value.hint)

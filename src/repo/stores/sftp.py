@@ -25,8 +25,6 @@ from __future__ import annotations
 import contextlib
 import json
 import re
-import secrets
-from collections import deque
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -52,46 +50,18 @@ from .base import (
     copy_hashing,
     hash_only,
 )
+from .sftp_layout import ATTEMPTS, CHUNK, DELETE_BATCH, md5sum_timeout, meta_path, remote_path
+from .sftp_put import Upload
+from .sftp_read import chunks_from, walk
 from .sftp_session import Session, SshTarget, is_transient, translate
 
 if TYPE_CHECKING:
     import builtins
     from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-    from concurrent.futures import Future
 
-__all__ = ["SftpStore", "remote_path"]
+__all__ = ["SftpStore"]
 
-CHUNK = 8 * 1024 * 1024
-#: Chunks on the wire at once, besides the one being read or hashed.
-IN_FLIGHT = 2
-#: Tries of an operation the connection broke off (idempotent ones, and whole puts).
-ATTEMPTS = 3
-DELETE_BATCH = 64
-META_DIR = ".repo-meta"
-TMP_PREFIX = ".tmp-"
-OBJECT_MODE = 0o440
 _MD5 = re.compile(r"[0-9a-f]{32}")
-
-
-def remote_path(root: str, key: str) -> str:
-    """The server path of object `key` under `root`; keys that would leave the root, or
-    name the store's own files, are refused."""
-    segments = key.split("/")
-    bad = (
-        not key
-        or "\0" in key
-        or "\n" in key
-        or key.startswith("/")
-        or any(s in ("", ".", "..") for s in segments)
-        or any(s.startswith(TMP_PREFIX) for s in segments)
-        or segments[0] == META_DIR
-    )
-    if bad:
-        raise InvalidPathError(
-            f"invalid object key {key!r}: keys are relative paths without empty, '.', '..' "
-            f"or '{TMP_PREFIX}*' parts, NUL or newlines, outside '{META_DIR}/'"
-        )
-    return f"{root}/{key}"
 
 
 class SftpStore:
@@ -134,7 +104,7 @@ class SftpStore:
         return remote_path(self.root, key)
 
     def _meta_path(self, key: str) -> str:
-        return f"{self.root}/{META_DIR}/{key}.json"
+        return meta_path(self.root, key)
 
     def _retrying(self, what: str, fn: Callable[[asyncssh.SFTPClient], Any]) -> Any:
         """`fn` with a pooled channel, tried again on a new connection if the connection
@@ -184,10 +154,17 @@ class SftpStore:
         metadata: Mapping[str, str] | None,
         progress: Progress | None,
     ) -> PutResult:
-        from .sftp_put import Upload
-
         path = self._path(key)
-        upload = Upload(self, key, path, dict(metadata or {}), progress)
+        upload = Upload(
+            self._session,
+            self.root,
+            key,
+            path,
+            dict(metadata or {}),
+            progress,
+            head=self.head,
+            stored_md5=self.server_md5_of,
+        )
         for attempt in range(ATTEMPTS):
             try:
                 return upload.run(chunks())
@@ -217,7 +194,7 @@ class SftpStore:
         offset = 0
         for attempt in range(ATTEMPTS):
             try:
-                for chunk in self._chunks_from(path, offset):
+                for chunk in chunks_from(self._session, path, offset):
                     offset += len(chunk)
                     yield chunk
                 return
@@ -226,39 +203,6 @@ class SftpStore:
                     self._session.drop()
                     continue
                 raise translate(exc, f"read of {key!r}", self.target) from exc
-
-    def _chunks_from(self, path: str, offset: int) -> Iterator[bytes]:
-        session = self._session
-        sftp = session.run(session.checkout())
-        broken = True
-        pending: deque[Future[bytes]] = deque()
-        try:
-            f = session.run(sftp.open(path, "rb"))
-            try:
-                done = False
-                while not done or pending:
-                    while not done and len(pending) <= IN_FLIGHT:
-                        pending.append(session.submit(f.read(CHUNK, offset)))
-                        offset += CHUNK
-                    chunk = pending.popleft().result()
-                    if len(chunk) < CHUNK:
-                        done = True  # the end: what was asked past it comes back empty
-                        for extra in pending:
-                            extra.result()
-                        pending.clear()
-                    if chunk:
-                        yield chunk
-            finally:
-                for fut in pending:
-                    fut.cancel()
-                with contextlib.suppress(Exception):
-                    session.run(f.close())
-            broken = False
-        except BaseException as exc:
-            broken = is_transient(exc)
-            raise
-        finally:
-            session.loop_call(session.checkin, sftp, broken=broken)
 
     def _regular_file(self, key: str, path: str) -> asyncssh.SFTPAttrs:
         attrs: asyncssh.SFTPAttrs = self._retrying(f"stat of {key!r}", lambda s: s.lstat(path))
@@ -312,45 +256,12 @@ class SftpStore:
     # -- listing and deleting ------------------------------------------------------------
 
     def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
-        for key, attrs in self._walk(prefix, objects=True):
+        for key, attrs in walk(self._readdir, self.root, prefix, objects=True):
             yield ObjectInfo(
                 key=key,
                 size=attrs.size or 0,
                 last_modified=datetime.fromtimestamp(attrs.mtime or 0, UTC),
             )
-
-    def _walk(self, prefix: str, *, objects: bool) -> Iterator[tuple[str, asyncssh.SFTPAttrs]]:
-        """(key, attributes) of the regular files under the root whose key starts with
-        `prefix`: objects, or (`objects=False`) temporaries. Symbolic links are neither
-        followed nor listed: nothing outside the root is reached."""
-        start = prefix.rsplit("/", 1)[0] if "/" in prefix else ""
-        if start and not all(s not in ("", ".", "..") for s in start.split("/")):
-            return
-        stack = [start]
-        while stack:
-            rel = stack.pop()
-            here = f"{self.root}/{rel}" if rel else self.root
-            try:
-                names = self._readdir(here)
-            except NotFoundError:
-                continue
-            for entry in names:
-                name = str(entry.filename)
-                if name in (".", "..") or "/" in name or "\0" in name:
-                    continue
-                key = f"{rel}/{name}" if rel else name
-                kind = entry.attrs.type
-                if kind == asyncssh.FILEXFER_TYPE_DIRECTORY:
-                    if not rel and name == META_DIR and objects:
-                        continue
-                    if (key + "/").startswith(prefix) or prefix.startswith(key + "/"):
-                        stack.append(key)
-                elif (
-                    kind == asyncssh.FILEXFER_TYPE_REGULAR
-                    and key.startswith(prefix)
-                    and name.startswith(TMP_PREFIX) != objects
-                ):
-                    yield key, entry.attrs
 
     def _readdir(self, here: str) -> Sequence[asyncssh.SFTPName]:
         async def read(sftp: asyncssh.SFTPClient) -> Sequence[asyncssh.SFTPName]:
@@ -395,7 +306,11 @@ class SftpStore:
         # young; a put killed midway leaves one that only ages. As for the directory
         # store, the prefix does not apply: the whole tree is swept.
         limit = older_than.timestamp()
-        old = [key for key, attrs in self._walk("", objects=False) if (attrs.mtime or 0) < limit]
+        old = [
+            key
+            for key, attrs in walk(self._readdir, self.root, "", objects=False)
+            if (attrs.mtime or 0) < limit
+        ]
         if not dry_run:
             for key in old:
                 with contextlib.suppress(NotFoundError):
@@ -419,11 +334,6 @@ async def asyncio_gather(*aws: Any) -> builtins.list[Any]:
     return list(await asyncio.gather(*aws, return_exceptions=True))
 
 
-def md5sum_timeout(size: int) -> float:
-    """How long md5sum on the server may take: a minute, and a second per 50 MB."""
-    return 60.0 + size / 50e6
-
-
 def _string_map(value: object) -> dict[str, str]:
     if not isinstance(value, dict):
         return {}
@@ -436,5 +346,4 @@ def _read_chunks(source: Path) -> Iterator[bytes]:
             yield chunk
 
 
-def new_temp_name(directory: str) -> str:
-    return f"{directory}/{TMP_PREFIX}{secrets.token_hex(8)}"
+# END

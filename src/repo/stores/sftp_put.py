@@ -23,14 +23,16 @@ import asyncssh
 
 from ..errors import ConflictError, StoreError, VerificationError
 from ..integrity import ETAG, READ_BACK
-from .base import Progress, PutResult, hash_only
+from .base import ObjectInfo, Progress, PutResult, hash_only
+from .sftp_layout import IN_FLIGHT, OBJECT_MODE, md5sum_timeout, meta_path, new_temp_name
+from .sftp_read import chunks_from
 from .sftp_session import is_transient, translate
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Callable, Iterator
     from concurrent.futures import Future
 
-    from .sftp import SftpStore
+    from .sftp_session import Session
 
 __all__ = ["Upload"]
 
@@ -43,14 +45,20 @@ class Upload:
 
     def __init__(
         self,
-        store: SftpStore,
+        session: Session,
+        root: str,
         key: str,
         path: str,
         metadata: dict[str, str],
         progress: Progress | None,
+        *,
+        head: Callable[[str], ObjectInfo],
+        stored_md5: Callable[[str], str | None],
     ) -> None:
-        self.store = store
-        self.session = store._session
+        self.session = session
+        self.root = root
+        self.head = head
+        self.stored_md5 = stored_md5
         self.key = key
         self.path = path
         self.metadata = metadata
@@ -58,8 +66,6 @@ class Upload:
         self.reported = 0
 
     def run(self, chunks: Iterator[bytes]) -> PutResult:
-        from .sftp import new_temp_name
-
         session = self.session
         sftp: asyncssh.SFTPClient = session.run(session.checkout())
         broken = True
@@ -87,8 +93,6 @@ class Upload:
     def _send(
         self, sftp: asyncssh.SFTPClient, tmp: str, chunks: Iterator[bytes]
     ) -> tuple[str, int]:
-        from .sftp import IN_FLIGHT, OBJECT_MODE
-
         session = self.session
         attrs = asyncssh.SFTPAttrs(permissions=OBJECT_MODE)
         f = session.run(create(sftp, tmp, attrs))
@@ -120,7 +124,7 @@ class Upload:
             if exc.code == asyncssh.FX_FAILURE and self._disk_full(sftp):
                 raise StoreError(
                     f"write of {self.key!r} failed: no space left on the server's disk "
-                    f"({self.store.target.where}:{self.store.root})",
+                    f"({self.session.target.where}:{self.root})",
                     hint="free space on the server, or move the store to a larger disk",
                 ) from exc
             raise
@@ -132,7 +136,7 @@ class Upload:
     def _disk_full(self, sftp: asyncssh.SFTPClient) -> bool:
         """Is the store's filesystem out of space (OpenSSH says only "Failure")?"""
         try:
-            vfs = self.session.run(sftp.statvfs(self.store.root))
+            vfs = self.session.run(sftp.statvfs(self.root))
         except Exception:
             return False
         return bool(vfs.bavail * vfs.frsize < 1024 * 1024)
@@ -141,13 +145,11 @@ class Upload:
 
     def _check(self, sftp: asyncssh.SFTPClient, tmp: str, md5: str, size: int) -> str:
         """Is what the server holds what we sent? Returns what vouched for it."""
-        from .sftp import md5sum_timeout
-
         stored = self.session.run(sftp.stat(tmp)).size
         got = self.session.run(self.session.server_md5(tmp, md5sum_timeout(size)))
         verified_with = ETAG
         if got is None:
-            got = hash_only(self.store._chunks_from(tmp, 0)).md5
+            got = hash_only(chunks_from(self.session, tmp, 0)).md5
             verified_with = READ_BACK
         if stored != size or got != md5:
             raise VerificationError(
@@ -170,10 +172,10 @@ class Upload:
                 raise
             # Ours from an attempt whose answer was lost, or a crash before it was
             # recorded? Keep it. Anything else is someone else's: never replaced.
-            info = self.store.head(self.key)
+            info = self.head(self.key)
             existing = info.etag
             if existing is None and info.size == size:
-                existing = self.store.server_md5_of(self.key)
+                existing = self.stored_md5(self.key)
             if info.size != size or existing != md5:
                 raise ConflictError(
                     f"object {self.key!r} already exists; objects are never overwritten"
@@ -183,10 +185,8 @@ class Upload:
         return PutResult(key=self.key, md5=md5, size=size, etag=md5, verified_with=verified_with)
 
     def _write_meta(self, sftp: asyncssh.SFTPClient, md5: str, size: int) -> None:
-        from .sftp import new_temp_name
-
         session = self.session
-        meta = self.store._meta_path(self.key)
+        meta = meta_path(self.root, self.key)
         doc = json.dumps({"md5": md5, "size": size, "metadata": self.metadata}).encode()
         tmp = new_temp_name(posixpath.dirname(meta))
         try:
@@ -203,7 +203,7 @@ class Upload:
         except asyncssh.SFTPError as exc:
             if is_transient(exc):
                 raise
-            raise translate(exc, f"write of {self.key!r}'s metadata", self.store.target) from exc
+            raise translate(exc, f"write of {self.key!r}'s metadata", self.session.target) from exc
         finally:
             if tmp:
                 with contextlib.suppress(Exception):
