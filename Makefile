@@ -36,6 +36,7 @@ $(VENV)/.installed-test: pyproject.toml constraints.txt
 test: venv
 	scripts/ensure-postgres
 	scripts/ensure-tools
+	scripts/ensure-sshd
 	$(BIN)/python -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
 
 # The tour of README.md's quick start, in a throwaway repository (see src/repo/demo.py).

@@ -37,8 +37,10 @@ if TYPE_CHECKING:
 S3_SERVER_NAMES = ["rclone", "moto"]
 STORE_KINDS = ["file", "rclone", "moto"]
 #: Not in STORE_KINDS (every Repo test would run on it): the store contract suite and
-#: tests/stores/test_sftp_*.py ask for it by name.
+#: tests/stores/test_sftp_*.py ask for it by name. SFTP_ONLY: an account that may run no
+#: command (objects move by SFTP requests and uploads are read back, not by cat/md5sum).
 SFTP = "sftp"
+SFTP_ONLY = "sftp-only"
 CATALOG_KINDS = ["sqlite", "postgresql"]
 
 
@@ -147,6 +149,16 @@ def sshd_server() -> Iterator[SshServer]:
         server.stop()
 
 
+@pytest.fixture(scope="session")
+def sshd_sftp_only_server(sshd_server: SshServer) -> Iterator[SshServer]:
+    """Another sshd whose account may run no command (``ForceCommand internal-sftp``)."""
+    server = SshServer(sftp_only=True).start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
 def _s3_server(request: pytest.FixtureRequest, name: str) -> S3Server:
     server: S3Server = request.getfixturevalue(f"{name}_server")
     return server
@@ -233,15 +245,16 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> StoreTarget:
 
 def make_store_target(request: pytest.FixtureRequest, kind: str, tmp_path: Path) -> StoreTarget:
     """A fresh store of `kind` (one of `STORE_KINDS`, or `SFTP`)."""
-    if kind == SFTP:
-        sshd: SshServer = request.getfixturevalue("sshd_server")
+    if kind in (SFTP, SFTP_ONLY):
+        fixture = "sshd_server" if kind == SFTP else "sshd_sftp_only_server"
+        sshd: SshServer = request.getfixturevalue(fixture)
         return StoreTarget(
             url=sshd.url(sshd.new_root()),
             endpoint_url=None,
             access_key=None,
             secret_key=None,
             region=None,
-            server_name=SFTP,
+            server_name=kind,
             ssh_options=sshd.client_options(),
         )
     if kind == "file":

@@ -19,13 +19,14 @@ from harness.sshd import SshServer, keygen, sshd_missing
 from repo.config import load_config
 from repo.errors import ConfigError, InvalidPathError, NotFoundError, StoreError, VerificationError
 from repo.integrity import ETAG, READ_BACK
-from repo.stores import open_store
+from repo.stores import open_store, sftp_put
 from repo.stores.sftp import SftpStore
-from repo.stores.sftp_session import Session
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
     from pathlib import Path
+
+    from repo.stores.sftp_session import Session
 
 
 def _store(server: SshServer, root: Path | str | None = None, **kwargs: object) -> SftpStore:
@@ -133,7 +134,7 @@ def test_an_account_that_may_run_no_command_has_uploads_read_back() -> None:
             result = s.put_bytes("data/x~1", b"read me back")
             assert result.verified_with == READ_BACK
             assert s.head("data/x~1").etag == hashlib.md5(b"read me back").hexdigest()
-            assert s._session.md5sum_works is False
+            assert s._session.commands is False
         finally:
             s.close()
 
@@ -141,17 +142,17 @@ def test_an_account_that_may_run_no_command_has_uploads_read_back() -> None:
 def test_uploads_are_checked_by_md5sum_on_the_server(store: SftpStore) -> None:
     result = store.put_bytes("data/x~1", b"checked there")
     assert result.verified_with == ETAG
-    assert store._session.md5sum_works is True
+    assert store._session.commands is True
 
 
 def test_an_upload_the_server_holds_differently_fails_and_leaves_nothing(
     store: SftpStore, sshd_server: SshServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # The server's md5 of the temporary file disagrees with what was sent.
-    async def wrong_md5(self: Session, path: str, timeout: float) -> str:
+    async def wrong_md5(session: Session, path: str, timeout: float) -> str:
         return hashlib.md5(b"something else").hexdigest()
 
-    monkeypatch.setattr(Session, "server_md5", wrong_md5)
+    monkeypatch.setattr(sftp_put, "server_md5", wrong_md5)
     with pytest.raises(VerificationError, match="failed verification"):
         store.put_bytes("data/x~1", b"sent")
     with pytest.raises(NotFoundError):

@@ -50,6 +50,7 @@ from .base import (
     copy_hashing,
     hash_only,
 )
+from .sftp_exec import cat_out, runs_commands, server_md5
 from .sftp_layout import ATTEMPTS, CHUNK, DELETE_BATCH, md5sum_timeout, meta_path, remote_path
 from .sftp_put import Upload
 from .sftp_read import chunks_from, walk
@@ -190,11 +191,17 @@ class SftpStore:
         return self._chunks(key, path)
 
     def _chunks(self, key: str, path: str) -> Iterator[bytes]:
-        """The object in order; a broken connection is resumed where it broke off."""
+        """The object in order, by ``cat`` where the account runs commands, else by SFTP
+        reads; a broken connection is resumed (by SFTP) where it broke off."""
         offset = 0
+        session = self._session
         for attempt in range(ATTEMPTS):
             try:
-                for chunk in chunks_from(self._session, path, offset):
+                if attempt == 0 and session.run(runs_commands(session)):
+                    source = cat_out(session, path, f"read of {key!r}")
+                else:
+                    source = chunks_from(session, path, offset)
+                for chunk in source:
                     offset += len(chunk)
                     yield chunk
                 return
@@ -250,7 +257,7 @@ class SftpStore:
         """md5 of an existing object, by md5sum on the server or read back; None if gone."""
         path = self._path(key)
         size = self._regular_file(key, path).size or 0
-        md5 = self._session.run(self._session.server_md5(path, md5sum_timeout(size)))
+        md5 = self._session.run(server_md5(self._session, path, md5sum_timeout(size)))
         return md5 if md5 is not None else hash_only(self.iter_bytes(key)).md5
 
     # -- listing and deleting ------------------------------------------------------------

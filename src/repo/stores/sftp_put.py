@@ -24,6 +24,15 @@ import asyncssh
 from ..errors import ConflictError, StoreError, VerificationError
 from ..integrity import ETAG, READ_BACK
 from .base import ObjectInfo, Progress, PutResult, hash_only
+from .sftp_exec import (
+    command_error,
+    exit_of,
+    finish_cat_in,
+    runs_commands,
+    send,
+    server_md5,
+    start_cat_in,
+)
 from .sftp_layout import IN_FLIGHT, OBJECT_MODE, md5sum_timeout, meta_path, new_temp_name
 from .sftp_read import chunks_from
 from .sftp_session import is_transient, translate
@@ -93,9 +102,59 @@ class Upload:
     def _send(
         self, sftp: asyncssh.SFTPClient, tmp: str, chunks: Iterator[bytes]
     ) -> tuple[str, int]:
+        """Send `chunks` into a new file `tmp`, flushed to the server's disk; our md5 and
+        size of what was sent."""
         session = self.session
-        attrs = asyncssh.SFTPAttrs(permissions=OBJECT_MODE)
-        f = session.run(create(sftp, tmp, attrs))
+        f = session.run(create(sftp, tmp, asyncssh.SFTPAttrs(permissions=0o600)))
+        try:
+            if session.run(runs_commands(session)):
+                md5, size = self._send_by_cat(tmp, chunks)
+            else:
+                md5, size = self._send_by_sftp(sftp, f, chunks)
+            session.run(f.fsync())  # fsync@openssh.com: the file's data, whoever wrote it
+            session.run(f.chmod(OBJECT_MODE))
+        finally:
+            with contextlib.suppress(Exception):
+                session.run(f.close())
+        return md5, size
+
+    def _send_by_cat(self, tmp: str, chunks: Iterator[bytes]) -> tuple[str, int]:
+        """Through ``cat > tmp``: each chunk is read and hashed while the last one drains."""
+        session = self.session
+        what = f"write of {self.key!r}"
+        proc = session.run(start_cat_in(session, tmp))
+        md5 = hashlib.md5(usedforsecurity=False)
+        size = 0
+        sending: tuple[Future[None], int] | None = None
+        try:
+            for chunk in chunks:
+                md5.update(chunk)
+                if sending is not None:
+                    sending[0].result()
+                    self._report(sending[1])
+                sending = (session.submit(send(proc, chunk)), size + len(chunk))
+                size += len(chunk)
+            if sending is not None:
+                sending[0].result()
+                self._report(sending[1])
+            status, err = session.run(finish_cat_in(proc))
+        except Exception as exc:
+            # cat stopped (a full disk): its exit status and stderr say why, not the pipe.
+            status, err = session.run(exit_of(proc))
+            if status not in (0, None):
+                raise command_error(err, what, session.target) from exc
+            raise
+        finally:
+            session.loop_call(proc.close)
+        if status != 0:
+            raise command_error(err, what, session.target)
+        return md5.hexdigest(), size
+
+    def _send_by_sftp(
+        self, sftp: asyncssh.SFTPClient, f: asyncssh.SFTPClientFile, chunks: Iterator[bytes]
+    ) -> tuple[str, int]:
+        """Through pipelined SFTP writes (each chunk as parallel requests)."""
+        session = self.session
         md5 = hashlib.md5(usedforsecurity=False)
         offset = 0
         pending: deque[tuple[Future[Any], int]] = deque()
@@ -108,14 +167,19 @@ class Upload:
                     self._settle(sftp, *pending.popleft())
             while pending:
                 self._settle(sftp, *pending.popleft())
-            session.run(f.fsync())
         finally:
             for fut, _end in pending:
                 with contextlib.suppress(Exception):
                     fut.result()
-            with contextlib.suppress(Exception):
-                session.run(f.close())
         return md5.hexdigest(), offset
+
+    def _report(self, end: int) -> None:
+        """Tell `progress` about the bytes up to `end` not reported yet (a retry resends
+        some: they are not told twice)."""
+        if end > self.reported:
+            if self.progress is not None:
+                self.progress(end - self.reported)
+            self.reported = end
 
     def _settle(self, sftp: asyncssh.SFTPClient, fut: Future[Any], end: int) -> None:
         try:
@@ -128,10 +192,7 @@ class Upload:
                     hint="free space on the server, or move the store to a larger disk",
                 ) from exc
             raise
-        if end > self.reported:
-            if self.progress is not None:
-                self.progress(end - self.reported)
-            self.reported = end
+        self._report(end)
 
     def _disk_full(self, sftp: asyncssh.SFTPClient) -> bool:
         """Is the store's filesystem out of space (OpenSSH says only "Failure")?"""
@@ -146,7 +207,7 @@ class Upload:
     def _check(self, sftp: asyncssh.SFTPClient, tmp: str, md5: str, size: int) -> str:
         """Is what the server holds what we sent? Returns what vouched for it."""
         stored = self.session.run(sftp.stat(tmp)).size
-        got = self.session.run(self.session.server_md5(tmp, md5sum_timeout(size)))
+        got = self.session.run(server_md5(self.session, tmp, md5sum_timeout(size)))
         verified_with = ETAG
         if got is None:
             got = hash_only(chunks_from(self.session, tmp, 0)).md5
