@@ -6,10 +6,11 @@
 Starts the test harness's throwaway OpenSSH server (tests/harness/sshd.py: 127.0.0.1, a
 free port, key-only logins as the unprivileged test account when run as root; needs
 scripts/ensure-sshd) and times, for one file of `--mib` MiB, each round: up with the
-store's `put_file` (pipelined SFTP writes, md5 in the same pass, then the server's
-``md5sum`` of the stored bytes before the rename), `scp` and `rsync`; then down into an
-empty place with the store's `get_into` (pipelined SFTP reads, hashed as they arrive),
-`scp` and `rsync`. The tools take turns in an order that reverses every round. Each is a
+store's `put_file` (``cat`` over an exec channel, as for an account with a shell, md5 in
+the same pass, then the server's ``md5sum`` of the stored bytes before the rename), the
+same store made to use pipelined SFTP writes and a read-back (as for an SFTP-only
+account), `scp` and `rsync`; then down into an empty place with the store's `get_into`
+both ways (hashed as the bytes arrive), `scp` and `rsync`. The tools take turns in an order that reverses every round. Each is a
 command of its own, timed with process start, SSH handshake included (the store's runs in
 a `python -c` of this venv), with its CPU seconds (user + system) and peak RSS from
 `wait4`; the server's CPU (sshd, md5sum) is not counted for anyone. `scp` verifies
@@ -42,14 +43,19 @@ from harness.sshd import SshServer, sshd_missing
 
 MiB = 1024 * 1024
 DEFAULT_OUTPUT = ROOT / "docs" / "bench" / "sftp_transfers.md"
+#: The store as it runs (cat over an exec channel, this account has a shell), and as it
+#: runs for an SFTP-only account (pipelined SFTP requests, uploads read back).
+OURS = ("store", "store (SFTP)")
 
 #: The store's side, run as a command of its own: put or get one file.
 _STORE_RUNNER = """
 import sys
 from pathlib import Path
 from repo.stores.sftp import SftpStore
-direction, url, key_file, known, key, local = sys.argv[1:]
+direction, url, key_file, known, key, local, how = sys.argv[1:]
 store = SftpStore(url, key_file=key_file, known_hosts=known)
+if how == "sftp":
+    store._session.commands = False  # as for an account that may run no command
 try:
     if direction == "up":
         store.put_file(key, Path(local))
@@ -97,7 +103,7 @@ class SftpBench:
         """The argv that moves the file `name` (up from `source`, down to work/name)."""
         remote_path = f"{self.root}/{name}"
         local = str(self.work / name)
-        if tool == "store":
+        if tool in OURS:
             url = self.server.url(self.root)
             return [
                 sys.executable,
@@ -109,6 +115,7 @@ class SftpBench:
                 str(self.server.known_hosts),
                 name,
                 str(self.source) if direction == "up" else local,
+                "sftp" if tool == "store (SFTP)" else "default",
             ]
         if tool == "scp":
             up = [str(self.source), f"{self.remote}:{remote_path}"]
@@ -139,7 +146,7 @@ class SftpBench:
         samples = []
         for direction in ("up", "down"):
             for tool in tools:
-                name = f"{tool}-{number}.bin"
+                name = f"{tool.replace(' (SFTP)', '-sftp')}-{number}.bin"
                 if direction == "down":
                     (self.work / name).unlink(missing_ok=True)
                 wall, cpu, rss = self.timed(self.command(tool, direction, name))
@@ -149,9 +156,8 @@ class SftpBench:
                     if got.stat().st_size != self.mib * MiB:
                         raise SystemExit(f"{tool} brought {got.stat().st_size} bytes down")
                     got.unlink()
-        for tool in tools:
-            for leftover in (self.root / f"{tool}-{number}.bin",):
-                leftover.unlink(missing_ok=True)
+        shutil.rmtree(self.root)  # the next round starts on an empty store
+        self.server.make_dir(self.root)
         return samples
 
 
@@ -168,7 +174,7 @@ def report(samples: list[Sample], args: argparse.Namespace, tools: list[str]) ->
         f"`bench/sftp_transfers.py --mib {mib} --rounds {args.rounds}`",
         f"- code: {git_describe()}",
         f"- machine: {os.cpu_count()} CPUs, {platform.platform()}, Python {platform.python_version()}",
-        f"- server: {version_of(['ssh', '-V']) or 'OpenSSH'} (`/usr/sbin/sshd`, internal-sftp) "
+        f"- server: {_ssh_version()} (`/usr/sbin/sshd`, internal-sftp) "
         "on 127.0.0.1, same machine; the same server and key for every tool",
         f"- store: asyncssh {_asyncssh_version()}; peers: `scp` (OpenSSH), "
         f"{version_of(['rsync', '--version'])}",
@@ -185,24 +191,31 @@ def report(samples: list[Sample], args: argparse.Namespace, tools: list[str]) ->
         )
     lines += ["", "## Medians and ratios (ours / peer's rate, same round)", ""]
     lines += [
-        "| direction | tool | median MiB/s | ratio per round | median ratio |",
+        "| direction | tool; ours / peer | median MiB/s (ours, or the peer's) | ratio per round | median ratio |",
         "|---|---|--:|---|--:|",
     ]
     rounds = sorted({s.round for s in samples})
     for direction in ("up", "down"):
         for tool in tools:
             med = statistics.median(rate[(r, direction, tool)] for r in rounds)
-            if tool == "store":
-                lines.append(f"| {direction} | store | {med:.0f} | - | - |")
+            if tool in OURS:
+                lines.append(f"| {direction} | {tool} | {med:.0f} | - | - |")
                 continue
-            ratios = [rate[(r, direction, "store")] / rate[(r, direction, tool)] for r in rounds]
-            per = ", ".join(f"{x:.2f}" for x in ratios)
-            lines.append(
-                f"| {direction} | {tool} | {med:.0f} | {per} | {statistics.median(ratios):.2f}x |"
-            )
+            for ours in OURS:
+                ratios = [rate[(r, direction, ours)] / rate[(r, direction, tool)] for r in rounds]
+                per = ", ".join(f"{x:.2f}" for x in ratios)
+                lines.append(
+                    f"| {direction} | {ours} / {tool} | {med:.0f} | {per} | "
+                    f"{statistics.median(ratios):.2f}x |"
+                )
     if args.notes:
         lines += ["", Path(args.notes).read_text().strip()]
     return "\n".join(lines) + "\n"
+
+
+def _ssh_version() -> str:
+    done = subprocess.run(["ssh", "-V"], capture_output=True, text=True, check=False)
+    return (done.stderr or done.stdout).strip().split(",")[0] or "OpenSSH"
 
 
 def _asyncssh_version() -> str:
@@ -221,7 +234,7 @@ def main() -> None:
     why = sshd_missing()
     if why:
         raise SystemExit(why)
-    tools = ["store", "scp"] + (["rsync"] if shutil.which("rsync") else [])
+    tools = [*OURS, "scp"] + (["rsync"] if shutil.which("rsync") else [])
     samples: list[Sample] = []
     with SshServer() as server:
         work = server.dir / "work"
