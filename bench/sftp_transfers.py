@@ -1,7 +1,7 @@
 """Large transfers to an ``sftp://`` store against `scp` and `rsync` over the same sshd.
 
-    .venv/bin/python bench/sftp_transfers.py                 # 512 MiB x 3 rounds (~1.5 min)
-    .venv/bin/python bench/sftp_transfers.py --mib 256 --rounds 2 --output /tmp/x.md
+    .venv/bin/python bench/sftp_transfers.py                 # 256 MiB x 3 rounds (~1.5 min)
+    .venv/bin/python bench/sftp_transfers.py --mib 512 --rounds 3  # ~3 min
 
 Starts the test harness's throwaway OpenSSH server (tests/harness/sshd.py: 127.0.0.1, a
 free port, key-only logins as the unprivileged test account when run as root; needs
@@ -226,7 +226,7 @@ def _asyncssh_version() -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--mib", type=int, default=512)
+    parser.add_argument("--mib", type=int, default=256)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT)
     parser.add_argument("--notes", help="a Markdown file appended to the report")

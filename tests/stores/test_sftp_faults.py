@@ -116,9 +116,18 @@ def test_a_connection_that_keeps_dropping_fails_in_one_line_and_leaves_no_object
         store.close()
 
 
+@pytest.fixture(params=["shell", "sftp-only"])
+def any_server(request: pytest.FixtureRequest) -> SshServer:
+    """Each kind of account: bytes move by cat, or by SFTP requests."""
+    name = "sshd_server" if request.param == "shell" else "sshd_sftp_only_server"
+    server: SshServer = request.getfixturevalue(name)
+    return server
+
+
 def test_a_directory_the_user_may_not_write_is_permission_denied(
-    sshd_server: SshServer,
+    any_server: SshServer,
 ) -> None:
+    sshd_server = any_server
     root = sshd_server.new_root()
     store = SftpStore(
         sshd_server.url(root), key_file=sshd_server.key_file, known_hosts=sshd_server.known_hosts
@@ -158,8 +167,9 @@ def _tiny_disk(server: SshServer, mount_point: Path, size: str) -> Iterator[Path
 
 
 def test_a_full_disk_on_the_server_says_so_and_leaves_nothing(
-    sshd_server: SshServer, tmp_path: Path
+    any_server: SshServer, tmp_path: Path
 ) -> None:
+    sshd_server = any_server
     with _tiny_disk(sshd_server, sshd_server.data / f"disk-{os.urandom(4).hex()}", "2m") as disk:
         store = SftpStore(
             sshd_server.url(disk),

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import sys
 from typing import TYPE_CHECKING
 
 import asyncssh
@@ -89,7 +90,7 @@ def test_keys_that_would_leave_the_root_or_touch_its_own_files_are_refused(
     assert not (sshd_server.data / "escape").exists()
 
 
-def test_listing_follows_no_symbolic_link_out_of_the_root(
+def test_listing_follows_no_symbolic_link_out_of_the_root_and_skips_what_no_key_names(
     store: SftpStore, sshd_server: SshServer, tmp_path: Path
 ) -> None:
     outside = tmp_path / "outside"
@@ -99,6 +100,7 @@ def test_listing_follows_no_symbolic_link_out_of_the_root(
     root = sshd_server.data / store.root.rsplit("/", 1)[1]
     (root / "data" / "linked-dir").symlink_to(outside)
     (root / "data" / "linked-file~1").symlink_to(outside / "secret~1")
+    (root / "data" / "no\nkey~1").write_bytes(b"a name no key can have")
 
     assert [o.key for o in store.list("data/")] == ["data/real~1"]
     assert [o.key for o in store.list()] == ["data/real~1"]
@@ -260,3 +262,12 @@ def _far_future() -> object:
     from datetime import UTC, datetime, timedelta
 
     return datetime.now(UTC) + timedelta(days=1)
+
+
+def test_without_asyncssh_an_sftp_store_names_the_install_command(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setitem(sys.modules, "asyncssh", None)  # as if not installed
+    with pytest.raises(ConfigError, match="needs the SSH library asyncssh") as err:
+        open_store("sftp://user@host/srv/repo")
+    assert err.value.hint == "pip install 's3-file-repo[sftp]'"

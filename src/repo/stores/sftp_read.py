@@ -74,7 +74,7 @@ def walk(
             continue
         for entry in names:
             name = str(entry.filename)
-            if name in (".", "..") or "/" in name or "\0" in name:
+            if name in (".", "..") or any(c in name for c in "/\0\n"):  # no key's part
                 continue
             key = f"{rel}/{name}" if rel else name
             kind = entry.attrs.type
