@@ -170,17 +170,18 @@ def test_a_full_disk_on_the_server_says_so_and_leaves_nothing(
     any_server: SshServer, tmp_path: Path
 ) -> None:
     sshd_server = any_server
-    with _tiny_disk(sshd_server, sshd_server.data / f"disk-{os.urandom(4).hex()}", "2m") as disk:
+    with _tiny_disk(sshd_server, sshd_server.data / f"disk-{os.urandom(4).hex()}", "4m") as disk:
         store = SftpStore(
             sshd_server.url(disk),
             key_file=sshd_server.key_file,
             known_hosts=sshd_server.known_hosts,
         )
-        src, _ = _source(tmp_path, 6 * MiB)
+        src, _ = _source(tmp_path, 10 * MiB)  # by cat where the account may run it
         try:
             with pytest.raises(StoreError, match="no space left") as err:
                 store.put_file("data/big~1", src)
             assert "free space" in str(err.value.hint)
+            assert store._session.commands is (not any_server.sftp_only)  # cat, or SFTP
             with pytest.raises(NotFoundError):
                 store.head("data/big~1")
             assert list((disk / "data").iterdir()) == []  # the temporary file is gone

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import re
 from datetime import UTC, datetime
 from pathlib import Path
@@ -51,7 +52,15 @@ from .base import (
     hash_only,
 )
 from .sftp_exec import cat_out, runs_commands, server_md5
-from .sftp_layout import ATTEMPTS, CHUNK, DELETE_BATCH, md5sum_timeout, meta_path, remote_path
+from .sftp_layout import (
+    ATTEMPTS,
+    CAT_THRESHOLD,
+    CHUNK,
+    DELETE_BATCH,
+    md5sum_timeout,
+    meta_path,
+    remote_path,
+)
 from .sftp_put import Upload
 from .sftp_read import chunks_from, walk
 from .sftp_session import Session, SshTarget, is_transient, translate
@@ -130,12 +139,13 @@ class SftpStore:
         progress: Progress | None = None,
     ) -> PutResult:
         try:
-            open(source, "rb").close()
+            with open(source, "rb") as src:
+                size = os.fstat(src.fileno()).st_size
         except FileNotFoundError:
             raise NotFoundError(f"local file {source} not found") from None
         except OSError as exc:
             raise StoreError(f"cannot read {source}: {exc.strerror}") from exc
-        return self._put(key, lambda: _read_chunks(source), metadata, progress)
+        return self._put(key, lambda: _read_chunks(source), size, metadata, progress)
 
     def put_bytes(
         self,
@@ -146,12 +156,13 @@ class SftpStore:
         progress: Progress | None = None,
     ) -> PutResult:
         check_small(data)
-        return self._put(key, lambda: iter([data] if data else []), metadata, progress)
+        return self._put(key, lambda: iter([data] if data else []), len(data), metadata, progress)
 
     def _put(
         self,
         key: str,
         chunks: Callable[[], Iterator[bytes]],
+        size: int,
         metadata: Mapping[str, str] | None,
         progress: Progress | None,
     ) -> PutResult:
@@ -168,7 +179,7 @@ class SftpStore:
         )
         for attempt in range(ATTEMPTS):
             try:
-                return upload.run(chunks())
+                return upload.run(chunks(), size)
             except (ConflictError, VerificationError, NotFoundError, InvalidPathError):
                 raise
             except Exception as exc:
@@ -187,20 +198,21 @@ class SftpStore:
 
     def iter_bytes(self, key: str) -> Iterator[bytes]:
         path = self._path(key)
-        self._regular_file(key, path)  # NotFoundError now, not at the first chunk
-        return self._chunks(key, path)
+        size = self._regular_file(key, path).size or 0  # NotFoundError now, not later
+        return self._chunks(key, path, size)
 
-    def _chunks(self, key: str, path: str) -> Iterator[bytes]:
-        """The object in order, by ``cat`` where the account runs commands, else by SFTP
-        reads; a broken connection is resumed (by SFTP) where it broke off."""
+    def _chunks(self, key: str, path: str, size: int) -> Iterator[bytes]:
+        """The object in order: by ``cat`` if large and the account runs commands, else
+        by SFTP reads; a broken connection is resumed (by SFTP) where it broke off."""
+        by_cat = size >= CAT_THRESHOLD
         offset = 0
         session = self._session
         for attempt in range(ATTEMPTS):
             try:
-                if attempt == 0 and session.run(runs_commands(session)):
+                if attempt == 0 and by_cat and session.run(runs_commands(session)):
                     source = cat_out(session, path, f"read of {key!r}")
                 else:
-                    source = chunks_from(session, path, offset)
+                    source = chunks_from(session, path, offset, size)
                 for chunk in source:
                     offset += len(chunk)
                     yield chunk

@@ -9,6 +9,7 @@ from ..errors import InvalidPathError
 
 __all__ = [
     "ATTEMPTS",
+    "CAT_THRESHOLD",
     "CHUNK",
     "DELETE_BATCH",
     "IN_FLIGHT",
@@ -22,6 +23,9 @@ __all__ = [
 ]
 
 CHUNK = 8 * 1024 * 1024
+#: Objects from this size on move by ``cat`` where the account runs commands; smaller
+#: ones by SFTP, whose requests cost less than starting a command on the server.
+CAT_THRESHOLD = CHUNK
 #: Chunks on the wire at once, besides the one being read or hashed.
 IN_FLIGHT = 2
 #: Tries of an operation the connection broke off (idempotent ones, and whole puts).

@@ -33,7 +33,14 @@ from .sftp_exec import (
     server_md5,
     start_cat_in,
 )
-from .sftp_layout import IN_FLIGHT, OBJECT_MODE, md5sum_timeout, meta_path, new_temp_name
+from .sftp_layout import (
+    CAT_THRESHOLD,
+    IN_FLIGHT,
+    OBJECT_MODE,
+    md5sum_timeout,
+    meta_path,
+    new_temp_name,
+)
 from .sftp_read import chunks_from
 from .sftp_session import is_transient, translate
 
@@ -74,7 +81,8 @@ class Upload:
         self.progress = progress
         self.reported = 0
 
-    def run(self, chunks: Iterator[bytes]) -> PutResult:
+    def run(self, chunks: Iterator[bytes], size: int) -> PutResult:
+        """Upload `chunks` (`size` bytes, as far as the caller knows: it picks the way)."""
         session = self.session
         sftp: asyncssh.SFTPClient = session.run(session.checkout())
         broken = True
@@ -82,7 +90,7 @@ class Upload:
         try:
             directory = posixpath.dirname(self.path)
             tmp = new_temp_name(directory)
-            md5, size = self._send(sftp, tmp, chunks)
+            md5, size = self._send(sftp, tmp, chunks, by_cat=size >= CAT_THRESHOLD)
             verified_with = self._check(sftp, tmp, md5, size)
             result = self._rename(sftp, tmp, md5, size, verified_with)
             tmp = None
@@ -100,14 +108,14 @@ class Upload:
     # -- sending -------------------------------------------------------------------------
 
     def _send(
-        self, sftp: asyncssh.SFTPClient, tmp: str, chunks: Iterator[bytes]
+        self, sftp: asyncssh.SFTPClient, tmp: str, chunks: Iterator[bytes], *, by_cat: bool
     ) -> tuple[str, int]:
         """Send `chunks` into a new file `tmp`, flushed to the server's disk; our md5 and
         size of what was sent."""
         session = self.session
         f = session.run(create(sftp, tmp, asyncssh.SFTPAttrs(permissions=0o600)))
         try:
-            if session.run(runs_commands(session)):
+            if by_cat and session.run(runs_commands(session)):
                 md5, size = self._send_by_cat(tmp, chunks)
             else:
                 md5, size = self._send_by_sftp(sftp, f, chunks)
@@ -206,11 +214,11 @@ class Upload:
 
     def _check(self, sftp: asyncssh.SFTPClient, tmp: str, md5: str, size: int) -> str:
         """Is what the server holds what we sent? Returns what vouched for it."""
-        stored = self.session.run(sftp.stat(tmp)).size
+        stored = self.session.run(sftp.stat(tmp)).size or 0
         got = self.session.run(server_md5(self.session, tmp, md5sum_timeout(size)))
         verified_with = ETAG
         if got is None:
-            got = hash_only(chunks_from(self.session, tmp, 0)).md5
+            got = hash_only(chunks_from(self.session, tmp, 0, stored)).md5
             verified_with = READ_BACK
         if stored != size or got != md5:
             raise VerificationError(

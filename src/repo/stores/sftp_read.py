@@ -22,28 +22,30 @@ if TYPE_CHECKING:
 __all__ = ["chunks_from", "walk"]
 
 
-def chunks_from(session: Session, path: str, offset: int) -> Iterator[bytes]:
+def chunks_from(session: Session, path: str, offset: int, size: int) -> Iterator[bytes]:
+    """The file at `path` from `offset` to `size` (its size when it was looked at; objects
+    never change, and the caller checks what it got), by pipelined SFTP reads: up to
+    `IN_FLIGHT` + 1 chunks asked for at once, each as parallel requests."""
     sftp = session.run(session.checkout())
     broken = True
-    pending: deque[Future[bytes]] = deque()
+    pending: deque[tuple[Future[bytes], int]] = deque()
     try:
         f = session.run(sftp.open(path, "rb"))
         try:
-            done = False
-            while not done or pending:
-                while not done and len(pending) <= IN_FLIGHT:
-                    pending.append(session.submit(f.read(CHUNK, offset)))
-                    offset += CHUNK
-                chunk = pending.popleft().result()
-                if len(chunk) < CHUNK:
-                    done = True  # the end: what was asked past it comes back empty
-                    for extra in pending:
-                        extra.result()
-                    pending.clear()
+            asked = offset
+            while asked < size or pending:
+                while asked < size and len(pending) <= IN_FLIGHT:
+                    length = min(CHUNK, size - asked)
+                    pending.append((session.submit(f.read(length, asked)), length))
+                    asked += length
+                fut, length = pending.popleft()
+                chunk = fut.result()
                 if chunk:
                     yield chunk
+                if len(chunk) < length:
+                    break  # shorter than it was: the caller's size check says so
         finally:
-            for fut in pending:
+            for fut, _ in pending:
                 fut.cancel()
             with contextlib.suppress(Exception):
                 session.run(f.close())
