@@ -203,6 +203,20 @@ def test_a_key_the_server_does_not_know_fails_login(sshd_server: SshServer, tmp_
     assert "authorized_keys" in str(err.value.hint)
 
 
+def test_a_key_file_that_is_missing_or_no_key_is_named(
+    sshd_server: SshServer, tmp_path: Path
+) -> None:
+    not_a_key = tmp_path / "not_a_key"
+    not_a_key.write_text("hello\n")
+    for key_file in (tmp_path / "absent", not_a_key):
+        s = _store(sshd_server, key_file=key_file)
+        with pytest.raises(StoreError, match="cannot use the SSH key") as err:
+            s.head("x~1")
+        s.close()
+        assert str(key_file) in str(err.value)
+        assert "ssh_key_file" in str(err.value.hint)
+
+
 def test_a_port_without_a_server_is_connection_refused(
     sshd_server: SshServer, tmp_path: Path
 ) -> None:

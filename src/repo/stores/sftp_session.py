@@ -178,7 +178,8 @@ class Session:
             options["agent_path"] = None
         try:
             return await asyncssh.connect(t.host, t.port, **options)
-        except (TimeoutError, OSError, asyncssh.Error) as exc:
+        except (TimeoutError, OSError, ValueError, asyncssh.Error) as exc:
+            # ValueError: a known_hosts or key file asyncssh cannot parse.
             raise connect_error(t, exc) from exc
 
     def drop(self) -> None:
