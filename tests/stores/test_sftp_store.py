@@ -10,7 +10,10 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import shutil
+import subprocess
 import sys
+import time
 from typing import TYPE_CHECKING
 
 import asyncssh
@@ -201,6 +204,39 @@ def test_a_key_the_server_does_not_know_fails_login(sshd_server: SshServer, tmp_
         s.head("x~1")
     s.close()
     assert "authorized_keys" in str(err.value.hint)
+
+
+def test_without_a_key_file_the_ssh_agent_logs_in(
+    sshd_server: SshServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    agent_bin, add_bin = shutil.which("ssh-agent"), shutil.which("ssh-add")
+    if agent_bin is None or add_bin is None:
+        pytest.fail("ssh-agent is missing: run scripts/ensure-sshd")
+    sock = tmp_path / "agent.sock"
+    agent = subprocess.Popen([agent_bin, "-D", "-a", str(sock)], stdout=subprocess.DEVNULL)
+    try:
+        for _ in range(100):
+            if sock.exists():
+                break
+            time.sleep(0.02)
+        env = {**os.environ, "SSH_AUTH_SOCK": str(sock)}
+        subprocess.run([add_bin, "-q", str(sshd_server.key_file)], env=env, check=True)
+        monkeypatch.setenv("SSH_AUTH_SOCK", str(sock))
+        s = _store(sshd_server, key_file=None)  # HOME is a fresh directory: no ~/.ssh keys
+        try:
+            s.put_bytes("by-agent~1", b"agent")
+            assert b"".join(s.iter_bytes("by-agent~1")) == b"agent"
+        finally:
+            s.close()
+        # Without the agent and without a key file there is nothing to log in with.
+        monkeypatch.delenv("SSH_AUTH_SOCK")
+        s = _store(sshd_server, key_file=None)
+        with pytest.raises(StoreError, match="SSH login"):
+            s.head("by-agent~1")
+        s.close()
+    finally:
+        agent.terminate()
+        agent.wait(10)
 
 
 def test_a_key_file_that_is_missing_or_no_key_is_named(
