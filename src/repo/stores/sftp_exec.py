@@ -1,13 +1,14 @@
 """Commands on the server, over the store's one SSH connection, for accounts that may run
-them: ``md5sum`` of a stored file, and ``cat`` to move an object's bytes.
+them: ``md5sum`` of a stored file, and ``cat`` to take a large upload's bytes.
 
-Why ``cat``: asyncssh moves bytes through an exec channel at about twice the rate of its
-SFTP requests (each SFTP write or read is a request and an answer, parsed in Python;
-measured in bench/sftp_transfers.py's notes), so for an account with a shell an object
-goes up as ``cat > TEMP`` and comes down as ``cat -- PATH``. Everything else stays SFTP:
-the temporary file is created by SFTP (``O_EXCL``), flushed and renamed by SFTP, and an
-account that may run no command (``ForceCommand internal-sftp``) gets all of it over SFTP.
-Verification is the same either way: our md5 of the bytes, and the server's.
+Why ``cat``: asyncssh sends bytes through an exec channel at up to twice the rate of its
+SFTP writes (each SFTP write is a request and an answer, handled in Python; measured by
+bench/sftp_transfers.py, docs/sftp-store.md), so for an account with a shell a large
+object goes up as ``cat > TEMP``. Downloads measured no faster that way and stay SFTP,
+as does everything else: the temporary file is created by SFTP (``O_EXCL``), flushed and
+renamed by SFTP, and an account that may run no command (``ForceCommand internal-sftp``)
+gets all of it over SFTP. Verification is the same either way: our md5 of the bytes, and
+the server's.
 
 Whether the account runs commands is asked once per connection, with
 ``md5sum -- /dev/null``, whose one exact answer also proves md5sum is there. Paths are
@@ -24,16 +25,11 @@ from typing import TYPE_CHECKING
 import asyncssh
 
 from ..errors import NotFoundError, StoreError
-from .sftp_layout import CHUNK
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
-    from concurrent.futures import Future
-
     from .sftp_session import Session, SshTarget
 
 __all__ = [
-    "cat_out",
     "command_error",
     "finish_cat_in",
     "runs_commands",
@@ -119,55 +115,6 @@ async def exit_of(proc: asyncssh.SSHClientProcess[bytes]) -> tuple[int | None, b
         done = await proc.wait(timeout=10)
     except (asyncssh.TimeoutError, asyncssh.Error, OSError):
         return None, b""
-    err = done.stderr
-    return done.exit_status, err if isinstance(err, bytes) else b""
-
-
-# -- down: cat -- PATH ----------------------------------------------------------------
-
-
-def cat_out(session: Session, path: str, what: str) -> Iterator[bytes]:
-    """The file at `path`, in order, from ``cat``: the next chunk is asked for before
-    this one is handed over (one read at a time: reads of one stream must not overlap)."""
-    proc = session.run(_start_cat_out(session, path))
-    fut: Future[bytes] | None = session.submit(_read_some(proc))
-    try:
-        while fut is not None:
-            chunk = fut.result()
-            fut = session.submit(_read_some(proc)) if chunk else None
-            if chunk:
-                yield chunk
-        status, err = session.run(_finish_cat_out(proc))
-        if status != 0:
-            raise command_error(err, what, session.target)
-    finally:
-        if fut is not None:
-            fut.cancel()
-        session.loop_call(proc.close)
-
-
-async def _start_cat_out(session: Session, path: str) -> asyncssh.SSHClientProcess[bytes]:
-    conn = await session.connection()
-    return await conn.create_process(
-        f"cat -- {shlex.quote(path)}", encoding=None, stdin=asyncssh.DEVNULL
-    )
-
-
-async def _read_some(proc: asyncssh.SSHClientProcess[bytes]) -> bytes:
-    """Up to `CHUNK` bytes of the output (fewer only at its end; b"" after it)."""
-    parts: list[bytes] = []
-    size = 0
-    while size < CHUNK:
-        part = await proc.stdout.read(CHUNK - size)
-        if not part:
-            break
-        parts.append(part)
-        size += len(part)
-    return b"".join(parts)
-
-
-async def _finish_cat_out(proc: asyncssh.SSHClientProcess[bytes]) -> tuple[int | None, bytes]:
-    done = await proc.wait(timeout=IDLE_TIMEOUT)
     err = done.stderr
     return done.exit_status, err if isinstance(err, bytes) else b""
 

@@ -23,8 +23,8 @@ __all__ = [
 ]
 
 CHUNK = 8 * 1024 * 1024
-#: Objects from this size on move by ``cat`` where the account runs commands; smaller
-#: ones by SFTP, whose requests cost less than starting a command on the server.
+#: Uploads from this size on go by ``cat`` where the account runs commands; smaller ones
+#: by SFTP, whose requests cost less than starting a command on the server.
 CAT_THRESHOLD = CHUNK
 #: Chunks on the wire at once, besides the one being read or hashed.
 IN_FLIGHT = 2
