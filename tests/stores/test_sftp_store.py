@@ -130,6 +130,25 @@ def test_listing_reads_directories_of_many_batches_and_deletes_them(
     assert list(store.list("data/")) == []
 
 
+def test_threads_share_one_connection_through_pooled_channels(store: SftpStore) -> None:
+    # The code above the store is threaded (parallel fetches, GC's deletes): each
+    # thread's operations take a channel of their own over the one connection.
+    from concurrent.futures import ThreadPoolExecutor
+
+    blobs = {f"data/t/{i}~1": os.urandom(50_000 + i) for i in range(24)}
+
+    def round_trip(key: str) -> bytes:
+        store.put_bytes(key, blobs[key])
+        return b"".join(store.iter_bytes(key))
+
+    first = store._session.run(store._session.connection())
+    with ThreadPoolExecutor(8) as pool:
+        got = dict(zip(blobs, pool.map(round_trip, blobs), strict=True))
+    assert got == blobs
+    assert store._session.run(store._session.connection()) is first  # never a second one
+    assert sorted(o.key for o in store.list("data/t/")) == sorted(blobs)
+
+
 def test_an_account_that_may_run_no_command_has_uploads_read_back() -> None:
     if sshd_missing():
         pytest.skip(str(sshd_missing()))
