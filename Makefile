@@ -39,6 +39,7 @@ $(VENV)/.installed-test: pyproject.toml constraints.txt
 test: venv
 	scripts/ensure-postgres
 	scripts/ensure-tools
+	scripts/ensure-sshd
 	$(BIN)/python -m pytest -q -p no:cacheprovider -n $(TEST_WORKERS) $(PYTEST_ARGS)
 
 # The tour of README.md's quick start, in a throwaway repository (see src/repo/demo.py).

@@ -27,6 +27,7 @@ from sqlalchemy import event
 
 from harness.postgres import PostgresServer
 from harness.s3servers import MotoS3Server, RcloneS3Server, S3Server
+from harness.sshd import SshServer, sshd_missing
 from repo.settings import SETTINGS
 
 if TYPE_CHECKING:
@@ -35,6 +36,11 @@ if TYPE_CHECKING:
 
 S3_SERVER_NAMES = ["rclone", "moto"]
 STORE_KINDS = ["file", "rclone", "moto"]
+#: Not in STORE_KINDS (every Repo test would run on it): the store contract suite and
+#: tests/stores/test_sftp_*.py ask for it by name. SFTP_ONLY: an account that may run no
+#: command (objects move by SFTP requests and uploads are read back, not by cat/md5sum).
+SFTP = "sftp"
+SFTP_ONLY = "sftp-only"
 CATALOG_KINDS = ["sqlite", "postgresql"]
 
 
@@ -128,6 +134,31 @@ def moto_server() -> Iterator[MotoS3Server]:
         server.stop()
 
 
+@pytest.fixture(scope="session")
+def sshd_server() -> Iterator[SshServer]:
+    """A throwaway OpenSSH server (tests/harness/sshd.py), for ``sftp://`` stores."""
+    why = sshd_missing()
+    if why is not None:
+        if os.environ.get("REPO_TEST_ALLOW_MISSING_TOOLS"):
+            pytest.skip(why)
+        pytest.fail(why)
+    server = SshServer().start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def sshd_sftp_only_server(sshd_server: SshServer) -> Iterator[SshServer]:
+    """Another sshd whose account may run no command (``ForceCommand internal-sftp``)."""
+    server = SshServer(sftp_only=True).start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
 def _s3_server(request: pytest.FixtureRequest, name: str) -> S3Server:
     server: S3Server = request.getfixturevalue(f"{name}_server")
     return server
@@ -190,6 +221,8 @@ class StoreTarget:
     region: str | None
     server_name: str
     server: S3Server | None = None
+    #: For ``sftp://``: the client key and known_hosts file.
+    ssh_options: dict[str, str] | None = None
 
     @property
     def is_s3(self) -> bool:
@@ -211,7 +244,19 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> StoreTarget:
 
 
 def make_store_target(request: pytest.FixtureRequest, kind: str, tmp_path: Path) -> StoreTarget:
-    """A fresh store of `kind` (one of `STORE_KINDS`)."""
+    """A fresh store of `kind` (one of `STORE_KINDS`, or `SFTP`)."""
+    if kind in (SFTP, SFTP_ONLY):
+        fixture = "sshd_server" if kind == SFTP else "sshd_sftp_only_server"
+        sshd: SshServer = request.getfixturevalue(fixture)
+        return StoreTarget(
+            url=sshd.url(sshd.new_root()),
+            endpoint_url=None,
+            access_key=None,
+            secret_key=None,
+            region=None,
+            server_name=kind,
+            ssh_options=sshd.client_options(),
+        )
     if kind == "file":
         path = tmp_path / "store"
         path.mkdir()
@@ -245,6 +290,8 @@ def repo_config(tmp_path: Path, catalog_url: str, store_url: StoreTarget) -> dic
         "database": catalog_url,
         "host_name": "test-host",
     }
+    if store_url.ssh_options:
+        config.update(store_url.ssh_options)
     if store_url.is_s3:
         assert store_url.endpoint_url
         assert store_url.access_key

@@ -720,6 +720,8 @@ def test_config_show_lists_every_setting_with_secrets_masked(tmp_path: Path) -> 
         "s3_upload_check": "server",
         "archive_class": "DEEP_ARCHIVE",
         "archive_early_deletion": "refuse",
+        "ssh_key_file": "keys/id_ed25519",
+        "ssh_known_hosts": "/etc/ssh/ssh_known_hosts",
     }
     # `store` is the other spelling of `default_s3_bucket`; a new setting must join `every`.
     assert set(every) | {"store"} == set(BY_KEY)
@@ -750,6 +752,8 @@ def test_config_show_lists_every_setting_with_secrets_masked(tmp_path: Path) -> 
         ("s3_upload_check", "server", at + "s3_upload_check"),
         ("archive_class", "DEEP_ARCHIVE", at + "archive_class"),
         ("archive_early_deletion", "refuse", at + "archive_early_deletion"),
+        ("ssh_key_file", str(tmp_path / "keys" / "id_ed25519"), at + "ssh_key_file"),
+        ("ssh_known_hosts", "/etc/ssh/ssh_known_hosts", at + "ssh_known_hosts"),
     ]
     assert [e[0] for e in expected] == ["source", *dict.fromkeys(s.attribute for s in SETTINGS)]
 

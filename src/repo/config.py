@@ -36,7 +36,13 @@ from .settings import (
     value_from_env,
 )
 from .storage_classes import DEFAULT_ARCHIVE_CLASS
-from .urls import mask_url, split_url_credentials, url_has_secret, url_is_ambiguous
+from .urls import (
+    mask_url,
+    parse_sftp_url,
+    split_url_credentials,
+    url_has_secret,
+    url_is_ambiguous,
+)
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import URL
@@ -104,6 +110,8 @@ class Config:
     archive_class: str = DEFAULT_ARCHIVE_CLASS
     archive_early_deletion: str = "warn"
     backup_key: str | None = field(default=None, repr=False)
+    ssh_key_file: Path | None = None
+    ssh_known_hosts: Path | None = None
     #: Where each field's value came from (a key of the source, or a default).
     origins: Mapping[str, str] = field(default_factory=dict)
 
@@ -255,6 +263,8 @@ def _convert(setting: Setting, value: Any, base: Path) -> Any:
     """A setting's `Config` value from its JSON value; relative paths resolve against `base`."""
     if setting.key == "local_root":
         return _resolve(value, base)
+    if setting.key in ("ssh_key_file", "ssh_known_hosts"):
+        return _resolve(value, base)
     if setting.key == "backup_s3_bucket":
         return f"s3://{value}" if value else None
     return value
@@ -309,9 +319,16 @@ def _store_url(data: Mapping[str, Any], source: str) -> str:
     if not store:
         raise ConfigError(
             f"{source}: no store configured",
-            hint="set 'store' (s3://bucket/prefix or file:///path) or 'default_s3_bucket'",
+            hint="set 'store' (s3://bucket/prefix, file:///path or sftp://user@host/path) "
+            "or 'default_s3_bucket'",
         )
     parts = urlsplit(store)
+    if parts.scheme == "sftp" and ":" not in parts.netloc.rpartition("@")[0]:
+        try:
+            parse_sftp_url(store)
+        except ConfigError as exc:
+            raise ConfigError(f"{source}: key 'store': {exc.message}", hint=exc.hint) from None
+        return store.rstrip("/")
     if "@" in parts.netloc:
         # Never echoed: what comes before the '@' is likely a key and a secret.
         raise ConfigError(
@@ -328,7 +345,7 @@ def _store_url(data: Mapping[str, Any], source: str) -> str:
             raise ConfigError(f"{source}: key 'store' must be file:///absolute/path, got {store!r}")
         return Path(path).as_uri()
     raise ConfigError(
-        f"{source}: key 'store' must start with s3:// or file://, got {store!r}",
+        f"{source}: key 'store' must start with s3://, file:// or sftp://, got {store!r}",
     )
 
 

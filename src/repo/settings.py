@@ -135,7 +135,8 @@ SETTINGS: tuple[Setting, ...] = (
         types=_STR,
         into="store_url",
         default_text="required, unless `default_s3_bucket` is set",
-        description="where the files are: `s3://bucket/optional/prefix` or `file:///abs/path`",
+        description="where the files are: `s3://bucket/optional/prefix`, `file:///abs/path` "
+        "or `sftp://user@host[:port]/abs/path`",
     ),
     Setting(
         key="default_s3_bucket",
@@ -308,6 +309,22 @@ SETTINGS: tuple[Setting, ...] = (
         description="when `repo archive` or `repo gc` would delete or move an archived object "
         "before its class's minimum storage duration (90 or 180 days, billed anyway): "
         "`warn` and go on, or `refuse`",
+    ),
+    Setting(
+        key="ssh_key_file",
+        types=_STR,
+        env="REPO_SSH_KEY_FILE",
+        default_text="the SSH agent, then `~/.ssh/id_*`",
+        description="for an `sftp://` store: the private key to log in with (no passphrase; "
+        "relative to the file's folder)",
+    ),
+    Setting(
+        key="ssh_known_hosts",
+        types=_STR,
+        env="REPO_SSH_KNOWN_HOSTS",
+        default_text="`~/.ssh/known_hosts`",
+        description="for an `sftp://` store: the known_hosts file the server's host key must "
+        "be in (an unknown host is refused, never added)",
     ),
 )
 

@@ -1,11 +1,24 @@
 """URLs of the configuration shown safely: their passwords and secret query parameters
-masked, whatever they hold (`mask_url`, the one way a configured URL is shown)."""
+masked, whatever they hold (`mask_url`, the one way a configured URL is shown); and the
+parts of an ``sftp://`` store URL (`parse_sftp_url`)."""
 
 from __future__ import annotations
 
-from urllib.parse import unquote_plus
+import posixpath
+from urllib.parse import unquote, unquote_plus, urlsplit
 
-__all__ = ["mask_url", "split_url_credentials", "url_has_secret", "url_is_ambiguous"]
+from .errors import ConfigError
+
+__all__ = [
+    "SSH_PORT",
+    "mask_url",
+    "parse_sftp_url",
+    "split_url_credentials",
+    "url_has_secret",
+    "url_is_ambiguous",
+]
+
+SSH_PORT = 22
 
 #: Query parameters whose value is a secret: a name holding one of these words
 #: (``password``, ``sslpassword``, ``X-Amz-Signature``...). ``passfile`` names a file.
@@ -78,3 +91,26 @@ def url_has_secret(url: str) -> bool:
     _, _, password, rest = split_url_credentials(url)
     query = rest.partition("?")[2]
     return bool(password) or any(_secret_param(item) for item in query.split("&"))
+
+
+def parse_sftp_url(url: str) -> tuple[str | None, str, int, str]:
+    """``sftp://user@host:port/abs/path`` as (user, host, port, root directory)."""
+    parts = urlsplit(url)
+    try:
+        port = parts.port or SSH_PORT
+    except ValueError:
+        port = -1
+    host = parts.hostname
+    root = posixpath.normpath(unquote(parts.path)) if parts.path else ""
+    if parts.scheme != "sftp" or not host or port <= 0 or parts.password is not None:
+        raise ConfigError(
+            f"invalid sftp store URL {url!r}",
+            hint="use sftp://user@host[:port]/absolute/path (passwords are not accepted: "
+            "use a key)",
+        )
+    if not root.startswith("/") or root == "/" or "\0" in root or parts.query:
+        raise ConfigError(
+            f"sftp store URL {url!r} needs an absolute directory below /",
+            hint="e.g. sftp://user@host/srv/repo",
+        )
+    return (unquote(parts.username) if parts.username else None), host, port, root

@@ -166,8 +166,8 @@ def test_missing_and_malformed_configuration(tmp_path: Path) -> None:
     )
     fails(
         bad("list"),
-        f"Error: {tmp_path / 'bad.json'}: key 'store' must start with s3:// or "
-        "file://, got 'ftp://x'",
+        f"Error: {tmp_path / 'bad.json'}: key 'store' must start with s3://, file:// or "
+        "sftp://, got 'ftp://x'",
     )
 
 

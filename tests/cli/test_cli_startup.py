@@ -1,5 +1,5 @@
 """Commands that need no catalog and no store start without loading the libraries that
-reach them: SQLAlchemy, psycopg, boto3, obstore (start-up time; bench/startup.py).
+reach them: SQLAlchemy, psycopg, boto3, obstore, asyncssh (start-up time; bench/startup.py).
 
 Each check runs `repo` in a fresh interpreter, as `python -m repo` does, and reports at
 exit which of those modules got imported. Timing is left to the benchmark: a test here
@@ -22,8 +22,8 @@ from repo.cli import cli
 if TYPE_CHECKING:
     from pathlib import Path
 
-#: The libraries a command reaches its catalog or its S3 store through.
-HEAVY = ("sqlalchemy", "psycopg", "boto3", "botocore", "obstore")
+#: The libraries a command reaches its catalog or its store (S3, SFTP) through.
+HEAVY = ("sqlalchemy", "psycopg", "boto3", "botocore", "obstore", "asyncssh")
 
 #: Runs each argv of the JSON list in argv[1] through the `repo` command, in this one
 #: process and one after the other; after each it writes one JSON line to the file

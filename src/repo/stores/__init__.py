@@ -39,18 +39,36 @@ def _open_s3(url: str, config: Config | None) -> Store:
     )
 
 
+def _open_sftp(url: str, config: Config | None) -> Store:
+    try:
+        import asyncssh  # noqa: F401 - an optional extra: say how to get it
+    except ImportError:
+        raise ConfigError(
+            f"the store {url!r} needs the SSH library asyncssh, which is not installed",
+            hint="pip install 's3-file-repo[sftp]'",
+        ) from None
+    from .sftp import SftpStore
+
+    if config is None:
+        return SftpStore(url)
+    return SftpStore(url, key_file=config.ssh_key_file, known_hosts=config.ssh_known_hosts)
+
+
 _BACKENDS: dict[str, Callable[[str, Config | None], Store]] = {
     "file": _open_file,
     "s3": _open_s3,
+    "sftp": _open_sftp,
 }
 
 
 def open_store(url: str, config: Config | None = None) -> Store:
-    """Open the store named by `url` (``s3://bucket/prefix`` or ``file:///path``)."""
+    """Open the store named by `url` (``s3://bucket/prefix``, ``file:///path`` or
+    ``sftp://user@host[:port]/path``)."""
     scheme = urlsplit(url).scheme
     opener = _BACKENDS.get(scheme)
     if opener is None:
         raise ConfigError(
-            f"unsupported store URL {url!r}", hint="use s3://bucket/prefix or file:///abs/path"
+            f"unsupported store URL {url!r}",
+            hint="use s3://bucket/prefix, file:///abs/path or sftp://user@host/abs/path",
         )
     return opener(url, config)
