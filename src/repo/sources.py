@@ -79,6 +79,10 @@ def pair_sources(
                 "--as and --prefix do not go together", hint="put the prefix into the --as name"
             )
         _check_local(args[0])
+        # `--as ./notes.txt`, a shell habit, names notes.txt; other "." segments are
+        # still refused where paths are checked.
+        while as_name.startswith("./"):
+            as_name = as_name[2:].lstrip("/")
         return [(as_name, args[0])]
     if STDIN in args:
         raise UsageError(

@@ -89,6 +89,9 @@ def test_dot_slash_and_prefix_and_as(
     assert _out(run("add", "-", "--as", "logs/job.log", input=b"from stdin\n")) == (
         "added logs/job.log (file 5, 11 B, unpublished)\n"
     )
+    assert _out(run("add", "a.txt", "--as", "./notes/second.txt")) == (
+        "added notes/second.txt (file 6, 13 B, unpublished)\n"
+    )
     got = _contents(embedded_config)
     assert got["daily.csv"] == b"day,1\n"
     assert got["docs/b.txt"] == b"content of b\n"
