@@ -103,6 +103,7 @@ class Config:
     s3_upload_check: str = "read-back"
     archive_class: str = DEFAULT_ARCHIVE_CLASS
     archive_early_deletion: str = "warn"
+    retention_timezone: str = "UTC"
     backup_key: str | None = field(default=None, repr=False)
     #: Where each field's value came from (a key of the source, or a default).
     origins: Mapping[str, str] = field(default_factory=dict)

@@ -13,6 +13,7 @@ the plain facts of `repo.storage_classes`.
 from __future__ import annotations
 
 import enum
+import zoneinfo
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
@@ -94,6 +95,17 @@ KMS_KEY = Check(_printable, "a non-empty key id or ARN")
 ARCHIVE_CLASS = Check(
     lambda s: s in ARCHIVE_CLASSES, "'GLACIER_IR', 'GLACIER' or 'DEEP_ARCHIVE'", echo=True
 )
+
+
+def _time_zone(value: str) -> bool:
+    try:
+        zoneinfo.ZoneInfo(value)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError, OSError):
+        return False
+    return True
+
+
+TIME_ZONE = Check(_time_zone, "an IANA time zone name such as 'UTC' or 'Europe/Berlin'", echo=True)
 EARLY_DELETION = Check(lambda s: s in EARLY_DELETION_POLICIES, "'warn' or 'refuse'", echo=True)
 
 
@@ -308,6 +320,14 @@ SETTINGS: tuple[Setting, ...] = (
         description="when `repo archive` or `repo gc` would delete or move an archived object "
         "before its class's minimum storage duration (90 or 180 days, billed anyway): "
         "`warn` and go on, or `refuse`",
+    ),
+    Setting(
+        key="retention_timezone",
+        types=_STR,
+        check=TIME_ZONE,
+        default="UTC",
+        description="the time zone whose hours, days, ISO weeks and months "
+        "`repo expire --keep-daily` and the like count in (an IANA name, e.g. `Europe/Berlin`)",
     ),
 )
 
