@@ -44,6 +44,7 @@ __all__ = [
 #: The bucket rules, in the order reasons are given.
 RULES = ("hourly", "daily", "weekly", "monthly")
 
+_UNITS = {"hourly": "hours", "daily": "days", "weekly": "ISO weeks", "monthly": "months"}
 _HOUR = re.compile(r"hour=([0-9]{4})-([0-9]{2})-([0-9]{2})T([0-9]{2})")
 _DAY = re.compile(r"day=([0-9]{4})-([0-9]{2})-([0-9]{2})")
 _WEEK = re.compile(r"week=([0-9]{4})-W([0-9]{2})")
@@ -65,11 +66,17 @@ class KeepPolicy:
         for rule in RULES:
             count = getattr(self, rule)
             if isinstance(count, bool) or not isinstance(count, int) or count < 0:
-                raise UsageError(f"keep {rule} must be a count of zero or more, got {count!r}")
+                raise UsageError(
+                    f"keep {rule} must be a count of zero or more, got {count!r}",
+                    hint=f"e.g. 7 keeps the newest version of each of the last 7 {_UNITS[rule]}",
+                )
         if self.within is not None and (
             not isinstance(self.within, timedelta) or self.within < timedelta(0)
         ):
-            raise UsageError(f"keep within must be a duration of zero or more, got {self.within!r}")
+            raise UsageError(
+                f"keep within must be a duration of zero or more, got {self.within!r}",
+                hint="e.g. 7d keeps every version up to 7 days older than the newest",
+            )
 
     @property
     def keeps_anything(self) -> bool:
@@ -139,9 +146,7 @@ def span_text(span: timedelta) -> str:
     return f"{seconds}s"
 
 
-def version_time(
-    tags: Iterable[str], published_at: datetime, zone: tzinfo
-) -> tuple[datetime, str]:
+def version_time(tags: Iterable[str], published_at: datetime, zone: tzinfo) -> tuple[datetime, str]:
     """When a version counts as made, and why: its finest well-formed date tag (the
     latest of that kind), else `published_at`. Tags are catalog values: one that does
     not parse as a date is no date tag."""
@@ -193,8 +198,9 @@ def plan(items: Iterable[Dated], policy: KeepPolicy, zone: tzinfo) -> Plan:
         raise UsageError("a version appears twice in a retention plan")
     left = {rule: getattr(policy, rule) for rule in RULES}
     last: dict[str, str | None] = dict.fromkeys(RULES)
-    cutoff = None
+    cutoff, within_reason = None, ""
     if ordered and policy.within is not None:
+        within_reason = f"within {span_text(policy.within)}"
         try:
             cutoff = _aware(ordered[0].time) - policy.within
         except OverflowError:  # a span longer than the calendar: everything
@@ -211,8 +217,7 @@ def plan(items: Iterable[Dated], policy: KeepPolicy, zone: tzinfo) -> Plan:
                     last[rule], left[rule] = label, left[rule] - 1
                     reasons.append(f"{rule} {label}")
         if cutoff is not None and when >= cutoff:
-            assert policy.within is not None
-            reasons.append(f"within {span_text(policy.within)}")
+            reasons.append(within_reason)
         verdict = Verdict(item.file_id, when, item.source, tuple(reasons))
         (kept if reasons else expired).append(verdict)
     return Plan(kept=kept, expired=expired)
