@@ -393,7 +393,7 @@ def test_wrong_type_names_the_key(tmp_path: Path, key: str, value: Any) -> None:
 
 @pytest.mark.parametrize("zone", ["Mars/Olympus", "CEST+2", "../etc/passwd", "", "/etc/localtime"])
 def test_a_retention_timezone_must_be_an_iana_name(tmp_path: Path, zone: str) -> None:
-    with pytest.raises(ConfigError, match="'retention_timezone' must be an IANA time zone name"):
+    with pytest.raises(ConfigError, match="'retention_timezone' must be an IANA time zone such as"):
         load_config(_minimal(tmp_path, retention_timezone=zone))
     assert load_config(_minimal(tmp_path, retention_timezone="Asia/Kolkata")).retention_timezone
 

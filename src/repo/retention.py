@@ -20,6 +20,7 @@ tags of the finest kind the latest counts (the version looks newer: kept, not lo
 from __future__ import annotations
 
 import re
+import zoneinfo
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta, tzinfo
 from typing import TYPE_CHECKING
@@ -35,6 +36,7 @@ __all__ = [
     "KeepPolicy",
     "Plan",
     "Verdict",
+    "is_time_zone",
     "period_label",
     "plan",
     "span_text",
@@ -108,6 +110,15 @@ class Plan:
 
     kept: list[Verdict]
     expired: list[Verdict]
+
+
+def is_time_zone(name: object) -> bool:
+    """Whether `name` is an IANA time zone this host knows (``UTC``, ``Europe/Berlin``)."""
+    try:
+        zoneinfo.ZoneInfo(name)  # type: ignore[arg-type]
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError, TypeError, OSError):
+        return False
+    return True
 
 
 def period_label(rule: str, when: datetime, zone: tzinfo) -> str:

@@ -7,18 +7,18 @@ by it, so a new setting is added here and as a `Config` attribute, nowhere else 
 checks the two agree, and another that the README shows this table).
 
 This module sits below everything: it imports only the standard library, `repo.errors` and
-the plain facts of `repo.storage_classes`.
+the plain facts of `repo.storage_classes` and `repo.retention`.
 """
 
 from __future__ import annotations
 
 import enum
-import zoneinfo
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from .errors import ConfigError
+from .retention import is_time_zone
 from .storage_classes import ARCHIVE_CLASSES, DEFAULT_ARCHIVE_CLASS, EARLY_DELETION_POLICIES
 
 if TYPE_CHECKING:
@@ -96,16 +96,7 @@ ARCHIVE_CLASS = Check(
     lambda s: s in ARCHIVE_CLASSES, "'GLACIER_IR', 'GLACIER' or 'DEEP_ARCHIVE'", echo=True
 )
 
-
-def _time_zone(value: str) -> bool:
-    try:
-        zoneinfo.ZoneInfo(value)
-    except (zoneinfo.ZoneInfoNotFoundError, ValueError, OSError):
-        return False
-    return True
-
-
-TIME_ZONE = Check(_time_zone, "an IANA time zone name such as 'UTC' or 'Europe/Berlin'", echo=True)
+TIME_ZONE = Check(is_time_zone, "an IANA time zone such as 'UTC' or 'Europe/Berlin'", echo=True)
 EARLY_DELETION = Check(lambda s: s in EARLY_DELETION_POLICIES, "'warn' or 'refuse'", echo=True)
 
 
@@ -326,8 +317,8 @@ SETTINGS: tuple[Setting, ...] = (
         types=_STR,
         check=TIME_ZONE,
         default="UTC",
-        description="the time zone whose hours, days, ISO weeks and months "
-        "`repo expire --keep-daily` and the like count in (an IANA name, e.g. `Europe/Berlin`)",
+        description="the time zone (an IANA name, e.g. `Europe/Berlin`) whose hours, days, ISO "
+        "weeks and months `repo expire --keep-daily` and the like count in",
     ),
 )
 
