@@ -156,3 +156,23 @@ def test_schedules_that_would_expire_everything_or_nothing_named_are_refused(
             r.expire_by_schedule(**kwargs)
         assert caught.value.hint
         assert r.current("keep.txt").state == "published"
+
+
+def test_expiring_many_skips_versions_expired_already_and_journals_the_rest(
+    local_config: dict[str, str], tmp_path: Path
+) -> None:
+    with Repo(local_config) as r:
+        ids = _hourly_reports(r, tmp_path)
+        first, second = ids["2026-11-24T22"], ids["2026-11-24T23"]
+        r.file(first).expire()
+        r.commit()
+        entries = len(_journal(r))
+        when = datetime(2026, 12, 1, tzinfo=UTC)
+
+        gone = r.catalog.expire_many([second, first, second], when=when)
+        r.commit()
+
+        assert [(g.file_id, g.state, g.expired_at) for g in gone] == [(second, "expired", when)]
+        assert r.file(first).expired_at != when
+        assert [[d["file_id"] for d in e["files"]] for e in _journal(r)[entries:]] == [[second]]
+        assert r.find(all=["hourly-report"], pattern="reports/2026-11-24*") == []

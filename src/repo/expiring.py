@@ -4,8 +4,8 @@ Each publish of a path expires the path's previous version, so a path has one pu
 version at a time: a schedule applies across the paths it selects (by tags, a glob, or
 every path), e.g. one file per hour ``reports/2026-11-25T10.csv`` tagged
 ``hourly-report``. The versions are read once; those the schedule does not keep are
-expired through the catalog's `expire` (so the change journal records them) in the
-session's open transaction: nothing is visible to others until the caller commits.
+expired through the catalog's `expire_many` (so the change journal records them) in
+the session's open transaction: nothing is visible to others until the caller commits.
 """
 
 from __future__ import annotations
@@ -123,13 +123,12 @@ def expire_by_schedule(
         items.append(Dated(f.file_id, when, source))
     result = plan(items, policy, zone)
     if not dry_run and result.expired:
-        when = now or datetime.now(UTC)
-        # Paths in one order, as other sessions locking several paths take them.
-        for verdict in sorted(result.expired, key=lambda v: by_id[v.file_id].record.path_id):
-            by_id[verdict.file_id] = RepoFile(
-                session, session.catalog.expire(verdict.file_id, when=when)
-            )
-        logger.info("retention expired %s of %s versions", len(result.expired), len(chosen))
+        gone = session.catalog.expire_many(
+            [v.file_id for v in result.expired], when=now or datetime.now(UTC)
+        )
+        # A version superseded by a publish meanwhile was expired by it: it stays listed.
+        by_id.update((rec.file_id, RepoFile(session, rec)) for rec in gone)
+        logger.info("retention expired %s of %s versions", len(gone), len(chosen))
 
     def placed(verdicts: list[Verdict]) -> list[Scheduled]:
         return [
