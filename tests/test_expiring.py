@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from repo import Repo, UsageError
+from repo import InvalidTagError, Repo, UsageError
 from repo.journal import read_entries
 
 if TYPE_CHECKING:
@@ -155,6 +155,8 @@ def test_schedules_that_would_expire_everything_or_nothing_named_are_refused(
         with pytest.raises(UsageError, match=message) as caught:
             r.expire_by_schedule(**kwargs)
         assert caught.value.hint
+        with pytest.raises(InvalidTagError, match="got a single string"):
+            r.expire_by_schedule(keep_daily=1, tags="keep")  # type: ignore[arg-type]
         assert r.current("keep.txt").state == "published"
 
 

@@ -20,6 +20,7 @@ from .errors import UsageError
 from .file import RepoFile
 from .lookup import find, tags_of
 from .retention import Dated, KeepPolicy, Verdict, plan, version_time
+from .tags import validate_tags
 from .units import parse_age
 
 if TYPE_CHECKING:
@@ -99,7 +100,7 @@ def expire_by_schedule(
             hint="say what to keep: --keep-hourly, --keep-daily, --keep-weekly, "
             "--keep-monthly or --keep-within",
         )
-    tags = list(tags)
+    tags = validate_tags(tags)  # a lone string is refused, not read letter by letter
     if all_paths and (tags or pattern is not None):
         raise UsageError(
             "--all-paths selects every published version: it takes no --tag or --match",
