@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import threading
 from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from conftest import dir_store_config
 from repo import InvalidTagError, Repo, UsageError
 from repo.journal import read_entries
 
@@ -178,3 +180,37 @@ def test_expiring_many_skips_versions_expired_already_and_journals_the_rest(
         assert r.file(first).expired_at != when
         assert [[d["file_id"] for d in e["files"]] for e in _journal(r)[entries:]] == [[second]]
         assert r.find(all=["hourly-report"], pattern="reports/2026-11-24*") == []
+
+
+def test_a_publisher_of_a_path_being_expired_waits_for_the_schedule_then_publishes(
+    pg_url: str, tmp_path: Path
+) -> None:
+    config = dir_store_config(tmp_path, pg_url)
+    with Repo(config) as r:
+        ids = _hourly_reports(r, tmp_path)
+        (tmp_path / "again.csv").write_text("again\n")
+        newer = r.add("reports/2026-11-24T22.csv", tmp_path / "again.csv").file_id
+    published = threading.Event()
+    errors: list[BaseException] = []
+
+    def publish() -> None:
+        try:
+            with Repo(config) as other:
+                other.file(newer).publish()
+            published.set()
+        except BaseException as exc:  # reported to the test
+            errors.append(exc)
+
+    with Repo(config) as r:
+        report = r.expire_by_schedule(keep_daily=1, tags=["hourly-report"])
+        assert ids["2026-11-24T22"] in [s.file.file_id for s in report.expired]
+        worker = threading.Thread(target=publish)
+        worker.start()
+        assert not published.wait(0.5)  # the schedule holds the path until it commits
+    worker.join(timeout=60)
+
+    assert errors == []
+    assert published.is_set()
+    with Repo(config) as r:
+        history = [(v.file_id, v.state) for v in r.history("reports/2026-11-24T22.csv")]
+        assert history == [(newer, "published"), (ids["2026-11-24T22"], "expired")]

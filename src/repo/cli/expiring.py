@@ -85,7 +85,7 @@ def expire(
     \b
     Examples:
       repo expire reports/daily.csv
-      repo expire --tag hourly-report --keep-hourly 24 --keep-daily 7 --keep-monthly 12
+      repo expire --tag hourly-report --keep-hourly 24 --keep-daily 7
       repo expire --all-paths --keep-within 30d --dry-run
     """
     schedule = (keep_hourly, keep_daily, keep_weekly, keep_monthly, keep_within, tags, pattern,
