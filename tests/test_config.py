@@ -391,6 +391,13 @@ def test_wrong_type_names_the_key(tmp_path: Path, key: str, value: Any) -> None:
     assert len(str(info.value).splitlines()) == 1
 
 
+@pytest.mark.parametrize("zone", ["Mars/Olympus", "CEST+2", "../etc/passwd", "", "/etc/localtime"])
+def test_a_retention_timezone_must_be_an_iana_name(tmp_path: Path, zone: str) -> None:
+    with pytest.raises(ConfigError, match="'retention_timezone' must be an IANA time zone such as"):
+        load_config(_minimal(tmp_path, retention_timezone=zone))
+    assert load_config(_minimal(tmp_path, retention_timezone="Asia/Kolkata")).retention_timezone
+
+
 def test_wrong_type_in_database_object_names_the_dotted_key(tmp_path: Path) -> None:
     db = {"host": "h", "port": "5432", "database": "d"}
     with pytest.raises(ConfigError, match=r"'database\.port' must be an integer"):
@@ -722,6 +729,7 @@ def test_config_show_lists_every_setting_with_secrets_masked(tmp_path: Path) -> 
         "archive_early_deletion": "refuse",
         "ssh_key_file": "keys/id_ed25519",
         "ssh_known_hosts": "/etc/ssh/ssh_known_hosts",
+        "retention_timezone": "Europe/Berlin",
     }
     # `store` is the other spelling of `default_s3_bucket`; a new setting must join `every`.
     assert set(every) | {"store"} == set(BY_KEY)
@@ -754,6 +762,7 @@ def test_config_show_lists_every_setting_with_secrets_masked(tmp_path: Path) -> 
         ("archive_early_deletion", "refuse", at + "archive_early_deletion"),
         ("ssh_key_file", str(tmp_path / "keys" / "id_ed25519"), at + "ssh_key_file"),
         ("ssh_known_hosts", "/etc/ssh/ssh_known_hosts", at + "ssh_known_hosts"),
+        ("retention_timezone", "Europe/Berlin", at + "retention_timezone"),
     ]
     assert [e[0] for e in expected] == ["source", *dict.fromkeys(s.attribute for s in SETTINGS)]
 

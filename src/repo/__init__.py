@@ -51,6 +51,7 @@ if TYPE_CHECKING:
     from .catalog import HostCopy, HostSummary
     from .config import Config, ConfigEntry, describe_config, load_config
     from .erase import PurgeReport
+    from .expiring import Scheduled, ScheduleReport
     from .fetch import FetchReport
     from .file import RepoFile
     from .gc import GcCategory, GcReport
@@ -59,6 +60,7 @@ if TYPE_CHECKING:
     from .recover import LostFile, RecoverReport
     from .repository import Repo
     from .restore import RestoreReport, restorable_backups, restore_catalog
+    from .retention import KeepPolicy
     from .session import Session
     from .tags import date_tags
     from .thaw import ThawReport, ThawStatus
@@ -83,6 +85,7 @@ _LAZY = {
     "GcReport": "gc",
     "HostCopy": "catalog",
     "HostSummary": "catalog",
+    "KeepPolicy": "retention",
     "LostFile": "recover",
     "ProgressListener": "progress",
     "PurgeReport": "erase",
@@ -91,6 +94,8 @@ _LAZY = {
     "RepoFile": "file",
     "RestoreReport": "restore",
     "RolesReport": "admin",
+    "ScheduleReport": "expiring",
+    "Scheduled": "expiring",
     "Session": "session",
     "StatusReport": "admin",
     "ThawReport": "thaw",
@@ -134,6 +139,7 @@ __all__ = [
     "ImmutableError",
     "InvalidPathError",
     "InvalidTagError",
+    "KeepPolicy",
     "LocalDiskError",
     "LostFile",
     "NotFoundError",
@@ -146,6 +152,8 @@ __all__ = [
     "RepoFile",
     "RestoreReport",
     "RolesReport",
+    "ScheduleReport",
+    "Scheduled",
     "Session",
     "StateError",
     "StatusReport",

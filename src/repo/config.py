@@ -109,6 +109,7 @@ class Config:
     s3_upload_check: str = "read-back"
     archive_class: str = DEFAULT_ARCHIVE_CLASS
     archive_early_deletion: str = "warn"
+    retention_timezone: str = "UTC"
     backup_key: str | None = field(default=None, repr=False)
     ssh_key_file: Path | None = None
     ssh_known_hosts: Path | None = None

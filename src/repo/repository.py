@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from .catalog import Catalog, HostSummary
     from .config import Config
     from .erase import PurgeReport
+    from .expiring import ScheduleReport
     from .fetch import FetchReport
     from .file import RepoFile
     from .gc import GcReport
@@ -408,6 +409,44 @@ class Repo:
         from .gc import collect_garbage
 
         return collect_garbage(self.session, dry_run=dry_run, orphans=orphans, now=now)
+
+    @at_boundary("expiring by schedule")
+    def expire_by_schedule(
+        self,
+        *,
+        keep_hourly: int = 0,
+        keep_daily: int = 0,
+        keep_weekly: int = 0,
+        keep_monthly: int = 0,
+        keep_within: timedelta | str | None = None,
+        tags: Iterable[str] = (),
+        pattern: str | None = None,
+        all_paths: bool = False,
+        timezone: str | None = None,
+        dry_run: bool = False,
+    ) -> ScheduleReport:
+        """Expire the published versions selected by `tags` (every one), a glob `pattern`
+        or `all_paths` that a grandfather-father-son schedule does not keep: the newest
+        version of each of the last N hours, days, ISO weeks and months that have one,
+        and every version within `keep_within` (``7d``) of the newest. A version's time
+        is its finest date tag, else its publish time; periods count in `timezone`
+        (``retention_timezone``). The report says which rules kept each version. Not
+        committed: the caller's commit (or ``with Repo()``) makes it one transaction."""
+        from . import expiring
+
+        return expiring.expire_by_schedule(
+            self.session,
+            keep_hourly=keep_hourly,
+            keep_daily=keep_daily,
+            keep_weekly=keep_weekly,
+            keep_monthly=keep_monthly,
+            keep_within=keep_within,
+            tags=tags,
+            pattern=pattern,
+            all_paths=all_paths,
+            timezone=timezone,
+            dry_run=dry_run,
+        )
 
     @at_boundary("purging")
     def purge(

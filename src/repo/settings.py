@@ -7,7 +7,7 @@ by it, so a new setting is added here and as a `Config` attribute, nowhere else 
 checks the two agree, and another that the README shows this table).
 
 This module sits below everything: it imports only the standard library, `repo.errors` and
-the plain facts of `repo.storage_classes`.
+the plain facts of `repo.storage_classes` and `repo.retention`.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from .errors import ConfigError
+from .retention import is_time_zone
 from .storage_classes import ARCHIVE_CLASSES, DEFAULT_ARCHIVE_CLASS, EARLY_DELETION_POLICIES
 
 if TYPE_CHECKING:
@@ -94,6 +95,8 @@ KMS_KEY = Check(_printable, "a non-empty key id or ARN")
 ARCHIVE_CLASS = Check(
     lambda s: s in ARCHIVE_CLASSES, "'GLACIER_IR', 'GLACIER' or 'DEEP_ARCHIVE'", echo=True
 )
+
+TIME_ZONE = Check(is_time_zone, "an IANA time zone such as 'UTC' or 'Europe/Berlin'", echo=True)
 EARLY_DELETION = Check(lambda s: s in EARLY_DELETION_POLICIES, "'warn' or 'refuse'", echo=True)
 
 
@@ -325,6 +328,14 @@ SETTINGS: tuple[Setting, ...] = (
         default_text="`~/.ssh/known_hosts`",
         description="for an `sftp://` store: the known_hosts file the server's host key must "
         "be in (an unknown host is refused, never added)",
+    ),
+    Setting(
+        key="retention_timezone",
+        types=_STR,
+        check=TIME_ZONE,
+        default="UTC",
+        description="the time zone (an IANA name, e.g. `Europe/Berlin`) whose hours, days, ISO "
+        "weeks and months `repo expire --keep-daily` and the like count in",
     ),
 )
 

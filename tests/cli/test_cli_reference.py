@@ -98,7 +98,7 @@ def test_json_shapes_are_stable(cli: CliRun, tmp_path: Path) -> None:
         "unpublished_ttl_seconds", "expired_ttl_seconds", "orphan_grace_seconds",
         "backups_before_purge", "backup_keep", "s3_timeout_seconds", "s3_sse",
         "s3_sse_kms_key_id", "backup_key", "s3_upload_check", "archive_class",
-        "archive_early_deletion", "ssh_key_file", "ssh_known_hosts",
+        "archive_early_deletion", "ssh_key_file", "ssh_known_hosts", "retention_timezone",
     ]  # fmt: skip
     assert all(list(s) == ["value", "origin"] for s in settings["settings"].values())
 

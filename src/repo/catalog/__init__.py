@@ -3,7 +3,7 @@
 `Catalog` is one class over query mixins, one module per subject (subject -> module):
 
 * versions and their states -> `versions` (`VersionQueries`): add, get, current, history,
-  list, upload, rekey, publish, expire, counts; versions by object key.
+  list, upload, rekey, publish, expire (one or many), counts; versions by object key.
 * tags -> `tagging` (`TagQueries`): the tags of versions and of paths, and `find`,
   whose plans (by tags or by path, limited, paged, counted) are in `finding`, a
   module of functions `tagging` calls.

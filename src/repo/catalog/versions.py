@@ -225,6 +225,59 @@ class VersionQueries(CatalogBase):
             self._touched_files.add(file_id)
             return self._get_or_purged(file_id)
 
+    def expire_many(self, file_ids: Sequence[int], *, when: datetime) -> list[FileRecord]:
+        """`expire` for many versions, a statement per batch rather than per version;
+        returns those it expired (not those expired already or claimed by GC), by id.
+
+        Every path concerned is locked first, in path order: two sessions that lock
+        several paths (this, a batch publish) take them in one order and never deadlock.
+        """
+        ids = sorted(set(file_ids))
+        pg = not self.db.is_sqlite
+        step = max(len(ids), 1) if pg else IN_BATCH
+        done: list[int] = []
+        with translate_errors(f"expiring {len(ids)} files"):
+            conn = self.db.begin_write()
+            path_ids: set[int] = set()
+            for i in range(0, len(ids), step):
+                chunk = ids[i : i + step]
+                path_ids.update(
+                    conn.execute(
+                        select(files.c.path_id).where(among(files.c.file_id, chunk, postgres=pg))
+                    ).scalars()
+                )
+            ordered = sorted(path_ids)
+            for i in range(0, len(ordered), step):
+                conn.execute(
+                    select(paths.c.path_id)
+                    .where(among(paths.c.path_id, ordered[i : i + step], postgres=pg))
+                    .order_by(paths.c.path_id)
+                    .with_for_update(key_share=True)
+                ).all()
+            for i in range(0, len(ids), step):
+                done += conn.execute(
+                    update(files)
+                    .where(
+                        among(files.c.file_id, ids[i : i + step], postgres=pg),
+                        files.c.state != "expired",
+                        files.c.purge_started_at.is_(None),
+                    )
+                    .values(state="expired", expired_at=when)
+                    .returning(files.c.file_id)
+                ).scalars()
+            done.sort()
+            tag_index.forget_versions(conn, done, pg)
+            self._touched_files.update(done)
+            records: list[FileRecord] = []
+            for i in range(0, len(done), step):
+                rows = conn.execute(
+                    select_files()
+                    .where(among(files.c.file_id, done[i : i + step], postgres=pg))
+                    .order_by(files.c.file_id)
+                )
+                records += [record(r) for r in rows]
+            return records
+
     def _lock_path(self, conn: Connection, path_id: int) -> None:
         """FOR NO KEY UPDATE on the path's row: publishers of a path take turns, but
         sessions adding new versions of it (whose foreign key takes a KEY SHARE lock) are

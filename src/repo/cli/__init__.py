@@ -25,8 +25,9 @@ from .app import App, freeze_heap
 from .archival import archive, thaw
 from .backups import backup, restore
 from .erase import purge
+from .expiring import expire
 from .fetching import fetch
-from .files import add, cat, expire, get, publish, tag, upload
+from .files import add, cat, get, publish, tag, upload
 from .housekeeping import cache, gc, host
 from .output import echo, shown
 from .queries import find, history, list_files, show, status
@@ -191,7 +192,7 @@ SUMMARIES = {
     "create": "Create the catalog (or upgrade it) and check the store.",
     "demo": "Add, tag, publish, find and read back a few files.",
     "destroy": "Drop the catalog.",
-    "expire": "Expire a version.",
+    "expire": "Expire a version, or what a retention schedule drops.",
     "fetch": "Bring many files into this host's cache (and out).",
     "find": "Find files by tags.",
     "gc": "Purge what is no longer needed.",

@@ -19,7 +19,7 @@ from .output import echo, echo_json, file_doc, human_size, shown
 if TYPE_CHECKING:
     from datetime import datetime
 
-__all__ = ["add", "cat", "expire", "get", "publish", "tag", "upload"]
+__all__ = ["add", "cat", "get", "publish", "tag", "upload"]
 
 PERIODS = click.Choice(list(DATE_TAG_TYPES))
 
@@ -220,29 +220,6 @@ def publish(app: App, ref: str, as_path: bool, as_json: bool) -> None:
         echo_json({"file": file_doc(f)})
         return
     echo(f"published {shown(f.path)} (file {f.file_id})")
-
-
-@click.command()
-@click.argument("ref", metavar="ID|PATH")
-@as_path_option
-@json_option()
-@pass_app
-def expire(app: App, ref: str, as_path: bool, as_json: bool) -> None:
-    """Expire a version (PATH: its current, published version).
-
-    Expired files are purged by garbage collection later.
-
-    \b
-    Example:
-      repo expire reports/daily.csv
-    """
-    with app.repo() as r:
-        f = resolve(r, ref, which="current", as_path=as_path)
-        f.expire()
-    if as_json:
-        echo_json({"file": file_doc(f)})
-        return
-    echo(f"expired {shown(f.path)} (file {f.file_id})")
 
 
 @click.command()
