@@ -58,8 +58,11 @@ def visits_by_region(files: list[repo.RepoFile]) -> Counter[str]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tag", default="sales", help="what to read (default: sales)")
-    parser.add_argument("--day", type=date.fromisoformat,
-                        help="the day to read, e.g. 2026-11-25 (default: yesterday, UTC)")
+    parser.add_argument(
+        "--day",
+        type=date.fromisoformat,
+        help="the day to read, e.g. 2026-11-25 (default: yesterday, UTC)",
+    )
     parser.add_argument("--expect", type=int, default=24, help="files the day should have")
     parser.add_argument("--wait", type=float, default=0, help="seconds to wait for them")
     parser.add_argument("--poll", type=float, default=60, help="seconds between looks")
@@ -67,11 +70,14 @@ def main(argv: list[str] | None = None) -> int:
     day = args.day or datetime.now(UTC).date() - timedelta(days=1)
     try:
         with repo.Repo() as r:
-            files = wait_for_day(r, args.tag, day, expect=args.expect, wait=args.wait,
-                                 poll=args.poll)
+            files = wait_for_day(
+                r, args.tag, day, expect=args.expect, wait=args.wait, poll=args.poll
+            )
             if len(files) < args.expect:
-                print(f"{args.tag} {day}: {len(files)} of {args.expect} files published",
-                      file=sys.stderr)
+                print(
+                    f"{args.tag} {day}: {len(files)} of {args.expect} files published",
+                    file=sys.stderr,
+                )
                 return 1
             for region, visits in sorted(visits_by_region(files).items()):
                 print(f"{region}\t{visits}")

@@ -45,18 +45,25 @@ def hour_report(hour: datetime) -> bytes:
 def publish_hour(r: repo.Repo, hour: datetime, tag: str) -> repo.RepoFile:
     """Add the hour's report as a new version of its path, date-tagged, and publish it."""
     path = f"reports/{tag}/{hour:%Y-%m-%dT%H}.csv"
-    return r.add(path, io.BytesIO(hour_report(hour)), tags=[tag], when=hour, period="hour",
-                 publish=True)
+    return r.add(
+        path, io.BytesIO(hour_report(hour)), tags=[tag], when=hour, period="hour", publish=True
+    )
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tag", default="sales", help="what the report is (default: sales)")
-    parser.add_argument("--hour", type=datetime.fromisoformat,
-                        help="the hour to report on, e.g. 2026-11-25T18 (default: the last)")
+    parser.add_argument(
+        "--hour",
+        type=datetime.fromisoformat,
+        help="the hour to report on, e.g. 2026-11-25T18 (default: the last)",
+    )
     args = parser.parse_args(argv)
-    hour = args.hour.replace(tzinfo=args.hour.tzinfo or UTC) if args.hour else last_full_hour(
-        datetime.now(UTC))
+    hour = (
+        args.hour.replace(tzinfo=args.hour.tzinfo or UTC)
+        if args.hour
+        else last_full_hour(datetime.now(UTC))
+    )
     try:
         with repo.Repo() as r:  # the configured repository; commits when the block ends
             rf = publish_hour(r, hour, args.tag)

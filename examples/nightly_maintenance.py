@@ -25,19 +25,27 @@ import repo
 def maintain(r: repo.Repo, *, orphans: bool, deep: bool) -> bool:
     """One night's maintenance, reported as it goes; whether the store checked out whole."""
     backup = r.backup()
-    print(f"backup {backup.name}: {sum(backup.rows.values())} rows, {backup.bytes} bytes,"
-          f" {len(backup.deleted_backups)} old backups removed")
+    print(
+        f"backup {backup.name}: {sum(backup.rows.values())} rows, {backup.bytes} bytes,"
+        f" {len(backup.deleted_backups)} old backups removed"
+    )
     gc = r.gc(orphans=orphans)
-    print(f"gc: purged {gc.unpublished.count} unpublished, {gc.expired.count} expired,"
-          f" {gc.orphans.count} orphans; {gc.waiting_for_backups} waiting for backups")
+    print(
+        f"gc: purged {gc.unpublished.count} unpublished, {gc.expired.count} expired,"
+        f" {gc.orphans.count} orphans; {gc.waiting_for_backups} waiting for backups"
+    )
     check = r.verify(deep=deep)
     for finding in [*check.missing, *check.corrupt]:
         print(f"verify: {finding.path} (id {finding.file_id}): {finding.reason}")
-    print(f"verify: {check.published.checked} published, {check.expired.checked} expired"
-          f" checked, {'ok' if check.ok else 'PROBLEMS FOUND'}")
+    print(
+        f"verify: {check.published.checked} published, {check.expired.checked} expired"
+        f" checked, {'ok' if check.ok else 'PROBLEMS FOUND'}"
+    )
     cache = r.prune_cache()
-    print(f"cache: {cache.dropped_expired + cache.dropped_purged} old copies dropped,"
-          f" {cache.evicted_for_space} evicted for space")
+    print(
+        f"cache: {cache.dropped_expired + cache.dropped_purged} old copies dropped,"
+        f" {cache.evicted_for_space} evicted for space"
+    )
     return check.ok
 
 

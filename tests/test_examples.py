@@ -56,8 +56,13 @@ def test_hourly_producer_publishes_the_hour_date_tagged() -> None:
         rf = r.current("reports/sales/2026-11-25T18.csv")
         assert done.stdout == f"published {rf.path} (id {rf.file_id}, {rf.size} bytes)\n"
         assert rf.state == "published"
-        assert {"sales", "hour=2026-11-25T18", "day=2026-11-25", "week=2026-W48",
-                "month=2026-11"} <= set(rf.tags)
+        assert {
+            "sales",
+            "hour=2026-11-25T18",
+            "day=2026-11-25",
+            "week=2026-W48",
+            "month=2026-11",
+        } <= set(rf.tags)
         assert rf.local_path.read_text().splitlines()[0] == "hour,region,visits"
 
 
@@ -65,8 +70,18 @@ def test_daily_consumer_waits_for_the_days_files_then_sums_them() -> None:
     produce("00")
     produce("01")
     consumer = subprocess.Popen(
-        [sys.executable, str(EXAMPLES / "daily_consumer.py"), "--day", DAY, "--expect", "3",
-         "--wait", "30", "--poll", "0.2"],
+        [
+            sys.executable,
+            str(EXAMPLES / "daily_consumer.py"),
+            "--day",
+            DAY,
+            "--expect",
+            "3",
+            "--wait",
+            "30",
+            "--poll",
+            "0.2",
+        ],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -80,8 +95,7 @@ def test_daily_consumer_waits_for_the_days_files_then_sums_them() -> None:
         consumer.kill()
     assert consumer.returncode == 0, err
 
-    expected = sum((visits(f"reports/sales/{DAY}T{h}.csv") for h in ("00", "01", "02")),
-                   Counter())
+    expected = sum((visits(f"reports/sales/{DAY}T{h}.csv") for h in ("00", "01", "02")), Counter())
     assert out == "".join(f"{region}\t{n}\n" for region, n in sorted(expected.items()))
 
 

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import posixpath
 import re
-from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -30,6 +29,8 @@ from repo.cli import cli
 from repo.settings import markdown_rows
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
+
     from mkdocs.config.defaults import MkDocsConfig
     from mkdocs.structure.files import Files
     from mkdocs.structure.pages import Page
@@ -93,16 +94,18 @@ def configuration_markdown() -> str:
     lines = [
         "# Configuration reference",
         "",
-        "Every key a configuration file may hold (JSON; see the [home page](index.md#configuration)",
-        "for where the file is found). A variable in the environment column, when set and not",
-        "empty, wins over the file. Unknown keys are an error that names them.",
+        "Every key a configuration file may hold (JSON; where the file is found: the",
+        "[home page](index.md#configuration)). A variable in the environment column, when",
+        "set and not empty, wins over the file. Unknown keys are an error that names them.",
         "`repo config --show` prints the settings in effect and where each came from.",
         "",
         "| key | type | default | environment | meaning |",
         "|---|---|---|---|---|",
     ]
-    lines += ["| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |"
-              for row in markdown_rows()]
+    lines += [
+        "| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |"
+        for row in markdown_rows()
+    ]
     return "\n".join(lines) + "\n"
 
 

@@ -18,13 +18,16 @@ from __future__ import annotations
 
 import inspect
 import sys
-from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 import repo
 from repo.cli import cli
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
 
 
 def commands(
@@ -81,7 +84,9 @@ def man_page(ctx: click.Context) -> str:
     ]
     if command.help:
         lines += [".SH DESCRIPTION", *description(command.help)]
-    options = [p.get_help_record(ctx) for p in command.get_params(ctx) if isinstance(p, click.Option)]
+    options = [
+        p.get_help_record(ctx) for p in command.get_params(ctx) if isinstance(p, click.Option)
+    ]
     records = [record for record in options if record is not None]
     if records:
         lines.append(".SH OPTIONS")
@@ -93,8 +98,11 @@ def man_page(ctx: click.Context) -> str:
         for name in command.list_commands(ctx):
             sub = command.get_command(ctx, name)
             if sub is not None and not sub.hidden:
-                lines += [".TP", f"\\fB{escape(name)}\\fR",
-                          escape(sub.get_short_help_str(limit=200))]
+                lines += [
+                    ".TP",
+                    f"\\fB{escape(name)}\\fR",
+                    escape(sub.get_short_help_str(limit=200)),
+                ]
                 see_also.append(f"{page_name(ctx)}-{name}(1)")
     if see_also:
         lines += [".SH SEE ALSO", ", ".join(f"\\fB{escape(p)}\\fR" for p in see_also)]
