@@ -6,6 +6,7 @@ from __future__ import annotations
 import importlib.util
 import shutil
 import subprocess
+import tomllib
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -71,6 +72,15 @@ def test_committed_pages_are_up_to_date(tmp_path: Path) -> None:
     committed = {p.name: p.read_text(encoding="utf-8") for p in (ROOT / "man").glob("*.1")}
     fresh = {p.name: p.read_text(encoding="utf-8") for p in written}
     assert committed == fresh, "man/ is out of date: run `make man` and commit man/"
+
+
+def test_the_wheel_installs_the_committed_pages() -> None:
+    # `pip wheel .` puts what this glob matches under <name>.data/data/share/man/man1/.
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+    data_files = pyproject["tool"]["setuptools"]["data-files"]
+
+    assert data_files["share/man/man1"] == ["man/*.1"]
+    assert len(list((ROOT / "man").glob("*.1"))) == len(man_pages.man_pages())
 
 
 GROFF = shutil.which("groff")
