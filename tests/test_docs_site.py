@@ -64,7 +64,7 @@ def text_of(page: Path) -> str:
 
 def sections(page: Path) -> dict[str, str]:
     """The page's text under each heading, keyed by the heading's id."""
-    parts = re.split(r'<h[1-3] id="([^"]+)"', page.read_text(encoding="utf-8"))
+    parts = re.split(r'<h[1-6] id="([^"]+)"', page.read_text(encoding="utf-8"))
     return {
         parts[i]: html.unescape(re.sub(r"<[^>]+>", "", parts[i + 1]))
         for i in range(1, len(parts), 2)
@@ -111,6 +111,9 @@ def test_api_reference_has_every_public_name(site: Path) -> None:
     assert {"repo.Repo.find", "repo.Repo.add", "repo.RepoFile.publish"} <= {
         f"repo.{m}" for m in re.findall(r'id="repo\.([\w.]+)"', page)
     }
+    # Fields with their `#:` comments (griffe-sphinx).
+    fields = sections(site / "api" / "index.html")
+    assert "too few backups were taken" in fields["repo.GcReport.waiting_for_backups"]
 
 
 def test_configuration_reference_has_every_setting_and_override(site: Path) -> None:
