@@ -72,7 +72,7 @@ def sections(page: Path) -> dict[str, str]:
 
 
 def test_cli_reference_has_every_command_with_every_option(site: Path) -> None:
-    by_id = sections(site / "cli-reference" / "index.html")
+    by_id = sections(site / "cli-reference.html")
     contexts = list(docs_site.commands())
     paths = {ctx.command_path for ctx in contexts}
 
@@ -101,23 +101,23 @@ def test_cli_reference_covers_every_command_click_knows() -> None:
 
 
 def test_api_reference_has_every_public_name(site: Path) -> None:
-    page = (site / "api" / "index.html").read_text(encoding="utf-8")
+    page = (site / "api.html").read_text(encoding="utf-8")
     documented = set(re.findall(r'id="repo\.(\w+)"', page))
 
     missing = {name for name in repo.__all__ if name != "__version__"} - documented
     assert not missing, f"not in the API reference: {sorted(missing)}"
-    assert "repo.__version__" in text_of(site / "api" / "index.html")
+    assert "repo.__version__" in text_of(site / "api.html")
     # Members come along: the facade's methods, with their docstrings.
     assert {"repo.Repo.find", "repo.Repo.add", "repo.RepoFile.publish"} <= {
         f"repo.{m}" for m in re.findall(r'id="repo\.([\w.]+)"', page)
     }
     # Fields with their `#:` comments (griffe-sphinx).
-    fields = sections(site / "api" / "index.html")
+    fields = sections(site / "api.html")
     assert "too few backups were taken" in fields["repo.GcReport.waiting_for_backups"]
 
 
 def test_configuration_reference_has_every_setting_and_override(site: Path) -> None:
-    text = text_of(site / "configuration" / "index.html")
+    text = text_of(site / "configuration.html")
 
     for setting in SETTINGS:
         assert setting.key in text
@@ -127,10 +127,10 @@ def test_configuration_reference_has_every_setting_and_override(site: Path) -> N
 
 def test_pages_from_outside_docs_are_on_the_site(site: Path) -> None:
     assert "turns Amazon S3" in text_of(site / "index.html")  # README.md, the home page
-    assert "Unreleased" in text_of(site / "changelog" / "index.html")
-    assert "MIT" in text_of(site / "license" / "index.html")
+    assert "Unreleased" in text_of(site / "changelog.html")
+    assert "MIT" in text_of(site / "license.html")
     # README.md links docs/postgres-and-s3.md; on the home page that is a sibling page.
-    assert 'href="postgres-and-s3/"' in (site / "index.html").read_text(encoding="utf-8")
+    assert 'href="postgres-and-s3.html"' in (site / "index.html").read_text(encoding="utf-8")
 
 
 @pytest.mark.parametrize(
