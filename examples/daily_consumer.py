@@ -35,12 +35,20 @@ def wait_for_day(
     r: repo.Repo, tag: str, day: date, *, expect: int, wait: float, poll: float
 ) -> list[repo.RepoFile]:
     """The day's files once `expect` of them are published, or what is there at the end
-    of `wait` seconds."""
+    of `wait` seconds. Says on stderr when it starts waiting."""
     deadline = time.monotonic() + wait
+    waiting = False
     while True:
         files = day_files(r, tag, day)
         if len(files) >= expect or time.monotonic() >= deadline:
             return files
+        if not waiting:
+            print(
+                f"{tag} {day}: {len(files)} of {expect} files published; waiting up to {wait:g} s",
+                file=sys.stderr,
+                flush=True,
+            )
+            waiting = True
         r.rollback()  # end the read transaction, so the next find sees new commits
         time.sleep(min(poll, max(0.0, deadline - time.monotonic())))
 

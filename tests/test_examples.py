@@ -12,7 +12,6 @@ import io
 import os
 import subprocess
 import sys
-import time
 from collections import Counter
 from pathlib import Path
 
@@ -87,8 +86,11 @@ def test_daily_consumer_waits_for_the_days_files_then_sums_them() -> None:
         text=True,
     )
     try:
-        time.sleep(1.0)  # the consumer has looked at least once, found two of three
-        assert consumer.poll() is None, consumer.communicate()
+        assert consumer.stderr is not None
+        # It has looked once, found two of the three, and waits.
+        assert consumer.stderr.readline() == (
+            f"sales {DAY}: 2 of 3 files published; waiting up to 30 s\n"
+        )
         produce("02")
         out, err = consumer.communicate(timeout=30)
     finally:
