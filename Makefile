@@ -8,7 +8,7 @@ PYTEST_ARGS ?=
 # process, as a debugger wants.
 TEST_WORKERS ?= 2
 
-.PHONY: venv test demo lint constraints bench
+.PHONY: venv test demo lint constraints bench docs docs-serve man
 
 venv: $(VENV)/.installed-test
 
@@ -47,8 +47,8 @@ demo: $(VENV)/.installed-run
 	$(BIN)/repo demo
 
 lint: venv
-	$(BIN)/ruff check src tests
-	$(BIN)/ruff format --check src tests
+	$(BIN)/ruff check src tests tools examples
+	$(BIN)/ruff format --check src tests tools examples
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
@@ -60,3 +60,17 @@ constraints: venv
 bench: venv
 	$(BIN)/pip install -q matplotlib
 	$(BIN)/python bench/compare.py $(ARGS)
+
+# The documentation site (mkdocs.yml): docs/ plus the pages tools/docs_site.py makes (the
+# README as home page, the configuration, CLI and Python API references). `docs` writes
+# site/; `docs-serve` serves it on http://127.0.0.1:8000 and rebuilds on every save.
+docs: venv
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
+
+docs-serve: venv
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs serve
+
+# The man pages, from the click definitions, into man/ (commit them: the wheel installs
+# them into share/man/man1; tests/test_man_pages.py fails when they are out of date).
+man: venv
+	$(BIN)/python tools/man_pages.py man
