@@ -125,6 +125,20 @@ def test_nightly_maintenance_backs_up_collects_verifies_and_prunes() -> None:
         assert len(r.list_backups()) == 1
 
 
+def test_nightly_maintenance_applies_retention_first() -> None:
+    for hour in ("07", "08", "09"):
+        produce(hour)  # three paths of one day: the daily bucket keeps the newest only
+
+    done = run("nightly_maintenance.py", "--retain", "sales", "--keep", "2")
+
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0] == "retention: 1 kept, 2 expired (tag sales, 2 days, weeks and months)"
+    assert [line.split(" ")[0] for line in lines[1:]] == ["backup", "gc:", "verify:", "cache:"]
+    with repo.Repo() as r:
+        assert [f.path for f in r.find(all=["sales"])] == [f"reports/sales/{DAY}T09.csv"]
+
+
 def test_nightly_maintenance_exits_1_naming_a_lost_file() -> None:
     produce("09")
     with repo.Repo() as r:
