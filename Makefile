@@ -60,6 +60,8 @@ constraints: venv
 bench: venv
 	$(BIN)/pip install -q matplotlib
 	$(BIN)/python bench/compare.py $(ARGS)
+	scripts/ensure-sshd
+	$(BIN)/python bench/sftp_transfers.py
 
 # The documentation site (mkdocs.yml): docs/ plus the pages tools/docs_site.py makes (the
 # README as home page, the configuration, CLI and Python API references). `docs` writes

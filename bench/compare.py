@@ -479,6 +479,9 @@ OTHER_TARGETS = """\
   (`bench/catalog_scale.py`).
 - Backup and restore of a 1,000,000-file catalog:
   [docs/bench/backup_restore.md](bench/backup_restore.md) (`bench/backup_restore.py`).
+- Large files to and from an `sftp://` store against `scp` and `rsync` over the same
+  OpenSSH server: [docs/bench/sftp_transfers.md](bench/sftp_transfers.md)
+  (`bench/sftp_transfers.py`, also run by `make bench`).
 """
 
 
