@@ -29,7 +29,7 @@ from .fetching import fetch
 from .files import add, cat, expire, get, publish, tag, upload
 from .housekeeping import cache, gc, host
 from .output import echo, shown
-from .queries import find, history, list_files, show, status
+from .queries import find, history, list_files, show, status, wait
 from .recovery import recover, verify
 
 __all__ = ["INTERRUPTED", "cli", "main"]
@@ -209,6 +209,7 @@ SUMMARIES = {
     "thaw": "Restore archived versions so they can be read.",
     "upload": "Upload and verify a version.",
     "verify": "Check the store against the catalog.",
+    "wait": "Wait until a file matches a query.",
 }
 
 for _command in (
@@ -240,6 +241,7 @@ for _command in (
     recover,
     archive,
     thaw,
+    wait,
 ):
     # `--config` is also accepted after the command name (`repo list --config FILE`);
     # not on `ctl`, whose `--config` is the seed's "show the configuration".
