@@ -11,7 +11,6 @@ import subprocess
 import sys
 import threading
 import time
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -25,6 +24,7 @@ from repo.catalog.notices import CHANNEL
 
 if TYPE_CHECKING:
     from collections.abc import Callable
+    from pathlib import Path
 
     from harness.roles import NewUser
 
@@ -214,7 +214,8 @@ def test_wait_is_woken_by_a_publish_from_another_process_within_a_second(
         text=True,
     ) as publisher:
         try:
-            assert publisher.stdout is not None and publisher.stdin is not None
+            assert publisher.stdout is not None
+            assert publisher.stdin is not None
             assert publisher.stdout.readline() == "ready\n"
             waiter = Waiter(config, all=["sales"], path="incoming/data.csv", timeout=20)
             waiter.start()

@@ -147,4 +147,3 @@ def _listen(
                 pause = min(pause * 2, LAST_PAUSE)
     finally:
         listener.close()
-

@@ -165,6 +165,10 @@ def wait(
             any=any_, all=all_, exclude=exclude, path=path, pattern=pattern,
             timeout=seconds, limit=limit,
         )  # fmt: skip
+        if found and as_json:
+            tags = r.tags_of(found)
+            echo_json({"files": [file_doc(f, tags[f.file_id]) for f in found], "timed_out": False})
+            return
         if found:
             _print_files(r, found, as_json)
             return
