@@ -1,7 +1,8 @@
 """The ``repo`` command: a thin click shell over the library (parsing and formatting only).
 
 Exit codes: 0 success, 1 an error the user can act on (``Error: ...`` and, where it
-helps, ``Try: ...`` on stderr), 2 bad usage (click's message), 130 Ctrl-C. With
+helps, ``Try: ...`` on stderr), 2 bad usage (click's message), 3 `repo wait` timed out,
+130 Ctrl-C. With
 ``--json``, an error is one JSON object on stderr instead: ``{"error": ..., "hint": ...}``.
 """
 
