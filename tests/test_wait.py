@@ -7,6 +7,7 @@ and survives losing its listening connection; SQLite polls. Every wait here is b
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
 import threading
@@ -346,3 +347,48 @@ def test_a_read_only_user_waits_and_a_read_write_user_wakes_it(
     published = time.time()
     assert waiter.result() == ["s.csv"]
     assert waiter.ended_at - published < WAKE_SECONDS
+
+
+@pytest.mark.parametrize("catalog_url", ["postgres"], indirect=True)
+def test_adding_a_tree_with_publish_wakes_the_wait(
+    local_config: dict[str, str], tmp_path: Path
+) -> None:
+    config = _pg_config(local_config)
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    for name in ("a.csv", "b.csv"):
+        (tree / name).write_text(name)
+    waiter = Waiter(config, all=["run=7"], timeout=20)
+    waiter.start()
+    _until(lambda: _listener_pids(config["database"]), what="LISTEN")
+    with repo.Repo(config) as r:
+        r.add_tree(str(tree), prefix="runs/7", tags=["run=7"], publish=True)  # in batches
+    published = time.time()
+    assert waiter.result() == ["runs/7/a.csv", "runs/7/b.csv"]
+    assert waiter.ended_at - published < WAKE_SECONDS
+
+
+@pytest.mark.parametrize("catalog_url", ["postgres"], indirect=True)
+def test_ctrl_c_ends_a_wait_with_130_and_closes_its_listener(
+    local_config: dict[str, str], tmp_path: Path
+) -> None:
+    config = _pg_config(local_config)
+    cfg = write_config(tmp_path / "cfg.json", config)
+    with subprocess.Popen(
+        [sys.executable, "-m", "repo", "--config", str(cfg), "wait", "--path", "x.csv",
+         "--timeout", "60"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    ) as proc:  # fmt: skip
+        try:
+            _until(lambda: _listener_pids(config["database"]), what="LISTEN")
+            proc.send_signal(signal.SIGINT)
+            out, err = proc.communicate(timeout=10)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+    assert proc.returncode == 130, err
+    assert out == b""
+    assert "Traceback" not in err.decode()
+    assert err.decode().splitlines()[-1].startswith("Interrupted")
+    _until(lambda: not _listener_pids(config["database"]), what="the listener's end")
