@@ -157,6 +157,12 @@ def test_bad_arguments_are_refused_before_any_waiting(
             r.wait(path="../up", timeout=60)
         with pytest.raises(repo.UsageError, match="limit"):
             r.wait(timeout=60, limit=-1)
+        r.add_file("held.csv")  # an open write transaction, with its locks
+        with pytest.raises(repo.UsageError, match="uncommitted") as held:
+            r.wait(path="held.csv", timeout=60)
+        assert held.value.hint == "commit() or rollback() first"
+        assert r.wait(path="held.csv", timeout=0) == []  # one look holds nothing longer
+        r.rollback()
     cli = CliRun(write_config(tmp_path / "cfg.json", local_config), tmp_path)
     out = cli("wait", "--all", "sales", "--timeout", "soon")
     assert out.exit_code == 1

@@ -226,7 +226,8 @@ class Repo:
         a timedelta; 0 asks once).
 
         PostgreSQL wakes on each commit that publishes or tags (LISTEN/NOTIFY) and also
-        looks every few seconds; SQLite looks with growing pauses (0.1 s to 5 s).
+        looks every few seconds; SQLite looks with growing pauses (0.1 s to 5 s). Commit
+        or roll back first: a wait longer than 0 refuses uncommitted changes.
         """
         from . import waiting
 

@@ -52,9 +52,12 @@ def wait(
     """The current versions matching the query (as `lookup.find` gives them) once there
     is at least one, within `timeout`; an empty list when there is none by then.
 
-    ``timeout=0`` asks once.
+    ``timeout=0`` asks once. A longer wait needs a session with nothing uncommitted:
+    it would hold that transaction's locks all the while.
     """
     seconds = _seconds(timeout)
+    if seconds > 0:
+        session.require_clean("waiting")
     deadline = time.monotonic() + seconds
     query = _query(session, any, all, exclude, path, pattern, limit)
     if session.catalog.db.is_sqlite:
