@@ -210,6 +210,39 @@ class Repo:
             published=published,
         )
 
+    def wait(
+        self,
+        *,
+        any: Iterable[str] | None = None,
+        all: Iterable[str] | None = None,
+        exclude: Iterable[str] | None = None,
+        path: str | None = None,
+        pattern: str | None = None,
+        timeout: float | timedelta,
+        limit: int | None = None,
+    ) -> builtins.list[RepoFile]:
+        """Wait until a current file matches: the files `find` gives for the query (and,
+        given a `path`, only the current version of that path) as soon as there is one
+        (at once if there is one already), or an empty list after `timeout` (seconds or
+        a timedelta; 0 asks once).
+
+        PostgreSQL wakes on each commit that publishes or tags (LISTEN/NOTIFY) and also
+        looks every few seconds; SQLite looks with growing pauses (0.1 s to 5 s). Commit
+        or roll back first: a wait longer than 0 refuses uncommitted changes.
+        """
+        from . import waiting
+
+        return waiting.wait(
+            self.session,
+            any=any or (),
+            all=all or (),
+            exclude=exclude or (),
+            path=path,
+            pattern=pattern,
+            timeout=timeout,
+            limit=limit,
+        )
+
     def list(self, pattern: str = "*", *, state: str = "published") -> builtins.list[RepoFile]:
         """Files whose path matches the glob `pattern`, in `state`.
 

@@ -100,6 +100,8 @@ def test_a_walk_through_every_command_prints_one_object_each_in_one_style(
     assert _json(cli, "tag", file_id, "region=eu", "--remove")["removed"] == ["region=eu"]
     assert [f["path"] for f in _json(cli, "list")["files"]] == ["reports/daily.csv"]
     assert len(_json(cli, "find", "--all", "sales")["files"]) == 1
+    waited = _json(cli, "wait", "--all", "sales", "--timeout", "0")
+    assert (len(waited["files"]), waited["timed_out"]) == (1, False)
     assert len(_json(cli, "history", "reports/daily.csv")["files"]) == 1
     assert len(_json(cli, "show", file_id)["versions"]) == 1
     got = _json(cli, "get", "reports/daily.csv", "-o", str(tmp_path / "out.csv"))

@@ -36,7 +36,7 @@ def test_every_command_has_help_with_an_example(embedded_cli: CliRun) -> None:
             "add", "archive", "backup", "cache", "cat", "config", "create", "ctl", "demo",
             "destroy", "expire", "fetch", "find", "gc", "get", "history", "host", "list",
             "publish", "purge", "recover", "restore", "show", "status", "tag", "thaw",
-            "upload", "verify",
+            "upload", "verify", "wait",
         ]
     )  # fmt: skip
     argvs: list[list[str]] = []

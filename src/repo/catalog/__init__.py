@@ -21,6 +21,8 @@
 * checking the store against the catalog -> `verification` (functions).
 * PostgreSQL roles for least privilege -> `roles` (`create_roles`).
 * who else holds the catalog's locks (for destroy, restore, migrations) -> `activity`.
+* waking waiters (`Repo.wait`) -> `notices`: the notice a commit that publishes or tags
+  sends (PostgreSQL ``NOTIFY``), and the `Listener` that waits for it.
 
 Layers, each importing only from the layers below it, never from one above:
 
@@ -28,7 +30,7 @@ Layers, each importing only from the layers below it, never from one above:
 2. The subject modules above (no one of them imports another).
 3. `base`: `CatalogBase`, the mixins' base: connection, transactions, schema set-up, and
    the interning of paths and tags.
-4. `migrations`: creating and upgrading the schema.
+4. `migrations`: creating and upgrading the schema; `notices` (over `translate`).
 5. `tag_index`: ``current_tags``, the tags of the current versions, kept in step by every
    write that changes them.
 6. `records` (`FileRecord`, over `schema`), and the leaves, which import nothing of the

@@ -14,7 +14,7 @@ from sqlalchemy import Connection, func, select
 from sqlalchemy.dialects import postgresql as pg_dialect
 from sqlalchemy.dialects import sqlite as sqlite_dialect
 
-from . import migrations
+from . import migrations, notices
 from .arrays import IN_BATCH
 from .connection import Database
 from .schema import SCHEMA_VERSION, files, metadata, paths, repo_meta, tags
@@ -35,6 +35,9 @@ class CatalogBase:
         self._touched_files: set[int] = set()
         self._touched_paths: set[int] = set()
         self._purged: set[int] = set()
+        # Whether the open transaction may have made a current version match a query
+        # (published, tagged, untagged, replayed): its commit then wakes waiters.
+        self._wake_waiters = False
         #: Called with the journal entry of each commit that changed something, after
         #: the commit (the repository stores it).
         self.on_commit: Callable[[dict[str, Any]], None] | None = None
@@ -90,6 +93,9 @@ class CatalogBase:
     def commit(self) -> None:
         self.db.check_commit()  # before the journal entry's queries
         entry = self.journal_entry() if self.on_commit is not None else None
+        if self._wake_waiters and self.db.in_write and not self.db.is_sqlite:
+            with translate_errors("committing the catalog"):
+                notices.notify(self.db.conn)  # delivered by the commit, dropped by a rollback
         self.db.commit()
         self._forget_touched()
         if entry is not None and self.on_commit is not None:
@@ -102,6 +108,7 @@ class CatalogBase:
         self._touched_files.clear()
         self._touched_paths.clear()
         self._purged.clear()
+        self._wake_waiters = False
 
     def end_read(self) -> None:
         """End a read-only transaction (not the caller's writes, which stay open)."""
@@ -114,6 +121,11 @@ class CatalogBase:
 
     def close(self) -> None:
         self.db.close()
+
+    def listener(self) -> notices.Listener:
+        """A listener for the notices of commits that may wake a waiter (PostgreSQL);
+        not connected until `open`."""
+        return notices.Listener(self.db)
 
     # -- dialect helpers -----------------------------------------------------------------
 

@@ -80,6 +80,7 @@ class BulkQueries(CatalogBase):
             if publish:
                 published_at, superseded = self._supersede(conn, sorted(path_ids.values()))
                 state = "published"
+                self._wake_waiters = True
             same = {
                 "bucket": bucket,
                 "state": state,

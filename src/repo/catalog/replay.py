@@ -113,6 +113,7 @@ class ReplayQueries(CatalogBase):
     def apply_entry(self, entry: dict[str, Any]) -> None:
         """Bring the rows an entry describes to the state it records (an upsert)."""
         conn = self.db.begin_write()
+        self._wake_waiters = True
         with translate_errors("replaying the change journal"):
             # Versions leaving "published" first, so that the one-current-version index
             # never sees two current versions of a path mid-entry.

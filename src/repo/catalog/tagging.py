@@ -36,6 +36,7 @@ class TagQueries(CatalogBase):
             self._touched_files.add(file_id)
             ids = list(self._tag_ids(conn, names, create=True).values())
             if ids:
+                self._wake_waiters = True
                 tag_index.lock_path(conn, file_id=file_id)
                 conn.execute(
                     self._insert(file_tags).on_conflict_do_nothing(),
@@ -49,6 +50,7 @@ class TagQueries(CatalogBase):
             self._touched_files.add(file_id)
             ids = list(self._tag_ids(conn, names, create=False).values())
             if ids:
+                self._wake_waiters = True
                 tag_index.lock_path(conn, file_id=file_id)
                 conn.execute(
                     delete(file_tags).where(
@@ -63,6 +65,7 @@ class TagQueries(CatalogBase):
             self._touched_paths.add(path_id)
             ids = list(self._tag_ids(conn, names, create=True).values())
             if ids:
+                self._wake_waiters = True
                 tag_index.lock_path(conn, path_id=path_id)
                 conn.execute(
                     self._insert(path_tags).on_conflict_do_nothing(),
@@ -76,6 +79,7 @@ class TagQueries(CatalogBase):
             self._touched_paths.add(path_id)
             ids = list(self._tag_ids(conn, names, create=False).values())
             if ids:
+                self._wake_waiters = True
                 tag_index.lock_path(conn, path_id=path_id)
                 conn.execute(
                     delete(path_tags).where(

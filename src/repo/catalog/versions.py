@@ -201,6 +201,7 @@ class VersionQueries(CatalogBase):
             tag_index.forget_versions(conn, superseded, pg)
             tag_index.derive(conn, [file_id], pg)
             self._touched_files.update([file_id, *superseded])
+            self._wake_waiters = True
             return self.get(file_id), superseded
 
     def expire(self, file_id: int, *, when: datetime) -> FileRecord:

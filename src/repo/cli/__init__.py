@@ -1,7 +1,8 @@
 """The ``repo`` command: a thin click shell over the library (parsing and formatting only).
 
 Exit codes: 0 success, 1 an error the user can act on (``Error: ...`` and, where it
-helps, ``Try: ...`` on stderr), 2 bad usage (click's message), 130 Ctrl-C. With
+helps, ``Try: ...`` on stderr), 2 bad usage (click's message), 3 `repo wait` timed out,
+130 Ctrl-C. With
 ``--json``, an error is one JSON object on stderr instead: ``{"error": ..., "hint": ...}``.
 """
 
@@ -30,7 +31,7 @@ from .fetching import fetch
 from .files import add, cat, get, publish, tag, upload
 from .housekeeping import cache, gc, host
 from .output import echo, shown
-from .queries import find, history, list_files, show, status
+from .queries import find, history, list_files, show, status, wait
 from .recovery import recover, verify
 
 __all__ = ["INTERRUPTED", "cli", "main"]
@@ -210,6 +211,7 @@ SUMMARIES = {
     "thaw": "Restore archived versions so they can be read.",
     "upload": "Upload and verify a version.",
     "verify": "Check the store against the catalog.",
+    "wait": "Wait until a file matches a query.",
 }
 
 for _command in (
@@ -241,6 +243,7 @@ for _command in (
     recover,
     archive,
     thaw,
+    wait,
 ):
     # `--config` is also accepted after the command name (`repo list --config FILE`);
     # not on `ctl`, whose `--config` is the seed's "show the configuration".

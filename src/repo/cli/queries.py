@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 import click
 
 from ..permissions import show_mode
+from ..units import parse_age
 from .app import App, pass_app, resolve
 from .options import as_path_option, json_option, state_option
 from .output import echo, echo_json, file_doc, host_doc, human_size, human_time, table
@@ -19,7 +20,7 @@ if TYPE_CHECKING:
     from ..file import RepoFile
     from ..repository import Repo
 
-__all__ = ["find", "list_files", "show", "status"]
+__all__ = ["TIMED_OUT", "find", "list_files", "show", "status", "wait"]
 
 
 def _print_files(r: Repo, found: Sequence[RepoFile], as_json: bool) -> None:
@@ -115,6 +116,78 @@ def find(
                 return
             found = list(itertools.islice(matching, limit))
         _print_files(r, found, as_json)
+
+
+#: `repo wait`'s exit status when no file matched in time (1 is an error, 2 bad usage).
+TIMED_OUT = 3
+
+
+@click.command()
+@click.option("--any", "any_", multiple=True, metavar="TAG", help="At least one of these.")
+@click.option("--all", "all_", multiple=True, metavar="TAG", help="Every one of these.")
+@click.option("--exclude", multiple=True, metavar="TAG", help="None of these.")
+@click.option("--path", help="Only the current version of this path.")
+@click.option("--pattern", metavar="GLOB", help="Only paths matching this glob.")
+@click.option("--limit", type=click.IntRange(min=0), metavar="N", help="Print the first N files.")
+@click.option(
+    "--timeout",
+    required=True,
+    metavar="DURATION",
+    help="Give up after this long: seconds (0 asks once) or 30s, 10m, 12h, 2d.",
+)
+@json_option()
+@pass_app
+def wait(
+    app: App,
+    any_: tuple[str, ...],
+    all_: tuple[str, ...],
+    exclude: tuple[str, ...],
+    path: str | None,
+    pattern: str | None,
+    limit: int | None,
+    timeout: str,
+    as_json: bool,
+) -> None:
+    """Wait until a current file matches, then print the matching files as `find` does.
+
+    Exit status 0 when files matched (at once if some already do), 3 when none did
+    within --timeout, 1 on an error. PostgreSQL wakes as soon as a publish or a tag
+    that makes a file match is committed; SQLite looks again every few seconds.
+
+    \b
+    Examples:
+      repo wait --all sales --all day=2026-11-24 --timeout 2h
+      repo wait --path reports/daily.csv --timeout 90s --json
+    """
+    seconds = _duration(timeout)
+    with app.repo() as r:
+        found = r.wait(
+            any=any_, all=all_, exclude=exclude, path=path, pattern=pattern,
+            timeout=seconds, limit=limit,
+        )  # fmt: skip
+        if found and as_json:
+            tags = r.tags_of(found)
+            echo_json({"files": [file_doc(f, tags[f.file_id]) for f in found], "timed_out": False})
+            return
+        if found:
+            _print_files(r, found, as_json)
+            return
+    if as_json:
+        echo_json({"files": [], "timed_out": True})
+    else:
+        echo(f"Timed out: no file matched within {timeout}", err=True)
+    sys.exit(TIMED_OUT)
+
+
+def _duration(text: str) -> float:
+    """Seconds, as a plain number or an age (``30s``, ``10m``, ``2h``)."""
+    try:
+        seconds = float(text)
+    except ValueError:
+        return parse_age(text).total_seconds()
+    if not 0 <= seconds < float("inf"):
+        raise click.BadParameter(f"{text!r} is not 0 seconds or more", param_hint="--timeout")
+    return seconds
 
 
 def _print_count(n: int, as_json: bool) -> None:
