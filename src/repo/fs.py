@@ -1,0 +1,493 @@
+"""`repo://`: the repository as an fsspec filesystem (docs/fsspec.md).
+
+``repo://reports/daily.csv`` is the current published version of that path, read from
+this host's verified cache; ``...@12`` pins file 12 and ``...@release-3`` the version
+tagged ``release-3`` (`parse_url_path`). A file opened for writing is spooled into the
+staging area and becomes a new, published version when it is closed; one closed while
+an exception is on its way out, or never closed, publishes nothing.
+
+fsspec may call in from several threads (pyarrow does) and a `Repo` is not thread-safe:
+each call borrows a `Repo` from a pool of idle ones (`RepoFileSystem.close_sessions`
+closes them). This module imports fsspec: the CLI never imports it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import sys
+import tempfile
+import threading
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from fsspec.spec import AbstractFileSystem
+
+from .errors import NotFoundError, StateError, UsageError
+from .permissions import current_umask
+from .repository import Repo
+from .staging import INCOMING_PREFIX
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+    from datetime import datetime
+
+    from .file import RepoFile
+    from .session import ConfigSource
+
+__all__ = ["RepoFileSystem", "parse_url_path", "url_path"]
+
+PROTOCOL = "repo"
+
+
+# -- the path syntax -------------------------------------------------------------------
+
+
+def parse_url_path(text: str) -> tuple[str, str | None, int]:
+    """(repository path, pin, where the pin sits in the path) from the path part of a
+    ``repo://`` URL.
+
+    ``@@`` stands for an ``@`` of the path; a single ``@`` starts the pin, which runs to
+    the end of its segment and applies to the whole path: ``lake@v1/part-0.parquet``
+    and ``lake/part-0.parquet@v1`` are the same version. Digits pin a file id, anything
+    else a tag.
+    """
+    out: list[str] = []
+    pin: str | None = None
+    at = 0
+    i = 0
+    while i < len(text):
+        ch = text[i]
+        if ch == "@" and text[i + 1 : i + 2] == "@":
+            out.append("@")
+            i += 2
+            continue
+        if ch == "@":
+            end = text.find("/", i)
+            end = len(text) if end == -1 else end
+            if pin is not None or end == i + 1:
+                raise UsageError(
+                    f"{PROTOCOL}://{text} needs one pin, not empty, after a single '@'",
+                    hint="write '@12' for file 12, '@TAG' for a tag, '@@' for an '@' in a path",
+                )
+            pin, at = text[i + 1 : end], len("".join(out))
+            i = end
+            continue
+        out.append(ch)
+        i += 1
+    path = "".join(out)
+    return path, pin, (at if pin is not None else len(path))
+
+
+def url_path(path: str, pin: str | int | None = None, at: int | None = None) -> str:
+    """The path part of a ``repo://`` URL for repository `path`, pinned to `pin` after
+    its first `at` characters (by default at the end)."""
+    if pin is None:
+        return path.replace("@", "@@")
+    at = len(path) if at is None else at
+    return f"{path[:at].replace('@', '@@')}@{pin}{path[at:].replace('@', '@@')}"
+
+
+def _glob_escape(text: str) -> str:
+    return "".join(f"[{ch}]" if ch in "*?[" else ch for ch in text)
+
+
+# -- the filesystem --------------------------------------------------------------------
+
+
+class RepoFileSystem(AbstractFileSystem):  # type: ignore[misc]  # fsspec has no types
+    """fsspec's view of a repository: ``fsspec.filesystem("repo", config=...)``.
+
+    `config` is what `Repo` takes (a path to a config file, or a dict of settings);
+    None resolves as `Repo()` does ($REPO_CFG, ~/.repo_cfg, the embedded default).
+    """
+
+    protocol = PROTOCOL
+    root_marker = ""
+
+    def __init__(self, config: ConfigSource = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._config = config
+        self._idle: list[Repo] = []
+        self._lock = threading.Lock()
+
+    # -- sessions ----------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _repo(self) -> Iterator[Repo]:
+        """A `Repo` for this thread's call, its transaction ended when the call ends."""
+        with self._lock:
+            repo = self._idle.pop() if self._idle else None
+        if repo is None:
+            repo = Repo(self._config)
+        try:
+            yield repo
+        except BaseException:
+            with contextlib.suppress(Exception):
+                repo.rollback()
+            with self._lock:
+                self._idle.append(repo)
+            raise
+        repo.rollback()  # a read's transaction ends: the next call sees new commits
+        with self._lock:
+            self._idle.append(repo)
+
+    def close_sessions(self) -> None:
+        """Close the idle `Repo` sessions (the next call opens a new one)."""
+        with self._lock:
+            idle, self._idle = self._idle, []
+        for repo in idle:
+            repo.close()
+
+    # -- names -------------------------------------------------------------------------
+
+    @classmethod
+    def _strip_protocol(cls, path: Any) -> Any:
+        if isinstance(path, list):
+            return [cls._strip_protocol(p) for p in path]
+        text = str(path)
+        if text.startswith(f"{PROTOCOL}://"):
+            text = text[len(PROTOCOL) + 3 :]
+        elif text.startswith(f"{PROTOCOL}::"):
+            text = text[len(PROTOCOL) + 2 :]
+        return text.strip("/")
+
+    def unstrip_protocol(self, name: str) -> str:
+        return f"{PROTOCOL}://{self._strip_protocol(name)}"
+
+    # -- reading the catalog -----------------------------------------------------------
+
+    def _version(self, repo: Repo, path: str, pin: str | None) -> RepoFile:
+        """The version `path` names: current, a file id or the newest tagged version."""
+        if pin is None:
+            return repo.current(path)
+        if pin.isdigit():
+            found = repo.file(int(pin))
+            if found.path != path:
+                raise NotFoundError(
+                    f"file {pin} is a version of {found.path!r}, not of {path!r}",
+                    hint=f"open {PROTOCOL}://{url_path(found.path, pin)}",
+                )
+            return found
+        tagged = self._tagged(repo, _glob_escape(path), pin)
+        if path not in tagged:
+            raise NotFoundError(f"no published or expired version of {path!r} is tagged {pin!r}")
+        return tagged[path]
+
+    @staticmethod
+    def _tagged(repo: Repo, pattern: str, tag: str) -> dict[str, RepoFile]:
+        """The newest published or expired version tagged `tag` of each path matching."""
+        best: dict[str, RepoFile] = {}
+        for f in repo.iter_find(all=[tag], published=False, pattern=pattern):
+            if f.state != "unpublished" and f.uploaded:
+                if f.path not in best or f.file_id > best[f.path].file_id:
+                    best[f.path] = f
+        return best
+
+    def _under(self, repo: Repo, prefix: str, pin: str | None) -> list[RepoFile]:
+        """The versions (current, or tagged `pin`) of every path below `prefix`."""
+        if pin is not None and pin.isdigit():
+            return []  # a file id names one file, never a directory
+        pattern = f"{_glob_escape(prefix)}/*" if prefix else "*"
+        if pin is None:
+            return repo.list(pattern)
+        return [self._tagged(repo, pattern, pin)[p] for p in sorted(self._tagged(repo, pattern, pin))]
+
+    @staticmethod
+    def _file_info(f: RepoFile, pin: str | None, at: int) -> dict[str, Any]:
+        return {
+            "name": url_path(f.path, pin, at),
+            "size": f.size,
+            "type": "file",
+            "md5": f.md5,
+            "state": f.state,
+            "file_id": f.file_id,
+            "created": f.created_at,
+            "published": f.published_at,
+        }
+
+    @staticmethod
+    def _dir_info(path: str, pin: str | None, at: int) -> dict[str, Any]:
+        return {"name": url_path(path, pin, at), "size": 0, "type": "directory"}
+
+    def info(self, path: str, **kwargs: Any) -> dict[str, Any]:
+        repo_path, pin, at = parse_url_path(self._strip_protocol(path))
+        with self._repo() as repo:
+            if repo_path:
+                try:
+                    return self._file_info(self._version(repo, repo_path, pin), pin, at)
+                except NotFoundError as exc:
+                    if not self._under(repo, repo_path, pin):
+                        raise FileNotFoundError(f"{PROTOCOL}://{path}: {exc}") from exc
+            return self._dir_info(repo_path, pin, at)
+
+    def ls(self, path: str, detail: bool = True, **kwargs: Any) -> list[Any]:
+        repo_path, pin, at = parse_url_path(self._strip_protocol(path))
+        entries = self._entries(repo_path, pin, at, maxdepth=1, withdirs=True)
+        if not entries and repo_path:
+            entries = [self.info(path)]  # a file lists as itself; a missing path raises
+        return entries if detail else [e["name"] for e in entries]
+
+    def find(
+        self,
+        path: str,
+        maxdepth: int | None = None,
+        withdirs: bool = False,
+        detail: bool = False,
+        **kwargs: Any,
+    ) -> Any:
+        repo_path, pin, at = parse_url_path(self._strip_protocol(path))
+        entries = self._entries(repo_path, pin, at, maxdepth=maxdepth, withdirs=withdirs)
+        if not entries and repo_path:
+            with contextlib.suppress(FileNotFoundError):
+                found = self.info(path)
+                if found["type"] == "file":
+                    entries = [found]
+        found_by_name = {e["name"]: e for e in entries}
+        return found_by_name if detail else sorted(found_by_name)
+
+    def _entries(
+        self, prefix: str, pin: str | None, at: int, *, maxdepth: int | None, withdirs: bool
+    ) -> list[dict[str, Any]]:
+        """Files below `prefix` (at most `maxdepth` levels down), and the directories
+        their paths imply if `withdirs`."""
+        with self._repo() as repo:
+            files = [(f.path, self._file_info(f, pin, at)) for f in self._under(repo, prefix, pin)]
+        start = len(prefix) + 1 if prefix else 0
+        out: dict[str, dict[str, Any]] = {}
+        for path, info in files:
+            parts = path[start:].split("/")
+            if maxdepth is None or len(parts) <= maxdepth:
+                out[path] = info
+            if withdirs:
+                depth = len(parts) - 1 if maxdepth is None else min(len(parts) - 1, maxdepth)
+                for n in range(1, depth + 1):
+                    directory = path[:start] + "/".join(parts[:n])
+                    out.setdefault(directory, self._dir_info(directory, pin, at))
+        return [out[k] for k in sorted(out)]
+
+    def modified(self, path: str) -> datetime:
+        found = self.info(path)
+        if found["type"] != "file":
+            raise IsADirectoryError(path)
+        when: datetime = found["published"] or found["created"]
+        return when
+
+    def created(self, path: str) -> datetime:
+        when: datetime = self.info(path)["created"]
+        return when
+
+    def checksum(self, path: str) -> int:
+        """The md5 of the content, as a number (fsspec's checksum)."""
+        return int(self.info(path)["md5"], 16)
+
+    # -- content -----------------------------------------------------------------------
+
+    def _open(self, path: str, mode: str = "rb", autocommit: bool = True, **kwargs: Any) -> Any:
+        repo_path, pin, _ = parse_url_path(self._strip_protocol(path))
+        if mode == "rb":
+            with self._repo() as repo:
+                try:
+                    local = repo_version_path(self._version(repo, repo_path, pin))
+                except NotFoundError as exc:
+                    raise FileNotFoundError(f"{PROTOCOL}://{path}: {exc}") from exc
+            return CachedCopy(io.FileIO(local, "rb"))
+        if mode not in ("wb", "xb"):
+            raise UsageError(
+                f"{PROTOCOL}:// cannot open {path!r} in mode {mode!r}",
+                hint="versions are immutable: read with 'rb', write a new version with 'wb'",
+            )
+        self._check_writable(repo_path, pin)
+        if mode == "xb" and self.exists(repo_path):
+            raise FileExistsError(f"{PROTOCOL}://{path} has a published version")
+        return VersionWriter(self, repo_path, autocommit=autocommit)
+
+    @staticmethod
+    def _check_writable(path: str, pin: str | None) -> None:
+        if pin is not None:
+            raise UsageError(
+                f"{PROTOCOL}://{url_path(path, pin)} is a pinned version; it cannot change",
+                hint=f"write {PROTOCOL}://{url_path(path)} for a new version ('@@' for an '@')",
+            )
+
+    def _publish(self, path: str, source: Path) -> None:
+        """Add `source` as a new version of `path`, publish it and commit."""
+        with self._repo() as repo:
+            repo.add(path, source, publish=True, mode=0o666 & ~current_umask())
+            repo.commit()
+
+    def _spool(self) -> tuple[int, Path]:
+        with self._repo() as repo:
+            staging = repo.session.staging.prepare()
+        fd, name = tempfile.mkstemp(dir=staging, prefix=INCOMING_PREFIX)
+        return fd, Path(name)
+
+    def put_file(self, lpath: str, rpath: str, callback: Any = None, **kwargs: Any) -> None:
+        if os.path.isdir(lpath):
+            return  # directories are implied by the paths below them
+        repo_path, pin, _ = parse_url_path(self._strip_protocol(rpath))
+        self._check_writable(repo_path, pin)
+        if kwargs.get("mode") == "create" and self.exists(repo_path):
+            raise FileExistsError(f"{PROTOCOL}://{rpath} has a published version")
+        with self._repo() as repo:
+            repo.add(repo_path, lpath, publish=True)
+            repo.commit()
+
+    def get_file(self, rpath: str, lpath: str, callback: Any = None, **kwargs: Any) -> None:
+        if self.isdir(rpath):
+            os.makedirs(lpath, exist_ok=True)
+            return
+        repo_path, pin, _ = parse_url_path(self._strip_protocol(rpath))
+        with self._repo() as repo:
+            try:
+                found = self._version(repo, repo_path, pin)
+            except NotFoundError as exc:
+                raise FileNotFoundError(f"{PROTOCOL}://{rpath}: {exc}") from exc
+            found.save_as(lpath, overwrite=True, exact=True)
+
+    def cp_file(self, path1: str, path2: str, **kwargs: Any) -> None:
+        source, pin, _ = parse_url_path(self._strip_protocol(path1))
+        target, target_pin, _ = parse_url_path(self._strip_protocol(path2))
+        self._check_writable(target, target_pin)
+        with self._repo() as repo:
+            try:
+                found = self._version(repo, source, pin)
+            except NotFoundError as exc:
+                if self._under(repo, source, pin):
+                    return  # a directory: implied by the files copied below it
+                raise FileNotFoundError(f"{PROTOCOL}://{path1}: {exc}") from exc
+            repo.add(target, repo_version_path(found), publish=True, mode=found.mode)
+            repo.commit()
+
+    # -- the tree ----------------------------------------------------------------------
+
+    def mkdir(self, path: str, create_parents: bool = True, **kwargs: Any) -> None:
+        """Nothing to do: a directory exists while a path below it does."""
+
+    def makedirs(self, path: str, exist_ok: bool = False) -> None:
+        """Nothing to do: a directory exists while a path below it does."""
+
+    def rmdir(self, path: str) -> None:
+        """Nothing to do: a directory goes with the last path below it."""
+
+    def rm(self, path: Any, recursive: bool = False, maxdepth: int | None = None) -> None:
+        """Expire the current version of each file named (below each directory named, if
+        `recursive`); garbage collection purges them later, and pinned reads of them work
+        until then. Directories go with their last file."""
+        for name in reversed(self.expand_path(path, recursive=recursive, maxdepth=maxdepth)):
+            self._rm(name, directory_ok=True)
+
+    def _rm(self, path: str, directory_ok: bool = False) -> None:
+        repo_path, pin, _ = parse_url_path(self._strip_protocol(path))
+        self._check_writable(repo_path, pin)
+        with self._repo() as repo:
+            found = repo.get_file(repo_path)
+            if found is not None:
+                found.expire()
+                repo.commit()
+            elif not directory_ok:
+                raise FileNotFoundError(f"{PROTOCOL}://{path}: no published version")
+
+    def rm_file(self, path: str) -> None:
+        self._rm(path)
+
+
+def repo_version_path(found: RepoFile) -> Path:
+    """The verified local copy of `found`; a `StateError` for one not uploaded."""
+    if not found.uploaded:
+        raise StateError(f"{found.path} (file {found.file_id}) has no uploaded content")
+    return found.local_path
+
+
+class CachedCopy(io.BufferedReader):
+    """A verified cached copy open for reading. Readers that leave closing it to the
+    garbage collector (pyarrow does) close it quietly, as fsspec's own files do."""
+
+    def __del__(self) -> None:
+        with contextlib.suppress(Exception):
+            self.close()
+
+
+# -- writing ---------------------------------------------------------------------------
+
+
+class VersionWriter(io.RawIOBase):
+    """A file being written as a new version of `path`, spooled in the staging area.
+
+    `close()` publishes it (when the filesystem commits automatically; in an fsspec
+    transaction, `commit()` does), unless an exception that was not already being
+    handled when the file was opened is on its way out: a write cut short by an error
+    (pandas and pyarrow close their files in ``finally``) publishes nothing. Leaving a
+    ``with`` block by an exception, `discard()`, or dropping the file unclosed also
+    publish nothing.
+    """
+
+    def __init__(self, fs: RepoFileSystem, path: str, *, autocommit: bool = True) -> None:
+        super().__init__()
+        self.fs = fs
+        self.path = path
+        self.autocommit = autocommit
+        fd, self._spool_path = fs._spool()
+        self._out: io.BufferedWriter | None = os.fdopen(fd, "wb")
+        self._handled_at_open = sys.exc_info()[1]
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: Any) -> int:
+        if self._out is None:
+            raise ValueError("write to a closed file")
+        return self._out.write(data)
+
+    def tell(self) -> int:
+        return self._out.tell() if self._out is not None else 0
+
+    def flush(self) -> None:
+        if self._out is not None and not self._out.closed:
+            self._out.flush()
+
+    def _finish_spool(self) -> None:
+        if self._out is not None:
+            out, self._out = self._out, None
+            out.close()
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        failing = sys.exc_info()[1]
+        try:
+            if failing is not None and failing is not self._handled_at_open:
+                self.discard()
+            elif self.autocommit:
+                self.commit()
+            else:
+                self._finish_spool()  # the transaction commits or discards it
+        finally:
+            super().close()
+
+    def commit(self) -> None:
+        """Publish what was written as the current version of `path`."""
+        self._finish_spool()
+        try:
+            self.fs._publish(self.path, self._spool_path)
+        finally:
+            self._spool_path.unlink(missing_ok=True)
+
+    def discard(self) -> None:
+        """Drop what was written; nothing is recorded."""
+        self._finish_spool()
+        self._spool_path.unlink(missing_ok=True)
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        if exc_type is not None:
+            self.discard()
+            super().close()
+        else:
+            self.close()
+
+    def __del__(self) -> None:
+        if not self.closed:
+            with contextlib.suppress(Exception):
+                self.discard()
+                io.RawIOBase.close(self)
