@@ -23,6 +23,7 @@ from fsspec.tests.abstract import (
     AbstractPipeTests,
     AbstractPutTests,
 )
+from fsspec.tests.abstract.common import GLOB_EDGE_CASES_TESTS
 
 from repo import Repo
 from repo.errors import UsageError
@@ -116,7 +117,10 @@ def test_info_ls_glob_and_pins(setup: dict[str, Any]) -> None:
     fs.pipe("reports/a.csv", b"new")
     assert fs.cat("reports/a.csv") == b"new"
     assert fs.cat("reports/a.csv@release-1") == b"a,b\n1,2\n"
-    assert fs.find("reports@release-1") == ["reports@release-1/2026/x.csv", "reports@release-1/a.csv"]
+    assert fs.find("reports@release-1") == [
+        "reports@release-1/2026/x.csv",
+        "reports@release-1/a.csv",
+    ]
     assert fs.cat("reports@release-1/a.csv") == b"a,b\n1,2\n"
     assert fs.info("reports/a.csv@release-1")["state"] == "expired"
     with pytest.raises(UsageError, match="pinned version"):
@@ -258,16 +262,102 @@ class RepoFixtures(AbstractFixtures):  # type: ignore[misc]
         return False  # a directory is implied by the paths below it
 
 
+#: Four of fsspec's 32 glob edge cases (a wildcard, a set, '**' with and without a depth)
+#: per suite: each makes eleven versions, and all 32 thrice would take a minute.
+_EDGE_NAMES = GLOB_EDGE_CASES_TESTS["argnames"]
+_EDGE_CASES = [
+    case
+    for i, case in enumerate(GLOB_EDGE_CASES_TESTS["argvalues"])
+    if i in (1, 2, 14, len(GLOB_EDGE_CASES_TESTS["argvalues"]) - 1)
+]
+
+
 class TestRepoCopy(RepoFixtures, AbstractCopyTests):  # type: ignore[misc]
-    pass
+    @pytest.mark.parametrize(_EDGE_NAMES, _EDGE_CASES)
+    def test_copy_glob_edge_cases(
+        self,
+        path: Any,
+        recursive: Any,
+        maxdepth: Any,
+        expected: Any,
+        fs: Any,
+        fs_join: Any,
+        fs_glob_edge_cases_files: Any,
+        fs_target: Any,
+        fs_sanitize_path: Any,
+    ) -> None:
+        AbstractCopyTests.test_copy_glob_edge_cases(
+            self,
+            path,
+            recursive,
+            maxdepth,
+            expected,
+            fs,
+            fs_join,
+            fs_glob_edge_cases_files,
+            fs_target,
+            fs_sanitize_path,
+        )
 
 
 class TestRepoGet(RepoFixtures, AbstractGetTests):  # type: ignore[misc]
-    pass
+    @pytest.mark.parametrize(_EDGE_NAMES, _EDGE_CASES)
+    def test_get_glob_edge_cases(
+        self,
+        path: Any,
+        recursive: Any,
+        maxdepth: Any,
+        expected: Any,
+        fs: Any,
+        fs_join: Any,
+        fs_glob_edge_cases_files: Any,
+        local_fs: Any,
+        local_join: Any,
+        local_target: Any,
+    ) -> None:
+        AbstractGetTests.test_get_glob_edge_cases(
+            self,
+            path,
+            recursive,
+            maxdepth,
+            expected,
+            fs,
+            fs_join,
+            fs_glob_edge_cases_files,
+            local_fs,
+            local_join,
+            local_target,
+        )
 
 
 class TestRepoPut(RepoFixtures, AbstractPutTests):  # type: ignore[misc]
-    pass
+    @pytest.mark.parametrize(_EDGE_NAMES, _EDGE_CASES)
+    def test_put_glob_edge_cases(
+        self,
+        path: Any,
+        recursive: Any,
+        maxdepth: Any,
+        expected: Any,
+        fs: Any,
+        fs_join: Any,
+        fs_target: Any,
+        local_glob_edge_cases_files: Any,
+        local_join: Any,
+        fs_sanitize_path: Any,
+    ) -> None:
+        AbstractPutTests.test_put_glob_edge_cases(
+            self,
+            path,
+            recursive,
+            maxdepth,
+            expected,
+            fs,
+            fs_join,
+            fs_target,
+            local_glob_edge_cases_files,
+            local_join,
+            fs_sanitize_path,
+        )
 
 
 class TestRepoOpen(RepoFixtures, AbstractOpenTests):  # type: ignore[misc]

@@ -192,7 +192,9 @@ class RepoFileSystem(AbstractFileSystem):  # type: ignore[misc]  # fsspec has no
         pattern = f"{_glob_escape(prefix)}/*" if prefix else "*"
         if pin is None:
             return repo.list(pattern)
-        return [self._tagged(repo, pattern, pin)[p] for p in sorted(self._tagged(repo, pattern, pin))]
+        return [
+            self._tagged(repo, pattern, pin)[p] for p in sorted(self._tagged(repo, pattern, pin))
+        ]
 
     @staticmethod
     def _file_info(f: RepoFile, pin: str | None, at: int) -> dict[str, Any]:
@@ -334,8 +336,11 @@ class RepoFileSystem(AbstractFileSystem):  # type: ignore[misc]  # fsspec has no
             repo.add(repo_path, lpath, publish=True)
             repo.commit()
 
-    def get_file(self, rpath: str, lpath: str, callback: Any = None, **kwargs: Any) -> None:
-        if self.isdir(rpath):
+    def get_file(
+        self, rpath: str, lpath: str | None, callback: Any = None, outfile: Any = None, **kw: Any
+    ) -> None:
+        """Copy the verified content to `lpath` (complete or untouched) or into `outfile`."""
+        if outfile is None and lpath is not None and self.isdir(rpath):
             os.makedirs(lpath, exist_ok=True)
             return
         repo_path, pin, _ = parse_url_path(self._strip_protocol(rpath))
@@ -344,6 +349,12 @@ class RepoFileSystem(AbstractFileSystem):  # type: ignore[misc]  # fsspec has no
                 found = self._version(repo, repo_path, pin)
             except NotFoundError as exc:
                 raise FileNotFoundError(f"{PROTOCOL}://{rpath}: {exc}") from exc
+            if outfile is not None:
+                found.write_to(outfile)
+                return
+            if lpath is None:
+                raise UsageError("get_file needs a local path or an outfile")
+            os.makedirs(os.path.dirname(os.path.abspath(lpath)), exist_ok=True)
             found.save_as(lpath, overwrite=True, exact=True)
 
     def cp_file(self, path1: str, path2: str, **kwargs: Any) -> None:
