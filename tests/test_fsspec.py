@@ -175,9 +175,14 @@ def test_a_failed_write_publishes_nothing(setup: dict[str, Any]) -> None:
     frame = pd.DataFrame({"a": ["x"] * 5000 + [Unprintable()]})  # type: ignore[list-item]
     with pytest.raises(RuntimeError, match="cannot format"):
         frame.to_csv("repo://w/broken.csv", storage_options=setup["options"])
-    with pytest.raises(ValueError, match="stop"), fs.open("w/partial.bin", "wb") as f:
-        f.write(b"half")
-        raise ValueError("stop")
+
+    def write_half() -> None:
+        with fs.open("w/partial.bin", "wb") as f:
+            f.write(b"half")
+            raise ValueError("stop")
+
+    with pytest.raises(ValueError, match="stop"):
+        write_half()
     f = fs.open("w/dropped.bin", "wb")
     f.write(b"never closed")
     del f

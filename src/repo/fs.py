@@ -180,9 +180,9 @@ class RepoFileSystem(AbstractFileSystem):  # type: ignore[misc]  # fsspec has no
         """The newest published or expired version tagged `tag` of each path matching."""
         best: dict[str, RepoFile] = {}
         for f in repo.iter_find(all=[tag], published=False, pattern=pattern):
-            if f.state != "unpublished" and f.uploaded:
-                if f.path not in best or f.file_id > best[f.path].file_id:
-                    best[f.path] = f
+            usable = f.state != "unpublished" and f.uploaded
+            if usable and (f.path not in best or f.file_id > best[f.path].file_id):
+                best[f.path] = f
         return best
 
     def _under(self, repo: Repo, prefix: str, pin: str | None) -> list[RepoFile]:
