@@ -27,7 +27,8 @@ from fsspec.tests.abstract.common import GLOB_EDGE_CASES_TESTS
 
 from repo import Repo
 from repo.errors import UsageError
-from repo.fs import RepoFileSystem, parse_url_path, url_path
+from repo.fs import RepoFileSystem
+from repo.fs_names import parse_url_path, url_path
 
 if TYPE_CHECKING:
     from collections.abc import Iterator

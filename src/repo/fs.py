@@ -14,9 +14,9 @@ closes them). This module imports fsspec: the CLI never imports it.
 from __future__ import annotations
 
 import contextlib
+import functools
 import io
 import os
-import sys
 import tempfile
 import threading
 from pathlib import Path
@@ -25,6 +25,8 @@ from typing import TYPE_CHECKING, Any
 from fsspec.spec import AbstractFileSystem
 
 from .errors import NotFoundError, StateError, UsageError
+from .fs_files import CachedCopy, VersionWriter
+from .fs_names import PROTOCOL, glob_escape, parse_url_path, url_path
 from .permissions import current_umask
 from .repository import Repo
 from .staging import INCOMING_PREFIX
@@ -36,61 +38,7 @@ if TYPE_CHECKING:
     from .file import RepoFile
     from .session import ConfigSource
 
-__all__ = ["RepoFileSystem", "parse_url_path", "url_path"]
-
-PROTOCOL = "repo"
-
-
-# -- the path syntax -------------------------------------------------------------------
-
-
-def parse_url_path(text: str) -> tuple[str, str | None, int]:
-    """(repository path, pin, where the pin sits in the path) from the path part of a
-    ``repo://`` URL.
-
-    ``@@`` stands for an ``@`` of the path; a single ``@`` starts the pin, which runs to
-    the end of its segment and applies to the whole path: ``lake@v1/part-0.parquet``
-    and ``lake/part-0.parquet@v1`` are the same version. Digits pin a file id, anything
-    else a tag.
-    """
-    out: list[str] = []
-    pin: str | None = None
-    at = 0
-    i = 0
-    while i < len(text):
-        ch = text[i]
-        if ch == "@" and text[i + 1 : i + 2] == "@":
-            out.append("@")
-            i += 2
-            continue
-        if ch == "@":
-            end = text.find("/", i)
-            end = len(text) if end == -1 else end
-            if pin is not None or end == i + 1:
-                raise UsageError(
-                    f"{PROTOCOL}://{text} needs one pin, not empty, after a single '@'",
-                    hint="write '@12' for file 12, '@TAG' for a tag, '@@' for an '@' in a path",
-                )
-            pin, at = text[i + 1 : end], len("".join(out))
-            i = end
-            continue
-        out.append(ch)
-        i += 1
-    path = "".join(out)
-    return path, pin, (at if pin is not None else len(path))
-
-
-def url_path(path: str, pin: str | int | None = None, at: int | None = None) -> str:
-    """The path part of a ``repo://`` URL for repository `path`, pinned to `pin` after
-    its first `at` characters (by default at the end)."""
-    if pin is None:
-        return path.replace("@", "@@")
-    at = len(path) if at is None else at
-    return f"{path[:at].replace('@', '@@')}@{pin}{path[at:].replace('@', '@@')}"
-
-
-def _glob_escape(text: str) -> str:
-    return "".join(f"[{ch}]" if ch in "*?[" else ch for ch in text)
+__all__ = ["RepoFileSystem"]
 
 
 # -- the filesystem --------------------------------------------------------------------
@@ -170,7 +118,7 @@ class RepoFileSystem(AbstractFileSystem):  # type: ignore[misc]  # fsspec has no
                     hint=f"open {PROTOCOL}://{url_path(found.path, pin)}",
                 )
             return found
-        tagged = self._tagged(repo, _glob_escape(path), pin)
+        tagged = self._tagged(repo, glob_escape(path), pin)
         if path not in tagged:
             raise NotFoundError(f"no published or expired version of {path!r} is tagged {pin!r}")
         return tagged[path]
@@ -189,7 +137,7 @@ class RepoFileSystem(AbstractFileSystem):  # type: ignore[misc]  # fsspec has no
         """The versions (current, or tagged `pin`) of every path below `prefix`."""
         if pin is not None and pin.isdigit():
             return []  # a file id names one file, never a directory
-        pattern = f"{_glob_escape(prefix)}/*" if prefix else "*"
+        pattern = f"{glob_escape(prefix)}/*" if prefix else "*"
         if pin is None:
             return repo.list(pattern)
         return [
@@ -303,7 +251,10 @@ class RepoFileSystem(AbstractFileSystem):  # type: ignore[misc]  # fsspec has no
         self._check_writable(repo_path, pin)
         if mode == "xb" and self.exists(repo_path):
             raise FileExistsError(f"{PROTOCOL}://{path} has a published version")
-        return VersionWriter(self, repo_path, autocommit=autocommit)
+        fd, spool = self._spool()
+        return VersionWriter(
+            fd, spool, functools.partial(self._publish, repo_path), autocommit=autocommit
+        )
 
     @staticmethod
     def _check_writable(path: str, pin: str | None) -> None:
@@ -409,96 +360,3 @@ def repo_version_path(found: RepoFile) -> Path:
     if not found.uploaded:
         raise StateError(f"{found.path} (file {found.file_id}) has no uploaded content")
     return found.local_path
-
-
-class CachedCopy(io.BufferedReader):
-    """A verified cached copy open for reading. Readers that leave closing it to the
-    garbage collector (pyarrow does) close it quietly, as fsspec's own files do."""
-
-    def __del__(self) -> None:
-        with contextlib.suppress(Exception):
-            self.close()
-
-
-# -- writing ---------------------------------------------------------------------------
-
-
-class VersionWriter(io.RawIOBase):
-    """A file being written as a new version of `path`, spooled in the staging area.
-
-    `close()` publishes it (when the filesystem commits automatically; in an fsspec
-    transaction, `commit()` does), unless an exception that was not already being
-    handled when the file was opened is on its way out: a write cut short by an error
-    (pandas and pyarrow close their files in ``finally``) publishes nothing. Leaving a
-    ``with`` block by an exception, `discard()`, or dropping the file unclosed also
-    publish nothing.
-    """
-
-    def __init__(self, fs: RepoFileSystem, path: str, *, autocommit: bool = True) -> None:
-        super().__init__()
-        self.fs = fs
-        self.path = path
-        self.autocommit = autocommit
-        fd, self._spool_path = fs._spool()
-        self._out: io.BufferedWriter | None = os.fdopen(fd, "wb")
-        self._handled_at_open = sys.exc_info()[1]
-
-    def writable(self) -> bool:
-        return True
-
-    def write(self, data: Any) -> int:
-        if self._out is None:
-            raise ValueError("write to a closed file")
-        return self._out.write(data)
-
-    def tell(self) -> int:
-        return self._out.tell() if self._out is not None else 0
-
-    def flush(self) -> None:
-        if self._out is not None and not self._out.closed:
-            self._out.flush()
-
-    def _finish_spool(self) -> None:
-        if self._out is not None:
-            out, self._out = self._out, None
-            out.close()
-
-    def close(self) -> None:
-        if self.closed:
-            return
-        failing = sys.exc_info()[1]
-        try:
-            if failing is not None and failing is not self._handled_at_open:
-                self.discard()
-            elif self.autocommit:
-                self.commit()
-            else:
-                self._finish_spool()  # the transaction commits or discards it
-        finally:
-            super().close()
-
-    def commit(self) -> None:
-        """Publish what was written as the current version of `path`."""
-        self._finish_spool()
-        try:
-            self.fs._publish(self.path, self._spool_path)
-        finally:
-            self._spool_path.unlink(missing_ok=True)
-
-    def discard(self) -> None:
-        """Drop what was written; nothing is recorded."""
-        self._finish_spool()
-        self._spool_path.unlink(missing_ok=True)
-
-    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
-        if exc_type is not None:
-            self.discard()
-            super().close()
-        else:
-            self.close()
-
-    def __del__(self) -> None:
-        if not self.closed:
-            with contextlib.suppress(Exception):
-                self.discard()
-                io.RawIOBase.close(self)
