@@ -197,6 +197,25 @@ def test_a_failed_write_publishes_nothing(setup: dict[str, Any]) -> None:
         assert not list(r.session.staging.directory.glob(".incoming-*"))
 
 
+def test_a_transaction_publishes_all_or_nothing(setup: dict[str, Any]) -> None:
+    fs = fsspec.filesystem("repo", **setup["options"])
+
+    def abandoned() -> None:
+        with fs.transaction:
+            fs.pipe("tx/one", b"1")
+            fs.pipe("tx/two", b"2")
+            raise ValueError("abandon")
+
+    with pytest.raises(ValueError, match="abandon"):
+        abandoned()
+    assert not fs.exists("tx/one")
+    with fs.transaction:
+        fs.pipe("tx/one", b"1")
+        assert not fs.exists("tx/one")  # published when the transaction completes
+        fs.pipe("tx/two", b"2")
+    assert fs.cat(["tx/one", "tx/two"]) == {"tx/one": b"1", "tx/two": b"2"}
+
+
 def test_threads_share_a_filesystem(setup: dict[str, Any]) -> None:
     fs = fsspec.filesystem("repo", **setup["options"])
     errors: list[BaseException] = []

@@ -22,7 +22,10 @@ import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from fsspec.spec import AbstractFileSystem
+try:
+    from fsspec.spec import AbstractFileSystem
+except ImportError as exc:  # an optional extra: say how to get it
+    raise ImportError("repo:// needs fsspec: pip install 's3-file-repo[fsspec]'") from exc
 
 from .errors import NotFoundError, StateError, UsageError
 from .fs_files import CachedCopy, VersionWriter
@@ -71,15 +74,17 @@ class RepoFileSystem(AbstractFileSystem):  # type: ignore[misc]  # fsspec has no
             repo = Repo(self._config)
         try:
             yield repo
-        except BaseException:
-            with contextlib.suppress(Exception):
+        finally:
+            # The call's transaction ends (a read's too: the next call sees new commits).
+            # A session that cannot even roll back is closed, not pooled.
+            try:
                 repo.rollback()
-            with self._lock:
-                self._idle.append(repo)
-            raise
-        repo.rollback()  # a read's transaction ends: the next call sees new commits
-        with self._lock:
-            self._idle.append(repo)
+            except Exception:
+                with contextlib.suppress(Exception):
+                    repo.close()
+            else:
+                with self._lock:
+                    self._idle.append(repo)
 
     def close_sessions(self) -> None:
         """Close the idle `Repo` sessions (the next call opens a new one)."""
