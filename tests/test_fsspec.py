@@ -237,6 +237,24 @@ def test_threads_share_a_filesystem(setup: dict[str, Any]) -> None:
     assert len(fs.find("t")) == 12
 
 
+def test_the_default_filesystem_follows_the_environment(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """fsspec hands out one filesystem per set of options: without a config, its sessions
+    follow where the default configuration resolves now."""
+    RepoFileSystem.clear_instance_cache()
+    fs = fsspec.filesystem("repo")
+    fs.pipe("here.txt", b"first home")
+    monkeypatch.setenv("REPO_HOME", str(tmp_path / "elsewhere"))
+    assert fsspec.filesystem("repo") is fs
+    assert not fs.exists("here.txt")
+    fs.pipe("here.txt", b"second home")
+    with Repo() as r:
+        assert r.current("here.txt").read_bytes() == b"second home"
+    fs.close_sessions()
+    RepoFileSystem.clear_instance_cache()
+
+
 @pytest.mark.parametrize(
     ("text", "parsed"),
     [

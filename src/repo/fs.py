@@ -61,15 +61,30 @@ class RepoFileSystem(AbstractFileSystem):  # type: ignore[misc]  # fsspec has no
         super().__init__(**kwargs)
         self._config = config
         self._idle: list[Repo] = []
+        self._idle_where: tuple[str | None, ...] = self._where()
         self._lock = threading.Lock()
 
     # -- sessions ----------------------------------------------------------------------
 
+    def _where(self) -> tuple[str | None, ...]:
+        """What the default configuration resolves from now: fsspec reuses a filesystem
+        made without options, so its sessions must follow $REPO_CFG, $REPO_HOME, $HOME."""
+        if self._config is not None:
+            return ()
+        env = os.environ
+        return (env.get("REPO_CFG"), env.get("REPO_HOME"), os.path.expanduser("~"))
+
     @contextlib.contextmanager
     def _repo(self) -> Iterator[Repo]:
         """A `Repo` for this thread's call, its transaction ended when the call ends."""
+        where = self._where()
+        stale: list[Repo] = []
         with self._lock:
+            if where != self._idle_where:
+                stale, self._idle, self._idle_where = self._idle, [], where
             repo = self._idle.pop() if self._idle else None
+        for old in stale:
+            old.close()
         if repo is None:
             repo = Repo(self._config)
         try:
@@ -84,7 +99,11 @@ class RepoFileSystem(AbstractFileSystem):  # type: ignore[misc]  # fsspec has no
                     repo.close()
             else:
                 with self._lock:
-                    self._idle.append(repo)
+                    keep = where == self._idle_where
+                    if keep:
+                        self._idle.append(repo)
+                if not keep:
+                    repo.close()
 
     def close_sessions(self) -> None:
         """Close the idle `Repo` sessions (the next call opens a new one)."""
