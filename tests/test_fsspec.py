@@ -28,7 +28,7 @@ from fsspec.tests.abstract.common import GLOB_EDGE_CASES_TESTS
 from repo import Repo
 from repo.errors import UsageError
 from repo.fs import RepoFileSystem
-from repo.fs_names import parse_url_path, url_path
+from repo.fs_names import is_file_id, parse_url_path, url_path
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -268,6 +268,12 @@ def test_the_default_filesystem_follows_the_environment(
 def test_url_paths_round_trip(text: str, parsed: tuple[str, str | None, int]) -> None:
     assert parse_url_path(text) == parsed
     assert url_path(*parsed) == text
+
+
+def test_only_ascii_digits_pin_a_file_id() -> None:
+    assert is_file_id("12")
+    assert not is_file_id("\u0661\u0662")  # Arabic-Indic digits: a tag of that name
+    assert not is_file_id("v12")
 
 
 @pytest.mark.parametrize("text", ["reports/daily.csv@", "a@/b", "a@x/b@y"])

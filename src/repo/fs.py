@@ -29,7 +29,7 @@ except ImportError as exc:  # an optional extra: say how to get it
 
 from .errors import NotFoundError, StateError, UsageError
 from .fs_files import CachedCopy, VersionWriter
-from .fs_names import PROTOCOL, glob_escape, parse_url_path, url_path
+from .fs_names import PROTOCOL, glob_escape, is_file_id, parse_url_path, url_path
 from .permissions import current_umask
 from .repository import Repo
 from .staging import INCOMING_PREFIX
@@ -134,7 +134,7 @@ class RepoFileSystem(AbstractFileSystem):  # type: ignore[misc]  # fsspec has no
         """The version `path` names: current, a file id or the newest tagged version."""
         if pin is None:
             return repo.current(path)
-        if pin.isdigit():
+        if is_file_id(pin):
             found = repo.file(int(pin))
             if found.path != path:
                 raise NotFoundError(
@@ -159,7 +159,7 @@ class RepoFileSystem(AbstractFileSystem):  # type: ignore[misc]  # fsspec has no
 
     def _under(self, repo: Repo, prefix: str, pin: str | None) -> list[RepoFile]:
         """The versions (current, or tagged `pin`) of every path below `prefix`."""
-        if pin is not None and pin.isdigit():
+        if pin is not None and is_file_id(pin):
             return []  # a file id names one file, never a directory
         pattern = f"{glob_escape(prefix)}/*" if prefix else "*"
         if pin is None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from .errors import UsageError
 
-__all__ = ["PROTOCOL", "glob_escape", "parse_url_path", "url_path"]
+__all__ = ["PROTOCOL", "glob_escape", "is_file_id", "parse_url_path", "url_path"]
 
 PROTOCOL = "repo"
 
@@ -63,3 +63,8 @@ def url_path(path: str, pin: str | int | None = None, at: int | None = None) -> 
 def glob_escape(text: str) -> str:
     """`text` as a glob pattern that matches only itself."""
     return "".join(f"[{ch}]" if ch in "*?[" else ch for ch in text)
+
+
+def is_file_id(pin: str) -> bool:
+    """Does `pin` name a file id (ASCII digits; other scripts' digits make a tag)?"""
+    return pin.isascii() and pin.isdigit()
