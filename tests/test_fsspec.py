@@ -151,6 +151,12 @@ def test_pyarrow_dataset_over_a_directory(setup: dict[str, Any]) -> None:
     assert sorted(current.column("part").to_pylist()) == [1] * 4 + [2] * 4 + [9]
     pinned = ds.dataset("lake@v1", filesystem=fs, format="parquet").to_table()
     assert pinned.num_rows == 12
+    assert len(fs.glob("repo://lake@v1/*.parquet")) == 3
+    con = duckdb.connect()
+    con.register_filesystem(fs)
+    query = "select count(*), max(value) from 'repo://lake@v1/*.parquet'"
+    assert con.execute(query).fetchall() == [(12, 3)]
+    con.close()
 
 
 def test_duckdb_reads_and_writes(setup: dict[str, Any]) -> None:
