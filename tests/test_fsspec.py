@@ -282,9 +282,9 @@ def test_only_ascii_digits_pin_a_file_id() -> None:
     assert not is_file_id("v12")
 
 
-@pytest.mark.parametrize("text", ["reports/daily.csv@", "a@/b", "a@x/b@y"])
-def test_a_pin_must_be_one_and_not_empty(text: str) -> None:
-    with pytest.raises(UsageError, match="one pin, not empty"):
+@pytest.mark.parametrize("text", ["reports/daily.csv@", "a@/b", "a@x/b@y", "@v1", "a/@v1/b"])
+def test_a_pin_is_one_not_empty_and_after_a_segment(text: str) -> None:
+    with pytest.raises(UsageError, match="one pin, not empty, after a path segment"):
         parse_url_path(text)
 
 

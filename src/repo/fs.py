@@ -164,9 +164,8 @@ class RepoFileSystem(AbstractFileSystem):  # type: ignore[misc]  # fsspec has no
         pattern = f"{glob_escape(prefix)}/*" if prefix else "*"
         if pin is None:
             return repo.list(pattern)
-        return [
-            self._tagged(repo, pattern, pin)[p] for p in sorted(self._tagged(repo, pattern, pin))
-        ]
+        tagged = self._tagged(repo, pattern, pin)
+        return [tagged[p] for p in sorted(tagged)]
 
     @staticmethod
     def _file_info(f: RepoFile, pin: str | None, at: int) -> dict[str, Any]:

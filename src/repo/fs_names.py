@@ -37,10 +37,10 @@ def parse_url_path(text: str) -> tuple[str, str | None, int]:
         if ch == "@":
             end = text.find("/", i)
             end = len(text) if end == -1 else end
-            if pin is not None or end == i + 1:
+            if pin is not None or end == i + 1 or not out or out[-1] == "/":
                 raise UsageError(
-                    f"{PROTOCOL}://{text} needs one pin, not empty, after a single '@'",
-                    hint="write '@12' for file 12, '@TAG' for a tag, '@@' for an '@' in a path",
+                    f"{PROTOCOL}://{text} needs one pin, not empty, after a path segment",
+                    hint="write 'PATH@12' for file 12, 'PATH@TAG' for a tag, '@@' for an '@'",
                 )
             pin, at = text[i + 1 : end], len("".join(out))
             i = end
