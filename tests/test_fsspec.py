@@ -169,6 +169,13 @@ def test_duckdb_reads_and_writes(setup: dict[str, Any]) -> None:
     assert con.execute("select sum(n) from 'repo://db/*.parquet'").fetchall() == [(30,)]
     con.execute("copy (select n * 2 as n from 'repo://db/numbers.csv') to 'repo://db/out.csv'")
     assert fs.cat("db/out.csv").split() == [b"n", b"2", b"4", b"6"]
+    # A COPY that fails half way over an existing file: DuckDB writes a temporary path
+    # (tmp_out.csv) and moves it only on success, so out.csv keeps its version.
+    failing = "case when i < 50000 then i else error('boom') end"
+    with pytest.raises(duckdb.Error, match="boom"):
+        con.execute(f"copy (select {failing} as n from range(100000) t(i)) to 'repo://db/out.csv'")
+    assert fs.cat("db/out.csv").split() == [b"n", b"2", b"4", b"6"]
+    assert fs.find("db") == ["db/more.parquet", "db/numbers.csv", "db/out.csv"]
     con.close()
 
 
