@@ -27,6 +27,7 @@ from fsspec.tests.abstract.common import GLOB_EDGE_CASES_TESTS
 
 from repo import Repo
 from repo.errors import UsageError
+from repo.permissions import current_umask
 from repo.fs import RepoFileSystem
 from repo.fs_names import is_file_id, parse_url_path, url_path
 
@@ -130,6 +131,12 @@ def test_info_ls_glob_and_pins(setup: dict[str, Any]) -> None:
         fs.cat("reports/a.csv@release-2")
     with pytest.raises(FileNotFoundError):
         fs.info("reports/nothing.csv")
+
+    fs.cp("reports/a.csv@release-1", "reports/copy.csv")
+    with Repo(setup["config"]) as r:
+        copied, original = r.current("reports/copy.csv"), r.file(info["file_id"])
+        assert (copied.md5, copied.mode) == (original.md5, original.mode)
+        assert original.mode == 0o666 & ~current_umask()  # as a new file here would get
 
     fs.rm("reports/2026", recursive=True)
     assert not fs.exists("reports/2026/x.csv")

@@ -290,7 +290,7 @@ class RepoFileSystem(AbstractFileSystem):  # type: ignore[misc]  # fsspec has no
     def _publish(self, path: str, source: Path) -> None:
         """Add `source` as a new version of `path`, publish it and commit."""
         with self._repo() as repo:
-            repo.add(path, source, publish=True, mode=0o666 & ~current_umask())
+            repo.add(path, source, publish=True, mode=_new_file_mode())
             repo.commit()
 
     def _spool(self) -> tuple[int, Path]:
@@ -342,7 +342,8 @@ class RepoFileSystem(AbstractFileSystem):  # type: ignore[misc]  # fsspec has no
                 if self._under(repo, source, pin):
                     return  # a directory: implied by the files copied below it
                 raise FileNotFoundError(f"{PROTOCOL}://{path1}: {exc}") from exc
-            repo.add(target, repo_version_path(found), publish=True, mode=found.mode)
+            mode = found.mode if found.mode is not None else _new_file_mode()
+            repo.add(target, repo_version_path(found), publish=True, mode=mode)
             repo.commit()
 
     # -- the tree ----------------------------------------------------------------------
@@ -376,6 +377,12 @@ class RepoFileSystem(AbstractFileSystem):  # type: ignore[misc]  # fsspec has no
 
     def rm_file(self, path: str) -> None:
         self._rm(path)
+
+
+def _new_file_mode() -> int:
+    """The permission bits an ordinary new file gets here (a spool or a cached copy is
+    private: its own bits say nothing about the content)."""
+    return 0o666 & ~current_umask()
 
 
 def repo_version_path(found: RepoFile) -> Path:
