@@ -27,9 +27,9 @@ from fsspec.tests.abstract.common import GLOB_EDGE_CASES_TESTS
 
 from repo import Repo
 from repo.errors import UsageError
-from repo.permissions import current_umask
 from repo.fs import RepoFileSystem
 from repo.fs_names import is_file_id, parse_url_path, url_path
+from repo.permissions import current_umask
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -178,9 +178,12 @@ def test_duckdb_reads_and_writes(setup: dict[str, Any]) -> None:
     assert fs.cat("db/out.csv").split() == [b"n", b"2", b"4", b"6"]
     # A COPY that fails half way over an existing file: DuckDB writes a temporary path
     # (tmp_out.csv) and moves it only on success, so out.csv keeps its version.
-    failing = "case when i < 50000 then i else error('boom') end"
+    failing = (
+        "copy (select case when i < 50000 then i else error('boom') end as n"
+        " from range(100000) t(i)) to 'repo://db/out.csv'"
+    )
     with pytest.raises(duckdb.Error, match="boom"):
-        con.execute(f"copy (select {failing} as n from range(100000) t(i)) to 'repo://db/out.csv'")
+        con.execute(failing)
     assert fs.cat("db/out.csv").split() == [b"n", b"2", b"4", b"6"]
     assert fs.find("db") == ["db/more.parquet", "db/numbers.csv", "db/out.csv"]
     con.close()
