@@ -262,10 +262,13 @@ class RepoFileSystem(AbstractFileSystem):  # type: ignore[misc]  # fsspec has no
         if mode == "rb":
             with self._repo() as repo:
                 try:
-                    local = repo_version_path(self._version(repo, repo_path, pin))
+                    found = self._version(repo, repo_path, pin)
                 except NotFoundError as exc:
                     raise FileNotFoundError(f"{PROTOCOL}://{path}: {exc}") from exc
-            return CachedCopy(io.FileIO(local, "rb"))
+                try:
+                    return CachedCopy(io.FileIO(repo_version_path(found), "rb"))
+                except FileNotFoundError:  # evicted by another process meanwhile: once more
+                    return CachedCopy(io.FileIO(repo_version_path(found), "rb"))
         if mode not in ("wb", "xb"):
             raise UsageError(
                 f"{PROTOCOL}:// cannot open {path!r} in mode {mode!r}",
