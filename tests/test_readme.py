@@ -125,12 +125,12 @@ def test_the_readme_examples_run_as_written(workdir: Path) -> None:
     assert (BIN / "repo").exists(), "the repo command is installed beside this interpreter"
     ran = run_examples(README.read_text(encoding="utf-8"), workdir)
     # A block that stops being run (a new no-test mark, a new language) shows up here.
-    assert [b.language for b in ran] == ["sh", "json", "sh", "python", "python"]
+    assert [b.language for b in ran] == ["sh", "json", "sh", "python", "python", "python"]
     # They ran on the embedded default under the test's $REPO_HOME, nowhere else.
     with repo.Repo() as r:
         assert r.config.is_embedded
         stored = {f.path for f in r.list("*", state="all")}
-        assert {"reports/daily.csv", "runs/42/a.txt"} <= stored
+        assert {"reports/daily.csv", "runs/42/a.txt", "reports/visits.csv"} <= stored
         assert "logs/date.txt" not in stored  # `repo purge` took it
 
 
