@@ -6,22 +6,23 @@ Run it from cron after midnight (UTC):
 
 It finds the current versions tagged `sales` and `day=<yesterday>` (what
 hourly_producer.py publishes), asking again every `--poll` seconds until `--expect`
-files are there or `--wait` seconds have passed; then it reads each one through this
-host's verified cache (`RepoFile.local_path`) and prints the visits per region. Exit
-status 1 when the files did not all arrive in time, so the scheduler can alert.
+files are there or `--wait` seconds have passed; then it reads them with pandas through
+`repo://` (docs/fsspec.md), each pinned to the version found (`PATH@ID`), from this
+host's verified cache, and prints the visits per region. Exit status 1 when the files
+did not all arrive in time, so the scheduler can alert.
 
-The files are read with the csv module; with pandas installed,
-`pandas.concat(pandas.read_csv(f.local_path) for f in files)` reads the same paths.
+Needs pandas and the fsspec extra: `pip install pandas 's3-file-repo[fsspec]'`. For one
+file, `repo wait --path PATH --timeout 1h` waits without polling (docs/cli.md).
 """
 
 from __future__ import annotations
 
 import argparse
-import csv
 import sys
 import time
-from collections import Counter
 from datetime import UTC, date, datetime, timedelta
+
+import pandas as pd
 
 import repo
 
@@ -53,14 +54,12 @@ def wait_for_day(
         time.sleep(min(poll, max(0.0, deadline - time.monotonic())))
 
 
-def visits_by_region(files: list[repo.RepoFile]) -> Counter[str]:
-    """Sum the `visits` column per `region` over the files (read from the verified cache)."""
-    totals: Counter[str] = Counter()
-    for rf in files:
-        with open(rf.local_path, newline="", encoding="utf-8") as fp:
-            for row in csv.DictReader(fp):
-                totals[row["region"]] += int(row["visits"])
-    return totals
+def visits_by_region(files: list[repo.RepoFile]) -> dict[str, int]:
+    """Sum the `visits` column per `region` over the files, read by pandas through
+    `repo://`, each pinned to the version found (an `@` in a path is written `@@`)."""
+    frames = [pd.read_csv(f"repo://{rf.path.replace('@', '@@')}@{rf.file_id}") for rf in files]
+    totals = pd.concat(frames).groupby("region")["visits"].sum()
+    return {str(region): int(visits) for region, visits in totals.items()}
 
 
 def main(argv: list[str] | None = None) -> int:
