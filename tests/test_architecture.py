@@ -21,6 +21,7 @@ LARGE_MODULES = {
     "config.py": "loading a configuration: file, mapping or environment, then checks",
     "ingest.py": "adding content: one file or stream, or a tree through a worker pool",
     "repository.py": "the Repo facade: one short method per library capability, no logic",
+    "settings.py": "the table of settings: one entry per key, with the rules they are checked by",
 }
 LINE_LIMIT = 400
 

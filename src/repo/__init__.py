@@ -55,6 +55,7 @@ if TYPE_CHECKING:
     from .file import RepoFile
     from .gc import GcCategory, GcReport
     from .ingest import AddReport
+    from .named_stores import StoreSpec
     from .progress import ProgressListener
     from .recover import LostFile, RecoverReport
     from .repository import Repo
@@ -93,6 +94,7 @@ _LAZY = {
     "RolesReport": "admin",
     "Session": "session",
     "StatusReport": "admin",
+    "StoreSpec": "named_stores",
     "ThawReport": "thaw",
     "ThawStatus": "thaw",
     "VerifyCategory": "verify",
@@ -150,6 +152,7 @@ __all__ = [
     "StateError",
     "StatusReport",
     "StoreError",
+    "StoreSpec",
     "ThawReport",
     "ThawStatus",
     "UntrustedDataError",
