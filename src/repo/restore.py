@@ -250,7 +250,9 @@ def _fetch_checked(place: BackupPlace, manifest: dict[str, Any], into: Path) -> 
         )
     into.mkdir(parents=True)
     tables = manifest.get("tables", {})
-    missing = [t.name for t in BACKUP_TABLES if t.name not in tables and t.name != "backups"]
+    # Backups made before schema versions 2 and 7 lack these (none recorded, none copied).
+    optional = ("backups", "replicas")
+    missing = [t.name for t in BACKUP_TABLES if t.name not in tables and t.name not in optional]
     if missing:
         raise VerificationError(f"manifest lacks table(s) {', '.join(missing)}")
     # Checking a table is decompressing and hashing it, which release the GIL: the
