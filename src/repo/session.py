@@ -29,14 +29,12 @@ from .errors import (
     CatalogBusyError,
     CatalogError,
     RepoError,
-    UntrustedDataError,
     UsageError,
 )
 from .journal import safe_write
 from .local_owner import claim_local_root, secure_local_root
-from .paths import check_key
 from .staging import StagingArea
-from .stores import Store, open_store
+from .store_set import StoreSet
 from .stores.local import PRIVATE_FILE, make_directories
 from .urls import mask_url
 
@@ -44,6 +42,8 @@ if TYPE_CHECKING:
     from types import TracebackType
 
     from .catalog.records import FileRecord
+    from .catalog.replicas import Replica
+    from .stores import Store
 
 __all__ = ["ConfigSource", "Session"]
 
@@ -75,7 +75,8 @@ class Session:
         # cache: a rollback puts a staging copy back, so the version stays uploadable.
         self._uploaded: list[str] = []
         self._created: list[str] = []
-        self._stores: dict[str, Store] = {}
+        #: The configured stores by name (docs/replicas.md), opened on first use.
+        self.stores = StoreSet(self.config)
 
     @classmethod
     def open(cls, config: ConfigSource = None) -> Session:
@@ -138,8 +139,7 @@ class Session:
     @cached_property
     def store(self) -> Store:
         """The store new versions go to (the configured ``store``)."""
-        store = open_store(self.config.store_url, self.config)
-        self._stores[store.bucket] = store
+        store = self.stores.default
         logger.info("store %s; this host is %s", mask_url(store.url), self.host)
         return store
 
@@ -182,26 +182,20 @@ class Session:
     def use_store(self, store: Store) -> None:
         """Make `store` this session's store (for tools and tests that tune one); the
         one it replaces is closed."""
-        old = self.__dict__.get("store")
         self.__dict__["store"] = store
-        self._stores[store.bucket] = store
+        old = self.stores.use_default(store)
         if old is not None and old is not store:
             old.close()
 
     def locate(self, rec: FileRecord) -> Store:
-        """The store holding `rec`'s object, once the catalog's word for where it is has
-        been checked: this repository's store, and the key this repository makes for the
-        version's path. Anything else raises `UntrustedDataError` and is never touched:
-        a catalog row must not choose what a host reads, writes or deletes.
-        """
-        store = self.store
-        if rec.bucket != store.bucket:
-            raise UntrustedDataError(
-                f"file {rec.file_id} ({rec.path!r}) is recorded in {rec.bucket[:120]!r}, not "
-                f"in this repository's store {store.bucket!r}; it was not touched"
-            )
-        check_key(rec.key, key_prefix=store.key_prefix, path=rec.path)
-        return store
+        """The store holding `rec`'s own object, once the catalog's word for where it is
+        has been checked (`StoreSet.locate`): a catalog row must not choose what a host
+        reads, writes or deletes."""
+        return self.stores.locate(rec)
+
+    def locate_copy(self, rec: FileRecord, copy: Replica) -> Store:
+        """The store holding `copy` of `rec`, once checked (`StoreSet.locate_copy`)."""
+        return self.stores.locate_copy(rec, copy)
 
     # -- the transaction -----------------------------------------------------------------
 
@@ -289,7 +283,7 @@ class Session:
                 self.catalog.close()
             if "backups" in opened:
                 self.backups.close()
-            for store in self._stores.values():
+            for store in self.stores.opened():
                 store.close()
 
     def __enter__(self) -> Session:

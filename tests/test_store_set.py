@@ -1,0 +1,106 @@
+"""Named stores in a session, and the checks between a catalog row and a store
+(src/repo/store_set.py)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from repo import Repo
+from repo.catalog import Replica
+from repo.errors import UntrustedDataError
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+NOW = datetime(2026, 1, 2, tzinfo=UTC)
+
+
+def _config(tmp_path: Path, sqlite_url: str, **extra: Any) -> dict[str, Any]:
+    for name in ("main", "second"):
+        (tmp_path / name).mkdir(exist_ok=True)
+    return {
+        "store": (tmp_path / "main").as_uri(),
+        "database": sqlite_url,
+        "local_root": str(tmp_path / "local"),
+        "stores": {
+            "second": (tmp_path / "second").as_uri(),
+            "far": {  # never reached: opening a store sends nothing
+                "url": "s3://far-bucket/some/prefix",
+                "s3_endpoint_url": "http://127.0.0.1:9",
+                "s3_access_key": "far-key",
+                "s3_secret_key": "far-secret",
+            },
+        },
+        **extra,
+    }
+
+
+def _copy(rec: Any, store: str, key: str) -> Replica:
+    return Replica(rec.file_id, store, key, "verified", rec.size, rec.md5, "etag", NOW, NOW, None)
+
+
+def test_a_copy_is_named_after_its_store_prefix_and_the_versions_token(
+    tmp_path: Path, sqlite_url: str
+) -> None:
+    with Repo(_config(tmp_path, sqlite_url)) as r:
+        f = r.add_file("dir/a.txt").touch(b"a").publish()
+        r.commit()
+        rec = r.catalog.get(f.file_id)
+        stores = r.session.stores
+        token = rec.key.rpartition("~")[2]
+        assert rec.key == f"data/dir/a.txt~{token}"
+        assert stores.copy_key(rec, "second") == rec.key
+        assert stores.copy_key(rec, "far") == f"some/prefix/data/dir/a.txt~{token}"
+        assert stores.home_name(rec) == "main"
+        assert r.session.locate(rec) is r.session.store
+        second = r.session.locate_copy(rec, _copy(rec, "second", rec.key))
+        assert second is stores.named("second")
+        assert second.bucket == str(tmp_path / "second")
+
+
+@pytest.mark.parametrize(
+    ("store", "key", "message"),
+    [
+        ("elsewhere", None, "store 'elsewhere' is not configured"),
+        ("second", "data/other.txt~{token}", "not at this repository's key for it"),
+        ("second", "data/dir/a.txt~0000", "not at this repository's key for it"),
+        ("second", "../main/data/dir/a.txt~{token}", "not at this repository's key for it"),
+        ("far", "data/dir/a.txt~{token}", "not at this repository's key for it"),
+    ],
+)
+def test_a_copy_in_an_unknown_store_or_at_a_foreign_key_is_never_touched(
+    tmp_path: Path, sqlite_url: str, store: str, key: str | None, message: str
+) -> None:
+    with Repo(_config(tmp_path, sqlite_url)) as r:
+        f = r.add_file("dir/a.txt").touch(b"a").publish()
+        r.commit()
+        rec = r.catalog.get(f.file_id)
+        token = rec.key.rpartition("~")[2]
+        copy = _copy(rec, store, (key or rec.key).format(token=token))
+        with pytest.raises(UntrustedDataError, match=message):
+            r.session.locate_copy(rec, copy)
+        with pytest.raises(UntrustedDataError, match="was handed out as one of file"):
+            r.session.locate_copy(rec, copy._replace(file_id=rec.file_id + 1))
+
+
+def test_a_version_of_a_replaced_default_store_is_in_no_configured_store(
+    tmp_path: Path, sqlite_url: str
+) -> None:
+    config = _config(tmp_path, sqlite_url)
+    with Repo(config) as r:
+        f = r.add_file("a.txt").touch(b"a").publish()
+        r.commit()
+    (tmp_path / "new-main").mkdir()
+    config["store"] = (tmp_path / "new-main").as_uri()
+    config["local_root"] = str(tmp_path / "local-2")  # the old one belongs to the old URL
+    with Repo(config) as r:
+        rec = r.catalog.get(f.file_id)
+        assert r.session.stores.home_name(rec) is None
+        with pytest.raises(UntrustedDataError, match="it was not touched"):
+            r.session.locate(rec)
+        # Its copy in the store that survived is still reachable, by name.
+        copy = _copy(rec, "second", r.session.stores.copy_key(rec, "second"))
+        assert r.session.locate_copy(rec, copy).bucket == str(tmp_path / "second")
