@@ -54,6 +54,7 @@ def test_public_names_are_pinned() -> None:
             "PurgeReport",
             "Session",
             "RecoverReport",
+            "ReplicateReport",
             "StateError",
             "StatusReport",
             "StoreError",

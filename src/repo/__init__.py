@@ -58,6 +58,7 @@ if TYPE_CHECKING:
     from .named_stores import StoreSpec
     from .progress import ProgressListener
     from .recover import LostFile, RecoverReport
+    from .replicate import ReplicateReport
     from .repository import Repo
     from .restore import RestoreReport, restorable_backups, restore_catalog
     from .session import Session
@@ -88,6 +89,7 @@ _LAZY = {
     "ProgressListener": "progress",
     "PurgeReport": "erase",
     "RecoverReport": "recover",
+    "ReplicateReport": "replicate",
     "Repo": "repository",
     "RepoFile": "file",
     "RestoreReport": "restore",
@@ -143,6 +145,7 @@ __all__ = [
     "ProgressListener",
     "PurgeReport",
     "RecoverReport",
+    "ReplicateReport",
     "Repo",
     "RepoError",
     "RepoFile",

@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     from .ingest import AddReport
     from .progress import ProgressListener
     from .recover import RecoverReport
+    from .replicate import ReplicateReport
     from .stores import Store
     from .stores.base import Progress
     from .thaw import ThawReport, ThawStatus
@@ -451,6 +452,14 @@ class Repo:
         from . import cache_check
 
         return cache_check.verify_cache(self.session, repair=repair)
+
+    @at_boundary("replicating")
+    def replicate(self, *, dry_run: bool = False) -> ReplicateReport:
+        """Bring every live version up to ``numcopies`` verified copies in distinct stores
+        (docs/replicas.md). Commits each copy; needs a session without uncommitted changes."""
+        from . import replicate
+
+        return replicate.replicate(self.session, dry_run=dry_run)
 
     @at_boundary("recovering from the cache")
     def recover(self, *, deep: bool = False, dry_run: bool = False) -> RecoverReport:

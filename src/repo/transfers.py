@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 
     from .catalog import FileRecord
     from .session import Session
-    from .stores.base import Progress, PutResult
+    from .stores.base import Progress, PutResult, Store
 
 __all__ = [
     "DEFAULT_WORKERS",
@@ -37,6 +37,7 @@ __all__ = [
     "download",
     "fetch",
     "fetch_into",
+    "put_copy",
     "put_new",
     "put_version",
     "upload",
@@ -64,6 +65,13 @@ def put_version(
     store = session.locate(record)
     metadata = _metadata(record.path, record.origin, record.created_at)
     return store.put_file(record.key, source, metadata=metadata, progress=progress)
+
+
+def put_copy(store: Store, record: FileRecord, key: str, source: Path) -> PutResult:
+    """Send one version's bytes to its copy at `key` in another `store` (already checked
+    by `Session.locate_copy`), carrying the same metadata as its own object."""
+    metadata = _metadata(record.path, record.origin, record.created_at)
+    return store.put_file(key, source, metadata=metadata)
 
 
 def put_new(

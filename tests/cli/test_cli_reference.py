@@ -35,7 +35,7 @@ def test_every_command_has_help_with_an_example(embedded_cli: CliRun) -> None:
         [
             "add", "archive", "backup", "cache", "cat", "config", "create", "ctl", "demo",
             "destroy", "expire", "fetch", "find", "gc", "get", "history", "host", "list",
-            "publish", "purge", "recover", "restore", "show", "status", "tag", "thaw",
+            "publish", "purge", "recover", "replicate", "restore", "show", "status", "tag", "thaw",
             "upload", "verify",
         ]
     )  # fmt: skip
@@ -98,7 +98,8 @@ def test_json_shapes_are_stable(cli: CliRun, tmp_path: Path) -> None:
         "unpublished_ttl_seconds", "expired_ttl_seconds", "orphan_grace_seconds",
         "backups_before_purge", "backup_keep", "s3_timeout_seconds", "s3_sse",
         "s3_sse_kms_key_id", "backup_key", "s3_upload_check", "archive_class",
-        "archive_early_deletion",
+        "archive_early_deletion", "store_name", "stores", "numcopies", "mincopies",
+        "replicate_on_publish", "placement",
     ]  # fmt: skip
     assert all(list(s) == ["value", "origin"] for s in settings["settings"].values())
 

@@ -31,6 +31,7 @@ from .housekeeping import cache, gc, host
 from .output import echo, shown
 from .queries import find, history, list_files, show, status
 from .recovery import recover, verify
+from .replication import replicate
 
 __all__ = ["INTERRUPTED", "cli", "main"]
 
@@ -202,6 +203,7 @@ SUMMARIES = {
     "publish": "Publish a version.",
     "purge": "Delete a version now, whatever its state.",
     "recover": "Repair lost or damaged files from this host's cache.",
+    "replicate": "Copy versions into the other stores, up to numcopies.",
     "restore": "Restore the catalog from its backups.",
     "show": "Every version of a path, in full.",
     "status": "Whether the catalog and store answer; counts.",
@@ -238,6 +240,7 @@ for _command in (
     restore,
     verify,
     recover,
+    replicate,
     archive,
     thaw,
 ):

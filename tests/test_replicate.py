@@ -1,0 +1,206 @@
+"""`repo replicate`: copies in other stores, verified, resumable (src/repo/replicate.py).
+
+Three stores: the default one on moto, `second` on rclone (its own endpoint and keys), and
+`nas`, a directory.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from conftest import CliRun, write_config
+from repo import Repo
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from harness.s3servers import S3Server
+
+pytestmark = pytest.mark.s3
+
+
+def _bucket(server: S3Server) -> str:
+    return server.create_bucket(f"t-{uuid.uuid4().hex[:16]}")
+
+
+@pytest.fixture
+def three_stores(
+    tmp_path: Path, sqlite_url: str, moto_server: S3Server, rclone_server: S3Server
+) -> dict[str, Any]:
+    (tmp_path / "nas").mkdir()
+    return {
+        "local_root": str(tmp_path / "local"),
+        "database": sqlite_url,
+        "host_name": "test-host",
+        "store": f"s3://{_bucket(moto_server)}/repo",
+        "s3_endpoint_url": moto_server.endpoint_url,
+        "s3_access_key": moto_server.access_key,
+        "s3_secret_key": moto_server.secret_key,
+        "s3_region": moto_server.region,
+        "stores": {
+            "second": {
+                "url": f"s3://{_bucket(rclone_server)}/copies",
+                "s3_endpoint_url": rclone_server.endpoint_url,
+                "s3_access_key": rclone_server.access_key,
+                "s3_secret_key": rclone_server.secret_key,
+            },
+            "nas": (tmp_path / "nas").as_uri(),
+        },
+        "numcopies": 2,
+    }
+
+
+def _objects(server: S3Server, url: str) -> dict[str, bytes]:
+    bucket, _, prefix = url[len("s3://") :].partition("/")
+    client = server.client()
+    try:
+        listed = client.list_objects_v2(Bucket=bucket, Prefix=prefix).get("Contents", [])
+        return {
+            o["Key"]: client.get_object(Bucket=bucket, Key=o["Key"])["Body"].read() for o in listed
+        }
+    finally:
+        client.close()
+
+
+def _states(r: Repo, *files: Any) -> list[list[tuple[str, str]]]:
+    found = r.catalog.replicas_of([f.file_id for f in files])
+    return [[(c.store, c.state) for c in found.get(f.file_id, [])] for f in files]
+
+
+def test_replicate_copies_every_live_version_once_verified_and_is_idempotent(
+    three_stores: dict[str, Any], rclone_server: S3Server
+) -> None:
+    with Repo(three_stores) as r:
+        old = r.add_file("a.txt").touch(b"first a").publish()
+        new = r.add_file("a.txt").touch(b"second a").publish()  # `old` expired: still kept
+        b = r.add_file("dir/b.bin").touch(bytes(range(256)) * 40).publish()
+        draft = r.add_file("draft.txt").touch(b"never uploaded")
+        r.commit()
+        planned = r.replicate(dry_run=True)
+        assert (planned.checked, planned.under, planned.copied, planned.bytes) == (3, 3, 3, 10255)
+        assert _states(r, old, new, b) == [[], [], []]  # a dry run claims nothing
+        done = r.replicate()
+        assert (done.checked, done.under, done.copied, done.bytes, done.ok) == (
+            3,
+            3,
+            3,
+            10255,
+            True,
+        )
+        assert _states(r, old, new, b, draft) == [[("second", "verified")]] * 3 + [[]]
+        again = r.replicate()
+        assert (again.checked, again.under, again.copied) == (3, 0, 0)
+        keys = {
+            f.file_id: r.session.stores.copy_key(r.catalog.get(f.file_id), "second")
+            for f in (old, new, b)
+        }
+    stored = _objects(rclone_server, three_stores["stores"]["second"]["url"])
+    assert stored == {
+        keys[old.file_id]: b"first a",
+        keys[new.file_id]: b"second a",
+        keys[b.file_id]: bytes(range(256)) * 40,
+    }
+    assert all(k.startswith(("copies/data/a.txt~", "copies/data/dir/b.bin~")) for k in stored)
+
+
+def test_a_corrupt_source_is_recorded_lost_and_the_copy_is_read_from_another(
+    three_stores: dict[str, Any], moto_server: S3Server, tmp_path: Path
+) -> None:
+    with Repo(three_stores) as r:
+        f = r.add_file("a.txt").touch(b"good bytes").publish()
+        r.commit()
+        assert r.replicate().copied == 1  # into `second`
+        rec = r.catalog.get(f.file_id)
+        nas_key = r.session.stores.copy_key(rec, "nas")
+    # The default store's object is damaged (same size), and a third copy is wanted.
+    bucket = three_stores["store"][len("s3://") :].split("/")[0]
+    client = moto_server.client()
+    client.put_object(Bucket=bucket, Key=rec.key, Body=b"BAD! bytes")
+    client.close()
+    with Repo({**three_stores, "numcopies": 3}) as r:
+        first = r.replicate()
+        assert (first.copied, first.ok) == (1, True)  # into `nas`, read from `second`
+        assert _states(r, f) == [[("main", "lost"), ("nas", "verified"), ("second", "verified")]]
+        assert (tmp_path / "nas" / nas_key).read_bytes() == b"good bytes"
+        # The next run writes the default store's copy again, over the damaged object.
+        second = r.replicate()
+        assert (second.copied, second.ok) == (1, True)
+        assert _states(r, f) == [
+            [("main", "verified"), ("nas", "verified"), ("second", "verified")]
+        ]
+    client = moto_server.client()
+    assert client.get_object(Bucket=bucket, Key=rec.key)["Body"].read() == b"good bytes"
+    client.close()
+
+
+def test_a_run_killed_after_its_claim_is_finished_by_the_next(
+    three_stores: dict[str, Any], tmp_path: Path
+) -> None:
+    config = {**three_stores, "numcopies": 3}
+    with Repo(config) as r:
+        f = r.add_file("a.txt").touch(b"content").publish()
+        r.commit()
+        rec = r.catalog.get(f.file_id)
+        key = r.session.stores.copy_key(rec, "nas")
+        # What a run killed mid-copy leaves: a committed claim and a partial object.
+        assert r.catalog.claim_replica(f.file_id, "nas", key, when=datetime.now(UTC))
+        r.commit()
+        (tmp_path / "nas" / key).parent.mkdir(parents=True)
+        (tmp_path / "nas" / key).write_bytes(b"cont")
+        assert _states(r, f) == [[("nas", "writing")]]
+        report = r.replicate()
+        assert (report.copied, report.ok) == (2, True)
+        assert _states(r, f) == [[("nas", "verified"), ("second", "verified")]]
+    assert (tmp_path / "nas" / key).read_bytes() == b"content"
+
+
+def test_a_version_with_no_readable_copy_is_reported_still_under(
+    three_stores: dict[str, Any], tmp_path: Path
+) -> None:
+    config = {**three_stores, "numcopies": 2}
+    with Repo(config) as r:
+        f = r.add_file("a.txt").touch(b"content").publish()
+        r.commit()
+        rec = r.catalog.get(f.file_id)
+        r.session.store.delete_many([rec.key])  # its only copy is gone
+        report = r.replicate()
+        assert (report.copied, report.ok) == (0, False)
+        assert list(report.still_under) == [f.file_id]
+        assert "could be read" in report.still_under[f.file_id]
+        assert _states(r, f) == [[("main", "lost"), ("second", "writing")]]
+
+
+def test_replicate_command_says_what_it_copied_and_what_is_still_under(
+    three_stores: dict[str, Any], tmp_path: Path
+) -> None:
+    run = CliRun(write_config(tmp_path / "cfg.json", three_stores), tmp_path)
+    with Repo(three_stores) as r:
+        r.add_file("a.txt").touch(b"12345").publish()
+        r.commit()
+    dry = run("replicate", "--dry-run")
+    assert (dry.exit_code, dry.stdout) == (
+        0,
+        "checked 1 version against numcopies 2: 1 under-replicated\nwould copy 1 copy (5 B)\n",
+    )
+    done = run("replicate", "--json")
+    assert done.exit_code == 0, done.output
+    assert json.loads(done.stdout) == {
+        "dry_run": False,
+        "numcopies": 2,
+        "checked": 1,
+        "under": 1,
+        "copied": 1,
+        "bytes": 5,
+        "still_under": [],
+        "ok": True,
+    }
+    again = run("replicate")
+    assert (again.exit_code, again.stdout) == (
+        0,
+        "checked 1 version against numcopies 2: 0 under-replicated\ncopied 0 copies (0 B)\n",
+    )
