@@ -1,19 +1,16 @@
-"""`repo replicate`: copies in other stores, verified, resumable (src/repo/replicate.py).
-
-Three stores: the default one on moto, `second` on rclone (its own endpoint and keys), and
-`nas`, a directory.
-"""
+"""`repo replicate`: copies in other stores, verified, resumable (src/repo/replicate.py),
+over three stores (`replica_stores`)."""
 
 from __future__ import annotations
 
 import json
-import uuid
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from conftest import CliRun, write_config
+from replica_stores import three_store_config
 from repo import Repo
 
 if TYPE_CHECKING:
@@ -24,35 +21,11 @@ if TYPE_CHECKING:
 pytestmark = pytest.mark.s3
 
 
-def _bucket(server: S3Server) -> str:
-    return server.create_bucket(f"t-{uuid.uuid4().hex[:16]}")
-
-
 @pytest.fixture
 def three_stores(
     tmp_path: Path, sqlite_url: str, moto_server: S3Server, rclone_server: S3Server
 ) -> dict[str, Any]:
-    (tmp_path / "nas").mkdir()
-    return {
-        "local_root": str(tmp_path / "local"),
-        "database": sqlite_url,
-        "host_name": "test-host",
-        "store": f"s3://{_bucket(moto_server)}/repo",
-        "s3_endpoint_url": moto_server.endpoint_url,
-        "s3_access_key": moto_server.access_key,
-        "s3_secret_key": moto_server.secret_key,
-        "s3_region": moto_server.region,
-        "stores": {
-            "second": {
-                "url": f"s3://{_bucket(rclone_server)}/copies",
-                "s3_endpoint_url": rclone_server.endpoint_url,
-                "s3_access_key": rclone_server.access_key,
-                "s3_secret_key": rclone_server.secret_key,
-            },
-            "nas": (tmp_path / "nas").as_uri(),
-        },
-        "numcopies": 2,
-    }
+    return three_store_config(tmp_path, sqlite_url, moto_server, rclone_server)
 
 
 def _objects(server: S3Server, url: str) -> dict[str, bytes]:

@@ -193,6 +193,15 @@ class Session:
         reads, writes or deletes."""
         return self.stores.locate(rec)
 
+    def check_readable(self, rec: FileRecord) -> None:
+        """Check `rec`'s key before its cached copy is read or any copy fetched: with one
+        store, `locate`; with several, only that the key is this repository's (its own
+        store may have been replaced, and other stores hold copies)."""
+        if self.config.stores:
+            self.stores.check_own_key(rec)
+        else:
+            self.locate(rec)
+
     def locate_copy(self, rec: FileRecord, copy: Replica) -> Store:
         """The store holding `copy` of `rec`, once checked (`StoreSet.locate_copy`)."""
         return self.stores.locate_copy(rec, copy)

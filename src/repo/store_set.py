@@ -96,6 +96,21 @@ class StoreSet:
         check_key(rec.key, key_prefix=store.key_prefix, path=rec.path)
         return store
 
+    def check_own_key(self, rec: FileRecord) -> str:
+        """`rec.key` if it is the key this repository makes for the version in its own
+        store, or (its store replaced) under some configured store's prefix: a key that
+        may name a file in this host's cache."""
+        name = self.home_name(rec)
+        names = [name] if name is not None else list(self.config.store_names)
+        problem: UntrustedDataError | None = None
+        for each in names:
+            try:
+                return check_key(rec.key, key_prefix=self.named(each).key_prefix, path=rec.path)
+            except UntrustedDataError as exc:
+                problem = problem or exc
+        assert problem is not None  # noqa: S101 - a configuration names at least one store
+        raise problem
+
     def copy_key(self, rec: FileRecord, name: str) -> str:
         """The key of `rec`'s copy in store `name`: that store's prefix, then the version's
         own ``data/<path>~<token>``, checked like a key read from the catalog."""

@@ -245,3 +245,30 @@ class ReplicaQueries(CatalogBase):
                 )
             )
         self._touched_files.add(file_id)
+
+    def note_lost_copies(self, lost: Iterable[tuple[int, str, str]], *, when: datetime) -> None:
+        """Record copies a read found missing or corrupt, as (file id, store, key), in a
+        side transaction of their own: a read records what it found without touching the
+        caller's transaction. Versions gone meanwhile are skipped."""
+        found = sorted(set(lost))
+        if not found:
+            return
+        with self.db.side_connection("recording lost copies") as conn:
+            live = {
+                row[0]
+                for row in conn.execute(
+                    select(files.c.file_id).where(files.c.file_id.in_({f for f, _s, _k in found}))
+                )
+            }
+            for file_id, store, key in found:
+                if file_id not in live:
+                    continue
+                values = {"key": key, "state": "lost", "lost_at": when}
+                ins = self._insert(replicas).values(
+                    file_id=file_id, store=store, written_at=when, **values
+                )
+                conn.execute(
+                    ins.on_conflict_do_update(
+                        index_elements=[replicas.c.file_id, replicas.c.store], set_=values
+                    )
+                )
