@@ -24,7 +24,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
-from .errors import StoreError, UntrustedDataError
+from .errors import StoreError
+from .every_copy import every_copy
 from .leftovers import clean_partials, clean_staging
 from .paths import DATA_PREFIX, token_time
 from .storage_classes import early_deletion_days
@@ -230,15 +231,7 @@ def _minimum_durations(
 
 def _ours(session: Session, records: Sequence[FileRecord]) -> tuple[list[FileRecord], list[str]]:
     """The records whose location is this repository's, and why each other one is not."""
-    kept: list[FileRecord] = []
-    refused: list[str] = []
-    for rec in records:
-        try:
-            session.locate(rec)
-        except UntrustedDataError as exc:
-            refused.append(exc.message)
-            continue
-        kept.append(rec)
+    kept, _work, refused = every_copy(session, records)
     return kept, refused
 
 
@@ -313,24 +306,29 @@ class _Purger:
         for batch in _batches(claimed, DELETE_BATCH):
             # Checked again as claimed (a row may have changed since it was chosen): a
             # refused one stays claimed, and the next run names it.
-            part, refused = _ours(self.session, batch)
+            part, found, refused = every_copy(self.session, batch)
             for why in refused:
                 logger.error("gc: not deleted: %s", why)
             if not part:
                 continue
-            work = [(self.session.store, [rec.key for rec in part])]
             ids = [rec.file_id for rec in part]
+            # Every copy in every store, then this host's cached copies (named by the
+            # version's own key); an unreachable store fails the batch, whose rows stay
+            # claimed for the next run.
+            work: list[tuple[Store | None, list[str]]] = [*found, (None, [r.key for r in part])]
             # A bounded queue: claims run ahead of deletions by a few requests at most.
             while len(self.pending) >= 2 * DELETE_THREADS:
                 self._collect(block=True)
             self.pending.add(self.pool.submit(self._delete, work, ids))
         self._collect(block=False)
 
-    def _delete(self, work: list[tuple[Store, list[str]]], ids: list[int]) -> list[int]:
+    def _delete(self, work: list[tuple[Store | None, list[str]]], ids: list[int]) -> list[int]:
         for store, keys in work:
-            store.delete_many(keys)
-            for key in keys:
-                self.session.cache.evict(key)
+            if store is not None:
+                store.delete_many(keys)
+            else:
+                for key in keys:
+                    self.session.cache.evict(key)
         return ids
 
     def _collect(self, *, block: bool) -> None:
