@@ -31,6 +31,8 @@ def test_public_names_are_pinned() -> None:
             "ConfigEntry",
             "ConfigError",
             "ConflictError",
+            "CopiesReport",
+            "CopyFinding",
             "CreateReport",
             "FetchReport",
             "Finding",

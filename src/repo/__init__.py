@@ -65,6 +65,7 @@ if TYPE_CHECKING:
     from .tags import date_tags
     from .thaw import ThawReport, ThawStatus
     from .verify import Finding, VerifyCategory, VerifyReport
+    from .verify_copies import CopiesReport, CopyFinding
 
 #: Where each public name lives: imported on first use (PEP 562), so that `import repo`
 #: (and every command, through it) loads SQLAlchemy and the S3 clients only when it
@@ -77,6 +78,8 @@ _LAZY = {
     "CacheStatus": "cache_admin",
     "CacheVerifyReport": "cache_check",
     "Config": "config",
+    "CopiesReport": "verify_copies",
+    "CopyFinding": "verify_copies",
     "ConfigEntry": "config",
     "CreateReport": "admin",
     "FetchReport": "fetch",
@@ -128,6 +131,8 @@ __all__ = [
     "ConfigEntry",
     "ConfigError",
     "ConflictError",
+    "CopiesReport",
+    "CopyFinding",
     "CreateReport",
     "FetchReport",
     "Finding",
