@@ -95,7 +95,7 @@ def test_a_version_of_a_replaced_default_store_is_in_no_configured_store(
         r.commit()
     (tmp_path / "new-main").mkdir()
     config["store"] = (tmp_path / "new-main").as_uri()
-    config["local_root"] = str(tmp_path / "local-2")  # the old one belongs to the old URL
+    # The same local_root: its marker names the old URL, but the same catalog.
     with Repo(config) as r:
         rec = r.catalog.get(f.file_id)
         assert r.session.stores.home_name(rec) is None
