@@ -453,6 +453,15 @@ class Repo:
 
         return cache_check.verify_cache(self.session, repair=repair)
 
+    @at_boundary("dropping a copy")
+    def drop_copy(self, file_id: int, store: str) -> int:
+        """Delete version `file_id`'s copy in the named `store`, never going below
+        ``mincopies`` verified copies, whatever runs at the same time; returns the
+        verified copies left (docs/replicas.md). Commits."""
+        from . import drop
+
+        return drop.drop_copy(self.session, file_id, store)
+
     @at_boundary("replicating")
     def replicate(self, *, dry_run: bool = False) -> ReplicateReport:
         """Bring every live version up to ``numcopies`` verified copies in distinct stores

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from sqlalchemy import and_, delete, select, update
 
-from ..errors import UntrustedDataError
+from ..errors import StateError, UntrustedDataError
 from .arrays import IN_BATCH
 from .base import CatalogBase
 from .records import FileRecord, records, select_files
@@ -272,3 +272,59 @@ class ReplicaQueries(CatalogBase):
                         index_elements=[replicas.c.file_id, replicas.c.store], set_=values
                     )
                 )
+
+    def claim_drop(
+        self,
+        file_id: int,
+        store: str,
+        key: str,
+        *,
+        home: str | None,
+        mincopies: int,
+        when: datetime,
+    ) -> int:
+        """Take the copy at `key` in `store` out of `file_id`'s counted copies (state
+        ``lost``), before its object is deleted; returns the verified copies left.
+
+        The version's row is locked first (``SELECT ... FOR UPDATE``; SQLite has one
+        writer) and its verified copies counted under the lock, so two drops of one
+        version take turns and the second counts without the first's copy: no
+        interleaving goes below `mincopies`. `home`: the name of the store holding the
+        version's own copy (``files.key``), None if no configured store does.
+        `StateError` when the drop would go below the floor or the copy is not verified.
+        """
+        with translate_errors(f"dropping the copy of file {file_id} in store {store!r}"):
+            conn = self.db.begin_write()
+            row = conn.execute(
+                select(files.c.md5, files.c.purge_started_at)
+                .where(files.c.file_id == file_id)
+                .with_for_update()
+            ).first()
+            if row is None or row.md5 is None or row.purge_started_at is not None:
+                raise StateError(f"file {file_id} is not uploaded, or is being purged")
+            rows = {
+                r.store: check_replica(Replica._make(r))
+                for r in conn.execute(select(*_COLUMNS).where(replicas.c.file_id == file_id))
+            }
+            good = {name for name, copy in rows.items() if copy.verified}
+            if home is not None and home not in rows:
+                good.add(home)
+            if store not in good:
+                raise StateError(f"file {file_id} has no verified copy in store {store!r}")
+            if len(good) - 1 < mincopies:
+                raise StateError(
+                    f"dropping the copy of file {file_id} in store {store!r} would leave "
+                    f"{len(good) - 1} verified copies, below mincopies {mincopies}",
+                    hint="make another copy first (`repo replicate`), or lower mincopies",
+                )
+            values = {"key": key, "state": "lost", "lost_at": when}
+            ins = self._insert(replicas).values(
+                file_id=file_id, store=store, written_at=when, **values
+            )
+            conn.execute(
+                ins.on_conflict_do_update(
+                    index_elements=[replicas.c.file_id, replicas.c.store], set_=values
+                )
+            )
+        self._touched_files.add(file_id)
+        return len(good) - 1
