@@ -12,6 +12,7 @@ import pytest
 from conftest import CliRun, write_config
 from replica_stores import three_store_config
 from repo import Repo
+from repo.cli.output import human_size
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -28,11 +29,14 @@ def three_stores(
     return three_store_config(tmp_path, sqlite_url, moto_server, rclone_server)
 
 
-def _objects(server: S3Server, url: str) -> dict[str, bytes]:
+def _objects(server: S3Server, url: str, under: str = "data/") -> dict[str, bytes]:
+    """The objects under the store's prefix and `under`, with their bytes."""
     bucket, _, prefix = url[len("s3://") :].partition("/")
     client = server.client()
     try:
-        listed = client.list_objects_v2(Bucket=bucket, Prefix=prefix).get("Contents", [])
+        listed = client.list_objects_v2(Bucket=bucket, Prefix=f"{prefix}/{under}").get(
+            "Contents", []
+        )
         return {
             o["Key"]: client.get_object(Bucket=bucket, Key=o["Key"])["Body"].read() for o in listed
         }
@@ -149,19 +153,27 @@ def test_a_version_with_no_readable_copy_is_reported_still_under(
 
 
 def test_replicate_command_says_what_it_copied_and_what_is_still_under(
-    three_stores: dict[str, Any], tmp_path: Path
+    three_stores: dict[str, Any], tmp_path: Path, moto_server: S3Server
 ) -> None:
     run = CliRun(write_config(tmp_path / "cfg.json", three_stores), tmp_path)
     with Repo(three_stores) as r:
         r.add_file("a.txt").touch(b"12345").publish()
         r.commit()
+    journal = _objects(moto_server, three_stores["store"], "journal/")
+    count, size = len(journal), sum(map(len, journal.values()))
+    # Into `second` and `nas`, each.
+    catalog_line = f"catalog backup and journal objects ({human_size(2 * size)})"
     dry = run("replicate", "--dry-run")
     assert (dry.exit_code, dry.stdout) == (
         0,
-        "checked 1 version against numcopies 2: 1 under-replicated\nwould copy 1 copy (5 B)\n",
+        "checked 1 version against numcopies 2: 1 under-replicated\nwould copy 1 copy (5 B)\n"
+        f"would copy {2 * count} {catalog_line}\n",
     )
     done = run("replicate", "--json")
     assert done.exit_code == 0, done.output
+    # The run's own commits (the copy's claim and verification) are journaled first.
+    journal = _objects(moto_server, three_stores["store"], "journal/")
+    count, size = len(journal), sum(map(len, journal.values()))
     assert json.loads(done.stdout) == {
         "dry_run": False,
         "numcopies": 2,
@@ -170,9 +182,11 @@ def test_replicate_command_says_what_it_copied_and_what_is_still_under(
         "copied": 1,
         "bytes": 5,
         "still_under": [],
+        "backup_objects": 2 * count,
+        "backup_bytes": 2 * size,
         "ok": True,
     }
-    again = run("replicate")
+    again = run("replicate")  # nothing left: the backups and journal were copied too
     assert (again.exit_code, again.stdout) == (
         0,
         "checked 1 version against numcopies 2: 0 under-replicated\ncopied 0 copies (0 B)\n",

@@ -24,11 +24,12 @@ from .stores.base import hash_only
 from .transfers import put_copy
 
 if TYPE_CHECKING:
+    from .backup_place import BackupPlace
     from .catalog import FileRecord, Replica
     from .session import Session
     from .stores import Store
 
-__all__ = ["CopySource", "copy_one", "copy_sources"]
+__all__ = ["CopySource", "copy_backups", "copy_one", "copy_sources"]
 
 logger = logging.getLogger(__name__)
 
@@ -136,3 +137,38 @@ def _holds(store: Store, key: str, rec: FileRecord) -> bool:
     except NotFoundError:
         return False
     return got.md5 == rec.md5 and got.size == rec.size
+
+
+def copy_backups(
+    source: BackupPlace, dest: BackupPlace, scratch: Path, *, dry_run: bool
+) -> tuple[int, int]:
+    """Copy the catalog backups and journal entries `dest` lacks from `source`, byte for
+    byte (seals stay valid), each checked by md5 at both ends; a backup's manifest goes
+    last, so `dest` never shows a backup whose tables are not all there. Returns the
+    objects and bytes copied (with `dry_run`, to be)."""
+    have = {
+        info.key[len(dest.store.key_prefix) :]
+        for prefix in (dest.backups_prefix, dest.journal_prefix)
+        for info in dest.store.list(prefix)
+    }
+    wanted = [
+        info
+        for prefix in (source.backups_prefix, source.journal_prefix)
+        for info in source.store.list(prefix)
+        if info.key[len(source.store.key_prefix) :] not in have
+    ]
+    wanted.sort(key=lambda i: (i.key.rsplit("/", 1)[0], i.key.endswith("/manifest.json"), i.key))
+    copied = size = 0
+    for info in wanted:
+        relative = info.key[len(source.store.key_prefix) :]
+        if not dry_run:
+            with tempfile.TemporaryDirectory(dir=scratch, prefix="replicate-") as tmp:
+                local = Path(tmp) / "object"
+                with local.open("wb") as out:
+                    got = source.store.get_into(info.key, out)
+                result = dest.store.put_file(dest.store.key_prefix + relative, local)
+            if (result.md5, result.size) != (got.md5, got.size):
+                raise VerificationError(f"the copy of {relative} differs from its source")
+        copied += 1
+        size += info.size or 0
+    return copied, size

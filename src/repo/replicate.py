@@ -16,7 +16,8 @@ import logging
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from .copying import copy_one, copy_sources
+from .backup_place import place_in
+from .copying import copy_backups, copy_one, copy_sources
 from .errors import (
     RepoError,
 )
@@ -46,6 +47,9 @@ class ReplicateReport:
     bytes: int = 0
     #: Versions still below `numcopies` after the run, by file id, with why.
     still_under: dict[int, str] = field(default_factory=dict)
+    #: Catalog backup and journal objects copied into the other stores (or to be).
+    backup_objects: int = 0
+    backup_bytes: int = 0
 
     @property
     def ok(self) -> bool:
@@ -60,6 +64,8 @@ class ReplicateReport:
             "copied": self.copied,
             "bytes": self.bytes,
             "still_under": [{"id": k, "why": v} for k, v in sorted(self.still_under.items())],
+            "backup_objects": self.backup_objects,
+            "backup_bytes": self.backup_bytes,
             "ok": self.ok,
         }
 
@@ -100,4 +106,10 @@ def replicate(session: Session, *, dry_run: bool = False) -> ReplicateReport:
                     continue
                 report.copied += 1
                 report.bytes += rec.size or 0
+    # The catalog's backups and journal too: a restore must not need the default store.
+    for name in config.stores:
+        dest = place_in(config, session.stores.named(name))
+        count, size = copy_backups(session.backups, dest, session.scratch_dir(), dry_run=dry_run)
+        report.backup_objects += count
+        report.backup_bytes += size
     return report

@@ -57,6 +57,11 @@ def _echo(rep: ReplicateReport) -> None:
     echo(
         f"{verb} {_plural(rep.copied, 'copy').replace('copys', 'copies')} ({human_size(rep.bytes)})"
     )
+    if rep.backup_objects:
+        echo(
+            f"{verb} {rep.backup_objects} catalog backup and journal objects "
+            f"({human_size(rep.backup_bytes)})"
+        )
     if rep.still_under:
         echo(f"Error: {_plural(len(rep.still_under), 'version')} still under-replicated:", err=True)
         for file_id, why in sorted(rep.still_under.items()):
