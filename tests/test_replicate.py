@@ -191,3 +191,23 @@ def test_replicate_command_says_what_it_copied_and_what_is_still_under(
         0,
         "checked 1 version against numcopies 2: 0 under-replicated\ncopied 0 copies (0 B)\n",
     )
+
+
+def test_with_replicate_on_publish_now_a_commit_returns_with_every_copy_made(
+    three_stores: dict[str, Any],
+) -> None:
+    now = {**three_stores, "numcopies": 3, "replicate_on_publish": "now"}
+    with Repo(now) as r:
+        f = r.add_file("a.txt").touch(b"now").publish()
+        draft = r.add_file("b.txt").touch(b"not published")
+        assert _states(r, f) == [[]]  # nothing before the publish is committed
+        r.commit()
+        assert _states(r, f, draft) == [[("nas", "verified"), ("second", "verified")], []]
+        rolled = r.add_file("c.txt").touch(b"rolled back").publish()
+        r.rollback()
+        r.commit()
+        assert r.catalog.replicas_of([rolled.file_id]) == {}
+    with Repo(three_stores) as r:  # `later`, the default: publish copies nothing
+        g = r.add_file("d.txt").touch(b"later").publish()
+        r.commit()
+        assert _states(r, g) == [[]]

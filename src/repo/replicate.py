@@ -23,9 +23,10 @@ from .errors import (
 )
 
 if TYPE_CHECKING:
+    from .catalog import FileRecord
     from .session import Session
 
-__all__ = ["ReplicateReport", "replicate"]
+__all__ = ["ReplicateReport", "replicate", "replicate_published"]
 
 logger = logging.getLogger(__name__)
 
@@ -75,37 +76,10 @@ def replicate(session: Session, *, dry_run: bool = False) -> ReplicateReport:
     session.require_clean("replicating")
     config = session.config
     report = ReplicateReport(dry_run=dry_run, numcopies=config.numcopies)
-    catalog = session.catalog
     after = 0
-    while page := catalog.versions_to_copy(after_id=after, limit=PAGE):
+    while page := session.catalog.versions_to_copy(after_id=after, limit=PAGE):
         after = page[-1].file_id
-        copies = catalog.replicas_of([rec.file_id for rec in page])
-        for rec in page:
-            report.checked += 1
-            sources = copy_sources(session, rec, copies.get(rec.file_id, []))
-            need = config.numcopies - len(sources)
-            if need <= 0:
-                continue
-            report.under += 1
-            held = {s.name for s in sources}
-            targets = [n for n in config.store_names if n not in held][:need]
-            if not sources:
-                report.still_under[rec.file_id] = "no verified copy to copy from"
-                continue
-            for name in targets:
-                if dry_run:
-                    report.copied += 1
-                    report.bytes += rec.size or 0
-                    continue
-                try:
-                    copy_one(session, rec, sources, name)
-                except RepoError as exc:
-                    session.rollback()
-                    logger.warning("file %s: no copy in store %s: %s", rec.file_id, name, exc)
-                    report.still_under[rec.file_id] = f"store {name}: {exc}"
-                    continue
-                report.copied += 1
-                report.bytes += rec.size or 0
+        _replicate_page(session, page, report)
     # The catalog's backups and journal too: a restore must not need the default store.
     for name in config.stores:
         dest = place_in(config, session.stores.named(name))
@@ -113,3 +87,47 @@ def replicate(session: Session, *, dry_run: bool = False) -> ReplicateReport:
         report.backup_objects += count
         report.backup_bytes += size
     return report
+
+
+def replicate_published(session: Session, file_ids: list[int]) -> ReplicateReport:
+    """Bring the versions just published (`replicate_on_publish: now`) up to
+    `numcopies`, once their publish is committed; what fails stays under-replicated for
+    `repo replicate`, and is logged."""
+    report = ReplicateReport(dry_run=False, numcopies=session.config.numcopies)
+    try:
+        page = [session.catalog.get(i) for i in sorted(set(file_ids))]
+    finally:
+        session.catalog.end_read()
+    _replicate_page(session, [r for r in page if r.md5 is not None], report)
+    for file_id, why in report.still_under.items():
+        logger.warning("file %s is published but under-replicated: %s", file_id, why)
+    return report
+
+
+def _replicate_page(session: Session, page: list[FileRecord], report: ReplicateReport) -> None:
+    config = session.config
+    copies = session.catalog.replicas_of([rec.file_id for rec in page])
+    session.catalog.end_read()
+    for rec in page:
+        report.checked += 1
+        sources = copy_sources(session, rec, copies.get(rec.file_id, []))
+        need = config.numcopies - len(sources)
+        if need <= 0:
+            continue
+        report.under += 1
+        held = {s.name for s in sources}
+        targets = [n for n in config.store_names if n not in held][:need]
+        if not sources:
+            report.still_under[rec.file_id] = "no verified copy to copy from"
+            continue
+        for name in targets:
+            if not report.dry_run:
+                try:
+                    copy_one(session, rec, sources, name)
+                except RepoError as exc:
+                    session.rollback()
+                    logger.warning("file %s: no copy in store %s: %s", rec.file_id, name, exc)
+                    report.still_under[rec.file_id] = f"store {name}: {exc}"
+                    continue
+            report.copied += 1
+            report.bytes += rec.size or 0

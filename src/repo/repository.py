@@ -56,6 +56,7 @@ class Repo:
     @at_boundary("opening the repository")
     def __init__(self, config: ConfigSource = None) -> None:
         self.session: Session = Session.open(config)
+        self.session.after_commit = _replicate_published
         """The repository's parts and open transaction (for operations of your own)."""
 
     def __repr__(self) -> str:
@@ -510,3 +511,10 @@ class Repo:
         from . import cache_admin
 
         return cache_admin.decommission_host(self.session, name)
+
+
+def _replicate_published(session: Session, file_ids: list[int]) -> None:
+    """With ``replicate_on_publish: now``: the versions a commit published, copied."""
+    from .replicate import replicate_published
+
+    replicate_published(session, file_ids)

@@ -77,6 +77,10 @@ class Session:
         self._created: list[str] = []
         #: The configured stores by name (docs/replicas.md), opened on first use.
         self.stores = StoreSet(self.config)
+        #: Versions published in the open transaction, to copy once it commits
+        #: (``replicate_on_publish: now``), and what copies them (set by `Repo`).
+        self.published: list[int] = []
+        self.after_commit: Callable[[Session, list[int]], object] | None = None
 
     @classmethod
     def open(cls, config: ConfigSource = None) -> Session:
@@ -274,8 +278,12 @@ class Session:
         self._uploaded.clear()
         self._created.clear()
         self.copies.flush()
+        published, self.published = self.published, []
+        if published and self.after_commit is not None:
+            self.after_commit(self, published)
 
     def rollback(self) -> None:
+        self.published = []
         self.catalog.rollback()
         self._restore_staging()
         self._remove_unrecorded()
