@@ -10,7 +10,7 @@ import pytest
 
 from repo import Repo
 from repo.catalog import Replica
-from repo.errors import UntrustedDataError
+from repo.errors import UntrustedDataError, UsageError
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -104,3 +104,27 @@ def test_a_version_of_a_replaced_default_store_is_in_no_configured_store(
         # Its copy in the store that survived is still reachable, by name.
         copy = _copy(rec, "second", r.session.stores.copy_key(rec, "second"))
         assert r.session.locate_copy(rec, copy).bucket == str(tmp_path / "second")
+
+
+def test_placement_sends_new_versions_under_a_prefix_to_their_store(
+    tmp_path: Path, sqlite_url: str
+) -> None:
+    config = _config(tmp_path, sqlite_url, placement={"raw/": "second"}, numcopies=2)
+    del config["stores"]["far"]  # replicate writes into every store: only reachable ones
+    source = tmp_path / "big.bin"
+    source.write_bytes(b"raw data")
+    (tmp_path / "tree" / "raw").mkdir(parents=True)
+    (tmp_path / "tree" / "raw" / "x").write_bytes(b"x")
+    with Repo(config) as r:
+        placed = r.add("raw/big.bin", source, publish=True)
+        made = r.add_file("raw/made.txt").touch(b"made here").publish()
+        plain = r.add_file("cooked/c.txt").touch(b"cooked").publish()
+        r.commit()
+        for f in (placed, made):
+            assert f.record.bucket == str(tmp_path / "second")
+            assert (tmp_path / "second" / f.key).exists()
+        assert plain.record.bucket == str(tmp_path / "main")
+        assert r.replicate().copied == 3  # each into the store it is not in
+        assert r.current("raw/big.bin").read_bytes() == b"raw data"
+        with pytest.raises(UsageError, match="'raw/x' goes to another store"):
+            r.add_tree(tmp_path / "tree")

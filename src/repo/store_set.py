@@ -14,6 +14,7 @@ import threading
 from typing import TYPE_CHECKING
 
 from .errors import UntrustedDataError
+from .named_stores import place
 from .paths import DATA_PREFIX, check_key
 from .stores import Store, open_store
 from .urls import mask_url
@@ -69,6 +70,10 @@ class StoreSet:
             old = self._named.get(self.config.store_name)
             self._named[self.config.store_name] = store
         return old
+
+    def for_path(self, path: str) -> Store:
+        """The store a new version of `path` goes to: `placement`'s, else the default."""
+        return self.named(place(path, self.config.placement, self.config.store_name))
 
     def opened(self) -> list[Store]:
         """The stores opened so far."""

@@ -82,10 +82,12 @@ def put_new(
     body: Path | bytes,
     created_at: datetime,
     progress: Progress | None,
+    store: Store | None = None,
 ) -> PutResult:
-    """Store a version whose row does not exist yet at `key`, or at a fresh key if a
-    leftover holds it (safe in worker threads)."""
-    store = session.store
+    """Store a version whose row does not exist yet at `key` in `store` (the default
+    one unless placement says another), or at a fresh key if a leftover holds it (safe in
+    worker threads)."""
+    store = session.store if store is None else store
     metadata = _metadata(path, session.host, created_at)
 
     def put(at: str, report: Progress | None) -> PutResult:
