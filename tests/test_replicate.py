@@ -184,6 +184,7 @@ def test_replicate_command_says_what_it_copied_and_what_is_still_under(
         "still_under": [],
         "backup_objects": 2 * count,
         "backup_bytes": 2 * size,
+        "backup_failed": [],
         "ok": True,
     }
     again = run("replicate")  # nothing left: the backups and journal were copied too

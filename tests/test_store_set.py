@@ -128,3 +128,15 @@ def test_placement_sends_new_versions_under_a_prefix_to_their_store(
         assert r.current("raw/big.bin").read_bytes() == b"raw data"
         with pytest.raises(UsageError, match="'raw/x' goes to another store"):
             r.add_tree(tmp_path / "tree")
+
+
+def test_a_store_that_cannot_be_reached_fails_only_its_own_part_of_replicate(
+    tmp_path: Path, sqlite_url: str
+) -> None:
+    with Repo(_config(tmp_path, sqlite_url, numcopies=2)) as r:
+        f = r.add_file("a.txt").touch(b"a").publish()
+        r.commit()
+        report = r.replicate()  # `far` answers nothing
+        assert (report.copied, list(report.backup_failed), report.ok) == (1, ["far"], False)
+        assert [c.store for c in r.catalog.replicas_of([f.file_id])[f.file_id]] == ["second"]
+        assert report.backup_objects > 0  # into `second`

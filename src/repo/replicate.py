@@ -51,10 +51,12 @@ class ReplicateReport:
     #: Catalog backup and journal objects copied into the other stores (or to be).
     backup_objects: int = 0
     backup_bytes: int = 0
+    #: Stores the backups and journal could not be copied into, with why.
+    backup_failed: dict[str, str] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
-        return not self.still_under
+        return not (self.still_under or self.backup_failed)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -67,6 +69,9 @@ class ReplicateReport:
             "still_under": [{"id": k, "why": v} for k, v in sorted(self.still_under.items())],
             "backup_objects": self.backup_objects,
             "backup_bytes": self.backup_bytes,
+            "backup_failed": [
+                {"store": k, "why": v} for k, v in sorted(self.backup_failed.items())
+            ],
             "ok": self.ok,
         }
 
@@ -83,7 +88,14 @@ def replicate(session: Session, *, dry_run: bool = False) -> ReplicateReport:
     # The catalog's backups and journal too: a restore must not need the default store.
     for name in config.stores:
         dest = place_in(config, session.stores.named(name))
-        count, size = copy_backups(session.backups, dest, session.scratch_dir(), dry_run=dry_run)
+        try:
+            count, size = copy_backups(
+                session.backups, dest, session.scratch_dir(), dry_run=dry_run
+            )
+        except RepoError as exc:  # one store down must not stop the others
+            logger.warning("backups and journal not copied into store %s: %s", name, exc)
+            report.backup_failed[name] = str(exc)
+            continue
         report.backup_objects += count
         report.backup_bytes += size
     return report

@@ -62,6 +62,8 @@ def _echo(rep: ReplicateReport) -> None:
             f"{verb} {rep.backup_objects} catalog backup and journal objects "
             f"({human_size(rep.backup_bytes)})"
         )
+    for store, why in sorted(rep.backup_failed.items()):
+        echo(f"Error: backups and journal not copied into store {store}: {why}", err=True)
     if rep.still_under:
         echo(f"Error: {_plural(len(rep.still_under), 'version')} still under-replicated:", err=True)
         for file_id, why in sorted(rep.still_under.items()):
