@@ -14,7 +14,7 @@ from repo.errors import ConflictError, NotFoundError, StateError
 if TYPE_CHECKING:
     from pathlib import Path
 
-SECONDS = 3.0
+SECONDS = 2.0
 
 
 def _config(tmp_path: Path, pg_url: str) -> dict[str, Any]:

@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 
 pytestmark = pytest.mark.s3
 
-FILES = 24
+FILES = 16
 
 
 @pytest.fixture
