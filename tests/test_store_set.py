@@ -140,3 +140,26 @@ def test_a_store_that_cannot_be_reached_fails_only_its_own_part_of_replicate(
         assert (report.copied, list(report.backup_failed), report.ok) == (1, ["far"], False)
         assert [c.store for c in r.catalog.replicas_of([f.file_id])[f.file_id]] == ["second"]
         assert report.backup_objects > 0  # into `second`
+
+
+def test_gc_orphans_looks_in_every_store_and_keeps_every_recorded_copy(
+    tmp_path: Path, sqlite_url: str
+) -> None:
+    from datetime import timedelta
+
+    from repo.paths import make_key, new_version_token
+
+    config = _config(tmp_path, sqlite_url, numcopies=2, orphan_grace_seconds=0)
+    del config["stores"]["far"]
+    with Repo(config) as r:
+        f = r.add_file("a.txt").touch(b"a").publish()
+        r.commit()
+        assert r.replicate().copied == 1
+        copy = r.session.stores.copy_key(f.record, "second")
+        orphan = make_key("", "a.txt", new_version_token())  # what a killed upload leaves
+        (tmp_path / "second" / orphan).write_bytes(b"nobody's")
+        report = r.gc(orphans=True, now=datetime.now(UTC) + timedelta(hours=1))
+        assert report.orphans.keys == [orphan]
+    assert not (tmp_path / "second" / orphan).exists()
+    assert (tmp_path / "second" / copy).read_bytes() == b"a"
+    assert (tmp_path / "main" / f.key).read_bytes() == b"a"

@@ -158,10 +158,14 @@ def collect_garbage(
         report.waiting_for_backups = waiting - report.expired.count
 
         if orphans:
-            for info in _orphans(session, now - timedelta(seconds=cfg.orphan_grace_seconds)):
-                report.orphans.add(info.key, info.size)
-            if not dry_run and report.orphans.keys:
-                session.store.delete_many(report.orphans.keys)
+            for name in cfg.store_names:  # every store (docs/replicas.md)
+                found = list(
+                    _orphans(session, now - timedelta(seconds=cfg.orphan_grace_seconds), name)
+                )
+                for info in found:
+                    report.orphans.add(info.key, info.size)
+                if not dry_run and found:
+                    session.stores.named(name).delete_many([i.key for i in found])
             grace = timedelta(seconds=cfg.orphan_grace_seconds)
             try:
                 report.store_temporaries_removed = session.store.clean_temporaries(
@@ -191,13 +195,16 @@ def purge_orphans_only(session: Session, *, now: datetime | None = None) -> int:
     """Delete orphans past the grace period, and nothing else; returns how many."""
     now = now or datetime.now(UTC)
     grace = timedelta(seconds=session.config.orphan_grace_seconds)
-    try:
-        keys = [info.key for info in _orphans(session, now - grace)]
-    finally:
-        session.catalog.end_read()
-    if keys:
-        session.store.delete_many(keys)
-    return len(keys)
+    count = 0
+    for name in session.config.store_names:
+        try:
+            keys = [info.key for info in _orphans(session, now - grace, name)]
+        finally:
+            session.catalog.end_read()
+        if keys:
+            session.stores.named(name).delete_many(keys)
+        count += len(keys)
+    return count
 
 
 def _minimum_durations(
@@ -360,17 +367,21 @@ class _Purger:
         self.pool.shutdown(wait=True)
 
 
-def _orphans(session: Session, older_than: datetime) -> Iterator[ObjectInfo]:
-    """Objects under this repository's data prefix that no version refers to."""
+def _orphans(session: Session, older_than: datetime, name: str) -> Iterator[ObjectInfo]:
+    """Objects under the data prefix of store `name` that no version or copy refers to."""
     batch: list[ObjectInfo] = []
+    store = session.stores.named(name)
 
     def settle() -> Iterator[ObjectInfo]:
-        known = session.catalog.known_keys([i.key for i in batch])
+        keys = [i.key for i in batch]
+        known = session.catalog.known_keys(keys)
+        if session.config.stores:  # copies in other stores (docs/replicas.md)
+            known |= session.catalog.known_copy_keys(name, keys)
         session.catalog.rollback()
         yield from (i for i in batch if i.key not in known)
         batch.clear()
 
-    for info in session.store.list(session.store.key_prefix + DATA_PREFIX):
+    for info in store.list(store.key_prefix + DATA_PREFIX):
         # Old by the store's clock and by the time in the key's own token: an upload in
         # flight is young by both, whatever either clock says.
         made = token_time(info.key)

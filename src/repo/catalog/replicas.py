@@ -118,6 +118,18 @@ class ReplicaQueries(CatalogBase):
             self.end_read()
         return found
 
+    def known_copy_keys(self, store: str, keys: Iterable[str]) -> set[str]:
+        """Which of these keys a copy recorded in `store` names (in any state)."""
+        wanted = list(keys)
+        found: set[str] = set()
+        with translate_errors("looking up copies by key"):
+            for i in range(0, len(wanted), IN_BATCH):
+                query = select(replicas.c.key).where(
+                    replicas.c.store == store, replicas.c.key.in_(wanted[i : i + IN_BATCH])
+                )
+                found.update(self.db.conn.execute(query).scalars())
+        return found
+
     def versions_to_copy(self, *, after_id: int, limit: int) -> list[FileRecord]:
         """Uploaded versions GC has not claimed, published or expired, in id order after
         `after_id`: what replication keeps at its number of copies."""
