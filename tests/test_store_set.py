@@ -163,3 +163,15 @@ def test_gc_orphans_looks_in_every_store_and_keeps_every_recorded_copy(
     assert not (tmp_path / "second" / orphan).exists()
     assert (tmp_path / "second" / copy).read_bytes() == b"a"
     assert (tmp_path / "main" / f.key).read_bytes() == b"a"
+
+
+def test_a_rolled_back_upload_is_deleted_from_the_store_placement_sent_it_to(
+    tmp_path: Path, sqlite_url: str
+) -> None:
+    source = tmp_path / "x.bin"
+    source.write_bytes(b"rolled back")
+    with Repo(_config(tmp_path, sqlite_url, placement={"raw/": "second"})) as r:
+        f = r.add("raw/x.bin", source)
+        assert (tmp_path / "second" / f.key).exists()
+        r.rollback()
+        assert not (tmp_path / "second" / f.key).exists()

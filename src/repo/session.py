@@ -74,7 +74,7 @@ class Session:
         # Uploads in the open transaction whose verified copy moved from staging into the
         # cache: a rollback puts a staging copy back, so the version stays uploadable.
         self._uploaded: list[str] = []
-        self._created: list[str] = []
+        self._created: list[tuple[str, Store]] = []
         #: The configured stores by name (docs/replicas.md), opened on first use.
         self.stores = StoreSet(self.config)
         #: Versions published in the open transaction, to copy once it commits
@@ -216,12 +216,11 @@ class Session:
         """Note an upload whose staging copy moved into the cache (see `rollback`)."""
         self._uploaded.append(key)
 
-    def created_object(self, key: str) -> None:
-        """Note an object this transaction wrote to the store. If the transaction rolls
-        back (an error, Ctrl-C), the ones no uploaded version refers to any more are
-        deleted on the way out rather than left for ``gc --orphans``. Safe in worker
-        threads (a list's append is atomic)."""
-        self._created.append(key)
+    def created_object(self, key: str, store: Store | None = None) -> None:
+        """Note an object this transaction wrote to `store` (the default one unless given):
+        on a rollback, the ones no uploaded version names are deleted rather than left for
+        ``gc --orphans``. Safe in worker threads (a list's append is atomic)."""
+        self._created.append((key, self.store if store is None else store))
 
     def require_clean(self, what: str) -> None:
         """Refuse `what` while this session has uncommitted catalog changes."""
@@ -353,10 +352,11 @@ class Session:
         if not created:
             return
         try:
-            still = self.catalog.files_by_key(created)
+            still = self.catalog.files_by_key([k for k, _ in created])
             self.catalog.end_read()
-            unrecorded = [k for k in created if k not in still or still[k].md5 is None]
-            removed = self.store.delete_many(unrecorded)
+            gone = [(k, s) for k, s in created if k not in still or still[k].md5 is None]
+            stores = {id(s): s for _, s in gone}.values()  # the default one, or placed ones
+            removed = sum(s.delete_many([k for k, t in gone if t is s]) for s in stores)
         except RepoError as exc:
             logger.warning(
                 "could not delete the %d objects the rolled-back work uploaded (%s); "

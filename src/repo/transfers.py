@@ -101,7 +101,7 @@ def put_new(
         # A leftover holds the key (no row names it yet): take a fresh one. What the
         # failed attempt reported stays reported.
         result = put(make_key(store.key_prefix, path, new_version_token()), None)
-    session.created_object(result.key)
+    session.created_object(result.key, store)
     return result
 
 
@@ -123,7 +123,7 @@ def upload(
         # to a fresh key (the leftover is an orphan for garbage collection), once.
         record, source = _rekey(session, record, source)
         result = put_version(session, record, source, progress)
-    session.created_object(record.key)
+    session.created_object(record.key, session.locate(record))
     updated = session.catalog.mark_uploaded(
         record.file_id,
         md5=result.md5,
