@@ -3,11 +3,13 @@
 
 from __future__ import annotations
 
+import json
 import threading
 from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from conftest import CliRun, write_config
 from repo import Repo
 from repo.errors import StateError
 
@@ -93,3 +95,26 @@ def test_concurrent_drops_on_postgresql_never_go_below_mincopies(
     with Repo(config) as r:
         assert {len(_verified(r, i)) for i in ids} == {2}
         assert r.verify(deep=True).ok
+
+
+def test_drop_command_says_what_is_left_and_refuses_below_the_floor(
+    tmp_path: Path, sqlite_url: str
+) -> None:
+    config = _three_directories(tmp_path, sqlite_url, mincopies=2)
+    run = CliRun(write_config(tmp_path / "cfg.json", config), tmp_path)
+    with Repo(config) as r:
+        f = r.add_file("a.txt").touch(b"a").publish()
+        r.commit()
+        assert r.replicate().copied == 2
+    done = run("drop", str(f.file_id), "nas")
+    assert (done.exit_code, done.stdout) == (
+        0,
+        f"dropped the copy of file {f.file_id} in store nas; 2 verified copies left\n",
+    )
+    refused = run("drop", str(f.file_id), "second", "--json")
+    assert refused.exit_code == 1
+    assert json.loads(refused.stderr) == {
+        "error": f"dropping the copy of file {f.file_id} in store 'second' would leave 1 "
+        "verified copies, below mincopies 2",
+        "hint": "make another copy first (`repo replicate`), or lower mincopies",
+    }

@@ -34,7 +34,7 @@ def test_every_command_has_help_with_an_example(embedded_cli: CliRun) -> None:
     assert sorted(repo_cli.commands) == sorted(
         [
             "add", "archive", "backup", "cache", "cat", "config", "create", "ctl", "demo",
-            "destroy", "expire", "fetch", "find", "gc", "get", "history", "host", "list",
+            "destroy", "drop", "expire", "fetch", "find", "gc", "get", "history", "host", "list",
             "publish", "purge", "recover", "replicate", "restore", "show", "status", "tag", "thaw",
             "upload", "verify",
         ]

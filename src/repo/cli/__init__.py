@@ -31,7 +31,7 @@ from .housekeeping import cache, gc, host
 from .output import echo, shown
 from .queries import find, history, list_files, show, status
 from .recovery import recover, verify
-from .replication import replicate
+from .replication import drop, replicate
 
 __all__ = ["INTERRUPTED", "cli", "main"]
 
@@ -192,6 +192,7 @@ SUMMARIES = {
     "create": "Create the catalog (or upgrade it) and check the store.",
     "demo": "Add, tag, publish, find and read back a few files.",
     "destroy": "Drop the catalog.",
+    "drop": "Delete a copy from one store, never below mincopies.",
     "expire": "Expire a version.",
     "fetch": "Bring many files into this host's cache (and out).",
     "find": "Find files by tags.",
@@ -241,6 +242,7 @@ for _command in (
     verify,
     recover,
     replicate,
+    drop,
     archive,
     thaw,
 ):

@@ -14,7 +14,7 @@ from .output import echo, echo_json, human_size
 if TYPE_CHECKING:
     from ..replicate import ReplicateReport
 
-__all__ = ["replicate"]
+__all__ = ["drop", "replicate"]
 
 
 @click.command()
@@ -72,3 +72,28 @@ def _echo(rep: ReplicateReport) -> None:
             "Try: `repo verify` names the copies of each; `repo recover` repairs lost ones",
             err=True,
         )
+
+
+@click.command()
+@click.argument("file_id", type=int, metavar="ID")
+@click.argument("store")
+@json_option()
+@pass_app
+def drop(app: App, file_id: int, store: str, as_json: bool) -> None:
+    """Delete one version's copy in one named store, never below `mincopies`.
+
+    The catalog counts the version's verified copies under a lock on its row before the
+    copy stops counting, so drops running at the same time can never take a version
+    below the floor; only then is the object deleted.
+
+    \b
+    Examples:
+      repo drop 42 nas
+      repo drop 42 second --json
+    """
+    with app.repo() as r:
+        left = r.drop_copy(file_id, store)
+    if as_json:
+        echo_json({"id": file_id, "store": store, "left": left})
+    else:
+        echo(f"dropped the copy of file {file_id} in store {store}; {left} verified copies left")
