@@ -119,3 +119,25 @@ def test_a_read_with_no_good_copy_names_every_copy_it_tried(
     reader = Repo(_on_a_new_host(stores, tmp_path, "reader"))
     with reader as r, pytest.raises(StoreError, match=r"could be read: main: .*; second: "):
         r.current("a.txt").read_bytes()
+
+
+def test_a_lost_second_store_is_refilled_by_recover_under_its_old_name(
+    stores: dict[str, Any], rclone_server: S3Server, tmp_path: Path
+) -> None:
+    ids = _publish_and_replicate(stores)
+    delete_bucket(rclone_server, bucket_of(stores["stores"]["second"]["url"]))
+    second = {**stores["stores"]["second"], "url": f"s3://{new_bucket(rclone_server)}/copies"}
+    replaced = {**stores, "stores": {**stores["stores"], "second": second}}
+    with Repo(replaced) as r:
+        found = r.verify()
+        assert found.copies is not None
+        assert sorted(f.path for f in found.copies.missing) == sorted(CONTENTS)
+        repaired = r.recover()
+        assert repaired.ok
+        assert repaired.from_stores is not None
+        assert len(repaired.from_stores) == len(CONTENTS)
+        again = r.verify(deep=True)
+        assert again.ok
+        assert again.copies is not None
+        assert again.copies.under == []
+        assert _states(r, ids) == {p: [("second", "verified")] for p in CONTENTS}
