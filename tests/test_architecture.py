@@ -99,8 +99,8 @@ def test_the_layer_contract_catches_an_import_that_points_up(tmp_path: Path) -> 
     session.write_text(
         session.read_text()
         .replace(
-            "from .stores import Store, open_store\n",
-            "from .stores import Store, open_store\n\nif TYPE_CHECKING:\n"
+            "from .store_set import StoreSet\n",
+            "from .store_set import StoreSet\n\nif TYPE_CHECKING:\n"
             "    from .repository import Repo  # noqa: F401\n",
         )
         .replace("from typing import Any", "from typing import TYPE_CHECKING, Any")

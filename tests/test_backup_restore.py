@@ -200,7 +200,7 @@ def rows_without(tables: dict[str, list[dict[str, Any]]]) -> dict[str, list[dict
 
 def build_every_kind_of_row(config: Mapping[str, Any], tmp_path: Path) -> None:
     """Versions in every state (and one claimed for purging), file tags, date tags, path
-    tags, a non-ASCII path, and two hosts' cached copies."""
+    tags, a non-ASCII path, two hosts' cached copies, and copies in another store."""
     with Repo(config) as r:
         a1 = publish(r, "docs/a.txt", b"first a")
         a1.tag("old", "shared")
@@ -213,6 +213,14 @@ def build_every_kind_of_row(config: Mapping[str, Any], tmp_path: Path) -> None:
         r.add_file("drafts/d.txt").touch(b"never uploaded")
         publish(r, "données/été.txt", "accentué".encode()).tag("ünïcode")
         doomed = r.add_file("tmp/e.txt").touch(b"e").upload()
+        r.commit()
+        # Copies in another store (docs/replicas.md): one verified, one found lost.
+        now = datetime.now(UTC)
+        assert r.catalog.claim_replica(a2.file_id, "second", a2.key, when=now)
+        assert r.catalog.replica_verified(
+            a2.file_id, "second", a2.key, md5=a2.md5, size=a2.size, verified_with="etag", when=now
+        )
+        r.catalog.replica_lost(b.file_id, "second", b.key, when=now)
         r.commit()
         claimed = r.catalog.claim_for_purge(
             [doomed.file_id],

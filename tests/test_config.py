@@ -730,6 +730,20 @@ def test_config_show_lists_every_setting_with_secrets_masked(tmp_path: Path) -> 
         "ssh_key_file": "keys/id_ed25519",
         "ssh_known_hosts": "/etc/ssh/ssh_known_hosts",
         "retention_timezone": "Europe/Berlin",
+        "store_name": "eu",
+        "stores": {
+            "us": "s3://other-bucket/x",
+            "r2": {
+                "url": "s3://r2-bucket",
+                "s3_endpoint_url": "http://127.0.0.1:9001",
+                "s3_access_key": "AKIAOTHERKEY",
+                "s3_secret_key": SECRET + "-r2",
+            },
+        },
+        "numcopies": 3,
+        "mincopies": 2,
+        "replicate_on_publish": "now",
+        "placement": {"raw/": "us"},
     }
     # `store` is the other spelling of `default_s3_bucket`; a new setting must join `every`.
     assert set(every) | {"store"} == set(BY_KEY)
@@ -763,6 +777,12 @@ def test_config_show_lists_every_setting_with_secrets_masked(tmp_path: Path) -> 
         ("ssh_key_file", str(tmp_path / "keys" / "id_ed25519"), at + "ssh_key_file"),
         ("ssh_known_hosts", "/etc/ssh/ssh_known_hosts", at + "ssh_known_hosts"),
         ("retention_timezone", "Europe/Berlin", at + "retention_timezone"),
+        ("store_name", "eu", at + "store_name"),
+        ("stores", "us=s3://other-bucket/x, r2=s3://r2-bucket", at + "stores"),
+        ("numcopies", 3, at + "numcopies"),
+        ("mincopies", 2, at + "mincopies"),
+        ("replicate_on_publish", "now", at + "replicate_on_publish"),
+        ("placement", "raw/=us", at + "placement"),
     ]
     assert [e[0] for e in expected] == ["source", *dict.fromkeys(s.attribute for s in SETTINGS)]
 

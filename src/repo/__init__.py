@@ -56,8 +56,10 @@ if TYPE_CHECKING:
     from .file import RepoFile
     from .gc import GcCategory, GcReport
     from .ingest import AddReport
+    from .named_stores import StoreSpec
     from .progress import ProgressListener
     from .recover import LostFile, RecoverReport
+    from .replicate import ReplicateReport
     from .repository import Repo
     from .restore import RestoreReport, restorable_backups, restore_catalog
     from .retention import KeepPolicy
@@ -65,6 +67,7 @@ if TYPE_CHECKING:
     from .tags import date_tags
     from .thaw import ThawReport, ThawStatus
     from .verify import Finding, VerifyCategory, VerifyReport
+    from .verify_copies import CopiesReport, CopyFinding
 
 #: Where each public name lives: imported on first use (PEP 562), so that `import repo`
 #: (and every command, through it) loads SQLAlchemy and the S3 clients only when it
@@ -77,6 +80,8 @@ _LAZY = {
     "CacheStatus": "cache_admin",
     "CacheVerifyReport": "cache_check",
     "Config": "config",
+    "CopiesReport": "verify_copies",
+    "CopyFinding": "verify_copies",
     "ConfigEntry": "config",
     "CreateReport": "admin",
     "FetchReport": "fetch",
@@ -90,6 +95,7 @@ _LAZY = {
     "ProgressListener": "progress",
     "PurgeReport": "erase",
     "RecoverReport": "recover",
+    "ReplicateReport": "replicate",
     "Repo": "repository",
     "RepoFile": "file",
     "RestoreReport": "restore",
@@ -98,6 +104,7 @@ _LAZY = {
     "Scheduled": "expiring",
     "Session": "session",
     "StatusReport": "admin",
+    "StoreSpec": "named_stores",
     "ThawReport": "thaw",
     "ThawStatus": "thaw",
     "VerifyCategory": "verify",
@@ -129,6 +136,8 @@ __all__ = [
     "ConfigEntry",
     "ConfigError",
     "ConflictError",
+    "CopiesReport",
+    "CopyFinding",
     "CreateReport",
     "FetchReport",
     "Finding",
@@ -147,6 +156,7 @@ __all__ = [
     "ProgressListener",
     "PurgeReport",
     "RecoverReport",
+    "ReplicateReport",
     "Repo",
     "RepoError",
     "RepoFile",
@@ -158,6 +168,7 @@ __all__ = [
     "StateError",
     "StatusReport",
     "StoreError",
+    "StoreSpec",
     "ThawReport",
     "ThawStatus",
     "UntrustedDataError",

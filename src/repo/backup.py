@@ -22,7 +22,6 @@ import gzip
 import hashlib
 import json
 import logging
-import os
 import re
 import shutil
 import tempfile
@@ -31,9 +30,10 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .backup_place import place_in
 from .catalog import SCHEMA_VERSION
 from .catalog.dump import copy_columns
-from .errors import VerificationError
+from .errors import StoreError, VerificationError
 from .paths import new_version_token
 from .seal import check_seal, seal
 
@@ -45,10 +45,12 @@ if TYPE_CHECKING:
 __all__ = [
     "MANIFEST_FORMAT",
     "BackupReport",
+    "backups_anywhere",
     "distrust",
     "list_backups",
     "make_backup",
     "read_manifest",
+    "table_file",
 ]
 
 logger = logging.getLogger(__name__)
@@ -191,12 +193,11 @@ def _malformed(place: BackupPlace, name: str, doc: object) -> str | None:
     tables = doc.get("tables")
     if not isinstance(tables, dict) or "files" not in tables:
         return "no tables"
-    own = f"{place.backups_prefix}{name}/"
     for table, spec in tables.items():
         if not isinstance(spec, dict):
             return f"table {str(table)[:40]!r} is not described"
         key = spec.get("key")
-        if not isinstance(key, str) or not key.startswith(own) or "/" in key[len(own) :]:
+        if not isinstance(key, str) or table_file(key, name) is None:
             return f"table {str(table)[:40]!r} is stored outside the backup"
         rows, digest = spec.get("rows"), spec.get("sha256")
         if type(rows) is not int or rows < 0 or not isinstance(digest, str):
@@ -328,11 +329,28 @@ def _partial_backups(
     return out
 
 
-def download_table(place: BackupPlace, spec: dict[str, Any], into: Path) -> Path:
-    """Fetch one table's object and check its row count and SHA-256; returns the file."""
-    path: Path = into / os.path.basename(str(spec["key"]))
+def table_file(key: str, backup: str) -> str | None:
+    """The file name in a table's key (``<prefix>backups/<backup>/<file>``), or None. Only
+    it is used: a copy in another store has another prefix (docs/replicas.md)."""
+    stem, slash, file = key.rpartition("/")
+    if (
+        not slash
+        or not file
+        or not (stem == f"backups/{backup}" or stem.endswith(f"/backups/{backup}"))
+    ):
+        return None
+    return file
+
+
+def download_table(place: BackupPlace, spec: dict[str, Any], backup: str, into: Path) -> Path:
+    """Fetch one table's object of backup `backup` and check its row count and SHA-256;
+    returns the file."""
+    file = table_file(str(spec["key"]), backup)
+    if file is None or file in (".", ".."):
+        raise VerificationError(f"backup {backup}: a table is stored outside the backup")
+    path: Path = into / file
     with open(path, "wb") as out:
-        place.store.get_into(spec["key"], out)
+        place.store.get_into(f"{place.backups_prefix}{backup}/{file}", out)
     digest = hashlib.sha256()
     count = 0
     with gzip.open(path, "rb") as src:
@@ -358,3 +376,21 @@ def iter_chunks(path: Path) -> Any:
     """The uncompressed content of a downloaded table, in blocks."""
     with gzip.open(path, "rb") as src:
         yield from iter(lambda: src.read(1 << 20), b"")
+
+
+def backups_anywhere(session: Session) -> tuple[BackupPlace, list[dict[str, Any]]]:
+    """The backup place to restore from and its backups: the default one, else (several
+    stores) the first copy `repo replicate` keeps in another store that has some."""
+    places = [session.backups]
+    places += [place_in(session.config, session.stores.named(n)) for n in session.config.stores]
+    for place in places:
+        try:
+            found = list_backups(place)
+        except StoreError as exc:
+            if len(places) == 1:
+                raise
+            logger.warning("no backups read from %s: %s", place.store.url, exc)
+            continue
+        if found or len(places) == 1:
+            return place, found
+    return session.backups, []

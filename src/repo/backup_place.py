@@ -14,7 +14,7 @@ from .stores import Store, open_store
 if TYPE_CHECKING:
     from .config import Config
 
-__all__ = ["BackupPlace", "open_backup_place"]
+__all__ = ["BackupPlace", "open_backup_place", "place_in"]
 
 
 class BackupPlace:
@@ -51,3 +51,9 @@ def open_backup_place(config: Config, data_store: Store) -> BackupPlace:
     if url is None or url == f"s3://{data_store.bucket}":
         return BackupPlace(data_store, prefix, owned=False, key=key)
     return BackupPlace(open_store(url, config), prefix, owned=True, key=key)
+
+
+def place_in(config: Config, store: Store) -> BackupPlace:
+    """The copy of the backup place kept in another named store (`repo replicate` fills
+    it; a restore falls back to it): under that store's own prefix."""
+    return BackupPlace(store, store.key_prefix, owned=False, key=config.backup_key)

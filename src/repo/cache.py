@@ -328,6 +328,7 @@ class LocalCache:
         progress: Progress | None = None,
         sync: bool = True,
         tee: Writable | None = None,
+        name: str | None = None,
     ) -> Path:
         """Fetch `key` into the cache, verified; nothing is left behind on failure.
 
@@ -339,11 +340,17 @@ class LocalCache:
 
         With `tee`, every piece is also written there as it arrives (one pass for a
         reader that wants the bytes now): `tee` has seen bad bytes if this raises.
+
+        `name`: the key the copy is cached under, when `key` is the version's copy in
+        another store (a read that failed over); by default `key`.
         """
+        name = key if name is None else name
         if tee is None and size <= SMALL_DOWNLOAD_MAX:
-            self._download_small(store, key, md5=md5, size=size, progress=progress, sync=sync)
-            return Path(self.cache_file(key))
-        final = self.cache_file(key)
+            self._download_small(
+                store, key, md5=md5, size=size, progress=progress, sync=sync, name=name
+            )
+            return Path(self.cache_file(name))
+        final = self.cache_file(name)
         try:
             try:
                 fd, tmp = _held_temp(self._directory_for(final))
@@ -386,16 +393,27 @@ class LocalCache:
         size: int,
         progress: Progress | None = None,
         sync: bool = True,
+        name: str | None = None,
     ) -> bytes:
         """`download` of a version of at most `SMALL_DOWNLOAD_MAX` bytes, returning its
         verified bytes as well: a caller that also writes them elsewhere (`fetch -o`)
         need not read the copy back."""
         if size > SMALL_DOWNLOAD_MAX:
             raise ValueError(f"{size} bytes is no small download")
-        return self._download_small(store, key, md5=md5, size=size, progress=progress, sync=sync)
+        return self._download_small(
+            store, key, md5=md5, size=size, progress=progress, sync=sync, name=name or key
+        )
 
     def _download_small(
-        self, store: Store, key: str, *, md5: str, size: int, progress: Progress | None, sync: bool
+        self,
+        store: Store,
+        key: str,
+        *,
+        md5: str,
+        size: int,
+        progress: Progress | None,
+        sync: bool,
+        name: str,
     ) -> bytes:
         """`download` of a small version: taken into memory, verified there, then
         written in one go (`_write_new`): a third of the system calls of a download
@@ -404,7 +422,7 @@ class LocalCache:
         got = store.get_into(key, buffer, progress=progress)
         check_download(key, got.md5, got.size, md5=md5, size=size)
         data = buffer.value()
-        self._write_new(self.cache_file(key), data, sync=sync)
+        self._write_new(self.cache_file(name), data, sync=sync)
         return data
 
     def _write_new(self, final: str, data: bytes, *, sync: bool) -> str:

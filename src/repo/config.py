@@ -10,6 +10,7 @@ through `repo.settings.mask_url`.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
@@ -25,6 +26,14 @@ from urllib.parse import unquote, urlsplit
 import platformdirs
 
 from .errors import ConfigError
+from .named_stores import (
+    StoreSpec,
+    check_store_url,
+    describe_placement,
+    describe_stores,
+    parse_placement,
+    parse_stores,
+)
 from .settings import (
     BY_KEY,
     SETTINGS,
@@ -33,12 +42,12 @@ from .settings import (
     check_type,
     check_value,
     default_of,
+    default_of_text,
     value_from_env,
 )
 from .storage_classes import DEFAULT_ARCHIVE_CLASS
 from .urls import (
     mask_url,
-    parse_sftp_url,
     split_url_credentials,
     url_has_secret,
     url_is_ambiguous,
@@ -113,12 +122,37 @@ class Config:
     backup_key: str | None = field(default=None, repr=False)
     ssh_key_file: Path | None = None
     ssh_known_hosts: Path | None = None
+    store_name: str = default_of_text("store_name")
+    #: The other stores, by name (the default one, `store_url`, is not among them).
+    stores: Mapping[str, StoreSpec] = field(default_factory=dict)
+    numcopies: int = default_of("numcopies")
+    mincopies: int = default_of("mincopies")
+    replicate_on_publish: str = default_of_text("replicate_on_publish")
+    #: Path prefix -> store name, for new versions.
+    placement: Mapping[str, str] = field(default_factory=dict)
     #: Where each field's value came from (a key of the source, or a default).
     origins: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def is_embedded(self) -> bool:
         return self.source == "embedded default"
+
+    @property
+    def store_names(self) -> tuple[str, ...]:
+        """Every store's name, the default store's first."""
+        return (self.store_name, *self.stores)
+
+    def for_store(self, name: str) -> Config:
+        """This configuration as seen by store `name`: its URL as `store_url`, and the
+        S3 settings it gives for itself in place of the top level's."""
+        if name == self.store_name:
+            return self
+        spec = self.stores[name]
+        changes: dict[str, Any] = {"store_url": spec.url}
+        for key in ("s3_endpoint_url", "s3_region", "s3_access_key", "s3_secret_key"):
+            if getattr(spec, key) is not None:
+                changes[key] = getattr(spec, key)
+        return dataclasses.replace(self, **changes)
 
     def masked_database_url(self) -> str:
         return mask_url(self.database_url)
@@ -199,9 +233,14 @@ def _from_file(path: Path, *, chosen_by: str = "") -> Config:
 
 def _warn_if_exposed(path: Path, config: Config) -> None:
     """Warn when a file holding a secret can be read by other users."""
-    urls = (config.database_url, config.s3_endpoint_url)
+    urls = (
+        config.database_url,
+        config.s3_endpoint_url,
+        *(spec.s3_endpoint_url for spec in config.stores.values()),
+    )
     has_secret = (
         config.s3_secret_key is not None
+        or any(spec.s3_secret_key is not None for spec in config.stores.values())
         or config.backup_key is not None
         or any(url is not None and url_has_secret(url) for url in urls)
     )
@@ -238,6 +277,7 @@ def _from_mapping(
         "store_url": _store_url(data, source),
         "database_url": _database_url(data, source, base),
     }
+    values.update(_replication(data, source, values["store_url"]))
     origins: dict[str, str] = {}
     for setting in SETTINGS:
         if setting.key in data:
@@ -258,6 +298,29 @@ def _check_together(data: Mapping[str, Any], source: str) -> None:
             f"{source}: key 's3_sse_kms_key_id' needs 's3_sse' set to 'aws:kms'",
             hint='set "s3_sse": "aws:kms", or remove \'s3_sse_kms_key_id\'',
         )
+
+
+def _replication(data: Mapping[str, Any], source: str, store_url: str) -> dict[str, Any]:
+    """`stores` and `placement`, checked against each other and the copy counts."""
+    name = data.get("store_name", default_of_text("store_name"))
+    stores = parse_stores(
+        data.get("stores"), source=source, default_name=name, default_url=store_url
+    )
+    placement = parse_placement(data.get("placement"), source=source, names={name, *stores})
+    numcopies = data.get("numcopies", default_of("numcopies"))
+    mincopies = data.get("mincopies", default_of("mincopies"))
+    if mincopies > numcopies:
+        raise ConfigError(
+            f"{source}: key 'mincopies' ({mincopies}) is more than 'numcopies' ({numcopies})",
+            hint="the floor must not be above the goal: lower 'mincopies' or raise 'numcopies'",
+        )
+    if numcopies > 1 + len(stores):
+        raise ConfigError(
+            f"{source}: key 'numcopies' asks for {numcopies} copies in distinct stores, "
+            f"but {1 + len(stores)} {'is' if not stores else 'are'} configured",
+            hint="name more stores in 'stores', or lower 'numcopies'",
+        )
+    return {"stores": stores, "placement": placement}
 
 
 def _convert(setting: Setting, value: Any, base: Path) -> Any:
@@ -323,31 +386,7 @@ def _store_url(data: Mapping[str, Any], source: str) -> str:
             hint="set 'store' (s3://bucket/prefix, file:///path or sftp://user@host/path) "
             "or 'default_s3_bucket'",
         )
-    parts = urlsplit(store)
-    if parts.scheme == "sftp" and ":" not in parts.netloc.rpartition("@")[0]:
-        try:
-            parse_sftp_url(store)
-        except ConfigError as exc:
-            raise ConfigError(f"{source}: key 'store': {exc.message}", hint=exc.hint) from None
-        return store.rstrip("/")
-    if "@" in parts.netloc:
-        # Never echoed: what comes before the '@' is likely a key and a secret.
-        raise ConfigError(
-            f"{source}: key 'store' must not carry credentials (user:password@)",
-            hint="put them in 's3_access_key' and 's3_secret_key', or the environment",
-        )
-    if parts.scheme == "s3":
-        if not parts.netloc:
-            raise ConfigError(f"{source}: key 'store' has no bucket: {store!r}")
-        return store.rstrip("/")
-    if parts.scheme == "file":
-        path = unquote(parts.path)
-        if parts.netloc not in ("", "localhost") or not path.startswith("/"):
-            raise ConfigError(f"{source}: key 'store' must be file:///absolute/path, got {store!r}")
-        return Path(path).as_uri()
-    raise ConfigError(
-        f"{source}: key 'store' must start with s3://, file:// or sftp://, got {store!r}",
-    )
+    return check_store_url(store, f"{source}: key 'store'")
 
 
 def _database_url(data: Mapping[str, Any], source: str, base: Path) -> str:
@@ -479,6 +518,10 @@ def describe_config(config: Config) -> list[ConfigEntry]:
 def _masked(setting: Setting, value: object) -> str | int | None:
     if value is None or isinstance(value, int):
         return value
+    if setting.key == "stores":
+        return describe_stores(value)  # type: ignore[arg-type]
+    if setting.key == "placement":
+        return describe_placement(value)  # type: ignore[arg-type]
     text = str(value)
     if setting.mask is Mask.ALL:
         return "****"

@@ -66,7 +66,7 @@ def purge(
         for rec in chosen:
             # A row naming a location outside this repository's store is not ours to
             # delete: refused before anything changes (`repo verify` lists such rows).
-            session.locate(rec)
+            session.check_readable(rec)
     finally:
         catalog.rollback()
     report = PurgeReport(dry_run=dry_run, purged=[RepoFile(session, r) for r in chosen])

@@ -15,12 +15,7 @@ name and are renamed into place, so each is either absent, as it was, or complet
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
-import os
 import queue
-import stat
-import tempfile
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -29,12 +24,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
 from .cache import SMALL_DOWNLOAD_MAX, sync_filesystem
-from .errors import ConflictError, StateError, UsageError, VerificationError
-from .paths import safe_join
-from .permissions import current_umask, written_mode
+from .errors import StateError, UsageError
+from .failover import LostCopy, note_lost, read_any
+from .fetch_output import FetchOutput
 from .transfers import DEFAULT_WORKERS, archived_reads
 
 if TYPE_CHECKING:
+    import os
     from collections.abc import Callable, Iterable
 
     from .catalog import FileRecord
@@ -76,15 +72,15 @@ def fetch_many(
                 f"{rf.path} (file {rf.file_id}) has no content in the store yet",
                 hint="upload it first",
             )
-        session.locate(rf.record)  # all checked before anything is read or written
+        session.check_readable(rf.record)  # all checked before anything is read or written
     if dest is not None and len({rf.path for rf in chosen}) != len(chosen):
         raise UsageError(
             "two versions of one path cannot be written to one directory",
             hint="fetch current versions only, or fetch without a destination",
         )
-    out: _Output | None = None
+    out: FetchOutput | None = None
     if dest is not None:
-        out = _Output(Path(dest), chosen, overwrite=overwrite)
+        out = FetchOutput(Path(dest), chosen, overwrite=overwrite)
     report = FetchReport(files=chosen)
     missing: list[FileRecord] = []
     hits: list[FileRecord] = []
@@ -102,6 +98,14 @@ def fetch_many(
     if progress is not None:
         progress.begin(sum(r.size or 0 for r in missing), len(missing))
     lock = threading.Lock()
+    # With several stores, the copies of what is to be downloaded, read here in one
+    # query per batch: the workers must not query the catalog (docs/replicas.md).
+    copies = (
+        session.catalog.replicas_of(r.file_id for r in missing)
+        if missing and session.config.stores
+        else {}
+    )
+    lost: list[LostCopy] = []
 
     def download(rec: FileRecord) -> None:
         # Only uploaded versions are fetched, and those have both (for mypy).
@@ -115,17 +119,30 @@ def fetch_many(
                 with lock:
                     listener.advance(nbytes)
 
-        store = session.locate(rec)
-        if out is not None and rec.size <= SMALL_DOWNLOAD_MAX:
+        md5, size = rec.md5, rec.size
+        mine = copies.get(rec.file_id, [])
+        if out is not None and size <= SMALL_DOWNLOAD_MAX:
             with archived_reads(rec):
-                data = session.cache.download_small(
-                    store, rec.key, md5=rec.md5, size=rec.size, progress=advance, sync=False
+                data = read_any(
+                    session,
+                    rec,
+                    lambda store, key: session.cache.download_small(
+                        store, key, md5=md5, size=size, progress=advance, sync=False, name=rec.key
+                    ),
+                    copies=mine,
+                    lost=lost,
                 )
             out.write(rec, data)  # the bytes just verified: no second read or hash
         else:
             with archived_reads(rec):
-                session.cache.download(
-                    store, rec.key, md5=rec.md5, size=rec.size, progress=advance, sync=False
+                read_any(
+                    session,
+                    rec,
+                    lambda store, key: session.cache.download(
+                        store, key, md5=md5, size=size, progress=advance, sync=False, name=rec.key
+                    ),
+                    copies=mine,
+                    lost=lost,
                 )
             if out is not None:
                 out.copy(session, rec)
@@ -159,6 +176,8 @@ def fetch_many(
         if out is not None:
             report.written = {rf.path: out.targets[rf.path] for rf in chosen}
     finally:
+        if lost:
+            note_lost(session, lost)
         try:
             # New copies are recorded now; hits only bump their access time, which waits
             # for the next periodic flush (a warm fetch writes nothing to the catalog).
@@ -171,7 +190,7 @@ def fetch_many(
     return report
 
 
-def _flush_disks(cache_dir: Path | None, out: _Output | None) -> None:
+def _flush_disks(cache_dir: Path | None, out: FetchOutput | None) -> None:
     """Flush the file system of the cache (if downloads went there) and that of the
     destination (if files were written there and it is another one)."""
     if cache_dir is not None:
@@ -235,164 +254,3 @@ def _run(
         raise
     finally:
         pool.shutdown(wait=True)
-
-
-class _Output:
-    """The destination directory of a fetch: where each version goes, checked before
-    anything is downloaded, and the writing of each file (safe in worker threads)."""
-
-    def __init__(self, dest: Path, chosen: list[RepoFile], *, overwrite: bool) -> None:
-        self.dest = dest
-        self.overwrite = overwrite
-        names = {rf.path for rf in chosen}
-        for rf in chosen:
-            parts = rf.path.split("/")
-            clash = next(
-                ("/".join(parts[:i]) for i in range(1, len(parts)) if "/".join(parts[:i]) in names),
-                None,
-            )
-            if clash is not None:
-                raise UsageError(
-                    f"{clash} and {rf.path} cannot both be written under {dest}: one is a "
-                    "directory of the other",
-                    hint="fetch them in two runs, into different directories",
-                )
-        #: Each version's file, by path (`RepoFile.save_as` with ``exact``).
-        self.targets = {rf.path: Path(safe_join(dest, rf.path)) for rf in chosen}
-        for target in self.targets.values():
-            self._check(target)  # before anything is downloaded; again before each write
-        self._umask = current_umask()
-        self._made: set[str] = set()
-        self._lock = threading.Lock()
-        self.wrote = False
-
-    def _check(self, target: Path) -> None:
-        """Refuse a place taken by something that is no regular file (nothing but a
-        regular file is ever written inside the directory), or by any file unless
-        overwriting (`destinations.is_stream`, `RepoFile.save_as`)."""
-        try:
-            mode = os.stat(target).st_mode
-        except (FileNotFoundError, NotADirectoryError):
-            return  # a file in the way of its directory is found when that is made
-        except OSError as exc:
-            raise UsageError(f"cannot write {target}: {exc.strerror}") from exc
-        if stat.S_ISDIR(mode):
-            raise UsageError(f"{target} is a directory", hint="choose another destination")
-        if not stat.S_ISREG(mode):
-            raise UsageError(
-                f"{target} exists and is not a regular file; not replacing it",
-                hint="choose another destination",
-            )
-        if not self.overwrite:
-            raise ConflictError(f"{target} already exists", hint="use --force to overwrite it")
-
-    def write(self, rec: FileRecord, data: bytes) -> None:
-        """Write verified `data` as `rec`'s file."""
-        fd, tmp, target = self._open(rec)
-        try:
-            try:
-                view = memoryview(data)
-                while view:
-                    view = view[os.write(fd, view) :]
-            finally:
-                os.close(fd)
-            os.replace(tmp, target)
-        except BaseException:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)
-            raise
-
-    def copy(self, session: Session, rec: FileRecord) -> None:
-        """Copy `rec`'s cached copy out, hashing it on the way: a copy damaged on disk
-        since it was verified is evicted and downloaded again, once (as is one evicted
-        meanwhile)."""
-        # Only uploaded versions are fetched, and those have both (for mypy).
-        assert rec.md5 is not None  # noqa: S101
-        assert rec.size is not None  # noqa: S101
-        for attempt in (1, 2):
-            fd, tmp, target = self._open(rec)
-            try:
-                try:
-                    got = _copy_hashing(session.cache.cache_file(rec.key), fd)
-                finally:
-                    os.close(fd)
-                if got == (rec.md5, rec.size):
-                    os.replace(tmp, target)
-                    return
-            except BaseException:
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(tmp)
-                raise
-            os.unlink(tmp)
-            if got is not None:
-                session.cache.evict(rec.key)
-                if attempt == 2:
-                    raise VerificationError(
-                        f"the local copy of {rec.path} (file {rec.file_id}) is damaged: md5 "
-                        f"{got[0]}, expected {rec.md5}; it was removed from the cache",
-                        hint="run the command again to download it afresh",
-                    )
-            session.cache.download(
-                session.locate(rec), rec.key, md5=rec.md5, size=rec.size, sync=False
-            )
-        raise UsageError(
-            f"the cached copy of {rec.path} (file {rec.file_id}) keeps disappearing",
-            hint="check what removes files from this host's cache, then run again",
-        )
-
-    def _open(self, rec: FileRecord) -> tuple[int, str, Path]:
-        """A new temporary file beside `rec`'s target (its directory made if missing),
-        open for writing, with the permission bits recorded for `rec` less the umask."""
-        target = self.targets[rec.path]
-        self._check(target)
-        parent = str(target.parent)
-        if parent not in self._made:
-            try:
-                os.makedirs(parent, exist_ok=True)
-            except OSError as exc:
-                raise UsageError(f"cannot write to {parent}: {exc.strerror}") from exc
-            with self._lock:
-                self._made.add(parent)
-        # Derived, not drawn at random: until the rename only this thread writes it.
-        tmp = os.path.join(parent, f".{target.name}.{os.getpid()}-{threading.get_ident()}")
-        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
-        mode = written_mode(rec.mode, self._umask)
-        try:
-            fd = os.open(tmp, flags, mode)  # already less the umask
-        except FileExistsError:  # left by a process that died and had our pid
-            fd, tmp = tempfile.mkstemp(dir=parent, prefix=f".{target.name}.")
-            os.fchmod(fd, mode)
-        except OSError as exc:
-            raise UsageError(f"cannot write {target}: {exc.strerror}") from exc
-        self.wrote = True
-        return fd, tmp, target
-
-    def sync(self, *, already: Path | None) -> None:
-        """Flush the destination's file system to disk, unless it is the one `already`
-        flushed (one ``syncfs`` covers every file on it)."""
-        if already is not None:
-            with contextlib.suppress(OSError):
-                if os.stat(self.dest).st_dev == os.stat(already).st_dev:
-                    return
-        sync_filesystem(self.dest)
-
-
-def _copy_hashing(source: str, fd: int) -> tuple[str, int] | None:
-    """Copy the file `source` into `fd`; its md5 and size (None: there is no `source`)."""
-    md5 = hashlib.md5(usedforsecurity=False)
-    size = 0
-    try:
-        src = open(source, "rb", buffering=0)  # noqa: SIM115 - closed below
-    except FileNotFoundError:
-        return None
-    with src:
-        while chunk := src.read(_CHUNK):
-            md5.update(chunk)
-            size += len(chunk)
-            view = memoryview(chunk)
-            while view:
-                view = view[os.write(fd, view) :]
-    return md5.hexdigest(), size
-
-
-_CHUNK = 1024 * 1024

@@ -334,6 +334,9 @@ class RepoFile:
         """Upload if needed, then make this the current version of its path."""
         self.upload()
         updated, superseded = self._session.catalog.publish(self.file_id, when=datetime.now(UTC))
+        config = self._session.config
+        if config.replicate_on_publish == "now" and config.numcopies > 1:
+            self._session.published.append(self.file_id)  # copied once committed
         logger.info(
             "published %s (file %s); expired %s",
             updated.path, updated.file_id, superseded or "none",

@@ -24,7 +24,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
-from .errors import StoreError, UntrustedDataError
+from .errors import StoreError
+from .every_copy import every_copy
 from .leftovers import clean_partials, clean_staging
 from .paths import DATA_PREFIX, token_time
 from .storage_classes import early_deletion_days
@@ -157,10 +158,14 @@ def collect_garbage(
         report.waiting_for_backups = waiting - report.expired.count
 
         if orphans:
-            for info in _orphans(session, now - timedelta(seconds=cfg.orphan_grace_seconds)):
-                report.orphans.add(info.key, info.size)
-            if not dry_run and report.orphans.keys:
-                session.store.delete_many(report.orphans.keys)
+            for name in cfg.store_names:  # every store (docs/replicas.md)
+                found = list(
+                    _orphans(session, now - timedelta(seconds=cfg.orphan_grace_seconds), name)
+                )
+                for info in found:
+                    report.orphans.add(info.key, info.size)
+                if not dry_run and found:
+                    session.stores.named(name).delete_many([i.key for i in found])
             grace = timedelta(seconds=cfg.orphan_grace_seconds)
             try:
                 report.store_temporaries_removed = session.store.clean_temporaries(
@@ -190,13 +195,16 @@ def purge_orphans_only(session: Session, *, now: datetime | None = None) -> int:
     """Delete orphans past the grace period, and nothing else; returns how many."""
     now = now or datetime.now(UTC)
     grace = timedelta(seconds=session.config.orphan_grace_seconds)
-    try:
-        keys = [info.key for info in _orphans(session, now - grace)]
-    finally:
-        session.catalog.end_read()
-    if keys:
-        session.store.delete_many(keys)
-    return len(keys)
+    count = 0
+    for name in session.config.store_names:
+        try:
+            keys = [info.key for info in _orphans(session, now - grace, name)]
+        finally:
+            session.catalog.end_read()
+        if keys:
+            session.stores.named(name).delete_many(keys)
+        count += len(keys)
+    return count
 
 
 def _minimum_durations(
@@ -230,15 +238,7 @@ def _minimum_durations(
 
 def _ours(session: Session, records: Sequence[FileRecord]) -> tuple[list[FileRecord], list[str]]:
     """The records whose location is this repository's, and why each other one is not."""
-    kept: list[FileRecord] = []
-    refused: list[str] = []
-    for rec in records:
-        try:
-            session.locate(rec)
-        except UntrustedDataError as exc:
-            refused.append(exc.message)
-            continue
-        kept.append(rec)
+    kept, _work, refused = every_copy(session, records)
     return kept, refused
 
 
@@ -313,24 +313,29 @@ class _Purger:
         for batch in _batches(claimed, DELETE_BATCH):
             # Checked again as claimed (a row may have changed since it was chosen): a
             # refused one stays claimed, and the next run names it.
-            part, refused = _ours(self.session, batch)
+            part, found, refused = every_copy(self.session, batch)
             for why in refused:
                 logger.error("gc: not deleted: %s", why)
             if not part:
                 continue
-            work = [(self.session.store, [rec.key for rec in part])]
             ids = [rec.file_id for rec in part]
+            # Every copy in every store, then this host's cached copies (named by the
+            # version's own key); an unreachable store fails the batch, whose rows stay
+            # claimed for the next run.
+            work: list[tuple[Store | None, list[str]]] = [*found, (None, [r.key for r in part])]
             # A bounded queue: claims run ahead of deletions by a few requests at most.
             while len(self.pending) >= 2 * DELETE_THREADS:
                 self._collect(block=True)
             self.pending.add(self.pool.submit(self._delete, work, ids))
         self._collect(block=False)
 
-    def _delete(self, work: list[tuple[Store, list[str]]], ids: list[int]) -> list[int]:
+    def _delete(self, work: list[tuple[Store | None, list[str]]], ids: list[int]) -> list[int]:
         for store, keys in work:
-            store.delete_many(keys)
-            for key in keys:
-                self.session.cache.evict(key)
+            if store is not None:
+                store.delete_many(keys)
+            else:
+                for key in keys:
+                    self.session.cache.evict(key)
         return ids
 
     def _collect(self, *, block: bool) -> None:
@@ -362,17 +367,21 @@ class _Purger:
         self.pool.shutdown(wait=True)
 
 
-def _orphans(session: Session, older_than: datetime) -> Iterator[ObjectInfo]:
-    """Objects under this repository's data prefix that no version refers to."""
+def _orphans(session: Session, older_than: datetime, name: str) -> Iterator[ObjectInfo]:
+    """Objects under the data prefix of store `name` that no version or copy refers to."""
     batch: list[ObjectInfo] = []
+    store = session.stores.named(name)
 
     def settle() -> Iterator[ObjectInfo]:
-        known = session.catalog.known_keys([i.key for i in batch])
+        keys = [i.key for i in batch]
+        known = session.catalog.known_keys(keys)
+        if session.config.stores:  # copies in other stores (docs/replicas.md)
+            known |= session.catalog.known_copy_keys(name, keys)
         session.catalog.rollback()
         yield from (i for i in batch if i.key not in known)
         batch.clear()
 
-    for info in session.store.list(session.store.key_prefix + DATA_PREFIX):
+    for info in store.list(store.key_prefix + DATA_PREFIX):
         # Old by the store's clock and by the time in the key's own token: an upload in
         # flight is young by both, whatever either clock says.
         made = token_time(info.key)

@@ -107,7 +107,7 @@ def add_one(
 ) -> RepoFile:
     """A new version of `path` from a local file or a stream (`Repo.add`). It records
     `mode`, or else a local file's own permission bits (a stream has none)."""
-    path = validate_path(path, key_prefix=session.store.key_prefix)
+    path = validate_path(path, key_prefix=session.stores.for_path(path).key_prefix)
     check_path_characters(path)
     names = tags_with_dates(tags, when=when, period=period)
     if mode is not None:
@@ -151,9 +151,10 @@ def _add_from_file(
     """
     st = _check_source(source)
     created = datetime.now(UTC)
-    key = make_key(session.store.key_prefix, path, new_version_token())
+    store = session.stores.for_path(path)  # `placement`, else the default store
+    key = make_key(store.key_prefix, path, new_version_token())
     try:
-        result = put_new(session, path, key, source, created, progress)
+        result = put_new(session, path, key, source, created, progress, store)
     except OSError as exc:
         raise UsageError(f"cannot read {source}: {exc.strerror or exc}") from exc
     version = NewVersion(
@@ -164,7 +165,9 @@ def _add_from_file(
         verified_with=result.verified_with,
         mode=mode_of(st) if mode is None else mode,
     )
-    records, superseded = _record_uploaded(session, [version], created, names, publish)
+    records, superseded = _record_uploaded(
+        session, [version], created, names, publish, bucket=store.bucket
+    )
     logger.info(
         "uploaded %s (file %s) from %s to %s: %d bytes, md5 %s, verified by %s",
         path, records[0].file_id, source, result.key, result.size, result.md5,
@@ -344,6 +347,13 @@ def add_tree(
     plans, skipped = plan_tree(
         Path(directory), prefix, session.store.key_prefix, follow_symlinks=follow_symlinks
     )
+    placed = [p.path for p in plans if session.stores.for_path(p.path) is not session.store]
+    if placed:
+        raise UsageError(
+            f"{placed[0]!r} goes to another store than the default one (placement): a tree "
+            "is added to the default store only, for now",
+            hint="add those files one by one, or under a prefix placement does not route",
+        )
     names = tags_with_dates(tags, when=when, period=period)
     lock = threading.Lock()
     advance: Progress | None = None
@@ -469,12 +479,19 @@ def add_tree(
 
 
 def _record_uploaded(
-    session: Session, versions: list[NewVersion], created: datetime, names: list[str], publish: bool
+    session: Session,
+    versions: list[NewVersion],
+    created: datetime,
+    names: list[str],
+    publish: bool,
+    *,
+    bucket: str | None = None,
 ) -> tuple[list[FileRecord], list[int]]:
-    """Record verified uploads from this host in the caller's transaction."""
+    """Record verified uploads from this host in the caller's transaction (in `bucket`,
+    by default the default store's)."""
     return session.catalog.add_uploaded(
         versions,
-        bucket=session.store.bucket,
+        bucket=session.store.bucket if bucket is None else bucket,
         origin=session.host,
         created_at=created,
         uploaded_at=datetime.now(UTC),

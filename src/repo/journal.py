@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .catalog.replicas import Replica, check_replica
 from .errors import RepoError
 from .integrity import VERIFIED_WITH
 from .paths import new_version_token, validate_path
@@ -185,6 +186,43 @@ def _check_file_doc(doc: object) -> None:
             raise ValueError(f"a file's {name} is not a time with its zone")
     if doc["state"] == "published" and (md5 is None or size is None):
         raise ValueError("a published file has no md5 or size")
+    for copy in _list(doc, "replicas"):
+        _check_replica_doc(doc["file_id"], copy)
+
+
+_REPLICA_KEYS = (
+    "store", "key", "state", "size", "md5", "verified_with", "written_at", "verified_at", "lost_at"
+)  # fmt: skip
+
+
+def _check_replica_doc(file_id: int, doc: object) -> None:
+    """Raise ValueError (or a RepoError) unless `doc` is a copy as the journal writes it."""
+    if not isinstance(doc, dict) or set(doc) != set(_REPLICA_KEYS):
+        raise ValueError("a file's copy is not an object with the fields of a copy")
+    times: dict[str, datetime | None] = {}
+    for name in ("written_at", "verified_at", "lost_at"):
+        value = doc[name]
+        if value is None and name != "written_at":
+            times[name] = None
+            continue
+        when = datetime.fromisoformat(value) if isinstance(value, str) else None
+        if when is None or when.tzinfo is None:
+            raise ValueError(f"a copy's {name} is not a time with its zone")
+        times[name] = when
+    check_replica(
+        Replica(
+            file_id=file_id,
+            store=doc["store"],
+            key=doc["key"],
+            state=doc["state"],
+            size=doc["size"],
+            md5=doc["md5"],
+            verified_with=doc["verified_with"],
+            written_at=times["written_at"],  # type: ignore[arg-type]
+            verified_at=times["verified_at"],
+            lost_at=times["lost_at"],
+        )
+    )
 
 
 def safe_write(place: BackupPlace, entry: dict[str, Any], scratch: Path) -> None:

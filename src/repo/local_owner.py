@@ -73,6 +73,12 @@ def claim_local_root(
     marker = root / MARKER
     owner = _read(marker)
     if owner is not None:
+        if owner.get("store") != store_url and owner.get("repository_id") == repository_id:
+            # The same catalog, its default store replaced (a lost bucket, docs/replicas.md):
+            # the cache is still this repository's.
+            logger.info("%s: this repository's store is now %s", root, store_url)
+            _write(marker, {"repository_id": repository_id, "store": store_url})
+            return
         if owner.get("store") != store_url:
             theirs = owner.get("store")
             raise ConfigError(

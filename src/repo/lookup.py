@@ -37,12 +37,14 @@ __all__ = [
 
 def new_version(session: Session, path: str | None = None) -> RepoFile:
     """A new, unpublished version of `path` (a unique path is made when omitted)."""
-    key_prefix = session.store.key_prefix
-    clean = validate_path(path if path is not None else unique_path(), key_prefix=key_prefix)
+    clean = validate_path(path if path is not None else unique_path())
+    store = session.stores.for_path(clean)  # `placement`, else the default store
+    key_prefix = store.key_prefix
+    clean = validate_path(clean, key_prefix=key_prefix)
     check_path_characters(clean)  # a new name: no format characters (old ones stay usable)
     record = session.catalog.add_file(
         path=clean,
-        bucket=session.store.bucket,
+        bucket=store.bucket,
         key=make_key(key_prefix, clean, new_version_token()),
         origin=session.host,
         created_at=datetime.now(UTC),

@@ -1,4 +1,5 @@
-"""Repairing the store from this host's verified cache.
+"""Repairing the stores from good copies: in the repository's other stores first (with
+several, docs/replicas.md), then this host's verified cache.
 
 `recover_from_cache` runs that check, then re-uploads a verified cached copy from this
 host for each missing or corrupt version. Objects are never overwritten, so a corrupt
@@ -11,10 +12,12 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from .catalog.verification import holders_of
-from .errors import ConflictError, UntrustedDataError
+from .copying import copy_one, copy_sources
+from .errors import ConflictError, RepoError, UntrustedDataError
 from .stores.base import archivable
 from .transfers import DEFAULT_WORKERS, put_version
 from .verify import (
@@ -32,6 +35,7 @@ if TYPE_CHECKING:
 
     from .catalog import FileRecord
     from .session import Session
+    from .verify_copies import CopyFinding
 
 __all__ = ["LostFile", "RecoverReport", "recover_from_cache"]
 
@@ -66,6 +70,9 @@ class RecoverReport:
     #: Reported corrupt by the shallow check, but whose content matches the catalog when
     #: read (the store's ETag is not an md5 of the body): left as they are.
     intact: list[Finding] = field(default_factory=list)
+    #: With several stores: copies rewritten from a good copy in another store (in a
+    #: dry run: to be); else None.
+    from_stores: list[CopyFinding] | None = None
 
     @property
     def ok(self) -> bool:
@@ -91,7 +98,13 @@ def recover_from_cache(
     """
     found = verify_store(session, deep=deep, workers=workers)
     report = RecoverReport(dry_run=dry_run, verify=found)
-    damaged = [(f, False) for f in found.missing] + [(f, True) for f in found.corrupt]
+    repaired: set[int] = set()
+    if found.copies is not None:
+        report.from_stores = []
+        repaired = _from_stores(session, report, deep=deep)
+    damaged = [(f, False) for f in found.missing if f.file_id not in repaired] + [
+        (f, True) for f in found.corrupt if f.file_id not in repaired
+    ]
     lost: list[tuple[Finding, str]] = []
     for batch in _chunks(damaged, VERIFY_BATCH):
         try:
@@ -122,6 +135,69 @@ def recover_from_cache(
         len(report.skipped_bad_cache),
     )
     return report
+
+
+def _from_stores(session: Session, report: RecoverReport, *, deep: bool) -> set[int]:
+    """Rewrite each damaged copy (own ones included) from a good copy in another store;
+    returns the ids of versions whose own copy was so repaired. Damage found by a shallow
+    check is confirmed on the content before anything is deleted."""
+    from .verify_copies import CopyFinding
+
+    found = report.verify
+    copies = found.copies
+    assert copies is not None  # noqa: S101 - called only with several stores (for mypy)
+    assert report.from_stores is not None  # noqa: S101
+    damaged: list[tuple[int, str | None, str, bool, str]] = [
+        (f.file_id, None, f.key, corrupt, f.reason)
+        for corrupt, fs in ((False, found.missing), (True, found.corrupt))
+        for f in fs
+    ] + [
+        (f.file_id, f.store, f.key, corrupt, f.reason)
+        for corrupt, fs in ((False, copies.missing), (True, copies.corrupt))
+        for f in fs
+    ]
+    own_repaired: set[int] = set()
+    for file_id, name, key, corrupt, reason in damaged:
+        try:
+            rec = session.catalog.get(file_id)
+        except RepoError:
+            continue  # purged meanwhile
+        finally:
+            session.catalog.end_read()
+        own = name is None
+        name = name or session.stores.home_name(rec)
+        if name is None or rec.purge_started_at is not None:
+            continue
+        store = session.stores.named(name)
+        as_copy = rec._replace(key=key)
+        if corrupt and not deep and check_object(store, as_copy, deep=True)[0] == "ok":
+            continue  # the shallow verdict was wrong: the content is right
+        finding = CopyFinding(file_id, rec.path, name, key, reason)
+        if report.dry_run:
+            report.from_stores.append(finding)
+            if own:
+                own_repaired.add(file_id)
+            continue
+        session.catalog.replica_lost(file_id, name, key, when=datetime.now(UTC))
+        session.commit()  # no longer counted nor read, before its object goes
+        if corrupt:
+            store.delete_many([key])
+        rows = session.catalog.replicas_of([file_id]).get(file_id, [])
+        session.catalog.end_read()
+        sources = copy_sources(session, rec, rows)
+        try:
+            copy_one(session, rec, sources, name)
+        except RepoError as exc:
+            session.rollback()
+            logger.warning("file %s: copy in store %s not repaired: %s", file_id, name, exc)
+            if not own:  # own copies go on to this host's cache
+                why = f"its copy in store {name}: {exc}"
+                report.still_lost.append(LostFile(file_id, rec.path, key, why, ()))
+            continue
+        report.from_stores.append(finding)
+        if own:
+            own_repaired.add(file_id)
+    return own_repaired
 
 
 def _recover_one(

@@ -36,6 +36,7 @@ if TYPE_CHECKING:
     from .ingest import AddReport
     from .progress import ProgressListener
     from .recover import RecoverReport
+    from .replicate import ReplicateReport
     from .stores import Store
     from .stores.base import Progress
     from .thaw import ThawReport, ThawStatus
@@ -56,6 +57,7 @@ class Repo:
     @at_boundary("opening the repository")
     def __init__(self, config: ConfigSource = None) -> None:
         self.session: Session = Session.open(config)
+        self.session.after_commit = _replicate_published
         """The repository's parts and open transaction (for operations of your own)."""
 
     def __repr__(self) -> str:
@@ -524,6 +526,23 @@ class Repo:
 
         return cache_check.verify_cache(self.session, repair=repair)
 
+    @at_boundary("dropping a copy")
+    def drop_copy(self, file_id: int, store: str) -> int:
+        """Delete version `file_id`'s copy in the named `store`, never going below
+        ``mincopies`` verified copies, whatever runs at the same time; returns the
+        verified copies left (docs/replicas.md). Commits."""
+        from . import drop
+
+        return drop.drop_copy(self.session, file_id, store)
+
+    @at_boundary("replicating")
+    def replicate(self, *, dry_run: bool = False) -> ReplicateReport:
+        """Bring every live version up to ``numcopies`` verified copies in distinct stores
+        (docs/replicas.md). Commits each copy; needs a session without uncommitted changes."""
+        from . import replicate
+
+        return replicate.replicate(self.session, dry_run=dry_run)
+
     @at_boundary("recovering from the cache")
     def recover(self, *, deep: bool = False, dry_run: bool = False) -> RecoverReport:
         """Re-upload, from this host's verified cache, published versions whose objects
@@ -564,3 +583,10 @@ class Repo:
         from . import cache_admin
 
         return cache_admin.decommission_host(self.session, name)
+
+
+def _replicate_published(session: Session, file_ids: list[int]) -> None:
+    """With ``replicate_on_publish: now``: the versions a commit published, copied."""
+    from .replicate import replicate_published
+
+    replicate_published(session, file_ids)

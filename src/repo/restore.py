@@ -35,7 +35,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .backup import distrust, download_table, iter_chunks, list_backups
+from .backup import backups_anywhere, distrust, download_table, iter_chunks
 from .catalog import SCHEMA_VERSION, Catalog
 from .catalog.content import TableContent, content_rows
 from .catalog.dump import BACKUP_TABLES
@@ -44,6 +44,7 @@ from .errors import (
     CatalogError,
     NotFoundError,
     RepoError,
+    StoreError,
     UntrustedDataError,
     UsageError,
     VerificationError,
@@ -127,7 +128,7 @@ def restorable_backups(config: ConfigSource = None) -> list[dict[str, Any]]:
     needed: this works when the catalog is gone)."""
     session = Session(config)
     try:
-        return list_backups(session.backups)
+        return backups_anywhere(session)[1]
     finally:
         session.close(discard=True)
 
@@ -153,7 +154,7 @@ def _restore(
                 "the catalog is not empty; restore replaces it",
                 hint="restore into an empty database, or run `repo restore --force` to replace it",
             )
-    found = list_backups(place)
+    place, found = backups_anywhere(session)
     trusted = []
     for candidate in found:
         why = distrust(place, candidate, accept_unsigned=accept_unsigned)
@@ -224,7 +225,13 @@ def _restore(
         report.journal_entries += 1
     catalog.reset_sequences()  # replayed versions have ids above the backup's
     catalog.commit()
-    _adopt(catalog, store, report)
+    try:
+        _adopt(catalog, store, report)
+    except StoreError as exc:
+        if not session.config.stores:
+            raise
+        # The default store is gone (docs/replicas.md): nothing there to adopt.
+        logger.warning("restore: objects in the default store not looked at: %s", exc)
     for other in trusted:  # listed once, above: each manifest is one GET
         if other["name"] not in _recorded_backups(catalog):
             catalog.record_backup(
@@ -250,14 +257,18 @@ def _fetch_checked(place: BackupPlace, manifest: dict[str, Any], into: Path) -> 
         )
     into.mkdir(parents=True)
     tables = manifest.get("tables", {})
-    missing = [t.name for t in BACKUP_TABLES if t.name not in tables and t.name != "backups"]
+    # Backups made before schema versions 2 and 7 lack these (none recorded, none copied).
+    optional = ("backups", "replicas")
+    missing = [t.name for t in BACKUP_TABLES if t.name not in tables and t.name not in optional]
     if missing:
         raise VerificationError(f"manifest lacks table(s) {', '.join(missing)}")
     # Checking a table is decompressing and hashing it, which release the GIL: the
     # largest tables side by side, one per core the load will use.
     names = sorted(tables, key=lambda n: -int(tables[n].get("object_size") or 0))
     with ThreadPoolExecutor(FETCH_THREADS, thread_name_prefix="repo-restore") as pool:
-        paths = pool.map(lambda name: download_table(place, tables[name], into), names)
+        paths = pool.map(
+            lambda name: download_table(place, tables[name], manifest["name"], into), names
+        )
         return dict(zip(names, paths, strict=True))
 
 

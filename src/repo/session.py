@@ -29,14 +29,12 @@ from .errors import (
     CatalogBusyError,
     CatalogError,
     RepoError,
-    UntrustedDataError,
     UsageError,
 )
 from .journal import safe_write
 from .local_owner import claim_local_root, secure_local_root
-from .paths import check_key
 from .staging import StagingArea
-from .stores import Store, open_store
+from .store_set import StoreSet
 from .stores.local import PRIVATE_FILE, make_directories
 from .urls import mask_url
 
@@ -44,6 +42,8 @@ if TYPE_CHECKING:
     from types import TracebackType
 
     from .catalog.records import FileRecord
+    from .catalog.replicas import Replica
+    from .stores import Store
 
 __all__ = ["ConfigSource", "Session"]
 
@@ -74,8 +74,13 @@ class Session:
         # Uploads in the open transaction whose verified copy moved from staging into the
         # cache: a rollback puts a staging copy back, so the version stays uploadable.
         self._uploaded: list[str] = []
-        self._created: list[str] = []
-        self._stores: dict[str, Store] = {}
+        self._created: list[tuple[str, Store]] = []
+        #: The configured stores by name (docs/replicas.md), opened on first use.
+        self.stores = StoreSet(self.config)
+        #: Versions published in the open transaction, to copy once it commits
+        #: (``replicate_on_publish: now``), and what copies them (set by `Repo`).
+        self.published: list[int] = []
+        self.after_commit: Callable[[Session, list[int]], object] | None = None
 
     @classmethod
     def open(cls, config: ConfigSource = None) -> Session:
@@ -138,8 +143,7 @@ class Session:
     @cached_property
     def store(self) -> Store:
         """The store new versions go to (the configured ``store``)."""
-        store = open_store(self.config.store_url, self.config)
-        self._stores[store.bucket] = store
+        store = self.stores.default
         logger.info("store %s; this host is %s", mask_url(store.url), self.host)
         return store
 
@@ -182,26 +186,29 @@ class Session:
     def use_store(self, store: Store) -> None:
         """Make `store` this session's store (for tools and tests that tune one); the
         one it replaces is closed."""
-        old = self.__dict__.get("store")
         self.__dict__["store"] = store
-        self._stores[store.bucket] = store
+        old = self.stores.use_default(store)
         if old is not None and old is not store:
             old.close()
 
     def locate(self, rec: FileRecord) -> Store:
-        """The store holding `rec`'s object, once the catalog's word for where it is has
-        been checked: this repository's store, and the key this repository makes for the
-        version's path. Anything else raises `UntrustedDataError` and is never touched:
-        a catalog row must not choose what a host reads, writes or deletes.
-        """
-        store = self.store
-        if rec.bucket != store.bucket:
-            raise UntrustedDataError(
-                f"file {rec.file_id} ({rec.path!r}) is recorded in {rec.bucket[:120]!r}, not "
-                f"in this repository's store {store.bucket!r}; it was not touched"
-            )
-        check_key(rec.key, key_prefix=store.key_prefix, path=rec.path)
-        return store
+        """The store holding `rec`'s own object, once the catalog's word for where it is
+        has been checked (`StoreSet.locate`): a catalog row must not choose what a host
+        reads, writes or deletes."""
+        return self.stores.locate(rec)
+
+    def check_readable(self, rec: FileRecord) -> None:
+        """Check `rec`'s key before its cached copy is read or any copy fetched: with one
+        store, `locate`; with several, only that the key is this repository's (its own
+        store may have been replaced, and other stores hold copies)."""
+        if self.config.stores:
+            self.stores.check_own_key(rec)
+        else:
+            self.locate(rec)
+
+    def locate_copy(self, rec: FileRecord, copy: Replica) -> Store:
+        """The store holding `copy` of `rec`, once checked (`StoreSet.locate_copy`)."""
+        return self.stores.locate_copy(rec, copy)
 
     # -- the transaction -----------------------------------------------------------------
 
@@ -209,12 +216,11 @@ class Session:
         """Note an upload whose staging copy moved into the cache (see `rollback`)."""
         self._uploaded.append(key)
 
-    def created_object(self, key: str) -> None:
-        """Note an object this transaction wrote to the store. If the transaction rolls
-        back (an error, Ctrl-C), the ones no uploaded version refers to any more are
-        deleted on the way out rather than left for ``gc --orphans``. Safe in worker
-        threads (a list's append is atomic)."""
-        self._created.append(key)
+    def created_object(self, key: str, store: Store | None = None) -> None:
+        """Note an object this transaction wrote to `store` (the default one unless given):
+        on a rollback, the ones no uploaded version names are deleted rather than left for
+        ``gc --orphans``. Safe in worker threads (a list's append is atomic)."""
+        self._created.append((key, self.store if store is None else store))
 
     def require_clean(self, what: str) -> None:
         """Refuse `what` while this session has uncommitted catalog changes."""
@@ -271,8 +277,12 @@ class Session:
         self._uploaded.clear()
         self._created.clear()
         self.copies.flush()
+        published, self.published = self.published, []
+        if published and self.after_commit is not None:
+            self.after_commit(self, published)
 
     def rollback(self) -> None:
+        self.published = []
         self.catalog.rollback()
         self._restore_staging()
         self._remove_unrecorded()
@@ -289,7 +299,7 @@ class Session:
                 self.catalog.close()
             if "backups" in opened:
                 self.backups.close()
-            for store in self._stores.values():
+            for store in self.stores.opened():
                 store.close()
 
     def __enter__(self) -> Session:
@@ -342,10 +352,11 @@ class Session:
         if not created:
             return
         try:
-            still = self.catalog.files_by_key(created)
+            still = self.catalog.files_by_key([k for k, _ in created])
             self.catalog.end_read()
-            unrecorded = [k for k in created if k not in still or still[k].md5 is None]
-            removed = self.store.delete_many(unrecorded)
+            gone = [(k, s) for k, s in created if k not in still or still[k].md5 is None]
+            stores = {id(s): s for _, s in gone}.values()  # the default one, or placed ones
+            removed = sum(s.delete_many([k for k, t in gone if t is s]) for s in stores)
         except RepoError as exc:
             logger.warning(
                 "could not delete the %d objects the rolled-back work uploaded (%s); "

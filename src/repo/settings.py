@@ -13,6 +13,7 @@ the plain facts of `repo.storage_classes` and `repo.retention`.
 from __future__ import annotations
 
 import enum
+import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
@@ -26,14 +27,17 @@ if TYPE_CHECKING:
 
 __all__ = [
     "BY_KEY",
+    "REPLICATE_ON_PUBLISH",
     "S3_SSE_ALGORITHMS",
     "SETTINGS",
+    "STORE_NAME_PATTERN",
     "Check",
     "Mask",
     "Setting",
     "check_type",
     "check_value",
     "default_of",
+    "default_of_text",
     "markdown_rows",
     "value_from_env",
 ]
@@ -97,6 +101,18 @@ ARCHIVE_CLASS = Check(
 )
 
 TIME_ZONE = Check(is_time_zone, "an IANA time zone such as 'UTC' or 'Europe/Berlin'", echo=True)
+#: What may name a store (`store_name`, the keys of `stores`).
+STORE_NAME_PATTERN = re.compile(r"[a-z][a-z0-9_-]{0,31}")
+STORE_NAME = Check(
+    lambda s: STORE_NAME_PATTERN.fullmatch(s) is not None,
+    "1-32 characters of a-z, 0-9, '_' and '-', starting with a letter",
+    echo=True,
+)
+#: When `publish` makes a version's copies in the other stores (`replicate_on_publish`).
+REPLICATE_ON_PUBLISH = ("now", "later")
+REPLICATE_WHEN = Check(
+    lambda s: s in REPLICATE_ON_PUBLISH, "'now' (before publish returns) or 'later'", echo=True
+)
 EARLY_DELETION = Check(lambda s: s in EARLY_DELETION_POLICIES, "'warn' or 'refuse'", echo=True)
 
 
@@ -337,9 +353,64 @@ SETTINGS: tuple[Setting, ...] = (
         description="the time zone (an IANA name, e.g. `Europe/Berlin`) whose hours, days, ISO "
         "weeks and months `repo expire --keep-daily` and the like count in",
     ),
+    Setting(
+        key="store_name",
+        types=_STR,
+        check=STORE_NAME,
+        default="main",
+        description="the name of the default store (`store`) in the catalog and in `stores`, "
+        "`placement` and commands (docs/replicas.md)",
+    ),
+    Setting(
+        key="stores",
+        types=(dict,),
+        default_text="none: the one `store`",
+        description="more stores, by name: a URL, or an object with its `url` and its own "
+        "`s3_endpoint_url`, `s3_region`, `s3_access_key`, `s3_secret_key`; each in a "
+        "bucket of its own",
+    ),
+    Setting(
+        key="numcopies",
+        types=_INT,
+        check=AT_LEAST_ONE,
+        default=1,
+        description="copies in distinct stores that `repo replicate` brings every published "
+        "version to",
+    ),
+    Setting(
+        key="mincopies",
+        types=_INT,
+        check=AT_LEAST_ONE,
+        default=1,
+        description="the floor no operation may take a version's verified copies below "
+        "(at most `numcopies`)",
+    ),
+    Setting(
+        key="replicate_on_publish",
+        types=_STR,
+        check=REPLICATE_WHEN,
+        default="later",
+        description="`now`: `publish` makes the other copies before it returns; `later`: "
+        "the version is under-replicated until `repo replicate`",
+    ),
+    Setting(
+        key="placement",
+        types=(dict,),
+        default_text="none: every new version goes to the default store",
+        description="path prefix -> store name: where new versions under the prefix go "
+        "(the longest prefix wins)",
+    ),
 )
 
 BY_KEY: Mapping[str, Setting] = {s.key: s for s in SETTINGS}
+
+
+def default_of_text(key: str) -> str:
+    """The fixed default of a string setting."""
+    default = BY_KEY[key].default
+    if not isinstance(default, str):
+        raise KeyError(f"setting {key!r} has no fixed string default")
+    return default
 
 
 def default_of(key: str) -> int:

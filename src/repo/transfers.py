@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 
 from .errors import ArchivedError, ConflictError, NotFoundError
+from .failover import read_any
 from .integrity import check_download
 from .paths import TOKEN_LENGTH, make_key, new_version_token
 from .stores.local import make_directories
@@ -28,7 +29,7 @@ if TYPE_CHECKING:
 
     from .catalog import FileRecord
     from .session import Session
-    from .stores.base import Progress, PutResult
+    from .stores.base import DownloadResult, Progress, PutResult, Store
 
 __all__ = [
     "DEFAULT_WORKERS",
@@ -37,6 +38,7 @@ __all__ = [
     "download",
     "fetch",
     "fetch_into",
+    "put_copy",
     "put_new",
     "put_version",
     "upload",
@@ -66,6 +68,13 @@ def put_version(
     return store.put_file(record.key, source, metadata=metadata, progress=progress)
 
 
+def put_copy(store: Store, record: FileRecord, key: str, source: Path) -> PutResult:
+    """Send one version's bytes to its copy at `key` in another `store` (already checked
+    by `Session.locate_copy`), carrying the same metadata as its own object."""
+    metadata = _metadata(record.path, record.origin, record.created_at)
+    return store.put_file(key, source, metadata=metadata)
+
+
 def put_new(
     session: Session,
     path: str,
@@ -73,10 +82,12 @@ def put_new(
     body: Path | bytes,
     created_at: datetime,
     progress: Progress | None,
+    store: Store | None = None,
 ) -> PutResult:
-    """Store a version whose row does not exist yet at `key`, or at a fresh key if a
-    leftover holds it (safe in worker threads)."""
-    store = session.store
+    """Store a version whose row does not exist yet at `key` in `store` (the default
+    one unless placement says another), or at a fresh key if a leftover holds it (safe in
+    worker threads)."""
+    store = session.store if store is None else store
     metadata = _metadata(path, session.host, created_at)
 
     def put(at: str, report: Progress | None) -> PutResult:
@@ -90,7 +101,7 @@ def put_new(
         # A leftover holds the key (no row names it yet): take a fresh one. What the
         # failed attempt reported stays reported.
         result = put(make_key(store.key_prefix, path, new_version_token()), None)
-    session.created_object(result.key)
+    session.created_object(result.key, store)
     return result
 
 
@@ -112,7 +123,7 @@ def upload(
         # to a fresh key (the leftover is an orphan for garbage collection), once.
         record, source = _rekey(session, record, source)
         result = put_version(session, record, source, progress)
-    session.created_object(record.key)
+    session.created_object(record.key, session.locate(record))
     updated = session.catalog.mark_uploaded(
         record.file_id,
         md5=result.md5,
@@ -163,7 +174,7 @@ def _rekey(session: Session, record: FileRecord, source: Path) -> tuple[FileReco
 
 def cached_copy(session: Session, record: FileRecord) -> Path | None:
     """This host's verified copy of `record`, if it has one (a cache hit)."""
-    session.locate(record)  # its key names the cached file: only a key of ours may
+    session.check_readable(record)  # its key names the cached file: only a key of ours may
     hit, news = session.cache.use(record.key, record.size)
     if hit is None:
         return None
@@ -198,9 +209,18 @@ def fetch_into(
         # Only uploaded versions are downloaded, and those have both (for mypy).
         assert record.md5 is not None  # noqa: S101
         assert record.size is not None  # noqa: S101
+        md5, size = record.md5, record.size
+        counted = _Counted(out)
+
+        def stream(store: Store, key: str) -> DownloadResult:
+            got = store.get_into(key, counted, progress=progress)
+            check_download(key, got.md5, got.size, md5=md5, size=size)
+            return got
+
         with archived_reads(record):
-            got = session.locate(record).get_into(record.key, out, progress=progress)
-        check_download(record.key, got.md5, got.size, md5=record.md5, size=record.size)
+            # Bytes written to `out` cannot be taken back: a failure moves on to the
+            # next copy only while none were.
+            got = read_any(session, record, stream, can_retry=counted.untouched)
         logger.info(
             "downloaded %s (file %s): %d bytes, md5 verified", record.path, record.file_id, got.size
         )
@@ -223,15 +243,26 @@ def download(
     assert record.md5 is not None  # noqa: S101
     assert record.size is not None  # noqa: S101
     session.copies.make_room(record.size)
-    with archived_reads(record):
-        path = session.cache.download(
-            session.locate(record),
-            record.key,
-            md5=record.md5,
-            size=record.size,
+    md5, size = record.md5, record.size
+    counted = None if tee is None else _Counted(tee)
+
+    def into_cache(store: Store, key: str) -> Path:
+        return session.cache.download(
+            store,
+            key,
+            md5=md5,
+            size=size,
             progress=progress,
             sync=sync,
-            tee=tee,
+            tee=counted,
+            name=record.key,
+        )
+
+    with archived_reads(record):
+        # With `tee`, bytes reach the reader as they come: a failure moves on to the next
+        # copy only while none did.
+        path = read_any(
+            session, record, into_cache, can_retry=None if counted is None else counted.untouched
         )
     session.copies.noted(record.file_id, fresh=True, key=record.key)
     logger.info(
@@ -255,3 +286,18 @@ def archived_reads(record: FileRecord) -> Iterator[None]:
             "restored copy to read",
             hint=f"repo thaw {target}",
         ) from exc
+
+
+class _Counted:
+    """A reader's output, and whether anything was written to it yet."""
+
+    def __init__(self, out: BinaryIO) -> None:
+        self._out = out
+        self.written = 0
+
+    def write(self, data: bytes | memoryview, /) -> int:
+        self.written += len(data)
+        return self._out.write(data)
+
+    def untouched(self) -> bool:
+        return self.written == 0

@@ -15,6 +15,7 @@ from .integrity import READ_BACK, SERVER_CHECKED, normalize_etag
 from .storage_classes import needs_restore
 from .stores.base import DownloadResult, Store, hash_only
 from .transfers import DEFAULT_WORKERS
+from .verify_copies import CopiesReport, check_copies
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -42,7 +43,9 @@ VERIFY_BATCH = 1000
 _CHUNK = 1024 * 1024
 _MULTIPART_ETAG = re.compile(r"[0-9a-f]{32}-[0-9]+")
 
-Outcome = Literal["ok", "size_only", "archived", "missing", "corrupt"]
+#: "elsewhere": with several stores, a version whose own copy is in a bucket no configured
+#: store has (its store was replaced): counted by its copies in the others.
+Outcome = Literal["ok", "size_only", "archived", "missing", "corrupt", "elsewhere"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,11 +90,13 @@ class VerifyReport:
     published: VerifyCategory = field(default_factory=VerifyCategory)
     #: Expired versions not yet claimed by garbage collection (kept for backups).
     expired: VerifyCategory = field(default_factory=VerifyCategory)
+    #: With several stores: every copy, and the versions under policy (else None).
+    copies: CopiesReport | None = None
 
     @property
     def ok(self) -> bool:
-        """Nothing missing, nothing corrupt."""
-        return not (self.missing or self.corrupt)
+        """Nothing missing, nothing corrupt, no version below ``mincopies``."""
+        return not (self.missing or self.corrupt) and (self.copies is None or self.copies.ok)
 
     @property
     def missing(self) -> list[Finding]:
@@ -137,13 +142,23 @@ def verify_store(
     if workers < 1:
         raise UsageError(f"workers must be at least 1, got {workers}")
     report = VerifyReport(deep=deep, include_archived=include_archived)
+    config = session.config
+    if config.stores:
+        report.copies = CopiesReport(numcopies=config.numcopies, mincopies=config.mincopies)
 
     def check(rec: FileRecord) -> tuple[Outcome, str]:
         return _check_located(session, rec, deep=deep, include_archived=include_archived)
 
+    def check_copy(store: Store, rec: FileRecord) -> tuple[str, str]:
+        return check_object(store, rec, deep=deep)
+
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="repo-verify") as pool:
         for batch in _versions(session):
-            outcomes = pool.map(check, batch)
+            outcomes = list(pool.map(check, batch))
+            if report.copies is not None:
+                check_copies(
+                    session, batch, outcomes, check=check_copy, pool=pool, report=report.copies
+                )
             for rec, (outcome, reason) in zip(batch, outcomes, strict=True):
                 category = report.published if rec.state == "published" else report.expired
                 category.checked += 1
@@ -210,6 +225,8 @@ def _check_located(
     session: Session, rec: FileRecord, *, deep: bool, include_archived: bool
 ) -> tuple[Outcome, str]:
     """`check_object` in the store the catalog names, once that is proved to be ours."""
+    if session.config.stores and session.stores.home_name(rec) is None:
+        return "elsewhere", "its own store was replaced; its copies are checked in the others"
     try:
         store = session.locate(rec)
     except UntrustedDataError as exc:

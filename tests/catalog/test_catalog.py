@@ -50,9 +50,10 @@ def test_a_version_1_catalog_is_upgraded_in_place_keeping_its_data(
         rf.tag("old")
         file_id = rf.file_id
     # Turn the catalog back into version 1: no purge column, no backups table, no
-    # current_tags, no verified_with.
+    # current_tags, no verified_with, no replicas.
     engine = create_engine(catalog_url)
     with engine.begin() as conn:
+        conn.execute(text("DROP TABLE replicas"))
         conn.execute(text("DROP TABLE current_tags"))
         conn.execute(text("DROP TABLE backups"))
         conn.execute(text("ALTER TABLE files DROP COLUMN purge_started_at"))
@@ -65,7 +66,7 @@ def test_a_version_1_catalog_is_upgraded_in_place_keeping_its_data(
     engine.dispose()
 
     with repo.Repo(cfg) as r:  # opening upgrades
-        assert r.catalog.schema_version() == SCHEMA_VERSION == 6
+        assert r.catalog.schema_version() == SCHEMA_VERSION == 7
         kept = r.file(file_id)
         assert (kept.state, kept.tags, kept.read_text()) == ("published", ["old"], "v1 data")
         assert kept.verified_with is None  # not recorded before version 4

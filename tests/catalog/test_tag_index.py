@@ -350,7 +350,8 @@ OLD_CURRENT_TAGS = (
 
 
 def drop_version_6_columns(conn: Any) -> None:
-    """What schema version 6 added to ``files``, taken away."""
+    """What schema versions 6 and 7 added, taken away."""
+    conn.execute(text("DROP TABLE replicas"))
     for column in ("mode", "storage_class", "archived_at"):
         conn.execute(text(f"ALTER TABLE files DROP COLUMN {column}"))
 
@@ -393,7 +394,7 @@ def test_a_version_4_catalog_finds_the_same_files_after_the_upgrade(
     assert [len(b) for b in before] == [2, 1, 3, 2, 1]
     make_version_4(db_url)
     with Repo(local_config) as r:  # opening upgrades
-        assert r.catalog.schema_version() == SCHEMA_VERSION == 6
+        assert r.catalog.schema_version() == SCHEMA_VERSION == 7
         assert stored(db_url) == expected  # with paths and tag sets
         assert [[f.file_id for f in r.find(**q)] for q in queries] == before
         assert [[f.file_id for f in r.find(**q, limit=1)] for q in queries] == [

@@ -34,8 +34,8 @@ def test_every_command_has_help_with_an_example(embedded_cli: CliRun) -> None:
     assert sorted(repo_cli.commands) == sorted(
         [
             "add", "archive", "backup", "cache", "cat", "config", "create", "ctl", "demo",
-            "destroy", "expire", "fetch", "find", "gc", "get", "history", "host", "list",
-            "publish", "purge", "recover", "restore", "show", "status", "tag", "thaw",
+            "destroy", "drop", "expire", "fetch", "find", "gc", "get", "history", "host", "list",
+            "publish", "purge", "recover", "replicate", "restore", "show", "status", "tag", "thaw",
             "upload", "verify", "wait",
         ]
     )  # fmt: skip
@@ -99,6 +99,8 @@ def test_json_shapes_are_stable(cli: CliRun, tmp_path: Path) -> None:
         "backups_before_purge", "backup_keep", "s3_timeout_seconds", "s3_sse",
         "s3_sse_kms_key_id", "backup_key", "s3_upload_check", "archive_class",
         "archive_early_deletion", "ssh_key_file", "ssh_known_hosts", "retention_timezone",
+        "store_name", "stores", "numcopies", "mincopies",
+        "replicate_on_publish", "placement",
     ]  # fmt: skip
     assert all(list(s) == ["value", "origin"] for s in settings["settings"].values())
 

@@ -11,6 +11,8 @@
   verified copy; the hosts and what their caches hold.
 * adding many versions at once (`Repo.add_tree`) -> `bulk` (`BulkQueries`).
 * garbage collection -> `purge` (`PurgeQueries`): what may go, claims, forgetting rows.
+* copies in the repository's other stores -> `replicas` (`ReplicaQueries`): claiming,
+  verifying, losing and forgetting copies; the versions replication walks.
 * archival storage classes -> `archiving` (`ArchiveQueries`): recording a move.
 * journal entries -> `replay` (`ReplayQueries`): each commit's entry, and replaying
   entries on restore.
@@ -41,7 +43,15 @@ Layers, each importing only from the layers below it, never from one above:
 
 from __future__ import annotations
 
-from .catalog import BackupRecord, Catalog, FileRecord, HostCopy, HostSummary, NewVersion
+from .catalog import (
+    BackupRecord,
+    Catalog,
+    FileRecord,
+    HostCopy,
+    HostSummary,
+    NewVersion,
+    Replica,
+)
 from .schema import SCHEMA_VERSION
 
 __all__ = [
@@ -52,4 +62,5 @@ __all__ = [
     "HostCopy",
     "HostSummary",
     "NewVersion",
+    "Replica",
 ]

@@ -13,10 +13,19 @@ from .dump import BackupRecord, DumpQueries
 from .purge import PurgeQueries
 from .records import FileRecord
 from .replay import ReplayQueries
+from .replicas import Replica, ReplicaQueries
 from .tagging import TagQueries
 from .versions import VersionQueries
 
-__all__ = ["BackupRecord", "Catalog", "FileRecord", "HostCopy", "HostSummary", "NewVersion"]
+__all__ = [
+    "BackupRecord",
+    "Catalog",
+    "FileRecord",
+    "HostCopy",
+    "HostSummary",
+    "NewVersion",
+    "Replica",
+]
 
 
 class Catalog(
@@ -28,5 +37,6 @@ class Catalog(
     ReplayQueries,
     DumpQueries,
     ArchiveQueries,
+    ReplicaQueries,
 ):
     """The catalog of one repository: files, paths, tags and hosts."""

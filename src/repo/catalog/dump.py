@@ -35,6 +35,7 @@ from .schema import (
     metadata,
     path_tags,
     paths,
+    replicas,
     repo_meta,
     tags,
 )
@@ -57,7 +58,7 @@ __all__ = [
 #: In the order they can be loaded (parents before children). ``current_tags`` is not
 #: backed up: it is derived from these, and a restore rebuilds it (`rebuild_derived`).
 BACKUP_TABLES: tuple[Table, ...] = (
-    repo_meta, hosts, paths, tags, files, file_tags, path_tags, file_hosts, backups,
+    repo_meta, hosts, paths, tags, files, file_tags, path_tags, file_hosts, backups, replicas,
 )  # fmt: skip
 #: The ``repo_meta`` row of a restore that loaded its tables but has not finished (its
 #: value: the backup's name). Committed with the load, deleted by the restore's last commit.

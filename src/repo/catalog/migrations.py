@@ -16,7 +16,7 @@ from sqlalchemy import Connection, inspect, select, text
 
 from ..errors import CatalogError
 from . import tag_index
-from .schema import SCHEMA_VERSION, backups, current_tags, metadata, repo_meta
+from .schema import SCHEMA_VERSION, backups, current_tags, metadata, replicas, repo_meta
 
 __all__ = ["current_version", "upgrade"]
 
@@ -39,23 +39,31 @@ def _create_current_tags(conn: Connection) -> None:
     is granted on ``file_tags``."""
     current_tags.create(conn)  # with its index
     tag_index.rebuild(conn)
+    # Whoever may read or write the tags (the roles of `repo create --roles`, or
+    # grants of an administrator's own) may do the same with their derived table.
+    _grant_as(conn, "current_tags", like="file_tags")
     if conn.dialect.name == "postgresql":
-        # Whoever may read or write the tags (the roles of `repo create --roles`, or
-        # grants of an administrator's own) may do the same with their derived table.
+        conn.execute(text("ANALYZE current_tags"))
+
+
+def _grant_as(conn: Connection, table: str, *, like: str) -> None:
+    """Grant on the new `table` what is granted on `like` (PostgreSQL)."""
+    if conn.dialect.name == "postgresql":
         grants = conn.execute(
             text(
                 "SELECT grantee, privilege_type FROM information_schema.role_table_grants "
-                "WHERE table_schema = current_schema() AND table_name = 'file_tags' "
+                "WHERE table_schema = current_schema() AND table_name = :like "
                 "AND privilege_type IN ('SELECT', 'INSERT', 'UPDATE', 'DELETE') "
                 "AND grantee <> current_user ORDER BY 1, 2"
-            )
+            ),
+            {"like": like},
         ).all()
         for grantee, privilege in grants:
-            # Names from PostgreSQL's own catalog, quoted as identifiers.
+            # Names from PostgreSQL's own catalog, quoted as identifiers; `table` is
+            # one of ours, and `privilege` one of the four above.
             name = str(grantee)
             role = name if name == "PUBLIC" else '"' + name.replace('"', '""') + '"'
-            conn.execute(text(f"GRANT {privilege} ON TABLE current_tags TO {role}"))
-        conn.execute(text("ANALYZE current_tags"))
+            conn.execute(text(f"GRANT {privilege} ON TABLE {table} TO {role}"))
 
 
 def _v4_verified_with(conn: Connection) -> None:
@@ -86,6 +94,12 @@ def _v6_mode_and_archival(conn: Connection) -> None:
         conn.execute(text(f"ALTER TABLE files ADD COLUMN {column}"))
 
 
+def _v7_replicas(conn: Connection) -> None:
+    """Version 7: ``replicas``, a version's copies in the repository's other stores."""
+    replicas.create(conn)  # with its index
+    _grant_as(conn, "replicas", like="files")
+
+
 #: version -> step from version-1. Version 1 is the initial schema (create_all).
 MIGRATIONS: dict[int, Migration] = {
     2: _v2_garbage_collection,
@@ -93,6 +107,7 @@ MIGRATIONS: dict[int, Migration] = {
     4: _v4_verified_with,
     5: _v5_current_tags_by_path,
     6: _v6_mode_and_archival,
+    7: _v7_replicas,
 }
 
 

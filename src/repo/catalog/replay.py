@@ -20,7 +20,7 @@ from . import tag_index
 from .arrays import IN_BATCH, among
 from .base import CatalogBase
 from .records import FileRecord, record, select_files
-from .schema import file_hosts, file_tags, files, path_tags, paths, tags
+from .schema import file_hosts, file_tags, files, path_tags, paths, replicas, tags
 from .translate import translate_errors
 
 if TYPE_CHECKING:
@@ -34,6 +34,19 @@ ENTRY_FORMAT = 1
 _TIME_FIELDS = ("created_at", "uploaded_at", "published_at", "expired_at", "purge_started_at")
 #: Times that entries journaled before schema version 6 do not have.
 _LATER_TIME_FIELDS = ("archived_at",)
+
+
+#: A copy's fields in an entry (`replicas` rows), times as ISO text.
+_REPLICA_FIELDS = ("store", "key", "state", "size", "md5", "verified_with")
+_REPLICA_TIMES = ("written_at", "verified_at", "lost_at")
+
+
+def _replica_doc(row: Any) -> dict[str, Any]:
+    doc = {name: getattr(row, name) for name in _REPLICA_FIELDS}
+    for name in _REPLICA_TIMES:
+        value = getattr(row, name)
+        doc[name] = value.isoformat() if value is not None else None
+    return doc
 
 
 def _row_doc(rec: FileRecord, own_tags: list[str]) -> dict[str, Any]:
@@ -85,7 +98,17 @@ class ReplayQueries(CatalogBase):
                     .where(among(file_tags.c.file_id, chunk, postgres=pg))
                 ):
                     own[file_id].append(name)
-                docs += [_row_doc(r, sorted(own[r.file_id])) for r in recs]
+                copies: dict[int, list[dict[str, Any]]] = {r.file_id: [] for r in recs}
+                for row in conn.execute(
+                    select(replicas)
+                    .where(among(replicas.c.file_id, chunk, postgres=pg))
+                    .order_by(replicas.c.file_id, replicas.c.store)
+                ):
+                    copies[row.file_id].append(_replica_doc(row))
+                for r in recs:
+                    doc = _row_doc(r, sorted(own[r.file_id]))
+                    doc["replicas"] = copies[r.file_id]
+                    docs.append(doc)
             path_docs = []
             path_ids = sorted(self._touched_paths)
             for i in range(0, len(path_ids), IN_BATCH):
@@ -147,6 +170,8 @@ class ReplayQueries(CatalogBase):
                     ins.on_conflict_do_update(index_elements=[files.c.file_id], set_=values)
                 )
                 self._set_file_tags(conn, doc["file_id"], doc["tags"])
+                if "replicas" in doc:  # entries journaled before version 7 have none
+                    self._set_replicas(conn, doc["file_id"], doc["replicas"])
             for doc in entry.get("paths", []):
                 path_id = self._path_id(conn, doc["path"], create=True)
                 assert path_id is not None  # noqa: S101 - create=True makes one (for mypy)
@@ -163,6 +188,7 @@ class ReplayQueries(CatalogBase):
                 chunk = purged[i : i + IN_BATCH]
                 conn.execute(delete(file_tags).where(file_tags.c.file_id.in_(chunk)))
                 conn.execute(delete(file_hosts).where(file_hosts.c.file_id.in_(chunk)))
+                conn.execute(delete(replicas).where(replicas.c.file_id.in_(chunk)))
                 conn.execute(delete(files).where(files.c.file_id.in_(chunk)))
             # Derived rows last, from the state the entry left (see `tag_index`).
             pg = not self.db.is_sqlite
@@ -210,4 +236,22 @@ class ReplayQueries(CatalogBase):
         if wanted:
             conn.execute(
                 file_tags.insert(), [{"file_id": file_id, "tag_id": t} for t in wanted.values()]
+            )
+
+    def _set_replicas(self, conn: Any, file_id: int, copies: Sequence[dict[str, Any]]) -> None:
+        conn.execute(delete(replicas).where(replicas.c.file_id == file_id))
+        if copies:
+            conn.execute(
+                replicas.insert(),
+                [
+                    {
+                        "file_id": file_id,
+                        **{name: copy[name] for name in _REPLICA_FIELDS},
+                        **{
+                            name: datetime.fromisoformat(copy[name]) if copy[name] else None
+                            for name in _REPLICA_TIMES
+                        },
+                    }
+                    for copy in copies
+                ],
             )

@@ -21,6 +21,9 @@ Design notes (docs/how-it-works.md has the longer story):
   look here.
 * ``hosts`` and ``file_hosts`` record which host holds which verified copy and when it
   was last read, for cache management and recovery from host caches.
+* ``replicas`` records a version's copies in the repository's other stores, by store
+  name (docs/replicas.md): the home copy stays ``files.bucket`` and ``files.key``, so a
+  repository with one store has no rows here.
 * ``backups`` records completed catalog backups; garbage collection keeps expired files
   until enough backups have been taken since they expired.
 * Times are stored as naive UTC and handed out as aware UTC datetimes.
@@ -56,9 +59,11 @@ if TYPE_CHECKING:
 __all__ = ["SCHEMA_VERSION", "metadata", "tag_set_item"]
 
 #: Bump with every migration added to `catalog.migrations`.
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 
 STATES = ("unpublished", "published", "expired")
+#: The states of a copy in a store other than its version's own (docs/replicas.md).
+REPLICA_STATES = ("writing", "verified", "lost")
 
 metadata = MetaData()
 
@@ -261,3 +266,28 @@ backups = Table(
     Column("location", Text, nullable=False, server_default=""),
 )
 Index("backups_taken_ix", backups.c.taken_at)
+
+# (Version 7.) A version's copies in other stores than its own; a row for its own store
+# overrides ``files.bucket``/``files.key`` (docs/replicas.md). ``store`` is the store's
+# name in the configuration, never a bucket: the bucket behind a name may be replaced.
+replicas = Table(
+    "replicas",
+    metadata,
+    Column("file_id", Id, ForeignKey("files.file_id", ondelete="CASCADE"), nullable=False),
+    Column("store", String(32), nullable=False),
+    Column("key", Name, nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("size", BigInteger, nullable=True),
+    Column("md5", String(32), nullable=True),
+    Column("verified_with", String(16), nullable=True),
+    Column("written_at", UTCDateTime, nullable=False),
+    Column("verified_at", UTCDateTime, nullable=True),
+    Column("lost_at", UTCDateTime, nullable=True),
+    PrimaryKeyConstraint("file_id", "store"),
+    CheckConstraint("state IN ('writing', 'verified', 'lost')", name="replicas_state_ck"),
+    CheckConstraint(
+        "state <> 'verified' OR (md5 IS NOT NULL AND size IS NOT NULL AND verified_at IS NOT NULL)",
+        name="replicas_verified_ck",
+    ),
+)
+Index("replicas_store_ix", replicas.c.store, replicas.c.state, replicas.c.file_id)

@@ -33,6 +33,7 @@ from .housekeeping import cache, gc, host
 from .output import echo, shown
 from .queries import find, history, list_files, show, status, wait
 from .recovery import recover, verify
+from .replication import drop, replicate
 
 __all__ = ["INTERRUPTED", "cli", "main"]
 
@@ -193,6 +194,7 @@ SUMMARIES = {
     "create": "Create the catalog (or upgrade it) and check the store.",
     "demo": "Add, tag, publish, find and read back a few files.",
     "destroy": "Drop the catalog.",
+    "drop": "Delete a copy from one store, never below mincopies.",
     "expire": "Expire a version, or what a retention schedule drops.",
     "fetch": "Bring many files into this host's cache (and out).",
     "find": "Find files by tags.",
@@ -204,6 +206,7 @@ SUMMARIES = {
     "publish": "Publish a version.",
     "purge": "Delete a version now, whatever its state.",
     "recover": "Repair lost or damaged files from this host's cache.",
+    "replicate": "Copy versions into the other stores, up to numcopies.",
     "restore": "Restore the catalog from its backups.",
     "show": "Every version of a path, in full.",
     "status": "Whether the catalog and store answer; counts.",
@@ -241,6 +244,8 @@ for _command in (
     restore,
     verify,
     recover,
+    replicate,
+    drop,
     archive,
     thaw,
     wait,

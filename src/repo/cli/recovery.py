@@ -15,6 +15,7 @@ from .output import echo, echo_json, human_size, table
 if TYPE_CHECKING:
     from .. import (
         CacheVerifyReport,
+        CopiesReport,
         Finding,
         LostFile,
         RecoverReport,
@@ -51,7 +52,7 @@ def _category(c: VerifyCategory) -> dict[str, object]:
 
 
 def verify_doc(rep: VerifyReport) -> dict[str, object]:
-    return {
+    doc: dict[str, object] = {
         "deep": rep.deep,
         "include_archived": rep.include_archived,
         "archived_bytes": rep.archived_bytes,
@@ -59,6 +60,33 @@ def verify_doc(rep: VerifyReport) -> dict[str, object]:
         "published": _category(rep.published),
         "expired": _category(rep.expired),
     }
+    if rep.copies is not None:  # several stores (docs/replicas.md)
+        c = rep.copies
+        doc["copies"] = {
+            "numcopies": c.numcopies,
+            "mincopies": c.mincopies,
+            "checked": c.checked,
+            "ok": c.ok,
+            **{
+                name: [
+                    {
+                        "id": f.file_id,
+                        "path": f.path,
+                        "store": f.store,
+                        "key": f.key,
+                        "reason": f.reason,
+                    }
+                    for f in found
+                ]
+                for name, found in (
+                    ("missing", c.missing),
+                    ("corrupt", c.corrupt),
+                    ("under", c.under),
+                    ("below_floor", c.below_floor),
+                )
+            },
+        }
+    return doc
 
 
 def _echo_verify(rep: VerifyReport) -> None:
@@ -93,6 +121,28 @@ def _echo_verify(rep: VerifyReport) -> None:
             "checked by HEAD only: reading them is a billed retrieval (GLACIER and "
             "DEEP_ARCHIVE ones after `repo thaw`); `--include-archived` reads those readable"
         )
+    if rep.copies is not None:
+        _echo_copies(rep.copies)
+
+
+def _echo_copies(c: CopiesReport) -> None:
+    echo(
+        f"copies: {c.checked} checked, {len(c.missing)} missing, {len(c.corrupt)} corrupt; "
+        f"{len(c.under)} versions under numcopies {c.numcopies}, {len(c.below_floor)} below "
+        f"mincopies {c.mincopies}"
+    )
+    rows = [
+        [what, f.file_id, f.path, f.store, f.reason]
+        for what, found in (
+            ("missing", c.missing),
+            ("corrupt", c.corrupt),
+            ("under", c.under),
+            ("below floor", c.below_floor),
+        )
+        for f in found
+    ]
+    if rows:
+        echo(table(["COPY", "ID", "PATH", "STORE", "REASON"], rows))
 
 
 @click.command()
@@ -229,17 +279,21 @@ def recover(app: App, deep: bool, dry_run: bool, as_json: bool) -> None:
     with app.repo() as r:
         rep = r.recover(deep=deep, dry_run=dry_run)
     if as_json:
-        echo_json(
-            {
-                "dry_run": rep.dry_run,
-                "ok": rep.ok,
-                "verify": verify_doc(rep.verify),
-                "recovered": [_finding(f) for f in rep.recovered],
-                "still_lost": [_lost(f) for f in rep.still_lost],
-                "skipped_bad_cache": [_finding(f) for f in rep.skipped_bad_cache],
-                "intact": [_finding(f) for f in rep.intact],
-            }
-        )
+        doc: dict[str, object] = {
+            "dry_run": rep.dry_run,
+            "ok": rep.ok,
+            "verify": verify_doc(rep.verify),
+            "recovered": [_finding(f) for f in rep.recovered],
+            "still_lost": [_lost(f) for f in rep.still_lost],
+            "skipped_bad_cache": [_finding(f) for f in rep.skipped_bad_cache],
+            "intact": [_finding(f) for f in rep.intact],
+        }
+        if rep.from_stores is not None:  # several stores (docs/replicas.md)
+            doc["from_stores"] = [
+                {"id": f.file_id, "path": f.path, "store": f.store, "key": f.key}
+                for f in rep.from_stores
+            ]
+        echo_json(doc)
     else:
         _echo_recover(rep)
     if not rep.ok:
@@ -248,6 +302,9 @@ def recover(app: App, deep: bool, dry_run: bool, as_json: bool) -> None:
 
 def _echo_recover(rep: RecoverReport) -> None:
     found = rep.verify
+    if rep.from_stores is not None:
+        verb = "would rewrite" if rep.dry_run else "rewrote"
+        echo(f"{verb} {len(rep.from_stores)} copies from good copies in other stores")
     how = "deep" if found.deep else "shallow"
     echo(
         f"checked {found.checked} files in the store ({how}): {len(found.missing)} missing, "

@@ -1,0 +1,174 @@
+"""Writing one version's copy into a named store, read from a verified copy
+(docs/replicas.md): claimed in the catalog before a byte is sent, checked on the way in
+(md5 of the source) and at the destination, then recorded verified. `repo replicate`
+makes missing copies with it, `repo recover` repairs damaged ones."""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from .errors import (
+    ConflictError,
+    NotFoundError,
+    StoreError,
+    UntrustedDataError,
+    VerificationError,
+)
+from .integrity import check_download
+from .stores.base import hash_only
+from .transfers import put_copy
+
+if TYPE_CHECKING:
+    from .backup_place import BackupPlace
+    from .catalog import FileRecord, Replica
+    from .session import Session
+    from .stores import Store
+
+__all__ = ["CopySource", "copy_backups", "copy_one", "copy_sources"]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class CopySource:
+    """A verified copy a version can be read from: its store's name, the store, the key."""
+
+    name: str
+    store: Store
+    key: str
+
+
+def copy_sources(session: Session, rec: FileRecord, copies: list[Replica]) -> list[CopySource]:
+    """The verified copies of `rec`, its own object first, then the others in the
+    configuration's order; copies naming no configured store, or a foreign key, are left
+    out (logged) and never touched."""
+    rows = {c.store: c for c in copies}
+    found: list[CopySource] = []
+    home = session.stores.home_name(rec)
+    if home is not None and home not in rows:
+        try:
+            found.append(CopySource(home, session.locate(rec), rec.key))
+        except UntrustedDataError as exc:
+            logger.warning("%s", exc)
+    for name in session.config.store_names:
+        copy = rows.get(name)
+        if copy is None or not copy.verified or copy.md5 != rec.md5 or copy.size != rec.size:
+            continue
+        try:
+            found.append(CopySource(name, session.locate_copy(rec, copy), copy.key))
+        except UntrustedDataError as exc:
+            logger.warning("%s", exc)
+    return found
+
+
+def copy_one(session: Session, rec: FileRecord, sources: list[CopySource], name: str) -> None:
+    """Write and verify `rec`'s copy in store `name`, reading from the first good source."""
+    catalog = session.catalog
+    key = session.stores.copy_key(rec, name)
+    store = session.stores.named(name)
+    if not catalog.claim_replica(rec.file_id, name, key, when=datetime.now(UTC)):
+        session.rollback()
+        raise ConflictError(f"file {rec.file_id} was purged or claimed by GC meanwhile")
+    session.commit()  # the row names the object before it exists
+    with tempfile.TemporaryDirectory(dir=session.scratch_dir(), prefix="replicate-") as tmp:
+        local = _read_one(session, rec, sources, Path(tmp) / "copy")
+        try:
+            result = put_copy(store, rec, key, local)
+        except ConflictError:
+            # A run killed after its put left the object: keep it if it is the version's
+            # bytes, else delete it (our row names it) and write it again.
+            if _holds(store, key, rec):
+                result = None
+            else:
+                store.delete_many([key])
+                result = put_copy(store, rec, key, local)
+    if result is not None and (result.md5 != rec.md5 or result.size != rec.size):
+        raise VerificationError(f"the copy of file {rec.file_id} in store {name} differs")
+    with_what = result.verified_with if result is not None else "read-back"
+    if not catalog.replica_verified(
+        rec.file_id,
+        name,
+        key,
+        md5=rec.md5 or "",
+        size=rec.size or 0,
+        verified_with=with_what,
+        when=datetime.now(UTC),
+    ):
+        # GC took the version meanwhile: its delete may have run before our put.
+        session.rollback()
+        store.delete_many([key])
+        raise ConflictError(f"file {rec.file_id} was purged meanwhile; its new copy deleted")
+    session.commit()
+    logger.info("file %s (%s): copied to store %s at %s", rec.file_id, rec.path, name, key)
+
+
+def _read_one(session: Session, rec: FileRecord, sources: list[CopySource], into: Path) -> Path:
+    """Download `rec` from the first source that gives its exact bytes; a source found
+    missing or corrupt is recorded lost."""
+    problems = []
+    for source in sources:
+        try:
+            with into.open("wb") as out:
+                got = source.store.get_into(source.key, out)
+            check_download(source.key, got.md5, got.size, md5=rec.md5 or "", size=rec.size or 0)
+        except (NotFoundError, VerificationError) as exc:
+            problems.append(f"{source.name}: {exc}")
+            session.catalog.replica_lost(
+                rec.file_id, source.name, source.key, when=datetime.now(UTC)
+            )
+            session.commit()
+            continue
+        except StoreError as exc:
+            problems.append(f"{source.name}: {exc}")
+            continue
+        return into
+    raise StoreError(f"no copy of file {rec.file_id} could be read: {'; '.join(problems)}")
+
+
+def _holds(store: Store, key: str, rec: FileRecord) -> bool:
+    """Does `key` in `store` hold exactly `rec`'s bytes (read back and hashed)?"""
+    try:
+        got = hash_only(store.iter_bytes(key))
+    except NotFoundError:
+        return False
+    return got.md5 == rec.md5 and got.size == rec.size
+
+
+def copy_backups(
+    source: BackupPlace, dest: BackupPlace, scratch: Path, *, dry_run: bool
+) -> tuple[int, int]:
+    """Copy the catalog backups and journal entries `dest` lacks from `source`, byte for
+    byte (seals stay valid), each checked by md5 at both ends; a backup's manifest goes
+    last, so `dest` never shows a backup whose tables are not all there. Returns the
+    objects and bytes copied (with `dry_run`, to be)."""
+    have = {
+        info.key[len(dest.store.key_prefix) :]
+        for prefix in (dest.backups_prefix, dest.journal_prefix)
+        for info in dest.store.list(prefix)
+    }
+    wanted = [
+        info
+        for prefix in (source.backups_prefix, source.journal_prefix)
+        for info in source.store.list(prefix)
+        if info.key[len(source.store.key_prefix) :] not in have
+    ]
+    wanted.sort(key=lambda i: (i.key.rsplit("/", 1)[0], i.key.endswith("/manifest.json"), i.key))
+    copied = size = 0
+    for info in wanted:
+        relative = info.key[len(source.store.key_prefix) :]
+        if not dry_run:
+            with tempfile.TemporaryDirectory(dir=scratch, prefix="replicate-") as tmp:
+                local = Path(tmp) / "object"
+                with local.open("wb") as out:
+                    got = source.store.get_into(info.key, out)
+                result = dest.store.put_file(dest.store.key_prefix + relative, local)
+            if (result.md5, result.size) != (got.md5, got.size):
+                raise VerificationError(f"the copy of {relative} differs from its source")
+        copied += 1
+        size += info.size or 0
+    return copied, size

@@ -1,0 +1,145 @@
+"""`repo replicate`: bring every live version up to `numcopies` verified copies.
+
+For each uploaded version that garbage collection has not claimed (published, or expired
+and kept for backups), the stores without a verified copy are filled in configuration
+order until the version has `numcopies` (docs/replicas.md). Each copy is claimed in the
+catalog (``writing``, committed) before a byte is sent, streamed from a verified copy
+through a local file (the source checked by md5 on the way), written create-only and
+checked at the destination (ETag or read-back), then recorded ``verified``. A run killed
+anywhere leaves rows that name every object it may have written; the next run finishes
+them. Idempotent: everything starts from the catalog.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from .backup_place import place_in
+from .copying import copy_backups, copy_one, copy_sources
+from .errors import (
+    RepoError,
+)
+
+if TYPE_CHECKING:
+    from .catalog import FileRecord
+    from .session import Session
+
+__all__ = ["ReplicateReport", "replicate", "replicate_published"]
+
+logger = logging.getLogger(__name__)
+
+#: Versions read from the catalog at a time.
+PAGE = 500
+
+
+@dataclass(slots=True)
+class ReplicateReport:
+    """What a `replicate` run did (or, with `dry_run`, would do)."""
+
+    dry_run: bool
+    numcopies: int
+    #: Versions looked at, and those found below `numcopies`.
+    checked: int = 0
+    under: int = 0
+    #: Copies made (or to be made), and their bytes.
+    copied: int = 0
+    bytes: int = 0
+    #: Versions still below `numcopies` after the run, by file id, with why.
+    still_under: dict[int, str] = field(default_factory=dict)
+    #: Catalog backup and journal objects copied into the other stores (or to be).
+    backup_objects: int = 0
+    backup_bytes: int = 0
+    #: Stores the backups and journal could not be copied into, with why.
+    backup_failed: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return not (self.still_under or self.backup_failed)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "dry_run": self.dry_run,
+            "numcopies": self.numcopies,
+            "checked": self.checked,
+            "under": self.under,
+            "copied": self.copied,
+            "bytes": self.bytes,
+            "still_under": [{"id": k, "why": v} for k, v in sorted(self.still_under.items())],
+            "backup_objects": self.backup_objects,
+            "backup_bytes": self.backup_bytes,
+            "backup_failed": [
+                {"store": k, "why": v} for k, v in sorted(self.backup_failed.items())
+            ],
+            "ok": self.ok,
+        }
+
+
+def replicate(session: Session, *, dry_run: bool = False) -> ReplicateReport:
+    """Bring every live version up to `numcopies` verified copies (see the module)."""
+    session.require_clean("replicating")
+    config = session.config
+    report = ReplicateReport(dry_run=dry_run, numcopies=config.numcopies)
+    after = 0
+    while page := session.catalog.versions_to_copy(after_id=after, limit=PAGE):
+        after = page[-1].file_id
+        _replicate_page(session, page, report)
+    # The catalog's backups and journal too: a restore must not need the default store.
+    for name in config.stores:
+        dest = place_in(config, session.stores.named(name))
+        try:
+            count, size = copy_backups(
+                session.backups, dest, session.scratch_dir(), dry_run=dry_run
+            )
+        except RepoError as exc:  # one store down must not stop the others
+            logger.warning("backups and journal not copied into store %s: %s", name, exc)
+            report.backup_failed[name] = str(exc)
+            continue
+        report.backup_objects += count
+        report.backup_bytes += size
+    return report
+
+
+def replicate_published(session: Session, file_ids: list[int]) -> ReplicateReport:
+    """Bring the versions just published (`replicate_on_publish: now`) up to
+    `numcopies`, once their publish is committed; what fails stays under-replicated for
+    `repo replicate`, and is logged."""
+    report = ReplicateReport(dry_run=False, numcopies=session.config.numcopies)
+    try:
+        page = [session.catalog.get(i) for i in sorted(set(file_ids))]
+    finally:
+        session.catalog.end_read()
+    _replicate_page(session, [r for r in page if r.md5 is not None], report)
+    for file_id, why in report.still_under.items():
+        logger.warning("file %s is published but under-replicated: %s", file_id, why)
+    return report
+
+
+def _replicate_page(session: Session, page: list[FileRecord], report: ReplicateReport) -> None:
+    config = session.config
+    copies = session.catalog.replicas_of([rec.file_id for rec in page])
+    session.catalog.end_read()
+    for rec in page:
+        report.checked += 1
+        sources = copy_sources(session, rec, copies.get(rec.file_id, []))
+        need = config.numcopies - len(sources)
+        if need <= 0:
+            continue
+        report.under += 1
+        held = {s.name for s in sources}
+        targets = [n for n in config.store_names if n not in held][:need]
+        if not sources:
+            report.still_under[rec.file_id] = "no verified copy to copy from"
+            continue
+        for name in targets:
+            if not report.dry_run:
+                try:
+                    copy_one(session, rec, sources, name)
+                except RepoError as exc:
+                    session.rollback()
+                    logger.warning("file %s: no copy in store %s: %s", rec.file_id, name, exc)
+                    report.still_under[rec.file_id] = f"store {name}: {exc}"
+                    continue
+            report.copied += 1
+            report.bytes += rec.size or 0

@@ -1,0 +1,59 @@
+"""Three stores for the replica tests: the default one on moto, `second` on rclone (its
+own endpoint and keys), and `nas`, a directory (docs/replicas.md)."""
+
+from __future__ import annotations
+
+import uuid
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from harness.s3servers import S3Server
+
+
+def new_bucket(server: S3Server) -> str:
+    return server.create_bucket(f"t-{uuid.uuid4().hex[:16]}")
+
+
+def three_store_config(
+    tmp_path: Path, database: str, moto: S3Server, rclone: S3Server
+) -> dict[str, Any]:
+    (tmp_path / "nas").mkdir(exist_ok=True)
+    return {
+        "local_root": str(tmp_path / "local"),
+        "database": database,
+        "host_name": "test-host",
+        "store": f"s3://{new_bucket(moto)}/repo",
+        "s3_endpoint_url": moto.endpoint_url,
+        "s3_access_key": moto.access_key,
+        "s3_secret_key": moto.secret_key,
+        "s3_region": moto.region,
+        "stores": {
+            "second": {
+                "url": f"s3://{new_bucket(rclone)}/copies",
+                "s3_endpoint_url": rclone.endpoint_url,
+                "s3_access_key": rclone.access_key,
+                "s3_secret_key": rclone.secret_key,
+            },
+            "nas": (tmp_path / "nas").as_uri(),
+        },
+        "numcopies": 2,
+    }
+
+
+def bucket_of(url: str) -> str:
+    return url[len("s3://") :].split("/", 1)[0]
+
+
+def delete_bucket(server: S3Server, bucket: str) -> None:
+    """The whole bucket is gone: every object, then the bucket itself."""
+    client = server.client()
+    try:
+        while listed := client.list_objects_v2(Bucket=bucket).get("Contents", []):
+            client.delete_objects(
+                Bucket=bucket, Delete={"Objects": [{"Key": o["Key"]} for o in listed]}
+            )
+        client.delete_bucket(Bucket=bucket)
+    finally:
+        client.close()
