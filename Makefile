@@ -62,6 +62,7 @@ bench: venv
 	$(BIN)/python bench/compare.py $(ARGS)
 	scripts/ensure-sshd
 	$(BIN)/python bench/sftp_transfers.py
+	$(BIN)/python bench/replication.py
 
 # The documentation site (mkdocs.yml): docs/ plus the pages tools/docs_site.py makes (the
 # README as home page, the configuration, CLI and Python API references). `docs` writes

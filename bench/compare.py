@@ -482,6 +482,9 @@ OTHER_TARGETS = """\
 - Large files to and from an `sftp://` store against `scp` and `rsync` over the same
   OpenSSH server: [docs/bench/sftp_transfers.md](bench/sftp_transfers.md)
   (`bench/sftp_transfers.py`, also run by `make bench`).
+- What `repo replicate` costs per file and per GiB against a plain copy of the same
+  objects between two S3 servers: [docs/bench/replication.md](bench/replication.md)
+  (`bench/replication.py`, also run by `make bench`).
 """
 
 
