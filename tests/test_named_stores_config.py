@@ -101,7 +101,7 @@ def test_a_store_object_brings_its_own_connection_and_inherits_the_rest(tmp_path
             {"stores": {"b": "s3://x/1", "c": "s3://x/2"}},
             "key 'stores.c' is in the same bucket as store 'b'",
         ),
-        ({"stores": {"b": "ftp://x"}}, "key 'stores.b' must start with s3:// or file://"),
+        ({"stores": {"b": "ftp://x"}}, "key 'stores.b' must start with s3://, file:// or sftp://"),
         ({"stores": {"b": {"s3_region": "x"}}}, "key 'stores.b': the store's 'url' is missing"),
         ({"stores": {"b": {"url": "s3://x", "sse": 1}}}, "unknown key(s) 'sse'"),
         ({"stores": {"b": 5}}, "key 'stores.b' must be a string or an object"),
@@ -117,6 +117,17 @@ def test_a_bad_store_setting_is_a_one_line_error_naming_the_key(
     tmp_path: Path, extra: dict[str, Any], message: str
 ) -> None:
     assert message in _error(tmp_path, **extra)
+
+
+def test_an_ssh_store_can_be_one_of_the_stores(tmp_path: Path) -> None:
+    config = load_config(
+        _config(tmp_path, stores={"ssh": "sftp://backup@127.0.0.1:2222/srv/repo/"})
+    )
+    assert config.store_names == ("main", "ssh")
+    assert config.for_store("ssh").store_url == "sftp://backup@127.0.0.1:2222/srv/repo"
+    text = _error(tmp_path, stores={"ssh": f"sftp://backup:{SECRET}@127.0.0.1/srv/repo"})
+    assert "key 'stores.ssh' must not carry credentials" in text
+    assert SECRET not in text
 
 
 def test_credentials_in_a_store_url_or_a_bad_secret_are_never_echoed(tmp_path: Path) -> None:
