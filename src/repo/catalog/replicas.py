@@ -232,16 +232,18 @@ class ReplicaQueries(CatalogBase):
             exists = conn.execute(select(files.c.file_id).where(files.c.file_id == file_id))
             if exists.first() is None:
                 return
-            values = {"key": key, "state": "lost", "lost_at": when}
-            ins = self._insert(replicas).values(
-                file_id=file_id, store=store, written_at=when, **values
-            )
-            conn.execute(
-                ins.on_conflict_do_update(
-                    index_elements=[replicas.c.file_id, replicas.c.store], set_=values
-                )
-            )
+            self._upsert_lost(conn, file_id, store, key, when)
         self._touched_files.add(file_id)
+
+    def _upsert_lost(self, conn: Any, file_id: int, store: str, key: str, when: datetime) -> None:
+        """The copy of `file_id` in `store` recorded as lost (a row made if it had none)."""
+        values = {"key": key, "state": "lost", "lost_at": when}
+        ins = self._insert(replicas).values(file_id=file_id, store=store, written_at=when, **values)
+        conn.execute(
+            ins.on_conflict_do_update(
+                index_elements=[replicas.c.file_id, replicas.c.store], set_=values
+            )
+        )
 
     def forget_replica(self, file_id: int, store: str, key: str) -> None:
         """Delete the row of a copy whose object is deleted (or was never written)."""
@@ -329,14 +331,6 @@ class ReplicaQueries(CatalogBase):
                     f"{len(good) - 1} verified copies, below mincopies {mincopies}",
                     hint="make another copy first (`repo replicate`), or lower mincopies",
                 )
-            values = {"key": key, "state": "lost", "lost_at": when}
-            ins = self._insert(replicas).values(
-                file_id=file_id, store=store, written_at=when, **values
-            )
-            conn.execute(
-                ins.on_conflict_do_update(
-                    index_elements=[replicas.c.file_id, replicas.c.store], set_=values
-                )
-            )
+            self._upsert_lost(conn, file_id, store, key, when)
         self._touched_files.add(file_id)
         return len(good) - 1
