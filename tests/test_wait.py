@@ -127,7 +127,7 @@ def test_wait_times_out_cleanly_with_exit_status_3(
     assert time.monotonic() - started < 5
     assert out.exit_code == 3
     assert out.stdout == ""
-    assert out.stderr == "Timed out: no file matched within 0.3\n"
+    assert out.stderr == "Timed out: no file matched within 0.3 s\n"
     out = cli("wait", "--path", "x.csv", "--timeout", "0", "--json")
     assert (out.exit_code, json.loads(out.stdout)) == (3, {"files": [], "timed_out": True})
 

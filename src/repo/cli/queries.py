@@ -175,7 +175,7 @@ def wait(
     if as_json:
         echo_json({"files": [], "timed_out": True})
     else:
-        echo(f"Timed out: no file matched within {timeout}", err=True)
+        echo(f"Timed out: no file matched within {seconds:g} s", err=True)
     sys.exit(TIMED_OUT)
 
 
