@@ -12,7 +12,6 @@ durations are the catalog's own arithmetic (archived_at), tested through gc and 
 from __future__ import annotations
 
 import io
-import uuid
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -23,26 +22,12 @@ from repo import ArchivedError, Repo, StateError, StoreError, UsageError, restor
 from repo.storage_classes import early_deletion_days, needs_restore
 from repo.stores.s3_archive import parse_restore
 from repo.units import parse_age
+from test_backup_restore import s3_config
 
 if TYPE_CHECKING:
     from pathlib import Path
 
 pytestmark = pytest.mark.s3
-
-
-def s3_config(server: Any, database: str, tmp_path: Path, **extra: Any) -> dict[str, Any]:
-    bucket = server.create_bucket(f"t-{uuid.uuid4().hex[:16]}")
-    return {
-        "local_root": str(tmp_path / "local"),
-        "store": f"s3://{bucket}/repo",
-        "database": database,
-        "host_name": "test-host",
-        "s3_endpoint_url": server.endpoint_url,
-        "s3_access_key": server.access_key,
-        "s3_secret_key": server.secret_key,
-        "s3_region": server.region,
-        **extra,
-    }
 
 
 @pytest.fixture

@@ -158,8 +158,8 @@ def dir_config(tmp_path: Path, database: str) -> dict[str, Any]:
     }
 
 
-def s3_config(server: Any, database: str, tmp_path: Path) -> dict[str, Any]:
-    """A config on a fresh bucket of `server`, under a prefix."""
+def s3_config(server: Any, database: str, tmp_path: Path, **extra: Any) -> dict[str, Any]:
+    """A config on a fresh bucket of `server`, under a prefix (with `extra` settings)."""
     bucket = server.create_bucket(f"t-{uuid.uuid4().hex[:16]}")
     return {
         "local_root": str(tmp_path / "local"),
@@ -170,6 +170,7 @@ def s3_config(server: Any, database: str, tmp_path: Path) -> dict[str, Any]:
         "s3_access_key": server.access_key,
         "s3_secret_key": server.secret_key,
         "s3_region": server.region,
+        **extra,
     }
 
 

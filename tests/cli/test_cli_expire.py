@@ -130,6 +130,12 @@ def test_json_names_the_policy_the_zone_and_each_version(
              "Try: `repo expire ID|PATH` expires one version; --keep-* options expire by schedule"],
         ),
         (
+            ["--path", "--tag", "hourly-report", "--keep-daily", "1"],
+            ["Error: --path reads an ID|PATH argument as a path, and none was given",
+             "Try: `repo expire --path 2026` expires the path named 2026; a schedule takes no "
+             "--path"],
+        ),
+        (
             ["--tag", "hourly-report", "--dry-run"],
             ["Error: a schedule that keeps nothing would expire every version it selects",
              "Try: say what to keep: --keep-hourly, --keep-daily, --keep-weekly, --keep-monthly "

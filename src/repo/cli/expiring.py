@@ -91,6 +91,12 @@ def expire(
     schedule = (keep_hourly, keep_daily, keep_weekly, keep_monthly, keep_within, tags, pattern,
                 all_paths, timezone, dry_run)  # fmt: skip
     given = any(option not in (0, None, (), False) for option in schedule)
+    if as_path and ref is None:
+        raise UsageError(
+            "--path reads an ID|PATH argument as a path, and none was given",
+            hint="`repo expire --path 2026` expires the path named 2026; "
+            "a schedule takes no --path",
+        )
     if ref is not None and given:
         raise UsageError(
             "give an ID|PATH or a schedule, not both",
