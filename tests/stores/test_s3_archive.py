@@ -104,3 +104,30 @@ def test_moving_again_is_a_check_only_and_a_restore_of_a_standard_object_is_refu
     assert store.request_restore(KEY, days=2, tier="Bulk") is False  # restored: extended
     state = store.archive_state(KEY)
     assert (state.storage_class, state.restoring, state.readable) == ("GLACIER", False, True)
+
+
+def test_a_refusal_whose_error_document_breaks_off_is_asked_again(
+    moto_server: MotoS3Server, tmp_path: Path
+) -> None:
+    # The move's last check is a 1-byte GET that S3 refuses (403 InvalidObjectState) for
+    # an archived object. Cut short, that refusal has no code: it is asked again, never
+    # taken for "access denied".
+    from harness.proxy import FaultProxy
+
+    bucket = moto_server.create_bucket("t-" + uuid.uuid4().hex[:16])
+    with FaultProxy(moto_server.endpoint_url) as proxy:
+        s = S3Store(
+            f"s3://{bucket}",
+            endpoint_url=proxy.endpoint_url,
+            access_key=moto_server.access_key,
+            secret_key=moto_server.secret_key,
+            region=moto_server.region,
+        )
+        try:
+            data = b"archived bytes"
+            put = s.put_bytes(KEY, data)
+            proxy.truncate_responses(method="GET", query=None)
+            assert s.move_to_class(KEY, "GLACIER", md5=put.md5, size=put.size) == "etag"
+            assert s.archive_state(KEY).storage_class == "GLACIER"
+        finally:
+            s.close()

@@ -19,6 +19,7 @@ from ..integrity import normalize_etag
 from ..storage_classes import needs_restore
 from .base import ArchiveState
 from .s3_client import opaque_encryption
+from .s3_retry import again
 from .s3_wire import s3_code
 
 if TYPE_CHECKING:
@@ -245,8 +246,13 @@ def _lowered(metadata: Any) -> dict[str, str]:
 def _readable(conn: S3Connection, key: str) -> bool:
     """Does a GET of the first byte work? On an archived object S3 refuses it (403
     InvalidObjectState): a refused request, billed as one, with no retrieval."""
+    client = conn.client()
     try:
-        answer = conn.client().get_object(Bucket=conn.bucket, Key=key, Range="bytes=0-0")
+        answer = again(
+            key,
+            lambda: client.get_object(Bucket=conn.bucket, Key=key, Range="bytes=0-0"),
+            timeout=conn.timeout,
+        )
     except Exception as exc:
         code = s3_code(exc)
         if code == "InvalidObjectState":

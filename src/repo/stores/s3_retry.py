@@ -48,6 +48,21 @@ def again(key: str, attempt: Callable[[], _T], *, timeout: float) -> _T:
     raise AssertionError("unreachable")  # pragma: no cover
 
 
+def _error_document_cut_short(exc: BaseException) -> bool:
+    """A botocore error on a request whose error answer has a body (not a HEAD), with no
+    code but its HTTP status: botocore's stand-in when the error document could not be
+    read, because it broke off on the way."""
+    code = s3_code(exc)
+    operation = getattr(exc, "operation_name", None)
+    return (
+        code is not None
+        and code.isdigit()
+        and isinstance(operation, str)
+        and operation != "HeadObject"
+        and isinstance(getattr(exc, "response", None), dict)
+    )
+
+
 def transient(exc: BaseException) -> bool:
     """Did the request fail on the way (connection, broken or stalled answer), in a way
     the client gave up on without retrying, so that one more attempt may do?"""
@@ -56,6 +71,8 @@ def transient(exc: BaseException) -> bool:
         return False
     if isinstance(exc, obx.PreconditionError | obx.PermissionDeniedError):
         return False
+    if _error_document_cut_short(exc):
+        return True
     if isinstance(exc, obx.UnauthenticatedError | ObjectExists) or s3_code(exc) is not None:
         return False
     text = cause_text(exc)
