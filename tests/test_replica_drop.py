@@ -106,10 +106,16 @@ def test_drop_command_says_what_is_left_and_refuses_below_the_floor(
         f = r.add_file("a.txt").touch(b"a").publish()
         r.commit()
         assert r.replicate().copied == 2
-    done = run("drop", str(f.file_id), "nas")
+    swapped = run("drop", "nas", "a.txt")
+    assert (swapped.exit_code, swapped.stderr) == (
+        1,
+        "Error: 'a.txt' is not a store of this repository, and 'nas' is one\n"
+        "Try: the version comes first: repo drop a.txt nas\n",
+    )
+    done = run("drop", "a.txt", "nas")
     assert (done.exit_code, done.stdout) == (
         0,
-        f"dropped the copy of file {f.file_id} in store nas; 2 verified copies left\n",
+        f"dropped the copy of a.txt (file {f.file_id}) in store nas; 2 verified copies left\n",
     )
     refused = run("drop", str(f.file_id), "second", "--json")
     assert refused.exit_code == 1

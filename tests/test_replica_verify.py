@@ -127,6 +127,29 @@ def test_verify_json_lists_the_copies_of_several_stores(
             "path": "a.txt",
             "store": "main",
             "key": rec.key,
-            "reason": "1 good copies of 2",
+            "reason": "1 of 2 copies good",
         }
     ]
+
+
+def test_recover_command_lists_the_copies_it_rewrote_from_other_stores(
+    stores: dict[str, Any], rclone_server: S3Server, tmp_path: Path
+) -> None:
+    run = CliRun(write_config(tmp_path / "cfg.json", stores), tmp_path)
+    with Repo(stores) as r:
+        rec = r.current("b.txt").record
+        key = r.session.stores.copy_key(rec, "second")
+    client = rclone_server.client()
+    client.delete_object(Bucket=bucket_of(stores["stores"]["second"]["url"]), Key=key)
+    client.close()
+    done = run("recover")
+    assert done.exit_code == 0, done.output
+    # What was found, then what was rewritten; never "nothing to recover" after a repair.
+    assert done.stdout == (
+        "checked 3 files in the store (shallow): 0 missing, 0 corrupt\n"
+        "copies: 6 checked, 1 missing, 0 corrupt\n"
+        "rewrote 1 copy from good copies in other stores:\n"
+        "ID  PATH   STORE\n"
+        f"{rec.file_id:<3} b.txt  second\n"
+    )
+    assert _get(rclone_server, stores["stores"]["second"]["url"], key) == b"bravo!"

@@ -162,7 +162,7 @@ def test_replicate_command_says_what_it_copied_and_what_is_still_under(
     journal = _objects(moto_server, three_stores["store"], "journal/")
     count, size = len(journal), sum(map(len, journal.values()))
     # Into `second` and `nas`, each.
-    catalog_line = f"catalog backup and journal objects ({human_size(2 * size)})"
+    catalog_line = f"catalog backup or journal objects ({human_size(2 * size)})"
     dry = run("replicate", "--dry-run")
     assert (dry.exit_code, dry.stdout) == (
         0,

@@ -104,7 +104,7 @@ def check_copies(
         names = good[rec.file_id]
         held = ", ".join(names) or "none"
         if len(names) < report.numcopies:
-            why = f"{len(names)} good copies of {report.numcopies}"
+            why = f"{len(names)} of {report.numcopies} copies good"
             report.under.append(CopyFinding(rec.file_id, rec.path, held, rec.key, why))
         if len(names) < report.mincopies:
             why = f"{len(names)} good copies, below mincopies {report.mincopies}"

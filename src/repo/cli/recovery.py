@@ -128,8 +128,8 @@ def _echo_verify(rep: VerifyReport) -> None:
 def _echo_copies(c: CopiesReport) -> None:
     echo(
         f"copies: {c.checked} checked, {len(c.missing)} missing, {len(c.corrupt)} corrupt; "
-        f"{len(c.under)} versions under numcopies {c.numcopies}, {len(c.below_floor)} below "
-        f"mincopies {c.mincopies}"
+        f"{len(c.under)} {'version' if len(c.under) == 1 else 'versions'} under numcopies "
+        f"{c.numcopies}, {len(c.below_floor)} below mincopies {c.mincopies}"
     )
     rows = [
         [what, f.file_id, f.path, f.store, f.reason]
@@ -302,14 +302,24 @@ def recover(app: App, deep: bool, dry_run: bool, as_json: bool) -> None:
 
 def _echo_recover(rep: RecoverReport) -> None:
     found = rep.verify
-    if rep.from_stores is not None:
-        verb = "would rewrite" if rep.dry_run else "rewrote"
-        echo(f"{verb} {len(rep.from_stores)} copies from good copies in other stores")
     how = "deep" if found.deep else "shallow"
     echo(
         f"checked {found.checked} files in the store ({how}): {len(found.missing)} missing, "
         f"{len(found.corrupt)} corrupt"
     )
+    if found.copies is not None:
+        c = found.copies
+        echo(f"copies: {c.checked} checked, {len(c.missing)} missing, {len(c.corrupt)} corrupt")
+    if rep.from_stores:
+        verb = "would rewrite" if rep.dry_run else "rewrote"
+        many = "copy" if len(rep.from_stores) == 1 else "copies"
+        echo(f"{verb} {len(rep.from_stores)} {many} from good copies in other stores:")
+        echo(
+            table(
+                ["ID", "PATH", "STORE"],
+                [[f.file_id, f.path, f.store] for f in rep.from_stores],
+            )
+        )
     verb = "would recover" if rep.dry_run else "recovered"
     if rep.recovered:
         echo(f"{verb} from this host's cache:")
@@ -342,5 +352,5 @@ def _echo_recover(rep: RecoverReport) -> None:
             "from another copy (docs/disaster-recovery.md)",
             err=True,
         )
-    elif not rep.recovered and not rep.intact:
+    elif not (rep.recovered or rep.intact or rep.from_stores):
         echo("nothing to recover")

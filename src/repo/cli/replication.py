@@ -7,9 +7,10 @@ from typing import TYPE_CHECKING
 
 import click
 
-from .app import App, pass_app
-from .options import json_option
-from .output import echo, echo_json, human_size
+from ..errors import UsageError
+from .app import App, pass_app, resolve
+from .options import as_path_option, json_option
+from .output import echo, echo_json, human_size, shown
 
 if TYPE_CHECKING:
     from ..replicate import ReplicateReport
@@ -44,8 +45,8 @@ def replicate(app: App, dry_run: bool, as_json: bool) -> None:
         sys.exit(1)
 
 
-def _plural(n: int, word: str) -> str:
-    return f"{n} {word}" if n == 1 else f"{n} {word}s"
+def _plural(n: int, word: str, many: str | None = None) -> str:
+    return f"{n} {word}" if n == 1 else f"{n} {many or word + 's'}"
 
 
 def _echo(rep: ReplicateReport) -> None:
@@ -55,11 +56,11 @@ def _echo(rep: ReplicateReport) -> None:
     )
     verb = "would copy" if rep.dry_run else "copied"
     echo(
-        f"{verb} {_plural(rep.copied, 'copy').replace('copys', 'copies')} ({human_size(rep.bytes)})"
+        f"{verb} {_plural(rep.copied, 'copy', 'copies')} ({human_size(rep.bytes)})"
     )
     if rep.backup_objects:
         echo(
-            f"{verb} {rep.backup_objects} catalog backup and journal objects "
+            f"{verb} {_plural(rep.backup_objects, 'catalog backup or journal object')} "
             f"({human_size(rep.backup_bytes)})"
         )
     for store, why in sorted(rep.backup_failed.items()):
@@ -75,12 +76,14 @@ def _echo(rep: ReplicateReport) -> None:
 
 
 @click.command()
-@click.argument("file_id", type=int, metavar="ID")
+@click.argument("ref", metavar="ID|PATH")
 @click.argument("store")
+@as_path_option
 @json_option()
 @pass_app
-def drop(app: App, file_id: int, store: str, as_json: bool) -> None:
-    """Delete one version's copy in one named store, never below `mincopies`.
+def drop(app: App, ref: str, store: str, as_path: bool, as_json: bool) -> None:
+    """Delete one version's copy in one named store (PATH: its current version), never
+    below `mincopies`.
 
     The catalog counts the version's verified copies under a lock on its row before the
     copy stops counting, so drops running at the same time can never take a version
@@ -89,11 +92,21 @@ def drop(app: App, file_id: int, store: str, as_json: bool) -> None:
     \b
     Examples:
       repo drop 42 nas
-      repo drop 42 second --json
+      repo drop reports/daily.csv second --json
     """
     with app.repo() as r:
-        left = r.drop_copy(file_id, store)
+        names = r.config.store_names
+        if ref in names and store not in names:
+            raise UsageError(
+                f"{store!r} is not a store of this repository, and {ref!r} is one",
+                hint=f"the version comes first: repo drop {store} {ref}",
+            )
+        f = resolve(r, ref, which="current", as_path=as_path)
+        left = r.drop_copy(f.file_id, store)
     if as_json:
-        echo_json({"id": file_id, "store": store, "left": left})
+        echo_json({"id": f.file_id, "path": f.path, "store": store, "left": left})
     else:
-        echo(f"dropped the copy of file {file_id} in store {store}; {left} verified copies left")
+        echo(
+            f"dropped the copy of {shown(f.path)} (file {f.file_id}) in store {store}; "
+            f"{_plural(left, 'verified copy', 'verified copies')} left"
+        )
