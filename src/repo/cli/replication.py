@@ -55,9 +55,7 @@ def _echo(rep: ReplicateReport) -> None:
         f"{rep.under} under-replicated"
     )
     verb = "would copy" if rep.dry_run else "copied"
-    echo(
-        f"{verb} {_plural(rep.copied, 'copy', 'copies')} ({human_size(rep.bytes)})"
-    )
+    echo(f"{verb} {_plural(rep.copied, 'copy', 'copies')} ({human_size(rep.bytes)})")
     if rep.backup_objects:
         echo(
             f"{verb} {_plural(rep.backup_objects, 'catalog backup or journal object')} "
