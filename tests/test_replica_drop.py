@@ -124,3 +124,33 @@ def test_drop_command_says_what_is_left_and_refuses_below_the_floor(
         "verified copies, below mincopies 2",
         "hint": "make another copy first (`repo replicate`), or lower mincopies",
     }
+
+
+def test_show_lists_each_copy_by_store_and_its_state(tmp_path: Path, sqlite_url: str) -> None:
+    config = _three_directories(tmp_path, sqlite_url)
+    run = CliRun(write_config(tmp_path / "cfg.json", config), tmp_path)
+    with Repo(config) as r:
+        f = r.add_file("a.txt").touch(b"a").publish()
+        r.commit()
+        r.replicate()
+        r.drop_copy(f.file_id, "second")
+    shown = run("show", "a.txt")
+    assert shown.exit_code == 0, shown.output
+    assert "  copies     main (verified), nas (verified)\n" in shown.stdout
+    doc = json.loads(run("show", "a.txt", "--json").stdout)["versions"][0]
+    assert [(c["store"], c["state"], c["own"], c["configured"]) for c in doc["copies"]] == [
+        ("main", "verified", True, True),
+        ("nas", "verified", False, True),
+    ]
+    # A copy a read found lost is shown so, and a store the configuration no longer
+    # has is listed as recorded, never opened.
+    del config["stores"]["nas"]
+    config["numcopies"] = 2
+    with Repo(config) as r:
+        r.catalog.replica_lost(f.file_id, "main", f.key, when=f.record.created_at)
+        r.commit()
+        (copies,) = r.copies([r.file(f.file_id)]).values()
+    assert [(c.store, c.state, c.configured) for c in copies] == [
+        ("main", "lost", True),
+        ("nas", "verified", False),
+    ]

@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from .cache_check import CacheVerifyReport
     from .catalog import Catalog, HostSummary
     from .config import Config
+    from .copy_list import StoreCopy
     from .erase import PurgeReport
     from .expiring import ScheduleReport
     from .fetch import FetchReport
@@ -269,6 +270,13 @@ class Repo:
     def tags_of(self, files: Iterable[RepoFile]) -> dict[int, builtins.list[str]]:
         """Every tag (own and the path's) of each file, by file id, in one query per batch."""
         return lookup.tags_of(self.session, files)
+
+    def copies(self, files: Iterable[RepoFile]) -> dict[int, builtins.list[StoreCopy]]:
+        """Each file's copies in the repository's named stores, by file id: its own
+        object and the ``replicas`` the catalog records (docs/replicas.md)."""
+        from .copy_list import copies_of
+
+        return copies_of(self.session, [f.record for f in files])
 
     def status(self) -> dict[str, tuple[int, int]]:
         """Number of files and bytes per state."""

@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from collections.abc import Iterable, Sequence
 
     from ..catalog import HostCopy
+    from ..copy_list import StoreCopy
     from ..file import RepoFile
 
 __all__ = [
@@ -125,6 +126,24 @@ def host_doc(h: HostCopy) -> dict[str, Any]:
         "downloaded_at": iso(h.downloaded_at),
         "last_access": iso(h.last_access),
     }
+
+
+def copy_doc(c: StoreCopy) -> dict[str, Any]:
+    return {
+        "store": c.store,
+        "key": c.key,
+        "state": c.state,
+        "verified_with": c.verified_with,
+        "at": iso(c.when),
+        "own": c.own,
+        "configured": c.configured,
+    }
+
+
+def copy_line(c: StoreCopy) -> str:
+    """``second (verified)``; ``nas (lost)``; a store the configuration lacks, so said."""
+    state = c.state if c.configured else f"{c.state}, not configured"
+    return f"{c.store} ({state})"
 
 
 def echo_json(doc: object) -> None:

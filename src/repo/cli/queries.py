@@ -12,7 +12,17 @@ from ..permissions import show_mode
 from ..units import parse_age
 from .app import App, pass_app, resolve
 from .options import as_path_option, json_option, state_option
-from .output import echo, echo_json, file_doc, host_doc, human_size, human_time, table
+from .output import (
+    copy_doc,
+    copy_line,
+    echo,
+    echo_json,
+    file_doc,
+    host_doc,
+    human_size,
+    human_time,
+    table,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -234,11 +244,15 @@ def show(app: App, ref: str, as_path: bool, as_json: bool) -> None:
         versions = r.history(path)
         tags = r.tags_of(versions)
         hosts = {f.file_id: f.hosts for f in versions}
+        # With several stores, where each version's copies are (docs/replicas.md).
+        copies = r.copies(versions) if r.config.stores else None
     if as_json:
         docs = []
         for f in versions:
             doc = file_doc(f, tags[f.file_id])
             doc["hosts"] = [host_doc(h) for h in hosts[f.file_id]]
+            if copies is not None:
+                doc["copies"] = [copy_doc(c) for c in copies[f.file_id]]
             docs.append(doc)
         echo_json({"path": versions[0].path, "versions": docs})
         return
@@ -262,6 +276,8 @@ def show(app: App, ref: str, as_path: bool, as_json: bool) -> None:
             ("hosts", ", ".join(h.host for h in hosts[f.file_id]) or "-"),
             ("key", f.key),
         ]
+        if copies is not None:
+            rows.insert(-1, ("copies", ", ".join(map(copy_line, copies[f.file_id])) or "-"))
         for name, value in rows:
             echo(f"  {name:<10} {value}")
 
