@@ -231,8 +231,8 @@ def history(app: App, ref: str, as_path: bool, as_json: bool) -> None:
 @json_option()
 @pass_app
 def show(app: App, ref: str, as_path: bool, as_json: bool) -> None:
-    """Every version of PATH (or of the path of file ID): state, size, md5, times, tags
-    and hosts with a copy.
+    """Every version of PATH (or of the path of file ID): state, size, md5, times, tags,
+    hosts with a copy and, with several stores, each store's copy.
 
     \b
     Examples:
