@@ -35,7 +35,7 @@ from .queries import find, history, list_files, show, status, wait
 from .recovery import recover, verify
 from .replication import drop, replicate
 
-__all__ = ["INTERRUPTED", "cli", "main"]
+__all__ = ["INTERRUPTED", "cli", "interrupted_line", "main"]
 
 logger = logging.getLogger(__name__)
 
@@ -44,6 +44,16 @@ logger = logging.getLogger(__name__)
 #: the objects it wrote are deleted on the way out (`Session.rollback`); where that
 #: fails, a warning just above says so and names `repo gc --orphans`.
 INTERRUPTED = "nothing recorded; objects it uploaded were deleted (or see above)."
+#: Commands that commit as they go (each copy, purge, repair, move on its own): Ctrl-C
+#: keeps what they finished, and running them again does the rest.
+GOES_ON = ("archive", "gc", "recover", "replicate")
+
+
+def interrupted_line(command: str | None) -> str:
+    """What Ctrl-C left behind, for the command it stopped."""
+    if command in GOES_ON:
+        return f"the work it finished is kept; `repo {command}` again does the rest."
+    return INTERRUPTED
 
 
 class RepoGroup(click.Group):
@@ -79,11 +89,12 @@ class RepoGroup(click.Group):
             raise
         except KeyboardInterrupt:
             # The command's transaction was rolled back on the way out (`App.repo`).
+            left = interrupted_line(ctx.invoked_subcommand)
             if _wants_json(ctx):
-                _echo_error_json(f"interrupted: {INTERRUPTED}", None)
+                _echo_error_json(f"interrupted: {left}", None)
             else:
                 echo("", err=True)
-                echo(f"Interrupted: {INTERRUPTED}", err=True)
+                echo(f"Interrupted: {left}", err=True)
             ctx.exit(130)  # what a shell reports for a command ended by SIGINT
         except RepoError as exc:
             self._report(ctx, exc, f"Error: {exc.message}", exc.hint)

@@ -1,0 +1,95 @@
+"""Ctrl-C says what it left behind: nothing, for a command of one transaction (tested in
+test_cli_naming); what it finished, for one that commits as it goes (`repo replicate`)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from typing import TYPE_CHECKING
+
+import pytest
+
+import repo
+from conftest import write_config
+from harness.proxy import FaultProxy
+from repo.cli import INTERRUPTED, interrupted_line
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from harness.s3servers import S3Server
+
+
+def test_each_command_says_what_ctrl_c_left() -> None:
+    assert interrupted_line("add") == INTERRUPTED
+    assert interrupted_line(None) == INTERRUPTED
+    assert interrupted_line("replicate") == (
+        "the work it finished is kept; `repo replicate` again does the rest."
+    )
+
+
+@pytest.mark.s3
+def test_ctrl_c_during_replicate_keeps_what_it_copied_and_a_rerun_finishes(
+    tmp_path: Path, sqlite_url: str, moto_server: S3Server
+) -> None:
+    bucket = moto_server.create_bucket(f"t-{uuid.uuid4().hex[:16]}")
+    (tmp_path / "main").mkdir()
+    with FaultProxy(moto_server.endpoint_url) as proxy:
+        config = {
+            "store": (tmp_path / "main").as_uri(),
+            "database": sqlite_url,
+            "local_root": str(tmp_path / "local"),
+            "stores": {
+                "far": {
+                    "url": f"s3://{bucket}/copies",
+                    "s3_endpoint_url": proxy.endpoint_url,
+                    "s3_access_key": moto_server.access_key,
+                    "s3_secret_key": moto_server.secret_key,
+                    "s3_region": moto_server.region,
+                }
+            },
+            "numcopies": 2,
+        }
+        with repo.Repo(config) as r:
+            for name in ("a.txt", "b.txt", "c.txt"):
+                r.add_file(name).touch(name.encode()).publish()
+        cfg = write_config(tmp_path / "cfg.json", config)
+        # b.txt's copy hangs on its way into `far`, long enough to be interrupted there.
+        proxy.delay_requests(8, method="PUT", path="b.txt", count=None)
+        env = {**os.environ, "HOME": str(tmp_path)}
+        env.pop("REPO_CFG", None)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "repo", "--config", str(cfg), "replicate"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=env,
+        )
+        try:
+            deadline = time.monotonic() + 60
+            while not any("b.txt" in target for _m, target, _h in proxy.received):
+                assert time.monotonic() < deadline, "b.txt's copy never started"
+                time.sleep(0.05)
+            proc.send_signal(signal.SIGINT)
+            _out, err = proc.communicate(timeout=60)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+        assert proc.returncode == 130, err
+        assert err.decode().splitlines()[-1] == (
+            "Interrupted: the work it finished is kept; `repo replicate` again does the rest."
+        )
+        assert "Traceback" not in err.decode()
+        proxy.reset()
+        with repo.Repo(config) as r:
+            report = r.replicate()
+            assert report.ok, report.as_dict()
+            assert report.checked == 3
+            assert r.verify(deep=True).ok
+            copies = r.copies(r.list("*"))
+        assert sorted((c.store, c.state) for cs in copies.values() for c in cs) == sorted(
+            [("main", "verified"), ("far", "verified")] * 3
+        )
