@@ -17,6 +17,7 @@ import repo
 from conftest import write_config
 from harness.proxy import FaultProxy
 from repo.cli import INTERRUPTED, interrupted_line
+from repo.cli.interrupts import FORCED, PATIENCE, WAITING
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -93,3 +94,54 @@ def test_ctrl_c_during_replicate_keeps_what_it_copied_and_a_rerun_finishes(
         assert sorted((c.store, c.state) for cs in copies.values() for c in cs) == sorted(
             [("main", "verified"), ("far", "verified")] * 3
         )
+
+
+@pytest.mark.s3
+def test_a_second_ctrl_c_quits_at_once_while_a_request_hangs(
+    tmp_path: Path, sqlite_url: str, moto_server: S3Server
+) -> None:
+    bucket = moto_server.create_bucket(f"t-{uuid.uuid4().hex[:16]}")
+    with FaultProxy(moto_server.endpoint_url) as proxy:
+        config = {
+            "store": f"s3://{bucket}/repo",
+            "s3_endpoint_url": proxy.endpoint_url,
+            "s3_access_key": moto_server.access_key,
+            "s3_secret_key": moto_server.secret_key,
+            "s3_region": moto_server.region,
+            "database": sqlite_url,
+            "local_root": str(tmp_path / "local"),
+        }
+        cfg = write_config(tmp_path / "cfg.json", config)
+        (tmp_path / "a.txt").write_bytes(b"alpha")
+        # The upload's answer hangs far longer than anyone waits for Ctrl-C.
+        proxy.delay_requests(30, method="PUT", path="a.txt", count=None)
+        env = {**os.environ, "HOME": str(tmp_path)}
+        env.pop("REPO_CFG", None)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "repo", "--config", str(cfg), "add", "a.txt"],
+            cwd=tmp_path,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=env,
+        )
+        try:
+            deadline = time.monotonic() + 60
+            while not any("a.txt" in target for _m, target, _h in proxy.received):
+                assert time.monotonic() < deadline, "the upload never started"
+                time.sleep(0.05)
+            started = time.monotonic()
+            proc.send_signal(signal.SIGINT)
+            time.sleep(PATIENCE + 1.5)  # the first is not acted on: the request hangs
+            proc.send_signal(signal.SIGINT)
+            _out, err = proc.communicate(timeout=60)
+            took = time.monotonic() - started
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+        text = err.decode()
+        assert proc.returncode == 130, text
+        assert took < 15, took  # not the 30 s the request hangs
+        assert [line for line in text.splitlines() if line] == [WAITING, FORCED]
+        proxy.reset()
+    with repo.Repo({**config, "s3_endpoint_url": moto_server.endpoint_url}) as r:
+        assert r.list("*", state="all") == []  # the catalog is unchanged

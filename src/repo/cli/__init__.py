@@ -30,6 +30,7 @@ from .expiring import expire
 from .fetching import fetch
 from .files import add, cat, get, publish, tag, upload
 from .housekeeping import cache, gc, host
+from .interrupts import second_ctrl_c_quits
 from .output import echo, shown
 from .queries import find, history, list_files, show, status, wait
 from .recovery import recover, verify
@@ -284,7 +285,8 @@ for _command in (
 def main() -> None:
     app_module.OWN_PROCESS = True
     try:
-        cli.main(prog_name="repo")
+        with second_ctrl_c_quits():
+            cli.main(prog_name="repo")
     finally:
         # The process ends here: the interpreter's last collections need not walk what
         # is left (files and connections were closed by the command).
