@@ -153,3 +153,27 @@ def test_recover_command_lists_the_copies_it_rewrote_from_other_stores(
         f"{rec.file_id:<3} b.txt  second\n"
     )
     assert _get(rclone_server, stores["stores"]["second"]["url"], key) == b"bravo!"
+
+
+def test_verify_command_with_several_stores_counts_every_copy_and_names_recover(
+    stores: dict[str, Any], moto_server: S3Server, rclone_server: S3Server, tmp_path: Path
+) -> None:
+    run = CliRun(write_config(tmp_path / "cfg.json", stores), tmp_path)
+    with Repo(stores) as r:
+        a, b = r.current("a.txt").record, r.current("b.txt").record
+        second_key = r.session.stores.copy_key(b, "second")
+    client = moto_server.client()
+    client.delete_object(Bucket=bucket_of(stores["store"]), Key=a.key)
+    client.close()
+    client = rclone_server.client()
+    client.delete_object(Bucket=bucket_of(stores["stores"]["second"]["url"]), Key=second_key)
+    client.close()
+    shown = run("verify")
+    assert shown.exit_code == 1, shown.output
+    # One missing in the default store, one in `second`: both counted, and the hint is
+    # the one that repairs from the other stores.
+    assert shown.stderr == (
+        "Error: 2 missing and 0 corrupt copies\n"
+        "Try: `repo recover` rewrites them from good copies in other stores (then from this "
+        "host's cache); `repo replicate` makes what is short of numcopies\n"
+    )

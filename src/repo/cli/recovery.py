@@ -206,17 +206,30 @@ def verify(
     else:
         _echo_verify(rep)
         if not rep.ok:
-            echo(
-                f"Error: {len(rep.missing)} missing and {len(rep.corrupt)} corrupt files",
-                err=True,
-            )
-            echo(
-                "Try: `repo recover` on a host that has them cached (`repo show PATH` "
-                "lists the hosts)",
-                err=True,
-            )
+            _echo_verify_error(rep)
     if not rep.ok:
         sys.exit(1)
+
+
+def _echo_verify_error(rep: VerifyReport) -> None:
+    c = rep.copies
+    if c is None:
+        echo(f"Error: {len(rep.missing)} missing and {len(rep.corrupt)} corrupt files", err=True)
+        echo(
+            "Try: `repo recover` on a host that has them cached (`repo show PATH` lists the hosts)",
+            err=True,
+        )
+        return
+    missing, corrupt = len(rep.missing) + len(c.missing), len(rep.corrupt) + len(c.corrupt)
+    what = [f"{missing} missing and {corrupt} corrupt copies"] if missing or corrupt else []
+    if c.below_floor:
+        what.append(f"{len(c.below_floor)} versions below mincopies {c.mincopies}")
+    echo(f"Error: {'; '.join(what)}", err=True)
+    echo(
+        "Try: `repo recover` rewrites them from good copies in other stores (then from this "
+        "host's cache); `repo replicate` makes what is short of numcopies",
+        err=True,
+    )
 
 
 def cache_doc(rep: CacheVerifyReport) -> dict[str, object]:
