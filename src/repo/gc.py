@@ -132,10 +132,13 @@ def collect_garbage(
         leftover, refused = _ours(session, leftover)
         candidates, refused_too = _ours(session, candidates)
         if refused or refused_too:
+            first = (refused or refused_too)[0]
+            gone = "is not configured" in first
+            retired = "; if a store is gone: `repo store decommission NAME`" if gone else ""
             report.not_done.append(
                 f"{len(refused) + len(refused_too)} versions whose catalog rows name a location "
                 f"outside this repository's store were left alone, objects and rows (e.g. "
-                f"{(refused or refused_too)[0]}); `repo verify` lists them"
+                f"{first}); `repo verify` lists them{retired}"
             )
             logger.error("gc: %s", report.not_done[-1])
         for rec in leftover:

@@ -38,6 +38,7 @@ if TYPE_CHECKING:
     from .progress import ProgressListener
     from .recover import RecoverReport
     from .replicate import ReplicateReport
+    from .store_admin import StoreSummary
     from .stores import Store
     from .stores.base import Progress
     from .thaw import ThawReport, ThawStatus
@@ -585,6 +586,20 @@ class Repo:
         from . import cache_admin
 
         return cache_admin.list_hosts(self.session)
+
+    def stores(self) -> builtins.list[StoreSummary]:
+        """Every configured store and what the catalog records in it, then the store
+        names the catalog has copies in that the configuration lacks (docs/replicas.md)."""
+        from .store_admin import list_stores
+
+        return list_stores(self.session)
+
+    def decommission_store(self, name: str) -> int:
+        """Forget every copy recorded in store `name`, which the configuration must no
+        longer have; returns how many. Nothing in any store is touched. Commits."""
+        from .store_admin import decommission_store
+
+        return decommission_store(self.session, name)
 
     def decommission_host(self, name: str) -> int:
         """Forget a host and its cached copies in the catalog (its files are not touched)."""

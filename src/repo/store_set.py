@@ -47,7 +47,8 @@ class StoreSet:
             raise UntrustedDataError(
                 f"store {name[:40]!r} is not configured in {self.config.source}; "
                 "nothing in it was touched",
-                hint="name it in 'stores' (docs/replicas.md), or run `repo verify`",
+                hint="name it in 'stores' again (docs/replicas.md), or, if it is gone, "
+                "`repo store decommission NAME`",
             )
         with self._lock:
             store = self._named.get(name)

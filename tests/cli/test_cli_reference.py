@@ -35,7 +35,8 @@ def test_every_command_has_help_with_an_example(embedded_cli: CliRun) -> None:
         [
             "add", "archive", "backup", "cache", "cat", "config", "create", "ctl", "demo",
             "destroy", "drop", "expire", "fetch", "find", "gc", "get", "history", "host", "list",
-            "publish", "purge", "recover", "replicate", "restore", "show", "status", "tag", "thaw",
+            "publish", "purge", "recover", "replicate", "restore", "show", "status", "store", "tag",
+            "thaw",
             "upload", "verify", "wait",
         ]
     )  # fmt: skip

@@ -13,6 +13,7 @@
 * garbage collection -> `purge` (`PurgeQueries`): what may go, claims, forgetting rows.
 * copies in the repository's other stores -> `replicas` (`ReplicaQueries`): claiming,
   verifying, losing and forgetting copies; the versions replication walks.
+* what each store holds, and forgetting a retired store -> `store_rows` (`StoreRowQueries`).
 * archival storage classes -> `archiving` (`ArchiveQueries`): recording a move.
 * journal entries -> `replay` (`ReplayQueries`): each commit's entry, and replaying
   entries on restore.

@@ -14,6 +14,7 @@ from .purge import PurgeQueries
 from .records import FileRecord
 from .replay import ReplayQueries
 from .replicas import Replica, ReplicaQueries
+from .store_rows import StoreRowQueries
 from .tagging import TagQueries
 from .versions import VersionQueries
 
@@ -38,5 +39,6 @@ class Catalog(
     DumpQueries,
     ArchiveQueries,
     ReplicaQueries,
+    StoreRowQueries,
 ):
     """The catalog of one repository: files, paths, tags and hosts."""

@@ -34,7 +34,7 @@ from .interrupts import second_ctrl_c_quits
 from .output import echo, shown
 from .queries import find, history, list_files, show, status, wait
 from .recovery import recover, verify
-from .replication import drop, replicate
+from .replication import drop, replicate, store
 
 __all__ = ["INTERRUPTED", "cli", "interrupted_line", "main"]
 
@@ -222,6 +222,7 @@ SUMMARIES = {
     "restore": "Restore the catalog from its backups.",
     "show": "Every version of a path, in full.",
     "status": "Whether the catalog and store answer; counts.",
+    "store": "The stores and what the catalog records in each.",
     "tag": "Add or remove tags.",
     "thaw": "Restore archived versions so they can be read.",
     "upload": "Upload and verify a version.",
@@ -258,6 +259,7 @@ for _command in (
     recover,
     replicate,
     drop,
+    store,
     archive,
     thaw,
     wait,

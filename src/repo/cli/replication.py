@@ -10,12 +10,16 @@ import click
 from ..errors import UsageError
 from .app import App, pass_app, resolve
 from .options import as_path_option, json_option
-from .output import echo, echo_json, human_size, shown
+from .output import echo, echo_json, human_size, shown, table
+from .prompts import confirm
 
 if TYPE_CHECKING:
-    from ..replicate import ReplicateReport
+    from collections.abc import Callable
 
-__all__ = ["drop", "replicate"]
+    from ..replicate import ReplicateReport
+    from ..store_admin import StoreSummary
+
+__all__ = ["drop", "replicate", "store"]
 
 
 @click.command()
@@ -108,3 +112,102 @@ def drop(app: App, ref: str, store: str, as_path: bool, as_json: bool) -> None:
             f"dropped the copy of {shown(f.path)} (file {f.file_id}) in store {store}; "
             f"{_plural(left, 'verified copy', 'verified copies')} left"
         )
+
+
+@click.group()
+def store() -> None:
+    """The repository's stores and what the catalog records in each.
+
+    \b
+    Examples:
+      repo store list
+      repo store decommission old-nas --yes
+    """
+
+
+@store.command("list")
+@json_option()
+@pass_app
+def store_list(app: App, as_json: bool) -> None:
+    """Every store: its versions, its copies (verified, being written, lost), and the
+    store names the catalog has copies in that the configuration no longer has.
+
+    \b
+    Example:
+      repo store list --json
+    """
+    from ..urls import mask_url
+
+    with app.repo() as r:
+        found = r.stores()
+    if as_json:
+        echo_json({"stores": [_store_doc(s, mask_url) for s in found]})
+        return
+    echo(
+        table(
+            ["STORE", "URL", "VERSIONS", "COPIES", "WRITING", "LOST", "BYTES"],
+            [
+                [
+                    s.name,
+                    mask_url(s.url) if s.url is not None else "(not configured)",
+                    s.versions,
+                    s.copies,
+                    s.writing,
+                    s.lost,
+                    human_size(s.version_bytes + s.copy_bytes),
+                ]
+                for s in found
+            ],
+        )
+    )
+    gone = [s.name for s in found if not s.configured]
+    if gone:
+        echo(
+            f"Stores no longer configured: {', '.join(gone)}; garbage collection leaves "
+            "their versions alone until `repo store decommission NAME` forgets them",
+            err=True,
+        )
+
+
+def _store_doc(s: StoreSummary, mask: Callable[[str], str]) -> dict[str, object]:
+    return {
+        "name": s.name,
+        "url": mask(s.url) if s.url is not None else None,
+        "configured": s.configured,
+        "versions": s.versions,
+        "version_bytes": s.version_bytes,
+        "copies": s.copies,
+        "copy_bytes": s.copy_bytes,
+        "writing": s.writing,
+        "lost": s.lost,
+    }
+
+
+@store.command("decommission")
+@click.argument("name")
+@click.option("-y", "--yes", is_flag=True, help="Do not ask for confirmation.")
+@json_option()
+@pass_app
+def store_decommission(app: App, name: str, yes: bool, as_json: bool) -> None:
+    """Forget every copy the catalog records in store NAME, once it is out of the
+    configuration (nothing in any store is deleted).
+
+    A store taken out of `stores` leaves its copies recorded: they are no longer read
+    or counted, but garbage collection leaves their versions alone. Decommissioning
+    forgets them. A configured store is refused.
+
+    \b
+    Example:
+      repo store decommission old-nas --yes
+    """
+    if not yes:
+        confirm(f"Forget every copy recorded in store {name!r}?", what="decommissioning a store")
+    with app.repo() as r:
+        forgotten = r.decommission_store(name)
+    if as_json:
+        echo_json({"store": name, "forgotten_copies": forgotten})
+        return
+    echo(
+        f"forgot {_plural(forgotten, 'copy', 'copies')} recorded in store {name}; "
+        "nothing in any store was touched"
+    )
