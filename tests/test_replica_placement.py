@@ -5,6 +5,8 @@
 from __future__ import annotations
 
 import json
+import os
+import time
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -152,6 +154,19 @@ def test_gc_deletes_an_expired_version_from_the_store_placement_put_it_in(
         "second": {new["raw/c.txt"].key: b"new c"},
         "nas": {},
     }
+
+
+def test_gc_removes_what_a_cut_off_write_left_in_a_placed_store(
+    placed: dict[str, Any], tmp_path: Path
+) -> None:
+    tmp = tmp_path / "nas" / ".repo-tmp"  # where the directory store writes before a rename
+    tmp.mkdir()
+    (tmp / "put-killed").write_bytes(b"half of raw/nas/d.txt")
+    old = time.time() - 7200
+    os.utime(tmp / "put-killed", (old, old))
+    with Repo({**placed, "orphan_grace_seconds": 3600}) as r:
+        assert r.gc(orphans=True).store_temporaries_removed == 1
+    assert list(tmp.iterdir()) == []
 
 
 def test_a_rolled_back_tree_leaves_no_object_in_any_store(
