@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from conftest import CliRun, write_config
-from replica_stores import three_store_config
+from replica_stores import bucket_of, new_bucket, three_store_config
 from repo import Repo, restore_catalog
 from repo.errors import NotFoundError
 from repo.fs import RepoFileSystem
@@ -278,3 +278,39 @@ def test_repo_add_recursive_publish_with_replicate_now_leaves_every_version_copi
         homes = {r.file(i).path: r.session.stores.home_name(r.file(i).record) for i in ids}
         assert homes == {p: _store_of(p) for p in homes}
         assert r.replicate(dry_run=True).under == 0
+
+
+def test_a_version_placed_in_an_s3_store_archives_and_thaws_there(
+    tmp_path: Path, sqlite_url: str, moto_server: S3Server
+) -> None:
+    from harness.moto_restores import restores_held
+
+    (tmp_path / "main").mkdir()
+    cold = {
+        "url": f"s3://{new_bucket(moto_server)}/cold",
+        "s3_endpoint_url": moto_server.endpoint_url,
+        "s3_access_key": moto_server.access_key,
+        "s3_secret_key": moto_server.secret_key,
+        "s3_region": moto_server.region,
+    }
+    config = {
+        "local_root": str(tmp_path / "local"),
+        "database": sqlite_url,
+        "store": (tmp_path / "main").as_uri(),  # a directory: no archival classes
+        "stores": {"cold": cold},
+        "placement": {"cold/": "cold"},
+    }
+    tree = _write_tree(tmp_path / "tree", {"cold/a.bin": b"frozen bytes"})
+    with Repo(config) as r, restores_held(moto_server):
+        (f,) = r.add_tree(tree, publish=True).files
+        r.commit()
+        assert [a.file_id for a in r.archive([f]).archived] == [f.file_id]
+        client = moto_server.client()
+        try:
+            answer = client.head_object(Bucket=bucket_of(cold["url"]), Key=f.key)
+        finally:
+            client.close()
+        assert answer["StorageClass"] == "GLACIER"
+        (status,) = r.thaw_status([r.file(f.file_id)])
+        assert status.status == "archived"
+        assert [t.file_id for t in r.thaw([r.file(f.file_id)]).started] == [f.file_id]
