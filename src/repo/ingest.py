@@ -283,9 +283,7 @@ def plan_tree(
             path = validate_path(path, key_prefix=store.key_prefix)
         check_path_characters(path)
         st = _check_source(source, follow=follow_symlinks)
-        plans.append(
-            _Plan(path, source, st.st_size, (st.st_dev, st.st_ino), mode_of(st), store)
-        )
+        plans.append(_Plan(path, source, st.st_size, (st.st_dev, st.st_ino), mode_of(st), store))
     if not plans:
         raise UsageError(
             f"no files under {directory}",
@@ -417,9 +415,7 @@ def add_tree(
             os.close(fd)
         # Into the store placement sends the path to: a rollback deletes it from there.
         key = make_key(plan.store.key_prefix, plan.path, token)
-        result = put_new(
-            session, plan.path, key, body, created, _capped(advance, size), plan.store
-        )
+        result = put_new(session, plan.path, key, body, created, _capped(advance, size), plan.store)
         if data is not None and keep_cached:
             session.cache.store_bytes(result.key, data)
         if progress is not None:
