@@ -190,14 +190,18 @@ def test_a_rolled_back_tree_leaves_no_object_in_any_store(
 def test_a_backup_of_a_split_tree_restores_and_verifies_against_each_store(
     placed: dict[str, Any], tmp_path: Path
 ) -> None:
+    placed = {**placed, "numcopies": 2}
     tree = _write_tree(tmp_path / "tree", TREE)
     with Repo(placed) as r:
         added = {f.path: f.file_id for f in r.add_tree(tree, publish=True).files}
         r.commit()
+        # The placed versions' copies go to the default store, under its own prefix.
+        assert r.replicate().copied == len(TREE)
         taken = r.backup()
-    # Every published file is checked in its own store before the backup is used.
+    # Every published file is checked in its own store before the backup is used, and
+    # the copies in the default store are known by their rows: none is adopted.
     report = restore_catalog(placed, verify=True, deep=True, force=True)
-    assert (report.backup, report.rejected) == (taken.name, [])
+    assert (report.backup, report.rejected, report.adopted) == (taken.name, [], [])
     with Repo({**placed, "local_root": str(tmp_path / "new-host")}) as r:
         for path, data in TREE.items():
             f = r.current(path)

@@ -226,7 +226,7 @@ def _restore(
     catalog.reset_sequences()  # replayed versions have ids above the backup's
     catalog.commit()
     try:
-        _adopt(catalog, store, report)
+        _adopt(catalog, store, session.config.store_name, report)
     except StoreError as exc:
         if not session.config.stores:
             raise
@@ -353,10 +353,12 @@ def _content(manifest: dict[str, Any], files: dict[str, Path], name: str) -> Tab
     )
 
 
-def _adopt(catalog: Catalog, store: Store, report: RestoreReport) -> None:
-    """Objects of ours (by their metadata) that no version names: unpublished versions."""
+def _adopt(catalog: Catalog, store: Store, name: str, report: RestoreReport) -> None:
+    """Objects of ours (by their metadata) that no version names: unpublished versions.
+    A copy of a version placed in another store is named by its `replicas` row."""
     batch = list(store.list(store.key_prefix + DATA_PREFIX))
-    known = catalog.known_keys([i.key for i in batch])
+    keys = [i.key for i in batch]
+    known = catalog.known_keys(keys) | catalog.known_copy_keys(name, keys)
     catalog.end_read()
     for info in batch:
         if info.key in known:
