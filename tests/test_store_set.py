@@ -10,7 +10,7 @@ import pytest
 
 from repo import Repo
 from repo.catalog import Replica
-from repo.errors import UntrustedDataError, UsageError
+from repo.errors import UntrustedDataError
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -126,8 +126,9 @@ def test_placement_sends_new_versions_under_a_prefix_to_their_store(
         assert plain.record.bucket == str(tmp_path / "main")
         assert r.replicate().copied == 3  # each into the store it is not in
         assert r.current("raw/big.bin").read_bytes() == b"raw data"
-        with pytest.raises(UsageError, match="'raw/x' goes to another store"):
-            r.add_tree(tmp_path / "tree")
+        (tree,) = r.add_tree(tmp_path / "tree").files  # a tree follows placement too
+        assert tree.record.bucket == str(tmp_path / "second")
+        assert (tmp_path / "second" / tree.key).read_bytes() == b"x"
 
 
 def test_a_store_that_cannot_be_reached_fails_only_its_own_part_of_replicate(

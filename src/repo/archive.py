@@ -77,9 +77,11 @@ def archive(
         raise UsageError("older_than must not be negative")
     session.require_clean("archiving")
     now = now or datetime.now(UTC)
-    store = archivable(session.store)
     report = ArchiveReport(storage_class=target, dry_run=dry_run)
     chosen = _choose(files, report, target=target, older_than=older_than, now=now)
+    # Each version in the store its row names (placement may have sent it elsewhere than
+    # the default store), checked, and every one archivable before any request is made.
+    stores = {rf.file_id: archivable(session.locate(rf.record)) for rf in chosen}
     _check_early_deletion(session, chosen, report, target=target, now=now)
     report.smaller_than_overhead = sum((rf.size or 0) < OVERHEAD_BYTES[target] for rf in chosen)
     if dry_run:
@@ -89,7 +91,7 @@ def archive(
         rec = rf.record
         assert rec.md5 is not None  # noqa: S101 - `_choose` took uploaded versions only
         assert rec.size is not None  # noqa: S101
-        session.locate(rec)  # the catalog's word for the key is checked before any request
+        store = stores[rec.file_id]
         checked = store.move_to_class(rec.key, target, md5=rec.md5, size=rec.size)
         updated = session.catalog.mark_archived(rec.file_id, storage_class=target, when=now)
         session.commit()

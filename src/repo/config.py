@@ -142,6 +142,12 @@ class Config:
         """Every store's name, the default store's first."""
         return (self.store_name, *self.stores)
 
+    @property
+    def copies_on_publish(self) -> bool:
+        """Whether a commit that publishes versions copies them before it returns
+        (``replicate_on_publish: now``, with copies to make)."""
+        return self.replicate_on_publish == "now" and self.numcopies > 1
+
     def for_store(self, name: str) -> Config:
         """This configuration as seen by store `name`: its URL as `store_url`, and the
         S3 settings it gives for itself in place of the top level's."""

@@ -334,8 +334,7 @@ class RepoFile:
         """Upload if needed, then make this the current version of its path."""
         self.upload()
         updated, superseded = self._session.catalog.publish(self.file_id, when=datetime.now(UTC))
-        config = self._session.config
-        if config.replicate_on_publish == "now" and config.numcopies > 1:
+        if self._session.config.copies_on_publish:
             self._session.published.append(self.file_id)  # copied once committed
         logger.info(
             "published %s (file %s); expired %s",

@@ -161,23 +161,25 @@ def collect_garbage(
         report.waiting_for_backups = waiting - report.expired.count
 
         if orphans:
+            before = now - timedelta(seconds=cfg.orphan_grace_seconds)
             for name in cfg.store_names:  # every store (docs/replicas.md)
-                found = list(
-                    _orphans(session, now - timedelta(seconds=cfg.orphan_grace_seconds), name)
-                )
+                found = list(_orphans(session, before, name))
                 for info in found:
                     report.orphans.add(info.key, info.size)
+                store = session.stores.named(name)
                 if not dry_run and found:
-                    session.stores.named(name).delete_many([i.key for i in found])
-            grace = timedelta(seconds=cfg.orphan_grace_seconds)
-            try:
-                report.store_temporaries_removed = session.store.clean_temporaries(
-                    session.store.key_prefix + DATA_PREFIX, now - grace, dry_run=dry_run
-                )
-            except StoreError as exc:
-                # Some servers cannot list multipart uploads: the rest of GC stands.
-                report.not_done.append(f"leftovers of cut-off writes not cleaned: {exc.message}")
-                logger.warning("gc: %s", report.not_done[-1])
+                    store.delete_many([i.key for i in found])
+                try:  # placement and replication write into every store too
+                    report.store_temporaries_removed += store.clean_temporaries(
+                        store.key_prefix + DATA_PREFIX, before, dry_run=dry_run
+                    )
+                except StoreError as exc:
+                    # Some servers cannot list multipart uploads: the rest of GC stands.
+                    where = f" in store {name}" if cfg.stores else ""
+                    report.not_done.append(
+                        f"leftovers of cut-off writes not cleaned{where}: {exc.message}"
+                    )
+                    logger.warning("gc: %s", report.not_done[-1])
         going = set(report.unpublished.keys + report.expired.keys + report.resumed.keys)
         report.staging_removed = clean_staging(session, now, dry_run, going=going)
         report.partial_downloads_removed = clean_partials(session, now, dry_run)

@@ -39,9 +39,10 @@ from .tags import tags_with_dates
 from .transfers import DEFAULT_WORKERS, put_new
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Iterator
+    from collections.abc import Callable, Iterable, Iterator
 
     from .session import Session
+    from .stores import Store
 
 __all__ = ["AddReport", "ProgressListener", "add_one", "add_tree"]
 
@@ -72,6 +73,8 @@ class _Plan:
     identity: tuple[int, int]
     #: Its permission bits, as planned.
     mode: int
+    #: The store it goes to (`placement`, else the default store).
+    store: Store
 
 
 def _check_source(source: str | Path, *, follow: bool = True) -> os.stat_result:
@@ -254,9 +257,14 @@ def _walk(directory: str, *, follow: bool, skipped: list[str]) -> Iterator[tuple
 
 
 def plan_tree(
-    directory: Path, prefix: str, key_prefix: str, *, follow_symlinks: bool = False
+    directory: Path,
+    prefix: str,
+    store_for: Callable[[str], Store],
+    *,
+    follow_symlinks: bool = False,
 ) -> tuple[list[_Plan], list[str]]:
-    """What to add from `directory`, and the symbolic links skipped (see `_walk`)."""
+    """What to add from `directory`, each file with the store `store_for` its path goes
+    to, and the symbolic links skipped (see `_walk`)."""
     if not directory.is_dir():
         if not directory.exists():
             raise NotFoundError(f"no such directory: {directory}")
@@ -266,10 +274,16 @@ def plan_tree(
     skipped: list[str] = []
     walk = _walk(os.path.normpath(directory), follow=follow_symlinks, skipped=skipped)
     for source, rel in walk:
-        path = validate_path(f"{base}/{rel}" if base else rel, key_prefix=key_prefix)
+        raw = f"{base}/{rel}" if base else rel
+        # The path's own store: its key prefix counts toward the key's length limit.
+        store = store_for(raw)
+        path = validate_path(raw, key_prefix=store.key_prefix)
+        if path != raw:  # Unicode normalisation: placement goes by the cleaned path
+            store = store_for(path)
+            path = validate_path(path, key_prefix=store.key_prefix)
         check_path_characters(path)
         st = _check_source(source, follow=follow_symlinks)
-        plans.append(_Plan(path, source, st.st_size, (st.st_dev, st.st_ino), mode_of(st)))
+        plans.append(_Plan(path, source, st.st_size, (st.st_dev, st.st_ino), mode_of(st), store))
     if not plans:
         raise UsageError(
             f"no files under {directory}",
@@ -345,15 +359,8 @@ def add_tree(
     if mode is not None:
         check_mode(mode)
     plans, skipped = plan_tree(
-        Path(directory), prefix, session.store.key_prefix, follow_symlinks=follow_symlinks
+        Path(directory), prefix, session.stores.for_path, follow_symlinks=follow_symlinks
     )
-    placed = [p.path for p in plans if session.stores.for_path(p.path) is not session.store]
-    if placed:
-        raise UsageError(
-            f"{placed[0]!r} goes to another store than the default one (placement): a tree "
-            "is added to the default store only, for now",
-            hint="add those files one by one, or under a prefix placement does not route",
-        )
     names = tags_with_dates(tags, when=when, period=period)
     lock = threading.Lock()
     advance: Progress | None = None
@@ -381,8 +388,6 @@ def add_tree(
     # window holds more than one batch: the workers never wait for the catalog.
     window = max(workers * 4, 2 * RECORD_BATCH)
 
-    key_prefix = session.store.key_prefix
-
     staging_of = staging.incoming
 
     def send(plan: _Plan, token: str) -> None:
@@ -408,8 +413,9 @@ def add_tree(
                 body, size = data, len(data)
         finally:
             os.close(fd)
-        key = make_key(key_prefix, plan.path, token)
-        result = put_new(session, plan.path, key, body, created, _capped(advance, size))
+        # Into the store placement sends the path to: a rollback deletes it from there.
+        key = make_key(plan.store.key_prefix, plan.path, token)
+        result = put_new(session, plan.path, key, body, created, _capped(advance, size), plan.store)
         if data is not None and keep_cached:
             session.cache.store_bytes(result.key, data)
         if progress is not None:
@@ -422,6 +428,7 @@ def add_tree(
             size=result.size,
             verified_with=result.verified_with,
             mode=plan.mode if mode is None else mode,
+            bucket=plan.store.bucket,
         )
         return version, data is None
 
@@ -487,9 +494,10 @@ def _record_uploaded(
     *,
     bucket: str | None = None,
 ) -> tuple[list[FileRecord], list[int]]:
-    """Record verified uploads from this host in the caller's transaction (in `bucket`,
-    by default the default store's)."""
-    return session.catalog.add_uploaded(
+    """Record verified uploads from this host in the caller's transaction (each in its
+    `NewVersion.bucket`, else in `bucket`, by default the default store's). Published
+    ones are noted for ``replicate_on_publish: now``, like `RepoFile.publish`'s."""
+    records, superseded = session.catalog.add_uploaded(
         versions,
         bucket=session.store.bucket if bucket is None else bucket,
         origin=session.host,
@@ -498,6 +506,9 @@ def _record_uploaded(
         tags=names,
         publish=publish,
     )
+    if publish and session.config.copies_on_publish:
+        session.published.extend(r.file_id for r in records)  # copied once committed
+    return records, superseded
 
 
 def _read_small(fd: int, plan: _Plan) -> bytes | None:

@@ -184,7 +184,7 @@ def _restore(
                 files = _fetch_checked(place, manifest, scratch / manifest["name"])
                 if verify:
                     _check_published(
-                        store,
+                        session.stores.by_bucket(),
                         _table_rows(manifest, files, "files"),
                         _table_rows(manifest, files, "paths"),
                         deep,
@@ -226,7 +226,7 @@ def _restore(
     catalog.reset_sequences()  # replayed versions have ids above the backup's
     catalog.commit()
     try:
-        _adopt(catalog, store, report)
+        _adopt(catalog, store, session.config.store_name, report)
     except StoreError as exc:
         if not session.config.stores:
             raise
@@ -279,24 +279,24 @@ def _table_rows(
 
 
 def _check_published(
-    store: Store,
+    stores: dict[str, Store],
     file_rows: Iterator[dict[str, Any]],
     path_rows: Iterator[dict[str, Any]],
     deep: bool,
 ) -> None:
-    """Every published file the backup lists is in the store, whole."""
+    """Every published file the backup lists is in its store (`stores`, by bucket), whole."""
     names = {row["path_id"]: row["path"] for row in path_rows}
     for row in file_rows:
         if row["state"] != "published":
             continue
         key, size, md5 = row["key"], row["size"], row["md5"]
         path = names.get(row["path_id"], key)
-        if row["bucket"] != store.bucket:
+        bucket_store = stores.get(row["bucket"])
+        if bucket_store is None:
             raise UntrustedDataError(
-                f"published file {path} is recorded outside this repository's store"
+                f"published file {path} is recorded outside this repository's stores"
             )
-        check_key(key, key_prefix=store.key_prefix, path=path)
-        bucket_store = store
+        check_key(key, key_prefix=bucket_store.key_prefix, path=path)
         try:
             info = bucket_store.head(key)
         except NotFoundError:
@@ -353,10 +353,12 @@ def _content(manifest: dict[str, Any], files: dict[str, Path], name: str) -> Tab
     )
 
 
-def _adopt(catalog: Catalog, store: Store, report: RestoreReport) -> None:
-    """Objects of ours (by their metadata) that no version names: unpublished versions."""
+def _adopt(catalog: Catalog, store: Store, name: str, report: RestoreReport) -> None:
+    """Objects of ours (by their metadata) that no version names: unpublished versions.
+    A copy of a version placed in another store is named by its `replicas` row."""
     batch = list(store.list(store.key_prefix + DATA_PREFIX))
-    known = catalog.known_keys([i.key for i in batch])
+    keys = [i.key for i in batch]
+    known = catalog.known_keys(keys) | catalog.known_copy_keys(name, keys)
     catalog.end_read()
     for info in batch:
         if info.key in known:

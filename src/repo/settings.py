@@ -390,8 +390,9 @@ SETTINGS: tuple[Setting, ...] = (
         types=_STR,
         check=REPLICATE_WHEN,
         default="later",
-        description="`now`: `publish` makes the other copies before it returns; `later`: "
-        "the version is under-replicated until `repo replicate`",
+        description="`now`: a commit that publishes (`publish`, `add --publish`, a tree) "
+        "makes the other copies before it returns; `later`: the version is "
+        "under-replicated until `repo replicate`",
     ),
     Setting(
         key="placement",

@@ -81,6 +81,10 @@ class StoreSet:
         with self._lock:
             return list(self._named.values())
 
+    def by_bucket(self) -> dict[str, Store]:
+        """Every configured store, by its bucket (two stores never share one)."""
+        return {store.bucket: store for store in map(self.named, self.config.store_names)}
+
     def home_name(self, rec: FileRecord) -> str | None:
         """The name of the configured store `rec` was created in (by its bucket), or None
         when no configured store has that bucket (its store was replaced)."""

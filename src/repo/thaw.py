@@ -92,7 +92,8 @@ def thaw(
             f"unknown restore tier {str(tier)[:40]!r}", hint="use " + ", ".join(RESTORE_TIERS)
         )
     chosen = list(files)
-    store = archivable(session.store)
+    # Each version in the store its row names (placement), every one checked first.
+    stores = {rf.file_id: archivable(session.locate(rf.record)) for rf in chosen}
     deep = [rf for rf in chosen if rf.storage_class == "DEEP_ARCHIVE"]
     if tier == "Expedited" and deep:
         # Refused before any request: no restore starts for some and fails for others.
@@ -107,9 +108,8 @@ def thaw(
         if not needs_restore(rec.storage_class):
             report.not_needed.append(rf)
             continue
-        session.locate(rec)
         try:
-            started = store.request_restore(rec.key, days=days, tier=tier)
+            started = stores[rec.file_id].request_restore(rec.key, days=days, tier=tier)
         except ConflictError:
             report.in_progress.append(rf)
             continue
@@ -126,14 +126,12 @@ def thaw(
 
 def thaw_status(session: Session, files: Iterable[RepoFile]) -> list[ThawStatus]:
     """Where each version stands (one HEAD each: no retrieval, no restore)."""
-    store = archivable(session.store)
     statuses = []
     for rf in files:
         rec = rf.record
         if rec.md5 is None:
             raise StateError(f"{rec.path} (file {rec.file_id}) is not uploaded")
-        session.locate(rec)
-        state = store.archive_state(rec.key)
+        state = archivable(session.locate(rec)).archive_state(rec.key)
         if not needs_restore(state.storage_class):
             status = "readable"
         elif state.restoring is None:

@@ -45,6 +45,8 @@ class NewVersion:
     verified_with: str = ETAG
     #: Permission bits to record (`repo.permissions`), None when unknown.
     mode: int | None = None
+    #: The bucket of the store it was uploaded to (`placement`), None for the batch's.
+    bucket: str | None = None
 
 
 class BulkQueries(CatalogBase):
@@ -61,7 +63,8 @@ class BulkQueries(CatalogBase):
         tags: Sequence[str] = (),
         publish: bool = False,
     ) -> tuple[list[FileRecord], list[int]]:
-        """Record uploaded `versions` (distinct paths), tagged and optionally published.
+        """Record uploaded `versions` (distinct paths), tagged and optionally published,
+        each in its own `NewVersion.bucket` or else in `bucket`.
 
         Returns the new records, in the order given, and the ids of the versions they
         superseded. Everything happens in the caller's transaction.
@@ -81,8 +84,8 @@ class BulkQueries(CatalogBase):
                 published_at, superseded = self._supersede(conn, sorted(path_ids.values()))
                 state = "published"
                 self._wake_waiters = True
+            buckets = [v.bucket or bucket for v in versions]
             same = {
-                "bucket": bucket,
                 "state": state,
                 "origin": origin,
                 "created_at": created_at,
@@ -100,9 +103,10 @@ class BulkQueries(CatalogBase):
                             "size": v.size,
                             "verified_with": v.verified_with,
                             "mode": v.mode,
+                            "bucket": b,
                         }
                         | same
-                        for v in versions
+                        for v, b in zip(versions, buckets, strict=True)
                     ],
                 ).all()
             else:
@@ -114,6 +118,10 @@ class BulkQueries(CatalogBase):
                     "verified_with": unnest_texts([v.verified_with for v in versions]),
                     "mode": unnest_optional_ints([v.mode for v in versions]),
                 }
+                if len(set(buckets)) == 1:  # one store, the usual case: a constant
+                    same["bucket"] = buckets[0]
+                else:
+                    varying["bucket"] = unnest_texts(buckets)
                 constant = {
                     name: literal(value, files.c[name].type) for name, value in same.items()
                 }
@@ -152,7 +160,7 @@ class BulkQueries(CatalogBase):
                     file_id=ids[v.key],
                     path_id=path_ids[v.path],
                     path=v.path,
-                    bucket=bucket,
+                    bucket=b,
                     key=v.key,
                     state=state,
                     md5=v.md5,
@@ -165,7 +173,7 @@ class BulkQueries(CatalogBase):
                     verified_with=v.verified_with,
                     mode=v.mode,
                 )
-                for v in versions
+                for v, b in zip(versions, buckets, strict=True)
             ]
             return records, superseded
 
