@@ -41,6 +41,7 @@ if TYPE_CHECKING:
 __all__ = ["GcCategory", "GcReport", "collect_garbage", "finish_claims"]
 
 logger = logging.getLogger(__name__)
+_RETIRED = "; if a store is gone: `repo store decommission NAME`"
 
 #: Versions claimed per catalog transaction (one claim statement, one journal entry).
 CLAIM_BATCH = 5000
@@ -133,12 +134,10 @@ def collect_garbage(
         candidates, refused_too = _ours(session, candidates)
         if refused or refused_too:
             first = (refused or refused_too)[0]
-            gone = "is not configured" in first
-            retired = "; if a store is gone: `repo store decommission NAME`" if gone else ""
             report.not_done.append(
                 f"{len(refused) + len(refused_too)} versions whose catalog rows name a location "
                 f"outside this repository's store were left alone, objects and rows (e.g. "
-                f"{first}); `repo verify` lists them{retired}"
+                f"{first}); `repo verify` lists them{_RETIRED if 'not configured' in first else ''}"
             )
             logger.error("gc: %s", report.not_done[-1])
         for rec in leftover:
