@@ -318,3 +318,36 @@ def test_a_version_placed_in_an_s3_store_archives_and_thaws_there(
         (status,) = r.thaw_status([r.file(f.file_id)])
         assert status.status == "archived"
         assert [t.file_id for t in r.thaw([r.file(f.file_id)]).started] == [f.file_id]
+
+
+def test_prune_keeps_a_cached_copy_the_catalog_lost_while_its_placed_store_has_it(
+    tmp_path: Path, sqlite_url: str
+) -> None:
+    for name in ("main", "nas"):
+        (tmp_path / name).mkdir()
+    config: dict[str, Any] = {
+        "store": (tmp_path / "main").as_uri(),
+        "database": sqlite_url,
+        "local_root": str(tmp_path / "local"),
+        "stores": {"nas": (tmp_path / "nas").as_uri()},
+        "placement": {"raw/": "nas"},
+    }
+    with Repo(config) as r:
+        r.backup()
+        f = r.add_file("raw/x.txt").touch(b"placed").publish()
+        r.commit()
+        assert r.current("raw/x.txt").read_bytes() == b"placed"  # cached on this host
+    # The catalog loses the version: restored from the backup, its journal entries gone.
+    for entry in (tmp_path / "main" / "journal").iterdir():
+        entry.unlink()
+    restore_catalog(config, force=True)
+    with Repo(config) as r:
+        with pytest.raises(NotFoundError):
+            r.file(f.file_id)
+        # Its object is still in `nas`: the cached copy is not the last one, but it is
+        # not dropped either while a store holds the object.
+        assert r.prune_cache().dropped_purged == 0
+        assert r.cache.cache_path(f.key).exists()
+        (tmp_path / "nas" / f.key).chmod(0o600)
+        (tmp_path / "nas" / f.key).unlink()
+        assert r.prune_cache().dropped_purged == 1

@@ -101,13 +101,22 @@ def prune_cache(session: Session) -> CacheReport:
 
 
 def _gone_from_store(session: Session, key: str) -> bool:
-    try:
-        session.store.head(key)
-    except NotFoundError:
-        return True
-    except StoreError as exc:
-        logger.warning("cannot check %s in the store, keeping the cached copy: %s", key, exc)
-    return False
+    """No store that may hold `key` has it (placement puts versions in any store)."""
+    for name in session.config.store_names:
+        store = session.stores.named(name)
+        if not key.startswith(store.key_prefix):
+            continue
+        try:
+            store.head(key)
+        except NotFoundError:
+            continue
+        except StoreError as exc:
+            logger.warning(
+                "cannot check %s in store %s, keeping the cached copy: %s", key, name, exc
+            )
+            return False
+        return False
+    return True
 
 
 def clear_cache(session: Session) -> CacheReport:
