@@ -1008,6 +1008,7 @@ def test_cli_restore_prints_one_line_and_refuses_a_catalog_with_data(
         "journal_entries": 1,
         "skipped_entries": [],
         "adopted": [],
+        "copies_found": [],
         "orphans_purged": 0,
     }
 

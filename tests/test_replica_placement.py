@@ -337,10 +337,12 @@ def test_prune_keeps_a_cached_copy_the_catalog_lost_while_its_placed_store_has_i
         f = r.add_file("raw/x.txt").touch(b"placed").publish()
         r.commit()
         assert r.current("raw/x.txt").read_bytes() == b"placed"  # cached on this host
-    # The catalog loses the version: restored from the backup, its journal entries gone.
+    # The catalog loses the version: restored from the backup, its journal entries gone,
+    # and the object's metadata too (so the restore cannot adopt it).
     for entry in (tmp_path / "main" / "journal").iterdir():
         entry.unlink()
-    restore_catalog(config, force=True)
+    (tmp_path / "nas" / ".repo-meta" / f"{f.key}.json").unlink()
+    assert restore_catalog(config, force=True).adopted == []
     with Repo(config) as r:
         with pytest.raises(NotFoundError):
             r.file(f.file_id)
@@ -351,3 +353,44 @@ def test_prune_keeps_a_cached_copy_the_catalog_lost_while_its_placed_store_has_i
         (tmp_path / "nas" / f.key).chmod(0o600)
         (tmp_path / "nas" / f.key).unlink()
         assert r.prune_cache().dropped_purged == 1
+
+
+def test_a_blind_restore_adopts_in_every_store_and_records_copies_as_copies(
+    tmp_path: Path, sqlite_url: str, moto_server: S3Server, rclone_server: S3Server
+) -> None:
+    config = {
+        **three_store_config(tmp_path, sqlite_url, moto_server, rclone_server),
+        "placement": {"raw/": "second"},
+        "orphan_grace_seconds": 0,
+    }
+    with Repo(config) as r:
+        r.backup()
+        r.add_file("raw/x.txt").touch(b"placed in second").publish()
+        r.add_file("a.txt").touch(b"in main").publish()
+        r.commit()
+        assert r.replicate().copied == 2  # raw/x.txt into main, a.txt into second
+    # The commits after the backup are lost with their journal entries.
+    client = moto_server.client()
+    bucket = bucket_of(config["store"])
+    for entry in client.list_objects_v2(Bucket=bucket, Prefix="repo/journal/")["Contents"]:
+        client.delete_object(Bucket=bucket, Key=entry["Key"])
+    client.close()
+    report = restore_catalog(config, force=True)
+    # Each object is one version or one copy of it, never a second version.
+    assert (len(report.adopted), len(report.copies_found)) == (2, 2)
+    with Repo(config) as r:
+        adopted = r.list("*", state="unpublished")
+        assert sorted(f.path for f in adopted) == ["a.txt", "raw/x.txt"]
+        # Until a person publishes them, the copies found are recorded, not counted.
+        assert [c.state for cs in r.copies(adopted).values() for c in cs].count("writing") == 2
+        for f in adopted:
+            f.publish()
+        r.commit()
+        assert r.replicate().ok  # the copies found are checked where they are, and kept
+        states = [c.state for cs in r.copies(adopted).values() for c in cs]
+        assert states == ["verified"] * 4
+        assert r.gc(orphans=True).orphans.count == 0
+        assert {f.path: f.read_bytes() for f in adopted} == {
+            "a.txt": b"in main",
+            "raw/x.txt": b"placed in second",
+        }

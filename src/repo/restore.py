@@ -31,10 +31,11 @@ import shutil
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .adopting import adopt_unrecorded
 from .backup import backups_anywhere, distrust, download_table, iter_chunks
 from .catalog import SCHEMA_VERSION, Catalog
 from .catalog.content import TableContent, content_rows
@@ -44,16 +45,15 @@ from .errors import (
     CatalogError,
     NotFoundError,
     RepoError,
-    StoreError,
     UntrustedDataError,
     UsageError,
     VerificationError,
     at_boundary,
 )
 from .gc import purge_orphans_only
-from .integrity import READ_BACK, looks_like_md5, normalize_etag
+from .integrity import looks_like_md5, normalize_etag
 from .journal import committed_at, entry_problem, read_entries
-from .paths import DATA_PREFIX, check_key
+from .paths import check_key
 from .session import ConfigSource, Session
 from .storage_classes import is_archive_class
 from .stores.base import hash_only
@@ -84,6 +84,8 @@ class RestoreReport:
     rows: dict[str, int] = field(default_factory=dict)
     journal_entries: int = 0
     adopted: list[str] = field(default_factory=list)
+    #: Unrecorded objects found to be copies of known versions, recorded as such.
+    copies_found: list[str] = field(default_factory=list)
     orphans_purged: int = 0
 
 
@@ -141,7 +143,7 @@ def _restore(
     force: bool,
     accept_unsigned: bool,
 ) -> RestoreReport:
-    store, place, catalog = session.store, session.backups, session.catalog
+    place, catalog = session.backups, session.catalog
     report = RestoreReport()
     if catalog.schema_version() is not None and not force:
         unfinished = catalog.unfinished_restore()
@@ -225,13 +227,7 @@ def _restore(
         report.journal_entries += 1
     catalog.reset_sequences()  # replayed versions have ids above the backup's
     catalog.commit()
-    try:
-        _adopt(catalog, store, session.config.store_name, report)
-    except StoreError as exc:
-        if not session.config.stores:
-            raise
-        # The default store is gone (docs/replicas.md): nothing there to adopt.
-        logger.warning("restore: objects in the default store not looked at: %s", exc)
+    adopt_unrecorded(session, catalog, report.adopted, report.copies_found)
     for other in trusted:  # listed once, above: each manifest is one GET
         if other["name"] not in _recorded_backups(catalog):
             catalog.record_backup(
@@ -351,47 +347,3 @@ def _content(manifest: dict[str, Any], files: dict[str, Path], name: str) -> Tab
         rows=int(spec.get("rows") or 0),
         chunks=lambda: iter_chunks(path),
     )
-
-
-def _adopt(catalog: Catalog, store: Store, name: str, report: RestoreReport) -> None:
-    """Objects of ours (by their metadata) that no version names: unpublished versions.
-    A copy of a version placed in another store is named by its `replicas` row."""
-    batch = list(store.list(store.key_prefix + DATA_PREFIX))
-    keys = [i.key for i in batch]
-    known = catalog.known_keys(keys) | catalog.known_copy_keys(name, keys)
-    catalog.end_read()
-    for info in batch:
-        if info.key in known:
-            continue
-        try:
-            info = store.head(info.key)
-        except RepoError:
-            continue
-        meta = info.metadata
-        path = meta.get("repo-path") or ""
-        try:
-            check_key(info.key, key_prefix=store.key_prefix, path=path)
-        except RepoError as exc:
-            logger.warning("object %s not adopted: %s", info.key[:200], exc)
-            continue
-        # Hashed, never taken from the ETag: an ETag that looks like an md5 may be none
-        # (SSE-KMS), and a version recorded with a wrong md5 could never be read.
-        got = hash_only(store.iter_bytes(info.key))
-        if got.size != info.size:
-            continue  # changed under us: not adopted on a guess
-        # Created "now": an adopted version waits `unpublished_ttl_seconds` from its
-        # adoption for a person to publish it, whatever its object's metadata says.
-        now = datetime.now(UTC)
-        origin = meta.get("repo-origin", "")
-        rec = catalog.add_file(
-            path=path,
-            bucket=store.bucket,
-            key=info.key,
-            origin=origin if 0 < len(origin) <= 200 and origin.isprintable() else "unknown",
-            created_at=now,
-        )
-        catalog.mark_uploaded(
-            rec.file_id, md5=got.md5, size=got.size, when=now, verified_with=READ_BACK
-        )
-        report.adopted.append(info.key)
-    catalog.commit()

@@ -63,6 +63,7 @@ def _restore_doc(rep: RestoreReport) -> dict[str, Any]:
         "journal_entries": rep.journal_entries,
         "skipped_entries": [{"key": k, "reason": why} for k, why in rep.skipped_entries],
         "adopted": rep.adopted,
+        "copies_found": rep.copies_found,
         "orphans_purged": rep.orphans_purged,
     }
 
@@ -102,6 +103,7 @@ def run_restore(
         f"restored backup {rep.backup} (taken {human_time(rep.taken_at)} UTC): "
         f"{rep.rows.get('files', 0)} file versions; replayed {rep.journal_entries} "
         f"journal entries; adopted {len(rep.adopted)} objects"
+        + (f"; found {len(rep.copies_found)} copies" if rep.copies_found else "")
     )
     if purge_orphans:
         echo(f"purged {rep.orphans_purged} orphaned objects")
