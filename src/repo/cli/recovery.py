@@ -81,6 +81,7 @@ def verify_doc(rep: VerifyReport) -> dict[str, object]:
                 for name, found in (
                     ("missing", c.missing),
                     ("corrupt", c.corrupt),
+                    ("unreachable", c.unreachable),
                     ("under", c.under),
                     ("below_floor", c.below_floor),
                 )
@@ -127,7 +128,8 @@ def _echo_verify(rep: VerifyReport) -> None:
 
 def _echo_copies(c: CopiesReport) -> None:
     echo(
-        f"copies: {c.checked} checked, {len(c.missing)} missing, {len(c.corrupt)} corrupt; "
+        f"copies: {c.checked} checked, {len(c.missing)} missing, {len(c.corrupt)} corrupt, "
+        f"{len(c.unreachable)} in stores that could not be reached; "
         f"{len(c.under)} versions under numcopies {c.numcopies}, {len(c.below_floor)} below "
         f"mincopies {c.mincopies}"
     )
@@ -136,6 +138,7 @@ def _echo_copies(c: CopiesReport) -> None:
         for what, found in (
             ("missing", c.missing),
             ("corrupt", c.corrupt),
+            ("unreachable", c.unreachable),
             ("under", c.under),
             ("below floor", c.below_floor),
         )
@@ -168,7 +171,8 @@ def verify(
     Without --deep, one request per object: the size, and the ETag where it is the md5
     (single-part uploads). Bit rot under an unchanged ETag, and damage to multipart
     objects, need --deep; archived versions are read only with --include-archived
-    (billed retrievals). Exit status 1 if anything is missing or corrupt.
+    (billed retrievals). Exit status 1 if anything is missing or corrupt, or if a store
+    holding copies could not be reached (its copies are listed, not counted as lost).
 
     With --cache, re-hash every copy in this host's cache instead (reads each cached
     byte; reads from the cache check only the size): damaged copies are evicted and
@@ -205,7 +209,18 @@ def verify(
         echo_json(verify_doc(rep))
     else:
         _echo_verify(rep)
-        if not rep.ok:
+        c = rep.copies
+        unreachable = c.unreachable if c is not None else []
+        damaged = rep.missing or rep.corrupt or (c and (c.missing or c.corrupt or c.below_floor))
+        if unreachable:
+            stores = ", ".join(sorted({f.store for f in unreachable}))
+            echo(
+                f"Error: {len(unreachable)} copies could not be checked: store {stores} "
+                "could not be reached (not counted as lost)",
+                err=True,
+            )
+            echo("Try: `repo verify` again once the store answers", err=True)
+        if damaged:
             echo(
                 f"Error: {len(rep.missing)} missing and {len(rep.corrupt)} corrupt files",
                 err=True,
