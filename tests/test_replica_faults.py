@@ -201,6 +201,31 @@ def test_a_copy_marked_lost_by_one_bad_answer_is_kept_by_replicate_after_a_read_
     assert _keys(moto_server, stores["store"], "data/") == before  # the same object, kept
 
 
+def test_fetch_downloads_a_cached_copy_found_damaged_again_from_another_store(
+    stores: dict[str, Any], moto_proxy: FaultProxy, tmp_path: Path
+) -> None:
+    ids = _publish(stores)
+    reader = _host(stores, tmp_path, "reader", s3_endpoint_url=moto_proxy.endpoint_url)
+    with Repo(reader) as r:
+        assert r.fetch([r.current(p) for p in CONTENTS]).downloaded == len(CONTENTS)
+        for path in CONTENTS:  # each cached copy damaged on disk, its size unchanged
+            cached = r.cache.cache_path(r.current(path).key)
+            cached.chmod(0o600)
+            data = bytearray(cached.read_bytes())
+            data[len(data) // 2] ^= 0xFF
+            cached.write_bytes(bytes(data))
+    moto_proxy.fail_requests(500, code="InternalError", method="GET", path=DATA, count=None)
+    got = _cli(tmp_path, reader, "reader")("fetch", "*", "-o", str(tmp_path / "out"))
+    assert got.exit_code == 0, got.output
+    for path, data in CONTENTS.items():
+        assert (tmp_path / "out" / path).read_bytes() == data
+    assert moto_proxy.fired("status") >= len(CONTENTS)  # the home copies were tried first
+    with Repo(reader) as r:
+        for path, data in CONTENTS.items():  # the cache holds the good bytes again
+            assert r.cache.cache_path(r.current(path).key).read_bytes() == data
+        assert _states(r, ids) == {p: [("second", "verified")] for p in CONTENTS}
+
+
 # -- (b) replication into a store that throttles or refuses ------------------------------
 
 
