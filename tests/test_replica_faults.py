@@ -8,6 +8,7 @@ from __future__ import annotations
 import io
 import json
 import os
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -15,11 +16,10 @@ import pytest
 from conftest import CliRun, write_config
 from harness.proxy import FaultProxy
 from replica_stores import three_store_config
-from repo import Repo
+from repo import Repo, restore_catalog
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
-    from pathlib import Path
 
     from harness.s3servers import S3Server
 
@@ -224,6 +224,34 @@ def test_fetch_downloads_a_cached_copy_found_damaged_again_from_another_store(
         for path, data in CONTENTS.items():  # the cache holds the good bytes again
             assert r.cache.cache_path(r.current(path).key).read_bytes() == data
         assert _states(r, ids) == {p: [("second", "verified")] for p in CONTENTS}
+
+
+@pytest.mark.parametrize("pending", [False, True], ids=["side", "in-a-write"])
+def test_a_lost_mark_found_by_a_read_survives_a_restore_from_backup_and_journal(
+    pending: bool, stores: dict[str, Any], moto_proxy: FaultProxy, tmp_path: Path
+) -> None:
+    ids = _publish(stores)
+    with Repo(stores) as r:
+        taken = r.backup()
+    moto_proxy.corrupt_response_bodies(method="GET", path=DATA, count=1)
+    with Repo(_host(stores, tmp_path, "reader", s3_endpoint_url=moto_proxy.endpoint_url)) as r:
+        if pending:  # on SQLite the mark then joins this transaction, and its entry
+            r.current("big.bin").tag("read")
+        assert r.current("a.txt").read_bytes() == CONTENTS["a.txt"]
+        r.commit()
+        marked = r.catalog.replicas_of(ids.values())
+        r.catalog.end_read()
+    assert [(c.store, c.state) for c in marked[ids["a.txt"]]] == [
+        ("main", "lost"),
+        ("second", "verified"),
+    ]
+    Path(stores["database"].removeprefix("sqlite:///")).unlink()
+    report = restore_catalog(stores)
+    assert report.backup == taken.name
+    assert report.skipped_entries == []
+    with Repo(stores) as r:
+        assert r.catalog.replicas_of(ids.values()) == marked
+        assert r.current("a.txt").read_bytes() == CONTENTS["a.txt"]  # from `second`
 
 
 # -- (b) replication into a store that throttles or refuses ------------------------------
