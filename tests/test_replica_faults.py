@@ -274,7 +274,9 @@ def test_replicate_into_a_store_refusing_every_write_leaves_nothing_counted_then
     stores: dict[str, Any], rclone_proxy: FaultProxy, rclone_server: S3Server, tmp_path: Path
 ) -> None:
     ids = _publish(stores, replicate=False)
-    refused = rclone_proxy.fail_requests(403, code="AccessDenied", method="PUT", path=DATA, count=None)
+    refused = rclone_proxy.fail_requests(
+        403, code="AccessDenied", method="PUT", path=DATA, count=None
+    )
     config = _second_through(stores, rclone_proxy)
     cli = _cli(tmp_path, config, "admin")
     got = cli("replicate", "--json")

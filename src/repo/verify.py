@@ -46,9 +46,7 @@ _MULTIPART_ETAG = re.compile(r"[0-9a-f]{32}-[0-9]+")
 #: "elsewhere": with several stores, a version whose own copy is in a bucket no configured
 #: store has (its store was replaced): counted by its copies in the others.
 #: "unreachable": with several stores, its store failed as a whole (`verify_copies`).
-Outcome = Literal[
-    "ok", "size_only", "archived", "missing", "corrupt", "elsewhere", "unreachable"
-]
+Outcome = Literal["ok", "size_only", "archived", "missing", "corrupt", "elsewhere", "unreachable"]
 
 
 @dataclass(frozen=True, slots=True)
