@@ -102,27 +102,25 @@ def test_reads_fail_over_when_the_home_stores_answers_are_cut_short(
     ids = _publish(stores)
     moto_proxy.truncate_responses(method="GET", path=DATA, count=None)
     through = {"s3_endpoint_url": moto_proxy.endpoint_url}
+    # Each way of reading, the sizes taking turns (each failed read of the home copy
+    # costs the client's retries: about a second).
     with Repo(_host(stores, tmp_path, "reader-1", **through)) as r:
-        for path, data in CONTENTS.items():
-            assert r.current(path).read_bytes() == data  # get, into the cache
+        assert r.current("big.bin").read_bytes() == CONTENTS["big.bin"]  # into the cache
+        out = io.BytesIO()
+        assert r.current("a.txt").write_to(out, keep_cached=False) == len(CONTENTS["a.txt"])
+        assert out.getvalue() == CONTENTS["a.txt"]
     with Repo(_host(stores, tmp_path, "reader-2", **through)) as r:
         report = r.fetch([r.current(p) for p in CONTENTS], dest=tmp_path / "out")
         assert report.downloaded == len(CONTENTS)
         for path, data in CONTENTS.items():
             assert (tmp_path / "out" / path).read_bytes() == data
-    with Repo(_host(stores, tmp_path, "reader-3", **through)) as r:
-        for path, data in CONTENTS.items():
-            out = io.BytesIO()
-            assert r.current(path).write_to(out, keep_cached=False) == len(data)
-            assert out.getvalue() == data
-    cli = _cli(tmp_path, _host(stores, tmp_path, "reader-4", **through), "reader-4")
-    for path, data in CONTENTS.items():
-        got = cli("cat", path)
-        assert (got.exit_code, got.stdout_bytes) == (0, data)
-        got = cli("get", path, "-o", str(tmp_path / f"got-{path}"))
-        assert got.exit_code == 0, got.output
-        assert (tmp_path / f"got-{path}").read_bytes() == data
-    assert moto_proxy.fired("truncate_response") >= 8
+    cli = _cli(tmp_path, _host(stores, tmp_path, "reader-3", **through), "reader-3")
+    got = cli("cat", "big.bin")
+    assert (got.exit_code, got.stdout_bytes) == (0, CONTENTS["big.bin"])
+    got = cli("get", "a.txt", "-o", str(tmp_path / "got-a.txt"))
+    assert got.exit_code == 0, got.output
+    assert (tmp_path / "got-a.txt").read_bytes() == CONTENTS["a.txt"]
+    assert moto_proxy.fired("truncate_response") >= 6  # each read tried the home copy first
     # A copy whose answers break off is passed over, never taken for a lost one.
     with Repo(stores) as r:
         assert _states(r, ids) == {p: [("second", "verified")] for p in CONTENTS}
