@@ -8,7 +8,6 @@ from __future__ import annotations
 import io
 import json
 import os
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -17,9 +16,11 @@ from conftest import CliRun, write_config
 from harness.proxy import FaultProxy
 from replica_stores import three_store_config
 from repo import Repo, restore_catalog
+from repo.admin import destroy_catalog
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
+    from pathlib import Path
 
     from harness.s3servers import S3Server
 
@@ -226,15 +227,21 @@ def test_fetch_downloads_a_cached_copy_found_damaged_again_from_another_store(
 
 @pytest.mark.parametrize("pending", [False, True], ids=["side", "in-a-write"])
 def test_a_lost_mark_found_by_a_read_survives_a_restore_from_backup_and_journal(
-    pending: bool, stores: dict[str, Any], moto_proxy: FaultProxy, tmp_path: Path
+    pending: bool,
+    catalog_url: str,
+    moto_server: S3Server,
+    rclone_server: S3Server,
+    moto_proxy: FaultProxy,
+    tmp_path: Path,
 ) -> None:
+    stores = three_store_config(tmp_path, catalog_url, moto_server, rclone_server)
     ids = _publish(stores)
     with Repo(stores) as r:
         taken = r.backup()
     moto_proxy.corrupt_response_bodies(method="GET", path=DATA, count=1)
     with Repo(_host(stores, tmp_path, "reader", s3_endpoint_url=moto_proxy.endpoint_url)) as r:
         if pending:  # on SQLite the mark then joins this transaction, and its entry
-            r.current("big.bin").tag("read")
+            r.current("big.bin").tag("read")  # (not a.txt: its row would carry the mark)
         assert r.current("a.txt").read_bytes() == CONTENTS["a.txt"]
         r.commit()
         marked = r.catalog.replicas_of(ids.values())
@@ -243,12 +250,13 @@ def test_a_lost_mark_found_by_a_read_survives_a_restore_from_backup_and_journal(
         ("main", "lost"),
         ("second", "verified"),
     ]
-    Path(stores["database"].removeprefix("sqlite:///")).unlink()
+    destroy_catalog(stores)
     report = restore_catalog(stores)
     assert report.backup == taken.name
     assert report.skipped_entries == []
     with Repo(stores) as r:
         assert r.catalog.replicas_of(ids.values()) == marked
+        assert [f.path for f in r.find(all=["read"])] == (["big.bin"] if pending else [])
         assert r.current("a.txt").read_bytes() == CONTENTS["a.txt"]  # from `second`
 
 
