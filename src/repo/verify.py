@@ -10,12 +10,12 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
 
 from .catalog.verification import versions_to_verify
-from .errors import ArchivedError, NotFoundError, UntrustedDataError, UsageError
+from .errors import ArchivedError, NotFoundError, StoreError, UntrustedDataError, UsageError
 from .integrity import READ_BACK, SERVER_CHECKED, normalize_etag
 from .storage_classes import needs_restore
 from .stores.base import DownloadResult, Store, hash_only
 from .transfers import DEFAULT_WORKERS
-from .verify_copies import CopiesReport, check_copies, reachable
+from .verify_copies import CopiesReport, check_copies
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -243,9 +243,12 @@ def _check_located(
             return _check_archived(store, rec, include_archived=include_archived)
         return check_object(store, rec, deep=deep)
 
-    if several:
-        return reachable(checked, store, rec)  # type: ignore[return-value]
-    return checked(store, rec)
+    if not several:
+        return checked(store, rec)
+    try:
+        return checked(store, rec)
+    except StoreError as exc:  # `verify_copies.reachable`
+        return "unreachable", exc.message
 
 
 def _check_archived(
