@@ -36,9 +36,7 @@ DATA = "/data/"
 def stores(
     tmp_path: Path, sqlite_url: str, moto_server: S3Server, rclone_server: S3Server
 ) -> dict[str, Any]:
-    config = three_store_config(tmp_path, sqlite_url, moto_server, rclone_server)
-    config["s3_timeout_seconds"] = 1
-    return config
+    return three_store_config(tmp_path, sqlite_url, moto_server, rclone_server)
 
 
 @pytest.fixture
