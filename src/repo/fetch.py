@@ -98,11 +98,14 @@ def fetch_many(
     if progress is not None:
         progress.begin(sum(r.size or 0 for r in missing), len(missing))
     lock = threading.Lock()
-    # With several stores, the copies of what is to be downloaded, read here in one
-    # query per batch: the workers must not query the catalog (docs/replicas.md).
+    # With several stores, the copies of what is to be downloaded (and, with a
+    # destination, of the hits, for a cached copy found damaged on the way out), read
+    # here in one query per batch: the workers must not query the catalog
+    # (docs/replicas.md).
+    readable = missing + hits if out is not None else missing
     copies = (
-        session.catalog.replicas_of(r.file_id for r in missing)
-        if missing and session.config.stores
+        session.catalog.replicas_of(r.file_id for r in readable)
+        if readable and session.config.stores
         else {}
     )
     lost: list[LostCopy] = []
@@ -145,7 +148,7 @@ def fetch_many(
                     lost=lost,
                 )
             if out is not None:
-                out.copy(session, rec)
+                out.copy(session, rec, copies=mine, lost=lost)
         if progress is not None:
             with lock:
                 progress.file_done()
@@ -157,7 +160,14 @@ def fetch_many(
         try:
             # Hits first: they only copy out (and only with a destination).
             if out is not None and hits:
-                _run(lambda rec: out.copy(session, rec), hits, workers, on_done=_nothing)
+                _run(
+                    lambda rec: out.copy(
+                        session, rec, copies=copies.get(rec.file_id, []), lost=lost
+                    ),
+                    hits,
+                    workers,
+                    on_done=_nothing,
+                )
             if missing:
                 _run(download, missing, workers, on_done=lambda rec: _done(session, report, rec))
         finally:

@@ -15,11 +15,14 @@ from typing import TYPE_CHECKING
 
 from .cache import sync_filesystem
 from .errors import ConflictError, UsageError, VerificationError
+from .failover import read_any
 from .paths import safe_join
 from .permissions import current_umask, written_mode
+from .transfers import archived_reads
 
 if TYPE_CHECKING:
-    from .catalog import FileRecord
+    from .catalog import FileRecord, Replica
+    from .failover import LostCopy
     from .file import RepoFile
     from .session import Session
 
@@ -91,13 +94,22 @@ class FetchOutput:
                 os.unlink(tmp)
             raise
 
-    def copy(self, session: Session, rec: FileRecord) -> None:
+    def copy(
+        self,
+        session: Session,
+        rec: FileRecord,
+        *,
+        copies: list[Replica] | None = None,
+        lost: list[LostCopy] | None = None,
+    ) -> None:
         """Copy `rec`'s cached copy out, hashing it on the way: a copy damaged on disk
         since it was verified is evicted and downloaded again, once (as is one evicted
-        meanwhile)."""
+        meanwhile), from any good copy (`failover.read_any`: `copies` read beforehand
+        and `lost` for worker threads)."""
         # Only uploaded versions are fetched, and those have both (for mypy).
         assert rec.md5 is not None  # noqa: S101
         assert rec.size is not None  # noqa: S101
+        md5, size = rec.md5, rec.size
         for attempt in (1, 2):
             fd, tmp, target = self._open(rec)
             try:
@@ -121,9 +133,16 @@ class FetchOutput:
                         f"{got[0]}, expected {rec.md5}; it was removed from the cache",
                         hint="run the command again to download it afresh",
                     )
-            session.cache.download(
-                session.locate(rec), rec.key, md5=rec.md5, size=rec.size, sync=False
-            )
+            with archived_reads(rec):
+                read_any(
+                    session,
+                    rec,
+                    lambda store, key: session.cache.download(
+                        store, key, md5=md5, size=size, sync=False, name=rec.key
+                    ),
+                    copies=copies,
+                    lost=lost,
+                )
         raise UsageError(
             f"the cached copy of {rec.path} (file {rec.file_id}) keeps disappearing",
             hint="check what removes files from this host's cache, then run again",

@@ -126,6 +126,10 @@ def entry_problem(
                 raise ValueError("a path is not an object")
             validate_path(doc.get("path"))
             validate_tags(_list(doc, "tags"))
+        for doc in _list(entry, "copies"):  # `catalog.replay.copies_entry`
+            if not isinstance(doc, dict) or not _is_id(doc.get("file_id")):
+                raise ValueError("a copy is not an object with a valid file_id")
+            _check_replica_doc(doc["file_id"], {k: v for k, v in doc.items() if k != "file_id"})
         if not all(_is_id(i) for i in _list(entry, "purged")):
             raise ValueError("purged holds something that is no file id")
     except (RepoError, ValueError) as exc:

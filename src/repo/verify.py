@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
 
 from .catalog.verification import versions_to_verify
-from .errors import ArchivedError, NotFoundError, UntrustedDataError, UsageError
+from .errors import ArchivedError, NotFoundError, StoreError, UntrustedDataError, UsageError
 from .integrity import READ_BACK, SERVER_CHECKED, normalize_etag
 from .storage_classes import needs_restore
 from .stores.base import DownloadResult, Store, hash_only
@@ -45,7 +45,8 @@ _MULTIPART_ETAG = re.compile(r"[0-9a-f]{32}-[0-9]+")
 
 #: "elsewhere": with several stores, a version whose own copy is in a bucket no configured
 #: store has (its store was replaced): counted by its copies in the others.
-Outcome = Literal["ok", "size_only", "archived", "missing", "corrupt", "elsewhere"]
+#: "unreachable": with several stores, its store failed as a whole (`verify_copies`).
+Outcome = Literal["ok", "size_only", "archived", "missing", "corrupt", "elsewhere", "unreachable"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,6 +168,8 @@ def verify_store(
                     category.missing.append(finding)
                 elif outcome == "corrupt":
                     category.corrupt.append(finding)
+                elif outcome == "unreachable":
+                    pass  # in `report.copies.unreachable`: neither good nor lost
                 else:
                     category.ok += 1
                     if outcome == "size_only":
@@ -224,16 +227,28 @@ def _drop_purged(session: Session, report: VerifyReport) -> None:
 def _check_located(
     session: Session, rec: FileRecord, *, deep: bool, include_archived: bool
 ) -> tuple[Outcome, str]:
-    """`check_object` in the store the catalog names, once that is proved to be ours."""
-    if session.config.stores and session.stores.home_name(rec) is None:
+    """`check_object` in the store the catalog names, once that is proved to be ours.
+    With several stores, a store that fails as a whole makes the copy unreachable (the
+    other copies are still checked); with one, the failure is the check's."""
+    several = bool(session.config.stores)
+    if several and session.stores.home_name(rec) is None:
         return "elsewhere", "its own store was replaced; its copies are checked in the others"
     try:
         store = session.locate(rec)
     except UntrustedDataError as exc:
         return "corrupt", exc.message
-    if deep and rec.storage_class is not None:
-        return _check_archived(store, rec, include_archived=include_archived)
-    return check_object(store, rec, deep=deep)
+
+    def checked(store: Store, rec: FileRecord) -> tuple[Outcome, str]:
+        if deep and rec.storage_class is not None:
+            return _check_archived(store, rec, include_archived=include_archived)
+        return check_object(store, rec, deep=deep)
+
+    if not several:
+        return checked(store, rec)
+    try:
+        return checked(store, rec)
+    except StoreError as exc:  # `verify_copies.reachable`
+        return "unreachable", exc.message
 
 
 def _check_archived(

@@ -3,7 +3,9 @@ version held against the policy (`numcopies`, `mincopies`; docs/replicas.md).
 
 The version's own copy is checked by `repo.verify` as with one store; here each verified
 copy the catalog lists in another store (or a rewritten own copy) gets the same check,
-and the good copies of each version are counted. Nothing is changed anywhere.
+and the good copies of each version are counted. A store that fails as a whole (an
+outage, a refusal) is reported unreachable for each copy it holds, never missing or
+corrupt, and the others are still checked. Nothing is changed anywhere.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from .errors import UntrustedDataError
+from .errors import StoreError, UntrustedDataError
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
@@ -21,7 +23,7 @@ if TYPE_CHECKING:
     from .session import Session
     from .stores import Store
 
-__all__ = ["CopiesReport", "CopyFinding", "check_copies"]
+__all__ = ["CopiesReport", "CopyFinding", "check_copies", "reachable"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +47,8 @@ class CopiesReport:
     checked: int = 0
     missing: list[CopyFinding] = field(default_factory=list)
     corrupt: list[CopyFinding] = field(default_factory=list)
+    #: Copies whose store could not be asked (an outage): neither good nor lost.
+    unreachable: list[CopyFinding] = field(default_factory=list)
     #: Versions with fewer good copies than `numcopies` (`store` lists the good ones).
     under: list[CopyFinding] = field(default_factory=list)
     #: Versions with fewer good copies than `mincopies`: act now.
@@ -52,7 +56,7 @@ class CopiesReport:
 
     @property
     def ok(self) -> bool:
-        return not (self.missing or self.corrupt or self.below_floor)
+        return not (self.missing or self.corrupt or self.below_floor or self.unreachable)
 
 
 def check_copies(
@@ -70,12 +74,14 @@ def check_copies(
     session.catalog.end_read()
     jobs: list[tuple[FileRecord, str, Store, FileRecord]] = []
     good: dict[int, list[str]] = {rec.file_id: [] for rec in batch}
-    for rec, (outcome, _reason) in zip(batch, own, strict=True):
+    for rec, (outcome, reason) in zip(batch, own, strict=True):
         rows = {c.store: c for c in copies.get(rec.file_id, [])}
         home = session.stores.home_name(rec)
+        if home is not None and outcome == "unreachable":
+            report.unreachable.append(CopyFinding(rec.file_id, rec.path, home, rec.key, reason))
         if home is not None and home not in rows:
             report.checked += 1  # its damage, if any, is in the own copies' categories
-            if outcome not in ("missing", "corrupt", "elsewhere"):
+            if outcome not in ("missing", "corrupt", "elsewhere", "unreachable"):
                 good[rec.file_id].append(home)
         for name in session.config.store_names:
             copy = rows.get(name)
@@ -90,7 +96,7 @@ def check_copies(
                 continue
             as_copy = rec._replace(key=copy.key, verified_with=copy.verified_with)
             jobs.append((rec, name, store, as_copy))
-    outcomes = pool.map(lambda job: check(job[2], job[3]), jobs)
+    outcomes = pool.map(lambda job: reachable(check, job[2], job[3]), jobs)
     for (rec, name, _store, as_copy), (outcome, reason) in zip(jobs, outcomes, strict=True):
         report.checked += 1
         finding = CopyFinding(rec.file_id, rec.path, name, as_copy.key, reason)
@@ -98,6 +104,8 @@ def check_copies(
             report.missing.append(finding)
         elif outcome == "corrupt":
             report.corrupt.append(finding)
+        elif outcome == "unreachable":
+            report.unreachable.append(finding)
         else:
             good[rec.file_id].append(name)
     for rec in batch:
@@ -109,3 +117,14 @@ def check_copies(
         if len(names) < report.mincopies:
             why = f"{len(names)} good copies, below mincopies {report.mincopies}"
             report.below_floor.append(CopyFinding(rec.file_id, rec.path, held, rec.key, why))
+
+
+def reachable(
+    check: Callable[[Store, FileRecord], tuple[str, str]], store: Store, rec: FileRecord
+) -> tuple[str, str]:
+    """`check(store, rec)`, or ``("unreachable", why)`` when the store fails as a whole (an
+    outage is no verdict on the copy: it must not be taken for a lost one)."""
+    try:
+        return check(store, rec)
+    except StoreError as exc:
+        return "unreachable", exc.message

@@ -193,3 +193,27 @@ def test_a_journal_entry_with_a_malformed_copy_is_not_replayed(
     else:
         assert found is not None
         assert problem in found
+
+
+@pytest.mark.parametrize(
+    ("change", "problem"),
+    [
+        ({}, None),
+        ({"file_id": 0}, "a copy is not an object with a valid file_id"),
+        ({"file_id": None}, "a copy is not an object with a valid file_id"),
+        ({"state": "gone"}, "state 'gone'"),
+        ({"lost_at": "yesterday"}, "Invalid isoformat"),
+        ({"extra": 1}, "not an object with the fields of a copy"),
+    ],
+)
+def test_an_entry_of_lost_marks_is_checked_like_any_copy(
+    change: dict[str, Any], problem: str | None
+) -> None:
+    lost = {**GOOD_COPY, "state": "lost", "lost_at": NOW.isoformat(), "file_id": 1, **change}
+    entry = {"repository_id": "r", "committed_at": NOW.isoformat(), "copies": [lost]}
+    found = entry_problem(entry, repository_id="r", key=None)
+    if problem is None:
+        assert found is None
+    else:
+        assert found is not None
+        assert problem in found

@@ -26,7 +26,7 @@ from .translate import translate_errors
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-__all__ = ["ReplayQueries"]
+__all__ = ["ENTRY_FORMAT", "ReplayQueries", "copies_entry", "replica_doc"]
 
 #: Version of the entry format (`format` field).
 ENTRY_FORMAT = 1
@@ -41,7 +41,8 @@ _REPLICA_FIELDS = ("store", "key", "state", "size", "md5", "verified_with")
 _REPLICA_TIMES = ("written_at", "verified_at", "lost_at")
 
 
-def _replica_doc(row: Any) -> dict[str, Any]:
+def replica_doc(row: Any) -> dict[str, Any]:
+    """A `replicas` row (any object with its columns as attributes) as an entry holds it."""
     doc = {name: getattr(row, name) for name in _REPLICA_FIELDS}
     for name in _REPLICA_TIMES:
         value = getattr(row, name)
@@ -68,6 +69,15 @@ def _row_doc(rec: FileRecord, own_tags: list[str]) -> dict[str, Any]:
         value = getattr(rec, name)
         doc[name] = value.isoformat() if value is not None else None
     return doc
+
+
+def copies_entry(rows: Sequence[Any]) -> dict[str, Any]:
+    """The entry of a commit that changed only these `replicas` rows (lost marks a read
+    recorded in a side transaction): the rows alone, under ``copies``, since the versions'
+    rows may be in another transaction's hands meanwhile. Entries without ``copies`` (all
+    before it) replay as before; code that predates it skips the field."""
+    copies = [{"file_id": row.file_id, **replica_doc(row)} for row in rows]
+    return {"format": ENTRY_FORMAT, "files": [], "paths": [], "purged": [], "copies": copies}
 
 
 class ReplayQueries(CatalogBase):
@@ -104,7 +114,7 @@ class ReplayQueries(CatalogBase):
                     .where(among(replicas.c.file_id, chunk, postgres=pg))
                     .order_by(replicas.c.file_id, replicas.c.store)
                 ):
-                    copies[row.file_id].append(_replica_doc(row))
+                    copies[row.file_id].append(replica_doc(row))
                 for r in recs:
                     doc = _row_doc(r, sorted(own[r.file_id]))
                     doc["replicas"] = copies[r.file_id]
@@ -172,6 +182,8 @@ class ReplayQueries(CatalogBase):
                 self._set_file_tags(conn, doc["file_id"], doc["tags"])
                 if "replicas" in doc:  # entries journaled before version 7 have none
                     self._set_replicas(conn, doc["file_id"], doc["replicas"])
+            for doc in entry.get("copies", []):  # see `copies_entry`
+                self._set_copy(conn, doc)
             for doc in entry.get("paths", []):
                 path_id = self._path_id(conn, doc["path"], create=True)
                 assert path_id is not None  # noqa: S101 - create=True makes one (for mypy)
@@ -237,6 +249,25 @@ class ReplayQueries(CatalogBase):
             conn.execute(
                 file_tags.insert(), [{"file_id": file_id, "tag_id": t} for t in wanted.values()]
             )
+
+    def _set_copy(self, conn: Any, doc: dict[str, Any]) -> None:
+        """One copy's row as `doc` records it; nothing for a version that is gone."""
+        file_id = doc["file_id"]
+        if conn.execute(select(files.c.file_id).where(files.c.file_id == file_id)).first() is None:
+            return
+        values = {
+            **{name: doc[name] for name in _REPLICA_FIELDS if name != "store"},
+            **{
+                name: datetime.fromisoformat(doc[name]) if doc[name] else None
+                for name in _REPLICA_TIMES
+            },
+        }
+        ins = self._insert(replicas).values(file_id=file_id, store=doc["store"], **values)
+        conn.execute(
+            ins.on_conflict_do_update(
+                index_elements=[replicas.c.file_id, replicas.c.store], set_=values
+            )
+        )
 
     def _set_replicas(self, conn: Any, file_id: int, copies: Sequence[dict[str, Any]]) -> None:
         conn.execute(delete(replicas).where(replicas.c.file_id == file_id))

@@ -18,6 +18,7 @@ from ..errors import StateError, UntrustedDataError
 from .arrays import IN_BATCH
 from .base import CatalogBase
 from .records import FileRecord, records, select_files
+from .replay import copies_entry
 from .schema import REPLICA_STATES, files, replicas
 from .translate import translate_errors
 
@@ -263,10 +264,14 @@ class ReplicaQueries(CatalogBase):
     def note_lost_copies(self, lost: Iterable[tuple[int, str, str]], *, when: datetime) -> None:
         """Record copies a read found missing or corrupt, as (file id, store, key), in a
         side transaction of their own: a read records what it found without touching the
-        caller's transaction. Versions gone meanwhile are skipped."""
+        caller's transaction. Versions gone meanwhile are skipped. The marks are journaled
+        (`replay.copies_entry`), so a restore keeps them."""
         found = sorted(set(lost))
         if not found:
             return
+        # On SQLite inside our own write transaction the side connection is that one:
+        # the marks are then journaled by its commit (and gone with its rollback).
+        own = self.db.is_sqlite and self.db.in_write
         with self.db.side_connection("recording lost copies") as conn:
             live = {
                 row[0]
@@ -274,18 +279,21 @@ class ReplicaQueries(CatalogBase):
                     select(files.c.file_id).where(files.c.file_id.in_({f for f, _s, _k in found}))
                 )
             }
+            marked = {(f, s) for f, s, _k in found if f in live}
             for file_id, store, key in found:
-                if file_id not in live:
-                    continue
-                values = {"key": key, "state": "lost", "lost_at": when}
-                ins = self._insert(replicas).values(
-                    file_id=file_id, store=store, written_at=when, **values
+                if (file_id, store) in marked:
+                    self._upsert_lost(conn, file_id, store, key, when)
+            rows = [
+                row
+                for row in conn.execute(
+                    select(*_COLUMNS).where(replicas.c.file_id.in_({f for f, _s in marked}))
                 )
-                conn.execute(
-                    ins.on_conflict_do_update(
-                        index_elements=[replicas.c.file_id, replicas.c.store], set_=values
-                    )
-                )
+                if (row.file_id, row.store) in marked
+            ]
+        if own:
+            self._touched_files.update(f for f, _s in marked)
+        elif rows and self.on_commit is not None:
+            self.on_commit(copies_entry(rows))  # committed: journaled like any commit
 
     def claim_drop(
         self,

@@ -81,6 +81,7 @@ def verify_doc(rep: VerifyReport) -> dict[str, object]:
                 for name, found in (
                     ("missing", c.missing),
                     ("corrupt", c.corrupt),
+                    ("unreachable", c.unreachable),
                     ("under", c.under),
                     ("below_floor", c.below_floor),
                 )
@@ -127,15 +128,17 @@ def _echo_verify(rep: VerifyReport) -> None:
 
 def _echo_copies(c: CopiesReport) -> None:
     echo(
-        f"copies: {c.checked} checked, {len(c.missing)} missing, {len(c.corrupt)} corrupt; "
-        f"{len(c.under)} {'version' if len(c.under) == 1 else 'versions'} under numcopies "
-        f"{c.numcopies}, {len(c.below_floor)} below mincopies {c.mincopies}"
+        f"copies: {c.checked} checked, {len(c.missing)} missing, {len(c.corrupt)} corrupt"
+        + (f", {len(c.unreachable)} in stores not reached" if c.unreachable else "")
+        + f"; {len(c.under)} {'version' if len(c.under) == 1 else 'versions'} under "
+        f"numcopies {c.numcopies}, {len(c.below_floor)} below mincopies {c.mincopies}"
     )
     rows = [
         [what, f.file_id, f.path, f.store, f.reason]
         for what, found in (
             ("missing", c.missing),
             ("corrupt", c.corrupt),
+            ("unreachable", c.unreachable),
             ("under", c.under),
             ("below floor", c.below_floor),
         )
@@ -168,7 +171,8 @@ def verify(
     Without --deep, one request per object: the size, and the ETag where it is the md5
     (single-part uploads). Bit rot under an unchanged ETag, and damage to multipart
     objects, need --deep; archived versions are read only with --include-archived
-    (billed retrievals). Exit status 1 if anything is missing or corrupt.
+    (billed retrievals). Exit status 1 if anything is missing or corrupt, or if a store
+    holding copies could not be reached (its copies are listed, not counted as lost).
 
     With --cache, re-hash every copy in this host's cache instead (reads each cached
     byte; reads from the cache check only the size): damaged copies are evicted and
@@ -224,12 +228,21 @@ def _echo_verify_error(rep: VerifyReport) -> None:
     what = [f"{missing} missing and {corrupt} corrupt copies"] if missing or corrupt else []
     if c.below_floor:
         what.append(f"{len(c.below_floor)} versions below mincopies {c.mincopies}")
+    if c.unreachable:
+        stores = ", ".join(sorted({f.store for f in c.unreachable}))
+        what.append(
+            f"{len(c.unreachable)} copies not checked: store {stores} could not be reached "
+            "(not counted as lost)"
+        )
     echo(f"Error: {'; '.join(what)}", err=True)
-    echo(
-        "Try: `repo recover` rewrites them from good copies in other stores (then from this "
-        "host's cache); `repo replicate` makes what is short of numcopies",
-        err=True,
-    )
+    if missing or corrupt or c.below_floor:
+        echo(
+            "Try: `repo recover` rewrites them from good copies in other stores (then from "
+            "this host's cache); `repo replicate` makes what is short of numcopies",
+            err=True,
+        )
+    else:
+        echo("Try: `repo verify` again once the store answers", err=True)
 
 
 def cache_doc(rep: CacheVerifyReport) -> dict[str, object]:
