@@ -42,6 +42,23 @@ def three_store_config(
     }
 
 
+def three_directories(tmp_path: Path, database: str, **extra: Any) -> dict[str, Any]:
+    """Three directory stores (`main`, `second`, `nas`), numcopies 3 unless `extra` says."""
+    for name in ("main", "second", "nas"):
+        (tmp_path / name).mkdir(exist_ok=True)
+    return {
+        "store": (tmp_path / "main").as_uri(),
+        "database": database,
+        "local_root": str(tmp_path / "local"),
+        "stores": {
+            "second": (tmp_path / "second").as_uri(),
+            "nas": (tmp_path / "nas").as_uri(),
+        },
+        "numcopies": 3,
+        **extra,
+    }
+
+
 def bucket_of(url: str) -> str:
     return url[len("s3://") :].split("/", 1)[0]
 

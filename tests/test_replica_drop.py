@@ -5,32 +5,17 @@ from __future__ import annotations
 
 import json
 import threading
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import pytest
 
 from conftest import CliRun, write_config
+from replica_stores import three_directories
 from repo import Repo
 from repo.errors import StateError
 
 if TYPE_CHECKING:
     from pathlib import Path
-
-
-def _three_directories(tmp_path: Path, database: str, **extra: Any) -> dict[str, Any]:
-    for name in ("main", "second", "nas"):
-        (tmp_path / name).mkdir(exist_ok=True)
-    return {
-        "store": (tmp_path / "main").as_uri(),
-        "database": database,
-        "local_root": str(tmp_path / "local"),
-        "stores": {
-            "second": (tmp_path / "second").as_uri(),
-            "nas": (tmp_path / "nas").as_uri(),
-        },
-        "numcopies": 3,
-        **extra,
-    }
 
 
 def _verified(r: Repo, file_id: int) -> list[str]:
@@ -43,7 +28,7 @@ def _verified(r: Repo, file_id: int) -> list[str]:
 def test_a_drop_deletes_the_copy_and_refuses_to_go_below_the_floor(
     tmp_path: Path, sqlite_url: str
 ) -> None:
-    with Repo(_three_directories(tmp_path, sqlite_url, mincopies=2)) as r:
+    with Repo(three_directories(tmp_path, sqlite_url, mincopies=2)) as r:
         f = r.add_file("a.txt").touch(b"a").publish()
         r.commit()
         assert r.replicate().copied == 2
@@ -64,7 +49,7 @@ def test_a_drop_deletes_the_copy_and_refuses_to_go_below_the_floor(
 def test_concurrent_drops_on_postgresql_never_go_below_mincopies(
     tmp_path: Path, pg_url: str
 ) -> None:
-    config = _three_directories(tmp_path, pg_url, mincopies=2)
+    config = three_directories(tmp_path, pg_url, mincopies=2)
     with Repo(config) as r:
         ids = [r.add_file(f"f/{i}").touch(f"{i}".encode()).publish().file_id for i in range(8)]
         r.commit()
@@ -100,7 +85,7 @@ def test_concurrent_drops_on_postgresql_never_go_below_mincopies(
 def test_drop_command_says_what_is_left_and_refuses_below_the_floor(
     tmp_path: Path, sqlite_url: str
 ) -> None:
-    config = _three_directories(tmp_path, sqlite_url, mincopies=2)
+    config = three_directories(tmp_path, sqlite_url, mincopies=2)
     run = CliRun(write_config(tmp_path / "cfg.json", config), tmp_path)
     with Repo(config) as r:
         f = r.add_file("a.txt").touch(b"a").publish()
@@ -127,7 +112,7 @@ def test_drop_command_says_what_is_left_and_refuses_below_the_floor(
 
 
 def test_show_lists_each_copy_by_store_and_its_state(tmp_path: Path, sqlite_url: str) -> None:
-    config = _three_directories(tmp_path, sqlite_url)
+    config = three_directories(tmp_path, sqlite_url)
     run = CliRun(write_config(tmp_path / "cfg.json", config), tmp_path)
     with Repo(config) as r:
         f = r.add_file("a.txt").touch(b"a").publish()

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from conftest import CliRun, write_config
+from replica_stores import three_directories
 from repo import Repo
 from repo.errors import NotFoundError, UsageError
 
@@ -18,20 +19,7 @@ if TYPE_CHECKING:
 
 
 def _three_directories(tmp_path: Path, database: str) -> dict[str, Any]:
-    for name in ("main", "second", "nas"):
-        (tmp_path / name).mkdir(exist_ok=True)
-    return {
-        "store": (tmp_path / "main").as_uri(),
-        "database": database,
-        "local_root": str(tmp_path / "local"),
-        "stores": {
-            "second": (tmp_path / "second").as_uri(),
-            "nas": (tmp_path / "nas").as_uri(),
-        },
-        "numcopies": 3,
-        "expired_ttl_seconds": 0,
-        "backups_before_purge": 0,
-    }
+    return three_directories(tmp_path, database, expired_ttl_seconds=0, backups_before_purge=0)
 
 
 def _objects(root: Path) -> list[str]:

@@ -25,6 +25,28 @@ if TYPE_CHECKING:
     from harness.s3servers import S3Server
 
 
+def _started(
+    proxy: FaultProxy, cfg: Path, tmp_path: Path, *args: str, waiting_for: str
+) -> subprocess.Popen[bytes]:
+    """`repo ARGS` in its own process, once a request for `waiting_for` reached `proxy`."""
+    env = {**os.environ, "HOME": str(tmp_path)}
+    env.pop("REPO_CFG", None)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "repo", "--config", str(cfg), *args],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+    )
+    deadline = time.monotonic() + 60
+    while not any(waiting_for in target for _m, target, _h in proxy.received):
+        if time.monotonic() > deadline or proc.poll() is not None:
+            proc.kill()
+            raise AssertionError(f"no request for {waiting_for} came: {proc.communicate()}")
+        time.sleep(0.05)
+    return proc
+
+
 def test_each_command_says_what_ctrl_c_left() -> None:
     assert interrupted_line("add") == INTERRUPTED
     assert interrupted_line(None) == INTERRUPTED
@@ -61,19 +83,8 @@ def test_ctrl_c_during_replicate_keeps_what_it_copied_and_a_rerun_finishes(
         cfg = write_config(tmp_path / "cfg.json", config)
         # b.txt's copy hangs on its way into `far`, long enough to be interrupted there.
         proxy.delay_requests(8, method="PUT", path="b.txt", count=None)
-        env = {**os.environ, "HOME": str(tmp_path)}
-        env.pop("REPO_CFG", None)
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "repo", "--config", str(cfg), "replicate"],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            env=env,
-        )
+        proc = _started(proxy, cfg, tmp_path, "replicate", waiting_for="b.txt")
         try:
-            deadline = time.monotonic() + 60
-            while not any("b.txt" in target for _m, target, _h in proxy.received):
-                assert time.monotonic() < deadline, "b.txt's copy never started"
-                time.sleep(0.05)
             proc.send_signal(signal.SIGINT)
             _out, err = proc.communicate(timeout=60)
         finally:
@@ -115,20 +126,8 @@ def test_a_second_ctrl_c_quits_at_once_while_a_request_hangs(
         (tmp_path / "a.txt").write_bytes(b"alpha")
         # The upload's answer hangs far longer than anyone waits for Ctrl-C.
         proxy.delay_requests(30, method="PUT", path="a.txt", count=None)
-        env = {**os.environ, "HOME": str(tmp_path)}
-        env.pop("REPO_CFG", None)
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "repo", "--config", str(cfg), "add", "a.txt"],
-            cwd=tmp_path,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            env=env,
-        )
+        proc = _started(proxy, cfg, tmp_path, "add", "a.txt", waiting_for="a.txt")
         try:
-            deadline = time.monotonic() + 60
-            while not any("a.txt" in target for _m, target, _h in proxy.received):
-                assert time.monotonic() < deadline, "the upload never started"
-                time.sleep(0.05)
             started = time.monotonic()
             proc.send_signal(signal.SIGINT)
             time.sleep(PATIENCE + 1.5)  # the first is not acted on: the request hangs
