@@ -14,16 +14,19 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from .backup_place import place_in
-from .copying import copy_backups, copy_one, copy_sources
-from .errors import (
-    RepoError,
-)
+from .catalog.replica_batches import CopyClaim, CopyVerified
+from .copying import CopySource, copy_backups, copy_sources, record_lost, write_copy
+from .errors import RepoError
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
+
     from .catalog import FileRecord
+    from .failover import LostCopy
     from .session import Session
 
 __all__ = ["ReplicateReport", "replicate", "replicate_published"]
@@ -32,6 +35,10 @@ logger = logging.getLogger(__name__)
 
 #: Versions read from the catalog at a time.
 PAGE = 500
+#: Copies claimed in one transaction, and their bytes (one larger copy goes alone): a
+#: run killed midway leaves at most this much to finish (read back) by the next.
+BATCH_COPIES = 64
+BATCH_BYTES = 512 * 1024**2
 
 
 @dataclass(slots=True)
@@ -120,6 +127,7 @@ def _replicate_page(session: Session, page: list[FileRecord], report: ReplicateR
     config = session.config
     copies = session.catalog.replicas_of([rec.file_id for rec in page])
     session.catalog.end_read()
+    wanted: list[_Copy] = []
     for rec in page:
         report.checked += 1
         sources = copy_sources(session, rec, copies.get(rec.file_id, []))
@@ -133,13 +141,121 @@ def _replicate_page(session: Session, page: list[FileRecord], report: ReplicateR
             report.still_under[rec.file_id] = "no verified copy to copy from"
             continue
         for name in targets:
-            if not report.dry_run:
-                try:
-                    copy_one(session, rec, sources, name)
-                except RepoError as exc:
-                    session.rollback()
-                    logger.warning("file %s: no copy in store %s: %s", rec.file_id, name, exc)
-                    report.still_under[rec.file_id] = f"store {name}: {exc}"
-                    continue
+            if report.dry_run:
+                report.copied += 1
+                report.bytes += rec.size or 0
+                continue
+            try:
+                key = session.stores.copy_key(rec, name)
+            except RepoError as exc:
+                logger.warning("file %s: no copy in store %s: %s", rec.file_id, name, exc)
+                report.still_under[rec.file_id] = f"store {name}: {exc}"
+                continue
+            wanted.append(_Copy(rec, sources, name, key))
+    for batch in _batches(wanted):
+        _copy_batch(session, batch, report)
+
+
+@dataclass(frozen=True, slots=True)
+class _Copy:
+    """One copy to make: the version, where to read it, which store and key to write."""
+
+    rec: FileRecord
+    sources: list[CopySource]
+    store: str
+    key: str
+
+
+def _batches(wanted: list[_Copy]) -> Iterator[list[_Copy]]:
+    """`wanted` in batches of at most `BATCH_COPIES` copies and `BATCH_BYTES` bytes (a
+    larger copy goes alone)."""
+    batch: list[_Copy] = []
+    size = 0
+    for copy in wanted:
+        bytes_ = copy.rec.size or 0
+        if batch and (len(batch) == BATCH_COPIES or size + bytes_ > BATCH_BYTES):
+            yield batch
+            batch, size = [], 0
+        batch.append(copy)
+        size += bytes_
+    if batch:
+        yield batch
+
+
+def _copy_batch(session: Session, batch: list[_Copy], report: ReplicateReport) -> None:
+    """Claim the batch's copies in one transaction (committed before a byte is sent), make
+    them, then record those verified in one more; what fails is reported still under."""
+    catalog = session.catalog
+    try:
+        claimed = catalog.claim_replicas(
+            [CopyClaim(c.rec.file_id, c.store, c.key) for c in batch], when=datetime.now(UTC)
+        )
+        session.commit()  # the rows name the objects before they exist
+    except RepoError as exc:
+        session.rollback()
+        logger.warning("%d copies not claimed: %s", len(batch), exc)
+        for c in batch:
+            report.still_under[c.rec.file_id] = f"store {c.store}: {exc}"
+        return
+    todo = []
+    for c in batch:
+        if (c.rec.file_id, c.store) in claimed:
+            todo.append(c)
+        else:
+            report.still_under[c.rec.file_id] = "purged or claimed by GC meanwhile"
+    scratch = session.scratch_dir()
+    lost: list[LostCopy] = []
+    made: list[tuple[_Copy, str]] = []
+
+    def make(c: _Copy) -> str:
+        store = session.stores.named(c.store)
+        return write_copy(store, c.rec, c.sources, c.key, scratch=scratch, lost=lost)
+
+    def failed(c: _Copy, exc: RepoError) -> None:
+        logger.warning("file %s: no copy in store %s: %s", c.rec.file_id, c.store, exc)
+        report.still_under[c.rec.file_id] = f"store {c.store}: {exc}"
+
+    try:
+        for c in todo:
+            try:
+                made.append((c, make(c)))
+            except RepoError as exc:
+                failed(c, exc)
+    finally:
+        # Also when interrupted: what was verified is recorded; rows left ``writing``
+        # are finished by the next run.
+        record_lost(session, lost)
+        _record_made(session, made, report)
+
+
+def _record_made(session: Session, made: list[tuple[_Copy, str]], report: ReplicateReport) -> None:
+    """Record the copies made verified, in one transaction; a copy whose row is gone (GC
+    took the version meanwhile; its delete may have run before our put) is deleted."""
+    if not made:
+        return
+    try:
+        kept = session.catalog.replicas_verified(
+            [
+                CopyVerified(c.rec.file_id, c.store, c.key, c.rec.md5 or "", c.rec.size or 0, w)
+                for c, w in made
+            ],
+            when=datetime.now(UTC),
+        )
+        session.commit()
+    except RepoError as exc:
+        session.rollback()
+        logger.warning("%d verified copies not recorded: %s", len(made), exc)
+        for c, _ in made:
+            report.still_under[c.rec.file_id] = f"store {c.store}: {exc}"
+        return
+    for (c, _), ok in zip(made, kept, strict=True):
+        if ok:
             report.copied += 1
-            report.bytes += rec.size or 0
+            report.bytes += c.rec.size or 0
+            logger.info("file %s (%s): copied to store %s", c.rec.file_id, c.rec.path, c.store)
+            continue
+        report.still_under[c.rec.file_id] = "purged meanwhile; its new copy deleted"
+        try:
+            session.stores.named(c.store).delete_many([c.key])
+        except RepoError as exc:
+            logger.warning("the copy of purged file %s at %s stays: %s", c.rec.file_id, c.key, exc)

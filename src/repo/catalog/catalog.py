@@ -13,6 +13,7 @@ from .dump import BackupRecord, DumpQueries
 from .purge import PurgeQueries
 from .records import FileRecord
 from .replay import ReplayQueries
+from .replica_batches import ReplicaBatchQueries
 from .replicas import Replica, ReplicaQueries
 from .tagging import TagQueries
 from .versions import VersionQueries
@@ -38,5 +39,6 @@ class Catalog(
     DumpQueries,
     ArchiveQueries,
     ReplicaQueries,
+    ReplicaBatchQueries,
 ):
     """The catalog of one repository: files, paths, tags and hosts."""
