@@ -13,6 +13,8 @@ them. Idempotent: everything starts from the catalog.
 from __future__ import annotations
 
 import logging
+import queue
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -21,6 +23,7 @@ from .backup_place import place_in
 from .catalog.replica_batches import CopyClaim, CopyVerified
 from .copying import CopySource, copy_backups, copy_sources, record_lost, write_copy
 from .errors import RepoError
+from .transfers import DEFAULT_WORKERS
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -39,6 +42,8 @@ PAGE = 500
 #: run killed midway leaves at most this much to finish (read back) by the next.
 BATCH_COPIES = 64
 BATCH_BYTES = 512 * 1024**2
+#: Copies of a batch made at once, in worker threads (which never touch the catalog).
+WORKERS = DEFAULT_WORKERS
 
 
 @dataclass(slots=True)
@@ -215,13 +220,40 @@ def _copy_batch(session: Session, batch: list[_Copy], report: ReplicateReport) -
         logger.warning("file %s: no copy in store %s: %s", c.rec.file_id, c.store, exc)
         report.still_under[c.rec.file_id] = f"store {c.store}: {exc}"
 
+    finished: queue.SimpleQueue[tuple[_Copy, str | BaseException]] = queue.SimpleQueue()
+
+    def one(c: _Copy) -> None:
+        try:
+            finished.put((c, make(c)))
+        except BaseException as exc:  # handed to the calling thread
+            finished.put((c, exc))
+
+    def take(c: _Copy, outcome: str | BaseException) -> None:
+        if isinstance(outcome, str):
+            made.append((c, outcome))
+        elif isinstance(outcome, RepoError):
+            failed(c, outcome)
+        else:
+            raise outcome
+
+    pool = ThreadPoolExecutor(
+        max_workers=max(1, min(WORKERS, len(todo))), thread_name_prefix="repo-replicate"
+    )
+    futures = [pool.submit(one, c) for c in todo]
     try:
-        for c in todo:
-            try:
-                made.append((c, make(c)))
-            except RepoError as exc:
-                failed(c, exc)
+        for _ in futures:
+            take(*finished.get())
+    except BaseException:
+        # Interrupted (Ctrl-C) or a bug: nothing new starts; copies under way finish.
+        for future in futures:
+            future.cancel()
+        raise
     finally:
+        pool.shutdown(wait=True)
+        while not finished.empty():
+            c, outcome = finished.get()
+            if isinstance(outcome, str):
+                made.append((c, outcome))
         # Also when interrupted: what was verified is recorded; rows left ``writing``
         # are finished by the next run.
         record_lost(session, lost)
