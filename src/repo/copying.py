@@ -22,8 +22,8 @@ from .errors import (
     VerificationError,
 )
 from .integrity import READ_BACK, check_download
-from .stores.base import SMALL_OBJECT_MAX, hash_only
-from .transfers import put_copy
+from .stores.base import SMALL_OBJECT_MAX, hash_only, server_copy
+from .transfers import copy_metadata, put_copy
 
 if TYPE_CHECKING:
     from .backup_place import BackupPlace
@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from .failover import LostCopy
     from .session import Session
     from .stores import Store
+    from .stores.base import ServerCopy
 
 __all__ = [
     "CopySource",
@@ -129,15 +130,29 @@ def write_copy(
     *,
     scratch: Path,
     lost: list[LostCopy],
+    resumed: bool = True,
 ) -> str:
     """Write `rec`'s bytes at `key` in `store` (claimed by the caller), read from the
     first good source, and check them there; returns what vouched (`VERIFIED_WITH`).
 
     No catalog work (safe in worker threads): sources found missing or corrupt are added
     to `lost` for the caller to record. A leftover at `key` (a run killed after its put)
-    is kept if it holds the version's bytes, else deleted and written again.
+    is kept if it holds the version's bytes, else deleted and written again; `resumed`:
+    whether the claim found a row already (else nothing can be at `key`: nothing is ever
+    written without a row naming it first).
+
+    Where a source is on the same S3 server as `store` (`stores.base.ServerCopy`), the
+    server copies it; a copy it refuses, or that fails its check (deleted then), is
+    streamed instead, through this host, from the first source that reads right.
     """
     size = rec.size or 0
+    for source in sources:
+        copier = server_copy(store, source.store, size)
+        if copier is not None:
+            done = _copy_on_server(copier, store, source, rec, key, resumed=resumed)
+            if done is not None:
+                return done
+            break
     if size <= SMALL_OBJECT_MAX:
         buffer = io.BytesIO()
         _read_one(rec, sources, buffer, lost)
@@ -147,6 +162,46 @@ def write_copy(
         with local.open("wb") as out:
             _read_one(rec, sources, out, lost)
         return _put_checked(store, rec, key, local)
+
+
+def _copy_on_server(
+    copier: ServerCopy,
+    store: Store,
+    source: CopySource,
+    rec: FileRecord,
+    key: str,
+    *,
+    resumed: bool,
+) -> str | None:
+    """`rec` copied by the server from `source` to `key`, checked; what vouched, or None
+    when it is to be streamed instead."""
+    if resumed:
+        if _holds(store, key, rec):
+            return READ_BACK
+        store.delete_many([key])  # a leftover our row names (missing is no error)
+    try:
+        result = copier.copy_from(
+            source.store,
+            source.key,
+            key,
+            md5=rec.md5 or "",
+            size=rec.size or 0,
+            metadata=copy_metadata(rec),
+        )
+    except ConflictError:
+        if _holds(store, key, rec):
+            return READ_BACK
+        store.delete_many([key])
+        return None
+    except (NotFoundError, VerificationError, StoreError) as exc:
+        logger.warning(
+            "file %s: the server did not copy it from store %s (%s); streaming it",
+            rec.file_id,
+            source.name,
+            exc,
+        )
+        return None
+    return result.verified_with
 
 
 def _put_checked(store: Store, rec: FileRecord, key: str, body: Path | bytes) -> str:

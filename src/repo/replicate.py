@@ -203,9 +203,12 @@ def _copy_batch(session: Session, batch: list[_Copy], report: ReplicateReport) -
             report.still_under[c.rec.file_id] = f"store {c.store}: {exc}"
         return
     todo = []
+    resumed: set[tuple[int, str]] = set()
     for c in batch:
         if (c.rec.file_id, c.store) in claimed:
             todo.append(c)
+            if claimed[c.rec.file_id, c.store] is not None:
+                resumed.add((c.rec.file_id, c.store))
         else:
             report.still_under[c.rec.file_id] = "purged or claimed by GC meanwhile"
     scratch = session.scratch_dir()
@@ -214,7 +217,8 @@ def _copy_batch(session: Session, batch: list[_Copy], report: ReplicateReport) -
 
     def make(c: _Copy) -> str:
         store = session.stores.named(c.store)
-        return write_copy(store, c.rec, c.sources, c.key, scratch=scratch, lost=lost)
+        again = (c.rec.file_id, c.store) in resumed
+        return write_copy(store, c.rec, c.sources, c.key, scratch=scratch, lost=lost, resumed=again)
 
     def failed(c: _Copy, exc: RepoError) -> None:
         logger.warning("file %s: no copy in store %s: %s", c.rec.file_id, c.store, exc)
