@@ -106,7 +106,8 @@ def test_two_buckets_of_one_server_copy_on_the_server_checked_by_etag(
         copy, meta = _object(moto_server, config["stores"]["twin"], key)
         assert copy == body
         _own, own_meta = _object(moto_server, config["store"], rec.key)
-        assert meta == own_meta and meta["repo-path"] == rec.path
+        assert meta == own_meta
+        assert meta["repo-path"] == rec.path
 
 
 def test_a_store_on_another_server_is_still_streamed(
@@ -192,7 +193,6 @@ def test_a_server_copy_of_the_only_copy_found_corrupt_counts_nothing(
         f = r.add_file("a.txt").touch(SMALL).publish()
         r.commit()
         rec = r.catalog.get(f.file_id)
-        key = r.session.stores.copy_key(rec, "twin")
     _damage(moto_server, config["store"], rec.key, b"X" * len(SMALL))
     proxy.reset()
     with Repo(config) as r:
