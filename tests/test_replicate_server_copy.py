@@ -14,6 +14,7 @@ import pytest
 from harness.proxy import FaultProxy
 from replica_stores import bucket_of, new_bucket, three_store_config
 from repo import Repo
+from repo.stores.base import server_copy
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -123,6 +124,8 @@ def test_a_store_on_another_server_is_still_streamed(
         f = r.add_file("a.txt").touch(SMALL).publish()
         r.commit()
         rec = r.catalog.get(f.file_id)
+        main, second = (r.session.stores.named(n) for n in ("main", "second"))
+        assert server_copy(second, main, len(SMALL)) is None  # another endpoint and keys
         proxy.reset()
         assert r.replicate().copied == 1
         assert _rows(r, f.file_id) == [("second", "verified", "etag")]
