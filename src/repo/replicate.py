@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 import queue
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -157,8 +157,8 @@ def _replicate_page(session: Session, page: list[FileRecord], report: ReplicateR
                 report.still_under[rec.file_id] = f"store {name}: {exc}"
                 continue
             wanted.append(_Copy(rec, sources, name, key))
-    for batch in _batches(wanted):
-        _copy_batch(session, batch, report)
+    if wanted:
+        _copy_all(session, wanted, report)
 
 
 @dataclass(frozen=True, slots=True)
@@ -187,81 +187,111 @@ def _batches(wanted: list[_Copy]) -> Iterator[list[_Copy]]:
         yield batch
 
 
-def _copy_batch(session: Session, batch: list[_Copy], report: ReplicateReport) -> None:
-    """Claim the batch's copies in one transaction (committed before a byte is sent), make
-    them, then record those verified in one more; what fails is reported still under."""
-    catalog = session.catalog
-    try:
-        claimed = catalog.claim_replicas(
-            [CopyClaim(c.rec.file_id, c.store, c.key) for c in batch], when=datetime.now(UTC)
-        )
-        session.commit()  # the rows name the objects before they exist
-    except RepoError as exc:
-        session.rollback()
-        logger.warning("%d copies not claimed: %s", len(batch), exc)
-        for c in batch:
-            report.still_under[c.rec.file_id] = f"store {c.store}: {exc}"
-        return
-    todo = []
-    resumed: set[tuple[int, str]] = set()
-    for c in batch:
-        if (c.rec.file_id, c.store) in claimed:
-            todo.append(c)
-            if claimed[c.rec.file_id, c.store] is not None:
-                resumed.add((c.rec.file_id, c.store))
-        else:
-            report.still_under[c.rec.file_id] = "purged or claimed by GC meanwhile"
+@dataclass(slots=True)
+class _Batch:
+    """Copies claimed in one transaction, under way in the pool, and what came of them."""
+
+    todo: list[_Copy]
+    resumed: set[tuple[int, str]]
+    remaining: int = 0
+    lost: list[LostCopy] = field(default_factory=list)
+    made: list[tuple[_Copy, str]] = field(default_factory=list)
+    futures: list[Future[None]] = field(default_factory=list)
+
+
+def _copy_all(session: Session, wanted: list[_Copy], report: ReplicateReport) -> None:
+    """Make `wanted` in batches: each claimed in one transaction (committed before a byte
+    is sent), its copies made in the pool, then those verified recorded in one more.
+    While a batch's copies run, the one before it is recorded and the next one claimed
+    (at most two under way), so the workers do not wait on the catalog."""
     scratch = session.scratch_dir()
-    lost: list[LostCopy] = []
-    made: list[tuple[_Copy, str]] = []
+    finished: queue.SimpleQueue[tuple[_Batch, _Copy, str | BaseException]] = queue.SimpleQueue()
+    under_way: list[_Batch] = []
 
-    def make(c: _Copy) -> str:
-        store = session.stores.named(c.store)
-        again = (c.rec.file_id, c.store) in resumed
-        return write_copy(store, c.rec, c.sources, c.key, scratch=scratch, lost=lost, resumed=again)
-
-    def failed(c: _Copy, exc: RepoError) -> None:
-        logger.warning("file %s: no copy in store %s: %s", c.rec.file_id, c.store, exc)
-        report.still_under[c.rec.file_id] = f"store {c.store}: {exc}"
-
-    finished: queue.SimpleQueue[tuple[_Copy, str | BaseException]] = queue.SimpleQueue()
-
-    def one(c: _Copy) -> None:
+    def one(batch: _Batch, c: _Copy) -> None:
         try:
-            finished.put((c, make(c)))
+            store = session.stores.named(c.store)
+            again = (c.rec.file_id, c.store) in batch.resumed
+            done = write_copy(
+                store, c.rec, c.sources, c.key, scratch=scratch, lost=batch.lost, resumed=again
+            )
+            finished.put((batch, c, done))
         except BaseException as exc:  # handed to the calling thread
-            finished.put((c, exc))
+            finished.put((batch, c, exc))
 
-    def take(c: _Copy, outcome: str | BaseException) -> None:
+    def take() -> None:
+        batch, c, outcome = finished.get()
+        batch.remaining -= 1
         if isinstance(outcome, str):
-            made.append((c, outcome))
+            batch.made.append((c, outcome))
         elif isinstance(outcome, RepoError):
-            failed(c, outcome)
+            logger.warning("file %s: no copy in store %s: %s", c.rec.file_id, c.store, outcome)
+            report.still_under[c.rec.file_id] = f"store {c.store}: {outcome}"
         else:
             raise outcome
+        if batch.remaining == 0:
+            under_way.remove(batch)
+            _record(session, batch, report)
 
-    pool = ThreadPoolExecutor(
-        max_workers=max(1, min(WORKERS, len(todo))), thread_name_prefix="repo-replicate"
-    )
-    futures = [pool.submit(one, c) for c in todo]
+    pool = ThreadPoolExecutor(max_workers=WORKERS, thread_name_prefix="repo-replicate")
     try:
-        for _ in futures:
-            take(*finished.get())
+        for chunk in _batches(wanted):
+            batch = _claim(session, chunk, report)
+            if batch is None:
+                continue
+            under_way.append(batch)
+            batch.futures = [pool.submit(one, batch, c) for c in batch.todo]
+            while len(under_way) > 1:
+                take()
+        while under_way:
+            take()
     except BaseException:
         # Interrupted (Ctrl-C) or a bug: nothing new starts; copies under way finish.
-        for future in futures:
-            future.cancel()
+        for batch in under_way:
+            for future in batch.futures:
+                future.cancel()
         raise
     finally:
         pool.shutdown(wait=True)
         while not finished.empty():
-            c, outcome = finished.get()
+            batch, c, outcome = finished.get()
             if isinstance(outcome, str):
-                made.append((c, outcome))
+                batch.made.append((c, outcome))
         # Also when interrupted: what was verified is recorded; rows left ``writing``
         # are finished by the next run.
-        record_lost(session, lost)
-        _record_made(session, made, report)
+        for batch in under_way:
+            _record(session, batch, report)
+
+
+def _claim(session: Session, chunk: list[_Copy], report: ReplicateReport) -> _Batch | None:
+    """Claim `chunk`'s copies in one transaction, committed; None if none was claimed."""
+    try:
+        claimed = session.catalog.claim_replicas(
+            [CopyClaim(c.rec.file_id, c.store, c.key) for c in chunk], when=datetime.now(UTC)
+        )
+        session.commit()  # the rows name the objects before they exist
+    except RepoError as exc:
+        session.rollback()
+        logger.warning("%d copies not claimed: %s", len(chunk), exc)
+        for c in chunk:
+            report.still_under[c.rec.file_id] = f"store {c.store}: {exc}"
+        return None
+    batch = _Batch(todo=[], resumed=set())
+    for c in chunk:
+        at = (c.rec.file_id, c.store)
+        if at not in claimed:
+            report.still_under[c.rec.file_id] = "purged or claimed by GC meanwhile"
+            continue
+        batch.todo.append(c)
+        if claimed[at] is not None:
+            batch.resumed.add(at)
+    batch.remaining = len(batch.todo)
+    return batch if batch.todo else None
+
+
+def _record(session: Session, batch: _Batch, report: ReplicateReport) -> None:
+    record_lost(session, batch.lost)
+    _record_made(session, batch.made, report)
 
 
 def _record_made(session: Session, made: list[tuple[_Copy, str]], report: ReplicateReport) -> None:
