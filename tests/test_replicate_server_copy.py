@@ -211,3 +211,23 @@ def test_a_server_copy_of_the_only_copy_found_corrupt_counts_nothing(
     finally:
         client.close()
     assert [o["Key"] for o in listed.get("Contents", [])] == []  # the bad copy deleted
+
+
+def test_a_server_copy_the_server_refuses_is_streamed_instead(
+    twins: dict[str, Any], proxy: FaultProxy, moto_server: S3Server
+) -> None:
+    config = {**twins, "stores": {"twin": twins["stores"]["twin"]}}
+    with Repo(config) as r:
+        f = r.add_file("a.txt").touch(SMALL).publish()
+        r.commit()
+        rec = r.catalog.get(f.file_id)
+        key = r.session.stores.copy_key(rec, "twin")
+        proxy.reset()
+        # As a server that cannot read the other bucket would: the copy refused.
+        proxy.fail_requests(403, code="AccessDenied", method="PUT", path=key, count=1)
+        assert r.replicate().copied == 1
+        assert _rows(r, f.file_id) == [("twin", "verified", "etag")]
+    assert proxy.fired() == 1
+    assert len(_copied_on_server(proxy)) == 1
+    assert _gets(proxy, rec.key) == 1  # then streamed through this host
+    assert _object(moto_server, config["stores"]["twin"], key)[0] == SMALL

@@ -1,7 +1,9 @@
 """Writing one version's copy into a named store, read from a verified copy
 (docs/replicas.md): claimed in the catalog before a byte is sent, checked on the way in
 (md5 of the source) and at the destination, then recorded verified. `repo replicate`
-makes missing copies with it, `repo recover` repairs damaged ones."""
+makes missing copies with `write_copy` (the bytes only: safe in worker threads; it
+claims and records in batches), `repo recover` repairs damaged ones with `copy_one`.
+Between two buckets of one S3 server the server copies (`stores.base.ServerCopy`)."""
 
 from __future__ import annotations
 
@@ -193,7 +195,7 @@ def _copy_on_server(
             return READ_BACK
         store.delete_many([key])
         return None
-    except (NotFoundError, VerificationError, StoreError) as exc:
+    except RepoError as exc:  # refused (access, not implemented), missing, or bad
         logger.warning(
             "file %s: the server did not copy it from store %s (%s); streaming it",
             rec.file_id,

@@ -2,12 +2,14 @@
 
 For each uploaded version that garbage collection has not claimed (published, or expired
 and kept for backups), the stores without a verified copy are filled in configuration
-order until the version has `numcopies` (docs/replicas.md). Each copy is claimed in the
-catalog (``writing``, committed) before a byte is sent, streamed from a verified copy
-through a local file (the source checked by md5 on the way), written create-only and
-checked at the destination (ETag or read-back), then recorded ``verified``. A run killed
-anywhere leaves rows that name every object it may have written; the next run finishes
-them. Idempotent: everything starts from the catalog.
+order until the version has `numcopies` (docs/replicas.md). Copies go in batches: each
+batch's copies are claimed in the catalog (``writing``) in one transaction, committed
+before a byte is sent; worker threads make them (`copying.write_copy`: streamed from a
+verified copy, its md5 checked on the way, written create-only and checked at the
+destination; or copied by the server where both stores are buckets of one S3 server);
+then those verified are recorded in one more transaction. Only this thread touches the
+catalog. A run killed anywhere leaves rows that name every object it may have written;
+the next run finishes them. Idempotent: everything starts from the catalog.
 """
 
 from __future__ import annotations
