@@ -198,6 +198,7 @@ class _Batch:
     remaining: int = 0
     lost: list[LostCopy] = field(default_factory=list)
     made: list[tuple[_Copy, str]] = field(default_factory=list)
+    failed: list[tuple[_Copy, RepoError]] = field(default_factory=list)
     futures: list[Future[None]] = field(default_factory=list)
 
 
@@ -207,7 +208,9 @@ def _copy_all(session: Session, wanted: list[_Copy], report: ReplicateReport) ->
     While a batch's copies run, the one before it is recorded and the next one claimed
     (at most two under way), so the workers do not wait on the catalog."""
     scratch = session.scratch_dir()
-    finished: queue.SimpleQueue[tuple[_Batch, _Copy, str | BaseException]] = queue.SimpleQueue()
+    # Workers put what they made into their batch themselves (so a Ctrl-C landing
+    # anywhere in this thread loses none of it) and say here only that they are done.
+    finished: queue.SimpleQueue[tuple[_Batch, BaseException | None]] = queue.SimpleQueue()
     under_way: list[_Batch] = []
 
     def one(batch: _Batch, c: _Copy) -> None:
@@ -217,20 +220,19 @@ def _copy_all(session: Session, wanted: list[_Copy], report: ReplicateReport) ->
             done = write_copy(
                 store, c.rec, c.sources, c.key, scratch=scratch, lost=batch.lost, resumed=again
             )
-            finished.put((batch, c, done))
-        except BaseException as exc:  # handed to the calling thread
-            finished.put((batch, c, exc))
+            batch.made.append((c, done))
+        except RepoError as exc:
+            batch.failed.append((c, exc))
+        except BaseException as exc:  # a bug: handed to the calling thread
+            finished.put((batch, exc))
+            return
+        finished.put((batch, None))
 
     def take() -> None:
-        batch, c, outcome = finished.get()
+        batch, exc = finished.get()
+        if exc is not None:
+            raise exc
         batch.remaining -= 1
-        if isinstance(outcome, str):
-            batch.made.append((c, outcome))
-        elif isinstance(outcome, RepoError):
-            logger.warning("file %s: no copy in store %s: %s", c.rec.file_id, c.store, outcome)
-            report.still_under[c.rec.file_id] = f"store {c.store}: {outcome}"
-        else:
-            raise outcome
         if batch.remaining == 0:
             under_way.remove(batch)
             _record(session, batch, report)
@@ -255,10 +257,6 @@ def _copy_all(session: Session, wanted: list[_Copy], report: ReplicateReport) ->
         raise
     finally:
         pool.shutdown(wait=True)
-        while not finished.empty():
-            batch, c, outcome = finished.get()
-            if isinstance(outcome, str):
-                batch.made.append((c, outcome))
         # Also when interrupted: what was verified is recorded; rows left ``writing``
         # are finished by the next run.
         for batch in under_way:
@@ -292,6 +290,9 @@ def _claim(session: Session, chunk: list[_Copy], report: ReplicateReport) -> _Ba
 
 
 def _record(session: Session, batch: _Batch, report: ReplicateReport) -> None:
+    for c, exc in batch.failed:
+        logger.warning("file %s: no copy in store %s: %s", c.rec.file_id, c.store, exc)
+        report.still_under[c.rec.file_id] = f"store {c.store}: {exc}"
     record_lost(session, batch.lost)
     _record_made(session, batch.made, report)
 
