@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from conftest import write_config
+from harness.proxy import FaultProxy
 from replica_stores import three_store_config
 from repo import Repo
 
@@ -131,3 +132,41 @@ def test_a_gc_purging_replicated_versions_killed_midway_is_finished_by_the_next(
         assert set(good.values()) == {3}
         assert _data_objects(r) == named  # no copy of a purged version left anywhere
     assert killed or report.expired.count == 0
+
+
+def test_replication_interrupted_records_every_copy_it_made_and_the_next_run_finishes(
+    stores: dict[str, Any], tmp_path: Path, rclone_server: S3Server
+) -> None:
+    with FaultProxy(rclone_server.endpoint_url) as proxy:
+        second = {**stores["stores"]["second"], "s3_endpoint_url": proxy.endpoint_url}
+        config = {**stores, "stores": {**stores["stores"], "second": second}}
+        # Copies into `second` hang a while; those into `nas` are made at once.
+        proxy.delay_requests(3, method="PUT", path="/copies/data/", count=None)
+        cfg = write_config(tmp_path / "cfg.json", config)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "repo", "--config", str(cfg), "replicate"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        nas = tmp_path / "nas" / "data"
+        try:
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline and proc.poll() is None:
+                if nas.is_dir() and sum(1 for p in nas.rglob("*~*") if p.is_file()) == FILES:
+                    proc.send_signal(signal.SIGINT)
+                    break
+                time.sleep(0.02)
+        finally:
+            assert proc.wait(timeout=60) == 130  # interrupted, after the copies under way
+        proxy.reset()
+        with Repo(config) as r:
+            rows = r.catalog.replicas_of(range(1, FILES + 1))
+            states = {(c.store, c.state) for copies in rows.values() for c in copies}
+            # Every copy made was recorded: none in `nas` is left ``writing``.
+            assert ("nas", "writing") not in states
+            assert ("nas", "verified") in states
+            report = r.replicate()
+            assert report.ok
+            named, good = _recorded(r)
+            assert set(good.values()) == {3}
+            assert _data_objects(r) == named

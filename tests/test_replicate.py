@@ -212,3 +212,18 @@ def test_with_replicate_on_publish_now_a_commit_returns_with_every_copy_made(
         g = r.add_file("d.txt").touch(b"later").publish()
         r.commit()
         assert _states(r, g) == [[]]
+
+
+def test_a_run_claims_and_records_its_copies_in_batches_one_journal_object_each(
+    three_stores: dict[str, Any], moto_server: S3Server
+) -> None:
+    with Repo(three_stores) as r:
+        for i in range(10):
+            r.add_file(f"f/{i}.txt").touch(f"file {i}".encode()).publish()
+        r.commit()
+        before = len(_objects(moto_server, three_stores["store"], "journal/"))
+        report = r.replicate()
+        assert (report.copied, report.ok) == (10, True)
+    # One commit claims the ten copies, one records them verified: two journal objects,
+    # not two per copy.
+    assert len(_objects(moto_server, three_stores["store"], "journal/")) - before == 2

@@ -1,35 +1,48 @@
 """Writing one version's copy into a named store, read from a verified copy
 (docs/replicas.md): claimed in the catalog before a byte is sent, checked on the way in
 (md5 of the source) and at the destination, then recorded verified. `repo replicate`
-makes missing copies with it, `repo recover` repairs damaged ones."""
+makes missing copies with `write_copy` (the bytes only: safe in worker threads; it
+claims and records in batches), `repo recover` repairs damaged ones with `copy_one`.
+Between two buckets of one S3 server the server copies (`stores.base.ServerCopy`)."""
 
 from __future__ import annotations
 
+import io
 import logging
 import tempfile
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, BinaryIO
 
 from .errors import (
     ConflictError,
     NotFoundError,
+    RepoError,
     StoreError,
     UntrustedDataError,
     VerificationError,
 )
-from .integrity import check_download
-from .stores.base import hash_only
-from .transfers import put_copy
+from .integrity import READ_BACK, check_download
+from .stores.base import SMALL_OBJECT_MAX, hash_only, server_copy
+from .transfers import copy_metadata, put_copy
 
 if TYPE_CHECKING:
     from .backup_place import BackupPlace
     from .catalog import FileRecord, Replica
+    from .failover import LostCopy
     from .session import Session
     from .stores import Store
+    from .stores.base import ServerCopy
 
-__all__ = ["CopySource", "copy_backups", "copy_one", "copy_sources"]
+__all__ = [
+    "CopySource",
+    "copy_backups",
+    "copy_one",
+    "copy_sources",
+    "record_lost",
+    "write_copy",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -75,21 +88,11 @@ def copy_one(session: Session, rec: FileRecord, sources: list[CopySource], name:
         session.rollback()
         raise ConflictError(f"file {rec.file_id} was purged or claimed by GC meanwhile")
     session.commit()  # the row names the object before it exists
-    with tempfile.TemporaryDirectory(dir=session.scratch_dir(), prefix="replicate-") as tmp:
-        local = _read_one(session, rec, sources, Path(tmp) / "copy")
-        try:
-            result = put_copy(store, rec, key, local)
-        except ConflictError:
-            # A run killed after its put left the object: keep it if it is the version's
-            # bytes, else delete it (our row names it) and write it again.
-            if _holds(store, key, rec):
-                result = None
-            else:
-                store.delete_many([key])
-                result = put_copy(store, rec, key, local)
-    if result is not None and (result.md5 != rec.md5 or result.size != rec.size):
-        raise VerificationError(f"the copy of file {rec.file_id} in store {name} differs")
-    with_what = result.verified_with if result is not None else "read-back"
+    lost: list[LostCopy] = []
+    try:
+        with_what = write_copy(store, rec, sources, key, scratch=session.scratch_dir(), lost=lost)
+    finally:
+        record_lost(session, lost)
     if not catalog.replica_verified(
         rec.file_id,
         name,
@@ -107,26 +110,137 @@ def copy_one(session: Session, rec: FileRecord, sources: list[CopySource], name:
     logger.info("file %s (%s): copied to store %s at %s", rec.file_id, rec.path, name, key)
 
 
-def _read_one(session: Session, rec: FileRecord, sources: list[CopySource], into: Path) -> Path:
-    """Download `rec` from the first source that gives its exact bytes; a source found
-    missing or corrupt is recorded lost."""
+def record_lost(session: Session, lost: list[LostCopy]) -> None:
+    """Record (and commit) the sources a copy found missing or corrupt: they no longer
+    count, nor are read. Advisory: a failure is logged, and `repo verify` finds them."""
+    if not lost:
+        return
+    try:
+        for file_id, name, key in sorted(set(lost)):
+            session.catalog.replica_lost(file_id, name, key, when=datetime.now(UTC))
+        session.commit()
+    except RepoError as exc:
+        session.rollback()
+        logger.warning("could not record %d lost copies: %s", len(set(lost)), exc)
+
+
+def write_copy(
+    store: Store,
+    rec: FileRecord,
+    sources: list[CopySource],
+    key: str,
+    *,
+    scratch: Path,
+    lost: list[LostCopy],
+    resumed: bool = True,
+) -> str:
+    """Write `rec`'s bytes at `key` in `store` (claimed by the caller), read from the
+    first good source, and check them there; returns what vouched (`VERIFIED_WITH`).
+
+    No catalog work (safe in worker threads): sources found missing or corrupt are added
+    to `lost` for the caller to record. A leftover at `key` (a run killed after its put)
+    is kept if it holds the version's bytes, else deleted and written again; `resumed`:
+    whether the claim found a row already (else nothing can be at `key`: nothing is ever
+    written without a row naming it first).
+
+    Where a source is on the same S3 server as `store` (`stores.base.ServerCopy`), the
+    server copies it; a copy it refuses, or that fails its check (deleted then), is
+    streamed instead, through this host, from the first source that reads right.
+    """
+    size = rec.size or 0
+    for source in sources:
+        copier = server_copy(store, source.store, size)
+        if copier is not None:
+            done = _copy_on_server(copier, store, source, rec, key, resumed=resumed)
+            if done is not None:
+                return done
+            break
+    if size <= SMALL_OBJECT_MAX:
+        buffer = io.BytesIO()
+        _read_one(rec, sources, buffer, lost)
+        return _put_checked(store, rec, key, buffer.getvalue())
+    with tempfile.TemporaryDirectory(dir=scratch, prefix="replicate-") as tmp:
+        local = Path(tmp) / "copy"
+        with local.open("wb") as out:
+            _read_one(rec, sources, out, lost)
+        return _put_checked(store, rec, key, local)
+
+
+def _copy_on_server(
+    copier: ServerCopy,
+    store: Store,
+    source: CopySource,
+    rec: FileRecord,
+    key: str,
+    *,
+    resumed: bool,
+) -> str | None:
+    """`rec` copied by the server from `source` to `key`, checked; what vouched, or None
+    when it is to be streamed instead."""
+    if resumed:
+        if _holds(store, key, rec):
+            return READ_BACK
+        store.delete_many([key])  # a leftover our row names (missing is no error)
+    try:
+        result = copier.copy_from(
+            source.store,
+            source.key,
+            key,
+            md5=rec.md5 or "",
+            size=rec.size or 0,
+            metadata=copy_metadata(rec),
+        )
+    except ConflictError:
+        if _holds(store, key, rec):
+            return READ_BACK
+        store.delete_many([key])
+        return None
+    except RepoError as exc:  # refused (access, not implemented), missing, or bad
+        logger.warning(
+            "file %s: the server did not copy it from store %s (%s); streaming it",
+            rec.file_id,
+            source.name,
+            exc,
+        )
+        return None
+    return result.verified_with
+
+
+def _put_checked(store: Store, rec: FileRecord, key: str, body: Path | bytes) -> str:
+    try:
+        result = put_copy(store, rec, key, body)
+    except ConflictError:
+        # A run killed after its put left the object: keep it if it is the version's
+        # bytes, else delete it (our row names it) and write it again.
+        if _holds(store, key, rec):
+            return READ_BACK
+        store.delete_many([key])
+        result = put_copy(store, rec, key, body)
+    if result.md5 != rec.md5 or result.size != rec.size:
+        raise VerificationError(f"the copy of file {rec.file_id} at {key} differs")
+    return result.verified_with
+
+
+def _read_one(
+    rec: FileRecord, sources: list[CopySource], into: BinaryIO, lost: list[LostCopy]
+) -> None:
+    """Download `rec` into `into` from the first source that gives its exact bytes; a
+    source found missing or corrupt is added to `lost`."""
     problems = []
     for source in sources:
+        into.seek(0)
+        into.truncate()
         try:
-            with into.open("wb") as out:
-                got = source.store.get_into(source.key, out)
+            got = source.store.get_into(source.key, into)
             check_download(source.key, got.md5, got.size, md5=rec.md5 or "", size=rec.size or 0)
         except (NotFoundError, VerificationError) as exc:
             problems.append(f"{source.name}: {exc}")
-            session.catalog.replica_lost(
-                rec.file_id, source.name, source.key, when=datetime.now(UTC)
-            )
-            session.commit()
+            lost.append((rec.file_id, source.name, source.key))
             continue
         except StoreError as exc:
             problems.append(f"{source.name}: {exc}")
             continue
-        return into
+        return
     raise StoreError(f"no copy of file {rec.file_id} could be read: {'; '.join(problems)}")
 
 

@@ -35,6 +35,7 @@ __all__ = [
     "DEFAULT_WORKERS",
     "archived_reads",
     "cached_copy",
+    "copy_metadata",
     "download",
     "fetch",
     "fetch_into",
@@ -68,11 +69,19 @@ def put_version(
     return store.put_file(record.key, source, metadata=metadata, progress=progress)
 
 
-def put_copy(store: Store, record: FileRecord, key: str, source: Path) -> PutResult:
-    """Send one version's bytes to its copy at `key` in another `store` (already checked
-    by `Session.locate_copy`), carrying the same metadata as its own object."""
-    metadata = _metadata(record.path, record.origin, record.created_at)
+def put_copy(store: Store, record: FileRecord, key: str, source: Path | bytes) -> PutResult:
+    """Send one version's bytes (a file, or a small object in memory) to its copy at `key`
+    in another `store` (already checked by `Session.locate_copy`), carrying the same
+    metadata as its own object (`copy_metadata`)."""
+    metadata = copy_metadata(record)
+    if isinstance(source, bytes):
+        return store.put_bytes(key, source, metadata=metadata)
     return store.put_file(key, source, metadata=metadata)
+
+
+def copy_metadata(record: FileRecord) -> dict[str, str]:
+    """The metadata every object of `record` carries, in whichever store."""
+    return _metadata(record.path, record.origin, record.created_at)
 
 
 def put_new(

@@ -12,7 +12,9 @@
 * adding many versions at once (`Repo.add_tree`) -> `bulk` (`BulkQueries`).
 * garbage collection -> `purge` (`PurgeQueries`): what may go, claims, forgetting rows.
 * copies in the repository's other stores -> `replicas` (`ReplicaQueries`): claiming,
-  verifying, losing and forgetting copies; the versions replication walks.
+  verifying, losing and forgetting copies; the versions replication walks. Claims and
+  verifications of many copies in one transaction -> `replica_batches`
+  (`ReplicaBatchQueries`).
 * what each store holds, and forgetting a retired store -> `store_rows` (`StoreRowQueries`).
 * archival storage classes -> `archiving` (`ArchiveQueries`): recording a move.
 * journal entries -> `replay` (`ReplayQueries`): each commit's entry, and replaying

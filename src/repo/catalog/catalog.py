@@ -13,6 +13,7 @@ from .dump import BackupRecord, DumpQueries
 from .purge import PurgeQueries
 from .records import FileRecord
 from .replay import ReplayQueries
+from .replica_batches import ReplicaBatchQueries
 from .replicas import Replica, ReplicaQueries
 from .store_rows import StoreRowQueries
 from .tagging import TagQueries
@@ -39,6 +40,7 @@ class Catalog(
     DumpQueries,
     ArchiveQueries,
     ReplicaQueries,
+    ReplicaBatchQueries,
     StoreRowQueries,
 ):
     """The catalog of one repository: files, paths, tags and hosts."""

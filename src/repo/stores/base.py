@@ -28,6 +28,7 @@ __all__ = [
     "ObjectInfo",
     "Progress",
     "PutResult",
+    "ServerCopy",
     "Store",
     "Tee",
     "Writable",
@@ -35,6 +36,7 @@ __all__ = [
     "check_small",
     "copy_hashing",
     "hash_only",
+    "server_copy",
 ]
 
 #: Told the number of bytes just transferred: increments, never running totals.
@@ -320,3 +322,39 @@ def archivable(store: Store) -> Archivable:
             hint="archival needs an S3 store (s3://...)",
         )
     return store
+
+
+@runtime_checkable
+class ServerCopy(Protocol):
+    """A store that can copy an object from another store without the bytes passing
+    through this host (S3's CopyObject): an optional part of the interface."""
+
+    def can_copy_from(self, source: Store, size: int) -> bool:
+        """Can an object of `size` bytes in `source` be copied here by the server?"""
+        ...
+
+    def copy_from(
+        self,
+        source: Store,
+        source_key: str,
+        key: str,
+        *,
+        md5: str,
+        size: int,
+        metadata: Mapping[str, str],
+    ) -> PutResult:
+        """Create object `key` as a copy of `source_key` in `source`, with `metadata`.
+
+        On the same terms as `Store.put_file`: never overwrites (`ConflictError`), and a
+        returned result describes an object checked against `md5` and `size` (by its ETag
+        where that is an md5, else read back); a copy that is not is deleted and
+        `VerificationError` raised. A copy the server refuses is `StoreError`: stream it.
+        """
+        ...
+
+
+def server_copy(store: Store, source: Store, size: int) -> ServerCopy | None:
+    """`store` if it can copy an object of `size` bytes from `source` on the server."""
+    if isinstance(store, ServerCopy) and store.can_copy_from(source, size):
+        return store
+    return None

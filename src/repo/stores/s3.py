@@ -19,13 +19,14 @@ import obstore.exceptions as obx
 from ..errors import NotFoundError, StoreError
 from ..integrity import normalize_etag
 from ..urls import mask_url
-from . import s3_archive, s3_download
+from . import s3_archive, s3_copy, s3_download
 from .base import (
     ArchiveState,
     DownloadResult,
     ObjectInfo,
     Progress,
     PutResult,
+    Store,
     Writable,
     check_small,
 )
@@ -57,7 +58,8 @@ class S3Store:
 
     It wires the pieces: clients in `s3_client`, puts in `s3_put` and `s3_multipart`,
     reads in `s3_download`, retries in `s3_retry`, errors in `s3_errors`, archival
-    classes in `s3_archive` (it is also a `base.Archivable`).
+    classes in `s3_archive` (it is also a `base.Archivable`), copies between buckets of
+    one server in `s3_copy` (a `base.ServerCopy`).
     """
 
     def __init__(
@@ -255,6 +257,37 @@ class S3Store:
 
     def close(self) -> None:
         self._conn.close()
+
+    # -- ServerCopy ----------------------------------------------------------------------
+
+    def can_copy_from(self, source: Store, size: int) -> bool:
+        # Same server, same credentials (so one request may read the one and write the
+        # other), another bucket, and within what one CopyObject request copies.
+        return (
+            isinstance(source, S3Store)
+            and source.bucket != self.bucket
+            and source.endpoint_url == self.endpoint_url
+            and source.region == self.region
+            and source._access_key == self._access_key
+            and source._secret_key == self._secret_key
+            and 0 <= size <= s3_copy.COPY_LIMIT
+        )
+
+    def copy_from(
+        self,
+        source: Store,
+        source_key: str,
+        key: str,
+        *,
+        md5: str,
+        size: int,
+        metadata: Mapping[str, str],
+    ) -> PutResult:
+        if not self.can_copy_from(source, size):
+            raise StoreError(f"{self.url} cannot copy from {source.url} on the server")
+        return s3_copy.copy_object(
+            self._conn, source.bucket, source_key, key, md5=md5, size=size, metadata=metadata
+        )
 
     # -- Archivable ----------------------------------------------------------------------
 
