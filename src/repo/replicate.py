@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 from .backup_place import place_in
 from .catalog.replica_batches import CopyClaim, CopyVerified
 from .copying import CopySource, copy_backups, copy_sources, record_lost, write_copy
-from .errors import RepoError
+from .errors import NotFoundError, RepoError, StoreError
 from .transfers import DEFAULT_WORKERS
 
 if TYPE_CHECKING:
@@ -106,8 +106,8 @@ def replicate(session: Session, *, dry_run: bool = False) -> ReplicateReport:
             count, size = copy_backups(
                 session.backups, dest, session.scratch_dir(), dry_run=dry_run
             )
-        except RepoError as exc:  # one store down must not stop the others
-            logger.warning("backups and journal not copied into store %s: %s", name, exc)
+        except RepoError as exc:  # one store down must not stop the others (reported)
+            logger.info("backups and journal not copied into store %s: %s", name, exc)
             report.backup_failed[name] = str(exc)
             continue
         report.backup_objects += count
@@ -208,6 +208,10 @@ def _copy_all(session: Session, wanted: list[_Copy], report: ReplicateReport) ->
     While a batch's copies run, the one before it is recorded and the next one claimed
     (at most two under way), so the workers do not wait on the catalog."""
     scratch = session.scratch_dir()
+    #: Stores found not answering in this run (a copy failed, then a HEAD too), with
+    #: why: no more copies are tried or claimed there, so a dead store costs one
+    #: timeout per worker, not one per version.
+    down: dict[str, str] = {}
     # Workers put what they made into their batch themselves (so a Ctrl-C landing
     # anywhere in this thread loses none of it) and say here only that they are done.
     finished: queue.SimpleQueue[tuple[_Batch, BaseException | None]] = queue.SimpleQueue()
@@ -215,6 +219,8 @@ def _copy_all(session: Session, wanted: list[_Copy], report: ReplicateReport) ->
 
     def one(batch: _Batch, c: _Copy) -> None:
         try:
+            if c.store in down:
+                raise StoreError(down[c.store])
             store = session.stores.named(c.store)
             again = (c.rec.file_id, c.store) in batch.resumed
             done = write_copy(
@@ -222,6 +228,8 @@ def _copy_all(session: Session, wanted: list[_Copy], report: ReplicateReport) ->
             )
             batch.made.append((c, done))
         except RepoError as exc:
+            if isinstance(exc, StoreError) and c.store not in down:
+                _check_answers(session, c, exc, down)
             batch.failed.append((c, exc))
         except BaseException as exc:  # a bug: handed to the calling thread
             finished.put((batch, exc))
@@ -240,7 +248,11 @@ def _copy_all(session: Session, wanted: list[_Copy], report: ReplicateReport) ->
     pool = ThreadPoolExecutor(max_workers=WORKERS, thread_name_prefix="repo-replicate")
     try:
         for chunk in _batches(wanted):
-            batch = _claim(session, chunk, report)
+            for c in chunk:
+                if c.store in down:
+                    report.still_under[c.rec.file_id] = f"store {c.store}: {down[c.store]}"
+            chunk = [c for c in chunk if c.store not in down]
+            batch = _claim(session, chunk, report) if chunk else None
             if batch is None:
                 continue
             under_way.append(batch)
@@ -261,6 +273,19 @@ def _copy_all(session: Session, wanted: list[_Copy], report: ReplicateReport) ->
         # are finished by the next run.
         for batch in under_way:
             _record(session, batch, report)
+
+
+def _check_answers(session: Session, c: _Copy, exc: StoreError, down: dict[str, str]) -> None:
+    """After a copy into `c.store` failed: does the store answer at all (a HEAD of the
+    copy's key)? If not, it is down for the rest of the run."""
+    try:
+        session.stores.named(c.store).head(c.key)
+    except NotFoundError:
+        return
+    except RepoError as probe:
+        if c.store not in down:
+            down[c.store] = f"not answering, no more copies tried there in this run ({probe})"
+            logger.warning("store %s: %s; first failure: %s", c.store, down[c.store], exc)
 
 
 def _claim(session: Session, chunk: list[_Copy], report: ReplicateReport) -> _Batch | None:
@@ -291,7 +316,7 @@ def _claim(session: Session, chunk: list[_Copy], report: ReplicateReport) -> _Ba
 
 def _record(session: Session, batch: _Batch, report: ReplicateReport) -> None:
     for c, exc in batch.failed:
-        logger.warning("file %s: no copy in store %s: %s", c.rec.file_id, c.store, exc)
+        logger.info("file %s: no copy in store %s: %s", c.rec.file_id, c.store, exc)
         report.still_under[c.rec.file_id] = f"store {c.store}: {exc}"
     record_lost(session, batch.lost)
     _record_made(session, batch.made, report)

@@ -49,6 +49,10 @@ def replicate(app: App, dry_run: bool, as_json: bool) -> None:
         sys.exit(1)
 
 
+#: Versions still under policy listed one per line; the rest are counted.
+SHOWN = 20
+
+
 def _plural(n: int, word: str, many: str | None = None) -> str:
     return f"{n} {word}" if n == 1 else f"{n} {many or word + 's'}"
 
@@ -69,8 +73,11 @@ def _echo(rep: ReplicateReport) -> None:
         echo(f"Error: backups and journal not copied into store {store}: {why}", err=True)
     if rep.still_under:
         echo(f"Error: {_plural(len(rep.still_under), 'version')} still under-replicated:", err=True)
-        for file_id, why in sorted(rep.still_under.items()):
+        listed = sorted(rep.still_under.items())
+        for file_id, why in listed[:SHOWN]:
             echo(f"  file {file_id}: {why}", err=True)
+        if len(listed) > SHOWN:
+            echo(f"  ... and {len(listed) - SHOWN} more (`--json` lists every one)", err=True)
         echo(
             "Try: `repo verify` names the copies of each; `repo recover` repairs lost ones",
             err=True,

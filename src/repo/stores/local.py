@@ -117,12 +117,13 @@ class LocalStore:
         progress: Progress | None = None,
     ) -> PutResult:
         try:
-            src = open(source, "rb")  # noqa: SIM115 - closed by _read_chunks
+            src = open(source, "rb")  # noqa: SIM115 - closed below, whatever happens
         except FileNotFoundError:
             raise NotFoundError(f"local file {source} not found") from None
         except OSError as exc:
             raise StoreError(f"cannot read {source}: {exc.strerror}") from exc
-        return self._put_chunks(key, _read_chunks(src), metadata, progress)
+        with src:  # also when the store fails before reading a byte
+            return self._put_chunks(key, _read_chunks(src), metadata, progress)
 
     def put_bytes(
         self,
