@@ -227,3 +227,36 @@ def test_a_run_claims_and_records_its_copies_in_batches_one_journal_object_each(
     # One commit claims the ten copies, one records them verified: two journal objects,
     # not two per copy.
     assert len(_objects(moto_server, three_stores["store"], "journal/")) - before == 2
+
+
+class _Heard:
+    """A progress listener that keeps what it hears."""
+
+    def __init__(self) -> None:
+        self.totals: list[tuple[int, int]] = []
+        self.bytes = 0
+        self.files = 0
+
+    def begin(self, total_bytes: int, total_files: int) -> None:
+        self.totals.append((total_bytes, total_files))
+
+    def advance(self, nbytes: int) -> None:
+        self.bytes += nbytes
+
+    def file_done(self) -> None:
+        self.files += 1
+
+
+def test_replicate_tells_a_progress_listener_of_each_copy(three_stores: dict[str, Any]) -> None:
+    contents = {"a.txt": b"12345", "b.txt": b"1234567890", "c.txt": b"x" * 3000}
+    with Repo(three_stores) as r:
+        for path, data in contents.items():
+            r.add_file(path).touch(data).publish()
+        r.commit()
+        heard = _Heard()
+        assert r.replicate(progress=heard).copied == 3
+        again = _Heard()
+        assert r.replicate(progress=again).copied == 0
+    total = sum(map(len, contents.values()))
+    assert (heard.totals, heard.bytes, heard.files) == ([(total, 3)], total, 3)
+    assert (again.totals, again.bytes, again.files) == ([], 0, 0)

@@ -33,7 +33,7 @@ if TYPE_CHECKING:
     from .failover import LostCopy
     from .session import Session
     from .stores import Store
-    from .stores.base import ServerCopy
+    from .stores.base import Progress, ServerCopy
 
 __all__ = [
     "CopySource",
@@ -133,6 +133,7 @@ def write_copy(
     scratch: Path,
     lost: list[LostCopy],
     resumed: bool = True,
+    progress: Progress | None = None,
 ) -> str:
     """Write `rec`'s bytes at `key` in `store` (claimed by the caller), read from the
     first good source, and check them there; returns what vouched (`VERIFIED_WITH`).
@@ -141,13 +142,16 @@ def write_copy(
     to `lost` for the caller to record. A leftover at `key` (a run killed after its put)
     is kept if it holds the version's bytes, else deleted and written again; `resumed`:
     whether the claim found a row already (else nothing can be at `key`: nothing is ever
-    written without a row naming it first).
+    written without a row naming it first). `progress` hears of the bytes moved, half
+    on the way in and half on the way out, so that it adds up to the version's size
+    (none for a copy the server makes).
 
     Where a source is on the same S3 server as `store` (`stores.base.ServerCopy`), the
     server copies it; a copy it refuses, or that fails its check (deleted then), is
     streamed instead, through this host, from the first source that reads right.
     """
     size = rec.size or 0
+    half = _halved(progress)
     for source in sources:
         copier = server_copy(store, source.store, size)
         if copier is not None:
@@ -157,13 +161,13 @@ def write_copy(
             break
     if size <= SMALL_OBJECT_MAX:
         buffer = io.BytesIO()
-        _read_one(rec, sources, buffer, lost)
-        return _put_checked(store, rec, key, buffer.getvalue())
+        _read_one(rec, sources, buffer, lost, half)
+        return _put_checked(store, rec, key, buffer.getvalue(), half)
     with tempfile.TemporaryDirectory(dir=scratch, prefix="replicate-") as tmp:
         local = Path(tmp) / "copy"
         with local.open("wb") as out:
-            _read_one(rec, sources, out, lost)
-        return _put_checked(store, rec, key, local)
+            _read_one(rec, sources, out, lost, half)
+        return _put_checked(store, rec, key, local, half)
 
 
 def _copy_on_server(
@@ -206,9 +210,11 @@ def _copy_on_server(
     return result.verified_with
 
 
-def _put_checked(store: Store, rec: FileRecord, key: str, body: Path | bytes) -> str:
+def _put_checked(
+    store: Store, rec: FileRecord, key: str, body: Path | bytes, progress: Progress | None
+) -> str:
     try:
-        result = put_copy(store, rec, key, body)
+        result = put_copy(store, rec, key, body, progress)
     except ConflictError:
         # A run killed after its put left the object: keep it if it is the version's
         # bytes, else delete it (our row names it) and write it again.
@@ -221,8 +227,28 @@ def _put_checked(store: Store, rec: FileRecord, key: str, body: Path | bytes) ->
     return result.verified_with
 
 
+def _halved(progress: Progress | None) -> Progress | None:
+    """`progress` told half of every byte (a copy's bytes are moved twice: in, out)."""
+    if progress is None:
+        return None
+    moved = told = 0
+
+    def half(nbytes: int) -> None:
+        nonlocal moved, told
+        moved += nbytes
+        if moved // 2 > told:
+            progress(moved // 2 - told)
+            told = moved // 2
+
+    return half
+
+
 def _read_one(
-    rec: FileRecord, sources: list[CopySource], into: BinaryIO, lost: list[LostCopy]
+    rec: FileRecord,
+    sources: list[CopySource],
+    into: BinaryIO,
+    lost: list[LostCopy],
+    progress: Progress | None = None,
 ) -> None:
     """Download `rec` into `into` from the first source that gives its exact bytes; a
     source found missing or corrupt is added to `lost`."""
@@ -231,7 +257,7 @@ def _read_one(
         into.seek(0)
         into.truncate()
         try:
-            got = source.store.get_into(source.key, into)
+            got = source.store.get_into(source.key, into, progress=progress)
             check_download(source.key, got.md5, got.size, md5=rec.md5 or "", size=rec.size or 0)
         except (NotFoundError, VerificationError) as exc:
             problems.append(f"{source.name}: {exc}")

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import threading
 from typing import Protocol
 
-__all__ = ["ProgressListener"]
+__all__ = ["ProgressListener", "Tally"]
 
 
 class ProgressListener(Protocol):
@@ -19,3 +20,34 @@ class ProgressListener(Protocol):
     def advance(self, nbytes: int) -> None: ...
 
     def file_done(self) -> None: ...
+
+
+class Tally:
+    """An operation's progress told to a listener (or to none) from worker threads, its
+    calls serialised as `ProgressListener` requires; totals may grow as work is found."""
+
+    def __init__(self, listener: ProgressListener | None) -> None:
+        self.listener = listener
+        self.files = 0
+        self.bytes = 0
+        self._lock = threading.Lock()
+
+    def grow(self, files: int, nbytes: int) -> None:
+        """`files` more files of `nbytes` bytes to do."""
+        if self.listener is not None and files:
+            self.files += files
+            self.bytes += nbytes
+            with self._lock:
+                self.listener.begin(self.bytes, self.files)
+
+    def moved(self, nbytes: int) -> None:
+        if self.listener is not None and nbytes > 0:
+            with self._lock:
+                self.listener.advance(nbytes)
+
+    def file_done(self, unreported: int = 0) -> None:
+        """One file done, `unreported` of its bytes not told on the way (told now)."""
+        if self.listener is not None:
+            self.moved(unreported)
+            with self._lock:
+                self.listener.file_done()

@@ -25,6 +25,7 @@ from .backup_place import place_in
 from .catalog.replica_batches import CopyClaim, CopyVerified
 from .copying import CopySource, copy_backups, copy_sources, record_lost, write_copy
 from .errors import NotFoundError, RepoError, StoreError
+from .progress import Tally
 from .transfers import DEFAULT_WORKERS
 
 if TYPE_CHECKING:
@@ -32,6 +33,7 @@ if TYPE_CHECKING:
 
     from .catalog import FileRecord
     from .failover import LostCopy
+    from .progress import ProgressListener
     from .session import Session
 
 __all__ = ["ReplicateReport", "replicate", "replicate_published"]
@@ -90,15 +92,20 @@ class ReplicateReport:
         }
 
 
-def replicate(session: Session, *, dry_run: bool = False) -> ReplicateReport:
-    """Bring every live version up to `numcopies` verified copies (see the module)."""
+def replicate(
+    session: Session, *, dry_run: bool = False, progress: ProgressListener | None = None
+) -> ReplicateReport:
+    """Bring every live version up to `numcopies` verified copies (see the module).
+    `progress` hears of each copy made (bytes, then the file); its totals grow as the
+    catalog is read, a page of versions at a time."""
     session.require_clean("replicating")
     config = session.config
     report = ReplicateReport(dry_run=dry_run, numcopies=config.numcopies)
+    tally = Tally(progress)
     after = 0
     while page := session.catalog.versions_to_copy(after_id=after, limit=PAGE):
         after = page[-1].file_id
-        _replicate_page(session, page, report)
+        _replicate_page(session, page, report, tally)
     # The catalog's backups and journal too: a restore must not need the default store.
     for name in config.stores:
         dest = place_in(config, session.stores.named(name))
@@ -124,13 +131,15 @@ def replicate_published(session: Session, file_ids: list[int]) -> ReplicateRepor
         page = [session.catalog.get(i) for i in sorted(set(file_ids))]
     finally:
         session.catalog.end_read()
-    _replicate_page(session, [r for r in page if r.md5 is not None], report)
+    _replicate_page(session, [r for r in page if r.md5 is not None], report, Tally(None))
     for file_id, why in report.still_under.items():
         logger.warning("file %s is published but under-replicated: %s", file_id, why)
     return report
 
 
-def _replicate_page(session: Session, page: list[FileRecord], report: ReplicateReport) -> None:
+def _replicate_page(
+    session: Session, page: list[FileRecord], report: ReplicateReport, tally: Tally
+) -> None:
     config = session.config
     copies = session.catalog.replicas_of([rec.file_id for rec in page])
     session.catalog.end_read()
@@ -160,7 +169,8 @@ def _replicate_page(session: Session, page: list[FileRecord], report: ReplicateR
                 continue
             wanted.append(_Copy(rec, sources, name, key))
     if wanted:
-        _copy_all(session, wanted, report)
+        tally.grow(len(wanted), sum(c.rec.size or 0 for c in wanted))
+        _copy_all(session, wanted, report, tally)
 
 
 @dataclass(frozen=True, slots=True)
@@ -202,7 +212,7 @@ class _Batch:
     futures: list[Future[None]] = field(default_factory=list)
 
 
-def _copy_all(session: Session, wanted: list[_Copy], report: ReplicateReport) -> None:
+def _copy_all(session: Session, wanted: list[_Copy], report: ReplicateReport, tally: Tally) -> None:
     """Make `wanted` in batches: each claimed in one transaction (committed before a byte
     is sent), its copies made in the pool, then those verified recorded in one more.
     While a batch's copies run, the one before it is recorded and the next one claimed
@@ -223,10 +233,24 @@ def _copy_all(session: Session, wanted: list[_Copy], report: ReplicateReport) ->
                 raise StoreError(down[c.store])
             store = session.stores.named(c.store)
             again = (c.rec.file_id, c.store) in batch.resumed
+            sent = [0]
+
+            def moved(nbytes: int) -> None:
+                sent[0] += nbytes
+                tally.moved(nbytes)
+
             done = write_copy(
-                store, c.rec, c.sources, c.key, scratch=scratch, lost=batch.lost, resumed=again
+                store,
+                c.rec,
+                c.sources,
+                c.key,
+                scratch=scratch,
+                lost=batch.lost,
+                resumed=again,
+                progress=moved if tally.listener is not None else None,
             )
             batch.made.append((c, done))
+            tally.file_done((c.rec.size or 0) - sent[0])
         except RepoError as exc:
             if isinstance(exc, StoreError) and c.store not in down:
                 _check_answers(session, c, exc, down)

@@ -545,12 +545,15 @@ class Repo:
         return drop.drop_copy(self.session, file_id, store)
 
     @at_boundary("replicating")
-    def replicate(self, *, dry_run: bool = False) -> ReplicateReport:
+    def replicate(
+        self, *, dry_run: bool = False, progress: ProgressListener | None = None
+    ) -> ReplicateReport:
         """Bring every live version up to ``numcopies`` verified copies in distinct stores
-        (docs/replicas.md). Commits each copy; needs a session without uncommitted changes."""
+        (docs/replicas.md). Commits as it goes; needs a session without uncommitted changes.
+        `progress` hears of each copy made."""
         from . import replicate
 
-        return replicate.replicate(self.session, dry_run=dry_run)
+        return replicate.replicate(self.session, dry_run=dry_run, progress=progress)
 
     @at_boundary("recovering from the cache")
     def recover(self, *, deep: bool = False, dry_run: bool = False) -> RecoverReport:

@@ -69,14 +69,20 @@ def put_version(
     return store.put_file(record.key, source, metadata=metadata, progress=progress)
 
 
-def put_copy(store: Store, record: FileRecord, key: str, source: Path | bytes) -> PutResult:
+def put_copy(
+    store: Store,
+    record: FileRecord,
+    key: str,
+    source: Path | bytes,
+    progress: Progress | None = None,
+) -> PutResult:
     """Send one version's bytes (a file, or a small object in memory) to its copy at `key`
     in another `store` (already checked by `Session.locate_copy`), carrying the same
     metadata as its own object (`copy_metadata`)."""
     metadata = copy_metadata(record)
     if isinstance(source, bytes):
-        return store.put_bytes(key, source, metadata=metadata)
-    return store.put_file(key, source, metadata=metadata)
+        return store.put_bytes(key, source, metadata=metadata, progress=progress)
+    return store.put_file(key, source, metadata=metadata, progress=progress)
 
 
 def copy_metadata(record: FileRecord) -> dict[str, str]:

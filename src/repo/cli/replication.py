@@ -9,6 +9,7 @@ import click
 
 from ..errors import UsageError
 from .app import App, pass_app, resolve
+from .bars import ByteBar
 from .options import as_path_option, json_option
 from .output import echo, echo_json, human_size, shown, table
 from .prompts import confirm
@@ -40,7 +41,11 @@ def replicate(app: App, dry_run: bool, as_json: bool) -> None:
       repo replicate --json
     """
     with app.repo() as r:
-        rep = r.replicate(dry_run=dry_run)
+        bar = ByteBar("replicating")
+        try:
+            rep = r.replicate(dry_run=dry_run, progress=None if dry_run else bar.listener)
+        finally:
+            bar.close()
     if as_json:
         echo_json(rep.as_dict())
     else:
