@@ -50,6 +50,7 @@ if TYPE_CHECKING:
     from .cache_check import CacheVerifyReport
     from .catalog import HostCopy, HostSummary
     from .config import Config, ConfigEntry, describe_config, load_config
+    from .copy_list import StoreCopy
     from .erase import PurgeReport
     from .expiring import Scheduled, ScheduleReport
     from .fetch import FetchReport
@@ -64,6 +65,7 @@ if TYPE_CHECKING:
     from .restore import RestoreReport, restorable_backups, restore_catalog
     from .retention import KeepPolicy
     from .session import Session
+    from .store_admin import StoreSummary
     from .tags import date_tags
     from .thaw import ThawReport, ThawStatus
     from .verify import Finding, VerifyCategory, VerifyReport
@@ -103,6 +105,8 @@ _LAZY = {
     "ScheduleReport": "expiring",
     "Scheduled": "expiring",
     "Session": "session",
+    "StoreCopy": "copy_list",
+    "StoreSummary": "store_admin",
     "StatusReport": "admin",
     "StoreSpec": "named_stores",
     "ThawReport": "thaw",
@@ -167,8 +171,10 @@ __all__ = [
     "Session",
     "StateError",
     "StatusReport",
+    "StoreCopy",
     "StoreError",
     "StoreSpec",
+    "StoreSummary",
     "ThawReport",
     "ThawStatus",
     "UntrustedDataError",
