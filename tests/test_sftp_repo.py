@@ -79,3 +79,41 @@ def test_gc_sweeps_orphans_and_killed_uploads_but_keeps_what_the_catalog_names(
         assert not (killed / ".tmp-killed").exists()
         assert r.store.head(kept.key).size == 4
         assert r.current("kept.txt").read_bytes() == b"kept"
+
+
+def test_an_ssh_store_holds_replicas_that_reads_fail_over_to_and_gc_deletes(
+    sftp_config: dict[str, Any], tmp_path: Path
+) -> None:
+    (tmp_path / "main").mkdir()
+    config = {
+        **sftp_config,
+        "store": (tmp_path / "main").as_uri(),
+        "stores": {"ssh": sftp_config["store"]},
+        "numcopies": 2,
+        "expired_ttl_seconds": 0,
+        "backups_before_purge": 0,
+    }
+    big = os.urandom(3 * 1024 * 1024 + 5)
+    with Repo(config) as r:
+        old = r.add_file("a.bin").touch(b"old").publish()
+        r.add_file("big.bin").touch(big).publish()
+        r.commit()
+        assert r.replicate().copied == 2
+        ssh = r.session.stores.named("ssh")
+        old_copy = r.session.stores.copy_key(old.record, "ssh")
+        assert ssh.head(old_copy).size == 3
+        assert r.verify(deep=True).ok
+        # The default store loses everything: another host reads from the SSH copies.
+        for obj in (tmp_path / "main" / "data").iterdir():
+            obj.chmod(0o600)
+            obj.unlink()
+    other = {**config, "host_name": "host-b", "local_root": str(tmp_path / "local-b")}
+    with Repo(other) as r:
+        assert r.current("big.bin").read_bytes() == big
+        assert r.current("a.bin").read_bytes() == b"old"
+        # A new version expires the old one; GC deletes its copy on the SSH server too.
+        r.add_file("a.bin").touch(b"new").publish()
+        r.commit()
+        assert r.gc().expired.count == 1
+        with pytest.raises(NotFoundError):
+            r.session.stores.named("ssh").head(old_copy)
