@@ -120,3 +120,28 @@ def test_store_commands_list_and_decommission(tmp_path: Path, sqlite_url: str) -
         "error": "the catalog records no copies in store 'second'",
         "hint": "`repo store list` names the stores it knows",
     }
+
+
+def test_status_checks_every_store_and_fails_when_one_does_not_answer(
+    tmp_path: Path, sqlite_url: str
+) -> None:
+    config = _three_directories(tmp_path, sqlite_url)
+    run = CliRun(write_config(tmp_path / "cfg.json", config), tmp_path)
+    ok = run("status")
+    assert ok.exit_code == 0, ok.output
+    assert ok.stdout.splitlines()[1:4] == [
+        f"store    {(tmp_path / 'main').as_uri()} (main)  ok",
+        f"store    {(tmp_path / 'second').as_uri()} (second)  ok",
+        f"store    {(tmp_path / 'nas').as_uri()} (nas)  ok",
+    ]
+    # `nas` cannot be listed: a file where its directory should be.
+    (tmp_path / "nas").rmdir()
+    (tmp_path / "nas").write_bytes(b"")
+    down = run("status", "--json")
+    assert down.exit_code == 1
+    doc = json.loads(down.stdout)
+    assert (doc["ok"], doc["store"]["reachable"]) == (False, True)
+    assert [(s["name"], s["reachable"]) for s in doc["stores"]] == [
+        ("second", True),
+        ("nas", False),
+    ]

@@ -155,10 +155,15 @@ class StatusReport:
     cache_files: int = 0
     cache_bytes: int = 0
     cache_limit: int | None = None
+    #: The default store's name, and with several stores (docs/replicas.md) the others:
+    #: name -> (URL, error or None).
+    store_name: str = "main"
+    stores: dict[str, tuple[str, str | None]] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
-        return self.catalog_error is None and self.store_error is None
+        others = all(error is None for _url, error in self.stores.values())
+        return self.catalog_error is None and self.store_error is None and others
 
 
 @at_boundary("checking the repository")
@@ -179,6 +184,7 @@ def _status(session: Session) -> StatusReport:
         store=cfg.store_url,
         host=cfg.host_name,
         cache_limit=cfg.cache_max_bytes,
+        store_name=cfg.store_name,
     )
     try:
         catalog = session.catalog
@@ -203,5 +209,13 @@ def _status(session: Session) -> StatusReport:
         _probe(session.store)
     except RepoError as exc:
         report.store_error = exc.message
+    for name in cfg.stores:
+        try:
+            store = session.stores.named(name)
+            _probe(store)
+        except RepoError as exc:
+            report.stores[name] = (cfg.for_store(name).store_url, exc.message)
+        else:
+            report.stores[name] = (store.url, None)
     report.cache_files, report.cache_bytes = session.cache.usage()
     return report

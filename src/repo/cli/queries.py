@@ -288,13 +288,15 @@ def show(app: App, ref: str, as_path: bool, as_json: bool) -> None:
 def status(app: App, as_json: bool) -> None:
     """Whether the catalog and store answer; files and bytes by state; this host's cache.
 
-    Exits 1 if the catalog or the store cannot be reached.
+    Exits 1 if the catalog or a store cannot be reached (with several stores, each
+    is listed).
 
     \b
     Example:
       repo status
     """
     from ..admin import status_report
+    from ..urls import mask_url
 
     rep = status_report(app.config())
     states = ("unpublished", "published", "expired")
@@ -313,6 +315,16 @@ def status(app: App, as_json: bool) -> None:
                     "reachable": rep.store_error is None,
                     "error": rep.store_error,
                 },
+                **(
+                    {
+                        "stores": [
+                            {"name": n, "url": mask_url(u), "reachable": e is None, "error": e}
+                            for n, (u, e) in rep.stores.items()
+                        ]
+                    }
+                    if rep.stores
+                    else {}
+                ),
                 "states": {
                     s: {
                         "file_count": rep.counts.get(s, (0, 0))[0],
@@ -335,7 +347,10 @@ def status(app: App, as_json: bool) -> None:
             "ok" if rep.schema_version is not None else "ok, empty (set up on first use)"
         )
         echo(f"catalog  {rep.catalog}  {catalog_state}")
-        echo(f"store    {rep.store}  {rep.store_error or 'ok'}")
+        named = f" ({rep.store_name})" if rep.stores else ""
+        echo(f"store    {rep.store}{named}  {rep.store_error or 'ok'}")
+        for name, (url, error) in rep.stores.items():
+            echo(f"store    {mask_url(url)} ({name})  {error or 'ok'}")
         echo()
         if rep.catalog_error is None:
             rows = []

@@ -256,7 +256,16 @@ class LocalStore:
 
     def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
         root = str(self.root)
-        for dirpath, dirnames, filenames in os.walk(root):
+
+        def unreadable(exc: OSError) -> None:
+            # A directory gone meanwhile (GC) is no error, nor a store not made yet; a
+            # root that is no directory, or one that cannot be read, is: an empty
+            # listing would say the store holds nothing.
+            if isinstance(exc, FileNotFoundError):
+                return
+            raise StoreError(f"cannot list {exc.filename}: {exc.strerror}") from exc
+
+        for dirpath, dirnames, filenames in os.walk(root, onerror=unreadable):
             if dirpath == root:
                 dirnames[:] = [d for d in dirnames if d not in (_META_DIR, _TMP_DIR)]
             rel_dir = os.path.relpath(dirpath, root)
