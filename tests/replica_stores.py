@@ -59,6 +59,30 @@ def three_directories(tmp_path: Path, database: str, **extra: Any) -> dict[str, 
     }
 
 
+def directory_and_far(
+    tmp_path: Path, database: str, server: S3Server, endpoint: str, **extra: Any
+) -> dict[str, Any]:
+    """A directory as the default store and `far`, a new bucket on `server` reached at
+    `endpoint` (a fault proxy in front of it, say); numcopies 2 unless `extra` says."""
+    (tmp_path / "main").mkdir(exist_ok=True)
+    return {
+        "store": (tmp_path / "main").as_uri(),
+        "database": database,
+        "local_root": str(tmp_path / "local"),
+        "stores": {
+            "far": {
+                "url": f"s3://{new_bucket(server)}/copies",
+                "s3_endpoint_url": endpoint,
+                "s3_access_key": server.access_key,
+                "s3_secret_key": server.secret_key,
+                "s3_region": server.region,
+            }
+        },
+        "numcopies": 2,
+        **extra,
+    }
+
+
 def bucket_of(url: str) -> str:
     return url[len("s3://") :].split("/", 1)[0]
 

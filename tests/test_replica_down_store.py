@@ -3,13 +3,13 @@ dead store costs one failed copy per worker, not one per version (src/repo/repli
 
 from __future__ import annotations
 
-import uuid
 from typing import TYPE_CHECKING
 
 import pytest
 
 from conftest import CliRun, write_config
 from harness.proxy import FaultProxy
+from replica_stores import directory_and_far
 from repo import Repo, replicate
 
 if TYPE_CHECKING:
@@ -23,28 +23,13 @@ pytestmark = pytest.mark.s3
 def test_a_store_that_stops_answering_is_given_up_for_the_run(
     tmp_path: Path, sqlite_url: str, moto_server: S3Server, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    bucket = moto_server.create_bucket(f"t-{uuid.uuid4().hex[:16]}")
-    (tmp_path / "main").mkdir()
     # One copy at a time, two to a batch: the first failure is seen before the rest.
     monkeypatch.setattr(replicate, "WORKERS", 1)
     monkeypatch.setattr(replicate, "BATCH_COPIES", 2)
     with FaultProxy(moto_server.endpoint_url) as proxy:
-        config = {
-            "store": (tmp_path / "main").as_uri(),
-            "database": sqlite_url,
-            "local_root": str(tmp_path / "local"),
-            "stores": {
-                "far": {
-                    "url": f"s3://{bucket}/copies",
-                    "s3_endpoint_url": proxy.endpoint_url,
-                    "s3_access_key": moto_server.access_key,
-                    "s3_secret_key": moto_server.secret_key,
-                    "s3_region": moto_server.region,
-                }
-            },
-            "numcopies": 2,
-            "s3_timeout_seconds": 1,
-        }
+        config = directory_and_far(
+            tmp_path, sqlite_url, moto_server, proxy.endpoint_url, s3_timeout_seconds=1
+        )
         names = [f"f{i}.txt" for i in range(6)]
         with Repo(config) as r:
             for name in names:

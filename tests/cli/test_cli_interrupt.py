@@ -16,6 +16,7 @@ import pytest
 import repo
 from conftest import write_config
 from harness.proxy import FaultProxy
+from replica_stores import directory_and_far
 from repo.cli import INTERRUPTED, interrupted_line
 from repo.cli.interrupts import FORCED, PATIENCE, WAITING
 
@@ -59,24 +60,8 @@ def test_each_command_says_what_ctrl_c_left() -> None:
 def test_ctrl_c_during_replicate_keeps_what_it_copied_and_a_rerun_finishes(
     tmp_path: Path, sqlite_url: str, moto_server: S3Server
 ) -> None:
-    bucket = moto_server.create_bucket(f"t-{uuid.uuid4().hex[:16]}")
-    (tmp_path / "main").mkdir()
     with FaultProxy(moto_server.endpoint_url) as proxy:
-        config = {
-            "store": (tmp_path / "main").as_uri(),
-            "database": sqlite_url,
-            "local_root": str(tmp_path / "local"),
-            "stores": {
-                "far": {
-                    "url": f"s3://{bucket}/copies",
-                    "s3_endpoint_url": proxy.endpoint_url,
-                    "s3_access_key": moto_server.access_key,
-                    "s3_secret_key": moto_server.secret_key,
-                    "s3_region": moto_server.region,
-                }
-            },
-            "numcopies": 2,
-        }
+        config = directory_and_far(tmp_path, sqlite_url, moto_server, proxy.endpoint_url)
         with repo.Repo(config) as r:
             for name in ("a.txt", "b.txt", "c.txt"):
                 r.add_file(name).touch(name.encode()).publish()
