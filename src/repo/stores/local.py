@@ -11,7 +11,8 @@ A put killed midway leaves its temp file in ``<root>/.repo-tmp/``; `clean_tempor
 
 What the store makes is its user's alone, whatever the umask (directories 0700, objects
 0400), unless its root is set-group-ID (``chmod 2770``): then its group shares what the
-root gives it. The cache, staging area and scratch files follow the same rules (below).
+root gives it. The cache, staging area and scratch files follow the same rules
+(`repo.stores.local_disk`).
 """
 
 from __future__ import annotations
@@ -23,7 +24,6 @@ import logging
 import os
 import stat
 import tempfile
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
@@ -39,6 +39,15 @@ from .base import (
     check_small,
     copy_hashing,
     hash_only,
+)
+from .local_disk import (
+    PRIVATE_DIRECTORY,
+    PRIVATE_FILE,
+    READ_ONLY_FILE,
+    Modes,
+    directory_problem,
+    file_problem,
+    make_directories,
 )
 
 if TYPE_CHECKING:
@@ -60,12 +69,6 @@ CHUNK = 1024 * 1024
 _META_DIR = ".repo-meta"
 _TMP_DIR = ".repo-tmp"
 
-#: Directories and files this library makes on a local disk: only their user's, whatever
-#: the umask (a second user of the host must not read another's copies).
-PRIVATE_DIRECTORY = 0o700
-PRIVATE_FILE = 0o600
-READ_ONLY_FILE = 0o400
-
 
 class LocalStore:
     """Objects as files under a root directory."""
@@ -77,7 +80,7 @@ class LocalStore:
         self.url = self.root.as_uri()
         self.bucket = str(self.root)
         self.key_prefix = ""
-        self._modes: _Modes | None = None
+        self._modes: Modes | None = None
 
     def __repr__(self) -> str:
         return f"LocalStore({self.url!r})"
@@ -92,12 +95,12 @@ class LocalStore:
     def _meta_path(self, key: str) -> str:
         return safe_join(self.root / _META_DIR, key + ".json")
 
-    def _ensure_root(self) -> _Modes:
+    def _ensure_root(self) -> Modes:
         """Make the store's directories where missing; the modes of what goes in it."""
         try:
             if self._modes is None:
                 make_directories(self.root)  # a root made here is private
-                self._modes = _Modes.under(os.stat(self.root).st_mode)
+                self._modes = Modes.under(os.stat(self.root).st_mode)
             make_directories(self.root / _TMP_DIR, self._modes.directory)
         except OSError as exc:
             raise StoreError(
@@ -175,7 +178,7 @@ class LocalStore:
                 os.unlink(tmp)
         return PutResult(key=key, md5=digest, size=size, etag=digest)
 
-    def _link_into_place(self, tmp: str, final: str, key: str, modes: _Modes) -> None:
+    def _link_into_place(self, tmp: str, final: str, key: str, modes: Modes) -> None:
         for _attempt in range(3):
             make_directories(os.path.dirname(final), modes.directory)
             try:
@@ -197,7 +200,7 @@ class LocalStore:
             return
         raise StoreError(f"could not create directories for {key!r}")
 
-    def _write_meta(self, key: str, doc: dict[str, object], modes: _Modes) -> None:
+    def _write_meta(self, key: str, doc: dict[str, object], modes: Modes) -> None:
         path = self._meta_path(key)
         make_directories(os.path.dirname(path), modes.directory)
         fd, tmp = tempfile.mkstemp(dir=self.root / _TMP_DIR, prefix="meta-")
@@ -342,65 +345,3 @@ def _fsync_dir(path: str) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
-
-
-# -- this host's disk: the modes of what this library makes, and whom it trusts ----------
-
-
-@dataclass(frozen=True, slots=True)
-class _Modes:
-    """The modes of a directory store's directories, objects and sidecars: the owner's
-    alone, but under a set-group-ID root also what the root gives its group."""
-
-    directory: int = PRIVATE_DIRECTORY
-    read_only: int = READ_ONLY_FILE
-    writable: int = PRIVATE_FILE
-
-    @classmethod
-    def under(cls, root_mode: int) -> _Modes:
-        group = root_mode & 0o070 if root_mode & stat.S_ISGID else 0
-        if not group:
-            return cls()
-        read = group & 0o040
-        return cls(PRIVATE_DIRECTORY | stat.S_ISGID | group, 0o400 | read, 0o600 | read)
-
-
-def make_directories(path: str | os.PathLike[str], mode: int = PRIVATE_DIRECTORY) -> None:
-    """Make the directory `path`, and any missing parents, with exactly `mode` (not what
-    the umask leaves of it); directories already there are left as they are."""
-    path = os.fspath(path)
-    try:
-        os.mkdir(path, PRIVATE_DIRECTORY)  # never wider than `mode`, even for a moment
-    except FileNotFoundError:
-        parent = os.path.dirname(path)
-        if not parent or parent == path:
-            raise
-        make_directories(parent, mode)
-        make_directories(path, mode)
-        return
-    except FileExistsError:
-        if os.path.isdir(path):
-            return  # there already, or made meanwhile by another thread or process
-        raise
-    os.chmod(path, mode)  # exactly: the umask may have taken bits off
-
-
-def directory_problem(st: os.stat_result) -> str | None:
-    """What is wrong with a directory (its ``lstat``) that only we should be able to
-    change; None if nothing."""
-    if not stat.S_ISDIR(st.st_mode):
-        return "is a symbolic link" if stat.S_ISLNK(st.st_mode) else "is not a directory"
-    if st.st_uid != os.geteuid():
-        return f"belongs to another user (uid {st.st_uid})"
-    if st.st_mode & 0o022:
-        return f"may be written by other users (mode {stat.S_IMODE(st.st_mode):o})"
-    return None
-
-
-def file_problem(st: os.stat_result) -> str | None:
-    """What is wrong with a file (its ``lstat``) that only we should have made."""
-    if not stat.S_ISREG(st.st_mode):
-        return "is a symbolic link" if stat.S_ISLNK(st.st_mode) else "is not a regular file"
-    if st.st_uid != os.geteuid():
-        return f"belongs to another user (uid {st.st_uid})"
-    return None
