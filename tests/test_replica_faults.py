@@ -198,6 +198,25 @@ def test_a_copy_marked_lost_by_one_bad_answer_is_kept_by_replicate_after_a_read_
     assert _keys(moto_server, stores["store"], "data/") == before  # the same object, kept
 
 
+def test_recover_counts_again_a_copy_marked_lost_whose_object_is_whole(
+    stores: dict[str, Any], moto_proxy: FaultProxy, moto_server: S3Server, tmp_path: Path
+) -> None:
+    ids = _publish(stores)
+    moto_proxy.corrupt_response_bodies(method="GET", path=DATA, count=1)
+    with Repo(_host(stores, tmp_path, "reader", s3_endpoint_url=moto_proxy.endpoint_url)) as r:
+        assert r.current("a.txt").read_bytes() == CONTENTS["a.txt"]
+    before = _keys(moto_server, stores["store"], "data/")
+    cli = _cli(tmp_path, stores, "recover")
+    dry = json.loads(cli("recover", "--dry-run", "--json").stdout)
+    assert [(f["id"], f["store"]) for f in dry["from_stores"]] == [(ids["a.txt"], "main")]
+    done = cli("recover", "--json")
+    assert done.exit_code == 0, done.output
+    assert [f["path"] for f in json.loads(done.stdout)["from_stores"]] == ["a.txt"]
+    with Repo(stores) as r:
+        assert _states(r, ids)["a.txt"] == [("main", "verified"), ("second", "verified")]
+    assert _keys(moto_server, stores["store"], "data/") == before  # the same object, kept
+
+
 def test_fetch_downloads_a_cached_copy_found_damaged_again_from_another_store(
     stores: dict[str, Any], moto_proxy: FaultProxy, tmp_path: Path
 ) -> None:

@@ -132,7 +132,7 @@ def test_verify_json_lists_the_copies_of_several_stores(
     ]
 
 
-def test_recover_command_lists_the_copies_it_rewrote_from_other_stores(
+def test_recover_command_lists_the_copies_it_repaired_from_other_stores(
     stores: dict[str, Any], rclone_server: S3Server, tmp_path: Path
 ) -> None:
     run = CliRun(write_config(tmp_path / "cfg.json", stores), tmp_path)
@@ -148,9 +148,9 @@ def test_recover_command_lists_the_copies_it_rewrote_from_other_stores(
     assert done.stdout == (
         "checked 3 files in the store (shallow): 0 missing, 0 corrupt\n"
         "copies: 6 checked, 1 missing, 0 corrupt\n"
-        "rewrote 1 copy from good copies in other stores:\n"
-        "ID  PATH   STORE\n"
-        f"{rec.file_id:<3} b.txt  second\n"
+        "repaired 1 copy from good copies in other stores:\n"
+        "ID  PATH   STORE   WAS\n"
+        f"{rec.file_id:<3} b.txt  second  not in the store\n"
     )
     assert _get(rclone_server, stores["stores"]["second"]["url"], key) == b"bravo!"
 

@@ -157,6 +157,7 @@ def _from_stores(session: Session, report: RecoverReport, *, deep: bool) -> set[
         for f in fs
     ]
     own_repaired: set[int] = set()
+    handled: set[tuple[int, str]] = set()
     for file_id, name, key, corrupt, reason in damaged:
         try:
             rec = session.catalog.get(file_id)
@@ -168,6 +169,7 @@ def _from_stores(session: Session, report: RecoverReport, *, deep: bool) -> set[
         name = name or session.stores.home_name(rec)
         if name is None or rec.purge_started_at is not None:
             continue
+        handled.add((file_id, name))
         store = session.stores.named(name)
         as_copy = rec._replace(key=key)
         if corrupt and not deep and check_object(store, as_copy, deep=True)[0] == "ok":
@@ -197,7 +199,41 @@ def _from_stores(session: Session, report: RecoverReport, *, deep: bool) -> set[
         report.from_stores.append(finding)
         if own:
             own_repaired.add(file_id)
+    _recorded_lost(session, report, handled)
     return own_repaired
+
+
+def _recorded_lost(session: Session, report: RecoverReport, handled: set[tuple[int, str]]) -> None:
+    """Copies recorded lost (by a read, or a verify before) that verify did not list:
+    each written again where its object is gone or wrong, or, where the object is whole
+    (an answer damaged on the way), checked by reading it back and counted again."""
+    from .verify_copies import CopyFinding
+
+    assert report.from_stores is not None  # noqa: S101 - several stores (for mypy)
+    after = 0
+    while page := session.catalog.lost_copies(after_id=after, limit=VERIFY_BATCH):
+        after = page[-1][0]
+        if len(page) == VERIFY_BATCH:  # the last version's rows may go on: next page
+            page = [row for row in page if row[0] != after] or page
+            after = page[-1][0]
+        for file_id, name, key in page:
+            if (file_id, name) in handled or name not in session.config.store_names:
+                continue
+            try:
+                rec = session.catalog.get(file_id)
+                rows = session.catalog.replicas_of([file_id]).get(file_id, [])
+            finally:
+                session.catalog.end_read()
+            finding = CopyFinding(file_id, rec.path, name, key, "recorded lost")
+            if not report.dry_run:
+                try:
+                    copy_one(session, rec, copy_sources(session, rec, rows), name)
+                except RepoError as exc:
+                    session.rollback()
+                    why = f"its copy in store {name}: {exc}"
+                    report.still_lost.append(LostFile(file_id, rec.path, key, why, ()))
+                    continue
+            report.from_stores.append(finding)
 
 
 def _recover_one(

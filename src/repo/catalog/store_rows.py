@@ -59,6 +59,26 @@ class StoreRowQueries(CatalogBase):
             found.setdefault(str(store), {})[str(state)] = (int(n), int(size))
         return found
 
+    def lost_copies(self, *, after_id: int, limit: int) -> list[tuple[int, str, str]]:
+        """Copies recorded ``lost`` of uploaded versions GC has not claimed, as (file id,
+        store, key), in file id order after `after_id` (for `repo recover`)."""
+        query = (
+            select(replicas.c.file_id, replicas.c.store, replicas.c.key)
+            .join(files, files.c.file_id == replicas.c.file_id)
+            .where(
+                replicas.c.state == "lost",
+                replicas.c.file_id > after_id,
+                files.c.md5.is_not(None),
+                files.c.purge_started_at.is_(None),
+            )
+            .order_by(replicas.c.file_id, replicas.c.store)
+            .limit(limit)
+        )
+        with translate_errors("listing copies recorded lost"):
+            rows = self.db.conn.execute(query).all()
+            self.end_read()
+        return [(int(f), str(s), str(k)) for f, s, k in rows]
+
     def forget_store(self, store: str) -> int:
         """Delete every ``replicas`` row naming `store` (journaled with each version);
         returns how many. The caller has checked that no configured store has the name."""

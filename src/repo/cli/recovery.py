@@ -337,13 +337,13 @@ def _echo_recover(rep: RecoverReport) -> None:
         c = found.copies
         echo(f"copies: {c.checked} checked, {len(c.missing)} missing, {len(c.corrupt)} corrupt")
     if rep.from_stores:
-        verb = "would rewrite" if rep.dry_run else "rewrote"
+        verb = "would repair" if rep.dry_run else "repaired"
         many = "copy" if len(rep.from_stores) == 1 else "copies"
         echo(f"{verb} {len(rep.from_stores)} {many} from good copies in other stores:")
         echo(
             table(
-                ["ID", "PATH", "STORE"],
-                [[f.file_id, f.path, f.store] for f in rep.from_stores],
+                ["ID", "PATH", "STORE", "WAS"],
+                [[f.file_id, f.path, f.store, f.reason] for f in rep.from_stores],
             )
         )
     verb = "would recover" if rep.dry_run else "recovered"
