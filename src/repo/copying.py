@@ -3,6 +3,7 @@
 (md5 of the source) and at the destination, then recorded verified. `repo replicate`
 makes missing copies with `write_copy` (the bytes only: safe in worker threads; it
 claims and records in batches), `repo recover` repairs damaged ones with `copy_one`.
+Sources found missing or corrupt on the way are recorded lost (`failover.note_lost`).
 Between two buckets of one S3 server the server copies (`stores.base.ServerCopy`)."""
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from .errors import (
     UntrustedDataError,
     VerificationError,
 )
+from .failover import note_lost
 from .integrity import READ_BACK, check_download
 from .stores.base import SMALL_OBJECT_MAX, hash_only, server_copy
 from .transfers import copy_metadata, put_copy
@@ -40,7 +42,6 @@ __all__ = [
     "copy_backups",
     "copy_one",
     "copy_sources",
-    "record_lost",
     "write_copy",
 ]
 
@@ -92,7 +93,7 @@ def copy_one(session: Session, rec: FileRecord, sources: list[CopySource], name:
     try:
         with_what = write_copy(store, rec, sources, key, scratch=session.scratch_dir(), lost=lost)
     finally:
-        record_lost(session, lost)
+        note_lost(session, lost)
     if not catalog.replica_verified(
         rec.file_id,
         name,
@@ -108,20 +109,6 @@ def copy_one(session: Session, rec: FileRecord, sources: list[CopySource], name:
         raise ConflictError(f"file {rec.file_id} was purged meanwhile; its new copy deleted")
     session.commit()
     logger.info("file %s (%s): copied to store %s at %s", rec.file_id, rec.path, name, key)
-
-
-def record_lost(session: Session, lost: list[LostCopy]) -> None:
-    """Record (and commit) the sources a copy found missing or corrupt: they no longer
-    count, nor are read. Advisory: a failure is logged, and `repo verify` finds them."""
-    if not lost:
-        return
-    try:
-        for file_id, name, key in sorted(set(lost)):
-            session.catalog.replica_lost(file_id, name, key, when=datetime.now(UTC))
-        session.commit()
-    except RepoError as exc:
-        session.rollback()
-        logger.warning("could not record %d lost copies: %s", len(set(lost)), exc)
 
 
 def write_copy(

@@ -23,8 +23,9 @@ from typing import TYPE_CHECKING, Any
 
 from .backup_place import place_in
 from .catalog.replica_batches import CopyClaim, CopyVerified
-from .copying import CopySource, copy_backups, copy_sources, record_lost, write_copy
+from .copying import CopySource, copy_backups, copy_sources, write_copy
 from .errors import NotFoundError, RepoError, StoreError
+from .failover import note_lost
 from .progress import Tally
 from .transfers import DEFAULT_WORKERS
 
@@ -342,7 +343,7 @@ def _record(session: Session, batch: _Batch, report: ReplicateReport) -> None:
     for c, exc in batch.failed:
         logger.info("file %s: no copy in store %s: %s", c.rec.file_id, c.store, exc)
         report.still_under[c.rec.file_id] = f"store {c.store}: {exc}"
-    record_lost(session, batch.lost)
+    note_lost(session, batch.lost)
     _record_made(session, batch.made, report)
 
 
