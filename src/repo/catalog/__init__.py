@@ -11,9 +11,9 @@
   verified copy; the hosts and what their caches hold.
 * adding many versions at once (`Repo.add_tree`) -> `bulk` (`BulkQueries`).
 * garbage collection -> `purge` (`PurgeQueries`): what may go, claims, forgetting rows.
-* copies in the repository's other stores -> `replicas` (`ReplicaQueries`): claiming,
-  verifying, losing and forgetting copies; the versions replication walks. Claims and
-  verifications of many copies in one transaction -> `replica_batches`
+* copies in the repository's other stores -> `replicas` (`ReplicaQueries`): reading,
+  losing, dropping and forgetting copies; the versions replication walks. Claims and
+  verifications of copies, one or many in one transaction -> `replica_batches`
   (`ReplicaBatchQueries`).
 * what each store holds, and forgetting a retired store -> `store_rows` (`StoreRowQueries`).
 * archival storage classes -> `archiving` (`ArchiveQueries`): recording a move.

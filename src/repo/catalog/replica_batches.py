@@ -1,7 +1,7 @@
-"""Claims and verifications of many copies at once, one transaction each (`repo replicate`).
+"""Claims and verifications of copies, many at once in one transaction each (`repo
+replicate`), or one (`claim_replica`, `replica_verified`: the same, for one copy).
 
-The one-copy forms are in `replicas`; these follow the same rules (docs/replicas.md): a
-claim locks the version's ``files`` row against garbage collection's claim and records
+The rules (docs/replicas.md): a claim locks the version's ``files`` row against garbage collection's claim and records
 the copy ``writing`` before a byte is sent; a verification counts only if the row still
 names the key written. A batch costs one commit and one journal object, not two per copy.
 """
@@ -45,6 +45,29 @@ class CopyVerified(NamedTuple):
 
 class ReplicaBatchQueries(CatalogBase):
     """`claim_replicas` and `replicas_verified`: `replicas`' claim and verification, batched."""
+
+    def claim_replica(self, file_id: int, store: str, key: str, *, when: datetime) -> bool:
+        """Record that a copy of `file_id` is about to be written to `key` in `store`
+        (``writing``), before a byte is sent: a process killed meanwhile leaves a row that
+        names the object. False, and nothing recorded, when the version is not uploaded,
+        is claimed by garbage collection, or is gone (`claim_replicas` of one)."""
+        return bool(self.claim_replicas([CopyClaim(file_id, store, key)], when=when))
+
+    def replica_verified(
+        self,
+        file_id: int,
+        store: str,
+        key: str,
+        *,
+        md5: str,
+        size: int,
+        verified_with: str,
+        when: datetime,
+    ) -> bool:
+        """Record that the copy at `key` in `store` was checked at the destination. False
+        when its row is gone or names another key (GC took the version meanwhile)."""
+        done = CopyVerified(file_id, store, key, md5, size, verified_with)
+        return self.replicas_verified([done], when=when)[0]
 
     def claim_replicas(
         self, claims: Sequence[CopyClaim], *, when: datetime

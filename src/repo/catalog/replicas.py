@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from sqlalchemy import and_, delete, select, update
+from sqlalchemy import and_, delete, select
 
 from ..errors import StateError, UntrustedDataError
 from .arrays import IN_BATCH
@@ -149,80 +149,6 @@ class ReplicaQueries(CatalogBase):
             found = records(self.db.conn.execute(query).all())
             self.end_read()
         return found
-
-    def claim_replica(self, file_id: int, store: str, key: str, *, when: datetime) -> bool:
-        """Record that a copy of `file_id` is about to be written to `key` in `store`
-        (state ``writing``), before a byte is sent: a process killed meanwhile leaves a
-        row that names the object. False, and nothing recorded, when the version is not
-        uploaded, is claimed by garbage collection, or is gone."""
-        with translate_errors(f"claiming a copy of file {file_id} in store {store!r}"):
-            conn = self.db.begin_write()
-            # Locks the version against a concurrent claim by GC (which skips locked rows).
-            live = conn.execute(
-                select(files.c.file_id)
-                .where(
-                    files.c.file_id == file_id,
-                    files.c.md5.is_not(None),
-                    files.c.purge_started_at.is_(None),
-                )
-                .with_for_update()
-            ).first()
-            if live is None:
-                return False
-            values: dict[str, Any] = {
-                "key": key,
-                "state": "writing",
-                "size": None,
-                "md5": None,
-                "verified_with": None,
-                "written_at": when,
-                "verified_at": None,
-                "lost_at": None,
-            }
-            ins = self._insert(replicas).values(file_id=file_id, store=store, **values)
-            conn.execute(
-                ins.on_conflict_do_update(
-                    index_elements=[replicas.c.file_id, replicas.c.store], set_=values
-                )
-            )
-        self._touched_files.add(file_id)
-        return True
-
-    def replica_verified(
-        self,
-        file_id: int,
-        store: str,
-        key: str,
-        *,
-        md5: str,
-        size: int,
-        verified_with: str,
-        when: datetime,
-    ) -> bool:
-        """Record that the copy at `key` in `store` was checked at the destination. False
-        when its row is gone or names another key (GC took the version meanwhile)."""
-        with translate_errors(f"recording a copy of file {file_id} in store {store!r}"):
-            conn = self.db.begin_write()
-            result = conn.execute(
-                update(replicas)
-                .where(
-                    replicas.c.file_id == file_id,
-                    replicas.c.store == store,
-                    replicas.c.key == key,
-                )
-                .values(
-                    state="verified",
-                    md5=md5,
-                    size=size,
-                    verified_with=verified_with,
-                    verified_at=when,
-                    lost_at=None,
-                )
-            )
-        if result.rowcount != 1:
-            return False
-        self._touched_files.add(file_id)
-        return True
 
     def replica_lost(self, file_id: int, store: str, key: str, *, when: datetime) -> None:
         """Record that the copy of `file_id` at `key` in `store` is missing or corrupt: it
