@@ -237,17 +237,13 @@ def _check_located(
         store = session.locate(rec)
     except UntrustedDataError as exc:
         return "corrupt", exc.message
-
-    def checked(store: Store, rec: FileRecord) -> tuple[Outcome, str]:
+    try:
         if deep and rec.storage_class is not None:
             return _check_archived(store, rec, include_archived=include_archived)
         return check_object(store, rec, deep=deep)
-
-    if not several:
-        return checked(store, rec)
-    try:
-        return checked(store, rec)
-    except StoreError as exc:  # `verify_copies.reachable`
+    except StoreError as exc:  # as `verify_copies.reachable` does for the other copies
+        if not several:
+            raise
         return "unreachable", exc.message
 
 
