@@ -3,7 +3,8 @@ replicate`), or one (`claim_replica`, `replica_verified`: the same, for one copy
 
 The rules (docs/replicas.md): a claim locks the version's ``files`` row against garbage
 collection's claim and records the copy ``writing`` before a byte is sent; a
-verification counts only if the row still names the key written. A batch costs one commit and one journal object, not two per copy.
+verification counts only if the row still names the key written. A batch costs one
+commit and one journal object, not two per copy.
 """
 
 from __future__ import annotations
