@@ -30,6 +30,7 @@ __all__ = [
     "make_key",
     "new_version_token",
     "validate_path",
+    "without_dot_slash",
 ]
 
 #: S3 limits keys to 1024 bytes of UTF-8.
@@ -63,6 +64,14 @@ def _ends_in_token(segment: str) -> bool:
         and segment[-TOKEN_LENGTH - 1] == "~"
         and all(ch in _TOKEN_ALPHABET for ch in tail.lower())
     )
+
+
+def without_dot_slash(name: str) -> str:
+    """`name` without a leading ``./`` (a shell habit: ``./notes.txt`` names notes.txt);
+    other "." segments are left for `validate_path` to refuse."""
+    while name.startswith("./"):
+        name = name[2:].lstrip("/")
+    return name
 
 
 def validate_path(path: object, *, key_prefix: str = "") -> str:
@@ -100,7 +109,10 @@ def validate_path(path: object, *, key_prefix: str = "") -> str:
         if segment == "":
             raise InvalidPathError(f"path {shown} has an empty segment ('//' or a trailing '/')")
         if segment in (".", ".."):
-            raise InvalidPathError(f"path {shown} has a '{segment}' segment")
+            raise InvalidPathError(
+                f"path {shown} has a '{segment}' segment",
+                hint="repository paths are plain names from the top, such as 'reports/a.csv'",
+            )
         if len(segment.encode("utf-8")) > MAX_SEGMENT_BYTES:
             raise InvalidPathError(
                 f"path {shown} has a segment longer than {MAX_SEGMENT_BYTES} bytes"

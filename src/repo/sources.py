@@ -17,6 +17,7 @@ import shlex
 from typing import TYPE_CHECKING
 
 from .errors import NotFoundError, UsageError
+from .paths import without_dot_slash
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
@@ -79,11 +80,7 @@ def pair_sources(
                 "--as and --prefix do not go together", hint="put the prefix into the --as name"
             )
         _check_local(args[0])
-        # `--as ./notes.txt`, a shell habit, names notes.txt; other "." segments are
-        # still refused where paths are checked.
-        while as_name.startswith("./"):
-            as_name = as_name[2:].lstrip("/")
-        return [(as_name, args[0])]
+        return [(without_dot_slash(as_name), args[0])]  # `--as ./notes.txt`: notes.txt
     if STDIN in args:
         raise UsageError(
             "- (standard input) needs a name", hint="some-job | repo add - --as logs/job.log"

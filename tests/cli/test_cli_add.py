@@ -99,6 +99,23 @@ def test_dot_slash_and_prefix_and_as(
     assert got["logs/job.log"] == b"from stdin\n"
 
 
+def test_a_dot_slash_path_argument_names_the_repository_path(
+    here: tuple[CliRun, Path],
+) -> None:
+    run, _ = here
+    run("add", "./daily.csv", "--publish")
+    shown = run("show", "./daily.csv")
+    assert (shown.exit_code, shown.stdout.splitlines()[0]) == (0, "daily.csv")
+    assert run("cat", "./daily.csv").stdout == "day,1\n"
+    # Other '.' segments are still refused, saying what a repository path looks like.
+    refused = run("cat", "docs/./daily.csv")
+    assert (refused.exit_code, refused.stderr) == (
+        1,
+        "Error: path 'docs/./daily.csv' has a '.' segment\n"
+        "Try: repository paths are plain names from the top, such as 'reports/a.csv'\n",
+    )
+
+
 def test_the_seeds_spelling_still_works_where_it_is_unambiguous(
     here: tuple[CliRun, Path], embedded_config: dict[str, str]
 ) -> None:

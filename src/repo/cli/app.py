@@ -12,6 +12,7 @@ import click
 
 from ..config import load_config
 from ..errors import UsageError
+from ..paths import without_dot_slash
 from .output import shown
 
 if TYPE_CHECKING:
@@ -88,12 +89,12 @@ pass_app = click.make_pass_decorator(App, ensure=True)
 
 def parse_ref(ref: str, *, as_path: bool = False) -> int | str:
     """A command's PATH|ID argument: all digits is a file id (unless `as_path`), anything
-    else a path."""
+    else a path (``./a.csv``, a shell habit, is a.csv)."""
     if not ref:
         raise UsageError("expected a file id or a path, got an empty string")
     if ref.isascii() and ref.isdigit() and not as_path:
         return int(ref)
-    return ref
+    return without_dot_slash(ref)
 
 
 def resolve(r: Repo, ref: str, *, which: str, as_path: bool = False) -> RepoFile:
