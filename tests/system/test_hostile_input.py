@@ -444,7 +444,11 @@ def test_cli_round_trips_injection_strings(sqlite_cli: tuple[CliRun, Target]) ->
 @pytest.mark.parametrize(
     ("argv", "stderr"),
     [
-        (["add", "../escape", "SRC"], "Error: path '../escape' has a '..' segment\n"),
+        (
+            ["add", "../escape", "SRC"],
+            "Error: path '../escape' has a '..' segment\n"
+            "Try: repository paths are plain names from the top, such as 'reports/a.csv'\n",
+        ),
         (
             # No local file: the seed's spelling, repository path first, which is absolute.
             # (`repo add /etc/passwd SRC` adds two local files, as `cp` would read them.)
